@@ -1,0 +1,198 @@
+"""The exception tree, and the one place where third-party errors are translated into it.
+
+    MirrorError                      every error this package raises
+    ├── TransientError               retrying later may succeed (each retry resumes the .part)
+    │   ├── ConnectTimeout           TCP connect + login took longer than Timeouts.connect
+    │   ├── TransferStalled          no byte arrived for Timeouts.stall seconds
+    │   ├── TruncatedTransfer        the stream ended before the remote size (even after a 226)
+    │   ├── ConnectionLost           resets, drops, EOF on the control or data connection
+    │   ├── ProtocolError            a reply we could not parse
+    │   ├── ServerBusy               a 4xx reply (421, 425, 426, 450, 451, 452)
+    │   │   └── TooManyConnections   421 at greeting, or 530 "too many" after login
+    │   └── ChecksumMismatch         the bytes do not hash to the expected MD5 (refetched from 0)
+    ├── PermanentError               that file fails at once, never retried
+    │   ├── RemoteFileError          a 5xx reply about the file (550, 553, ...)
+    │   ├── FileDeadlineExceeded     the optional whole-file deadline ran out
+    │   └── LocalFileError           writing the local copy failed (disk full, permissions)
+    └── FatalError                   the whole run stops
+        ├── LoginRefused             530 for credentials (not "too many connections")
+        └── ServerUnreachable        the first connection of a run failed (DNS, refused, timeout)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+from collections.abc import Iterator
+from typing import Literal
+
+import aioftp
+
+__all__ = [
+    "ChecksumMismatch",
+    "ConnectTimeout",
+    "ConnectionLost",
+    "FatalError",
+    "FileDeadlineExceeded",
+    "LocalFileError",
+    "LoginRefused",
+    "MirrorError",
+    "PermanentError",
+    "ProtocolError",
+    "RemoteFileError",
+    "ServerBusy",
+    "ServerUnreachable",
+    "TooManyConnections",
+    "TransferStalled",
+    "TransientError",
+    "TruncatedTransfer",
+]
+
+
+class MirrorError(Exception):
+    """Base of every error raised by pubmed_mirror.
+
+    `path` names the remote file (or directory) concerned, `reply` quotes the server's reply
+    when there was one; both appear in `str(error)`.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, reply: str | None = None):
+        self.message = message
+        self.path = path
+        self.reply = reply
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        if self.reply:
+            text += f" (server said: {self.reply!r})"
+        return text
+
+
+class TransientError(MirrorError):
+    """Retrying later may succeed: 4xx replies, resets, stalls, truncated transfers."""
+
+
+class ConnectTimeout(TransientError):
+    """TCP connect plus login did not finish within the connect timeout."""
+
+
+class TransferStalled(TransientError):
+    """No byte was received for the stall timeout."""
+
+
+class TruncatedTransfer(TransientError):
+    """The data stream ended before the remote size was reached."""
+
+
+class ConnectionLost(TransientError):
+    """The control or data connection was reset or closed."""
+
+
+class ProtocolError(TransientError):
+    """The server sent something we could not parse."""
+
+
+class ServerBusy(TransientError):
+    """The server answered with a transient (4xx) reply."""
+
+
+class TooManyConnections(ServerBusy):
+    """The server refused a connection for being over its per-client limit."""
+
+
+class ChecksumMismatch(TransientError):
+    """The downloaded bytes do not match the expected MD5; the copy is discarded."""
+
+
+class PermanentError(MirrorError):
+    """This file cannot be fetched; retrying will not help."""
+
+
+class RemoteFileError(PermanentError):
+    """The server answered a request about the file with a permanent (5xx) reply."""
+
+
+class FileDeadlineExceeded(PermanentError):
+    """The whole-file deadline passed before the file was complete."""
+
+
+class LocalFileError(PermanentError):
+    """Writing the local copy failed (disk full, permission denied, ...)."""
+
+
+class FatalError(MirrorError):
+    """The run cannot go on at all."""
+
+
+class LoginRefused(FatalError):
+    """The server refused the credentials."""
+
+
+class ServerUnreachable(FatalError):
+    """The server could not be reached at the start of a run."""
+
+
+Phase = Literal["connect", "login", "list", "stat", "retr", "transfer", "finish", "quit"]
+
+# proftpd: "530 Sorry, the maximum number of clients (2) from your host are already connected."
+# pyftpdlib/pure-ftpd/vsftpd: "421 Too many connections", "421 There are too many connections..."
+_TOO_MANY = re.compile(r"too many|maximum number|max.*(clients|connections)|limit", re.IGNORECASE)
+
+
+def _reply_text(exc: aioftp.StatusCodeError) -> tuple[str, str]:
+    code = str(exc.received_codes[-1]) if exc.received_codes else "???"
+    lines = [line.strip() for line in exc.info if line and line.strip()]
+    return code, f"{code} {' '.join(lines)}".strip()
+
+
+def classify_reply(
+    exc: aioftp.StatusCodeError, *, phase: Phase, path: str | None
+) -> MirrorError:
+    """Turn an FTP reply that was not the expected one into the matching MirrorError."""
+    code, reply = _reply_text(exc)
+    too_many = bool(_TOO_MANY.search(reply))
+    if code == "421" and phase in ("connect", "login"):
+        return TooManyConnections("connection refused by the server", path=path, reply=reply)
+    if code == "530" and phase in ("connect", "login"):
+        if too_many:
+            return TooManyConnections("login refused: too many connections", path=path, reply=reply)
+        return LoginRefused("login refused", path=path, reply=reply)
+    if code.startswith("4"):
+        return ServerBusy(f"transient reply during {phase}", path=path, reply=reply)
+    if code.startswith("5"):
+        return RemoteFileError(f"permanent reply during {phase}", path=path, reply=reply)
+    return ProtocolError(f"unexpected reply during {phase}", path=path, reply=reply)
+
+
+@contextlib.contextmanager
+def map_ftp_errors(*, phase: Phase, path: str | None) -> Iterator[None]:
+    """Translate aioftp, socket and timeout errors into the project's tree (the only such place)."""
+    try:
+        yield
+    except MirrorError:
+        raise
+    except aioftp.StatusCodeError as exc:
+        raise classify_reply(exc, phase=phase, path=path) from exc
+    except TimeoutError as exc:
+        if phase in ("connect", "login"):
+            raise ConnectTimeout("connect timed out", path=path) from exc
+        raise TransferStalled(f"no reply or data during {phase}", path=path) from exc
+    except socket.gaierror as exc:
+        raise ServerUnreachable(f"cannot resolve host: {exc.strerror}", path=path) from exc
+    except (ConnectionError, EOFError, asyncio.IncompleteReadError) as exc:
+        detail = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+        raise ConnectionLost(f"connection lost during {phase} ({detail})", path=path) from exc
+    except OSError as exc:
+        raise ConnectionLost(f"network error during {phase}: {exc}", path=path) from exc
+    except (ValueError, IndexError, UnicodeDecodeError, aioftp.AIOFTPException) as exc:
+        raise ProtocolError(f"bad server response during {phase}: {exc!r}", path=path) from exc
+
+
+def describe(error: BaseException) -> str:
+    """One line for a log or a report."""
+    if isinstance(error, MirrorError):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -1,0 +1,90 @@
+"""Typed events: how the library reports what it does. It never prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Event",
+    "FileDone",
+    "FileFailed",
+    "FileProgress",
+    "FileQueued",
+    "FileRetrying",
+    "FileSkipped",
+    "FileStarted",
+    "ListingDone",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ListingDone:
+    """The remote directory was listed: `files` selected, `total_bytes` to consider."""
+
+    files: int
+    total_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileQueued:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileSkipped:
+    """Already present locally with the remote size and mtime."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileStarted:
+    """An attempt began; `offset` bytes were already in NAME.part."""
+
+    name: str
+    size: int
+    offset: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileProgress:
+    """`delta` bytes just arrived; `received` is NAME.part's length now."""
+
+    name: str
+    delta: int
+    received: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRetrying:
+    name: str
+    attempt: int  # the attempt that failed (1-based)
+    delay: float  # seconds until the next attempt
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileDone:
+    name: str
+    size: int
+    received: int  # bytes received over all attempts of this run
+    resumed_from: int  # bytes the first attempt found in NAME.part
+    attempts: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailed:
+    name: str
+    reason: str
+    attempts: int
+
+
+Event = (
+    ListingDone | FileQueued | FileSkipped | FileStarted | FileProgress | FileRetrying
+    | FileDone | FileFailed
+)

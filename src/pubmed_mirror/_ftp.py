@@ -1,0 +1,264 @@
+"""The FTP transport: everything aioftp-specific sits here."""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aioftp
+import anyio
+
+from ._errors import (
+    Phase,
+    ProtocolError,
+    RemoteFileError,
+    map_ftp_errors,
+)
+from ._ratelimit import TokenBucket
+from ._transport import EntryKind, RemoteEntry
+
+__all__ = ["FtpSession", "FtpTransport", "parse_mlsx_time"]
+
+_Entries = list[RemoteEntry]  # FtpSession.list shadows the builtin inside the class
+
+log = logging.getLogger("pubmed_mirror")
+
+_READER_LIMIT = 4 << 20  # StreamReader pauses the socket at 2x this; 64 KiB default thrashes
+_CLOSE_TIMEOUT = 2.0
+_LIST_CHUNK = 1 << 20
+
+
+def parse_mlsx_time(value: str) -> float | None:
+    """'YYYYMMDDHHMMSS[.fff]' (UTC, RFC 3659) -> POSIX seconds, None when malformed."""
+    whole, _, fraction = value.partition(".")
+    try:
+        stamp = datetime.strptime(whole, "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    seconds = float(calendar.timegm(stamp.timetuple()))
+    if fraction.isdigit():
+        seconds += float("0." + fraction)
+    return seconds
+
+
+class _Client(aioftp.Client):
+    """aioftp's client, with every command sent charged to the shared command bucket."""
+
+    def __init__(self, *, command_bucket: TokenBucket | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._command_bucket = command_bucket
+
+    async def command(self, command: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        if command and self._command_bucket is not None:
+            await self._command_bucket.acquire(1)
+        return await super().command(command, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float, *, phase: Phase, path: str | None) -> Any:
+    """Fail with the phase's timeout error when the block takes longer than `seconds`."""
+    with map_ftp_errors(phase=phase, path=path), anyio.fail_after(seconds):
+        yield
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FtpTransport:
+    """Opens logged-in FTP sessions to one server."""
+
+    host: str
+    port: int = 21
+    user: str = "anonymous"
+    password: str = "anonymous@"
+    connect_timeout: float = 30.0
+    stall_timeout: float = 60.0
+    command_bucket: TokenBucket | None = None
+
+    def __repr__(self) -> str:  # never show the password
+        return f"FtpTransport({self.user}@{self.host}:{self.port})"
+
+    async def connect(self) -> FtpSession:
+        client = _Client(
+            command_bucket=self.command_bucket,
+            socket_timeout=self.stall_timeout,
+            connection_timeout=self.connect_timeout,
+            limit=_READER_LIMIT,
+        )
+        try:
+            with _deadline(self.connect_timeout, phase="connect", path=None):
+                await client.connect(self.host, self.port)
+                with map_ftp_errors(phase="login", path=None):
+                    await client.login(self.user, self.password)
+        except BaseException:
+            client.close()
+            raise
+        return FtpSession(client, stall_timeout=self.stall_timeout)
+
+
+class FtpReadStream:
+    """The data connection of one RETR."""
+
+    def __init__(self, session: FtpSession, path: str, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self._session = session
+        self._path = path
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int) -> bytes:
+        with map_ftp_errors(phase="transfer", path=self._path):
+            return await self._reader.read(max_bytes)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def finish(self) -> None:
+        self.close()
+        with _deadline(self._session.stall_timeout, phase="finish", path=self._path):
+            await self._session.client.command(None, "2xx", "1xx")
+
+
+class FtpSession:
+    """One logged-in aioftp client. After any error mid-command it is out of sync: discard it."""
+
+    def __init__(self, client: _Client, *, stall_timeout: float) -> None:
+        self.client = client
+        self.stall_timeout = stall_timeout
+        self.healthy = True
+        self._mlsd = True
+
+    def __repr__(self) -> str:
+        return f"<FtpSession {'healthy' if self.healthy else 'broken'}>"
+
+    async def _open_data(self, command: str, *, phase: Phase, path: str, offset: int = 0
+                         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a passive data connection and send `command` on it; never leak the socket."""
+        with _deadline(self.stall_timeout, phase=phase, path=path):
+            reader, writer = await self.client.get_passive_connection("I")
+        try:
+            with _deadline(self.stall_timeout, phase=phase, path=path):
+                if offset:
+                    await self.client.command(f"REST {offset}", "350")
+                await self.client.command(command, "1xx")
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
+
+    @contextlib.asynccontextmanager
+    async def open_read(self, path: str, offset: int) -> AsyncIterator[FtpReadStream]:
+        self.healthy = False  # until the transfer's final reply has been read
+        reader, writer = await self._open_data(f"RETR {path}", phase="retr", path=path,
+                                               offset=offset)
+        stream = FtpReadStream(self, path, reader, writer)
+        try:
+            yield stream
+        finally:
+            stream.close()
+        self.healthy = True
+
+    async def list(self, path: str) -> _Entries:
+        self.healthy = False
+        if self._mlsd:
+            try:
+                lines = await self._list_lines(f"MLSD {path}".strip(), path)
+                entries = [_mlsd_entry(self.client, line) for line in lines]
+                self.healthy = True
+                return [e for e in entries if e is not None]
+            except RemoteFileError as exc:
+                if not (exc.reply or "").startswith("50"):  # 500-504: MLSD not understood
+                    raise
+                self._mlsd = False
+        lines = await self._list_lines(f"LIST {path}".strip(), path)
+        entries = [_list_entry(self.client, line) for line in lines]
+        self.healthy = True
+        return [e for e in entries if e is not None]
+
+    async def _list_lines(self, command: str, path: str) -> tuple[bytes, ...]:
+        reader, writer = await self._open_data(command, phase="list", path=path)
+        data = bytearray()
+        try:
+            while True:
+                with _deadline(self.stall_timeout, phase="list", path=path):
+                    chunk = await reader.read(_LIST_CHUNK)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            writer.close()
+        with _deadline(self.stall_timeout, phase="list", path=path):
+            await self.client.command(None, "2xx", "1xx")
+        return tuple(line for line in bytes(data).splitlines() if line.strip())
+
+    async def stat(self, path: str) -> RemoteEntry:
+        self.healthy = False
+        with _deadline(self.stall_timeout, phase="stat", path=path):
+            _, size_info = await self.client.command(f"SIZE {path}", "213")
+            _, mdtm_info = await self.client.command(f"MDTM {path}", "213")
+        self.healthy = True
+        try:
+            size = int(size_info[-1].strip())
+        except ValueError as exc:
+            raise ProtocolError("bad SIZE reply", path=path, reply=str(size_info)) from exc
+        return RemoteEntry(path.rsplit("/", 1)[-1], size, parse_mlsx_time(mdtm_info[-1].strip()))
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+            if self.healthy:
+                with contextlib.suppress(Exception):
+                    await self.client.command("QUIT", "2xx")
+        self.client.close()
+
+
+def _kind(value: str) -> EntryKind:
+    value = value.lower()
+    if value == "file":
+        return "file"
+    if value in ("dir", "cdir", "pdir"):
+        return "dir"
+    if value.startswith("os.unix=slink") or value == "link":
+        return "link"
+    return "other"
+
+
+def _mlsd_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
+    try:
+        name, facts = client.parse_mlsx_line(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.warning("skipping unparsable MLSD line %r: %s", line[:200], exc)
+        return None
+    kind = _kind(facts.get("type", ""))
+    if str(name) in (".", "..") or kind == "dir" and facts.get("type", "") != "dir":
+        return None
+    size = facts.get("size")
+    return RemoteEntry(
+        str(name),
+        int(size) if size and size.isdigit() else None,
+        parse_mlsx_time(facts.get("modify", "")),
+        kind,
+    )
+
+
+def _list_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
+    try:
+        name, facts = client.parse_list_line(line)
+    except (ValueError, UnicodeDecodeError):
+        if not line.startswith(b"total"):
+            log.warning("skipping unparsable LIST line %r", line[:200])
+        return None
+    if str(name) in (".", ".."):
+        return None
+    kind: EntryKind = "link" if "link_dst" in facts else _kind(facts.get("type", ""))
+    size = facts.get("size")
+    return RemoteEntry(
+        str(name),
+        int(size) if size and str(size).isdigit() else None,
+        parse_mlsx_time(facts.get("modify", "")),
+        kind,
+    )
+

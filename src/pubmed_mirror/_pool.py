@@ -1,0 +1,193 @@
+"""A pool of logged-in sessions to one server, opened lazily and reused across files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import anyio
+
+from ._errors import ConnectionLost, ConnectTimeout, ServerUnreachable, TooManyConnections
+from ._transport import Session, Transport
+
+__all__ = ["PoolStats", "SessionPool"]
+
+log = logging.getLogger("pubmed_mirror")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    limit: int  # the current cap (lowered when the server refuses, raised slowly after)
+    max_size: int  # the configured cap
+    idle: int
+    active: int
+    opening: int
+    logins: int  # sessions opened successfully over the pool's life
+    refusals: int  # connections refused by the server for being over its limit
+    peak: int  # most sessions open at once
+
+
+class SessionPool:
+    """Up to `size` sessions; never more control connections than that, the listing included.
+
+    When the server refuses a connection for being over its limit, the pool lowers its own
+    cap to the number of sessions it holds, and raises it by one every `recover_after`
+    seconds without a refusal. The first connection of a pool failing outright means the
+    server cannot be reached: that is fatal (ServerUnreachable), not retried forever.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        size: int = 4,
+        recover_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if size < 1:
+            raise ValueError("size must be >= 1")
+        self._transport = transport
+        self._max = size
+        self._limit = size
+        self._recover_after = recover_after
+        self._clock = clock
+        self._idle: list[Session] = []
+        self._active = 0
+        self._opening = 0
+        self._logins = 0
+        self._refusals = 0
+        self._peak = 0
+        self._last_refusal = 0.0
+        self._changed = anyio.Event()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"<SessionPool {s.active} active, {s.idle} idle, {s.opening} opening, "
+                f"limit {s.limit}/{s.max_size}>")
+
+    @property
+    def stats(self) -> PoolStats:
+        return PoolStats(self._limit, self._max, len(self._idle), self._active, self._opening,
+                         self._logins, self._refusals, self._peak)
+
+    async def __aenter__(self) -> SessionPool:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for session in idle:
+            await session.aclose()
+        self._notify()
+
+    # Decisions: plain synchronous methods that say what to do.
+    def _live(self) -> int:
+        return len(self._idle) + self._active + self._opening
+
+    def _decide(self) -> Literal["reuse", "open", "wait"]:
+        if self._idle:
+            return "reuse"
+        self._maybe_recover()
+        return "open" if self._live() < self._limit else "wait"
+
+    def _maybe_recover(self) -> None:
+        if self._limit < self._max and self._clock() - self._last_refusal >= self._recover_after:
+            self._limit += 1
+            self._last_refusal = self._clock()
+            log.info("server limit: trying %d sessions again", self._limit)
+
+    def _on_refused(self) -> bool:
+        """Lower the cap to what we hold; return True when the caller should wait for a release."""
+        self._refusals += 1
+        self._last_refusal = self._clock()
+        held = self._live()
+        if held < self._limit:
+            log.info("server refused session %d: lowering the pool to %d", held + 1, max(1, held))
+            self._limit = max(1, held)
+        return held > 0
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    # I/O: thin async methods.
+    async def acquire(self) -> Session:
+        """A logged-in session: an idle one, a new one, or the next one released."""
+        while True:
+            if self._closed:
+                raise RuntimeError("the pool is closed")
+            decision = self._decide()
+            if decision == "reuse":
+                self._active += 1
+                return self._idle.pop()
+            if decision == "wait":
+                await self._changed.wait()
+                continue
+            session = await self._open()
+            if session is not None:
+                return session
+
+    async def _open(self) -> Session | None:
+        self._opening += 1
+        try:
+            session = await self._transport.connect()
+        except TooManyConnections:
+            self._opening -= 1
+            if self._on_refused():
+                return None  # wait for one of ours to come back
+            self._notify()
+            raise
+        except (ConnectionLost, ConnectTimeout) as exc:
+            self._opening -= 1
+            self._notify()
+            if self._logins == 0:
+                raise ServerUnreachable(f"cannot connect: {exc.message}") from exc
+            raise
+        except BaseException:
+            self._opening -= 1
+            self._notify()
+            raise
+        self._opening -= 1
+        self._active += 1
+        self._logins += 1
+        self._peak = max(self._peak, self._live())
+        return session
+
+    def release(self, session: Session) -> None:
+        """Give a healthy session back for reuse."""
+        self._active -= 1
+        if self._closed:
+            raise RuntimeError("release after close")  # pragma: no cover - programming error
+        self._idle.append(session)
+        self._notify()
+
+    async def discard(self, session: Session) -> None:
+        """Close a session that saw an error (its control connection may be out of sync)."""
+        self._active -= 1
+        self._notify()
+        await session.aclose()  # shielded and bounded by the session itself
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        """Borrow a session; it is discarded if the block raises (or is cancelled)."""
+        session = await self.acquire()
+        try:
+            yield session
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.discard(session)
+            raise
+        if session.healthy and not self._closed:
+            self.release(session)
+        else:
+            await self.discard(session)

@@ -1,0 +1,86 @@
+"""Where to mirror from: an FTP URL, with credentials that never come from the command line."""
+
+from __future__ import annotations
+
+import netrc
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["PASSWORD_ENV", "FtpSource"]
+
+PASSWORD_ENV = "PUBMED_MIRROR_PASSWORD"
+_ANONYMOUS = ("anonymous", "ftp")
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+$|^\[[0-9A-Fa-f:.]+\]$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FtpSource:
+    """An FTP directory. The password is never shown by repr() or str()."""
+
+    host: str
+    port: int = 21
+    path: str = "/"
+    user: str = "anonymous"
+    password: str = field(default="anonymous@", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.host or not _HOST.match(self.host):
+            raise ValueError(f"invalid host name {self.host!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"invalid port {self.port}")
+        if not self.path.startswith("/"):
+            raise ValueError(f"the remote path must be absolute, got {self.path!r}")
+        if any(c in self.path for c in "\r\n\0"):
+            raise ValueError("the remote path contains control characters")
+
+    def __str__(self) -> str:
+        user = "" if self.user in _ANONYMOUS else f"{self.user}@"
+        port = "" if self.port == 21 else f":{self.port}"
+        return f"ftp://{user}{self.host}{port}{self.path}"
+
+    def remote_path(self, name: str) -> str:
+        return f"{self.path.rstrip('/')}/{name}"
+
+    @classmethod
+    def parse(cls, url: str, *, netrc_file: str | os.PathLike[str] | None = None) -> FtpSource:
+        """Parse `ftp://[user@]host[:port]/dir/`; a password comes from $PUBMED_MIRROR_PASSWORD
+        or ~/.netrc, never from the URL (it would be visible in the process list)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port or 21
+        except ValueError as exc:
+            raise ValueError(f"malformed URL {url!r}: {exc}") from None
+        if parts.scheme.lower() != "ftp":
+            raise ValueError(f"unsupported URL {url!r}: expected ftp://host/dir/")
+        if parts.password is not None:
+            raise ValueError(
+                f"do not put a password in the URL; set {PASSWORD_ENV} or use ~/.netrc"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"malformed URL {url!r}: unexpected '?' or '#'")
+        host = parts.hostname or ""
+        user = unquote(parts.username) if parts.username else None
+        path = unquote(parts.path) or "/"
+        user, password = _credentials(host, user, netrc_file)
+        return cls(host=host, port=port, path=path, user=user, password=password)
+
+
+def _credentials(
+    host: str, user: str | None, netrc_file: str | os.PathLike[str] | None
+) -> tuple[str, str]:
+    """(user, password): the environment first, then ~/.netrc (like curl -n), else anonymous."""
+    if os.environ.get(PASSWORD_ENV):
+        return user or "anonymous", os.environ[PASSWORD_ENV]
+    path = Path(netrc_file) if netrc_file else Path.home() / ".netrc"
+    entry = None
+    if path.is_file():
+        try:
+            entry = netrc.netrc(path).authenticators(host)
+        except (netrc.NetrcParseError, OSError):
+            entry = None
+    if entry and entry[2] and (user is None or entry[0] == user):
+        return entry[0] or user or "anonymous", entry[2]
+    return user or "anonymous", "anonymous@"

@@ -1,0 +1,71 @@
+"""The transport boundary: what the pool, queue, retry and rate code need from a protocol.
+
+An FTP implementation lives in `_ftp.py`; an HTTPS one can be added beside it without touching
+anything that only speaks to these protocols.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+__all__ = ["ReadStream", "RemoteEntry", "Session", "Transport"]
+
+EntryKind = Literal["file", "dir", "link", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEntry:
+    """One entry of a remote directory. `mtime` is POSIX seconds (UTC); None when unknown."""
+
+    name: str
+    size: int | None
+    mtime: float | None
+    kind: EntryKind = "file"
+
+
+class ReadStream(Protocol):
+    """The bytes of one remote file from an offset on."""
+
+    async def read(self, max_bytes: int) -> bytes:
+        """Up to max_bytes; b"" at the end of the stream."""
+        ...
+
+    async def finish(self) -> None:
+        """Confirm with the server that the stream ended normally (FTP: the 226 reply)."""
+        ...
+
+
+class Session(Protocol):
+    """One logged-in connection. It does one thing at a time.
+
+    `healthy` is False while a command is in flight and after any error: such a session
+    must be closed, not reused.
+    """
+
+    healthy: bool
+
+    async def list(self, path: str) -> list[RemoteEntry]:
+        """The entries of a directory (without . and ..)."""
+        ...
+
+    async def stat(self, path: str) -> RemoteEntry:
+        """Size and modification time of one path."""
+        ...
+
+    def open_read(self, path: str, offset: int) -> AbstractAsyncContextManager[ReadStream]:
+        """A stream of path's bytes from offset on."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close: politely when healthy, abruptly otherwise; bounded; safe when cancelled."""
+        ...
+
+
+class Transport(Protocol):
+    """Opens sessions to one server."""
+
+    async def connect(self) -> Session:
+        """Connect and log in within the connect timeout."""
+        ...
