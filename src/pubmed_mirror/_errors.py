@@ -182,6 +182,8 @@ def map_ftp_errors(*, phase: Phase, path: str | None) -> Iterator[None]:
         raise TransferStalled(f"no reply or data during {phase}", path=path) from exc
     except socket.gaierror as exc:
         raise ServerUnreachable(f"cannot resolve host: {exc.strerror}", path=path) from exc
+    except ConnectionRefusedError as exc:
+        raise ConnectionLost(f"connection refused during {phase}", path=path) from exc
     except (ConnectionError, EOFError, asyncio.IncompleteReadError) as exc:
         detail = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
         raise ConnectionLost(f"connection lost during {phase} ({detail})", path=path) from exc

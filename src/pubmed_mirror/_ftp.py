@@ -80,7 +80,11 @@ class FtpTransport:
     command_bucket: TokenBucket | None = None
 
     def __repr__(self) -> str:  # never show the password
-        return f"FtpTransport({self.user}@{self.host}:{self.port})"
+        return f"FtpTransport({self.user}@{self.address})"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     async def connect(self) -> FtpSession:
         client = _Client(
@@ -90,9 +94,9 @@ class FtpTransport:
             limit=_READER_LIMIT,
         )
         try:
-            with _deadline(self.connect_timeout, phase="connect", path=None):
+            with _deadline(self.connect_timeout, phase="connect", path=self.address):
                 await client.connect(self.host, self.port)
-                with map_ftp_errors(phase="login", path=None):
+                with map_ftp_errors(phase="login", path=self.address):
                     await client.login(self.user, self.password)
         except BaseException:
             client.close()

@@ -151,7 +151,8 @@ class SessionPool:
             self._opening -= 1
             self._notify()
             if self._logins == 0:
-                raise ServerUnreachable(f"cannot connect: {exc.message}") from exc
+                raise ServerUnreachable(f"cannot reach the server: {exc.message}",
+                                        path=exc.path) from exc
             raise
         except BaseException:
             self._opening -= 1
