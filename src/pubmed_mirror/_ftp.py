@@ -21,6 +21,7 @@ from ._errors import (
     map_ftp_errors,
 )
 from ._ratelimit import TokenBucket
+from ._receiver import Receiver
 from ._transport import EntryKind, RemoteEntry
 
 __all__ = ["FtpSession", "FtpTransport", "parse_mlsx_time"]
@@ -105,21 +106,19 @@ class FtpTransport:
 
 
 class FtpReadStream:
-    """The data connection of one RETR."""
+    """The data connection of one RETR, received with one copy (see `_receiver`)."""
 
-    def __init__(self, session: FtpSession, path: str, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(self, session: FtpSession, path: str, receiver: Receiver) -> None:
         self._session = session
         self._path = path
-        self._reader = reader
-        self._writer = writer
+        self._receiver = receiver
 
-    async def read(self, max_bytes: int) -> bytes:
+    async def read(self) -> memoryview:
         with map_ftp_errors(phase="transfer", path=self._path):
-            return await self._reader.read(max_bytes)
+            return await self._receiver.read()
 
     def close(self) -> None:
-        self._writer.close()
+        self._receiver.close()
 
     async def finish(self) -> None:
         self.close()
@@ -154,12 +153,36 @@ class FtpSession:
             raise
         return reader, writer
 
+    async def _passive_address(self, path: str) -> tuple[str, int]:
+        """EPSV (PASV after a 5xx); the server's own address, never the one PASV names."""
+        client = self.client
+        await client.command("TYPE I", "200")
+        try:
+            _, info = await client.command("EPSV", "229")
+            _, port = client.parse_epsv_response(info[-1])
+        except aioftp.StatusCodeError as exc:
+            if not exc.received_codes[-1].matches("50x"):
+                raise
+            _, info = await client.command("PASV", "227")
+            _, port = client.parse_pasv_response(info[-1])
+        return client.server_host, port
+
     @contextlib.asynccontextmanager
     async def open_read(self, path: str, offset: int) -> AsyncIterator[FtpReadStream]:
         self.healthy = False  # until the transfer's final reply has been read
-        reader, writer = await self._open_data(f"RETR {path}", phase="retr", path=path,
-                                               offset=offset)
-        stream = FtpReadStream(self, path, reader, writer)
+        loop = asyncio.get_running_loop()
+        with _deadline(self.stall_timeout, phase="retr", path=path):
+            host, port = await self._passive_address(path)
+            _, receiver = await loop.create_connection(Receiver, host, port)
+        try:
+            with _deadline(self.stall_timeout, phase="retr", path=path):
+                if offset:
+                    await self.client.command(f"REST {offset}", "350")
+                await self.client.command(f"RETR {path}", "1xx")
+        except BaseException:
+            receiver.close()
+            raise
+        stream = FtpReadStream(self, path, receiver)
         try:
             yield stream
         finally:

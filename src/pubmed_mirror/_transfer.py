@@ -27,8 +27,6 @@ from ._transport import Session
 
 __all__ = ["RemoteFile", "TransferResult", "fetch_file", "part_path"]
 
-READ_SIZE = 1 << 20  # asyncio hands out at most 256 KiB per socket read; ask for more anyway
-WRITE_SIZE = 1 << 20  # aiofiles costs a thread hop per call: coalesce to >= 1 MiB
 _HASH_BLOCK = 4 << 20
 
 
@@ -168,17 +166,18 @@ async def _receive(
     bucket: TokenBucket | None,
     on_bytes: Callable[[int], None] | None,
 ) -> int:
-    """Stream into the part file; return the bytes received. Data read is never lost."""
-    read_size = READ_SIZE if bucket is None else max(1, min(READ_SIZE, int(bucket.burst)))
+    """Stream into the part file; return the bytes received. Data received is never lost.
+
+    Every chunk passes one place: it is counted, then the shared bucket is asked, then it is
+    written. The stream hands out coalesced chunks (>= 1 MiB on a fast link), one write each.
+    """
     received = 0
-    pending: list[bytes] = []
-    pending_size = 0
     with _local_errors(part):
-        f = await aiofiles.open(part, "ab")
+        f = await aiofiles.open(part, "ab", buffering=0)
     try:
         async with session.open_read(remote.path, offset) as stream:
             with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
-                while chunk := await stream.read(read_size):
+                while chunk := await stream.read():
                     size = len(chunk)
                     received += size
                     if on_bytes is not None:
@@ -186,31 +185,21 @@ async def _receive(
                     if bucket is not None:
                         stall.deadline = math.inf  # waiting for tokens is not a stall
                         await bucket.acquire(size)
-                    pending.append(chunk)
-                    pending_size += size
-                    if pending_size >= WRITE_SIZE:
-                        await _write(f, part, pending)
-                        pending, pending_size = [], 0
+                    await _write(f, part, chunk)
                     stall.deadline = anyio.current_time() + stall_timeout
             if stall.cancelled_caught:
                 raise TransferStalled(f"no data for {stall_timeout:g} s", path=remote.path)
-            await _write(f, part, pending)
-            pending = []
             await stream.finish()
     finally:
         with anyio.CancelScope(shield=True):
-            if pending:  # keep what arrived so the next attempt resumes after it
-                await _write(f, part, pending)
             await f.close()
     return received
 
 
-async def _write(f: aiofiles.threadpool.binary.AsyncBufferedIOBase, part: Path,
-                 chunks: list[bytes]) -> None:
-    # Shielded: a cancelled aiofiles call would go on writing in its thread behind our back.
-    if not chunks:
-        return
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+async def _write(f: aiofiles.threadpool.binary.AsyncFileIO, part: Path, chunk: memoryview) -> None:
+    """Write all of chunk. Shielded: a cancelled aiofiles call would go on in its thread behind
+    our back, and a chunk received is a chunk kept, so the next attempt resumes after it."""
     with anyio.CancelScope(shield=True), _local_errors(part):
-        await f.write(data)
-        await f.flush()
+        while chunk:
+            written = await f.write(chunk)
+            chunk = chunk[written:]

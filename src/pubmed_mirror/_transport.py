@@ -28,8 +28,11 @@ class RemoteEntry:
 class ReadStream(Protocol):
     """The bytes of one remote file from an offset on."""
 
-    async def read(self, max_bytes: int) -> bytes:
-        """Up to max_bytes; b"" at the end of the stream."""
+    async def read(self) -> memoryview:
+        """The bytes that arrived since the last call, coalesced (empty at the end).
+
+        The buffer is valid until the next call: write it before reading again.
+        """
         ...
 
     async def finish(self) -> None:

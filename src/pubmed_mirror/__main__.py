@@ -1,0 +1,7 @@
+"""python -m pubmed_mirror"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
