@@ -212,7 +212,7 @@ def check_writable(dest: Path) -> None:
 
 
 def _bytes_bucket(rate: int | None) -> TokenBucket | None:
-    # a quarter second's worth of burst, 16 KiB .. 1 MiB: enough to pass any chunk at once
+    # a quarter second's worth of burst (16 KiB .. 1 MiB); a larger chunk waits off its debt
     return None if rate is None else TokenBucket(rate, burst=min(1 << 20, max(16 << 10, rate / 4)))
 
 
