@@ -117,6 +117,9 @@ class FtpReadStream:
         with map_ftp_errors(phase="transfer", path=self._path):
             return await self._receiver.read()
 
+    def take_buffered(self) -> memoryview:
+        return self._receiver.take_buffered()
+
     def close(self) -> None:
         self._receiver.close()
 

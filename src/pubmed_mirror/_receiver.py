@@ -47,8 +47,8 @@ class Receiver(asyncio.BufferedProtocol):
         if self._filled >= len(self._filling) and self._transport is not None:
             self._transport.pause_reading()
             self._paused = True
-        if self._filled >= self._target:
-            self._wake()
+        if self._filled >= self._target or self._filled == nbytes:
+            self._wake()  # enough to hand over, or the first bytes: start lingering
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -100,6 +100,13 @@ class Receiver(asyncio.BufferedProtocol):
     def _linger_over(self) -> None:
         self._lingered = True
         self._wake()
+
+    def take_buffered(self) -> memoryview:
+        """What arrived but was not read yet, without waiting (to keep it when giving up)."""
+        out = memoryview(self._filling)[: self._filled]
+        self._filling, self._spare = self._spare, self._filling
+        self._filled = 0
+        return out
 
     def close(self) -> None:
         if self._transport is not None:

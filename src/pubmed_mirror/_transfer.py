@@ -176,24 +176,36 @@ async def _receive(
         f = await aiofiles.open(part, "ab", buffering=0)
     try:
         async with session.open_read(remote.path, offset) as stream:
-            with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
-                while chunk := await stream.read():
-                    size = len(chunk)
-                    received += size
-                    if on_bytes is not None:
-                        on_bytes(size)
-                    if bucket is not None:
-                        stall.deadline = math.inf  # waiting for tokens is not a stall
-                        await bucket.acquire(size)
-                    await _write(f, part, chunk)
-                    stall.deadline = anyio.current_time() + stall_timeout
-            if stall.cancelled_caught:
-                raise TransferStalled(f"no data for {stall_timeout:g} s", path=remote.path)
+            try:
+                with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
+                    while chunk := await stream.read():
+                        received += len(chunk)
+                        await _account(chunk, bucket, on_bytes, stall)
+                        await _write(f, part, chunk)
+                        stall.deadline = anyio.current_time() + stall_timeout
+                if stall.cancelled_caught:
+                    raise TransferStalled(f"no data for {stall_timeout:g} s", path=remote.path)
+            except BaseException:
+                # keep what arrived: the next attempt resumes after it
+                rest = stream.take_buffered()
+                received += len(rest)
+                await _write(f, part, rest)
+                raise
             await stream.finish()
     finally:
         with anyio.CancelScope(shield=True):
             await f.close()
     return received
+
+
+async def _account(chunk: memoryview, bucket: TokenBucket | None,
+                   on_bytes: Callable[[int], None] | None, stall: anyio.CancelScope) -> None:
+    """Count the chunk, then wait for the shared bucket's tokens (which is not a stall)."""
+    if on_bytes is not None:
+        on_bytes(len(chunk))
+    if bucket is not None:
+        stall.deadline = math.inf
+        await bucket.acquire(len(chunk))
 
 
 async def _write(f: aiofiles.threadpool.binary.AsyncFileIO, part: Path, chunk: memoryview) -> None:

@@ -35,6 +35,14 @@ class ReadStream(Protocol):
         """
         ...
 
+    def take_buffered(self) -> memoryview:
+        """Bytes that arrived but were not read yet, without waiting.
+
+        Called when a transfer is abandoned (cancelled, stalled, failed) so that every byte
+        received is kept and the next attempt resumes after it.
+        """
+        ...
+
     async def finish(self) -> None:
         """Confirm with the server that the stream ended normally (FTP: the 226 reply)."""
         ...

@@ -1,0 +1,133 @@
+"""The installed `pubmed-mirror` command, run as a subprocess against local servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_mirrored
+from pubmed_mirror.testing import Fault, FaultyFTPServer
+
+Tree = tuple[Path, dict[str, bytes]]
+BIG = "pubmed26n0006.xml.gz"
+
+
+def command() -> list[str]:
+    exe = shutil.which("pubmed-mirror")
+    return [exe] if exe else [sys.executable, "-m", "pubmed_mirror"]
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PUBMED_MIRROR_PASSWORD"}
+    return subprocess.run([*command(), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_mirror_command_happy_path(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
+    """Exit 0, a line per file, a summary, byte-identical files."""
+    result = run("mirror", ftpd.url, "--dest", str(dest), "--concurrency", "3")
+    assert result.returncode == 0, result.stderr
+    assert_mirrored(dest, tree[1])
+    lines = result.stdout.splitlines()
+    assert sorted(line.split()[1] for line in lines if line.startswith("done ")) == sorted(tree[1])
+    assert "summary" in result.stdout and "retries" in result.stdout
+
+
+def test_failed_file_exits_1_and_names_it(ftpd: FaultyFTPServer, dest: Path) -> None:
+    """A file refused with 550 makes the run exit 1, naming the file and the reply."""
+    ftpd.faults.add(BIG, Fault(kind="reply", reply="550 Access denied"))
+    result = run("mirror", ftpd.url, "--dest", str(dest), "--retries", "1")
+    assert result.returncode == 1
+    assert f"FAILED  {BIG}" in result.stdout and "550 Access denied" in result.stdout
+    assert not (dest / BIG).exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate-limit", "fast"], "invalid rate"),
+        (["--rate-limit", "0"], "invalid rate"),
+        (["--concurrency", "0"], "must be at least 1"),
+        (["--include", "[abc"], "unclosed '['"),
+        (["--exclude", "a/b"], "invalid glob"),
+        (["--stall-timeout", "-3"], "positive number of seconds"),
+        (["--max-files", "x"], "whole number"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_options_exit_2_before_network(dest: Path, args: list[str], message: str) -> None:
+    """Each malformed option is one clear error line and exit 2, with no connection made."""
+    with socket.socket() as listener:  # a server that would notice any connection
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        url = f"ftp://127.0.0.1:{listener.getsockname()[1]}/"
+        result = run("mirror", url, "--dest", str(dest), *args)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://example.org/x/", "ftp://u:p@h/x/", "ftp://h:0x/"])
+def test_bad_url_exits_2(dest: Path, url: str) -> None:
+    """A malformed or password-bearing URL is refused with exit 2."""
+    result = run("mirror", url, "--dest", str(dest))
+    assert result.returncode == 2 and "error" in result.stderr
+
+
+def test_unwritable_dest_exits_2(ftpd: FaultyFTPServer, tmp_path: Path) -> None:
+    """A DEST that cannot be created is refused before any connection."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("mirror", ftpd.url, "--dest", str(blocker / "sub"))
+    assert result.returncode == 2 and "not writable" in result.stderr
+    assert ftpd.stats.connections == 0
+
+
+def test_refused_port_exits_1_quickly(dest: Path) -> None:
+    """Nothing listening: one line naming the address, exit 1, no retry storm."""
+    port = free_port()
+    start = time.monotonic()
+    result = run("mirror", f"ftp://127.0.0.1:{port}/", "--dest", str(dest))
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr and "refused" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - start < 15
+
+
+def test_sigint_exits_130_and_keeps_parts(tree: Tree, dest: Path) -> None:
+    """SIGINT mid-transfer exits 130 within ~2 s, keeping .part files; a rerun completes."""
+    with FaultyFTPServer(tree[0], rate_per_connection=500_000) as server:
+        proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not any(p.name.endswith(".part") and p.stat().st_size > 0
+                      for p in (dest.iterdir() if dest.exists() else [])):
+            assert time.monotonic() < deadline, "no transfer started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        out, err = proc.communicate(timeout=10)
+        assert time.monotonic() - start < 3
+        assert proc.returncode == 130, err
+        assert any(p.name.endswith(".part") for p in dest.iterdir())
+        result = run("mirror", server.url, "--dest", str(dest))
+    assert result.returncode == 0
+    assert_mirrored(dest, tree[1])
+    assert "resumed at" in result.stdout

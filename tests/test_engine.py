@@ -1,0 +1,318 @@
+"""The download engine against real FTP servers on 127.0.0.1, with faults injected in the server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from conftest import CountingServer, assert_mirrored, make_tree, url_of
+from pubmed_mirror import (
+    ChecksumMismatch,
+    Event,
+    FileDone,
+    FileRetrying,
+    FtpTransport,
+    LoginRefused,
+    MirrorOptions,
+    RemoteFile,
+    RemoteFileError,
+    RetryPolicy,
+    SessionPool,
+    Timeouts,
+    fetch_file,
+    mirror,
+    mirror_events,
+)
+from pubmed_mirror.testing import Fault, FaultyFTPServer
+
+FAST_RETRY = RetryPolicy(attempts=4, base=0.05, cap=0.2)
+Tree = tuple[Path, dict[str, bytes]]
+
+
+def opts(**kwargs: object) -> MirrorOptions:
+    kwargs.setdefault("retry", FAST_RETRY)
+    kwargs.setdefault("timeouts", Timeouts(connect=5, stall=5))
+    return MirrorOptions(**kwargs)  # type: ignore[arg-type]
+
+
+# -- happy paths -------------------------------------------------------------------------------
+
+
+async def test_mirror_pyftpdlib_parallel_and_reused(ftpd: FaultyFTPServer, tree: Tree,
+                                                     dest: Path) -> None:
+    """All files arrive byte-identical over at most N sessions, one login per session."""
+    report = await mirror(ftpd.url, dest, opts(concurrency=3))
+    assert_mirrored(dest, tree[1])
+    assert len(report.done) == len(tree[1]) and report.ok
+    stats = ftpd.stats
+    assert stats.max_concurrent <= 3
+    assert stats.logins <= 3
+    # one RETR per non-empty file (an empty one needs none): nothing fetched twice
+    assert sum(stats.retr.values()) == len([d for d in tree[1].values() if d])
+
+
+async def test_mirror_aioftp_server(aioftpd: CountingServer, tree: Tree, dest: Path) -> None:
+    """aioftp's own server: byte-identical files, never more than N control connections."""
+    report = await mirror(url_of(aioftpd.server_port), dest, opts(concurrency=2))
+    assert_mirrored(dest, tree[1])
+    assert report.ok and aioftpd.peak <= 2 and aioftpd.total <= 2
+
+
+async def test_local_mtime_is_the_remote_one(ftpd: FaultyFTPServer, tree: Tree,
+                                             dest: Path) -> None:
+    """The final file carries the server's modification time."""
+    remote = tree[0] / "pubmed26n0001.xml.gz"
+    os.utime(remote, (1_700_000_000, 1_700_000_000))
+    await mirror(ftpd.url, dest, opts(include=("pubmed26n0001.xml.gz",)))
+    assert round((dest / "pubmed26n0001.xml.gz").stat().st_mtime) == 1_700_000_000
+
+
+async def test_second_run_transfers_nothing(ftpd: FaultyFTPServer, tree: Tree,
+                                            dest: Path) -> None:
+    """A rerun over an unchanged tree skips every file and sends no RETR."""
+    await mirror(ftpd.url, dest, opts())
+    before = sum(ftpd.stats.retr.values())
+    report = await mirror(ftpd.url, dest, opts())
+    assert len(report.skipped) == len(tree[1]) and report.bytes_received == 0
+    assert sum(ftpd.stats.retr.values()) == before
+
+
+async def test_changed_remote_file_is_fetched_again(ftpd: FaultyFTPServer, tree: Tree,
+                                                    dest: Path) -> None:
+    """A file whose remote size or mtime changed is fetched again."""
+    await mirror(ftpd.url, dest, opts())
+    changed = tree[0] / "pubmed26n0002.xml.gz"
+    changed.write_bytes(b"new contents" * 1000)
+    os.utime(changed, (1_800_000_000, 1_800_000_000))
+    report = await mirror(ftpd.url, dest, opts())
+    assert [f.name for f in report.done] == ["pubmed26n0002.xml.gz"]
+    assert (dest / "pubmed26n0002.xml.gz").read_bytes() == b"new contents" * 1000
+
+
+async def test_list_fallback_without_mlsd(tree: Tree, dest: Path) -> None:
+    """A server without MLSD is listed with LIST, sizes included."""
+    with FaultyFTPServer(tree[0], disable_mlsd=True) as server:
+        report = await mirror(server.url, dest, opts())
+    assert_mirrored(dest, tree[1])
+    assert report.ok
+
+
+async def test_events_as_async_iterator(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
+    """mirror_events() yields a FileDone per file and exposes the report afterwards."""
+    done = []
+    async with mirror_events(ftpd.url, dest, opts()) as feed:
+        async for event in feed:
+            if isinstance(event, FileDone):
+                done.append(event.name)
+    assert sorted(done) == sorted(tree[1])
+    assert feed.report is not None and feed.report.ok
+
+
+# -- faults in the data stream: retried and resumed, not restarted ------------------------------
+
+BIG = "pubmed26n0006.xml.gz"  # 3_000_001 bytes
+
+
+@pytest.mark.parametrize("kind", ["close_426", "close_226", "kill_control"])
+@pytest.mark.parametrize("after", [1, 65_536, 1_234_567, 2_999_999])
+async def test_clean_drop_resumes_at_exact_offset(ftpd: FaultyFTPServer, tree: Tree, dest: Path,
+                                                   kind: str, after: int) -> None:
+    """A drop after K bytes (426, silent 226, or control killed) resumes with REST K."""
+    ftpd.faults.add(BIG, Fault(kind=kind, after_bytes=after))  # type: ignore[arg-type]
+    events: list[Event] = []
+    report = await mirror(ftpd.url, dest, opts(include=(BIG,)), on_event=events.append)
+    assert report.ok, report.failed
+    assert (dest / BIG).read_bytes() == tree[1][BIG]
+    assert ftpd.stats.rest_offsets[BIG] == [0, after]
+    assert ftpd.stats.bytes_sent[BIG] == len(tree[1][BIG])  # not a byte re-sent
+    assert report.retries == 1
+    assert any(isinstance(e, FileRetrying) for e in events)
+
+
+@pytest.mark.parametrize("after", [100_000, 2_000_000])
+async def test_reset_resumes_near_the_offset(ftpd: FaultyFTPServer, tree: Tree, dest: Path,
+                                             after: int) -> None:
+    """A TCP reset loses at most what was in flight; the retry resumes, not restarts."""
+    ftpd.faults.add(BIG, Fault(kind="reset", after_bytes=after))
+    report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
+    assert report.ok, report.failed
+    assert (dest / BIG).read_bytes() == tree[1][BIG]
+    offsets = ftpd.stats.rest_offsets[BIG]
+    assert len(offsets) == 2 and 0 < offsets[1] <= after
+
+
+async def test_stall_times_out_and_resumes(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
+    """A server that stops sending trips the stall timeout; the retry resumes."""
+    ftpd.faults.add(BIG, Fault(kind="stall", after_bytes=500_000, stall_seconds=30))
+    events: list[Event] = []
+    with anyio.fail_after(20):
+        report = await mirror(ftpd.url, dest, opts(include=(BIG,),
+                              timeouts=Timeouts(connect=5, stall=0.5)), on_event=events.append)
+    assert report.ok, report.failed
+    assert (dest / BIG).read_bytes() == tree[1][BIG]
+    assert ftpd.stats.rest_offsets[BIG] == [0, 500_000]
+    reasons = [e.reason for e in events if isinstance(e, FileRetrying)]
+    assert len(reasons) == 1 and "no data" in reasons[0]
+
+
+async def test_whole_file_deadline(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
+    """A file stalled past the optional whole-file deadline fails; others still complete."""
+    ftpd.faults.add(BIG, *[Fault(kind="stall", after_bytes=1000, stall_seconds=30)] * 4)
+    with anyio.fail_after(20):
+        report = await mirror(ftpd.url, dest, opts(timeouts=Timeouts(connect=5, stall=10,
+                                                                      file=1.0)))
+    assert [f.name for f in report.failed] == [BIG]
+    assert "not complete within 1 s" in (report.failed[0].error or "")
+    assert not (dest / BIG).exists()
+    assert len(report.done) == len(tree[1]) - 1
+
+
+# -- replies -----------------------------------------------------------------------------------
+
+
+async def test_transient_reply_on_retr_is_retried(ftpd: FaultyFTPServer, tree: Tree,
+                                                  dest: Path) -> None:
+    """450 twice on RETR: the third attempt succeeds."""
+    ftpd.faults.add(BIG, Fault(kind="reply", reply="450 Busy"), Fault(kind="reply",
+                                                                     reply="451 Local error"))
+    report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
+    assert report.ok and report.done[0].attempts == 3
+    assert (dest / BIG).read_bytes() == tree[1][BIG]
+
+
+async def test_permanent_reply_fails_that_file_only(ftpd: FaultyFTPServer, tree: Tree,
+                                                   dest: Path) -> None:
+    """550 on RETR fails the file at once (one RETR), quotes the reply, leaves no file."""
+    ftpd.faults.add(BIG, Fault(kind="reply", reply="550 Permission denied"))
+    report = await mirror(ftpd.url, dest, opts())
+    assert [f.name for f in report.failed] == [BIG]
+    assert "550 Permission denied" in (report.failed[0].error or "")
+    assert ftpd.stats.retr[BIG] == 1
+    assert not (dest / BIG).exists()
+    assert len(report.done) == len(tree[1]) - 1
+
+
+async def test_retries_run_out(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
+    """A file that keeps failing transiently fails after `attempts` tries, keeping its part."""
+    ftpd.faults.add(BIG, *[Fault(kind="close_426", after_bytes=1000 * (i + 1)) for i in range(4)])
+    report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
+    assert report.failed and report.failed[0].attempts == 4
+    assert "426" in (report.failed[0].error or "")
+    assert not (dest / BIG).exists()
+    assert (dest / (BIG + ".part")).stat().st_size == 1000 + 2000 + 3000 + 4000
+
+
+async def test_missing_directory_raises(ftpd: FaultyFTPServer, dest: Path) -> None:
+    """Listing a directory that does not exist raises RemoteFileError quoting the 550."""
+    with pytest.raises(RemoteFileError, match="550"):
+        await mirror(ftpd.url + "no/such/dir/", dest, opts())
+
+
+async def test_login_refused_is_fatal(tree: Tree, dest: Path) -> None:
+    """Wrong credentials stop the run with LoginRefused, without retrying."""
+    with FaultyFTPServer(tree[0], user="alice", password="right") as server:
+        with pytest.raises(LoginRefused, match="530"):
+            await mirror(server.url, dest, opts())
+        assert server.stats.logins == 0 and server.stats.connections == 1
+
+
+@pytest.mark.parametrize("limit_reply", ["421", "530"])
+async def test_pool_adapts_to_server_connection_limit(tree: Tree, dest: Path,
+                                                      limit_reply: str) -> None:
+    """A per-IP limit below --concurrency (421 at greeting or 530 after login) is obeyed."""
+    with FaultyFTPServer(tree[0], max_connections=2, limit_reply=limit_reply,  # type: ignore[arg-type]
+                         rate_per_connection=4_000_000) as server:
+        report = await mirror(server.url, dest, opts(concurrency=5))
+        stats = server.stats
+    assert report.ok, report.failed
+    assert_mirrored(dest, tree[1])
+    assert stats.refused >= 1
+    assert stats.max_concurrent <= 2
+
+
+# -- the transfer itself -----------------------------------------------------------------------
+
+
+async def test_md5_mismatch_leaves_no_file(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
+    """fetch_file with a wrong expected MD5 raises ChecksumMismatch and keeps nothing."""
+    data = tree[1][BIG]
+    dest.mkdir()
+    async with SessionPool(FtpTransport(host="127.0.0.1", port=ftpd.port), size=1) as pool:
+        async with pool.session() as session:
+            remote = RemoteFile("/" + BIG, len(data), None, md5="0" * 32)
+            with pytest.raises(ChecksumMismatch):
+                await fetch_file(session, remote, dest / BIG)
+        assert list(dest.iterdir()) == []
+        async with pool.session() as session:
+            good = RemoteFile("/" + BIG, len(data), None, md5=hashlib.md5(data).hexdigest())
+            result = await fetch_file(session, good, dest / BIG)
+        assert result.received == len(data) and (dest / BIG).read_bytes() == data
+        assert pool.stats.logins == 1  # the session survived a checksum failure
+
+
+async def test_part_from_another_version_is_not_spliced(ftpd: FaultyFTPServer, tree: Tree,
+                                                        dest: Path) -> None:
+    """A .part started from an older remote version is restarted from zero, not resumed."""
+    ftpd.faults.add(BIG, Fault(kind="close_426", after_bytes=1_000_000))
+    report = await mirror(ftpd.url, dest, opts(include=(BIG,),
+                                               retry=RetryPolicy(attempts=1)))
+    assert report.failed and (dest / (BIG + ".part")).stat().st_size == 1_000_000
+    new = make_tree(tree[0], [3_000_001], seed=99)["pubmed26n0001.xml.gz"]
+    (tree[0] / BIG).write_bytes(new)
+    os.utime(tree[0] / BIG, (1_800_000_000, 1_800_000_000))
+    report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
+    assert report.ok and (dest / BIG).read_bytes() == new
+    assert ftpd.stats.rest_offsets[BIG] == [0, 0]
+
+
+async def test_rate_limit_caps_aggregate_throughput(tree: Tree, dest: Path) -> None:
+    """With rate_limit R over 3 sessions the mirror takes at least (bytes - burst) / R."""
+    total = sum(len(d) for d in tree[1].values())
+    rate = 4 << 20
+    with FaultyFTPServer(tree[0]) as server:
+        start = anyio.current_time()
+        report = await mirror(server.url, dest, opts(concurrency=3, rate_limit=rate))
+        elapsed = anyio.current_time() - start
+    assert report.ok
+    assert elapsed >= (total - (1 << 20)) / rate * 0.97
+
+
+async def test_command_rate_is_capped(tree: Tree, dest: Path) -> None:
+    """With command_rate C the server sees no more than C commands/s (plus one burst)."""
+    with FaultyFTPServer(tree[0]) as server:
+        start = anyio.current_time()
+        await mirror(server.url, dest, opts(concurrency=2, command_rate=10.0))
+        elapsed = anyio.current_time() - start
+        commands = server.stats.commands
+    assert commands > 20
+    # burst of 10, then 10/s; the QUITs sent while closing bypass the bucket (2 sessions)
+    assert commands <= 10 + 10 * elapsed + 2
+
+
+# -- cancellation ------------------------------------------------------------------------------
+
+
+async def test_cancel_mid_mirror_then_rerun_reuses_partials(tree: Tree, dest: Path) -> None:
+    """Cancelling mid-run stops promptly and keeps .part files; the rerun resumes them."""
+    with FaultyFTPServer(tree[0], rate_per_connection=1_000_000) as server:
+        with anyio.move_on_after(1.0) as scope:
+            await mirror(server.url, dest, opts(concurrency=3))
+        assert scope.cancelled_caught
+        parts = {p.name[: -len(".part")]: p.stat().st_size
+                 for p in dest.iterdir() if p.name.endswith(".part")}
+        assert parts and all(size > 0 for size in parts.values())
+        for name in parts:
+            assert not (dest / name).exists()
+        with anyio.fail_after(30):
+            report = await mirror(server.url, dest, opts(concurrency=3))
+        stats = server.stats
+    assert_mirrored(dest, tree[1])
+    assert report.ok
+    for name, size in parts.items():
+        assert stats.rest_offsets[name][-1] == size  # resumed exactly where the part ended
+    resumed = {f.name: f.resumed_from for f in report.done}
+    assert all(resumed[name] == size for name, size in parts.items())
