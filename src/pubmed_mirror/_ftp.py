@@ -226,16 +226,31 @@ class FtpSession:
         return tuple(line for line in bytes(data).splitlines() if line.strip())
 
     async def stat(self, path: str) -> RemoteEntry:
+        """SIZE and MDTM (after TYPE I: proftpd and pyftpdlib refuse SIZE in ASCII mode);
+        MLST when SIZE is not implemented (aioftp's server)."""
         self.healthy = False
         with _deadline(self.stall_timeout, phase="stat", path=path):
-            _, size_info = await self.client.command(f"SIZE {path}", "213")
-            _, mdtm_info = await self.client.command(f"MDTM {path}", "213")
+            await self.client.command("TYPE I", "200")
+            code, info = await self.client.command(f"SIZE {path}", ("213", "50x"))
+            if code.matches("50x"):
+                entry = await self._mlst(path)
+            else:
+                entry = RemoteEntry(path.rsplit("/", 1)[-1], _int_reply(info, path),
+                                    await self._mdtm(path))
         self.healthy = True
-        try:
-            size = int(size_info[-1].strip())
-        except ValueError as exc:
-            raise ProtocolError("bad SIZE reply", path=path, reply=str(size_info)) from exc
-        return RemoteEntry(path.rsplit("/", 1)[-1], size, parse_mlsx_time(mdtm_info[-1].strip()))
+        return entry
+
+    async def _mdtm(self, path: str) -> float | None:
+        code, info = await self.client.command(f"MDTM {path}", ("213", "50x"))
+        return parse_mlsx_time(info[-1].strip()) if code == "213" else None
+
+    async def _mlst(self, path: str) -> RemoteEntry:
+        _, info = await self.client.command(f"MLST {path}", "2xx")
+        facts_line = next((line for line in info if "=" in line), "")
+        entry = _mlsd_entry(self.client, facts_line.strip().encode())
+        if entry is None:
+            raise ProtocolError("bad MLST reply", path=path, reply=" ".join(info))
+        return RemoteEntry(path.rsplit("/", 1)[-1], entry.size, entry.mtime, entry.kind)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
@@ -243,6 +258,13 @@ class FtpSession:
                 with contextlib.suppress(Exception):
                     await self.client.command("QUIT", "2xx")
         self.client.close()
+
+
+def _int_reply(info: list[str], path: str) -> int:
+    try:
+        return int(info[-1].strip())
+    except ValueError:
+        raise ProtocolError("bad SIZE reply", path=path, reply=" ".join(info)) from None
 
 
 def _kind(value: str) -> EntryKind:
