@@ -243,7 +243,7 @@ def test_fault_values_are_validated() -> None:
     for bad in ({"kind": "explode"}, {"kind": "stall", "after_bytes": -1},
                 {"kind": "reply", "reply": "busy"}, {"kind": "reply", "reply": "450 a\r\n226 b"}):
         with pytest.raises(ValueError):
-            Fault(**bad)  # type: ignore[arg-type]
+            Fault(**bad)
 
 
 def test_shared_fault_plan_is_used(tmp_path: Path, files: Files) -> None:
@@ -392,6 +392,14 @@ def test_rate_per_connection_throttles(tmp_path: Path, files: Files) -> None:
         assert fetch(ftp, "a.bin") == files["a.bin"]
         elapsed = time.monotonic() - started
     assert elapsed >= 0.9 * SIZE / rate
+
+
+def test_passive_ports_are_honoured(tmp_path: Path, files: Files) -> None:
+    """With passive_ports, PASV offers a port from that range."""
+    ports = range(61_000, 61_020)  # above Linux's ephemeral range, so normally free
+    with FaultyFTPServer(tmp_path, passive_ports=ports) as server, connect(server) as ftp:
+        assert ftp.makepasv()[1] in ports
+        assert fetch(ftp, "b.bin") == files["b.bin"]
 
 
 def test_options_are_validated(tmp_path: Path) -> None:

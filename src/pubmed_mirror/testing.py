@@ -60,6 +60,17 @@ _LOGIN_INCORRECT = "Login incorrect."
 class Fault:
     """One misbehaviour, applied to one RETR.
 
+    - close_426: close the data connection (FIN), reply "426 Connection closed; transfer
+      aborted." -- the honest drop.
+    - close_226: close it and reply "226 Transfer complete." -- silent truncation.
+    - reset: close it with SO_LINGER 0 (RST: the client gets ECONNRESET and loses whatever
+      was still queued), then reply 426.
+    - stall: send nothing for `stall_seconds`, closing nothing and replying nothing; then, if
+      the client is still there, carry on and finish the file normally.
+    - kill_control: close data and control connections (FIN, as when a server process dies),
+      no reply.
+    - reply: answer RETR with `reply` verbatim, send no data, close any data connection.
+
     Data faults fire once exactly `after_bytes` bytes of *this* RETR (counted from its REST
     offset) have been handed to the kernel; a RETR that ends before that is served normally
     and the fault is spent anyway. `after_bytes` equal to what remains fires after the last
@@ -227,7 +238,7 @@ class _Retr:
         self.sent += size
         self._tally.sent(self.name, size)
 
-    def due(self) -> Fault | None:
+    def pop_due(self) -> Fault | None:
         """The fault, once its byte count is reached; it is then disarmed."""
         fault = self.fault
         if fault is None or self.sent < fault.after_bytes:
@@ -260,7 +271,7 @@ class _FaultyDTP(DTPHandler):  # type: ignore[misc]
 
     def send(self, data: bytes) -> int:
         retr = self._retr
-        if retr is not None and (fault := retr.due()) is not None:
+        if retr is not None and (fault := retr.pop_due()) is not None:
             self._fire(fault, then=self._wake)  # after_bytes=0: nothing goes out at all
             return 0
         size = self._pace(retr.allowance(len(data)) if retr else len(data))
@@ -270,14 +281,14 @@ class _FaultyDTP(DTPHandler):  # type: ignore[misc]
         self._paced += sent
         if retr is not None:
             retr.record(sent)
-            if (fault := retr.due()) is not None and not self._closed:
+            if (fault := retr.pop_due()) is not None and not self._closed:
                 self._fire(fault, then=self._wake)
         return sent
 
     def handle_close(self) -> None:
         # Only reached with a fault still armed when after_bytes was 0 and nothing was left
         # to send (empty file, REST at the end): the fault still fires, instead of the 226.
-        fault = self._retr.due() if self._retr is not None else None
+        fault = self._retr.pop_due() if self._retr is not None else None
         if fault is not None and not self._closed:
             self._fire(fault, then=super().handle_close)
         else:
@@ -516,8 +527,15 @@ def _quiet_pyftpdlib() -> None:
 class FaultyFTPServer:
     """pyftpdlib on 127.0.0.1, in a daemon thread, misbehaving as told by `faults`.
 
-    `root` is served read-only ("elr") to anonymous, or only to `user`/`password` when given.
-    Stats accumulate across restart().
+    `root` is served read-only ("elr") to anonymous, or only to `user`/`password` when given
+    (anything else gets "530 Login incorrect." at once, not after pyftpdlib's 3 s).
+    Over `max_connections` open control connections a new one is refused: "421 Too many
+    connections" as the greeting, then closed (vsftpd, pure-ftpd); or with limit_reply "530",
+    greeted normally and answered "530 Sorry, too many connections" at PASS, then closed
+    (proftpd). `rate_per_connection` paces every data connection to that many bytes/s from
+    its first byte; `reply_delay` holds back every control reply without blocking the others.
+    Stats accumulate across restart(). pyftpdlib's logger is set to CRITICAL unless its level
+    was set already: set it to DEBUG to watch the sessions.
     """
 
     def __init__(
