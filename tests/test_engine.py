@@ -316,3 +316,17 @@ async def test_cancel_mid_mirror_then_rerun_reuses_partials(tree: Tree, dest: Pa
         assert stats.rest_offsets[name][-1] == size  # resumed exactly where the part ended
     resumed = {f.name: f.resumed_from for f in report.done}
     assert all(resumed[name] == size for name, size in parts.items())
+
+
+@pytest.mark.parametrize("cancel_at", [0.7, 1.3, 2.1])
+async def test_cancel_while_waiting_for_tokens_keeps_the_part_exact(
+    ftpd: FaultyFTPServer, tree: Tree, dest: Path, cancel_at: float
+) -> None:
+    """Cancelled while a chunk waits for rate tokens, the part stays an exact prefix."""
+    with anyio.move_on_after(cancel_at):
+        await mirror(ftpd.url, dest, opts(include=(BIG,), rate_limit=1 << 20))
+    part = dest / (BIG + ".part")
+    assert part.exists()
+    assert part.read_bytes() == tree[1][BIG][: part.stat().st_size]
+    report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
+    assert report.ok and (dest / BIG).read_bytes() == tree[1][BIG]

@@ -24,6 +24,7 @@ from ._errors import (
     FileDeadlineExceeded,
     LocalFileError,
     MirrorError,
+    ProtocolError,
     describe,
 )
 from ._events import (
@@ -344,8 +345,10 @@ class _Attempts:
         entry = self.entry
         if entry.size is None:  # the listing did not say: ask
             entry = await session.stat(path)
-            self.size = entry.size or 0
-        return RemoteFile(path, entry.size or 0, entry.mtime if entry.mtime else self.entry.mtime)
+        if entry.size is None:  # never finalize without a size to check against
+            raise ProtocolError("the server gives no size for this file", path=path)
+        self.size = entry.size
+        return RemoteFile(path, entry.size, entry.mtime if entry.mtime else self.entry.mtime)
 
 
 async def mirror(

@@ -174,9 +174,13 @@ class SessionPool:
 
     async def discard(self, session: Session) -> None:
         """Close a session that saw an error (its control connection may be out of sync)."""
-        self._active -= 1
-        self._notify()
-        await session.aclose()  # shielded and bounded by the session itself
+        try:
+            await session.aclose()  # shielded and bounded by the session itself
+        finally:
+            # only now is the connection gone: freeing the slot earlier lets a waiter open
+            # one more than the cap (and be refused by a server enforcing it)
+            self._active -= 1
+            self._notify()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:

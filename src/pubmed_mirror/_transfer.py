@@ -172,6 +172,7 @@ async def _receive(
     written. The stream hands out coalesced chunks (>= 1 MiB on a fast link), one write each.
     """
     received = 0
+    in_hand = memoryview(b"")  # received but not yet written: must reach the file in order
     with _local_errors(part):
         f = await aiofiles.open(part, "ab", buffering=0)
     try:
@@ -179,16 +180,22 @@ async def _receive(
             try:
                 with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
                     while chunk := await stream.read():
+                        in_hand = chunk
                         received += len(chunk)
                         await _account(chunk, bucket, on_bytes, stall)
                         await _write(f, part, chunk)
+                        in_hand = memoryview(b"")
                         stall.deadline = anyio.current_time() + stall_timeout
                 if stall.cancelled_caught:
                     raise TransferStalled(f"no data for {stall_timeout:g} s", path=remote.path)
             except BaseException:
-                # keep what arrived: the next attempt resumes after it
+                # keep what arrived, in order (the chunk in hand first, e.g. when cancelled
+                # while waiting for tokens): the next attempt resumes after it
+                await _write(f, part, in_hand)
                 rest = stream.take_buffered()
                 received += len(rest)
+                if on_bytes is not None and rest:
+                    on_bytes(len(rest))
                 await _write(f, part, rest)
                 raise
             await stream.finish()
