@@ -330,3 +330,12 @@ async def test_cancel_while_waiting_for_tokens_keeps_the_part_exact(
     assert part.read_bytes() == tree[1][BIG][: part.stat().st_size]
     report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
     assert report.ok and (dest / BIG).read_bytes() == tree[1][BIG]
+
+
+async def test_leaving_mirror_events_early_cancels_quietly(ftpd: FaultyFTPServer,
+                                                           dest: Path) -> None:
+    """Breaking out of the event loop cancels the mirror without raising."""
+    for _ in range(4):
+        async with mirror_events(ftpd.url, dest, opts()) as feed:
+            async for _event in feed:
+                break

@@ -411,7 +411,10 @@ async def mirror_events(
     def emit(event: Event) -> None:
         lagging = send.statistics().current_buffer_used > buffer
         if not (lagging and isinstance(event, FileProgress)):
-            send.send_nowait(event)
+            try:
+                send.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the consumer left early; the mirror is being cancelled
 
     async def produce() -> None:
         async with send:
@@ -420,11 +423,12 @@ async def mirror_events(
             except MirrorError as exc:
                 failure.append(exc)
 
-    async with anyio.create_task_group() as tg, receive:
-        tg.start_soon(produce)
-        try:
-            yield feed
-        finally:
-            tg.cancel_scope.cancel()
+    with receive:  # closed only after the task group ended: no worker sends into it then
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            try:
+                yield feed
+            finally:
+                tg.cancel_scope.cancel()
     if failure:
         raise failure[0]
