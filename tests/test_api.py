@@ -8,7 +8,8 @@ import pubmed_mirror
 def test_all_is_pinned() -> None:
     """__all__ lists exactly the public names (a change here is an API change)."""
     assert sorted(pubmed_mirror.__all__) == sorted([
-        "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "Event", "EventFeed",
+        "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused", "Event",
+        "EventFeed",
         "FatalError", "FileDeadlineExceeded", "FileDone", "FileFailed", "FileProgress",
         "FileQueued", "FileResult", "FileRetrying", "FileSkipped", "FileStarted", "FtpSession",
         "FtpSource", "FtpTransport", "ListingDone", "LocalFileError", "LoginRefused",

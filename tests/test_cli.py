@@ -65,6 +65,7 @@ def test_failed_file_exits_1_and_names_it(ftpd: FaultyFTPServer, dest: Path) -> 
         (["--include", "[abc"], "unclosed '['"),
         (["--exclude", "a/b"], "invalid glob"),
         (["--stall-timeout", "-3"], "positive number of seconds"),
+        (["--command-rate", "0"], "positive number of commands per second"),
         (["--max-files", "x"], "whole number"),
         (["--bogus"], "unrecognized arguments"),
     ],

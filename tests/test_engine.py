@@ -133,6 +133,17 @@ async def test_clean_drop_resumes_at_exact_offset(ftpd: FaultyFTPServer, tree: T
     assert any(isinstance(e, FileRetrying) for e in events)
 
 
+async def test_session_survives_a_lying_226(ftpd: FaultyFTPServer, tree: Tree,
+                                            dest: Path) -> None:
+    """A short transfer that ended with a clean 226 leaves the session in sync: the retry
+    and every other file reuse the one login."""
+    ftpd.faults.add(BIG, Fault(kind="close_226", after_bytes=1_234_567))
+    report = await mirror(ftpd.url, dest, opts(concurrency=1))
+    assert report.ok and report.retries == 1
+    assert_mirrored(dest, tree[1])
+    assert ftpd.stats.logins == 1
+
+
 @pytest.mark.parametrize("after", [100_000, 2_000_000])
 async def test_reset_resumes_near_the_offset(ftpd: FaultyFTPServer, tree: Tree, dest: Path,
                                              after: int) -> None:
@@ -197,19 +208,45 @@ async def test_permanent_reply_fails_that_file_only(ftpd: FaultyFTPServer, tree:
 
 
 async def test_retries_run_out(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
-    """A file that keeps failing transiently fails after `attempts` tries, keeping its part."""
-    ftpd.faults.add(BIG, *[Fault(kind="close_426", after_bytes=1000 * (i + 1)) for i in range(4)])
+    """A file that keeps failing without progress fails after `attempts` tries in a row,
+    keeping its part; the attempt that made progress before them does not count."""
+    ftpd.faults.add(BIG, Fault(kind="close_426", after_bytes=1000),
+                    *[Fault(kind="close_426", after_bytes=0) for _ in range(4)])
     report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
-    assert report.failed and report.failed[0].attempts == 4
+    assert report.failed and report.failed[0].attempts == 5
     assert "426" in (report.failed[0].error or "")
     assert not (dest / BIG).exists()
-    assert (dest / (BIG + ".part")).stat().st_size == 1000 + 2000 + 3000 + 4000
+    assert (dest / (BIG + ".part")).stat().st_size == 1000
+    assert ftpd.stats.rest_offsets[BIG] == [0, 1000, 1000, 1000, 1000]
+
+
+async def test_progress_renews_the_retry_budget(ftpd: FaultyFTPServer, tree: Tree,
+                                                dest: Path) -> None:
+    """Drops that each come after more bytes never exhaust the budget: with 4 attempts
+    allowed, 6 drops in a row still end in a complete file, every byte sent once."""
+    ftpd.faults.add(BIG, *[Fault(kind="close_426", after_bytes=100_000) for _ in range(6)])
+    report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
+    assert report.ok and report.done[0].attempts == 7
+    assert_mirrored(dest, {BIG: tree[1][BIG]})
+    assert ftpd.stats.rest_offsets[BIG] == [100_000 * i for i in range(7)]
+    assert ftpd.stats.bytes_sent[BIG] == len(tree[1][BIG])
 
 
 async def test_missing_directory_raises(ftpd: FaultyFTPServer, dest: Path) -> None:
     """Listing a directory that does not exist raises RemoteFileError quoting the 550."""
     with pytest.raises(RemoteFileError, match="550"):
         await mirror(ftpd.url + "no/such/dir/", dest, opts())
+
+
+async def test_resets_before_the_first_login_are_retried(tree: Tree, dest: Path) -> None:
+    """A server that resets the first two connections before greeting is retried, not
+    taken for unreachable: the listing's retries get through and every file arrives."""
+    with FaultyFTPServer(tree[0], reset_connections=2) as server:
+        report = await mirror(server.url, dest, opts(concurrency=2))
+        stats = server.stats
+    assert report.ok
+    assert_mirrored(dest, tree[1])
+    assert stats.connections >= 3 and stats.logins <= 2
 
 
 async def test_login_refused_is_fatal(tree: Tree, dest: Path) -> None:
@@ -279,6 +316,31 @@ async def test_rate_limit_caps_aggregate_throughput(tree: Tree, dest: Path) -> N
         elapsed = anyio.current_time() - start
     assert report.ok
     assert elapsed >= (total - (1 << 20)) / rate * 0.97
+
+
+async def test_rate_limit_does_not_drain_the_server_ahead(tmp_path: Path, dest: Path) -> None:
+    """At 256 KiB/s the client reads little ahead of its bucket: one second in, the server
+    has handed its kernel < 6 MiB of a 24 MiB file (its own send buffer is ~3 MiB of
+    that). Reading ahead into 4 MiB buffers and autotuned socket buffers drained 11 MiB."""
+    name = "pubmed26n0001.xml.gz"
+    make_tree(tmp_path / "remote", [24 << 20])
+    with FaultyFTPServer(tmp_path / "remote") as server:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mirror, server.url, dest, opts(concurrency=1, rate_limit=256 << 10))
+            await anyio.sleep(1.0)
+            sent = server.stats.bytes_sent.get(name, 0)
+            tg.cancel_scope.cancel()
+    assert 0 < sent < 6 << 20
+
+
+async def test_waiting_for_command_tokens_is_not_a_timeout(tree: Tree, dest: Path) -> None:
+    """At 3 commands/s over 3 sessions each command waits ~1 s for its token, twice the
+    connect and stall timeouts: that wait is politeness, not a silent server."""
+    with FaultyFTPServer(tree[0]) as server:
+        report = await mirror(server.url, dest, opts(
+            concurrency=3, command_rate=3.0, max_files=3,
+            timeouts=Timeouts(connect=0.5, stall=0.5)))
+    assert report.ok and report.retries == 0, report.failed
 
 
 async def test_command_rate_is_capped(tree: Tree, dest: Path) -> None:

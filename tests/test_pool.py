@@ -8,7 +8,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pubmed_mirror import FtpTransport, ServerUnreachable, SessionPool, TooManyConnections
+from pubmed_mirror import (
+    ConnectTimeout,
+    FtpTransport,
+    ServerUnreachable,
+    SessionPool,
+    TooManyConnections,
+)
 from pubmed_mirror.testing import FaultyFTPServer
 
 Tree = tuple[Path, dict[str, bytes]]
@@ -93,7 +99,8 @@ async def test_refused_with_nothing_held_is_raised(tree: Tree) -> None:
 
 
 async def test_silent_server_times_out_at_connect() -> None:
-    """A server that accepts but never greets fails within the connect timeout."""
+    """A server that accepts but never greets fails within the connect timeout, with a
+    transient error (the retry policy decides), even on the pool's first connection."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -101,9 +108,40 @@ async def test_silent_server_times_out_at_connect() -> None:
         start = anyio.current_time()
         async with SessionPool(FtpTransport(host="127.0.0.1", port=port, connect_timeout=0.5),
                                size=1) as pool:
-            with pytest.raises(ServerUnreachable, match="timed out"):
+            with pytest.raises(ConnectTimeout, match="timed out"):
                 await pool.acquire()
         assert anyio.current_time() - start < 2.0
+
+
+async def test_refused_first_connection_is_fatal() -> None:
+    """Nothing listening on the port at the pool's first connection: ServerUnreachable."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+        async with SessionPool(FtpTransport(host="127.0.0.1", port=port), size=1) as pool:
+            with pytest.raises(ServerUnreachable, match="refused"):
+                await pool.acquire()
+
+
+async def test_waiting_on_a_closed_pool_raises(tree: Tree) -> None:
+    """A task waiting for a session when the pool closes gets ClosedResourceError."""
+    with FaultyFTPServer(tree[0]) as server:
+        pool = SessionPool(transport(server), size=1)
+        held = await pool.acquire()
+        async with anyio.create_task_group() as tg:
+            failures: list[BaseException] = []
+
+            async def wait_for_one() -> None:
+                try:
+                    await pool.acquire()
+                except anyio.ClosedResourceError as exc:
+                    failures.append(exc)
+
+            tg.start_soon(wait_for_one)
+            await anyio.wait_all_tasks_blocked()
+            await pool.aclose()
+        await pool.discard(held)
+    assert len(failures) == 1
 
 
 async def test_close_is_bounded_when_the_server_does_not_answer(tree: Tree) -> None:

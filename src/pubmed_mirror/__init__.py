@@ -14,6 +14,7 @@
 from ._errors import (
     ChecksumMismatch,
     ConnectionLost,
+    ConnectionRefused,
     ConnectTimeout,
     FatalError,
     FileDeadlineExceeded,
@@ -64,6 +65,7 @@ __all__ = [
     "ChecksumMismatch",
     "ConnectTimeout",
     "ConnectionLost",
+    "ConnectionRefused",
     "Event",
     "EventFeed",
     "FatalError",

@@ -6,6 +6,7 @@
     │   ├── TransferStalled          no byte arrived for Timeouts.stall seconds
     │   ├── TruncatedTransfer        the stream ended before the remote size (even after a 226)
     │   ├── ConnectionLost           resets, drops, EOF on the control or data connection
+    │   │   └── ConnectionRefused    nothing listens on the port (fatal before the first login)
     │   ├── ProtocolError            a reply we could not parse
     │   ├── ServerBusy               a 4xx reply (421, 425, 426, 450, 451, 452)
     │   │   └── TooManyConnections   421 at greeting, or 530 "too many" after login
@@ -16,7 +17,7 @@
     │   └── LocalFileError           writing the local copy failed (disk full, permissions)
     └── FatalError                   the whole run stops
         ├── LoginRefused             530 for credentials (not "too many connections")
-        └── ServerUnreachable        the first connection of a run failed (DNS, refused, timeout)
+        └── ServerUnreachable        no such host, or the port refused the first connection
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "ChecksumMismatch",
     "ConnectTimeout",
     "ConnectionLost",
+    "ConnectionRefused",
     "FatalError",
     "FileDeadlineExceeded",
     "LocalFileError",
@@ -91,6 +93,10 @@ class ConnectionLost(TransientError):
     """The control or data connection was reset or closed."""
 
 
+class ConnectionRefused(ConnectionLost):
+    """Nothing listens on the server's port (a daemon restarting, or the wrong port)."""
+
+
 class ProtocolError(TransientError):
     """The server sent something we could not parse."""
 
@@ -132,7 +138,7 @@ class LoginRefused(FatalError):
 
 
 class ServerUnreachable(FatalError):
-    """The server could not be reached at the start of a run."""
+    """The host name does not resolve, or its port refused the run's first connection."""
 
 
 Phase = Literal["connect", "login", "list", "stat", "retr", "transfer", "finish", "quit"]
@@ -183,7 +189,7 @@ def map_ftp_errors(*, phase: Phase, path: str | None) -> Iterator[None]:
     except socket.gaierror as exc:
         raise ServerUnreachable(f"cannot resolve host: {exc.strerror}", path=path) from exc
     except ConnectionRefusedError as exc:
-        raise ConnectionLost(f"connection refused during {phase}", path=path) from exc
+        raise ConnectionRefused(f"connection refused during {phase}", path=path) from exc
     except (ConnectionError, EOFError, asyncio.IncompleteReadError) as exc:
         detail = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
         raise ConnectionLost(f"connection lost during {phase} ({detail})", path=path) from exc

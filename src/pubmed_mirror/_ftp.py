@@ -6,7 +6,7 @@ import asyncio
 import calendar
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from ._errors import (
     map_ftp_errors,
 )
 from ._ratelimit import TokenBucket
-from ._receiver import Receiver
+from ._receiver import TARGET, Receiver
 from ._transport import EntryKind, RemoteEntry
 
 __all__ = ["FtpSession", "FtpTransport", "parse_mlsx_time"]
@@ -30,9 +30,18 @@ _Entries = list[RemoteEntry]  # FtpSession.list shadows the builtin inside the c
 
 log = logging.getLogger("pubmed_mirror")
 
-_READER_LIMIT = 4 << 20  # StreamReader pauses the socket at 2x this; 64 KiB default thrashes
 _CLOSE_TIMEOUT = 2.0
-_LIST_CHUNK = 1 << 20
+_MIN_BUFFER = 16 << 10
+_LIST_BUFFER = 256 << 10
+
+
+def _receiver_sizes(buffer: int | None) -> dict[str, int]:
+    """Receiver sizes that read at most `buffer` bytes ahead of the consumer (a rate limit's
+    burst), kernel included; the fast defaults when None."""
+    if buffer is None:
+        return {}
+    buffer = max(buffer, _MIN_BUFFER)
+    return {"capacity": buffer, "target": min(buffer // 2, TARGET), "kernel_buffer": buffer}
 
 
 def parse_mlsx_time(value: str) -> float | None:
@@ -49,15 +58,28 @@ def parse_mlsx_time(value: str) -> float | None:
 
 
 class _Client(aioftp.Client):
-    """aioftp's client, with every command sent charged to the shared command bucket."""
+    """aioftp's client, with every command sent charged to the shared command bucket.
+
+    A step that runs under a deadline pays for its commands first (`prepay`), so waiting for
+    command tokens is never mistaken for a silent server.
+    """
 
     def __init__(self, *, command_bucket: TokenBucket | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._command_bucket = command_bucket
+        self._credit = 0
+
+    async def prepay(self, commands: int) -> None:
+        if self._command_bucket is not None:
+            await self._command_bucket.acquire(commands)
+            self._credit += commands
 
     async def command(self, command: str | None = None, *args: Any, **kwargs: Any) -> Any:
         if command and self._command_bucket is not None:
-            await self._command_bucket.acquire(1)
+            if self._credit:
+                self._credit -= 1
+            else:
+                await self._command_bucket.acquire(1)
         return await super().command(command, *args, **kwargs)
 
 
@@ -92,8 +114,8 @@ class FtpTransport:
             command_bucket=self.command_bucket,
             socket_timeout=self.stall_timeout,
             connection_timeout=self.connect_timeout,
-            limit=_READER_LIMIT,
         )
+        await client.prepay(2)  # USER, PASS
         try:
             with _deadline(self.connect_timeout, phase="connect", path=self.address):
                 await client.connect(self.host, self.port)
@@ -106,15 +128,17 @@ class FtpTransport:
 
 
 class FtpReadStream:
-    """The data connection of one RETR, received with one copy (see `_receiver`)."""
+    """The data connection of one RETR (or listing), received with one copy (see `_receiver`)."""
 
-    def __init__(self, session: FtpSession, path: str, receiver: Receiver) -> None:
+    def __init__(self, session: FtpSession, path: str, receiver: Receiver, *,
+                 phase: Phase = "transfer") -> None:
         self._session = session
         self._path = path
         self._receiver = receiver
+        self._phase = phase
 
     async def read(self) -> memoryview:
-        with map_ftp_errors(phase="transfer", path=self._path):
+        with map_ftp_errors(phase=self._phase, path=self._path):
             return await self._receiver.read()
 
     def take_buffered(self) -> memoryview:
@@ -127,6 +151,7 @@ class FtpReadStream:
         self.close()
         with _deadline(self._session.stall_timeout, phase="finish", path=self._path):
             await self._session.client.command(None, "2xx", "1xx")
+        self._session.healthy = True  # the final reply is read: back in sync
 
 
 class FtpSession:
@@ -141,94 +166,82 @@ class FtpSession:
     def __repr__(self) -> str:
         return f"<FtpSession {'healthy' if self.healthy else 'broken'}>"
 
-    async def _open_data(self, command: str, *, phase: Phase, path: str, offset: int = 0
-                         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Open a passive data connection and send `command` on it; never leak the socket."""
+    async def _open_data(self, command: str, *, phase: Phase, path: str, offset: int = 0,
+                         buffer: int | None = None) -> Receiver:
+        """TYPE I, EPSV (PASV after a 5xx), connect, REST, `command`: the data connection.
+
+        Unhealthy from here until the final reply is read (`FtpReadStream.finish`). The
+        data address is the server's own host, never the one PASV names.
+        """
+        self.healthy = False
+        client = self.client
+        await client.prepay(4 if offset else 3)
         with _deadline(self.stall_timeout, phase=phase, path=path):
-            reader, writer = await self.client.get_passive_connection("I")
+            await client.command("TYPE I", "200")
+            try:
+                _, info = await client.command("EPSV", "229")
+                _, port = client.parse_epsv_response(info[-1])
+            except aioftp.StatusCodeError as exc:
+                if not exc.received_codes[-1].matches("50x"):
+                    raise
+                _, info = await client.command("PASV", "227")
+                _, port = client.parse_pasv_response(info[-1])
+            _, receiver = await asyncio.get_running_loop().create_connection(
+                lambda: Receiver(**_receiver_sizes(buffer)), client.server_host, port)
         try:
             with _deadline(self.stall_timeout, phase=phase, path=path):
                 if offset:
-                    await self.client.command(f"REST {offset}", "350")
-                await self.client.command(command, "1xx")
-        except BaseException:
-            writer.close()
-            raise
-        return reader, writer
-
-    async def _passive_address(self, path: str) -> tuple[str, int]:
-        """EPSV (PASV after a 5xx); the server's own address, never the one PASV names."""
-        client = self.client
-        await client.command("TYPE I", "200")
-        try:
-            _, info = await client.command("EPSV", "229")
-            _, port = client.parse_epsv_response(info[-1])
-        except aioftp.StatusCodeError as exc:
-            if not exc.received_codes[-1].matches("50x"):
-                raise
-            _, info = await client.command("PASV", "227")
-            _, port = client.parse_pasv_response(info[-1])
-        return client.server_host, port
-
-    @contextlib.asynccontextmanager
-    async def open_read(self, path: str, offset: int) -> AsyncIterator[FtpReadStream]:
-        self.healthy = False  # until the transfer's final reply has been read
-        loop = asyncio.get_running_loop()
-        with _deadline(self.stall_timeout, phase="retr", path=path):
-            host, port = await self._passive_address(path)
-            _, receiver = await loop.create_connection(Receiver, host, port)
-        try:
-            with _deadline(self.stall_timeout, phase="retr", path=path):
-                if offset:
-                    await self.client.command(f"REST {offset}", "350")
-                await self.client.command(f"RETR {path}", "1xx")
+                    await client.command(f"REST {offset}", "350")
+                await client.command(command, "1xx")
         except BaseException:
             receiver.close()
             raise
+        return receiver
+
+    @contextlib.asynccontextmanager
+    async def open_read(self, path: str, offset: int, *, buffer: int | None = None
+                        ) -> AsyncIterator[FtpReadStream]:
+        receiver = await self._open_data(f"RETR {path}", phase="retr", path=path,
+                                         offset=offset, buffer=buffer)
         stream = FtpReadStream(self, path, receiver)
         try:
             yield stream
         finally:
             stream.close()
-        self.healthy = True
 
     async def list(self, path: str) -> _Entries:
-        self.healthy = False
         if self._mlsd:
             try:
-                lines = await self._list_lines(f"MLSD {path}".strip(), path)
-                entries = [_mlsd_entry(self.client, line) for line in lines]
-                self.healthy = True
-                return [e for e in entries if e is not None]
+                lines = await self._list_lines(f"MLSD {path}", path)
+                return [e for line in lines if (e := _mlsd_entry(self.client, line))]
             except RemoteFileError as exc:
                 if not (exc.reply or "").startswith("50"):  # 500-504: MLSD not understood
                     raise
                 self._mlsd = False
-        lines = await self._list_lines(f"LIST {path}".strip(), path)
-        entries = [_list_entry(self.client, line) for line in lines]
-        self.healthy = True
-        return [e for e in entries if e is not None]
+        lines = await self._list_lines(f"LIST {path}", path)
+        return [e for line in lines if (e := _list_entry(self.client, line))]
 
     async def _list_lines(self, command: str, path: str) -> tuple[bytes, ...]:
-        reader, writer = await self._open_data(command, phase="list", path=path)
+        receiver = await self._open_data(command, phase="list", path=path, buffer=_LIST_BUFFER)
+        stream = FtpReadStream(self, path, receiver, phase="list")
         data = bytearray()
         try:
             while True:
                 with _deadline(self.stall_timeout, phase="list", path=path):
-                    chunk = await reader.read(_LIST_CHUNK)
+                    chunk = await stream.read()
                 if not chunk:
                     break
                 data += chunk
         finally:
-            writer.close()
-        with _deadline(self.stall_timeout, phase="list", path=path):
-            await self.client.command(None, "2xx", "1xx")
+            stream.close()
+        await stream.finish()
         return tuple(line for line in bytes(data).splitlines() if line.strip())
 
     async def stat(self, path: str) -> RemoteEntry:
         """SIZE and MDTM (after TYPE I: proftpd and pyftpdlib refuse SIZE in ASCII mode);
         MLST when SIZE is not implemented (aioftp's server)."""
         self.healthy = False
+        await self.client.prepay(3)
         with _deadline(self.stall_timeout, phase="stat", path=path):
             await self.client.command("TYPE I", "200")
             code, info = await self.client.command(f"SIZE {path}", ("213", "50x"))
@@ -285,15 +298,9 @@ def _mlsd_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
         log.warning("skipping unparsable MLSD line %r: %s", line[:200], exc)
         return None
     kind = _kind(facts.get("type", ""))
-    if str(name) in (".", "..") or kind == "dir" and facts.get("type", "") != "dir":
+    if kind == "dir" and facts.get("type", "") != "dir":  # cdir, pdir: this one and its parent
         return None
-    size = facts.get("size")
-    return RemoteEntry(
-        str(name),
-        int(size) if size and size.isdigit() else None,
-        parse_mlsx_time(facts.get("modify", "")),
-        kind,
-    )
+    return _entry(str(name), facts, kind)
 
 
 def _list_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
@@ -303,14 +310,14 @@ def _list_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
         if not line.startswith(b"total"):
             log.warning("skipping unparsable LIST line %r", line[:200])
         return None
-    if str(name) in (".", ".."):
-        return None
     kind: EntryKind = "link" if "link_dst" in facts else _kind(facts.get("type", ""))
-    size = facts.get("size")
-    return RemoteEntry(
-        str(name),
-        int(size) if size and str(size).isdigit() else None,
-        parse_mlsx_time(facts.get("modify", "")),
-        kind,
-    )
+    return _entry(str(name), facts, kind)
 
+
+def _entry(name: str, facts: Mapping[str, Any], kind: EntryKind) -> RemoteEntry | None:
+    """One listing line's facts (aioftp's parsers give both MLSD's and LIST's this shape)."""
+    if name in (".", ".."):
+        return None
+    size = str(facts.get("size", ""))
+    return RemoteEntry(name, int(size) if size.isdigit() else None,
+                       parse_mlsx_time(str(facts.get("modify", ""))), kind)

@@ -17,7 +17,7 @@ from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._errors import (
     FatalError,
@@ -38,13 +38,12 @@ from ._events import (
     FileStarted,
     ListingDone,
 )
-from ._ftp import FtpTransport
 from ._pool import SessionPool
 from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
 from ._source import FtpSource
 from ._transfer import RemoteFile, fetch_file
-from ._transport import RemoteEntry, Session
+from ._transport import RemoteEntry, Session, Source
 
 __all__ = [
     "FileResult",
@@ -220,7 +219,7 @@ def _bytes_bucket(rate: int | None) -> TokenBucket | None:
 class _Run:
     """One mirror run's state: the workers, their results and the events they emit."""
 
-    def __init__(self, source: FtpSource, dest: Path, options: MirrorOptions,
+    def __init__(self, source: Source, dest: Path, options: MirrorOptions,
                  emit: EventCallback) -> None:
         self.source = source
         self.dest = dest
@@ -230,15 +229,11 @@ class _Run:
         self.fatal: FatalError | None = None
         self.bucket = _bytes_bucket(options.rate_limit)
         commands = options.command_rate
-        self.pool = SessionPool(
-            FtpTransport(
-                host=source.host, port=source.port, user=source.user, password=source.password,
-                connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
-                command_bucket=None if commands is None
-                else TokenBucket(commands, burst=max(1.0, commands)),
-            ),
-            size=options.concurrency,
-        )
+        transport = source.transport(
+            connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
+            command_bucket=None if commands is None
+            else TokenBucket(commands, burst=max(1.0, commands)))
+        self.pool = SessionPool(transport, size=options.concurrency)
 
     async def run(self) -> None:
         async with self.pool:
@@ -283,7 +278,8 @@ class _Run:
         deadline = self.options.timeouts.file
         try:
             with anyio.fail_after(deadline if deadline is not None else math.inf):
-                await self.options.retry.call(tracker.attempt, on_retry=tracker.on_retry)
+                await self.options.retry.call(tracker.attempt, on_retry=tracker.on_retry,
+                                              progress=tracker.furthest)
         except TimeoutError:
             error: MirrorError = FileDeadlineExceeded(
                 f"not complete within {deadline:g} s", path=entry.name)
@@ -314,6 +310,12 @@ class _Attempts:
         self.received = 0
         self.resumed_from = 0
         self._position = 0
+        self._furthest = 0
+
+    def furthest(self) -> int:
+        """The furthest byte any attempt reached: it grows only when a retry got further
+        (a refetch from zero after a checksum mismatch is no progress)."""
+        return self._furthest
 
     def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
         self.run.emit(FileRetrying(self.entry.name, attempt, delay, describe(error)))
@@ -327,6 +329,7 @@ class _Attempts:
     def _on_bytes(self, n: int) -> None:
         self.received += n
         self._position += n
+        self._furthest = max(self._furthest, self._position)
         self.run.emit(FileProgress(self.entry.name, n, self._position, self.size))
 
     async def attempt(self) -> None:
@@ -406,20 +409,13 @@ async def mirror_events(
     """
     send, receive = anyio.create_memory_object_stream[Event](max_buffer_size=math.inf)
     feed = EventFeed(receive)
-    failure: list[BaseException] = []
-
-    def emit(event: Event) -> None:
-        lagging = send.statistics().current_buffer_used > buffer
-        if not (lagging and isinstance(event, FileProgress)):
-            try:
-                send.send_nowait(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass  # the consumer left early; the mirror is being cancelled
+    failure: list[MirrorError] = []
 
     async def produce() -> None:
         async with send:
             try:
-                feed.report = await mirror(source, dest, options, on_event=emit)
+                feed.report = await mirror(source, dest, options,
+                                           on_event=_sender(send, buffer))
             except MirrorError as exc:
                 failure.append(exc)
 
@@ -432,3 +428,17 @@ async def mirror_events(
                 tg.cancel_scope.cancel()
     if failure:
         raise failure[0]
+
+
+def _sender(send: MemoryObjectSendStream[Event], buffer: int) -> EventCallback:
+    """An event callback feeding `send`; progress is dropped while the consumer lags."""
+
+    def emit(event: Event) -> None:
+        lagging = send.statistics().current_buffer_used > buffer
+        if not (lagging and isinstance(event, FileProgress)):
+            try:
+                send.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the consumer left early; the mirror is being cancelled
+
+    return emit

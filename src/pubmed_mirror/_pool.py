@@ -12,7 +12,7 @@ from typing import Literal
 
 import anyio
 
-from ._errors import ConnectionLost, ConnectTimeout, ServerUnreachable, TooManyConnections
+from ._errors import ConnectionRefused, ServerUnreachable, TooManyConnections
 from ._transport import Session, Transport
 
 __all__ = ["PoolStats", "SessionPool"]
@@ -37,8 +37,9 @@ class SessionPool:
 
     When the server refuses a connection for being over its limit, the pool lowers its own
     cap to the number of sessions it holds, and raises it by one every `recover_after`
-    seconds without a refusal. The first connection of a pool failing outright means the
-    server cannot be reached: that is fatal (ServerUnreachable), not retried forever.
+    seconds without a refusal. A port that refuses the pool's very first connection means
+    a wrong address: that is fatal (ServerUnreachable). Resets and timeouts, before the first
+    login as after it, are transient: the caller's retry policy decides.
     """
 
     def __init__(
@@ -125,7 +126,7 @@ class SessionPool:
         """A logged-in session: an idle one, a new one, or the next one released."""
         while True:
             if self._closed:
-                raise RuntimeError("the pool is closed")
+                raise anyio.ClosedResourceError("the session pool is closed")
             decision = self._decide()
             if decision == "reuse":
                 self._active += 1
@@ -147,7 +148,7 @@ class SessionPool:
                 return None  # wait for one of ours to come back
             self._notify()
             raise
-        except (ConnectionLost, ConnectTimeout) as exc:
+        except ConnectionRefused as exc:
             self._opening -= 1
             self._notify()
             if self._logins == 0:
@@ -184,10 +185,20 @@ class SessionPool:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
-        """Borrow a session; it is discarded if the block raises (or is cancelled)."""
+        """Borrow a session. It goes back for reuse when it is still in sync (`healthy`),
+        even if the block raised an error after the session's last reply (a short transfer
+        that ended with 226, a checksum mismatch); it is discarded otherwise, or if the block
+        was cancelled."""
         session = await self.acquire()
         try:
             yield session
+        except Exception:
+            if session.healthy and not self._closed:
+                self.release(session)
+            else:
+                with anyio.CancelScope(shield=True):
+                    await self.discard(session)
+            raise
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.discard(session)

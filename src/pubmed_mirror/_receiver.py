@@ -9,6 +9,7 @@ other one fills. A transport-agnostic piece: the FTP data connection uses it, an
 from __future__ import annotations
 
 import asyncio
+import socket
 
 __all__ = ["Receiver"]
 
@@ -21,7 +22,7 @@ class Receiver(asyncio.BufferedProtocol):
     """Double-buffered receiver; the buffer `read()` returns is valid until the next `read()`."""
 
     def __init__(self, *, capacity: int = CAPACITY, target: int = TARGET,
-                 linger: float = LINGER) -> None:
+                 linger: float = LINGER, kernel_buffer: int | None = None) -> None:
         self._filling = bytearray(capacity)
         self._spare = bytearray(capacity)
         self._filled = 0
@@ -33,11 +34,17 @@ class Receiver(asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         self._paused = False
         self._lingered = False
+        self._kernel_buffer = kernel_buffer
 
     # Protocol callbacks, run by the event loop.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if self._kernel_buffer is not None and sock is not None:
+            # a fixed receive buffer (no autotuning): with `capacity`, it bounds how far the
+            # connection runs ahead of a rate-limited consumer
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._kernel_buffer)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return memoryview(self._filling)[self._filled:]

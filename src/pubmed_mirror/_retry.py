@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 import backoff
 
 from ._errors import TransientError
@@ -21,13 +22,18 @@ class RetryPolicy:
     """Exponential backoff with full jitter, bounded in attempts and in total time.
 
     Only `TransientError`s are retried; when the budget is spent the last error goes through.
+    With `progress` given to `call`, an attempt that moved the work forward (say, received
+    bytes before the connection was reset) starts a fresh budget: `attempts` and `max_time`
+    bound failures in a row, so a long transfer over a link that drops every few minutes
+    still completes, while a server that fails without progress is given up on.
+    `attempts=1` never retries, progress or not.
     """
 
-    attempts: int = 6  # total tries per file, the first one included
+    attempts: int = 6  # tries in a row without progress, the first one included
     base: float = 1.0  # seconds before the first retry (before jitter)
     factor: float = 2.0
     cap: float = 60.0  # no single wait longer than this
-    max_time: float = 900.0  # stop retrying a file after this many seconds of trying
+    max_time: float = 900.0  # stop after this many seconds of trying without progress
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -55,15 +61,30 @@ class RetryPolicy:
         operation: Callable[[], Awaitable[T]],
         *,
         on_retry: Callable[[int, float, BaseException], Any] | None = None,
+        progress: Callable[[], int] | None = None,
     ) -> T:
         """Run `operation`, retrying TransientErrors.
 
-        `on_retry(attempt, wait, error)` is called before each wait.
+        `on_retry(attempt, wait, error)` is called before each wait, `attempt` counting every
+        try so far. `progress()` is any count that grows when an attempt gets somewhere
+        (bytes received); when it grew during a failed attempt, the budget starts afresh.
         """
+        tries = 0
+
+        async def attempt() -> T:
+            nonlocal tries
+            tries += 1
+            before = progress() if progress is not None else 0
+            try:
+                return await operation()
+            except TransientError as exc:
+                if progress is not None and self.attempts > 1 and progress() > before:
+                    raise _Progressed(exc) from exc
+                raise
 
         def _on_backoff(details: Any) -> None:
             if on_retry is not None:
-                on_retry(details["tries"], details["wait"], details["exception"])
+                on_retry(tries, details["wait"], details["exception"])
 
         retrying = backoff.on_exception(
             self.delays,
@@ -74,8 +95,23 @@ class RetryPolicy:
             on_backoff=_on_backoff,
             logger=None,
         )(_call_it)
-        result: T = await retrying(operation)
-        return result
+        while True:
+            try:
+                result: T = await retrying(attempt)
+                return result
+            except _Progressed as progressed:  # a fresh budget, after the first retry's wait
+                wait = backoff.full_jitter(self.delay(1))
+                if on_retry is not None:
+                    on_retry(tries, wait, progressed.error)
+                await anyio.sleep(wait)
+
+
+class _Progressed(Exception):
+    """An attempt failed after making progress (not a TransientError: backoff lets it out)."""
+
+    def __init__(self, error: TransientError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 async def _call_it(operation: Callable[[], Awaitable[T]]) -> T:

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ._ftp import FtpTransport
+from ._ratelimit import TokenBucket
+
 __all__ = ["PASSWORD_ENV", "FtpSource"]
 
 PASSWORD_ENV = "PUBMED_MIRROR_PASSWORD"
@@ -43,6 +46,13 @@ class FtpSource:
 
     def remote_path(self, name: str) -> str:
         return f"{self.path.rstrip('/')}/{name}"
+
+    def transport(self, *, connect_timeout: float, stall_timeout: float,
+                  command_bucket: TokenBucket | None = None) -> FtpTransport:
+        """The transport that opens sessions to this source's server."""
+        return FtpTransport(host=self.host, port=self.port, user=self.user,
+                            password=self.password, connect_timeout=connect_timeout,
+                            stall_timeout=stall_timeout, command_bucket=command_bucket)
 
     @classmethod
     def parse(cls, url: str, *, netrc_file: str | os.PathLike[str] | None = None) -> FtpSource:

@@ -23,7 +23,9 @@ from ._errors import (
     TruncatedTransfer,
 )
 from ._ratelimit import TokenBucket
-from ._transport import Session
+from ._transport import ReadStream, Session
+
+AsyncFile = aiofiles.threadpool.binary.AsyncFileIO
 
 __all__ = ["RemoteFile", "TransferResult", "fetch_file", "part_path"]
 
@@ -100,14 +102,13 @@ def file_md5(path: Path) -> str:
 
 def finalize(part: Path, dest: Path, remote: RemoteFile) -> None:
     """Check the MD5, fsync, stamp the remote mtime and rename into place."""
-    if remote.md5 is not None:
-        actual = file_md5(part)
-        if actual != remote.md5.lower():
-            discard_part(part)
-            raise ChecksumMismatch(
-                f"MD5 {actual} does not match the expected {remote.md5.lower()}", path=remote.path
-            )
     with _local_errors(dest):
+        if remote.md5 is not None:
+            actual = file_md5(part)
+            if actual != remote.md5.lower():
+                discard_part(part)
+                raise ChecksumMismatch(f"MD5 {actual} does not match the expected "
+                                       f"{remote.md5.lower()}", path=remote.path)
         fd = os.open(part, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -145,10 +146,22 @@ async def fetch_file(
         on_start(offset)
     received = 0
     if offset < remote.size:
-        received = await _receive(session, remote, part, offset, stall_timeout, bucket, on_bytes)
+        with _local_errors(part):
+            f = await aiofiles.open(part, "ab", buffering=0)
+        try:
+            # with a rate limit, read no further ahead of the bucket than its burst
+            buffer = None if bucket is None else int(bucket.burst)
+            async with session.open_read(remote.path, offset, buffer=buffer) as stream:
+                received = await _receive(stream, f, part, remote.path, stall_timeout,
+                                          bucket, on_bytes)
+                await stream.finish()
+        finally:
+            with anyio.CancelScope(shield=True), _local_errors(part):
+                await f.close()
     total = offset + received
     if total > remote.size:
-        await anyio.to_thread.run_sync(discard_part, part)
+        with _local_errors(part):
+            await anyio.to_thread.run_sync(discard_part, part)
         raise ProtocolError(f"received {total} bytes, more than the remote size {remote.size}",
                             path=remote.path)
     if total < remote.size:
@@ -158,10 +171,10 @@ async def fetch_file(
 
 
 async def _receive(
-    session: Session,
-    remote: RemoteFile,
+    stream: ReadStream,
+    f: AsyncFile,
     part: Path,
-    offset: int,
+    path: str,
     stall_timeout: float,
     bucket: TokenBucket | None,
     on_bytes: Callable[[int], None] | None,
@@ -173,35 +186,26 @@ async def _receive(
     """
     received = 0
     in_hand = memoryview(b"")  # received but not yet written: must reach the file in order
-    with _local_errors(part):
-        f = await aiofiles.open(part, "ab", buffering=0)
     try:
-        async with session.open_read(remote.path, offset) as stream:
-            try:
-                with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
-                    while chunk := await stream.read():
-                        in_hand = chunk
-                        received += len(chunk)
-                        await _account(chunk, bucket, on_bytes, stall)
-                        await _write(f, part, chunk)
-                        in_hand = memoryview(b"")
-                        stall.deadline = anyio.current_time() + stall_timeout
-                if stall.cancelled_caught:
-                    raise TransferStalled(f"no data for {stall_timeout:g} s", path=remote.path)
-            except BaseException:
-                # keep what arrived, in order (the chunk in hand first, e.g. when cancelled
-                # while waiting for tokens): the next attempt resumes after it
-                await _write(f, part, in_hand)
-                rest = stream.take_buffered()
-                received += len(rest)
-                if on_bytes is not None and rest:
-                    on_bytes(len(rest))
-                await _write(f, part, rest)
-                raise
-            await stream.finish()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await f.close()
+        with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
+            while chunk := await stream.read():
+                in_hand = chunk
+                received += len(chunk)
+                await _account(chunk, bucket, on_bytes, stall)
+                await _write(f, part, chunk)
+                in_hand = memoryview(b"")
+                stall.deadline = anyio.current_time() + stall_timeout
+        if stall.cancelled_caught:
+            raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
+    except BaseException:
+        # keep what arrived, in order (the chunk in hand first, e.g. when cancelled while
+        # waiting for tokens): the next attempt resumes after it
+        await _write(f, part, in_hand)
+        rest = stream.take_buffered()
+        if on_bytes is not None and rest:
+            on_bytes(len(rest))
+        await _write(f, part, rest)
+        raise
     return received
 
 
@@ -215,7 +219,7 @@ async def _account(chunk: memoryview, bucket: TokenBucket | None,
         await bucket.acquire(len(chunk))
 
 
-async def _write(f: aiofiles.threadpool.binary.AsyncFileIO, part: Path, chunk: memoryview) -> None:
+async def _write(f: AsyncFile, part: Path, chunk: memoryview) -> None:
     """Write all of chunk. Shielded: a cancelled aiofiles call would go on in its thread behind
     our back, and a chunk received is a chunk kept, so the next attempt resumes after it."""
     with anyio.CancelScope(shield=True), _local_errors(part):

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-__all__ = ["ReadStream", "RemoteEntry", "Session", "Transport"]
+if TYPE_CHECKING:
+    from ._ratelimit import TokenBucket
+
+__all__ = ["ReadStream", "RemoteEntry", "Session", "Source", "Transport"]
 
 EntryKind = Literal["file", "dir", "link", "other"]
 
@@ -65,8 +68,14 @@ class Session(Protocol):
         """Size and modification time of one path."""
         ...
 
-    def open_read(self, path: str, offset: int) -> AbstractAsyncContextManager[ReadStream]:
-        """A stream of path's bytes from offset on."""
+    def open_read(self, path: str, offset: int, *, buffer: int | None = None
+                  ) -> AbstractAsyncContextManager[ReadStream]:
+        """A stream of path's bytes from offset on.
+
+        `buffer` bounds how many bytes may arrive ahead of the consumer's reads (kernel
+        buffers included, roughly): a rate limit sets it to its burst so the server is never
+        drained faster than the limit. None lets the transport read ahead as fast as it can.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -79,4 +88,22 @@ class Transport(Protocol):
 
     async def connect(self) -> Session:
         """Connect and log in within the connect timeout."""
+        ...
+
+
+class Source(Protocol):
+    """Where files come from: a remote directory and the transport that reaches it."""
+
+    @property
+    def path(self) -> str:
+        """The remote directory."""
+        ...
+
+    def remote_path(self, name: str) -> str:
+        """The remote path of a file of that directory."""
+        ...
+
+    def transport(self, *, connect_timeout: float, stall_timeout: float,
+                  command_bucket: TokenBucket | None = None) -> Transport:
+        """A transport to the source's server with these timeouts and command budget."""
         ...

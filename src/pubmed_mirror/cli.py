@@ -59,14 +59,23 @@ _positive_int = _whole_number(1)
 _count = _whole_number(0)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
+def _positive_number(what: str) -> Callable[[str], float]:
+    """An argparse type: a positive finite number of `what`, with a one-line error otherwise."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a positive number of {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_seconds = _positive_number("seconds")
+_per_second = _positive_number("commands per second")
 
 
 def _glob(text: str) -> str:
@@ -102,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel sessions (control connections), default 4")
     m.add_argument("--rate-limit", type=parse_rate, metavar="RATE",
                    help="cap on total bytes/s, e.g. 500K, 20M, 1.5G (1024-based)")
-    m.add_argument("--command-rate", type=_seconds, metavar="N",
+    m.add_argument("--command-rate", type=_per_second, metavar="N",
                    help="cap on FTP commands per second over all sessions")
     m.add_argument("--include", type=_glob, action="append", default=[], metavar="GLOB")
     m.add_argument("--exclude", type=_glob, action="append", default=[], metavar="GLOB")
@@ -112,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--file-timeout", type=_seconds, metavar="S",
                    help="give up on a file after S seconds over all its attempts")
     m.add_argument("--retries", type=_count, default=5, metavar="N",
-                   help="retries per file after the first attempt, default 5")
+                   help="retries per file in a row without progress, default 5")
     m.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -227,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return anyio.run(_run_mirror, args, Console(highlight=False))
     except MirrorError as exc:
+        _fail(exc)
+        return EXIT_FAILED
+    except OSError as exc:  # a local failure the library did not name (it should): one line
         _fail(exc)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -165,10 +165,15 @@ class _Tally:
         with self._lock:
             return self._open
 
-    def admit(self, limit: int) -> bool:
-        """Count a new control connection; False when it is over `limit` (0 = no limit)."""
+    def arrive(self) -> int:
+        """Count a new control connection; return its ordinal (1 for the first)."""
         with self._lock:
             self._stats.connections += 1
+            return self._stats.connections
+
+    def admit(self, limit: int) -> bool:
+        """False when a new connection is over `limit` open ones (0 = no limit)."""
+        with self._lock:
             if limit and self._open >= limit:
                 self._stats.refused += 1
                 return False
@@ -209,6 +214,7 @@ class _Config:
     limit_reply: str
     rate: int
     reply_delay: float
+    reset_connections: int
     authorizer: Any
     proto_cmds: dict[str, Any]
     passive_ports: range | None
@@ -312,8 +318,7 @@ class _FaultyDTP(DTPHandler):  # type: ignore[misc]
             control.close()
             return
         if fault.kind == "reset":
-            # Linger 0: close() sends RST, discarding what is still queued for the client.
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            _reset(self.socket)
         self._resp = (_COMPLETE if fault.kind == "close_226" else _ABORTED, _LOG.debug)
         self.close()  # FIN (or RST), then the reply, as RFC 959 orders it
 
@@ -376,8 +381,13 @@ class _Session(FTPHandler):  # type: ignore[misc]
     # -- connection limit and login
 
     def handle(self) -> None:
-        """Greet, or refuse at the greeting (421), or greet and refuse at PASS (530)."""
+        """Greet, or refuse at the greeting (421), or greet and refuse at PASS (530); or
+        reset the connection before any greeting (the first `reset_connections` ones)."""
         config = self._config
+        if config.tally.arrive() <= config.reset_connections:
+            _reset(self.socket)
+            self.close()
+            return
         self._admitted = config.tally.admit(config.max_connections)
         if self._admitted or config.limit_reply == "530":
             super().handle()
@@ -534,8 +544,10 @@ class FaultyFTPServer:
     greeted normally and answered "530 Sorry, too many connections" at PASS, then closed
     (proftpd). `rate_per_connection` paces every data connection to that many bytes/s from
     its first byte; `reply_delay` holds back every control reply without blocking the others.
-    Stats accumulate across restart(). pyftpdlib's logger is set to CRITICAL unless its level
-    was set already: set it to DEBUG to watch the sessions.
+    The first `reset_connections` control connections are reset (RST) before any greeting,
+    like a server or firewall that drops a client at random. Stats accumulate across
+    restart(). pyftpdlib's logger is set to CRITICAL unless its level was set already: set it
+    to DEBUG to watch the sessions.
     """
 
     def __init__(
@@ -551,6 +563,7 @@ class FaultyFTPServer:
         password: str | None = None,
         disable_mlsd: bool = False,
         passive_ports: range | None = None,
+        reset_connections: int = 0,
     ) -> None:
         _check_options(max_connections, limit_reply, rate_per_connection, reply_delay,
                        user, password)
@@ -566,6 +579,7 @@ class FaultyFTPServer:
             limit_reply=limit_reply,
             rate=rate_per_connection,
             reply_delay=reply_delay,
+            reset_connections=reset_connections,
             authorizer=_authorizer(self.root, user, password),
             proto_cmds=_commands(disable_mlsd),
             passive_ports=passive_ports,
@@ -622,6 +636,11 @@ class FaultyFTPServer:
     def __repr__(self) -> str:
         state = "running" if self._thread is not None else "stopped"
         return f"<FaultyFTPServer {self.url} {state}, {self._tally.open} open>"
+
+
+def _reset(sock: socket.socket) -> None:
+    """Linger 0: the next close() sends RST, discarding what is still queued for the peer."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _check_options(max_connections: int, limit_reply: str, rate: int, reply_delay: float,
