@@ -8,17 +8,18 @@ import pubmed_mirror
 def test_all_is_pinned() -> None:
     """__all__ lists exactly the public names (a change here is an API change)."""
     assert sorted(pubmed_mirror.__all__) == sorted([
-        "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused", "Event",
-        "EventFeed",
-        "FatalError", "FileDeadlineExceeded", "FileDone", "FileFailed", "FileProgress",
-        "FileQueued", "FileResult", "FileRetrying", "FileSkipped", "FileStarted", "FtpSession",
-        "FtpSource", "FtpTransport", "ListingDone", "LocalFileError", "LoginRefused",
-        "MirrorError", "MirrorOptions", "MirrorReport", "PermanentError", "PoolStats",
-        "ProtocolError", "ReadStream", "RemoteEntry", "RemoteFile", "RemoteFileError",
-        "RetryPolicy", "ServerBusy", "ServerUnreachable", "Session", "SessionPool", "Timeouts",
-        "TokenBucket", "TooManyConnections", "TransferResult", "TransferStalled",
-        "TransientError", "Transport", "TruncatedTransfer", "__version__", "fetch_file",
-        "mirror", "mirror_events",
+        "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused",
+        "DestinationBusy", "Event", "EventFeed", "FatalError", "FileCheck", "FileDeadlineExceeded",
+        "FileDone", "FileFailed", "FileProgress", "FileQueued", "FileResult", "FileRetrying",
+        "FileSkipped", "FileStarted", "FtpSession", "FtpSource", "FtpTransport", "ListingDone",
+        "LocalFileError", "LoginRefused", "Manifest", "ManifestEntry", "MirrorError",
+        "MirrorOptions", "MirrorPlan", "MirrorReport", "PRESETS", "PermanentError", "PlannedFile",
+        "PoolStats", "ProtocolError", "ReadStream", "RemoteEntry", "RemoteFile", "RemoteFileError",
+        "RetryPolicy", "ServerBusy", "ServerUnreachable", "Session", "SessionPool", "Source",
+        "Timeouts", "TokenBucket", "TooManyConnections", "TransferResult", "TransferStalled",
+        "TransientError", "Transport", "TruncatedTransfer", "VerifyReport", "__version__",
+        "fetch_file", "list_remote", "mirror", "mirror_events", "parse_md5_file", "plan_mirror",
+        "verify",
     ])
     for name in pubmed_mirror.__all__:
         assert hasattr(pubmed_mirror, name), name

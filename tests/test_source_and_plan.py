@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pubmed_mirror import FtpSource, MirrorOptions, RemoteEntry
-from pubmed_mirror._mirror import plan_files, unsafe_name_reason
+from pubmed_mirror._plan import Selection, select_files, unsafe_name_reason
 
 
 def test_url_defaults_to_anonymous(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -70,19 +70,24 @@ def _entries(*names: str) -> list[RemoteEntry]:
     return [RemoteEntry(n, 10, 0.0) for n in names]
 
 
+def names(selected: list[tuple[RemoteEntry, RemoteEntry | None]]) -> list[str]:
+    return [entry.name for entry, _ in selected]
+
+
 def test_plan_sorts_naturally_and_filters() -> None:
     """Files come in numeric order; include/exclude/max_files apply; dirs and links drop."""
     entries = _entries("pubmed26n0010.xml.gz", "pubmed26n0002.xml.gz", "README.txt",
                        "pubmed26n0002.xml.gz.md5", "pubmed26n0100.xml.gz")
     entries += [RemoteEntry("sub", None, None, "dir"), RemoteEntry("lnk.xml.gz", 1, 0, "link")]
     opts = MirrorOptions(include=("*.xml.gz",), exclude=("*0100*",), max_files=5)
-    assert [e.name for e in plan_files(entries, opts)] == [
+    assert names(select_files(entries, opts.selection())) == [
         "pubmed26n0002.xml.gz", "pubmed26n0010.xml.gz"]
-    assert [e.name for e in plan_files(entries, MirrorOptions(max_files=3))] == [
-        "README.txt", "pubmed26n0002.xml.gz", "pubmed26n0002.xml.gz.md5"]
+    # the .md5 travels with its data file, never as a file of its own
+    assert names(select_files(entries, Selection(max_files=3))) == [
+        "README.txt", "pubmed26n0002.xml.gz", "pubmed26n0010.xml.gz"]
 
 
 def test_plan_drops_hostile_names() -> None:
     """Entries trying to escape DEST never reach the plan."""
     entries = _entries("ok.gz", "../evil.gz", "a/b.gz", "x\x01.gz")
-    assert [e.name for e in plan_files(entries, MirrorOptions())] == ["ok.gz"]
+    assert names(select_files(entries, Selection())) == ["ok.gz"]

@@ -16,6 +16,7 @@ from ._errors import (
     ConnectionLost,
     ConnectionRefused,
     ConnectTimeout,
+    DestinationBusy,
     FatalError,
     FileDeadlineExceeded,
     LocalFileError,
@@ -49,15 +50,21 @@ from ._mirror import (
     MirrorOptions,
     MirrorReport,
     Timeouts,
+    list_remote,
     mirror,
     mirror_events,
+    plan_mirror,
 )
+from ._plan import MirrorPlan, PlannedFile
 from ._pool import PoolStats, SessionPool
+from ._pubmed import PRESETS, parse_md5_file
 from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
 from ._source import FtpSource
+from ._state import Manifest, ManifestEntry
 from ._transfer import RemoteFile, TransferResult, fetch_file
-from ._transport import ReadStream, RemoteEntry, Session, Transport
+from ._transport import ReadStream, RemoteEntry, Session, Source, Transport
+from ._verify import FileCheck, VerifyReport, verify
 
 __version__ = "0.1.0"
 
@@ -66,9 +73,11 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLost",
     "ConnectionRefused",
+    "DestinationBusy",
     "Event",
     "EventFeed",
     "FatalError",
+    "FileCheck",
     "FileDeadlineExceeded",
     "FileDone",
     "FileFailed",
@@ -84,10 +93,15 @@ __all__ = [
     "ListingDone",
     "LocalFileError",
     "LoginRefused",
+    "Manifest",
+    "ManifestEntry",
     "MirrorError",
     "MirrorOptions",
+    "MirrorPlan",
     "MirrorReport",
+    "PRESETS",
     "PermanentError",
+    "PlannedFile",
     "PoolStats",
     "ProtocolError",
     "ReadStream",
@@ -99,6 +113,7 @@ __all__ = [
     "ServerUnreachable",
     "Session",
     "SessionPool",
+    "Source",
     "Timeouts",
     "TokenBucket",
     "TooManyConnections",
@@ -107,8 +122,13 @@ __all__ = [
     "TransientError",
     "Transport",
     "TruncatedTransfer",
+    "VerifyReport",
     "__version__",
     "fetch_file",
+    "list_remote",
     "mirror",
     "mirror_events",
+    "parse_md5_file",
+    "plan_mirror",
+    "verify",
 ]

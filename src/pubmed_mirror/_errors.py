@@ -17,7 +17,8 @@
     │   └── LocalFileError           writing the local copy failed (disk full, permissions)
     └── FatalError                   the whole run stops
         ├── LoginRefused             530 for credentials (not "too many connections")
-        └── ServerUnreachable        no such host, or the port refused the first connection
+        ├── ServerUnreachable        no such host, or the port refused the first connection
+        └── DestinationBusy          another run holds DEST's lock
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "ChecksumMismatch",
     "ConnectTimeout",
     "ConnectionLost",
+    "DestinationBusy",
     "ConnectionRefused",
     "FatalError",
     "FileDeadlineExceeded",
@@ -139,6 +141,10 @@ class LoginRefused(FatalError):
 
 class ServerUnreachable(FatalError):
     """The host name does not resolve, or its port refused the run's first connection."""
+
+
+class DestinationBusy(FatalError):
+    """Another run is mirroring into the same destination."""
 
 
 Phase = Literal["connect", "login", "list", "stat", "retr", "transfer", "finish", "quit"]

@@ -33,7 +33,7 @@ class FileQueued:
 
 @dataclass(frozen=True, slots=True)
 class FileSkipped:
-    """Already present locally with the remote size and mtime."""
+    """Already up to date locally (the manifest vouches for it, or its MD5 matched)."""
 
     name: str
     size: int
@@ -75,6 +75,7 @@ class FileDone:
     resumed_from: int  # bytes the first attempt found in NAME.part
     attempts: int
     seconds: float
+    md5: str | None = None  # the digest it matched (None: no checksum file, or not verifying)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
@@ -20,11 +17,12 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._errors import (
+    ChecksumMismatch,
     FatalError,
     FileDeadlineExceeded,
-    LocalFileError,
     MirrorError,
     ProtocolError,
+    RemoteFileError,
     describe,
 )
 from ._events import (
@@ -38,11 +36,21 @@ from ._events import (
     FileStarted,
     ListingDone,
 )
+from ._plan import MirrorPlan, PlannedFile, Selection, check_writable, make_plan, select_files
 from ._pool import SessionPool
+from ._pubmed import file_order, parse_md5_file
 from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
 from ._source import FtpSource
-from ._transfer import RemoteFile, fetch_file
+from ._state import DestLock, Manifest, ManifestEntry
+from ._transfer import (
+    RemoteFile,
+    fetch_file,
+    fetch_small,
+    file_md5,
+    local_errors,
+    write_atomically,
+)
 from ._transport import RemoteEntry, Session, Source
 
 __all__ = [
@@ -51,9 +59,9 @@ __all__ = [
     "MirrorReport",
     "Timeouts",
     "mirror",
+    "list_remote",
     "mirror_events",
-    "plan_files",
-    "unsafe_name_reason",
+    "plan_mirror",
 ]
 
 log = logging.getLogger("pubmed_mirror")
@@ -81,7 +89,9 @@ class MirrorOptions:
     command_rate: float | None = None  # FTP commands/s over all sessions
     include: tuple[str, ...] = ()  # globs; a file must match one (when any is given)
     exclude: tuple[str, ...] = ()  # globs; a file must match none
-    max_files: int | None = None  # the first N of the selection, in natural name order
+    max_files: int | None = None  # the first N of the selection, in load order
+    newest: int | None = None  # only the last N files by PubMed file number
+    verify: bool = True  # check each file against its NAME.md5 when the server has one
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -92,10 +102,17 @@ class MirrorOptions:
             raise ValueError("rate_limit must be >= 1 byte/s")
         if self.command_rate is not None and not self.command_rate > 0:
             raise ValueError("command_rate must be > 0")
-        if self.max_files is not None and self.max_files < 0:
-            raise ValueError("max_files must be >= 0")
+        for name in ("max_files", "newest"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0")
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))
+
+    def selection(self, default_include: tuple[str, ...] = ()) -> Selection:
+        """The file selection; `default_include` (a preset's) applies when include is empty."""
+        return Selection(include=self.include or default_include, exclude=self.exclude,
+                         newest=self.newest, max_files=self.max_files)
 
 
 Status = Literal["done", "skipped", "failed"]
@@ -111,6 +128,7 @@ class FileResult:
     attempts: int = 0
     seconds: float = 0.0
     error: str | None = None
+    md5: str | None = None  # the digest the file was checked against (None: not checked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,71 +164,6 @@ class MirrorReport:
         return not self.failed
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def unsafe_name_reason(name: str) -> str | None:
-    """Why a name from the server must not become a local path (None when it is safe)."""
-    if not name or name in (".", ".."):
-        return "empty or dot name"
-    if "/" in name or "\\" in name:
-        return "contains a path separator"
-    if ".." in name:
-        return "contains '..'"
-    if _CONTROL.search(name):
-        return "contains NUL or control characters"
-    if name.endswith((".part", ".part.meta")):
-        return "clashes with our partial-file names"
-    return None
-
-
-def _natural_key(name: str) -> list[tuple[int, int | str]]:
-    # pubmed26n0002 before pubmed26n0010 whatever the zero padding
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
-
-
-def plan_files(entries: Sequence[RemoteEntry], options: MirrorOptions) -> list[RemoteEntry]:
-    """The files to consider, in natural name order: safe, regular, selected, at most max_files."""
-    chosen = []
-    for entry in entries:
-        if entry.kind != "file":
-            if entry.kind == "link":
-                log.warning("skipping symlink entry %r", entry.name)
-            continue
-        reason = unsafe_name_reason(entry.name)
-        if reason is not None:
-            log.warning("skipping entry %r: %s", entry.name, reason)
-            continue
-        if options.include and not any(fnmatchcase(entry.name, g) for g in options.include):
-            continue
-        if any(fnmatchcase(entry.name, g) for g in options.exclude):
-            continue
-        chosen.append(entry)
-    chosen.sort(key=lambda e: _natural_key(e.name))
-    return chosen if options.max_files is None else chosen[: options.max_files]
-
-
-def is_current(local: Path, entry: RemoteEntry) -> bool:
-    """The local copy has the remote size and (when known) the remote mtime."""
-    try:
-        st = local.stat()
-    except OSError:
-        return False
-    if entry.size is None or st.st_size != entry.size:
-        return False
-    return entry.mtime is None or round(st.st_mtime) == round(entry.mtime)
-
-
-def check_writable(dest: Path) -> None:
-    """Fail before any network I/O when DEST cannot hold our files."""
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=dest, prefix=".pubmed-mirror-probe-"):
-            pass
-    except OSError as exc:
-        raise LocalFileError(f"destination {dest} is not writable: {exc.strerror or exc}") from exc
-
-
 def _bytes_bucket(rate: int | None) -> TokenBucket | None:
     # a quarter second's worth of burst (16 KiB .. 1 MiB); a larger chunk waits off its debt
     return None if rate is None else TokenBucket(rate, burst=min(1 << 20, max(16 << 10, rate / 4)))
@@ -220,11 +173,12 @@ class _Run:
     """One mirror run's state: the workers, their results and the events they emit."""
 
     def __init__(self, source: Source, dest: Path, options: MirrorOptions,
-                 emit: EventCallback) -> None:
+                 emit: EventCallback, manifest: Manifest) -> None:
         self.source = source
         self.dest = dest
         self.options = options
         self.emit = emit
+        self.manifest = manifest
         self.results: list[FileResult] = []
         self.fatal: FatalError | None = None
         self.bucket = _bytes_bucket(options.rate_limit)
@@ -235,45 +189,54 @@ class _Run:
             else TokenBucket(commands, burst=max(1.0, commands)))
         self.pool = SessionPool(transport, size=options.concurrency)
 
+    async def plan(self) -> MirrorPlan:
+        """List the remote directory (with retries) and decide what each file needs."""
+        entries = await self.options.retry.call(self._list)
+        files = select_files(entries, self.options.selection(self.source.default_include))
+        return await anyio.to_thread.run_sync(make_plan, self.dest, self.manifest, files)
+
     async def run(self) -> None:
         async with self.pool:
-            entries = await self.options.retry.call(self._list)
-            files = plan_files(entries, self.options)
-            self.emit(ListingDone(len(files), sum(e.size or 0 for e in files)))
-            send, receive = anyio.create_memory_object_stream[RemoteEntry](
+            plan = await self.plan()
+            self.emit(ListingDone(len(plan.files), sum(f.size for f in plan.files)))
+            send, receive = anyio.create_memory_object_stream[PlannedFile](
                 max_buffer_size=self.options.concurrency)
             async with anyio.create_task_group() as tg:
                 for _ in range(self.options.concurrency):
                     tg.start_soon(self._worker, receive.clone(), tg)
                 receive.close()
                 async with send:
-                    for entry in files:
-                        local = self.dest / entry.name
-                        if await anyio.to_thread.run_sync(is_current, local, entry):
-                            self.results.append(FileResult(entry.name, "skipped", entry.size))
-                            self.emit(FileSkipped(entry.name, entry.size or 0))
+                    for planned in plan.files:
+                        if planned.action == "skip":
+                            self._skipped(planned)
                             continue
-                        self.emit(FileQueued(entry.name, entry.size or 0))
-                        await send.send(entry)
+                        self.emit(FileQueued(planned.name, planned.size))
+                        await send.send(planned)
         if self.fatal is not None:
             raise self.fatal
+
+    def _skipped(self, planned: PlannedFile) -> FileResult:
+        result = FileResult(planned.name, "skipped", planned.size)
+        self.results.append(result)
+        self.emit(FileSkipped(planned.name, planned.size))
+        return result
 
     async def _list(self) -> list[RemoteEntry]:
         async with self.pool.session() as session:
             return await session.list(self.source.path)
 
-    async def _worker(self, jobs: MemoryObjectReceiveStream[RemoteEntry], tg: TaskGroup) -> None:
+    async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup) -> None:
         async with jobs:
-            async for entry in jobs:
+            async for planned in jobs:
                 try:
-                    self.results.append(await self._fetch(entry))
+                    self.results.append(await self._fetch(planned))
                 except FatalError as exc:
                     self.fatal = exc
                     tg.cancel_scope.cancel()
                     return
 
-    async def _fetch(self, entry: RemoteEntry) -> FileResult:
-        tracker = _Attempts(entry, self)
+    async def _fetch(self, planned: PlannedFile) -> FileResult:
+        tracker = _Attempts(planned, self)
         started = time.monotonic()
         deadline = self.options.timeouts.file
         try:
@@ -282,33 +245,40 @@ class _Run:
                                               progress=tracker.furthest)
         except TimeoutError:
             error: MirrorError = FileDeadlineExceeded(
-                f"not complete within {deadline:g} s", path=entry.name)
+                f"not complete within {deadline:g} s", path=planned.name)
         except FatalError:
             raise
         except MirrorError as exc:
             error = exc
         else:
+            if tracker.local_copy_kept:
+                return self._skipped(planned)
             seconds = time.monotonic() - started
-            self.emit(FileDone(entry.name, tracker.size, tracker.received, tracker.resumed_from,
-                               tracker.attempts, seconds))
-            return FileResult(entry.name, "done", tracker.size, tracker.received,
-                              tracker.resumed_from, tracker.attempts, seconds)
-        self.emit(FileFailed(entry.name, describe(error), tracker.attempts))
-        return FileResult(entry.name, "failed", entry.size, tracker.received,
+            self.emit(FileDone(planned.name, tracker.size, tracker.received,
+                               tracker.resumed_from, tracker.attempts, seconds, tracker.md5))
+            return FileResult(planned.name, "done", tracker.size, tracker.received,
+                              tracker.resumed_from, tracker.attempts, seconds, md5=tracker.md5)
+        self.emit(FileFailed(planned.name, describe(error), tracker.attempts))
+        return FileResult(planned.name, "failed", planned.entry.size, tracker.received,
                           tracker.resumed_from, tracker.attempts,
                           time.monotonic() - started, describe(error))
 
 
 class _Attempts:
-    """The attempts at one file: what each saw, for events and the report."""
+    """The attempts at one file: what each saw, for events, the report and the manifest."""
 
-    def __init__(self, entry: RemoteEntry, run: _Run) -> None:
-        self.entry = entry
+    def __init__(self, planned: PlannedFile, run: _Run) -> None:
+        self.planned = planned
+        self.entry = planned.entry
         self.run = run
-        self.size = entry.size or 0
+        self.size = planned.size
         self.attempts = 0
         self.received = 0
         self.resumed_from = 0
+        self.md5: str | None = None  # the expected digest, once known
+        self.local_copy_kept = False  # a "check" found the local copy right
+        self._checksum: bytes | None = None  # NAME.md5's bytes, fetched once per digest
+        self._checked = planned.action != "check"
         self._position = 0
         self._furthest = 0
 
@@ -318,6 +288,8 @@ class _Attempts:
         return self._furthest
 
     def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
+        if isinstance(error, ChecksumMismatch):
+            self._checksum = None  # the server may have replaced both: ask again
         self.run.emit(FileRetrying(self.entry.name, attempt, delay, describe(error)))
 
     def _on_start(self, offset: int) -> None:
@@ -336,12 +308,47 @@ class _Attempts:
         self.attempts += 1
         run = self.run
         async with run.pool.session() as session:
-            remote = await self._remote(session)
-            await fetch_file(
-                session, remote, run.dest / self.entry.name,
-                stall_timeout=run.options.timeouts.stall, bucket=run.bucket,
-                on_start=self._on_start, on_bytes=self._on_bytes,
-            )
+            self.md5 = await self._expected_md5(session)
+            if not self._checked:
+                self._checked = True
+                self.local_copy_kept = await anyio.to_thread.run_sync(self._local_copy_is_right)
+            if not self.local_copy_kept:
+                await fetch_file(
+                    session, await self._remote(session), run.dest / self.entry.name,
+                    stall_timeout=run.options.timeouts.stall, bucket=run.bucket,
+                    on_start=self._on_start, on_bytes=self._on_bytes,
+                )
+        await anyio.to_thread.run_sync(self._record)
+
+    async def _expected_md5(self, session: Session) -> str | None:
+        """Fetch NAME.md5 (once) and parse it; None without one, or when not verifying."""
+        checksum = self.planned.checksum
+        if checksum is None:
+            return None
+        path = self.run.source.remote_path(checksum.name)
+        if self._checksum is None:
+            self._checksum = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
+                                               stall_timeout=self.run.options.timeouts.stall)
+        if not self.run.options.verify:
+            return None
+        try:
+            return parse_md5_file(self._checksum, self.entry.name)
+        except ValueError as exc:
+            raise RemoteFileError(f"cannot read the checksum file: {exc}", path=path) from None
+
+    def _local_copy_is_right(self) -> bool:
+        """A "check": the local copy has the remote size and mtime; is it the right bytes?"""
+        local = self.run.dest / self.entry.name
+        row = self.run.manifest.get(self.entry.name)
+        if self.md5 is None or (row is not None and row.md5 == self.md5
+                                and (row.size, row.mtime) == (self.size, self.entry.mtime)):
+            return True
+        with local_errors(local):
+            if file_md5(local) == self.md5:
+                return True
+            log.warning("%s: local copy does not match its MD5; fetching it again", local)
+            local.unlink()
+        return False
 
     async def _remote(self, session: Session) -> RemoteFile:
         path = self.run.source.remote_path(self.entry.name)
@@ -351,11 +358,65 @@ class _Attempts:
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self.size = entry.size
-        return RemoteFile(path, entry.size, entry.mtime if entry.mtime else self.entry.mtime)
+        return RemoteFile(path, entry.size, entry.mtime if entry.mtime else self.entry.mtime,
+                          self.md5)
+
+    def _record(self) -> None:
+        """NAME is final: write NAME.md5 beside it, then vouch for both in the manifest."""
+        now = time.time()
+        dest, manifest, checksum = self.run.dest, self.run.manifest, self.planned.checksum
+        if checksum is not None and self._checksum is not None:
+            write_atomically(dest / checksum.name, self._checksum, checksum.mtime)
+            manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
+                                          None, now))
+        manifest.record(ManifestEntry(self.entry.name, self.size, self.entry.mtime, self.md5,
+                                      now, now if self.md5 else None))
+
+
+_CHECKSUM_LIMIT = 64 << 10  # an NCBI .md5 is ~60 bytes; anything this big is not one
+
+
+def _open_source(source: str | Source) -> Source:
+    return FtpSource.parse(source) if isinstance(source, str) else source
+
+
+async def list_remote(
+    source: str | Source,
+    *,
+    timeouts: Timeouts | None = None,
+    retry: RetryPolicy | None = None,
+) -> list[RemoteEntry]:
+    """The entries of the source's directory (files, dirs, links), in PubMed load order."""
+    src = _open_source(source)
+    timeouts = timeouts or Timeouts()
+    transport = src.transport(connect_timeout=timeouts.connect, stall_timeout=timeouts.stall)
+    async with SessionPool(transport, size=1) as pool:
+
+        async def listing() -> list[RemoteEntry]:
+            async with pool.session() as session:
+                return await session.list(src.path)
+
+        entries = await (retry or RetryPolicy()).call(listing)
+    return sorted(entries, key=lambda e: file_order(e.name))
+
+
+async def plan_mirror(
+    source: str | Source,
+    dest: str | os.PathLike[str],
+    options: MirrorOptions | None = None,
+) -> MirrorPlan:
+    """What `mirror()` would do, without transferring anything (a dry run): lists the remote
+    directory and compares it with DEST and its manifest."""
+    dest_path = Path(dest)
+    with Manifest.open(dest_path) as manifest:
+        run = _Run(_open_source(source), dest_path, options or MirrorOptions(),
+                   lambda event: None, manifest)
+        async with run.pool:
+            return await run.plan()
 
 
 async def mirror(
-    source: str | FtpSource,
+    source: str | Source,
     dest: str | os.PathLike[str],
     options: MirrorOptions | None = None,
     *,
@@ -363,17 +424,19 @@ async def mirror(
 ) -> MirrorReport:
     """Mirror the files of one remote directory into `dest`; return what happened to each.
 
-    Files already present with the remote size and mtime are skipped; partial files are
-    resumed. A file that fails is reported in the result, not raised; a FatalError (login
-    refused, server unreachable) or a listing failure is raised.
+    Files the manifest vouches for are skipped; partial files are resumed; a file with a
+    NAME.md5 beside it on the server is checked against it before it becomes final. A file
+    that fails is reported in the result, not raised; a FatalError (login refused, server
+    unreachable, DEST locked by another run) or a listing failure is raised.
     """
     options = options or MirrorOptions()
-    src = FtpSource.parse(source) if isinstance(source, str) else source
+    src = _open_source(source)
     dest_path = Path(dest)
     await anyio.to_thread.run_sync(check_writable, dest_path)
     started = time.monotonic()
-    run = _Run(src, dest_path, options, on_event or (lambda event: None))
-    await run.run()
+    with DestLock(dest_path), Manifest.open(dest_path) as manifest:
+        run = _Run(src, dest_path, options, on_event or (lambda event: None), manifest)
+        await run.run()
     return MirrorReport(tuple(run.results), time.monotonic() - started)
 
 
@@ -390,7 +453,7 @@ class EventFeed:
 
 @asynccontextmanager
 async def mirror_events(
-    source: str | FtpSource,
+    source: str | Source,
     dest: str | os.PathLike[str],
     options: MirrorOptions | None = None,
     *,

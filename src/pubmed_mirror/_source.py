@@ -5,11 +5,12 @@ from __future__ import annotations
 import netrc
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ._ftp import FtpTransport
+from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
 
 __all__ = ["PASSWORD_ENV", "FtpSource"]
@@ -28,6 +29,7 @@ class FtpSource:
     path: str = "/"
     user: str = "anonymous"
     password: str = field(default="anonymous@", repr=False)
+    default_include: tuple[str, ...] = ()  # a preset's default selection
 
     def __post_init__(self) -> None:
         if not self.host or not _HOST.match(self.host):
@@ -56,8 +58,14 @@ class FtpSource:
 
     @classmethod
     def parse(cls, url: str, *, netrc_file: str | os.PathLike[str] | None = None) -> FtpSource:
-        """Parse `ftp://[user@]host[:port]/dir/`; a password comes from $PUBMED_MIRROR_PASSWORD
-        or ~/.netrc, never from the URL (it would be visible in the process list)."""
+        """Parse `ftp://[user@]host[:port]/dir/` or a preset (`pubmed:baseline`,
+        `pubmed:updatefiles`). A password comes from $PUBMED_MIRROR_PASSWORD or ~/.netrc,
+        never from the URL (it would be visible in the process list)."""
+        if url in PRESETS:
+            preset_url, include = PRESETS[url]
+            return replace(cls.parse(preset_url, netrc_file=netrc_file), default_include=include)
+        if url.startswith("pubmed:"):
+            raise ValueError(f"unknown preset {url!r}: use one of {', '.join(PRESETS)}")
         try:
             parts = urlsplit(url)
             port = parts.port or 21

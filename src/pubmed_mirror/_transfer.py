@@ -19,6 +19,7 @@ from ._errors import (
     ChecksumMismatch,
     LocalFileError,
     ProtocolError,
+    RemoteFileError,
     TransferStalled,
     TruncatedTransfer,
 )
@@ -57,7 +58,7 @@ def _meta_path(part: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _local_errors(path: Path) -> Iterator[None]:
+def local_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
@@ -65,23 +66,29 @@ def _local_errors(path: Path) -> Iterator[None]:
         raise LocalFileError(f"cannot write {path}: {reason}", path=path.name) from exc
 
 
-def prepare_part(part: Path, remote: RemoteFile) -> int:
-    """Return the offset to resume from; start NAME.part afresh unless it is from this version."""
-    meta = _meta_path(part)
-    record = {"size": remote.size, "mtime": remote.mtime}
+def resumable(part: Path, remote: RemoteFile) -> int | None:
+    """The length of a NAME.part started from this remote version; None if there is none."""
     try:
-        started_from = json.loads(meta.read_text())
+        started_from = json.loads(_meta_path(part).read_text())
         have = part.stat().st_size
     except (OSError, ValueError):
-        started_from, have = None, -1
-    if started_from == record and 0 <= have <= remote.size:
+        return None
+    record = {"size": remote.size, "mtime": remote.mtime}
+    return have if started_from == record and 0 <= have <= remote.size else None
+
+
+def prepare_part(part: Path, remote: RemoteFile) -> int:
+    """Return the offset to resume from; start NAME.part afresh unless it is from this version."""
+    have = resumable(part, remote)
+    if have is not None:
         return have
-    with _local_errors(part):
+    meta = _meta_path(part)
+    with local_errors(part):
         part.parent.mkdir(parents=True, exist_ok=True)
         # truncate before writing the record: a crash in between leaves an empty part, still right
         part.open("wb").close()
         tmp = meta.with_name(meta.name + ".tmp")
-        tmp.write_text(json.dumps(record))
+        tmp.write_text(json.dumps({"size": remote.size, "mtime": remote.mtime}))
         os.replace(tmp, meta)
     return 0
 
@@ -102,7 +109,7 @@ def file_md5(path: Path) -> str:
 
 def finalize(part: Path, dest: Path, remote: RemoteFile) -> None:
     """Check the MD5, fsync, stamp the remote mtime and rename into place."""
-    with _local_errors(dest):
+    with local_errors(dest):
         if remote.md5 is not None:
             actual = file_md5(part)
             if actual != remote.md5.lower():
@@ -123,6 +130,37 @@ def finalize(part: Path, dest: Path, remote: RemoteFile) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_atomically(dest: Path, data: bytes, mtime: float | None) -> None:
+    """Write a small file whole: into NAME.part, fsync, stamp, rename (never half a file)."""
+    part = part_path(dest)
+    with local_errors(dest):
+        with part.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mtime is not None:
+            os.utime(part, (mtime, mtime))
+        os.replace(part, dest)
+
+
+async def fetch_small(session: Session, path: str, *, limit: int,
+                      stall_timeout: float) -> bytes:
+    """The whole of a small remote file (a checksum file) in memory; at most `limit` bytes."""
+    data = bytearray()
+    async with session.open_read(path, 0) as stream:
+        with anyio.move_on_after(stall_timeout) as stall:
+            while chunk := await stream.read():
+                data += chunk
+                if len(data) > limit:
+                    raise RemoteFileError(f"larger than {limit} bytes: not a checksum file",
+                                          path=path)
+                stall.deadline = anyio.current_time() + stall_timeout
+        if stall.cancelled_caught:
+            raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
+        await stream.finish()
+    return bytes(data)
 
 
 async def fetch_file(
@@ -146,7 +184,7 @@ async def fetch_file(
         on_start(offset)
     received = 0
     if offset < remote.size:
-        with _local_errors(part):
+        with local_errors(part):
             f = await aiofiles.open(part, "ab", buffering=0)
         try:
             # with a rate limit, read no further ahead of the bucket than its burst
@@ -156,11 +194,11 @@ async def fetch_file(
                                           bucket, on_bytes)
                 await stream.finish()
         finally:
-            with anyio.CancelScope(shield=True), _local_errors(part):
+            with anyio.CancelScope(shield=True), local_errors(part):
                 await f.close()
     total = offset + received
     if total > remote.size:
-        with _local_errors(part):
+        with local_errors(part):
             await anyio.to_thread.run_sync(discard_part, part)
         raise ProtocolError(f"received {total} bytes, more than the remote size {remote.size}",
                             path=remote.path)
@@ -222,7 +260,7 @@ async def _account(chunk: memoryview, bucket: TokenBucket | None,
 async def _write(f: AsyncFile, part: Path, chunk: memoryview) -> None:
     """Write all of chunk. Shielded: a cancelled aiofiles call would go on in its thread behind
     our back, and a chunk received is a chunk kept, so the next attempt resumes after it."""
-    with anyio.CancelScope(shield=True), _local_errors(part):
+    with anyio.CancelScope(shield=True), local_errors(part):
         while chunk:
             written = await f.write(chunk)
             chunk = chunk[written:]

@@ -99,6 +99,11 @@ class Source(Protocol):
         """The remote directory."""
         ...
 
+    @property
+    def default_include(self) -> tuple[str, ...]:
+        """The selection when the caller names none (a preset's; empty: every file)."""
+        ...
+
     def remote_path(self, name: str) -> str:
         """The remote path of a file of that directory."""
         ...

@@ -1,0 +1,195 @@
+"""The plan: from a listing and what DEST holds, which files to fetch, check or leave alone."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Literal
+
+from ._errors import LocalFileError
+from ._pubmed import file_order
+from ._state import STATE_DIR, Manifest, ManifestEntry
+from ._transfer import RemoteFile, part_path, resumable
+from ._transport import RemoteEntry
+
+__all__ = [
+    "MirrorPlan",
+    "PlannedFile",
+    "Selection",
+    "check_writable",
+    "is_current",
+    "make_plan",
+    "select_files",
+    "unsafe_name_reason",
+]
+
+log = logging.getLogger("pubmed_mirror")
+
+CHECKSUM_SUFFIX = ".md5"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+Action = Literal["fetch", "check", "skip"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selection:
+    include: tuple[str, ...] = ()  # globs; a file must match one (when any is given)
+    exclude: tuple[str, ...] = ()  # globs; a file must match none
+    newest: int | None = None  # the last N by PubMed file number
+    max_files: int | None = None  # then the first N, in load order
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    """One data file and what to do with it.
+
+    `checksum` is its NAME.md5 on the server, which travels with it. `action`: fetch it;
+    check the local copy (size and mtime match but the manifest cannot vouch for it: confirm
+    by MD5, fetch if that fails); or skip it (the manifest vouches for it). `have` is the
+    length of a NAME.part a fetch would resume from.
+    """
+
+    entry: RemoteEntry
+    checksum: RemoteEntry | None
+    action: Action
+    have: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def size(self) -> int:
+        return self.entry.size or 0
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorPlan:
+    files: tuple[PlannedFile, ...]
+
+    def with_action(self, *actions: Action) -> tuple[PlannedFile, ...]:
+        return tuple(f for f in self.files if f.action in actions)
+
+    @property
+    def bytes_to_fetch(self) -> int:
+        """Bytes a run would receive at most (checks that pass receive nothing)."""
+        return sum(f.size - f.have for f in self.with_action("fetch", "check"))
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why a name from the server must not become a local path (None when it is safe)."""
+    if not name or name in (".", ".."):
+        return "empty or dot name"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    if ".." in name:
+        return "contains '..'"
+    if _CONTROL.search(name):
+        return "contains NUL or control characters"
+    if name.endswith((".part", ".part.meta")):
+        return "clashes with our partial-file names"
+    if name.startswith(STATE_DIR):
+        return "clashes with our state directory"
+    return None
+
+
+def _safe_files(entries: Sequence[RemoteEntry]) -> list[RemoteEntry]:
+    safe = []
+    for entry in entries:
+        if entry.kind != "file":
+            if entry.kind == "link":
+                log.warning("skipping symlink entry %r", entry.name)
+            continue
+        reason = unsafe_name_reason(entry.name)
+        if reason is not None:
+            log.warning("skipping entry %r: %s", entry.name, reason)
+            continue
+        safe.append(entry)
+    return safe
+
+
+def _selected(name: str, selection: Selection) -> bool:
+    if selection.include and not any(fnmatchcase(name, g) for g in selection.include):
+        return False
+    return not any(fnmatchcase(name, g) for g in selection.exclude)
+
+
+def select_files(entries: Sequence[RemoteEntry], selection: Selection
+                 ) -> list[tuple[RemoteEntry, RemoteEntry | None]]:
+    """The data files to consider, in PubMed load order, each with its NAME.md5 if listed.
+
+    A NAME.md5 whose NAME is listed is never a file of its own: it goes with NAME when NAME
+    is selected, and not at all otherwise. Symlinks and unsafe names are dropped (logged).
+    """
+    files = {e.name: e for e in _safe_files(entries)}
+    checksums = {n: files[n + CHECKSUM_SUFFIX] for n in files if n + CHECKSUM_SUFFIX in files}
+    companions = {c.name for c in checksums.values()}
+    chosen = sorted((e for e in files.values()
+                     if e.name not in companions and _selected(e.name, selection)),
+                    key=lambda e: file_order(e.name))
+    if selection.newest is not None:
+        chosen = chosen[len(chosen) - selection.newest:] if selection.newest else []
+    if selection.max_files is not None:
+        chosen = chosen[: selection.max_files]
+    return [(e, checksums.get(e.name)) for e in chosen]
+
+
+def is_current(local: Path, entry: RemoteEntry) -> bool:
+    """The local copy has the remote size and (when known) the remote mtime."""
+    try:
+        st = local.stat()
+    except OSError:
+        return False
+    if entry.size is None or st.st_size != entry.size:
+        return False
+    return entry.mtime is None or round(st.st_mtime) == round(entry.mtime)
+
+
+def _vouched(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
+    """The manifest recorded this file complete at exactly the remote size and mtime."""
+    return (row is not None and entry.size is not None and row.size == entry.size
+            and row.mtime == entry.mtime)
+
+
+def _part_length(local: Path, entry: RemoteEntry) -> int:
+    if entry.size is None:
+        return 0
+    return resumable(part_path(local), RemoteFile(entry.name, entry.size, entry.mtime)) or 0
+
+
+def _action(dest: Path, manifest: Manifest, entry: RemoteEntry,
+            checksum: RemoteEntry | None) -> Action:
+    local = dest / entry.name
+    if not is_current(local, entry):
+        return "fetch"
+    if _vouched(manifest.get(entry.name), entry) and (
+            checksum is None or (_vouched(manifest.get(checksum.name), checksum)
+                                 and is_current(dest / checksum.name, checksum))):
+        return "skip"
+    return "check"
+
+
+def make_plan(dest: Path, manifest: Manifest,
+              files: Sequence[tuple[RemoteEntry, RemoteEntry | None]]) -> MirrorPlan:
+    """What to do with each selected file, given DEST and its manifest (blocking: stats)."""
+    planned = []
+    for entry, checksum in files:
+        action = _action(dest, manifest, entry, checksum)
+        have = _part_length(dest / entry.name, entry) if action == "fetch" else 0
+        planned.append(PlannedFile(entry, checksum, action, have))
+    return MirrorPlan(tuple(planned))
+
+
+def check_writable(dest: Path) -> None:
+    """Fail before any network I/O when DEST cannot hold our files."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=dest, prefix=".pubmed-mirror-probe-"):
+            pass
+    except OSError as exc:
+        raise LocalFileError(f"destination {dest} is not writable: {exc.strerror or exc}") from exc

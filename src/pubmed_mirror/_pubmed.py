@@ -1,0 +1,52 @@
+"""PubMed specifics: the presets, NCBI's `.md5` files and the order files must be loaded in."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["PRESETS", "file_order", "parse_md5_file"]
+
+NCBI_FTP = "ftp://ftp.ncbi.nlm.nih.gov"
+
+# name -> (URL, default selection). Each data file's NAME.md5 travels with it.
+PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pubmed:baseline": (f"{NCBI_FTP}/pubmed/baseline/", ("*.xml.gz",)),
+    "pubmed:updatefiles": (f"{NCBI_FTP}/pubmed/updatefiles/", ("*.xml.gz",)),
+}
+
+_HEX = r"(?P<hex>[0-9A-Fa-f]{32})"
+_MD5_FORMS = (
+    re.compile(rf"MD5 ?\((?P<name>.+)\) ?= ?{_HEX}"),  # NCBI (openssl): MD5(NAME)= hex
+    re.compile(rf"{_HEX} [ *]?(?P<name>.+)"),  # md5sum: hex  NAME, hex *NAME
+    re.compile(_HEX),  # the bare digest
+)
+
+
+def parse_md5_file(text: bytes, name: str) -> str:
+    """The lowercase hex digest an NCBI `.md5` file gives for `name`.
+
+    Accepts `MD5(NAME)= <hex>` (NCBI's), `<hex>  NAME` (md5sum's) and a bare `<hex>`; a file
+    naming another file, or anything else, raises ValueError.
+    """
+    try:
+        decoded = text.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError("not text") from None
+    lines = [line.strip() for line in decoded.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise ValueError(f"expected one line, got {len(lines)}")
+    for form in _MD5_FORMS:
+        match = form.fullmatch(lines[0])
+        if match is None:
+            continue
+        named = match.groupdict().get("name")
+        if named is not None and named.strip().lstrip("*").rsplit("/", 1)[-1] != name:
+            raise ValueError(f"it is the checksum of {named.strip()!r}, not of {name!r}")
+        return match.group("hex").lower()
+    raise ValueError(f"no MD5 digest in {lines[0][:80]!r}")
+
+
+def file_order(name: str) -> list[tuple[int, int | str]]:
+    """A sort key putting files in PubMed's load order: pubmed26n0002 before pubmed26n0010
+    (numbers compare as numbers, whatever their zero padding)."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]

@@ -1,0 +1,122 @@
+"""`verify`: re-hash what DEST holds against NCBI's .md5 files and the manifest."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import anyio
+
+from ._errors import LocalFileError
+from ._plan import CHECKSUM_SUFFIX, unsafe_name_reason
+from ._pubmed import file_order, parse_md5_file
+from ._state import STATE_DIR, Manifest, ManifestEntry
+from ._transfer import file_md5
+
+__all__ = ["FileCheck", "VerifyReport", "verify"]
+
+Verdict = Literal["ok", "unchecked", "corrupt", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheck:
+    """One file's verdict. `unchecked`: present with the recorded size, but no digest to
+    check it against (no NAME.md5 and none in the manifest)."""
+
+    name: str
+    verdict: Verdict
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    files: tuple[FileCheck, ...]
+    seconds: float
+
+    def with_verdict(self, *verdicts: Verdict) -> tuple[FileCheck, ...]:
+        return tuple(f for f in self.files if f.verdict in verdicts)
+
+    @property
+    def ok(self) -> bool:
+        return not self.with_verdict("corrupt", "missing")
+
+
+def _names(dest: Path, rows: dict[str, ManifestEntry]) -> list[str]:
+    """The data files to check: those in the manifest, and any NAME beside a NAME.md5."""
+    local = {p.name for p in dest.iterdir() if p.is_file() and not p.name.startswith(STATE_DIR)}
+    names = {n for n in rows
+             if not (n.endswith(CHECKSUM_SUFFIX) and n[: -len(CHECKSUM_SUFFIX)] in rows)}
+    names |= {n[: -len(CHECKSUM_SUFFIX)] for n in local if n.endswith(CHECKSUM_SUFFIX)}
+    names |= {n for n in local if n + CHECKSUM_SUFFIX in local}
+    return sorted((n for n in names if unsafe_name_reason(n) is None), key=file_order)
+
+
+def _expected(dest: Path, name: str, row: ManifestEntry | None) -> str | None:
+    """The digest NAME must have; ValueError when the sources disagree or are unreadable."""
+    sidecar = dest / (name + CHECKSUM_SUFFIX)
+    from_file = parse_md5_file(sidecar.read_bytes(), name) if sidecar.is_file() else None
+    from_manifest = row.md5 if row is not None else None
+    if from_file and from_manifest and from_file != from_manifest:
+        raise ValueError(f"{sidecar.name} says {from_file}, the manifest {from_manifest}")
+    return from_file or from_manifest
+
+
+def check_file(dest: Path, name: str, row: ManifestEntry | None) -> FileCheck:
+    """Hash one file and judge it (blocking)."""
+    path = dest / name
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return FileCheck(name, "missing", "in the manifest but not in DEST")
+    if row is not None and size != row.size:
+        return FileCheck(name, "corrupt", f"{size} bytes, the manifest says {row.size}")
+    try:
+        expected = _expected(dest, name, row)
+    except (ValueError, OSError) as exc:
+        return FileCheck(name, "corrupt", f"checksum unreadable: {exc}")
+    if expected is None:
+        return FileCheck(name, "unchecked", "no MD5 known")
+    try:
+        actual = file_md5(path)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if actual != expected:
+        return FileCheck(name, "corrupt", f"MD5 {actual}, expected {expected}")
+    return FileCheck(name, "ok")
+
+
+async def verify(
+    dest: str | os.PathLike[str],
+    *,
+    on_file: Callable[[FileCheck], None] | None = None,
+    workers: int = 2,
+) -> VerifyReport:
+    """Re-hash every file of DEST that has a NAME.md5 or a manifest record, `workers` at a
+    time; a passing file's `verified_at` is updated in the manifest."""
+    dest_path = Path(dest)
+    if not await anyio.Path(dest_path).is_dir():
+        raise LocalFileError(f"{dest_path} is not a directory")
+    started = time.monotonic()
+    with Manifest.open(dest_path) as manifest:
+        rows = {e.name: e for e in manifest.entries()}
+        names = await anyio.to_thread.run_sync(_names, dest_path, rows)
+        checks: dict[str, FileCheck] = {}
+        limiter = anyio.CapacityLimiter(workers)
+
+        async def one(name: str) -> None:
+            check = await anyio.to_thread.run_sync(check_file, dest_path, name, rows.get(name),
+                                                   limiter=limiter)
+            if check.verdict == "ok" and name in rows:
+                await anyio.to_thread.run_sync(manifest.mark_verified, name, time.time())
+            checks[name] = check
+            if on_file is not None:
+                on_file(check)
+
+        async with anyio.create_task_group() as tg:
+            for name in names:
+                tg.start_soon(one, name)
+    return VerifyReport(tuple(checks[n] for n in names), time.monotonic() - started)
