@@ -410,3 +410,28 @@ def test_options_are_validated(tmp_path: Path) -> None:
         FaultyFTPServer(tmp_path, limit_reply="550")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         FaultyFTPServer(tmp_path, rate_per_connection=-1)
+
+
+@pytest.mark.parametrize("at", [0, 1, 65_536, SIZE - 1])
+def test_corrupt_inverts_one_byte_and_says_226(server: FaultyFTPServer, files: Files,
+                                               at: int) -> None:
+    """A corrupt fault delivers the full size with exactly the byte at `at` inverted, once."""
+    server.faults.add("a.bin", Fault(kind="corrupt", after_bytes=at))
+    with connect(server) as ftp:
+        first = fetch(ftp, "a.bin")
+        second = fetch(ftp, "a.bin")
+    expected = bytearray(files["a.bin"])
+    expected[at] ^= 0xFF
+    assert first == bytes(expected)
+    assert second == files["a.bin"]
+
+
+def test_reset_connections_drops_the_first_ones(tmp_path: Path, files: Files) -> None:
+    """The first N control connections are reset before any greeting; the next one works."""
+    with FaultyFTPServer(tmp_path, reset_connections=2) as server:
+        for _ in range(2):
+            with pytest.raises((ConnectionError, EOFError, ftplib.Error)):
+                connect(server)
+        with connect(server) as ftp:
+            assert fetch(ftp, "b.bin") == files["b.bin"]
+        assert server.stats.connections == 3 and server.stats.logins == 1

@@ -45,6 +45,7 @@ from ._source import FtpSource
 from ._state import DestLock, Manifest, ManifestEntry
 from ._transfer import (
     RemoteFile,
+    discard_empty_part,
     fetch_file,
     fetch_small,
     file_md5,
@@ -258,6 +259,7 @@ class _Run:
                                tracker.resumed_from, tracker.attempts, seconds, tracker.md5))
             return FileResult(planned.name, "done", tracker.size, tracker.received,
                               tracker.resumed_from, tracker.attempts, seconds, md5=tracker.md5)
+        await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
         self.emit(FileFailed(planned.name, describe(error), tracker.attempts))
         return FileResult(planned.name, "failed", planned.entry.size, tracker.received,
                           tracker.resumed_from, tracker.attempts,
@@ -313,12 +315,20 @@ class _Attempts:
                 self._checked = True
                 self.local_copy_kept = await anyio.to_thread.run_sync(self._local_copy_is_right)
             if not self.local_copy_kept:
-                await fetch_file(
-                    session, await self._remote(session), run.dest / self.entry.name,
-                    stall_timeout=run.options.timeouts.stall, bucket=run.bucket,
-                    on_start=self._on_start, on_bytes=self._on_bytes,
-                )
+                await self._fetch(session)
         await anyio.to_thread.run_sync(self._record)
+
+    async def _fetch(self, session: Session) -> None:
+        furthest = self._furthest
+        try:
+            await fetch_file(
+                session, await self._remote(session), self.run.dest / self.entry.name,
+                stall_timeout=self.run.options.timeouts.stall, bucket=self.run.bucket,
+                on_start=self._on_start, on_bytes=self._on_bytes,
+            )
+        except ChecksumMismatch:
+            self._furthest = furthest  # the bytes were thrown away: that was no progress
+            raise
 
     async def _expected_md5(self, session: Session) -> str | None:
         """Fetch NAME.md5 (once) and parse it; None without one, or when not verifying."""

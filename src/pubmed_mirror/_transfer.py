@@ -99,6 +99,14 @@ def discard_part(part: Path) -> None:
             path.unlink()
 
 
+def discard_empty_part(dest: Path) -> None:
+    """Remove NAME.part and its record when the part holds nothing worth resuming."""
+    part = part_path(dest)
+    with contextlib.suppress(OSError):
+        if part.stat().st_size == 0:
+            discard_part(part)
+
+
 def file_md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:

@@ -50,7 +50,7 @@ from ._mirror import (
     mirror,
     plan_mirror,
 )
-from ._plan import MirrorPlan, check_writable
+from ._plan import MirrorPlan, check_writable, unsafe_name_reason
 from ._pubmed import PRESETS
 from ._retry import RetryPolicy
 from ._source import FtpSource
@@ -560,7 +560,9 @@ async def cmd_ls(args: argparse.Namespace, console: Console) -> int:
     for column in ("name", "size", "modified (UTC)", "kind"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for e in entries:
-        table.add_row(e.name, "" if e.size is None else f"{e.size:,}", _utc(e.mtime), e.kind)
+        unsafe = unsafe_name_reason(e.name)
+        name = e.name if unsafe is None else f"{e.name!r} (mirror skips it: {unsafe})"
+        table.add_row(name, "" if e.size is None else f"{e.size:,}", _utc(e.mtime), e.kind)
     console.print(table)
     files = [e for e in entries if e.kind == "file"]
     console.print(f"{len(files)} files, {human_bytes(sum(e.size or 0 for e in files))}",

@@ -43,7 +43,8 @@ with warnings.catch_warnings():
 
 __all__ = ["Fault", "FaultKind", "FaultPlan", "FaultyFTPServer", "ServerStats"]
 
-FaultKind = Literal["close_426", "close_226", "reset", "stall", "kill_control", "reply"]
+FaultKind = Literal["close_426", "close_226", "reset", "stall", "kill_control", "reply",
+                    "corrupt"]
 
 _LOG = logging.getLogger("pyftpdlib")
 _TICK = 0.05  # the server thread checks for stop() this often, at the latest
@@ -70,6 +71,8 @@ class Fault:
     - kill_control: close data and control connections (FIN, as when a server process dies),
       no reply.
     - reply: answer RETR with `reply` verbatim, send no data, close any data connection.
+    - corrupt: flip the byte at `after_bytes` (all its bits) and finish normally with 226:
+      the full size arrives, with wrong contents -- only a checksum can tell.
 
     Data faults fire once exactly `after_bytes` bytes of *this* RETR (counted from its REST
     offset) have been handed to the kernel; a RETR that ends before that is served normally
@@ -261,6 +264,7 @@ class _FaultyDTP(DTPHandler):  # type: ignore[misc]
 
     def __init__(self, sock: socket.socket, cmd_channel: Any) -> None:
         self._retr: _Retr | None = None
+        self._flip = False  # a corrupt fault fired: the next byte out goes inverted
         self._timer: Any = None
         self._pace_start: float | None = None
         self._paced = 0
@@ -275,19 +279,32 @@ class _FaultyDTP(DTPHandler):  # type: ignore[misc]
             self._retr = producer
         super().push_with_producer(producer)
 
+    def _corrupting(self, fault: Fault | None) -> bool:
+        """A corrupt fault does not stop the data: it inverts the next byte out."""
+        if fault is not None and fault.kind == "corrupt":
+            self._flip = True
+            return True
+        return False
+
     def send(self, data: bytes) -> int:
         retr = self._retr
-        if retr is not None and (fault := retr.pop_due()) is not None:
+        if retr is not None and (fault := retr.pop_due()) is not None \
+                and not self._corrupting(fault):
             self._fire(fault, then=self._wake)  # after_bytes=0: nothing goes out at all
             return 0
         size = self._pace(retr.allowance(len(data)) if retr else len(data))
         if size == 0:
             return 0
-        sent: int = super().send(data[:size])
+        chunk = data[:size]
+        if self._flip:
+            chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+        sent: int = super().send(chunk)
+        self._flip = self._flip and sent == 0
         self._paced += sent
         if retr is not None:
             retr.record(sent)
-            if (fault := retr.pop_due()) is not None and not self._closed:
+            fault = retr.pop_due()
+            if fault is not None and not self._corrupting(fault) and not self._closed:
                 self._fire(fault, then=self._wake)
         return sent
 
@@ -295,7 +312,7 @@ class _FaultyDTP(DTPHandler):  # type: ignore[misc]
         # Only reached with a fault still armed when after_bytes was 0 and nothing was left
         # to send (empty file, REST at the end): the fault still fires, instead of the 226.
         fault = self._retr.pop_due() if self._retr is not None else None
-        if fault is not None and not self._closed:
+        if fault is not None and not self._corrupting(fault) and not self._closed:
             self._fire(fault, then=super().handle_close)
         else:
             super().handle_close()
