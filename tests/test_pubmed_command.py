@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -389,3 +390,34 @@ def test_disk_full_fails_that_file_cleanly(tmp_path: Path, small_disk: Path) -> 
     assert (dest / small).read_bytes() == files[small]
     assert not (dest / big).exists()
     assert (dest / (big + ".part")).stat().st_size < len(files[big])
+
+
+def test_terminal_gets_progress_bars(pubmed: PubMed, dest: Path) -> None:
+    """On a terminal: an overall bar with files done, a bar per transfer, then the summary."""
+    import pty
+    import select
+
+    main_fd, child_fd = pty.openpty()
+    with FaultyFTPServer(pubmed[0], rate_per_connection=1_500_000) as slow:
+        proc = subprocess.Popen([*command(), "mirror", slow.url, "--dest", str(dest),
+                                 "--include", "*.xml.gz", "--concurrency", "2"],
+                                stdin=child_fd, stdout=child_fd, stderr=child_fd,
+                                env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+        os.close(child_fd)
+        out = bytearray()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if select.select([main_fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(main_fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        os.close(main_fd)
+        assert proc.wait(timeout=10) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))  # no colours
+    assert "━" in text and f"total {len(NAMES)}/{len(NAMES)} files" in text
+    assert any(f"{name} ━" in text for name in NAMES)  # a per-file bar
+    assert "pubmed-mirror summary" in text
