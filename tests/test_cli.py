@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -112,8 +113,10 @@ def test_refused_port_exits_1_quickly(dest: Path) -> None:
     assert time.monotonic() - start < 15
 
 
-def test_sigint_exits_130_and_keeps_parts(tree: Tree, dest: Path) -> None:
-    """SIGINT mid-transfer exits 130 within ~2 s, keeping .part files; a rerun completes."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_and_keeps_parts(tree: Tree, dest: Path, signum: int) -> None:
+    """SIGINT or SIGTERM mid-transfer exits 130 within ~2 s, keeping .part files and a
+    readable manifest; a rerun completes and records every file."""
     with FaultyFTPServer(tree[0], rate_per_connection=500_000) as server:
         proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -122,7 +125,7 @@ def test_sigint_exits_130_and_keeps_parts(tree: Tree, dest: Path) -> None:
                       for p in (dest.iterdir() if dest.exists() else [])):
             assert time.monotonic() < deadline, "no transfer started"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         start = time.monotonic()
         out, err = proc.communicate(timeout=10)
         assert time.monotonic() - start < 3
@@ -132,3 +135,6 @@ def test_sigint_exits_130_and_keeps_parts(tree: Tree, dest: Path) -> None:
     assert result.returncode == 0
     assert_mirrored(dest, tree[1])
     assert "resumed at" in result.stdout
+    with sqlite3.connect(dest / ".pubmed-mirror" / "manifest.sqlite") as db:
+        recorded = {name for (name,) in db.execute("SELECT name FROM files")}
+    assert recorded == set(tree[1])

@@ -418,7 +418,7 @@ async def plan_mirror(
     """What `mirror()` would do, without transferring anything (a dry run): lists the remote
     directory and compares it with DEST and its manifest."""
     dest_path = Path(dest)
-    with Manifest.open(dest_path) as manifest:
+    with Manifest.open(dest_path, create=False) as manifest:
         run = _Run(_open_source(source), dest_path, options or MirrorOptions(),
                    lambda event: None, manifest)
         async with run.pool:

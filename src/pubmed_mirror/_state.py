@@ -52,12 +52,15 @@ class Manifest:
     file is then confirmed by size, mtime and MD5, not trusted blindly). Thread-safe.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # without `create`, a missing manifest reads as an empty one and nothing is written
+            target = str(path) if create or path.exists() else ":memory:"
+            self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
@@ -65,8 +68,8 @@ class Manifest:
             raise LocalFileError(f"cannot open the manifest {path}: {exc}") from exc
 
     @classmethod
-    def open(cls, dest: Path) -> Manifest:
-        return cls(state_dir(dest) / "manifest.sqlite")
+    def open(cls, dest: Path, *, create: bool = True) -> Manifest:
+        return cls(state_dir(dest) / "manifest.sqlite", create=create)
 
     def __enter__(self) -> Manifest:
         return self

@@ -101,7 +101,7 @@ async def verify(
     if not await anyio.Path(dest_path).is_dir():
         raise LocalFileError(f"{dest_path} is not a directory")
     started = time.monotonic()
-    with Manifest.open(dest_path) as manifest:
+    with Manifest.open(dest_path, create=False) as manifest:
         rows = {e.name: e for e in manifest.entries()}
         names = await anyio.to_thread.run_sync(_names, dest_path, rows)
         checks: dict[str, FileCheck] = {}
