@@ -19,7 +19,14 @@ from pubmed_mirror import (
     RemoteEntry,
     parse_md5_file,
 )
-from pubmed_mirror._events import FileDone, FileProgress, FileQueued, FileSkipped, FileStarted
+from pubmed_mirror._events import (
+    FileDone,
+    FileProgress,
+    FileQueued,
+    FileSkipped,
+    FileStarted,
+    ListingDone,
+)
 from pubmed_mirror._plan import Selection, make_plan, select_files
 from pubmed_mirror._pubmed import file_order
 from pubmed_mirror._state import DestLock
@@ -161,6 +168,7 @@ def test_tally_counts_rate_and_eta() -> None:
     """Resumed bytes count as done, the rate covers received bytes only, ETA follows."""
     clock = FakeClock()
     tally = Tally(clock)
+    tally.on(ListingDone(2, 2000))
     tally.on(FileQueued("a", 1000))
     tally.on(FileQueued("b", 1000))
     tally.on(FileStarted("a", 1000, 400, 1))

@@ -41,6 +41,7 @@ from ._events import (
     FileRetrying,
     FileSkipped,
     FileStarted,
+    ListingDone,
 )
 from ._mirror import (
     MirrorOptions,
@@ -207,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "mirror it with the real engine, then verify it.")
     d.add_argument("--dest", type=Path, metavar="DIR", help="keep the mirror here")
     d.add_argument("--files", type=_positive_int, default=12, metavar="N")
-    d.add_argument("--rate-per-connection", type=parse_rate, default=768 << 10,
-                   metavar="RATE", help="the demo server's throttle, default 768K")
+    d.add_argument("--rate-per-connection", type=parse_rate, default=512 << 10,
+                   metavar="RATE", help="the demo server's throttle, default 512K")
     d.add_argument("--concurrency", type=_positive_int, default=4, metavar="N")
     _output_options(d)
     return parser
@@ -255,7 +256,7 @@ class Tally:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.files = self.finished = self.failed = self.retries = 0  # files: queued ones
+        self.files = self.finished = self.failed = self.retries = 0
         self.total_bytes = 0
         self.position: dict[str, int] = {}  # bytes in hand per queued file
         self.size: dict[str, int] = {}
@@ -263,11 +264,12 @@ class Tally:
         self._samples: deque[tuple[float, int]] = deque([(clock(), 0)])
 
     def on(self, event: Event) -> None:
-        if isinstance(event, FileQueued):
-            self.files += 1
-            self.total_bytes += event.size
+        if isinstance(event, ListingDone):
+            self.files, self.total_bytes = event.files, event.total_bytes
+        elif isinstance(event, FileQueued | FileSkipped):
             self.size[event.name] = event.size
-            self.position[event.name] = 0
+            self.position[event.name] = event.size if isinstance(event, FileSkipped) else 0
+            self.finished += isinstance(event, FileSkipped)
         elif isinstance(event, FileStarted):
             self.position[event.name] = event.offset
         elif isinstance(event, FileProgress):
@@ -282,9 +284,6 @@ class Tally:
         elif isinstance(event, FileFailed):
             self.finished += 1
             self.failed += 1
-        elif isinstance(event, FileSkipped) and event.name in self.size:
-            self.finished += 1  # queued for a check that found the local copy right
-            self.position[event.name] = self.size[event.name]
 
     def _sample(self) -> None:
         now = self.clock()
@@ -535,7 +534,7 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
                    **{v: len(report.with_verdict(v))
                       for v in ("ok", "unchecked", "corrupt", "missing")}})
     elif not args.quiet or not report.ok:
-        console.print(_verify_line(args.dest, report), highlight=False)
+        console.print(_verify_line(args.dest, report), highlight=False, soft_wrap=True)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
