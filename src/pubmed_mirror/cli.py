@@ -24,12 +24,14 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ._errors import DestinationBusy, MirrorError
 from ._events import (
@@ -349,14 +351,24 @@ class LineReporter:
                 self.console.print(self.tally.line(), highlight=False, markup=False)
 
 
+class _SpeedColumn(ProgressColumn):
+    """rich's speed, in the same 1024-based units as every other figure we print."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        text = "?" if speed is None else f"{human_bytes(speed)}/s"
+        return Text(text, style="progress.data.speed")
+
+
 class LiveReporter(LineReporter):
     """A terminal: an overall bar and a bar per active transfer, file lines above them."""
 
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.progress = Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=console)
+            TextColumn("{task.description}", markup=False), BarColumn(),
+            DownloadColumn(binary_units=True), _SpeedColumn(), TimeRemainingColumn(),
+            console=console)
         self.overall = self.progress.add_task("total", total=0)
         self.bars: dict[str, TaskID] = {}
 
