@@ -551,6 +551,8 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
 
 def _verify_line(dest: Path, report: VerifyReport) -> str:
+    if not report.files:
+        return f"verify {dest}: nothing to verify (no manifest records, no .md5 files)"
     counts = {v: len(report.with_verdict(v)) for v in ("ok", "unchecked", "corrupt", "missing")}
     verdict = "[green]all good[/]" if report.ok else "[red]PROBLEMS FOUND[/]"
     return (f"verify {dest}: {verdict}: {counts['ok']} match their MD5, {counts['corrupt']} "
