@@ -112,6 +112,7 @@ def test_newest_then_max_files() -> None:
     assert [(e.name, c.name if c else None) for e, c in chosen] == [
         ("pubmed26n0003.xml.gz", None), ("pubmed26n0010.xml.gz", "pubmed26n0010.xml.gz.md5")]
     assert select_files(entries, Selection(newest=0)) == []
+    assert len(select_files(entries, Selection(include=("*.xml.gz",), newest=9))) == 4
     assert len(select_files(entries, Selection(newest=2, max_files=1))) == 1
 
 

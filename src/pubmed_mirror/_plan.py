@@ -133,7 +133,7 @@ def select_files(entries: Sequence[RemoteEntry], selection: Selection
                      if e.name not in companions and _selected(e.name, selection)),
                     key=lambda e: file_order(e.name))
     if selection.newest is not None:
-        chosen = chosen[len(chosen) - selection.newest:] if selection.newest else []
+        chosen = chosen[max(0, len(chosen) - selection.newest):] if selection.newest else []
     if selection.max_files is not None:
         chosen = chosen[: selection.max_files]
     return [(e, checksums.get(e.name)) for e in chosen]
