@@ -137,6 +137,7 @@ def test_lost_manifest_is_rebuilt_by_hashing_not_by_fetching(server: FaultyFTPSe
     result = mirror_cmd(server, dest)
     assert result.returncode == 0, result.stderr
     assert data_retrs(server) == before + 1  # only the damaged one
+    assert f"skipped (up to date) │ {len(NAMES) - 1} " in result.stdout  # counted once
     assert victim.read_bytes() == pubmed[1][NAMES[1]]
     assert set(manifest_rows(dest)) >= set(NAMES)
 

@@ -253,7 +253,8 @@ class _Run:
             error = exc
         else:
             if tracker.local_copy_kept:
-                return self._skipped(planned)
+                self.emit(FileSkipped(planned.name, planned.size))
+                return FileResult(planned.name, "skipped", planned.size)
             seconds = time.monotonic() - started
             self.emit(FileDone(planned.name, tracker.size, tracker.received,
                                tracker.resumed_from, tracker.attempts, seconds, tracker.md5))

@@ -543,7 +543,7 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         return _interrupted(console)
     if args.json:
         emit_json({"event": "summary", "ok": report.ok,
-                   **{v: len(report.with_verdict(v))
+                   **{f"{v}_files": len(report.with_verdict(v))
                       for v in ("ok", "unchecked", "corrupt", "missing")}})
     elif not args.quiet or not report.ok:
         console.print(_verify_line(args.dest, report), highlight=False, soft_wrap=True)
