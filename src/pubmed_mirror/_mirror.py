@@ -216,15 +216,12 @@ class _Run:
         if self.fatal is not None:
             raise self.fatal
 
-    def _skipped(self, planned: PlannedFile) -> FileResult:
-        result = FileResult(planned.name, "skipped", planned.size)
-        self.results.append(result)
+    def _skipped(self, planned: PlannedFile) -> None:
+        self.results.append(FileResult(planned.name, "skipped", planned.size))
         self.emit(FileSkipped(planned.name, planned.size))
-        return result
 
     async def _list(self) -> list[RemoteEntry]:
-        async with self.pool.session() as session:
-            return await session.list(self.source.path)
+        return await _list_dir(self.pool, self.source.path)
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup) -> None:
         async with jobs:
@@ -384,6 +381,11 @@ class _Attempts:
                                       now, now if self.md5 else None))
 
 
+async def _list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
+    async with pool.session() as session:
+        return await session.list(path)
+
+
 _CHECKSUM_LIMIT = 64 << 10  # an NCBI .md5 is ~60 bytes; anything this big is not one
 
 
@@ -402,12 +404,7 @@ async def list_remote(
     timeouts = timeouts or Timeouts()
     transport = src.transport(connect_timeout=timeouts.connect, stall_timeout=timeouts.stall)
     async with SessionPool(transport, size=1) as pool:
-
-        async def listing() -> list[RemoteEntry]:
-            async with pool.session() as session:
-                return await session.list(src.path)
-
-        entries = await (retry or RetryPolicy()).call(listing)
+        entries = await (retry or RetryPolicy()).call(lambda: _list_dir(pool, src.path))
     return sorted(entries, key=lambda e: file_order(e.name))
 
 

@@ -66,6 +66,11 @@ def local_errors(path: Path) -> Iterator[None]:
         raise LocalFileError(f"cannot write {path}: {reason}", path=path.name) from exc
 
 
+def _version(remote: RemoteFile) -> dict[str, float | None]:
+    """What NAME.part.meta records: the remote version a part was started from."""
+    return {"size": remote.size, "mtime": remote.mtime}
+
+
 def resumable(part: Path, remote: RemoteFile) -> int | None:
     """The length of a NAME.part started from this remote version; None if there is none."""
     try:
@@ -73,8 +78,7 @@ def resumable(part: Path, remote: RemoteFile) -> int | None:
         have = part.stat().st_size
     except (OSError, ValueError):
         return None
-    record = {"size": remote.size, "mtime": remote.mtime}
-    return have if started_from == record and 0 <= have <= remote.size else None
+    return have if started_from == _version(remote) and 0 <= have <= remote.size else None
 
 
 def prepare_part(part: Path, remote: RemoteFile) -> int:
@@ -88,7 +92,7 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
         # truncate before writing the record: a crash in between leaves an empty part, still right
         part.open("wb").close()
         tmp = meta.with_name(meta.name + ".tmp")
-        tmp.write_text(json.dumps({"size": remote.size, "mtime": remote.mtime}))
+        tmp.write_text(json.dumps(_version(remote)))
         os.replace(tmp, meta)
     return 0
 
@@ -141,23 +145,18 @@ def finalize(part: Path, dest: Path, remote: RemoteFile) -> None:
 
 
 def write_atomically(dest: Path, data: bytes, mtime: float | None) -> None:
-    """Write a small file whole: into NAME.part, fsync, stamp, rename (never half a file)."""
+    """Write a small file whole: into NAME.part, then `finalize` it (never half a file)."""
     part = part_path(dest)
     with local_errors(dest):
-        with part.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if mtime is not None:
-            os.utime(part, (mtime, mtime))
-        os.replace(part, dest)
+        part.write_bytes(data)
+    finalize(part, dest, RemoteFile(dest.name, len(data), mtime))
 
 
 async def fetch_small(session: Session, path: str, *, limit: int,
                       stall_timeout: float) -> bytes:
     """The whole of a small remote file (a checksum file) in memory; at most `limit` bytes."""
     data = bytearray()
-    async with session.open_read(path, 0) as stream:
+    async with session.open_read(path, 0, buffer=limit) as stream:  # small buffers suffice
         with anyio.move_on_after(stall_timeout) as stall:
             while chunk := await stream.read():
                 data += chunk

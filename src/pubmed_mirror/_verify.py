@@ -44,6 +44,11 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.with_verdict("corrupt", "missing")
 
+    @property
+    def counts(self) -> dict[Verdict, int]:
+        """How many files got each verdict."""
+        return {v: len(self.with_verdict(v)) for v in ("ok", "unchecked", "corrupt", "missing")}
+
 
 def _names(dest: Path, rows: dict[str, ManifestEntry]) -> list[str]:
     """The data files to check: those in the manifest, and any NAME beside a NAME.md5."""

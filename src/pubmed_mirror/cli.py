@@ -543,8 +543,7 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         return _interrupted(console)
     if args.json:
         emit_json({"event": "summary", "ok": report.ok,
-                   **{f"{v}_files": len(report.with_verdict(v))
-                      for v in ("ok", "unchecked", "corrupt", "missing")}})
+                   **{f"{v}_files": n for v, n in report.counts.items()}})
     elif not args.quiet or not report.ok:
         console.print(_verify_line(args.dest, report), highlight=False, soft_wrap=True)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -553,7 +552,7 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 def _verify_line(dest: Path, report: VerifyReport) -> str:
     if not report.files:
         return f"verify {dest}: nothing to verify (no manifest records, no .md5 files)"
-    counts = {v: len(report.with_verdict(v)) for v in ("ok", "unchecked", "corrupt", "missing")}
+    counts = report.counts
     verdict = "[green]all good[/]" if report.ok else "[red]PROBLEMS FOUND[/]"
     return (f"verify {dest}: {verdict}: {counts['ok']} match their MD5, {counts['corrupt']} "
             f"corrupt, {counts['missing']} missing, {counts['unchecked']} without an MD5 "
