@@ -27,6 +27,16 @@ def make_tree(root: Path, sizes: list[int] = SIZES, *, seed: int = 7) -> dict[st
     return files
 
 
+class FakeClock:
+    """A clock that moves only when a test sets `now`."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def _random_bytes(size: int, seed: int) -> bytes:
     out = bytearray()
     counter = 0

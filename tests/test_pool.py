@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from conftest import FakeClock
 from pubmed_mirror import (
     ConnectTimeout,
     FtpTransport,
@@ -18,14 +19,6 @@ from pubmed_mirror import (
 from pubmed_mirror.testing import FaultyFTPServer
 
 Tree = tuple[Path, dict[str, bytes]]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def transport(server: FaultyFTPServer, **kwargs: float) -> FtpTransport:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import FakeClock
 from pubmed_mirror import (
     DestinationBusy,
     FtpSource,
@@ -155,14 +156,6 @@ def test_plan_decisions(tmp_path: Path) -> None:
 
 
 # -- the progress tally ------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_tally_counts_rate_and_eta() -> None:

@@ -6,27 +6,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import FakeClock
 from pubmed_mirror import TokenBucket
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_bucket_starts_empty() -> None:
     """The first reservation waits its full cost: a new bucket grants no free burst."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     bucket = TokenBucket(1000, burst=500, clock=clock)
     assert bucket.reserve(250) == pytest.approx(0.25)
 
 
 def test_idle_time_refills_up_to_burst_only() -> None:
     """A long idle period grants at most `burst` tokens."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     bucket = TokenBucket(1000, burst=500, clock=clock)
     clock.now += 60
     assert bucket.reserve(500) == 0.0
@@ -36,7 +29,7 @@ def test_idle_time_refills_up_to_burst_only() -> None:
 @pytest.mark.parametrize("chunk", [1, 1000, 65536, 1 << 20])
 def test_concurrent_reservations_queue_in_order(chunk: int) -> None:
     """Back-to-back reservations are spaced so the aggregate never exceeds the rate."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     bucket = TokenBucket(1 << 20, burst=1 << 20, clock=clock)
     waits = [bucket.reserve(chunk) for _ in range(10)]
     assert waits == sorted(waits)
@@ -50,7 +43,7 @@ def test_concurrent_reservations_queue_in_order(chunk: int) -> None:
 )
 def test_long_run_rate_never_exceeds_cap(rate: float, chunks: list[int], gaps: list[float]) -> None:
     """However chunks and pauses interleave, bytes released by time t <= burst + rate * t."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     start = clock.now
     burst = max(1.0, rate / 10)
     bucket = TokenBucket(rate, burst=burst, clock=clock)
