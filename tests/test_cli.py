@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -22,8 +21,10 @@ BIG = "pubmed26n0006.xml.gz"
 
 
 def command() -> list[str]:
-    exe = shutil.which("pubmed-mirror")
-    return [exe] if exe else [sys.executable, "-m", "pubmed_mirror"]
+    """The installed command of the interpreter running the tests (not whichever
+    `pubmed-mirror` comes first on PATH, which may be another install)."""
+    exe = Path(sys.executable).parent / "pubmed-mirror"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "pubmed_mirror"]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

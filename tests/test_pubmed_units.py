@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,14 +123,33 @@ def test_newest_then_max_files() -> None:
 
 
 def test_manifest_survives_reopening(tmp_path: Path) -> None:
-    """A recorded entry is there after closing and reopening; forget removes it."""
+    """A recorded entry is there after closing and reopening; verify's marks stick."""
     entry = ManifestEntry(NAME, 10, 1.5, DIGEST, 100.0, 100.0)
     with Manifest.open(tmp_path) as manifest:
         manifest.record(entry)
     with Manifest.open(tmp_path) as manifest:
         assert manifest.get(NAME) == entry and manifest.entries() == [entry]
-        manifest.forget(NAME)
-        assert manifest.get(NAME) is None
+        manifest.mark_bad(NAME, "MD5 differs")
+    with Manifest.open(tmp_path, create=False) as manifest:
+        assert manifest.writable and manifest.get(NAME) == replace(entry, bad="MD5 differs")
+        manifest.mark_verified(NAME, 200.0)
+        assert manifest.get(NAME) == replace(entry, verified_at=200.0)
+
+
+def test_manifest_from_before_the_bad_column(tmp_path: Path) -> None:
+    """A manifest written without the `bad` column is read, and given it when written."""
+    path = tmp_path / ".pubmed-mirror" / "manifest.sqlite"
+    path.parent.mkdir()
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE files (name TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime REAL,"
+               " md5 TEXT, fetched_at REAL NOT NULL, verified_at REAL)")
+    db.execute("INSERT INTO files VALUES (?, 10, 1.5, ?, 100.0, NULL)", (NAME, DIGEST))
+    db.commit()
+    db.close()
+    with Manifest.open(tmp_path) as manifest:
+        assert manifest.get(NAME) == ManifestEntry(NAME, 10, 1.5, DIGEST, 100.0)
+        manifest.mark_bad(NAME, "gone")
+        assert manifest.get(NAME) == ManifestEntry(NAME, 10, 1.5, DIGEST, 100.0, bad="gone")
 
 
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
@@ -153,6 +174,28 @@ def test_plan_decisions(tmp_path: Path) -> None:
         plan = make_plan(tmp_path, manifest, [(e, None) for e in files.values()])
     assert [f.action for f in plan.files] == ["fetch", "check", "skip", "fetch"]
     assert plan.bytes_to_fetch == 12
+
+
+def test_plan_checks_what_verify_found_bad_or_was_never_verified(tmp_path: Path) -> None:
+    """A file `verify` marked bad is not skipped; one recorded without an MD5 (a --no-verify
+    run) is checked when this run verifies and has a NAME.md5, skipped otherwise."""
+    entry, checksum = RemoteEntry("f", 4, 1000.0), RemoteEntry("f.md5", 40, 1000.0)
+    for name, size in (("f", 4), ("f.md5", 40)):
+        (tmp_path / name).write_bytes(b"x" * size)
+        os.utime(tmp_path / name, (1000, 1000))
+    with Manifest.open(tmp_path) as manifest:
+        manifest.record(ManifestEntry("f.md5", 40, 1000.0, None, 1.0))
+        manifest.record(ManifestEntry("f", 4, 1000.0, None, 1.0))
+
+        def action(verify: bool = True) -> str:
+            return make_plan(tmp_path, manifest, [(entry, checksum)], verify=verify
+                             ).files[0].action
+
+        assert (action(), action(verify=False)) == ("check", "skip")
+        manifest.record(ManifestEntry("f", 4, 1000.0, DIGEST, 1.0, 1.0))
+        assert action() == "skip"
+        manifest.mark_bad("f", "MD5 differs")
+        assert (action(), action(verify=False)) == ("check", "check")
 
 
 # -- the progress tally ------------------------------------------------------------------------

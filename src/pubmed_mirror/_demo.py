@@ -108,6 +108,17 @@ def _write(path: Path, data: bytes, mtime: float) -> None:
     os.utime(path, (mtime, mtime))
 
 
+class _Server(aioftp.Server):
+    async def dispatcher(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        try:
+            await super().dispatcher(reader, writer)
+        except asyncio.CancelledError:
+            # closing the server cancels its sessions; on Python 3.11 asyncio's streams print
+            # a traceback for a cancelled connection task (cpython gh-113538)
+            pass
+
+
 class DemoServer:
     """aioftp's server on 127.0.0.1 (a free port), anonymous and read-only, in its own
     thread and event loop; downloads throttled to `rate_per_connection` bytes/s each."""
@@ -136,7 +147,8 @@ class DemoServer:
         if self._error is not None:
             raise self._error
         if not self.port:
-            raise RuntimeError("the demo server did not start")
+            self.stop()
+            raise RuntimeError("the demo server did not start within 10 s")
 
     def _serve(self) -> None:
         try:
@@ -150,7 +162,7 @@ class DemoServer:
         self._stop = asyncio.Event()
         user = aioftp.User(base_path=self.root, home_path="/", permissions=[
             aioftp.Permission("/", readable=True, writable=False)])
-        server = aioftp.Server([user], write_speed_limit_per_connection=self.rate_per_connection)
+        server = _Server([user], write_speed_limit_per_connection=self.rate_per_connection)
         await server.start(self.host, 0)
         try:
             self.port = server.server_port

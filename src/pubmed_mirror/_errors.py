@@ -205,6 +205,37 @@ def map_ftp_errors(*, phase: Phase, path: str | None) -> Iterator[None]:
         raise ProtocolError(f"bad server response during {phase}: {exc!r}", path=path) from exc
 
 
+def lone_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a task group's ExceptionGroup stands for: an interrupt first, then the
+    first MirrorError, then the first other leaf."""
+    leaves: list[BaseException] = []
+
+    def flatten(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                flatten(inner)
+        else:
+            leaves.append(exc)
+
+    flatten(group)
+    for kind in (KeyboardInterrupt, SystemExit, MirrorError):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return leaves[0]
+
+
+@contextlib.contextmanager
+def ungrouped() -> Iterator[None]:
+    """Let a task group's error out as itself, not wrapped in an ExceptionGroup: callers of
+    the API (and the CLI's one-line errors) catch MirrorError, OSError and KeyboardInterrupt."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf = lone_error(group)
+        raise leaf from leaf.__cause__
+
+
 def describe(error: BaseException) -> str:
     """One line for a log or a report."""
     if isinstance(error, MirrorError):

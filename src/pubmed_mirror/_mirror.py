@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -21,9 +22,12 @@ from ._errors import (
     FatalError,
     FileDeadlineExceeded,
     MirrorError,
+    PermanentError,
     ProtocolError,
-    RemoteFileError,
+    TransientError,
+    TruncatedTransfer,
     describe,
+    ungrouped,
 )
 from ._events import (
     Event,
@@ -194,27 +198,34 @@ class _Run:
         """List the remote directory (with retries) and decide what each file needs."""
         entries = await self.options.retry.call(self._list)
         files = select_files(entries, self.options.selection(self.source.default_include))
-        return await anyio.to_thread.run_sync(make_plan, self.dest, self.manifest, files)
+        return await anyio.to_thread.run_sync(
+            functools.partial(make_plan, self.dest, self.manifest, files,
+                              verify=self.options.verify))
 
     async def run(self) -> None:
         async with self.pool:
             plan = await self.plan()
             self.emit(ListingDone(len(plan.files), sum(f.size for f in plan.files)))
-            send, receive = anyio.create_memory_object_stream[PlannedFile](
-                max_buffer_size=self.options.concurrency)
-            async with anyio.create_task_group() as tg:
-                for _ in range(self.options.concurrency):
-                    tg.start_soon(self._worker, receive.clone(), tg)
-                receive.close()
-                async with send:
-                    for planned in plan.files:
-                        if planned.action == "skip":
-                            self._skipped(planned)
-                            continue
-                        self.emit(FileQueued(planned.name, planned.size))
-                        await send.send(planned)
+            with ungrouped():
+                await self._feed(plan)
         if self.fatal is not None:
             raise self.fatal
+
+    async def _feed(self, plan: MirrorPlan) -> None:
+        """Hand the files to `concurrency` workers, in order."""
+        send, receive = anyio.create_memory_object_stream[PlannedFile](
+            max_buffer_size=self.options.concurrency)
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.options.concurrency):
+                tg.start_soon(self._worker, receive.clone(), tg)
+            receive.close()
+            async with send:
+                for planned in plan.files:
+                    if planned.action == "skip":
+                        self._skipped(planned)
+                        continue
+                    self.emit(FileQueued(planned.name, planned.size))
+                    await send.send(planned)
 
     def _skipped(self, planned: PlannedFile) -> None:
         self.results.append(FileResult(planned.name, "skipped", planned.size))
@@ -306,14 +317,17 @@ class _Attempts:
 
     async def attempt(self) -> None:
         self.attempts += 1
-        run = self.run
-        async with run.pool.session() as session:
-            self.md5 = await self._expected_md5(session)
+        verify = self.run.options.verify
+        async with self.run.pool.session() as session:
+            if verify:
+                self.md5 = await self._expected_md5(session)
             if not self._checked:
                 self._checked = True
                 self.local_copy_kept = await anyio.to_thread.run_sync(self._local_copy_is_right)
             if not self.local_copy_kept:
                 await self._fetch(session)
+            if not verify:
+                await self._companion(session)
         await anyio.to_thread.run_sync(self._record)
 
     async def _fetch(self, session: Session) -> None:
@@ -329,33 +343,50 @@ class _Attempts:
             raise
 
     async def _expected_md5(self, session: Session) -> str | None:
-        """Fetch NAME.md5 (once) and parse it; None without one, or when not verifying."""
+        """NAME's digest from NAME.md5 on the server (fetched once per digest, checked against
+        the listed size and parsed); None when the server has no NAME.md5. A short or
+        unreadable NAME.md5 is a transient error: it is fetched again."""
         checksum = self.planned.checksum
         if checksum is None:
             return None
         path = self.run.source.remote_path(checksum.name)
         if self._checksum is None:
-            self._checksum = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
-                                               stall_timeout=self.run.options.timeouts.stall)
-        if not self.run.options.verify:
-            return None
+            data = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
+                                     stall_timeout=self.run.options.timeouts.stall)
+            if checksum.size is not None and len(data) != checksum.size:
+                raise TruncatedTransfer(f"checksum file: {len(data)} bytes, the listing says "
+                                        f"{checksum.size}", path=path)
+            self._checksum = data
         try:
             return parse_md5_file(self._checksum, self.entry.name)
         except ValueError as exc:
-            raise RemoteFileError(f"cannot read the checksum file: {exc}", path=path) from None
+            self._checksum = None
+            raise ProtocolError(f"cannot read the checksum file: {exc}", path=path) from None
+
+    async def _companion(self, session: Session) -> None:
+        """--no-verify: NAME.md5 still travels with NAME when it can, but never fails it."""
+        try:
+            await self._expected_md5(session)
+        except (TransientError, PermanentError) as exc:
+            self._checksum = None
+            log.warning("%s: not kept beside %s: %s", self.planned.checksum.name
+                        if self.planned.checksum else "", self.entry.name, describe(exc))
 
     def _local_copy_is_right(self) -> bool:
-        """A "check": the local copy has the remote size and mtime; is it the right bytes?"""
+        """A "check": the local copy has the remote size and mtime; is it the right bytes?
+        A wrong copy stays in place until the fetched one replaces it (atomically)."""
         local = self.run.dest / self.entry.name
         row = self.run.manifest.get(self.entry.name)
+        if row is not None and row.bad is not None:
+            log.warning("%s: `verify` found it wrong (%s); fetching it again", local, row.bad)
+            return False
         if self.md5 is None or (row is not None and row.md5 == self.md5
                                 and (row.size, row.mtime) == (self.size, self.entry.mtime)):
             return True
         with local_errors(local):
             if file_md5(local) == self.md5:
                 return True
-            log.warning("%s: local copy does not match its MD5; fetching it again", local)
-            local.unlink()
+        log.warning("%s: local copy does not match its MD5; fetching it again", local)
         return False
 
     async def _remote(self, session: Session) -> RemoteFile:
@@ -490,7 +521,7 @@ async def mirror_events(
             except MirrorError as exc:
                 failure.append(exc)
 
-    with receive:  # closed only after the task group ended: no worker sends into it then
+    with receive, ungrouped():  # receive closes after the task group: no worker sends then
         async with anyio.create_task_group() as tg:
             tg.start_soon(produce)
             try:

@@ -31,7 +31,8 @@ __all__ = [
 log = logging.getLogger("pubmed_mirror")
 
 CHECKSUM_SUFFIX = ".md5"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, and the bidi marks and overrides that make a name display as another
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 Action = Literal["fetch", "check", "skip"]
 
@@ -90,7 +91,7 @@ def unsafe_name_reason(name: str) -> str | None:
     if ".." in name:
         return "contains '..'"
     if _CONTROL.search(name):
-        return "contains NUL or control characters"
+        return "contains NUL, control or bidi characters"
     if name.endswith((".part", ".part.meta")):
         return "clashes with our partial-file names"
     if name.startswith(STATE_DIR):
@@ -151,9 +152,10 @@ def is_current(local: Path, entry: RemoteEntry) -> bool:
 
 
 def _vouched(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
-    """The manifest recorded this file complete at exactly the remote size and mtime."""
-    return (row is not None and entry.size is not None and row.size == entry.size
-            and row.mtime == entry.mtime)
+    """The manifest recorded this file complete at exactly the remote size and mtime, and
+    `verify` has not found it wrong since."""
+    return (row is not None and row.bad is None and entry.size is not None
+            and row.size == entry.size and row.mtime == entry.mtime)
 
 
 def _part_length(local: Path, entry: RemoteEntry) -> int:
@@ -163,23 +165,31 @@ def _part_length(local: Path, entry: RemoteEntry) -> int:
 
 
 def _action(dest: Path, manifest: Manifest, entry: RemoteEntry,
-            checksum: RemoteEntry | None) -> Action:
+            checksum: RemoteEntry | None, verify: bool) -> Action:
     local = dest / entry.name
     if not is_current(local, entry):
         return "fetch"
-    if _vouched(manifest.get(entry.name), entry) and (
-            checksum is None or (_vouched(manifest.get(checksum.name), checksum)
-                                 and is_current(dest / checksum.name, checksum))):
+    row = manifest.get(entry.name)
+    if not _vouched(row, entry):
+        return "check"
+    if checksum is None:
+        return "skip"
+    if verify and row is not None and row.md5 is None:
+        return "check"  # recorded by a --no-verify run: confirm it by MD5 now
+    if _vouched(manifest.get(checksum.name), checksum) and is_current(dest / checksum.name,
+                                                                        checksum):
         return "skip"
     return "check"
 
 
 def make_plan(dest: Path, manifest: Manifest,
-              files: Sequence[tuple[RemoteEntry, RemoteEntry | None]]) -> MirrorPlan:
-    """What to do with each selected file, given DEST and its manifest (blocking: stats)."""
+              files: Sequence[tuple[RemoteEntry, RemoteEntry | None]], *,
+              verify: bool = True) -> MirrorPlan:
+    """What to do with each selected file, given DEST and its manifest (blocking: stats).
+    With `verify`, a file recorded without its MD5 is checked against NAME.md5."""
     planned = []
     for entry, checksum in files:
-        action = _action(dest, manifest, entry, checksum)
+        action = _action(dest, manifest, entry, checksum, verify)
         have = _part_length(dest / entry.name, entry) if action == "fetch" else 0
         planned.append(PlannedFile(entry, checksum, action, have))
     return MirrorPlan(tuple(planned))

@@ -7,6 +7,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,11 @@ CREATE TABLE IF NOT EXISTS files (
     mtime REAL,                 -- remote mtime (POSIX seconds), stamped on the local file
     md5 TEXT,                   -- hex digest the file was checked against, NULL if none
     fetched_at REAL NOT NULL,   -- when the file became final
-    verified_at REAL            -- when its MD5 last matched (fetch or `verify`)
+    verified_at REAL,           -- when its MD5 last matched (fetch or `verify`)
+    bad TEXT                    -- why `verify` found the local copy wrong; NULL if it did not
 )
 """
+_COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,7 @@ class ManifestEntry:
     md5: str | None
     fetched_at: float
     verified_at: float | None = None
+    bad: str | None = None  # set by `verify`: the next mirror fetches the file again
 
 
 def state_dir(dest: Path) -> Path:
@@ -55,17 +59,45 @@ class Manifest:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # without `create`: a missing manifest reads as an empty one (nothing is written), and
+        # one we may not write (read-only DEST) is opened read-only: `writable` is then False
+        self.writable = create or (path.exists() and os.access(path, os.W_OK)
+                                   and os.access(path.parent, os.W_OK))
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            # without `create`, a missing manifest reads as an empty one and nothing is written
-            target = str(path) if create or path.exists() else ":memory:"
-            self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
+            if self.writable:
+                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute(_SCHEMA)
+                self._add_bad_column()
+            else:
+                self._db = self._read_only(path)
+            # an older manifest opened read-only has no `bad` column: read it as NULL
+            known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+            self._columns = _COLUMNS if "bad" in known else _COLUMNS.replace("bad", "NULL")
         except (OSError, sqlite3.Error) as exc:
             raise LocalFileError(f"cannot open the manifest {path}: {exc}") from exc
+
+    def _add_bad_column(self) -> None:
+        """Manifests written before the `bad` column existed get it."""
+        if "bad" not in {row[1] for row in self._db.execute("PRAGMA table_info(files)")}:
+            self._db.execute("ALTER TABLE files ADD COLUMN bad TEXT")
+
+    @staticmethod
+    def _read_only(path: Path) -> sqlite3.Connection:
+        if not path.exists():
+            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            db.execute(_SCHEMA)
+            return db
+        # a WAL database cannot be opened with mode=ro without its -shm file, which a clean
+        # close removes and a read-only directory cannot get back: then read it as immutable
+        uri = f"file:{urllib.parse.quote(str(path.resolve()))}"
+        try:
+            return _opened(f"{uri}?mode=ro")
+        except sqlite3.Error:
+            return _opened(f"{uri}?immutable=1")
 
     @classmethod
     def open(cls, dest: Path, *, create: bool = True) -> Manifest:
@@ -84,32 +116,33 @@ class Manifest:
 
     def get(self, name: str) -> ManifestEntry | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT name, size, mtime, md5, fetched_at, verified_at FROM files"
-                " WHERE name = ?", (name,)).fetchone()
+            row = self._db.execute(f"SELECT {self._columns} FROM files WHERE name = ?",
+                                   (name,)).fetchone()
         return None if row is None else ManifestEntry(*row)
 
     def entries(self) -> list[ManifestEntry]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT name, size, mtime, md5, fetched_at, verified_at FROM files"
-                " ORDER BY name").fetchall()
+            rows = self._db.execute(f"SELECT {self._columns} FROM files ORDER BY name"
+                                    ).fetchall()
         return [ManifestEntry(*row) for row in rows]
 
     def record(self, entry: ManifestEntry) -> None:
         with self._lock, self._errors():
             self._db.execute(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (entry.name, entry.size, entry.mtime, entry.md5, entry.fetched_at,
-                 entry.verified_at))
+                 entry.verified_at, entry.bad))
 
     def mark_verified(self, name: str, when: float) -> None:
         with self._lock, self._errors():
-            self._db.execute("UPDATE files SET verified_at = ? WHERE name = ?", (when, name))
+            self._db.execute("UPDATE files SET verified_at = ?, bad = NULL WHERE name = ?",
+                             (when, name))
 
-    def forget(self, name: str) -> None:
+    def mark_bad(self, name: str, reason: str) -> None:
+        """`verify` found the local copy wrong: the manifest no longer vouches for it."""
         with self._lock, self._errors():
-            self._db.execute("DELETE FROM files WHERE name = ?", (name,))
+            self._db.execute("UPDATE files SET bad = ? WHERE name = ?", (reason, name))
+
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -117,6 +150,17 @@ class Manifest:
             yield
         except sqlite3.Error as exc:
             raise LocalFileError(f"cannot write the manifest {self.path}: {exc}") from exc
+
+
+def _opened(uri: str) -> sqlite3.Connection:
+    """A read-only connection that has been seen to work (sqlite opens lazily)."""
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("SELECT count(*) FROM files").fetchone()
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
 
 
 class DestLock:
@@ -140,8 +184,9 @@ class DestLock:
             raise DestinationBusy(
                 f"{self.path.parent.parent} is being mirrored into by another pubmed-mirror "
                 f"(pid {holder}); wait for it to finish") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):  # the pid only informs; a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def release(self) -> None:

@@ -92,8 +92,11 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
         # truncate before writing the record: a crash in between leaves an empty part, still right
         part.open("wb").close()
         tmp = meta.with_name(meta.name + ".tmp")
-        tmp.write_text(json.dumps(_version(remote)))
-        os.replace(tmp, meta)
+        try:
+            tmp.write_text(json.dumps(_version(remote)))
+            os.replace(tmp, meta)
+        finally:
+            tmp.unlink(missing_ok=True)
     return 0
 
 
@@ -230,26 +233,26 @@ async def _receive(
     written. The stream hands out coalesced chunks (>= 1 MiB on a fast link), one write each.
     """
     received = 0
-    in_hand = memoryview(b"")  # received but not yet written: must reach the file in order
+    writer = _PartWriter(f, part)
     try:
         with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
             while chunk := await stream.read():
-                in_hand = chunk
+                writer.pending = chunk
                 received += len(chunk)
                 await _account(chunk, bucket, on_bytes, stall)
-                await _write(f, part, chunk)
-                in_hand = memoryview(b"")
+                await writer.flush()
                 stall.deadline = anyio.current_time() + stall_timeout
         if stall.cancelled_caught:
             raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
     except BaseException:
-        # keep what arrived, in order (the chunk in hand first, e.g. when cancelled while
+        # keep what arrived, in order (what is still pending first, e.g. when cancelled while
         # waiting for tokens): the next attempt resumes after it
-        await _write(f, part, in_hand)
+        await writer.flush()
         rest = stream.take_buffered()
         if on_bytes is not None and rest:
             on_bytes(len(rest))
-        await _write(f, part, rest)
+        writer.pending = rest
+        await writer.flush()
         raise
     return received
 
@@ -264,10 +267,19 @@ async def _account(chunk: memoryview, bucket: TokenBucket | None,
         await bucket.acquire(len(chunk))
 
 
-async def _write(f: AsyncFile, part: Path, chunk: memoryview) -> None:
-    """Write all of chunk. Shielded: a cancelled aiofiles call would go on in its thread behind
-    our back, and a chunk received is a chunk kept, so the next attempt resumes after it."""
-    with anyio.CancelScope(shield=True), local_errors(part):
-        while chunk:
-            written = await f.write(chunk)
-            chunk = chunk[written:]
+class _PartWriter:
+    """Appends chunks to the part file; `pending` is what was received but not yet written
+    (after a short write, only its unwritten rest: no byte is ever written twice)."""
+
+    def __init__(self, f: AsyncFile, part: Path) -> None:
+        self.f = f
+        self.part = part
+        self.pending = memoryview(b"")
+
+    async def flush(self) -> None:
+        """Write all that is pending. Shielded: a cancelled aiofiles call would go on in its
+        thread behind our back, and a chunk received is a chunk kept."""
+        with anyio.CancelScope(shield=True), local_errors(self.part):
+            while self.pending:
+                written = await self.f.write(self.pending)
+                self.pending = self.pending[written:]

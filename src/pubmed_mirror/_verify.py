@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -11,10 +12,10 @@ from typing import Literal
 
 import anyio
 
-from ._errors import LocalFileError
+from ._errors import LocalFileError, ungrouped
 from ._plan import CHECKSUM_SUFFIX, unsafe_name_reason
 from ._pubmed import file_order, parse_md5_file
-from ._state import STATE_DIR, Manifest, ManifestEntry
+from ._state import STATE_DIR, DestLock, Manifest, ManifestEntry
 from ._transfer import file_md5
 
 __all__ = ["FileCheck", "VerifyReport", "verify"]
@@ -88,7 +89,7 @@ def check_file(dest: Path, name: str, row: ManifestEntry | None) -> FileCheck:
     try:
         actual = file_md5(path)
     except OSError as exc:
-        raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return FileCheck(name, "corrupt", f"unreadable: {exc.strerror or exc}")
     if actual != expected:
         return FileCheck(name, "corrupt", f"MD5 {actual}, expected {expected}")
     return FileCheck(name, "ok")
@@ -101,27 +102,46 @@ async def verify(
     workers: int = 2,
 ) -> VerifyReport:
     """Re-hash every file of DEST that has a NAME.md5 or a manifest record, `workers` at a
-    time; a passing file's `verified_at` is updated in the manifest."""
+    time. The manifest learns the verdicts (when DEST is writable; verify also works on a
+    read-only DEST): a passing file's `verified_at` is updated, and a corrupt or missing
+    file's record is marked bad, so that the next mirror fetches it again."""
     dest_path = Path(dest)
     if not await anyio.Path(dest_path).is_dir():
         raise LocalFileError(f"{dest_path} is not a directory")
     started = time.monotonic()
-    with Manifest.open(dest_path, create=False) as manifest:
-        rows = {e.name: e for e in manifest.entries()}
-        names = await anyio.to_thread.run_sync(_names, dest_path, rows)
-        checks: dict[str, FileCheck] = {}
-        limiter = anyio.CapacityLimiter(workers)
+    with contextlib.ExitStack() as stack:
+        manifest = stack.enter_context(Manifest.open(dest_path, create=False))
+        if manifest.writable:  # a mirror running into DEST would race with us: refuse
+            stack.enter_context(DestLock(dest_path))
+        checks = await _check_all(dest_path, manifest, workers, on_file)
+    return VerifyReport(tuple(checks), time.monotonic() - started)
 
-        async def one(name: str) -> None:
-            check = await anyio.to_thread.run_sync(check_file, dest_path, name, rows.get(name),
-                                                   limiter=limiter)
-            if check.verdict == "ok" and name in rows:
-                await anyio.to_thread.run_sync(manifest.mark_verified, name, time.time())
-            checks[name] = check
-            if on_file is not None:
-                on_file(check)
 
+async def _check_all(dest: Path, manifest: Manifest, workers: int,
+                     on_file: Callable[[FileCheck], None] | None) -> list[FileCheck]:
+    rows = {e.name: e for e in manifest.entries()}
+    names = await anyio.to_thread.run_sync(_names, dest, rows)
+    checks: dict[str, FileCheck] = {}
+    limiter = anyio.CapacityLimiter(workers)
+
+    async def one(name: str) -> None:
+        check = await anyio.to_thread.run_sync(check_file, dest, name, rows.get(name),
+                                               limiter=limiter)
+        if manifest.writable and name in rows:
+            await anyio.to_thread.run_sync(_learn, manifest, check)
+        checks[name] = check
+        if on_file is not None:
+            on_file(check)
+
+    with ungrouped():
         async with anyio.create_task_group() as tg:
             for name in names:
                 tg.start_soon(one, name)
-    return VerifyReport(tuple(checks[n] for n in names), time.monotonic() - started)
+    return [checks[n] for n in names]
+
+
+def _learn(manifest: Manifest, check: FileCheck) -> None:
+    if check.verdict == "ok":
+        manifest.mark_verified(check.name, time.time())
+    elif check.verdict in ("corrupt", "missing"):
+        manifest.mark_bad(check.name, check.reason)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 import signal
 import sys
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 import anyio
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -33,7 +35,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ._errors import DestinationBusy, MirrorError
+from ._errors import DestinationBusy, MirrorError, ungrouped
 from ._events import (
     Event,
     FileDone,
@@ -130,6 +132,12 @@ def _glob(text: str) -> str:
     return text
 
 
+def _directory(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a directory is needed, got an empty name")
+    return Path(text)
+
+
 def _source(text: str) -> FtpSource:
     try:
         return FtpSource.parse(text)
@@ -191,14 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     m = commands.add_parser("mirror", help="mirror the files of one remote directory",
                             description="Mirror the files of one FTP directory into DIR.")
     m.add_argument("url", type=_source, metavar="URL", help=_URL_HELP)
-    m.add_argument("--dest", required=True, type=Path, metavar="DIR")
+    m.add_argument("--dest", required=True, type=_directory, metavar="DIR")
     m.add_argument("--dry-run", action="store_true",
                    help="print what would be fetched; transfer nothing")
     _mirror_options(m)
     v = commands.add_parser("verify", help="re-hash DEST against the .md5 files and manifest",
                             description="Re-hash every file of DEST against its NAME.md5 and "
                                         "the manifest; exit 1 if any is corrupt or missing.")
-    v.add_argument("dest", type=Path, metavar="DEST")
+    v.add_argument("dest", type=_directory, metavar="DEST")
     _output_options(v)
     ls = commands.add_parser("ls", help="list a remote directory",
                              description="List a remote directory with sizes and times.")
@@ -208,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = commands.add_parser("demo", help="mirror a generated PubMed-shaped tree, offline",
                             description="Serve a generated PubMed-shaped tree on 127.0.0.1, "
                                         "mirror it with the real engine, then verify it.")
-    d.add_argument("--dest", type=Path, metavar="DIR", help="keep the mirror here")
+    d.add_argument("--dest", type=_directory, metavar="DIR", help="keep the mirror here")
     d.add_argument("--files", type=_positive_int, default=12, metavar="N")
     d.add_argument("--rate-per-connection", type=parse_rate, default=512 << 10,
                    metavar="RATE", help="the demo server's throttle, default 512K")
@@ -320,13 +328,13 @@ def _file_line(event: Event) -> str | None:
         resumed = f", resumed at {human_bytes(event.resumed_from)}" if event.resumed_from else ""
         tries = f", {event.attempts} attempts" if event.attempts > 1 else ""
         checked = ", MD5 ok" if event.md5 else ""
-        return (f"[green]done[/]    {event.name}  {human_bytes(event.size)}  "
+        return (f"[green]done[/]    {escape(event.name)}  {human_bytes(event.size)}  "
                 f"{human_bytes(rate)}/s{resumed}{tries}{checked}")
     if isinstance(event, FileFailed):
-        return f"[red]FAILED[/]  {event.name}: {event.reason}"
+        return f"[red]FAILED[/]  {escape(event.name)}: {escape(event.reason)}"
     if isinstance(event, FileRetrying):
-        return (f"[yellow]retry[/]   {event.name} (attempt {event.attempt} failed, "
-                f"next in {event.delay:.1f} s): {event.reason}")
+        return (f"[yellow]retry[/]   {escape(event.name)} (attempt {event.attempt} failed, "
+                f"next in {event.delay:.1f} s): {escape(event.reason)}")
     return None
 
 
@@ -425,7 +433,7 @@ def summary_table(report: MirrorReport) -> Table:
     ):
         table.add_row(label, value)
     for failure in report.failed:
-        table.add_row(f"[red]failed: {failure.name}[/]", failure.error or "")
+        table.add_row(Text(f"failed: {failure.name}", style="red"), Text(failure.error or ""))
     return table
 
 
@@ -444,7 +452,6 @@ async def _interruptible(work: Callable[[], Awaitable[T]],
                          *background: Callable[[], Coroutine[Any, Any, None]]) -> T | None:
     """Run `work` (and `background` tasks beside it); None if SIGINT/SIGTERM stopped it."""
     result: list[T] = []
-    error: list[MirrorError] = []
 
     async def watch_signals(scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -452,23 +459,20 @@ async def _interruptible(work: Callable[[], Awaitable[T]],
                 scope.cancel()
                 return
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals, tg.cancel_scope)
-        for task in background:
-            tg.start_soon(task)
-        try:
-            result.append(await work())
-        except MirrorError as exc:  # raised below, outside the task group's ExceptionGroup
-            error.append(exc)
-        finally:
-            tg.cancel_scope.cancel()
-    if error:
-        raise error[0]
+    with ungrouped():  # an error leaves as itself, for main()'s one line
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals, tg.cancel_scope)
+            for task in background:
+                tg.start_soon(task)
+            try:
+                result.append(await work())
+            finally:
+                tg.cancel_scope.cancel()
     return result[0] if result else None
 
 
-def _interrupted(console: Console) -> int:
-    console.print("interrupted: partial files are kept and resume on the next run")
+def _interrupted() -> int:
+    print("interrupted: partial files are kept and resume on the next run", file=sys.stderr)
     return EXIT_INTERRUPTED
 
 
@@ -491,7 +495,7 @@ async def cmd_mirror(args: argparse.Namespace, console: Console) -> int:
         lambda: mirror(args.url, args.dest, _options(args), on_event=reporter),
         lambda: reporter.run(args.progress_every))
     if report is None:
-        return _interrupted(console)
+        return _interrupted()
     if args.json:
         emit_json(_summary_json(report))
     elif not args.quiet:
@@ -502,17 +506,17 @@ async def cmd_mirror(args: argparse.Namespace, console: Console) -> int:
 async def _dry_run(args: argparse.Namespace, console: Console) -> int:
     plan = await _interruptible(lambda: plan_mirror(args.url, args.dest, _options(args)))
     if plan is None:
-        return _interrupted(console)
+        return _interrupted()
     if args.json:
         emit_json(_plan_json(plan))
         return EXIT_OK
-    table = Table(title=f"dry run: {args.url} -> {args.dest}")
+    table = Table(title=escape(f"dry run: {args.url} -> {args.dest}"))
     for column in ("file", "size", "action"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for f in plan.files:
         action = {"fetch": f"fetch (resume at {human_bytes(f.have)})" if f.have else "fetch",
                   "check": "check local copy (MD5), fetch if wrong", "skip": "up to date"}
-        table.add_row(f.name, human_bytes(f.size), action[f.action])
+        table.add_row(Text(f.name), human_bytes(f.size), action[f.action])
     console.print(table)
     fetch = plan.with_action("fetch", "check")
     console.print(f"would fetch up to {len(fetch)} files, {human_bytes(plan.bytes_to_fetch)}; "
@@ -533,14 +537,14 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         if args.json:
             emit_json({"event": "check", **dataclasses.asdict(check)})
         elif check.verdict in ("corrupt", "missing"):
-            console.print(f"[red]{check.verdict.upper()}[/]  {check.name}: {check.reason}",
-                          highlight=False)
+            console.print(f"[red]{check.verdict.upper()}[/]  {escape(check.name)}: "
+                          f"{escape(check.reason)}", highlight=False)
         elif args.verbose:
             console.print(f"{check.verdict:9} {check.name}", highlight=False, markup=False)
 
     report = await _interruptible(lambda: verify(args.dest, on_file=show))
     if report is None:
-        return _interrupted(console)
+        return _interrupted()
     if args.json:
         emit_json({"event": "summary", "ok": report.ok,
                    **{f"{v}_files": n for v, n in report.counts.items()}})
@@ -551,12 +555,12 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
 def _verify_line(dest: Path, report: VerifyReport) -> str:
     if not report.files:
-        return f"verify {dest}: nothing to verify (no manifest records, no .md5 files)"
+        return f"verify {escape(str(dest))}: nothing to verify (no manifest records, no .md5 files)"
     counts = report.counts
     verdict = "[green]all good[/]" if report.ok else "[red]PROBLEMS FOUND[/]"
-    return (f"verify {dest}: {verdict}: {counts['ok']} match their MD5, {counts['corrupt']} "
-            f"corrupt, {counts['missing']} missing, {counts['unchecked']} without an MD5 "
-            f"({report.seconds:.1f} s)")
+    return (f"verify {escape(str(dest))}: {verdict}: {counts['ok']} match their MD5, "
+            f"{counts['corrupt']} corrupt, {counts['missing']} missing, "
+            f"{counts['unchecked']} without an MD5 ({report.seconds:.1f} s)")
 
 
 async def cmd_ls(args: argparse.Namespace, console: Console) -> int:
@@ -564,17 +568,19 @@ async def cmd_ls(args: argparse.Namespace, console: Console) -> int:
         args.url, timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout),
         retry=RetryPolicy(attempts=args.retries + 1)))
     if entries is None:
-        return _interrupted(console)
+        return _interrupted()
     if args.json:
-        print(json.dumps([_entry_json(e) for e in entries], indent=1))
+        for e in entries:
+            emit_json(_entry_json(e))
         return EXIT_OK
-    table = Table(title=str(args.url))
+    table = Table(title=escape(str(args.url)))
     for column in ("name", "size", "modified (UTC)", "kind"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for e in entries:
         unsafe = unsafe_name_reason(e.name)
         name = e.name if unsafe is None else f"{e.name!r} (mirror skips it: {unsafe})"
-        table.add_row(name, "" if e.size is None else f"{e.size:,}", _utc(e.mtime), e.kind)
+        table.add_row(Text(name), "" if e.size is None else f"{e.size:,}", _utc(e.mtime),
+                      e.kind)
     console.print(table)
     files = [e for e in entries if e.kind == "file"]
     console.print(f"{len(files)} files, {human_bytes(sum(e.size or 0 for e in files))}",
@@ -634,9 +640,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format=f"{PROG}: %(levelname)s: %(message)s",
                         level=logging.INFO if args.verbose else logging.WARNING)
+    dest = getattr(args, "dest", None)
     try:
-        if args.command == "mirror" and not args.dry_run:
-            check_writable(args.dest)  # before any network I/O
+        if args.command in ("mirror", "demo") and dest and not getattr(args, "dry_run", 0):
+            check_writable(dest)  # before any network I/O
     except MirrorError as exc:
         _fail(exc)
         return EXIT_USAGE
@@ -647,6 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except MirrorError as exc:
         _fail(exc)
+        return EXIT_FAILED
+    except BrokenPipeError:  # the reader of stdout left (`| head`): stop, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as exc:  # a local failure the library did not name (it should): one line
         _fail(exc)
