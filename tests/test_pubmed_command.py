@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import time
@@ -254,11 +255,20 @@ def test_verify_finds_a_flipped_byte_and_a_missing_file(server: FaultyFTPServer,
     data = bytearray(victim.read_bytes())
     data[123_456] ^= 0x40
     victim.write_bytes(bytes(data))
+    os.utime(victim, (MTIME, MTIME))  # same size and mtime: only a hash can tell
     (dest / NAMES[4]).unlink()
     result = run("verify", str(dest))
     assert result.returncode == 1
     assert f"CORRUPT  {NAMES[3]}" in result.stdout and f"MISSING  {NAMES[4]}" in result.stdout
     assert NAMES[0] not in result.stdout
+    # verify told the manifest: the next mirror fetches both again, and nothing else
+    assert run("verify", str(dest)).returncode == 1  # still wrong until a mirror repairs it
+    before = dict(server.stats.retr)
+    repaired = mirror_cmd(server, dest)
+    assert repaired.returncode == 0, repaired.stderr
+    fetched = {n for n, count in server.stats.retr.items() if count > before.get(n, 0)}
+    assert {NAMES[3], NAMES[4]} <= fetched and not fetched & set(NAMES[:3])
+    assert run("verify", str(dest)).returncode == 0
 
 
 def test_ls_lists_sizes_and_times(server: FaultyFTPServer, pubmed: PubMed) -> None:
@@ -317,6 +327,8 @@ def test_unknown_host_exits_1_with_one_line(dest: Path) -> None:
     [
         (["mirror", "pubmed:nonsense", "--dest", "x"], "unknown preset"),
         (["mirror", "pubmed:baseline", "--dest", "x", "--newest", "-1"], "0 or more"),
+        (["mirror", "pubmed:baseline", "--dest", ""], "empty name"),
+        (["verify", " "], "empty name"),
         (["ls", "gopher://x/"], "unsupported URL"),
         (["mirror", "ftp://127.0.0.1/", "--dest", "x", "-q", "-v"], "not allowed with"),
     ],
@@ -348,6 +360,7 @@ def test_hostile_names_never_leave_dest(tmp_path: Path, disable_mlsd: bool) -> N
     remote.mkdir()
     (tmp_path / "secret.txt").write_text("outside the tree\n")
     (remote / "good.xml.gz").write_bytes(b"good")
+    (remote / "[bold]odd.xml.gz").write_bytes(b"odd but safe")
     for name in ("evil\\name.xml.gz", "ctl\x01.xml.gz", ".pubmed-mirror-x.xml.gz"):
         (remote / name).write_bytes(b"bad")
     (remote / "link.xml.gz").symlink_to(tmp_path / "secret.txt")
@@ -356,7 +369,8 @@ def test_hostile_names_never_leave_dest(tmp_path: Path, disable_mlsd: bool) -> N
     assert "contains a path separator" in result.stderr
     assert "control or bidi characters" in result.stderr and "state directory" in result.stderr
     landed = sorted(p.name for p in dest.iterdir() if p.name != ".pubmed-mirror")
-    assert landed == ["good.xml.gz"]
+    assert landed == ["[bold]odd.xml.gz", "good.xml.gz"]
+    assert "done    [bold]odd.xml.gz" in result.stdout  # printed as it is, not as markup
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local", "remote", "secret.txt"]
     if disable_mlsd:
         assert result.returncode == 0 and "skipping symlink entry 'link.xml.gz'" in result.stderr
@@ -393,7 +407,8 @@ def test_disk_full_fails_that_file_cleanly(tmp_path: Path, small_disk: Path) -> 
     assert f"FAILED  {big}" in result.stdout and "disk full" in result.stdout
     assert (dest / small).read_bytes() == files[small]
     assert not (dest / big).exists()
-    assert (dest / (big + ".part")).stat().st_size < len(files[big])
+    part = (dest / (big + ".part")).read_bytes()
+    assert len(part) < len(files[big]) and files[big].startswith(part)  # an exact prefix
 
 
 def test_terminal_gets_progress_bars(pubmed: PubMed, dest: Path) -> None:
@@ -425,3 +440,157 @@ def test_terminal_gets_progress_bars(pubmed: PubMed, dest: Path) -> None:
     assert "━" in text and f"total {len(NAMES)}/{len(NAMES)} files" in text
     assert any(f"{name} ━" in text for name in NAMES)  # a per-file bar
     assert "pubmed-mirror summary" in text
+
+
+# -- checksum files that go wrong, and --no-verify --------------------------------------------
+
+
+def test_short_checksum_file_is_fetched_again(server: FaultyFTPServer, pubmed: PubMed,
+                                              dest: Path) -> None:
+    """A NAME.md5 cut short (with a lying 226) does not match its listed size: it is fetched
+    again, and NAME is checked against the whole one."""
+    name = NAMES[1]
+    server.faults.add(name + ".md5", Fault(kind="close_226", after_bytes=20))
+    result = mirror_cmd(server, dest)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert server.stats.retr[name + ".md5"] == 2
+    assert "checksum file: 20 bytes" in result.stdout
+    assert (dest / name).read_bytes() == pubmed[1][name]
+    assert (dest / (name + ".md5")).read_bytes() == md5_line(name, pubmed[1][name])
+
+
+def test_unreadable_checksum_file_is_retried_then_fails(server: FaultyFTPServer,
+                                                        pubmed: PubMed, dest: Path) -> None:
+    """A NAME.md5 that is not a checksum is asked for again (bounded); NAME then fails with
+    the reason, is never fetched, and leaves nothing behind."""
+    name = NAMES[2]
+    (pubmed[0] / (name + ".md5")).write_bytes(b"<html>503 try later</html>\n")
+    result = mirror_cmd(server, dest)
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and name in failed[0]
+    assert "cannot read the checksum file" in failed[0]
+    assert server.stats.retr[name + ".md5"] == 3 and server.stats.retr.get(name, 0) == 0
+    assert not list(dest.glob(name + "*"))
+
+
+def test_no_verify_survives_a_missing_checksum_file_and_verify_catches_up(
+        server: FaultyFTPServer, pubmed: PubMed, dest: Path) -> None:
+    """--no-verify: a 550 on NAME.md5 only warns. The next verified run checks the files
+    recorded without an MD5 by hashing them (no refetch of right ones) and refetches a copy
+    the server had corrupted."""
+    gone, corrupted = NAMES[0], NAMES[3]
+    server.faults.add(gone + ".md5", Fault(kind="reply", reply="550 No such file"))
+    server.faults.add(corrupted, Fault(kind="corrupt", after_bytes=1000))
+    first = mirror_cmd(server, dest, "--no-verify")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"{gone}.md5: not kept beside {gone}" in first.stderr
+    assert (dest / gone).read_bytes() == pubmed[1][gone]
+    assert not (dest / (gone + ".md5")).exists()
+    assert (dest / corrupted).read_bytes() != pubmed[1][corrupted]  # what the server sent
+    assert all(md5 is None for name, (_, _, md5) in manifest_rows(dest).items()
+               if name in NAMES)
+    before = data_retrs(server)
+    second = mirror_cmd(server, dest)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert data_retrs(server) == before + 1  # only the corrupted copy came again
+    assert (dest / corrupted).read_bytes() == pubmed[1][corrupted]
+    rows = manifest_rows(dest)
+    for name, data in pubmed[1].items():
+        assert rows[name][2] == hashlib.md5(data).hexdigest()
+    assert (dest / (gone + ".md5")).read_bytes() == md5_line(gone, pubmed[1][gone])
+
+
+# -- verify on odd destinations, and output that goes away -----------------------------------
+
+
+def read_only(dest: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command with DEST bind-mounted read-only (a private mount namespace)."""
+    script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(dest), *command(),
+                           *args], capture_output=True, text=True, timeout=60, check=False)
+    if "unshare failed" in done.stderr or "mount: " in done.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()}")
+    return done
+
+
+def test_verify_and_dry_run_work_on_a_read_only_dest(server: FaultyFTPServer,
+                                                     dest: Path) -> None:
+    """A read-only copy can still be verified (and planned): nothing is written to it."""
+    assert mirror_cmd(server, dest).returncode == 0
+    clean = read_only(dest, "verify", str(dest))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert f"{len(NAMES)} match their MD5" in clean.stdout
+    plan = read_only(dest, "mirror", server.url, "--dest", str(dest), "--dry-run",
+                     "--include", "*.xml.gz")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"{len(NAMES)} up to date" in plan.stdout
+    victim = dest / NAMES[1]
+    victim.write_bytes(b"\0" + victim.read_bytes()[1:])
+    found = read_only(dest, "verify", str(dest))
+    assert found.returncode == 1 and f"CORRUPT  {NAMES[1]}" in found.stdout
+    assert "Traceback" not in found.stderr
+
+
+def test_verify_refuses_while_a_mirror_holds_dest(server: FaultyFTPServer, dest: Path) -> None:
+    """verify does not race a running mirror: it says so and exits 2."""
+    assert mirror_cmd(server, dest).returncode == 0
+    with (dest / ".pubmed-mirror" / "lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run("verify", str(dest))
+    assert result.returncode == 2
+    assert "being mirrored into by another pubmed-mirror" in result.stderr
+
+
+def test_verify_names_a_directory_where_a_file_should_be(server: FaultyFTPServer,
+                                                         dest: Path) -> None:
+    """A directory in place of a data file is a corrupt file, named in one line."""
+    assert mirror_cmd(server, dest).returncode == 0
+    (dest / NAMES[2]).unlink()
+    (dest / NAMES[2]).mkdir()
+    result = run("verify", str(dest))
+    assert result.returncode == 1
+    assert f"CORRUPT  {NAMES[2]}" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_closed_stdout_stops_the_mirror_quietly(pubmed: PubMed, dest: Path) -> None:
+    """`--json | head -1`: the reader leaves, the mirror stops with exit 1 and no traceback,
+    and what it received is kept for the next run."""
+    with FaultyFTPServer(pubmed[0], rate_per_connection=400_000) as slow:
+        proc = subprocess.Popen([*command(), "mirror", slow.url, "--dest", str(dest),
+                                 "--include", "*.xml.gz", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["event"] == "listing_done"
+        time.sleep(1.0)
+        proc.stdout.close()
+        assert proc.wait(timeout=20) == 1
+        assert b"Traceback" not in proc.stderr.read()
+        proc.stderr.close()
+        rerun = mirror_cmd(slow, dest, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed at" in rerun.stdout or "up to date" in rerun.stdout
+    for name, data in pubmed[1].items():
+        assert (dest / name).read_bytes() == data
+
+
+def test_interrupted_json_run_keeps_stdout_machine_readable(pubmed: PubMed,
+                                                            dest: Path) -> None:
+    """With --json, every stdout line is JSON even when interrupted; the notice is on stderr."""
+    with FaultyFTPServer(pubmed[0], rate_per_connection=400_000) as slow:
+        proc = subprocess.Popen([*command(), "mirror", slow.url, "--dest", str(dest),
+                                 "--include", "*.xml.gz", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert all(json.loads(line) for line in out.splitlines())
+    assert "interrupted" in err
+
+
+def test_demo_dest_that_is_a_file_is_bad_usage(tmp_path: Path) -> None:
+    """demo --dest naming a file: one line, exit 2, before the server starts."""
+    (tmp_path / "f").write_text("a file")
+    result = run("demo", "--dest", str(tmp_path / "f"))
+    assert result.returncode == 2 and "not writable" in result.stderr

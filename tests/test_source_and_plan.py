@@ -52,7 +52,8 @@ def test_malformed_urls_are_refused(url: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["../etc", "a/b", "a\\b", "..", ".", "", "x\x00y", "tab\there", "new\nline", "x.part"],
+    ["../etc", "a/b", "a\\b", "..", ".", "", "x\x00y", "tab\there", "new\nline", "x.part",
+     "c1\x85.xml.gz", "gz.\u202excod.xml", "isolate\u2066.xml.gz", "del\x7f"],
 )
 def test_unsafe_names_are_rejected(name: str) -> None:
     """Names that could escape DEST or clash with our files get a reason."""

@@ -350,13 +350,14 @@ class LineReporter:
         self.tally.on(event)
         line = _file_line(event)
         if line is not None and (not self.quiet or isinstance(event, FileFailed)):
-            self.console.print(line, highlight=False)
+            self.console.print(line, highlight=False, soft_wrap=True)  # one line each
 
     async def run(self, every: float) -> None:
         while not self.quiet:
             await anyio.sleep(every)
             if self.tally.files:
-                self.console.print(self.tally.line(), highlight=False, markup=False)
+                self.console.print(self.tally.line(), highlight=False, markup=False,
+                                   soft_wrap=True)
 
 
 class _SpeedColumn(ProgressColumn):
