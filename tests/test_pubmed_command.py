@@ -307,10 +307,15 @@ def test_second_mirror_into_the_same_dest_is_refused(server: FaultyFTPServer,
 
 
 def test_missing_remote_directory_exits_1(server: FaultyFTPServer, dest: Path) -> None:
-    """A directory the server does not have: one line quoting the 550, exit 1."""
-    result = run("mirror", server.url + "no/such/dir/", "--dest", str(dest))
+    """A directory the server does not have: one line quoting the 550, exit 1, and no empty
+    DEST left behind (one that existed before stays)."""
+    result = run("mirror", server.url + "no/such/dir/", "--dest", str(dest / "new" / "d"))
     assert result.returncode == 1
     assert "550" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (dest / "new" / "d").exists()
+    dest.mkdir(exist_ok=True)  # (made as a parent of new/d)
+    assert run("mirror", server.url + "no/such/dir/", "--dest", str(dest)).returncode == 1
+    assert dest.is_dir()
 
 
 def test_unknown_host_exits_1_with_one_line(dest: Path) -> None:

@@ -40,7 +40,16 @@ from ._events import (
     FileStarted,
     ListingDone,
 )
-from ._plan import MirrorPlan, PlannedFile, Selection, check_writable, make_plan, select_files
+from ._plan import (
+    MirrorPlan,
+    PlannedFile,
+    Selection,
+    check_writable,
+    create_dest,
+    make_plan,
+    remove_unused_dest,
+    select_files,
+)
 from ._pool import SessionPool
 from ._pubmed import file_order, parse_md5_file
 from ._ratelimit import TokenBucket
@@ -473,9 +482,15 @@ async def mirror(
     dest_path = Path(dest)
     await anyio.to_thread.run_sync(check_writable, dest_path)
     started = time.monotonic()
-    with DestLock(dest_path), Manifest.open(dest_path) as manifest:
-        run = _Run(src, dest_path, options, on_event or (lambda event: None), manifest)
-        await run.run()
+    created = await anyio.to_thread.run_sync(create_dest, dest_path)
+    try:
+        with DestLock(dest_path), Manifest.open(dest_path) as manifest:
+            run = _Run(src, dest_path, options, on_event or (lambda event: None), manifest)
+            await run.run()
+    except BaseException:
+        if created:  # a failed listing leaves no empty DEST behind
+            remove_unused_dest(dest_path)
+        raise
     return MirrorReport(tuple(run.results), time.monotonic() - started)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import re
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -196,10 +200,38 @@ def make_plan(dest: Path, manifest: Manifest,
 
 
 def check_writable(dest: Path) -> None:
-    """Fail before any network I/O when DEST cannot hold our files."""
+    """Fail before any network I/O when DEST cannot hold our files. A DEST that does not
+    exist yet is not created here: its nearest existing parent must be a writable directory."""
     try:
-        dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=dest, prefix=".pubmed-mirror-probe-"):
-            pass
+        if dest.exists() or dest.is_symlink():
+            with tempfile.NamedTemporaryFile(dir=dest, prefix=".pubmed-mirror-probe-"):
+                pass
+            return
+        parent = next(p for p in dest.absolute().parents if p.exists())
+        if not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, f"cannot create it in {parent}")
     except OSError as exc:
         raise LocalFileError(f"destination {dest} is not writable: {exc.strerror or exc}") from exc
+
+
+def create_dest(dest: Path) -> bool:
+    """Create DEST (and its parents) if needed; True if it did not exist."""
+    if dest.is_dir():
+        return False
+    try:
+        dest.mkdir(parents=True)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise LocalFileError(f"cannot create {dest}: {exc.strerror or exc}") from exc
+    return True
+
+
+def remove_unused_dest(dest: Path) -> None:
+    """Undo `create_dest` for a run that put no file into DEST (say the listing failed)."""
+    with contextlib.suppress(OSError):
+        if all(p.name == STATE_DIR for p in dest.iterdir()):
+            shutil.rmtree(dest / STATE_DIR, ignore_errors=True)
+            dest.rmdir()
