@@ -234,6 +234,14 @@ def test_progress_lines_when_not_a_terminal(pubmed: PubMed, dest: Path) -> None:
     assert f"/{len(NAMES)} files" in lines[-1] and "ETA" in lines[-1]
 
 
+def test_verbose_logs_the_plan_and_each_attempt(server: FaultyFTPServer, dest: Path) -> None:
+    """-v logs the listing's plan and where each attempt starts, on stderr."""
+    result = mirror_cmd(server, dest, "-v", "--max-files", "2")
+    assert result.returncode == 0, result.stderr
+    assert "2 selected: 2 to fetch, 0 to check, 0 up to date" in result.stderr
+    assert f"INFO: {NAMES[1]}: attempt 1, from byte 0 of {SIZES[1]}" in result.stderr
+
+
 def test_quiet_prints_nothing_on_success(server: FaultyFTPServer, dest: Path) -> None:
     """-q: a clean run prints nothing at all."""
     result = mirror_cmd(server, dest, "-q")

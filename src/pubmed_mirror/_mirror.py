@@ -207,9 +207,13 @@ class _Run:
         """List the remote directory (with retries) and decide what each file needs."""
         entries = await self.options.retry.call(self._list)
         files = select_files(entries, self.options.selection(self.source.default_include))
-        return await anyio.to_thread.run_sync(
+        plan = await anyio.to_thread.run_sync(
             functools.partial(make_plan, self.dest, self.manifest, files,
                               verify=self.options.verify))
+        log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
+                 self.source, len(entries), len(plan.files), len(plan.with_action("fetch")),
+                 len(plan.with_action("check")), len(plan.with_action("skip")))
+        return plan
 
     async def run(self) -> None:
         async with self.pool:
@@ -316,6 +320,8 @@ class _Attempts:
         if self.attempts == 1:
             self.resumed_from = offset
         self._position = offset
+        log.info("%s: attempt %d, from byte %d of %d", self.entry.name, self.attempts, offset,
+                 self.size)
         self.run.emit(FileStarted(self.entry.name, self.size, offset, self.attempts))
 
     def _on_bytes(self, n: int) -> None:
