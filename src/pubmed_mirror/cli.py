@@ -614,7 +614,7 @@ async def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                     f"demo: serving {len(names)} generated PubMed files (+ .md5) at {url}, "
                     f"{human_bytes(args.rate_per_connection)}/s per connection\n"
                     f"demo: pubmed-mirror mirror {url} --dest {dest} --include '*.xml.gz'",
-                    highlight=False, markup=False)
+                    highlight=False, markup=False, soft_wrap=True)
             argv = ["mirror", url, "--dest", str(dest), "--include", "*.xml.gz",
                     "--concurrency", str(args.concurrency)]
             argv += ["--json"] if args.json else ["-q"] if args.quiet else []
@@ -624,7 +624,8 @@ async def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         if code != EXIT_OK:
             return code
         if not args.json:
-            console.print(f"demo: pubmed-mirror verify {dest}", highlight=False, markup=False)
+            console.print(f"demo: pubmed-mirror verify {dest}", highlight=False, markup=False,
+                          soft_wrap=True)
         return await cmd_verify(build_parser().parse_args(
             ["verify", str(dest), *(["--json"] if args.json else [])]), console)
 
