@@ -5,7 +5,6 @@ serving a generated PubMed-shaped tree on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -133,12 +132,3 @@ def test_per_ip_limit_below_concurrency(server_name: str, tree: Tree, tmp_path: 
     assert "lowering the pool" in result.stderr
     assert_same(dest, files)
 
-
-def test_servers_are_really_installed_under_ci() -> None:
-    """Under CI the real-server tests may not skip: every binary is there."""
-    from real_ftpd import binary
-
-    if not os.environ.get("CI"):
-        pytest.skip("only checked under CI")
-    for name in SERVERS:
-        assert binary(name)
