@@ -20,6 +20,7 @@ from ._errors import (
     RemoteFileError,
     map_ftp_errors,
 )
+from ._listing import parse_list_line
 from ._ratelimit import TokenBucket
 from ._receiver import TARGET, Receiver
 from ._transport import EntryKind, RemoteEntry
@@ -219,7 +220,7 @@ class FtpSession:
                     raise
                 self._mlsd = False
         lines = await self._list_lines(f"LIST {path}", path)
-        return [e for line in lines if (e := _list_entry(self.client, line))]
+        return [e for line in lines if (e := _list_entry(line))]
 
     async def _list_lines(self, command: str, path: str) -> tuple[bytes, ...]:
         receiver = await self._open_data(command, phase="list", path=path, buffer=_LIST_BUFFER)
@@ -303,19 +304,16 @@ def _mlsd_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
     return _entry(str(name), facts, kind)
 
 
-def _list_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
+def _list_entry(line: bytes) -> RemoteEntry | None:
     try:
-        name, facts = client.parse_list_line(line)
-    except (ValueError, UnicodeDecodeError):
-        if not line.startswith(b"total"):
-            log.warning("skipping unparsable LIST line %r", line[:200])
+        return parse_list_line(line)
+    except ValueError as exc:
+        log.warning("skipping unparsable LIST line: %s", exc)
         return None
-    kind: EntryKind = "link" if "link_dst" in facts else _kind(facts.get("type", ""))
-    return _entry(str(name), facts, kind)
 
 
 def _entry(name: str, facts: Mapping[str, Any], kind: EntryKind) -> RemoteEntry | None:
-    """One listing line's facts (aioftp's parsers give both MLSD's and LIST's this shape)."""
+    """One MLSD/MLST line's facts, as aioftp parses them."""
     if name in (".", ".."):
         return None
     size = str(facts.get("size", ""))

@@ -1,0 +1,100 @@
+"""LIST lines, as servers write them: Unix `ls -l` (with a year, or with a time of day for
+recent files), and Windows/IIS `dir` (`11-29-26  04:01AM  3000000 name`, `<DIR>`).
+
+aioftp's own LIST parser does not read IIS's two-digit years and dates a year-less line
+into the future (`Dec 31 23:59` seen in November is taken as this December); here a line
+without a year is the most recent such date not more than two days ahead of now (time zones).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+
+from ._transport import EntryKind, RemoteEntry
+
+__all__ = ["parse_list_line"]
+
+_MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
+_UNIX = re.compile(
+    r"(?P<type>[-dlbcps])[-rwxsStTl]{9}[.+@]?\s+\d+\s+"  # type, mode, links
+    r"\S+\s+(?:\S+\s+)?"  # owner, and group when there is one
+    r"(?P<size>\d+)\s+"
+    r"(?P<month>[A-Za-z]{3})\s+(?P<day>\d{1,2})\s+(?:(?P<year>\d{4})|(?P<hh>\d{1,2}):(?P<mm>\d{2}))"
+    r" (?P<name>.+)")
+_WINDOWS = re.compile(
+    r"(?P<month>\d{2})[-/](?P<day>\d{2})[-/](?P<year>\d{2}|\d{4})\s+"
+    r"(?P<hh>\d{1,2}):(?P<mm>\d{2})\s*(?P<ampm>[AaPp][Mm])?\s+"
+    r"(?P<size><DIR>|[\d,.]+)\s+(?P<name>.+)")
+_AHEAD = 2 * 86400  # a year-less date up to this far in the future is this year's
+
+
+def parse_list_line(line: bytes, *, now: float | None = None) -> RemoteEntry | None:
+    """One LIST line as an entry; None for lines that describe nothing (`total 42`, `.`).
+    ValueError when the line is in no format we know."""
+    text = line.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+    if not text.strip() or text.startswith("total "):
+        return None
+    match = _UNIX.fullmatch(text)
+    if match is not None:
+        entry = _unix(match, time.time() if now is None else now)
+    elif (match := _WINDOWS.fullmatch(text.strip())) is not None:
+        entry = _windows(match)
+    else:
+        raise ValueError(f"not a LIST line: {text[:200]!r}")
+    return None if entry.name in (".", "..") else entry
+
+
+def _unix(match: re.Match[str], now: float) -> RemoteEntry:
+    kinds: dict[str, EntryKind] = {"-": "file", "d": "dir", "l": "link"}
+    kind = kinds.get(match["type"], "other")
+    name = match["name"]
+    if kind == "link":
+        name = name.split(" -> ", 1)[0]
+    month = _MONTHS.get(match["month"].lower())
+    if month is None:
+        raise ValueError(f"unknown month {match['month']!r}")
+    day = int(match["day"])
+    if match["year"] is not None:
+        mtime = _utc(int(match["year"]), month, day, 0, 0)
+    else:
+        mtime = _recent(month, day, int(match["hh"]), int(match["mm"]), now)
+    return RemoteEntry(name, int(match["size"]), mtime, kind)
+
+
+def _recent(month: int, day: int, hour: int, minute: int, now: float) -> float:
+    """The latest such time not more than _AHEAD after now (this year's, or last year's)."""
+    year = time.gmtime(now).tm_year
+    for candidate in (year, year - 1):
+        try:
+            mtime = _utc(candidate, month, day, hour, minute)
+        except ValueError:  # Feb 29 of a common year
+            continue
+        if mtime <= now + _AHEAD:
+            return mtime
+    raise ValueError(f"no recent {month}-{day} {hour}:{minute:02d}")
+
+
+def _windows(match: re.Match[str]) -> RemoteEntry:
+    year = int(match["year"])
+    if year < 100:
+        year += 1900 if year >= 70 else 2000
+    hour = int(match["hh"])
+    ampm = (match["ampm"] or "").upper()
+    if ampm and not 1 <= hour <= 12:
+        raise ValueError(f"bad hour {hour} {ampm}")
+    if ampm:
+        hour = hour % 12 + (12 if ampm == "PM" else 0)
+    mtime = _utc(year, int(match["month"]), int(match["day"]), hour, int(match["mm"]))
+    if match["size"] == "<DIR>":
+        return RemoteEntry(match["name"], None, mtime, "dir")
+    size = match["size"].replace(",", "").replace(".", "")
+    return RemoteEntry(match["name"], int(size), mtime, "file")
+
+
+def _utc(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]
+            and hour < 24 and minute < 60):
+        raise ValueError(f"no such time {year}-{month}-{day} {hour}:{minute}")
+    return float(calendar.timegm((year, month, day, hour, minute, 0)))

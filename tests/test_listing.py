@@ -1,0 +1,101 @@
+"""LIST lines from Unix, vsftpd/proftpd/pure-ftpd and Windows/IIS servers."""
+
+from __future__ import annotations
+
+import calendar
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pubmed_mirror._listing import parse_list_line
+from pubmed_mirror._transport import RemoteEntry
+
+NOW = calendar.timegm((2026, 11, 29, 4, 0, 0))  # a Sunday in November, UTC
+
+
+def utc(year: int, month: int, day: int, hour: int, minute: int, second: int = 0) -> float:
+    return float(calendar.timegm((year, month, day, hour, minute, second)))
+
+
+@pytest.mark.parametrize(("line", "entry"), [
+    (b"-rw-r--r--    1 0        0         3000000 Nov 29 04:01 a.xml.gz",
+     RemoteEntry("a.xml.gz", 3000000, utc(2026, 11, 29, 4, 1, 0))),
+    (b"-rw-r--r--    1 ftp      ftp       3000000 Nov 29  2024 a b  c.xml.gz",
+     RemoteEntry("a b  c.xml.gz", 3000000, utc(2024, 11, 29, 0, 0, 0))),
+    ("-rw-r--r--   1 owner group  12 Jun  3 12:00 café 文献.xml.gz".encode(),
+     RemoteEntry("café 文献.xml.gz", 12, utc(2026, 6, 3, 12, 0, 0))),
+    # no year and later in the year than now: last year's (not a date in the future)
+    (b"-rw-r--r--   1 owner group  123 Dec 31 23:59 newyear.xml.gz",
+     RemoteEntry("newyear.xml.gz", 123, utc(2025, 12, 31, 23, 59, 0))),
+    # up to two days ahead is this year's (the server's clock or time zone)
+    (b"-rw-r--r--   1 owner group  1 Nov 30 10:00 tomorrow",
+     RemoteEntry("tomorrow", 1, utc(2026, 11, 30, 10, 0, 0))),
+    (b"-rw-r--r--   1 1000  42 Nov 29 04:01 no-group.xml.gz",  # owner only (ls -G)
+     RemoteEntry("no-group.xml.gz", 42, utc(2026, 11, 29, 4, 1, 0))),
+    (b"lrwxrwxrwx    1 0   0    11 Nov 29 04:01 link.xml.gz -> /etc/passwd",
+     RemoteEntry("link.xml.gz", 11, utc(2026, 11, 29, 4, 1, 0), "link")),
+    (b"drwxr-xr-x    2 0   0  4096 Jan  2  2026 sub dir",
+     RemoteEntry("sub dir", 4096, utc(2026, 1, 2, 0, 0, 0), "dir")),
+    (b"-rw-r--r--+   1 0   0    5 Nov 29 04:01 acl.txt\r\n",
+     RemoteEntry("acl.txt", 5, utc(2026, 11, 29, 4, 1, 0))),
+    # Windows / IIS
+    (b"11-29-26  04:01AM              3000000 iis.xml.gz",
+     RemoteEntry("iis.xml.gz", 3000000, utc(2026, 11, 29, 4, 1, 0))),
+    (b"12-31-99  11:59PM       <DIR>          old dir",
+     RemoteEntry("old dir", None, utc(1999, 12, 31, 23, 59, 0), "dir")),
+    (b"11/29/2026  12:05 AM         3,000,000 win two.xml.gz",
+     RemoteEntry("win two.xml.gz", 3000000, utc(2026, 11, 29, 0, 5, 0))),
+    (b"01-02-2026  13:45              7 twentyfour.txt",
+     RemoteEntry("twentyfour.txt", 7, utc(2026, 1, 2, 13, 45, 0))),
+])
+def test_known_formats(line: bytes, entry: RemoteEntry) -> None:
+    assert parse_list_line(line, now=NOW) == entry
+
+
+@pytest.mark.parametrize("line", [b"total 42", b"", b"   ",
+                                  b"drwxr-xr-x 2 0 0 4096 Nov 29 04:01 .",
+                                  b"drwxr-xr-x 2 0 0 4096 Nov 29 04:01 .."])
+def test_lines_that_describe_nothing(line: bytes) -> None:
+    assert parse_list_line(line, now=NOW) is None
+
+
+@pytest.mark.parametrize("line", [
+    b"garbage", b"-rw-r--r-- 1 0 0 12 Foo 29 04:01 x", b"-rw-r--r-- 1 0 0 12 Feb 30 2026 x",
+    b"13-29-26  04:01AM   1 x", b"11-29-26  13:01PM   1 x", b"-rw-r--r-- 1 0 0 -5 Nov 29 04:01 x",
+])
+def test_malformed_lines_are_refused(line: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_list_line(line, now=NOW)
+
+
+names = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+                min_size=1, max_size=40).filter(
+    lambda n: n.strip() == n and n not in (".", "..") and " -> " not in n)
+moments = st.integers(calendar.timegm((1990, 1, 1, 0, 0, 0)) // 60, NOW // 60).map(
+    lambda m: m * 60.0)
+
+
+@given(name=names, size=st.integers(0, 10**13), mtime=moments)
+def test_unix_lines_round_trip(name: str, size: int, mtime: float) -> None:
+    """What `ls -l` writes (the time of day within the last six months, else the year)
+    reads back as the same name, size and time."""
+    t = time.gmtime(mtime)
+    recent = NOW - mtime < 182 * 86400
+    when = f"{t.tm_hour:02d}:{t.tm_min:02d}" if recent else f" {t.tm_year}"
+    month = time.strftime("%b", t)
+    line = f"-rw-r--r--   1 ftp  ftp  {size:>8} {month} {t.tm_mday:2d} {when} {name}"
+    expected = mtime if recent else utc(t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0)
+    assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(name, size, expected)
+
+
+@given(name=names, size=st.integers(0, 10**13), mtime=moments, commas=st.booleans())
+def test_iis_lines_round_trip(name: str, size: int, mtime: float, commas: bool) -> None:
+    t = time.gmtime(mtime)
+    hour12 = t.tm_hour % 12 or 12
+    ampm = "AM" if t.tm_hour < 12 else "PM"
+    shown = f"{size:,}" if commas else str(size)
+    line = (f"{t.tm_mon:02d}-{t.tm_mday:02d}-{t.tm_year:04d}  {hour12:02d}:{t.tm_min:02d}{ampm}"
+            f" {shown:>17} {name}")
+    assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(name, size, mtime)
