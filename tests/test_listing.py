@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import time
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -51,7 +52,19 @@ def utc(year: int, month: int, day: int, hour: int, minute: int, second: int = 0
      RemoteEntry("twentyfour.txt", 7, utc(2026, 1, 2, 13, 45, 0))),
 ])
 def test_known_formats(line: bytes, entry: RemoteEntry) -> None:
-    assert parse_list_line(line, now=NOW) == entry
+    parsed = parse_list_line(line, now=NOW)
+    assert parsed is not None and replace(parsed, mtime_resolution=1.0) == entry
+
+
+@pytest.mark.parametrize(("line", "resolution"), [
+    (b"-rw-r--r-- 1 0 0 5 Nov 29  2024 old", 86400.0),  # only the day
+    (b"-rw-r--r-- 1 0 0 5 Nov 29 04:01 recent", 60.0),
+    (b"11-29-26  04:01AM   5 iis", 60.0),
+])
+def test_listed_times_say_how_coarse_they_are(line: bytes, resolution: float) -> None:
+    """A retry compares MDTM with the listed time at the listing's own resolution."""
+    entry = parse_list_line(line, now=NOW)
+    assert entry is not None and entry.mtime_resolution == resolution
 
 
 @pytest.mark.parametrize("line", [b"total 42", b"", b"   ",
@@ -87,7 +100,8 @@ def test_unix_lines_round_trip(name: str, size: int, mtime: float) -> None:
     month = time.strftime("%b", t)
     line = f"-rw-r--r--   1 ftp  ftp  {size:>8} {month} {t.tm_mday:2d} {when} {name}"
     expected = mtime if recent else utc(t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0)
-    assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(name, size, expected)
+    assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(
+        name, size, expected, "file", 60.0 if recent else 86400.0)
 
 
 @given(name=names, size=st.integers(0, 10**13), mtime=moments, commas=st.booleans())
@@ -98,4 +112,4 @@ def test_iis_lines_round_trip(name: str, size: int, mtime: float, commas: bool) 
     shown = f"{size:,}" if commas else str(size)
     line = (f"{t.tm_mon:02d}-{t.tm_mday:02d}-{t.tm_year:04d}  {hour12:02d}:{t.tm_min:02d}{ampm}"
             f" {shown:>17} {name}")
-    assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(name, size, mtime)
+    assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(name, size, mtime, "file", 60)

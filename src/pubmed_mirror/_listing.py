@@ -57,10 +57,10 @@ def _unix(match: re.Match[str], now: float) -> RemoteEntry:
         raise ValueError(f"unknown month {match['month']!r}")
     day = int(match["day"])
     if match["year"] is not None:
-        mtime = _utc(int(match["year"]), month, day, 0, 0)
+        mtime, resolution = _utc(int(match["year"]), month, day, 0, 0), 86400.0
     else:
-        mtime = _recent(month, day, int(match["hh"]), int(match["mm"]), now)
-    return RemoteEntry(name, int(match["size"]), mtime, kind)
+        mtime, resolution = _recent(month, day, int(match["hh"]), int(match["mm"]), now), 60.0
+    return RemoteEntry(name, int(match["size"]), mtime, kind, resolution)
 
 
 def _recent(month: int, day: int, hour: int, minute: int, now: float) -> float:
@@ -88,9 +88,9 @@ def _windows(match: re.Match[str]) -> RemoteEntry:
         hour = hour % 12 + (12 if ampm == "PM" else 0)
     mtime = _utc(year, int(match["month"]), int(match["day"]), hour, int(match["mm"]))
     if match["size"] == "<DIR>":
-        return RemoteEntry(match["name"], None, mtime, "dir")
+        return RemoteEntry(match["name"], None, mtime, "dir", 60.0)
     size = match["size"].replace(",", "").replace(".", "")
-    return RemoteEntry(match["name"], int(size), mtime, "file")
+    return RemoteEntry(match["name"], int(size), mtime, "file", 60.0)
 
 
 def _utc(year: int, month: int, day: int, hour: int, minute: int) -> float:

@@ -409,6 +409,14 @@ class _Attempts:
         entry = self.entry
         if entry.size is None:  # the listing did not say: ask
             entry = await session.stat(path)
+        elif self._furthest > 0:  # a retry that would resume: is it still the same file?
+            now = await session.stat(path)
+            if not _same_version(entry, now):
+                # the part's record then names another version: it starts again from 0
+                log.warning("%s: changed on the server since the listing (%s bytes, mtime %s;"
+                            " now %s, %s): fetching it from the start", path, entry.size,
+                            entry.mtime, now.size, now.mtime)
+                entry = now
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self.size = entry.size
@@ -425,6 +433,15 @@ class _Attempts:
                                           None, now))
         manifest.record(ManifestEntry(self.entry.name, self.size, self.entry.mtime, self.md5,
                                       now, now if self.md5 else None))
+
+
+def _same_version(listed: RemoteEntry, now: RemoteEntry) -> bool:
+    """SIZE and MDTM describe the file the listing showed (whose time may be coarser)."""
+    if now.size is not None and now.size != listed.size:
+        return False
+    if listed.mtime is None or now.mtime is None:
+        return True
+    return -1 < now.mtime - listed.mtime < listed.mtime_resolution + 1
 
 
 async def _list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:

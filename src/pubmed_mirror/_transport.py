@@ -20,12 +20,15 @@ EntryKind = Literal["file", "dir", "link", "other"]
 
 @dataclass(frozen=True, slots=True)
 class RemoteEntry:
-    """One entry of a remote directory. `mtime` is POSIX seconds (UTC); None when unknown."""
+    """One entry of a remote directory. `mtime` is POSIX seconds (UTC); None when unknown.
+    `mtime_resolution`: how coarse the listing's time is, in seconds (an `ls -l` line gives
+    minutes, or only the day for files older than six months)."""
 
     name: str
     size: int | None
     mtime: float | None
     kind: EntryKind = "file"
+    mtime_resolution: float = 1.0
 
 
 class ReadStream(Protocol):

@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
@@ -221,6 +221,7 @@ class _Config:
     authorizer: Any
     proto_cmds: dict[str, Any]
     passive_ports: range | None
+    list_lines: tuple[str, ...] | None
 
 
 class _Retr:
@@ -430,6 +431,17 @@ class _Session(FTPHandler):  # type: ignore[misc]
         self._config.tally.command()
         super().pre_process_command(line, cmd, arg)
 
+    # -- a canned listing
+
+    def ftp_LIST(self, path: str) -> str | None:
+        lines = self._config.list_lines
+        if lines is None:
+            result: str | None = super().ftp_LIST(path)
+            return result
+        data = "".join(f"{line}\r\n" for line in lines).encode("utf-8", "surrogateescape")
+        self.push_dtp_data(data, cmd="LIST")
+        return path
+
     # -- RETR and its faults
 
     def ftp_RETR(self, file: str) -> str | None:
@@ -562,9 +574,11 @@ class FaultyFTPServer:
     (proftpd). `rate_per_connection` paces every data connection to that many bytes/s from
     its first byte; `reply_delay` holds back every control reply without blocking the others.
     The first `reset_connections` control connections are reset (RST) before any greeting,
-    like a server or firewall that drops a client at random. Stats accumulate across
-    restart(). pyftpdlib's logger is set to CRITICAL unless its level was set already: set it
-    to DEBUG to watch the sessions.
+    like a server or firewall that drops a client at random. `list_lines`, when given, is
+    the answer to every LIST (MLSD and MLST are then turned off, as on servers that write
+    such listings), whatever the files in `root` are: RETR still serves those. Stats
+    accumulate across restart(). pyftpdlib's logger is set to CRITICAL unless its level was
+    set already: set it to DEBUG to watch the sessions.
     """
 
     def __init__(
@@ -581,6 +595,7 @@ class FaultyFTPServer:
         disable_mlsd: bool = False,
         passive_ports: range | None = None,
         reset_connections: int = 0,
+        list_lines: Sequence[str] | None = None,
     ) -> None:
         _check_options(max_connections, limit_reply, rate_per_connection, reply_delay,
                        user, password)
@@ -598,8 +613,9 @@ class FaultyFTPServer:
             reply_delay=reply_delay,
             reset_connections=reset_connections,
             authorizer=_authorizer(self.root, user, password),
-            proto_cmds=_commands(disable_mlsd),
+            proto_cmds=_commands(disable_mlsd or list_lines is not None),
             passive_ports=passive_ports,
+            list_lines=None if list_lines is None else tuple(list_lines),
         )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

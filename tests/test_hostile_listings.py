@@ -1,0 +1,156 @@
+"""Odd and hostile listings, end to end: the installed command against a server whose LIST
+answer is canned (IIS lines, lines without a year, names with spaces and non-ASCII,
+entries that try to leave DEST, links, a huge directory), a server that lies about sizes,
+and a file that changes between two attempts."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tree
+from pubmed_mirror.testing import Fault, FaultyFTPServer
+from test_cli import command, run
+
+WHEN = calendar.timegm((2026, 11, 2, 15, 30, 0))  # within the last six months
+
+
+def unix_line(name: str, size: int, *, kind: str = "-") -> str:
+    return f"{kind}rw-r--r--   1 ftp  ftp  {size:>9} Nov  2 15:30 {name}"
+
+
+def iis_line(name: str, size: int) -> str:
+    return f"11-02-26  03:30PM {size:>20,} {name}"
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> dict[str, bytes]:
+    root = tmp_path / "remote"
+    data = make_tree(root, [300_000, 120_000, 50_000], seed=11)
+    files = {}
+    for old, new in zip(sorted(data), ["pubmed26n0001.xml.gz", "with  two spaces.xml.gz",
+                                        "café 文献.xml.gz"], strict=True):
+        (root / old).rename(root / new)
+        files[new] = data[old]
+    return files
+
+
+@pytest.mark.parametrize("style", ["iis", "unix-no-year"])
+def test_odd_listing_styles_are_mirrored(tmp_path: Path, remote: dict[str, bytes],
+                                         style: str) -> None:
+    """IIS `dir` lines and year-less `ls -l` lines, with spaces and non-ASCII in names: every
+    file arrives whole, stamped with the listed time."""
+    line = iis_line if style == "iis" else unix_line
+    lines = [line(name, len(data)) for name, data in remote.items()]
+    dest = tmp_path / "local"
+    with FaultyFTPServer(tmp_path / "remote", list_lines=["total 3", *lines]) as server:
+        result = run("mirror", server.url, "--dest", str(dest))
+        again = run("mirror", server.url, "--dest", str(dest), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, data in remote.items():
+        assert (dest / name).read_bytes() == data
+        assert (dest / name).stat().st_mtime == WHEN
+    assert json.loads(again.stdout.splitlines()[-1])["skipped"] == len(remote)
+
+
+def test_entries_that_try_to_leave_dest_are_refused(tmp_path: Path,
+                                                    remote: dict[str, bytes]) -> None:
+    """Names with separators, `..`, absolute paths, and links are skipped with a warning;
+    nothing is written outside DEST."""
+    good = "pubmed26n0001.xml.gz"
+    lines = [unix_line(good, len(remote[good])),
+             unix_line("../escape.xml.gz", 10), unix_line("/etc/passwd", 10),
+             unix_line("a/../../b.xml.gz", 10), unix_line("..", 10, kind="d"),
+             unix_line("win\\..\\x.xml.gz", 10),
+             unix_line("pubmed26n0002.xml.gz -> /etc/shadow", 10, kind="l")]
+    dest = tmp_path / "box" / "local"
+    with FaultyFTPServer(tmp_path / "remote", list_lines=lines) as server:
+        result = run("mirror", server.url, "--dest", str(dest))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in dest.iterdir()) == [".pubmed-mirror", good]
+    assert sorted(p.name for p in (tmp_path / "box").iterdir()) == ["local"]
+    assert result.stderr.count("skipping") >= 5
+    assert "skipping symlink entry 'pubmed26n0002.xml.gz'" in result.stderr
+    assert server.stats.retr == {good: 1}
+
+
+@pytest.mark.parametrize("listed_delta", [-100_000, +100_000])
+def test_server_that_lies_about_size(tmp_path: Path, remote: dict[str, bytes],
+                                     listed_delta: int) -> None:
+    """The listing says more, or less, than the file holds: the final file, if any, is
+    exactly what the server has (SIZE, asked on the retry, is believed over the listing);
+    never a truncated or padded copy, never a leftover part after success."""
+    name = "pubmed26n0001.xml.gz"
+    data = remote[name]
+    dest = tmp_path / "local"
+    with FaultyFTPServer(tmp_path / "remote",
+                         list_lines=[unix_line(name, len(data) + listed_delta)]) as server:
+        result = run("mirror", server.url, "--dest", str(dest), "--retries", "2")
+    final = dest / name
+    if result.returncode == 0:
+        assert final.read_bytes() == data
+        assert not (dest / (name + ".part")).exists()
+    else:
+        assert result.returncode == 1 and not final.exists()
+        assert f"FAILED  {name}" in result.stdout
+
+
+def test_file_replaced_between_attempts_is_not_spliced(tmp_path: Path,
+                                                      remote: dict[str, bytes]) -> None:
+    """The first attempt stalls after 100 KB; meanwhile the server's file is replaced (same
+    size, new mtime). The retry notices (SIZE/MDTM) and starts again from 0: the result is
+    all new bytes, not old bytes followed by new ones."""
+    name = "pubmed26n0001.xml.gz"
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    old_time = calendar.timegm((2026, 1, 1, 0, 0, 0))
+    os.utime(root / name, (old_time, old_time))
+    new = bytes(reversed(remote[name]))
+    with FaultyFTPServer(root) as server:
+        server.faults.add(name, Fault(kind="stall", after_bytes=100_000, stall_seconds=5))
+        proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest),
+                                 "--include", name, "--stall-timeout", "1.5"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        part = dest / (name + ".part")
+        deadline = time.monotonic() + 20
+        while not (part.exists() and part.stat().st_size >= 100_000):
+            assert time.monotonic() < deadline and proc.poll() is None, "no stall reached"
+            time.sleep(0.02)
+        (root / "new").write_bytes(new)
+        os.utime(root / "new", (old_time + 3600, old_time + 3600))
+        os.replace(root / "new", root / name)
+        out, err = proc.communicate(timeout=60)
+        offsets = server.stats.rest_offsets[name]
+    assert proc.returncode == 0, out + err
+    assert offsets == [0, 0], err
+    assert (dest / name).read_bytes() == new
+    assert "changed on the server" in err
+
+
+def test_directory_of_100000_entries(tmp_path: Path) -> None:
+    """`ls --json` of a 100,000-entry directory lists every entry within a memory bound:
+    the whole process peaks under 200 MB (it measured ~100 MB here)."""
+    (tmp_path / "remote").mkdir()
+    lines = [unix_line(f"pubmed26n{i:06d}.xml.gz", 1000 + i) for i in range(100_000)]
+    with FaultyFTPServer(tmp_path / "remote", list_lines=lines) as server:
+        done = subprocess.run([sys.executable, "-c", _PEAK_RSS, *command(), "ls", server.url,
+                               "--json"], capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    entries = done.stdout.splitlines()
+    assert len(entries) == 100_000
+    assert json.loads(entries[-1])["name"] == "pubmed26n099999.xml.gz"
+    peak_mb = int(done.stderr.split()[-1]) / 1024
+    print(f"ls --json of 100,000 entries: peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 200
+
+
+# runs the command as its only child and prints the child's peak RSS (KiB) on stderr
+_PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+             "sys.exit(code)")
