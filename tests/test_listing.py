@@ -113,3 +113,14 @@ def test_iis_lines_round_trip(name: str, size: int, mtime: float, commas: bool) 
     line = (f"{t.tm_mon:02d}-{t.tm_mday:02d}-{t.tm_year:04d}  {hour12:02d}:{t.tm_min:02d}{ampm}"
             f" {shown:>17} {name}")
     assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(name, size, mtime, "file", 60)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_give_an_entry_none_or_a_value_error(line: bytes) -> None:
+    """A hostile server cannot crash the parser: whatever a line holds, the answer is an
+    entry with a name, nothing, or ValueError (logged and skipped by the caller)."""
+    try:
+        entry = parse_list_line(line, now=NOW)
+    except ValueError:
+        return
+    assert entry is None or (entry.name and entry.name not in (".", ".."))

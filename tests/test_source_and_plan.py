@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from pubmed_mirror import FtpSource, MirrorOptions, RemoteEntry
 from pubmed_mirror._plan import Selection, select_files, unsafe_name_reason
+from pubmed_mirror._pubmed import file_order
 
 
 def test_url_defaults_to_anonymous(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -92,3 +93,53 @@ def test_plan_drops_hostile_names() -> None:
     """Entries trying to escape DEST never reach the plan."""
     entries = _entries("ok.gz", "../evil.gz", "a/b.gz", "x\x01.gz")
     assert names(select_files(entries, Selection())) == ["ok.gz"]
+
+
+# -- properties of the name check and the selection ----------------------------------------------
+
+
+@given(st.text(max_size=30))
+def test_a_name_that_passes_stays_inside_dest(name: str) -> None:
+    """Any name the check lets through is one plain entry of DEST: no separator, no '..',
+    no control or bidi character, and joined to DEST it resolves to a child of DEST."""
+    if unsafe_name_reason(name) is not None:
+        return
+    dest = Path("/srv/dest")
+    assert "/" not in name and "\\" not in name and ".." not in name
+    assert all(ord(c) >= 0x20 and not 0x7F <= ord(c) <= 0x9F for c in name)
+    assert (dest / name).resolve().parent == dest
+
+
+_NAMES = st.sampled_from([f"pubmed26n{i:04d}.xml.gz" for i in (1, 2, 9, 10, 100, 1334)]
+                         + ["README.txt", "pubmed26n0001_stats.html", "other.gz"])
+_ENTRIES = st.lists(
+    st.tuples(_NAMES, st.booleans(), st.sampled_from(["file", "file", "file", "dir", "link"])),
+    max_size=12, unique_by=lambda t: t[0])
+
+
+@given(entries=_ENTRIES, newest=st.none() | st.integers(0, 8),
+       max_files=st.none() | st.integers(0, 8), include=st.booleans())
+def test_selection_properties(entries: list[tuple[str, bool, str]], newest: int | None,
+                              max_files: int | None, include: bool) -> None:
+    """Whatever the listing: only plain files, in PubMed load order, each with its own
+    NAME.md5 when listed and never a NAME.md5 on its own; --newest takes the tail of the
+    selection, then --max-files its head; --include filters."""
+    listing = []
+    for name, with_md5, kind in entries:
+        listing.append(RemoteEntry(name, 10, 0.0, kind))  # type: ignore[arg-type]
+        if with_md5:
+            listing.append(RemoteEntry(name + ".md5", 1, 0.0))
+    globs = ("*.xml.gz",) if include else ()
+    everything = select_files(listing, Selection(include=globs))
+    chosen = select_files(listing, Selection(include=globs, newest=newest, max_files=max_files))
+    files = {e.name for e in listing if e.kind == "file"}
+    names = [e.name for e, _ in everything]
+    assert set(names) <= files and not any(n.endswith(".md5") and n[:-4] in files
+                                           for n in names)
+    assert names == sorted(names, key=file_order)
+    assert not include or all(n.endswith(".xml.gz") for n in names)
+    for entry, checksum in everything:
+        assert (checksum is not None) == (entry.name + ".md5" in files)
+        assert checksum is None or checksum.name == entry.name + ".md5"
+    expected = everything if newest is None else everything[::-1][:newest][::-1]
+    assert chosen == expected[:max_files]
