@@ -163,6 +163,16 @@ class FtpSession:
         self.stall_timeout = stall_timeout
         self.healthy = True
         self._mlsd = True
+        self._binary = False  # TYPE I is sent once per session
+        # data connections go to the address the control connection reached: no DNS lookup
+        # per file, and never another host of a round-robin name
+        peer = client.stream.writer.get_extra_info("peername")
+        self._data_host = str(peer[0]) if peer else client.server_host
+
+    async def _type_i(self) -> None:
+        if not self._binary:
+            await self.client.command("TYPE I", "200")
+            self._binary = True
 
     def __repr__(self) -> str:
         return f"<FtpSession {'healthy' if self.healthy else 'broken'}>"
@@ -172,13 +182,13 @@ class FtpSession:
         """TYPE I, EPSV (PASV after a 5xx), connect, REST, `command`: the data connection.
 
         Unhealthy from here until the final reply is read (`FtpReadStream.finish`). The
-        data address is the server's own host, never the one PASV names.
+        data address is the control connection's peer, never the one PASV names.
         """
         self.healthy = False
         client = self.client
-        await client.prepay(4 if offset else 3)
+        await client.prepay((3 if offset else 2) + (not self._binary))
         with _deadline(self.stall_timeout, phase=phase, path=path):
-            await client.command("TYPE I", "200")
+            await self._type_i()
             try:
                 _, info = await client.command("EPSV", "229")
                 _, port = client.parse_epsv_response(info[-1])
@@ -188,7 +198,7 @@ class FtpSession:
                 _, info = await client.command("PASV", "227")
                 _, port = client.parse_pasv_response(info[-1])
             _, receiver = await asyncio.get_running_loop().create_connection(
-                lambda: Receiver(**_receiver_sizes(buffer)), client.server_host, port)
+                lambda: Receiver(**_receiver_sizes(buffer)), self._data_host, port)
         try:
             with _deadline(self.stall_timeout, phase=phase, path=path):
                 if offset:
@@ -242,9 +252,9 @@ class FtpSession:
         """SIZE and MDTM (after TYPE I: proftpd and pyftpdlib refuse SIZE in ASCII mode);
         MLST when SIZE is not implemented (aioftp's server)."""
         self.healthy = False
-        await self.client.prepay(3)
+        await self.client.prepay(2 + (not self._binary))
         with _deadline(self.stall_timeout, phase="stat", path=path):
-            await self.client.command("TYPE I", "200")
+            await self._type_i()
             code, info = await self.client.command(f"SIZE {path}", ("213", "50x"))
             if code.matches("50x"):
                 entry = await self._mlst(path)

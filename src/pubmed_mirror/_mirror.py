@@ -63,6 +63,7 @@ from ._transfer import (
     fetch_small,
     file_md5,
     local_errors,
+    sync_directory,
     write_atomically,
 )
 from ._transport import RemoteEntry, Session, Source
@@ -509,7 +510,11 @@ async def mirror(
     try:
         with DestLock(dest_path), Manifest.open(dest_path) as manifest:
             run = _Run(src, dest_path, options, on_event or (lambda event: None), manifest)
-            await run.run()
+            try:
+                await run.run()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(sync_directory, dest_path)
     except BaseException:
         if created:  # a failed listing leaves no empty DEST behind
             remove_unused_dest(dest_path)

@@ -1,0 +1,459 @@
+"""pubmed-mirror side by side with curl, lftp, wget and aria2c: one command, every scenario.
+
+    python benchmarks/run.py                  # all scenarios, a few minutes
+    python benchmarks/run.py --only b,e       # some of them
+    python benchmarks/run.py --quick          # smaller data, one round
+
+It generates its data, starts its own pyftpdlib server (sendfile on, its own process) on
+127.0.0.1 -- for scenario c inside a private network namespace shaped like a far,
+per-connection-limited server (../shared/tools/ncbi-link.sh's recipe; needs root) -- runs
+each client as a whole process, alternating clients round by round, and writes
+benchmarks/results/RESULTS.md plus PNG plots. Every figure is a ratio or a comparison inside
+one run; a missing peer is reported, not dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MiB = 1 << 20
+
+# runs the command as its only child; prints wall seconds, CPU seconds and peak RSS (KiB)
+_PROBE = (
+    "import json, resource, subprocess, sys, time\n"
+    "t = time.perf_counter()\n"
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.DEVNULL).returncode\n"
+    "wall = time.perf_counter() - t\n"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(json.dumps({'code': code, 'wall': wall, 'cpu': u.ru_utime + u.ru_stime, "
+    "'rss': u.ru_maxrss}))\n")
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_mb: float
+
+
+@dataclass
+class Report:
+    sections: list[str] = field(default_factory=list)
+    missing: set[str] = field(default_factory=set)
+
+    def add(self, title: str, lines: list[str]) -> None:
+        text = "\n".join([f"## {title}", "", *lines, ""])
+        print(text, flush=True)
+        self.sections.append(text)
+
+
+def pubmed_mirror() -> list[str]:
+    exe = Path(sys.executable).parent / "pubmed-mirror"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "pubmed_mirror"]
+
+
+def timed(cmd: list[str], netns: str | None = None) -> Run:
+    """One whole client process: wall, CPU (user + sys) and peak RSS."""
+    probe = [sys.executable, "-c", _PROBE, *cmd]
+    if netns:
+        probe = ["ip", "netns", "exec", netns, *probe]
+    out = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if result["code"] != 0:
+        raise RuntimeError(f"{cmd[0]} exited {result['code']}: {' '.join(cmd)}")
+    return Run(result["wall"], result["cpu"], result["rss"] / 1024)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def ftp_server(root: Path, *, passive: tuple[int, int] | None = None,
+               netns: str | None = None, port: int | None = None) -> Iterator[str]:
+    """pyftpdlib (sendfile on) in its own process; yields its URL."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "pyftpdlib", "-i", "127.0.0.1", "-p", str(port),
+           "-d", str(root)]
+    if passive:
+        cmd += ["-r", f"{passive[0]}-{passive[1]}"]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_ready(port, netns)
+        yield f"ftp://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _wait_ready(port: int, netns: str | None) -> None:
+    check = [sys.executable, "-c",
+             f"import socket; socket.create_connection(('127.0.0.1', {port}), 1).recv(3)"]
+    if netns:
+        check = ["ip", "netns", "exec", netns, *check]
+    deadline = time.monotonic() + 10
+    while subprocess.run(check, capture_output=True, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the FTP server did not start on port {port}")
+        time.sleep(0.1)
+
+
+def write_random(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 * MiB)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def peers(report: Report, *names: str) -> list[str]:
+    found = []
+    for name in names:
+        if shutil.which(name):
+            found.append(name)
+        else:
+            report.missing.add(name)
+    return found
+
+
+# -- the clients, each as the argv of one whole process ------------------------------------------
+
+
+def mirror_cmd(tool: str, url: str, dest: Path, n: int) -> list[str]:
+    """Mirror every file of the URL's directory into dest with n parallel transfers."""
+    if tool == "pubmed-mirror":
+        return [*pubmed_mirror(), "mirror", url, "--dest", str(dest), "--concurrency", str(n),
+                "-q"]
+    if tool == "lftp":
+        return ["lftp", "-c", f"set xfer:clobber on; set net:max-retries 2; open {url}; "
+                f"mirror --parallel={n} . {dest}"]
+    if tool == "lftp-pget":
+        return ["lftp", "-c", f"set xfer:clobber on; open {url}; "
+                f"mirror --parallel={n} --use-pget-n={n} . {dest}"]
+    if tool == "aria2c":
+        listing = dest.parent / f"{dest.name}.urls"
+        return ["aria2c", "-q", "-j", str(n), "-x", "1", "-s", "1", "--allow-overwrite=true",
+                "--auto-file-renaming=false", "-d", str(dest), "-i", str(listing)]
+    if tool == "aria2c-split":
+        listing = dest.parent / f"{dest.name}.urls"
+        return ["aria2c", "-q", "-j", str(n), "-x", str(n), "-s", str(n),
+                "--min-split-size=1M", "--allow-overwrite=true",
+                "--auto-file-renaming=false", "-d", str(dest), "-i", str(listing)]
+    raise ValueError(tool)
+
+
+def fresh(dest: Path, url: str, names: list[str]) -> None:
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    (dest.parent / f"{dest.name}.urls").write_text("".join(f"{url}{n}\n" for n in names))
+
+
+def check_copy(dest: Path, root: Path, names: list[str], tool: str) -> None:
+    for name in names:
+        if (dest / name).stat().st_size != (root / name).stat().st_size:
+            raise RuntimeError(f"{tool} left a wrong size for {name}")
+
+
+def mirror_rounds(tools: list[str], url: str, root: Path, names: list[str], work: Path,
+                  n: int, rounds: int, netns: str | None = None) -> dict[str, list[Run]]:
+    runs: dict[str, list[Run]] = {t: [] for t in tools}
+    for _ in range(rounds):
+        for tool in tools:  # alternating: the machine's noise hits every client alike
+            dest = work / tool
+            fresh(dest, url, names)
+            runs[tool].append(timed(mirror_cmd(tool, url, dest, n), netns))
+            check_copy(dest, root, names, tool)
+    return runs
+
+
+def median(runs: list[Run], attr: str) -> float:
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+# -- the scenarios --------------------------------------------------------------------------------
+
+
+def scenario_a(report: Report, work: Path, quick: bool) -> None:
+    """Single large file on loopback: MB/s and CPU s/GB against curl and lftp."""
+    size = (128 if quick else 512) * MiB
+    rounds = 1 if quick else 5
+    root = work / "a"
+    root.mkdir()
+    write_random(root / "big.bin", size)
+    tools = ["pubmed-mirror", *peers(report, "curl", "lftp")]
+    out = work / "a-out"
+    with ftp_server(root) as url:
+        cmds = {
+            "pubmed-mirror": [*pubmed_mirror(), "mirror", url, "--dest", str(out / "pm"),
+                              "--concurrency", "1", "-q"],
+            "curl": ["curl", "-s", "-o", str(out / "curl.bin"), url + "big.bin"],
+            "lftp": ["lftp", "-c", f"set xfer:clobber on; open {url}; "
+                     f"get big.bin -o {out / 'lftp.bin'}"],
+        }
+        runs: dict[str, list[Run]] = {t: [] for t in tools}
+        for _ in range(rounds):
+            for tool in tools:
+                shutil.rmtree(out, ignore_errors=True)
+                (out / "pm").mkdir(parents=True)
+                runs[tool].append(timed(cmds[tool]))
+    gb = size / 1e9
+    rows = {t: (size / median(r, "wall") / 1e6, median(r, "cpu") / gb) for t, r in runs.items()}
+    base = rows.get("curl")
+    lines = [f"One {size // MiB} MiB file, median of {rounds} alternating runs; CPU is user + "
+             "sys of the client process (Python start-up included). Targets: >= 0.85x curl's "
+             "throughput at <= 1.5x its CPU per GB.", "",
+             "| client | MB/s | CPU s/GB | MB/s vs curl | CPU/GB vs curl |",
+             "|---|---|---|---|---|"]
+    for tool, (mbps, cpu) in rows.items():
+        vs = f"{mbps / base[0]:.2f}x | {cpu / base[1]:.2f}x" if base else "n/a | n/a"
+        lines.append(f"| {tool} | {mbps:.0f} | {cpu:.2f} | {vs} |")
+    report.add("a. Single large file on loopback", lines)
+
+
+def scenario_b(report: Report, work: Path, quick: bool) -> None:
+    """24 x 32 MiB at concurrency 1/2/4/8 against lftp mirror and aria2c."""
+    count, size = (8, 16 * MiB) if quick else (24, 32 * MiB)
+    rounds = 1 if quick else 2
+    root = work / "b"
+    root.mkdir()
+    names = [f"pubmed26n{i:04d}.xml.gz" for i in range(1, count + 1)]
+    for name in names:
+        write_random(root / name, size)
+    tools = ["pubmed-mirror", *peers(report, "lftp", "aria2c")]
+    table: dict[int, dict[str, float]] = {}
+    with ftp_server(root) as url:
+        for n in (1, 2, 4, 8):
+            runs = mirror_rounds(tools, url, root, names, work / "b-out", n, rounds)
+            table[n] = {t: median(r, "wall") for t, r in runs.items()}
+    lines = [f"{count} x {size // MiB} MiB, wall seconds (median of {rounds} alternating "
+             "runs). Target: pubmed-mirror <= lftp at the same parallelism.", "",
+             "| parallel | " + " | ".join(tools) + " | pubmed-mirror vs lftp |",
+             "|---" * (len(tools) + 2) + "|"]
+    for n, walls in table.items():
+        ratio = f"{walls['pubmed-mirror'] / walls['lftp']:.2f}x" if "lftp" in walls else "n/a"
+        cells = " | ".join(f"{walls[t]:.2f}" for t in tools)
+        lines.append(f"| {n} | {cells} | {ratio} |")
+    report.add("b. Mirror of many files at 1/2/4/8 in parallel", lines)
+    plot("b_mirror_wall.png", "concurrency", "wall seconds", f"{count} x {size // MiB} MiB",
+         {t: ([n for n in table], [table[n][t] for n in table]) for t in tools})
+
+
+NCBI_NS = "pmbench"
+
+
+@contextmanager
+def shaped_link(total: str, per: str, ports: tuple[int, int]) -> Iterator[str]:
+    script = Path(__file__).resolve().parents[2] / "shared" / "tools" / "ncbi-link.sh"
+    subprocess.run(["ip", "netns", "del", NCBI_NS], capture_output=True, check=False)
+    subprocess.run(["bash", str(script), NCBI_NS, total, per, str(ports[0]), str(ports[1])],
+                   check=True, capture_output=True)
+    try:
+        yield NCBI_NS
+    finally:
+        subprocess.run(["ip", "netns", "del", NCBI_NS], check=False)
+
+
+def scenario_c(report: Report, work: Path, quick: bool) -> None:
+    """A far server: 6 MB/s per connection, 24 MB/s in all; throughput as a share of the cap,
+    on even files and on a skewed mix (one big file left at the tail)."""
+    if os.geteuid() != 0 or not shutil.which("tc"):
+        report.add("c. NCBI-like link", ["not run: needs root and tc (network namespace)"])
+        return
+    total_mbit, per_mbit = 192, 48  # 24 MB/s and 6 MB/s
+    cap = total_mbit * 1e6 / 8
+    ports = (47000, 47015)
+    tools = ["pubmed-mirror", *peers(report, "lftp", "aria2c")]
+    mixes = {"even: 8 x 12 MiB": [12 * MiB] * 8,
+             "skewed: 1 x 48 MiB + 6 x 8 MiB": [48 * MiB] + [8 * MiB] * 6}
+    if quick:
+        mixes = {"even: 8 x 4 MiB": [4 * MiB] * 8}
+    lines = [f"Each server data connection held to {per_mbit} Mbit/s, all of them to "
+             f"{total_mbit} Mbit/s (htb in a private namespace); 4 transfers in parallel. "
+             "Throughput as a share of the total cap (target >= 95% for even files).", "",
+             "| files | " + " | ".join(tools) + " |", "|---" * (len(tools) + 1) + "|"]
+    with shaped_link(f"{total_mbit}mbit", f"{per_mbit}mbit", ports) as ns:
+        for label, sizes in mixes.items():
+            root = work / f"c-{len(sizes)}-{sizes[0]}"
+            root.mkdir()
+            names = [f"pubmed26n{i:04d}.xml.gz" for i in range(1, len(sizes) + 1)]
+            for name, size in zip(names, sizes, strict=True):
+                write_random(root / name, size)
+            with ftp_server(root, passive=ports, netns=ns) as url:
+                runs = mirror_rounds(tools, url, root, names, work / "c-out", 4, 1, ns)
+            share = {t: sum(sizes) / median(r, "wall") / cap for t, r in runs.items()}
+            lines.append(f"| {label} | " + " | ".join(f"{share[t]:.0%}" for t in tools) + " |")
+    report.add("c. NCBI-like link", lines)
+
+
+def scenario_d(report: Report, work: Path, quick: bool) -> None:
+    """2,000 small files: per-file overhead against lftp."""
+    count = 300 if quick else 2000
+    root = work / "d"
+    root.mkdir()
+    names = [f"small{i:05d}.xml.gz" for i in range(count)]
+    for name in names:
+        (root / name).write_bytes(os.urandom(2048))
+    tools = ["pubmed-mirror", *peers(report, "lftp")]
+    with ftp_server(root) as url:
+        runs = {n: mirror_rounds(tools, url, root, names, work / "d-out", n, 1) for n in (1, 4)}
+    lines = [f"{count} files of 2 KiB: files per second (whole run, listing included).", "",
+             "| parallel | " + " | ".join(tools) + " |", "|---" * (len(tools) + 1) + "|"]
+    for n, by_tool in runs.items():
+        lines.append(f"| {n} | " + " | ".join(f"{count / median(by_tool[t], 'wall'):.0f}"
+                                               for t in tools) + " |")
+    report.add("d. Many small files", lines)
+
+
+def scenario_e(report: Report, work: Path, quick: bool) -> None:
+    """--rate-limit accuracy: measured / configured at several caps."""
+    root = work / "e"
+    root.mkdir()
+    caps = [1 * MiB, 8 * MiB] if quick else [512 << 10, 2 * MiB, 8 * MiB, 32 * MiB]
+    lines = ["One file of 4 s worth at each cap; the rate is the file's bytes over its "
+             "transfer time (from the file's first event to its last). Target: within +-3%.",
+             "", "| cap | measured | measured / cap |", "|---|---|---|"]
+    points: tuple[list[float], list[float]] = ([], [])
+    with ftp_server(root) as url:
+        for cap in caps:
+            name = f"cap{cap}.bin"
+            write_random(root / name, cap * 4)
+            dest = work / "e-out"
+            shutil.rmtree(dest, ignore_errors=True)
+            done = subprocess.run(
+                [*pubmed_mirror(), "mirror", url, "--dest", str(dest), "--include", name,
+                 "--rate-limit", str(cap), "--json"], capture_output=True, text=True, check=True)
+            event = next(json.loads(line) for line in done.stdout.splitlines()
+                         if '"file_done"' in line)
+            rate = event["received"] / event["seconds"]
+            lines.append(f"| {cap / MiB:g} MiB/s | {rate / MiB:.3f} MiB/s | {rate / cap:.3f} |")
+            points[0].append(cap / MiB)
+            points[1].append(rate / MiB)
+    report.add("e. Rate-limit accuracy", lines)
+    plot("e_rate_limit.png", "configured MiB/s", "measured MiB/s", "--rate-limit",
+         {"measured": points, "configured": (points[0], points[0])})
+
+
+def scenario_f(report: Report, work: Path, quick: bool) -> None:
+    """Resume efficiency: interrupt at ~50%, rerun; bytes received beyond the file's size."""
+    size = (64 if quick else 256) * MiB
+    root = work / "f"
+    root.mkdir()
+    write_random(root / "big.bin", size)
+    dest = work / "f-out"
+    with ftp_server(root) as url:
+        proc = subprocess.Popen([*pubmed_mirror(), "mirror", url, "--dest", str(dest),
+                                 "--rate-limit", str(size // 6), "-q"])
+        part = dest / "big.bin.part"
+        while not (part.exists() and part.stat().st_size >= size // 2):
+            if proc.poll() is not None:
+                raise RuntimeError("the first run ended before 50%")
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        kept = part.stat().st_size
+        done = subprocess.run([*pubmed_mirror(), "mirror", url, "--dest", str(dest), "--json"],
+                              capture_output=True, text=True, check=True)
+    summary = json.loads(done.stdout.splitlines()[-1])
+    extra = kept + summary["bytes_received"] - size
+    report.add("f. Resume efficiency", [
+        f"One {size // MiB} MiB file, SIGINT at ~50%, then a rerun.", "",
+        "| kept in the part | received by the rerun | bytes beyond the file's size |",
+        "|---|---|---|",
+        f"| {kept:,} | {summary['bytes_received']:,} | {extra:,} |"])
+
+
+def scenario_g(report: Report, work: Path, quick: bool) -> None:
+    """Peak RSS of a whole mirror against the number of files."""
+    counts = [100, 1000] if quick else [100, 1000, 5000, 20000]
+    lines = ["Files of 100 bytes, `mirror --concurrency 4`, peak RSS of the whole process. "
+             "Target: < 100 MB and flat.", "", "| files | peak RSS | wall |", "|---|---|---|"]
+    points: tuple[list[float], list[float]] = ([], [])
+    for count in counts:
+        root = work / f"g{count}"
+        root.mkdir()
+        for i in range(count):
+            (root / f"f{i:06d}.xml.gz").write_bytes(b"x" * 100)
+        with ftp_server(root) as url:
+            run = timed(mirror_cmd("pubmed-mirror", url, work / f"g{count}-out", 4))
+        lines.append(f"| {count:,} | {run.rss_mb:.0f} MB | {run.wall:.1f} s |")
+        points[0].append(count)
+        points[1].append(run.rss_mb)
+        shutil.rmtree(root)
+    report.add("g. Memory against file count", lines)
+    plot("g_memory.png", "files", "peak RSS (MB)", "pubmed-mirror mirror", {"RSS": points})
+
+
+def plot(name: str, xlabel: str, ylabel: str, title: str,
+         series: dict[str, tuple[list[float], list[float]]]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"matplotlib missing (pip install '.[bench]'): {name} not drawn")
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
+    fig.tight_layout()
+    RESULTS.mkdir(exist_ok=True)
+    fig.savefig(RESULTS / name, dpi=100)
+    plt.close(fig)
+
+
+SCENARIOS: dict[str, Callable[[Report, Path, bool], None]] = {
+    "a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e,
+    "f": scenario_f, "g": scenario_g}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="e.g. a,b,e")
+    parser.add_argument("--quick", action="store_true", help="smaller data, one round")
+    args = parser.parse_args()
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(SCENARIOS)}")
+    report = Report()
+    started = time.time()
+    for key in chosen:
+        with tempfile.TemporaryDirectory(prefix=f"pm-bench-{key}-") as tmp:
+            SCENARIOS[key](report, Path(tmp), args.quick)
+    header = [f"# Benchmarks ({time.strftime('%Y-%m-%d', time.gmtime(started))}, "
+              f"{os.cpu_count()} cores{', quick' if args.quick else ''})", "",
+              "Peers missing on this machine: " + (", ".join(sorted(report.missing)) or "none"),
+              ""]
+    RESULTS.mkdir(exist_ok=True)
+    name = "RESULTS-quick.md" if args.quick else "RESULTS.md"
+    (RESULTS / name).write_text("\n".join(header + report.sections))
+    print(f"written: {RESULTS / name}")
+
+
+if __name__ == "__main__":
+    main()
