@@ -195,19 +195,20 @@ def median(runs: list[Run], attr: str) -> float:
 
 
 def scenario_a(report: Report, work: Path, quick: bool) -> None:
-    """Single large file on loopback: MB/s and CPU s/GB against curl and lftp."""
+    """Single large file on loopback: MB/s and CPU s/GB against curl, wget and lftp."""
     size = (128 if quick else 512) * MiB
     rounds = 1 if quick else 5
     root = work / "a"
     root.mkdir()
     write_random(root / "big.bin", size)
-    tools = ["pubmed-mirror", *peers(report, "curl", "lftp")]
+    tools = ["pubmed-mirror", *peers(report, "curl", "wget", "lftp")]
     out = work / "a-out"
     with ftp_server(root) as url:
         cmds = {
             "pubmed-mirror": [*pubmed_mirror(), "mirror", url, "--dest", str(out / "pm"),
                               "--concurrency", "1", "-q"],
             "curl": ["curl", "-s", "-o", str(out / "curl.bin"), url + "big.bin"],
+            "wget": ["wget", "-q", "-O", str(out / "wget.bin"), url + "big.bin"],
             "lftp": ["lftp", "-c", f"set xfer:clobber on; open {url}; "
                      f"get big.bin -o {out / 'lftp.bin'}"],
         }
