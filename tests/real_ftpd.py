@@ -136,6 +136,8 @@ def _pure_ftpd(root: Path, work: Path, port: int, limit: int) -> list[str]:
     # mount namespace in which our tree is bind-mounted there
     low, high = passive_range()
     exe = binary("pure-ftpd")
+    if os.geteuid() != 0:
+        unavailable("pure-ftpd needs root here (a mount namespace for its anonymous home)")
     if not ANONYMOUS_HOME.is_dir():
         unavailable(f"{ANONYMOUS_HOME} (the ftp user's home) does not exist")
     script = f'mount --bind "$1" {ANONYMOUS_HOME} && shift && exec "$@"'
@@ -151,8 +153,8 @@ _COMMANDS: dict[str, Callable[[Path, Path, int, int], list[str]]] = {
 def _wait_for_greeting(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            unavailable(f"the server exited ({proc.returncode}): {log.read_text()[-500:]}")
+        if proc.poll() is not None:  # installed but broken (a config error): a failure
+            raise RuntimeError(f"the server exited ({proc.returncode}): {log.read_text()[-500:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
                 if s.recv(64).startswith(b"220"):

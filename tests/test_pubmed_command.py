@@ -543,6 +543,10 @@ def test_verify_and_dry_run_work_on_a_read_only_dest(server: FaultyFTPServer,
     found = read_only(dest, "verify", str(dest))
     assert found.returncode == 1 and f"CORRUPT  {NAMES[1]}" in found.stdout
     assert "Traceback" not in found.stderr
+    with (dest / ".pubmed-mirror" / "lock").open("r+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a mirror is running
+        busy = read_only(dest, "verify", str(dest))
+    assert busy.returncode == 2 and "being mirrored into" in busy.stderr
 
 
 def test_verify_refuses_while_a_mirror_holds_dest(server: FaultyFTPServer, dest: Path) -> None:
@@ -580,9 +584,15 @@ def test_closed_stdout_stops_the_mirror_quietly(pubmed: PubMed, dest: Path) -> N
         assert proc.wait(timeout=20) == 1
         assert b"Traceback" not in proc.stderr.read()
         proc.stderr.close()
-        rerun = mirror_cmd(slow, dest, timeout=120)
+        parts = {p.name.removesuffix(".part"): p.stat().st_size for p in dest.iterdir()
+                 if p.name.endswith(".part") and p.stat().st_size > 0}
+        assert parts  # ~1 s at 400 KB/s per connection: every transfer had started
+        rerun = mirror_cmd(slow, dest, "--json", timeout=120)
     assert rerun.returncode == 0, rerun.stderr
-    assert "resumed at" in rerun.stdout or "up to date" in rerun.stdout
+    started = {e["name"]: e["offset"] for e in map(json.loads, rerun.stdout.splitlines())
+               if e["event"] == "file_started"}
+    for name, length in parts.items():
+        assert started[name] == length
     for name, data in pubmed[1].items():
         assert (dest / name).read_bytes() == data
 

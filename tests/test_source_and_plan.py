@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pubmed_mirror import FtpSource, MirrorOptions, RemoteEntry
-from pubmed_mirror._plan import Selection, select_files, unsafe_name_reason
+from pubmed_mirror._mirror import _same_version
+from pubmed_mirror._plan import (
+    Selection,
+    is_current,
+    same_time,
+    select_files,
+    unsafe_name_reason,
+)
 from pubmed_mirror._pubmed import file_order
 
 
@@ -107,6 +115,8 @@ def test_a_name_that_passes_stays_inside_dest(name: str) -> None:
     dest = Path("/srv/dest")
     assert "/" not in name and "\\" not in name and ".." not in name
     assert all(ord(c) >= 0x20 and not 0x7F <= ord(c) <= 0x9F for c in name)
+    assert not set(name) & set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                               "\u2066\u2067\u2068\u2069")
     assert (dest / name).resolve().parent == dest
 
 
@@ -143,3 +153,29 @@ def test_selection_properties(entries: list[tuple[str, bool, str]], newest: int 
         assert checksum is None or checksum.name == entry.name + ".md5"
     expected = everything if newest is None else everything[::-1][:newest][::-1]
     assert chosen == expected[:max_files]
+
+
+@pytest.mark.parametrize(("listed", "now", "same"), [
+    (RemoteEntry("f", 10, 1000.0), RemoteEntry("f", 10, 1000.0), True),
+    (RemoteEntry("f", 10, 1000.0), RemoteEntry("f", 10, 4600.0), False),  # MLSD: to the second
+    (RemoteEntry("f", 10, 1000.0), RemoteEntry("f", 11, 1000.0), False),  # size
+    # LIST, to the minute and in the server's local time (UTC+1): not a new version
+    (RemoteEntry("f", 10, 1020.0, mtime_resolution=60), RemoteEntry("f", 10, 4637.0), True),
+    (RemoteEntry("f", 10, 1020.0, mtime_resolution=60),
+     RemoteEntry("f", 10, 1020.0 + 86400), False),  # a day later is
+])
+def test_a_retry_knows_a_new_version(listed: RemoteEntry, now: RemoteEntry, same: bool) -> None:
+    """SIZE/MDTM against the listing, at the listing's resolution and time zone."""
+    assert _same_version(listed, now) is same
+
+
+def test_a_listing_that_drops_to_the_day_is_still_current(tmp_path: Path) -> None:
+    """Stamped `Nov 29 12:00` when recent; six months on the listing says `Nov 29  2026`
+    (midnight, the day only): the same file, not a new version."""
+    local = tmp_path / "f"
+    local.write_bytes(b"abcd")
+    noon = 1_795_953_600.0  # 2026-11-29 12:00 UTC
+    os.utime(local, (noon, noon))
+    day = RemoteEntry("f", 4, noon - 12 * 3600, mtime_resolution=86400)
+    assert is_current(local, day) and same_time(noon, day)
+    assert not is_current(local, RemoteEntry("f", 4, noon - 12 * 3600))  # MLSD: a change

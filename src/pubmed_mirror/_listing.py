@@ -39,7 +39,7 @@ def parse_list_line(line: bytes, *, now: float | None = None) -> RemoteEntry | N
     match = _UNIX.fullmatch(text)
     if match is not None:
         entry = _unix(match, time.time() if now is None else now)
-    elif (match := _WINDOWS.fullmatch(text.strip())) is not None:
+    elif (match := _WINDOWS.fullmatch(text.lstrip())) is not None:  # a name may end in " "
         entry = _windows(match)
     else:
         raise ValueError(f"not a LIST line: {text[:200]!r}")

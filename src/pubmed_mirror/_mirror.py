@@ -301,6 +301,7 @@ class _Attempts:
         self.received = 0
         self.resumed_from = 0
         self.md5: str | None = None  # the expected digest, once known
+        self.mtime = planned.entry.mtime  # stamped on the final file and recorded
         self.local_copy_kept = False  # a "check" found the local copy right
         self._checksum: bytes | None = None  # NAME.md5's bytes, fetched once per digest
         self._checked = planned.action != "check"
@@ -421,8 +422,8 @@ class _Attempts:
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self.size = entry.size
-        return RemoteFile(path, entry.size, entry.mtime if entry.mtime else self.entry.mtime,
-                          self.md5)
+        self.mtime = entry.mtime if entry.mtime else self.entry.mtime
+        return RemoteFile(path, entry.size, self.mtime, self.md5)
 
     def _record(self) -> None:
         """NAME is final: write NAME.md5 beside it, then vouch for both in the manifest."""
@@ -432,17 +433,25 @@ class _Attempts:
             write_atomically(dest / checksum.name, self._checksum, checksum.mtime)
             manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
                                           None, now))
-        manifest.record(ManifestEntry(self.entry.name, self.size, self.entry.mtime, self.md5,
+        manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
                                       now, now if self.md5 else None))
 
 
 def _same_version(listed: RemoteEntry, now: RemoteEntry) -> bool:
-    """SIZE and MDTM describe the file the listing showed (whose time may be coarser)."""
+    """SIZE and MDTM describe the file the listing showed. MLSD's time is UTC to the second,
+    like MDTM's; an `ls -l` line's is coarser (minutes, or days) and often in the server's
+    local time: it can only say the file did not change by half a day or more."""
     if now.size is not None and now.size != listed.size:
         return False
     if listed.mtime is None or now.mtime is None:
         return True
-    return -1 < now.mtime - listed.mtime < listed.mtime_resolution + 1
+    later = now.mtime - listed.mtime
+    if listed.mtime_resolution <= 1:
+        return -1 < later < 2
+    return -_TIME_ZONES < later < listed.mtime_resolution + _TIME_ZONES
+
+
+_TIME_ZONES = 14 * 3600  # the farthest a server's local time can be from UTC
 
 
 async def _list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
@@ -507,18 +516,19 @@ async def mirror(
     await anyio.to_thread.run_sync(check_writable, dest_path)
     started = time.monotonic()
     created = await anyio.to_thread.run_sync(create_dest, dest_path)
-    try:
-        with DestLock(dest_path), Manifest.open(dest_path) as manifest:
-            run = _Run(src, dest_path, options, on_event or (lambda event: None), manifest)
-            try:
-                await run.run()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(sync_directory, dest_path)
-    except BaseException:
-        if created:  # a failed listing leaves no empty DEST behind
-            remove_unused_dest(dest_path)
-        raise
+    with DestLock(dest_path):
+        try:
+            with Manifest.open(dest_path) as manifest:
+                run = _Run(src, dest_path, options, on_event or (lambda event: None), manifest)
+                try:
+                    await run.run()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(sync_directory, dest_path)
+        except BaseException:
+            if created:  # a failed listing leaves no empty DEST behind (still under our lock)
+                remove_unused_dest(dest_path)
+            raise
     return MirrorReport(tuple(run.results), time.monotonic() - started)
 
 

@@ -152,14 +152,23 @@ def is_current(local: Path, entry: RemoteEntry) -> bool:
         return False
     if entry.size is None or st.st_size != entry.size:
         return False
-    return entry.mtime is None or round(st.st_mtime) == round(entry.mtime)
+    return entry.mtime is None or same_time(st.st_mtime, entry)
+
+
+def same_time(mtime: float | None, entry: RemoteEntry) -> bool:
+    """`mtime` (stamped from an earlier listing or MDTM) is the listed time, read at the
+    listing's resolution: an `ls -l` line shows `Nov 29 12:00` while the file is recent and
+    `Nov 29  2026` (the day only) once it is six months old; that is not a new version."""
+    if mtime is None or entry.mtime is None:
+        return mtime == entry.mtime
+    return entry.mtime - 1 < mtime < entry.mtime + max(entry.mtime_resolution, 1.0)
 
 
 def _vouched(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
     """The manifest recorded this file complete at exactly the remote size and mtime, and
     `verify` has not found it wrong since."""
     return (row is not None and row.bad is None and entry.size is not None
-            and row.size == entry.size and row.mtime == entry.mtime)
+            and row.size == entry.size and same_time(row.mtime, entry))
 
 
 def _part_length(local: Path, entry: RemoteEntry) -> int:

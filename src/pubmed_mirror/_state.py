@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -16,6 +17,8 @@ from types import TracebackType
 from ._errors import DestinationBusy, LocalFileError
 
 __all__ = ["STATE_DIR", "DestLock", "Manifest", "ManifestEntry"]
+
+log = logging.getLogger("pubmed_mirror")
 
 STATE_DIR = ".pubmed-mirror"  # names from the server may not start with this
 
@@ -63,8 +66,7 @@ class Manifest:
         self._lock = threading.Lock()
         # without `create`: a missing manifest reads as an empty one (nothing is written), and
         # one we may not write (read-only DEST) is opened read-only: `writable` is then False
-        self.writable = create or (path.exists() and os.access(path, os.W_OK)
-                                   and os.access(path.parent, os.W_OK))
+        self.writable = create or _can_write(path)
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,11 +101,21 @@ class Manifest:
         try:
             return _opened(f"{uri}?mode=ro")
         except sqlite3.Error:
+            wal = path.with_name(path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                log.warning("%s: reading the manifest without its last changes (%s was left "
+                            "by a run that did not finish, and DEST is read-only)", path, wal)
             return _opened(f"{uri}?immutable=1")
 
     @classmethod
     def open(cls, dest: Path, *, create: bool = True) -> Manifest:
-        return cls(state_dir(dest) / "manifest.sqlite", create=create)
+        return cls(_manifest_path(dest), create=create)
+
+    @staticmethod
+    def can_write(dest: Path) -> bool:
+        """DEST has a manifest this process may update (`open(dest, create=False)` would
+        open it writable)."""
+        return _can_write(_manifest_path(dest))
 
     def __enter__(self) -> Manifest:
         return self
@@ -140,6 +152,11 @@ class Manifest:
             self._db.execute("UPDATE files SET verified_at = ?, bad = NULL WHERE name = ?",
                              (when, name))
 
+    def checkpoint(self) -> None:
+        """Make every record so far durable (the WAL is synced, then copied in)."""
+        with self._lock, self._errors():
+            self._db.execute("PRAGMA wal_checkpoint(FULL)")
+
     def mark_bad(self, name: str, reason: str) -> None:
         """`verify` found the local copy wrong: the manifest no longer vouches for it."""
         with self._lock, self._errors():
@@ -154,6 +171,14 @@ class Manifest:
             raise LocalFileError(f"cannot write the manifest {self.path}: {exc}") from exc
 
 
+def _manifest_path(dest: Path) -> Path:
+    return state_dir(dest) / "manifest.sqlite"
+
+
+def _can_write(path: Path) -> bool:
+    return path.exists() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
 def _opened(uri: str) -> sqlite3.Connection:
     """A read-only connection that has been seen to work (sqlite opens lazily)."""
     db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
@@ -166,30 +191,44 @@ def _opened(uri: str) -> sqlite3.Connection:
 
 
 class DestLock:
-    """An exclusive lock on DEST for one run (flock: released even if the process dies)."""
+    """A lock on DEST (flock: released even if the process dies). A run that writes takes it
+    exclusively; `shared` is for a reader that may not write (a read-only `verify`): it waits
+    for no one, but refuses while a writer holds DEST, and needs no lock file to exist."""
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, *, shared: bool = False) -> None:
         self.path = state_dir(dest) / "lock"
+        self.shared = shared
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        fd = self._open()
+        if fd is None:
+            return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise LocalFileError(f"cannot create the lock {self.path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise DestinationBusy(
                 f"{self.path.parent.parent} is being mirrored into by another pubmed-mirror "
                 f"(pid {holder}); wait for it to finish") from None
-        with contextlib.suppress(OSError):  # the pid only informs; a full disk may refuse it
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+        if not self.shared:
+            with contextlib.suppress(OSError):  # the pid only informs; a full disk may refuse
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    def _open(self) -> int | None:
+        if self.shared:  # no lock file: no run has ever written here, nothing to wait for
+            try:
+                return os.open(self.path, os.O_RDONLY)
+            except OSError:
+                return None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LocalFileError(f"cannot create the lock {self.path}: {exc.strerror}") from exc
 
     def release(self) -> None:
         if self._fd is not None:

@@ -267,10 +267,10 @@ async def _receive(
         # waiting for tokens): the next attempt resumes after it
         await writer.flush()
         rest = stream.take_buffered()
-        if on_bytes is not None and rest:
-            on_bytes(len(rest))
         writer.pending = rest
         await writer.flush()
+        if on_bytes is not None and rest:  # counted once kept (the callback may raise)
+            on_bytes(len(rest))
         raise
     return received
 

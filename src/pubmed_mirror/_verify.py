@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -109,11 +108,12 @@ async def verify(
     if not await anyio.Path(dest_path).is_dir():
         raise LocalFileError(f"{dest_path} is not a directory")
     started = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        manifest = stack.enter_context(Manifest.open(dest_path, create=False))
-        if manifest.writable:  # a mirror running into DEST would race with us: refuse
-            stack.enter_context(DestLock(dest_path))
+    # a mirror running into DEST would race with us: refuse, before reading anything
+    with DestLock(dest_path, shared=not Manifest.can_write(dest_path)), \
+            Manifest.open(dest_path, create=False) as manifest:
         checks = await _check_all(dest_path, manifest, workers, on_file)
+        if manifest.writable:  # a verdict lost in a power cut would let a bad file be skipped
+            await anyio.to_thread.run_sync(manifest.checkpoint)
     return VerifyReport(tuple(checks), time.monotonic() - started)
 
 
