@@ -102,20 +102,22 @@ def test_server_that_lies_about_size(tmp_path: Path, remote: dict[str, bytes],
     assert not (dest / (name + ".part")).exists()
 
 
-def test_file_replaced_between_attempts_is_not_spliced(tmp_path: Path,
-                                                      remote: dict[str, bytes]) -> None:
+@pytest.mark.parametrize("listing", ["MLSD", "LIST"])
+def test_file_replaced_between_attempts_is_not_spliced(tmp_path: Path, remote: dict[str, bytes],
+                                                      listing: str) -> None:
     """The first attempt stalls after 100 KB; meanwhile the server's file is replaced (same
-    size, new mtime). The retry notices (SIZE/MDTM) and starts again from 0: the result is
-    all new bytes, not old bytes followed by new ones."""
+    size, new mtime). The retry notices (SIZE/MDTM, against the listed time with MLSD, against
+    when the part began with LIST) and starts again from 0: the result is all new bytes, not
+    old bytes followed by new ones. --no-verify: no MD5 would catch a splice."""
     name = "pubmed26n0001.xml.gz"
     root, dest = tmp_path / "remote", tmp_path / "local"
     old_time = calendar.timegm((2026, 1, 1, 0, 0, 0))
     os.utime(root / name, (old_time, old_time))
     new = bytes(reversed(remote[name]))
-    with FaultyFTPServer(root) as server:
+    with FaultyFTPServer(root, disable_mlsd=listing == "LIST") as server:
         server.faults.add(name, Fault(kind="stall", after_bytes=100_000, stall_seconds=5))
         proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest),
-                                 "--include", name, "--stall-timeout", "1.5"],
+                                 "--include", name, "--stall-timeout", "1.5", "--no-verify"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         part = dest / (name + ".part")
         deadline = time.monotonic() + 20
@@ -123,7 +125,8 @@ def test_file_replaced_between_attempts_is_not_spliced(tmp_path: Path,
             assert time.monotonic() < deadline and proc.poll() is None, "no stall reached"
             time.sleep(0.02)
         (root / "new").write_bytes(new)
-        os.utime(root / "new", (old_time + 3600, old_time + 3600))
+        if listing == "MLSD":  # any other second will do; with LIST, a real replacement's
+            os.utime(root / "new", (old_time + 3600, old_time + 3600))  # (now) is needed
         os.replace(root / "new", root / name)
         out, err = proc.communicate(timeout=60)
         offsets = server.stats.rest_offsets[name]

@@ -155,18 +155,24 @@ def test_selection_properties(entries: list[tuple[str, bool, str]], newest: int 
     assert chosen == expected[:max_files]
 
 
+STARTED = 1_795_953_600.0  # when the part began
+
+
 @pytest.mark.parametrize(("listed", "now", "same"), [
     (RemoteEntry("f", 10, 1000.0), RemoteEntry("f", 10, 1000.0), True),
     (RemoteEntry("f", 10, 1000.0), RemoteEntry("f", 10, 4600.0), False),  # MLSD: to the second
+    (RemoteEntry("f", 10, 1000.0), RemoteEntry("f", 10, 1000.0 + 86400), False),
     (RemoteEntry("f", 10, 1000.0), RemoteEntry("f", 11, 1000.0), False),  # size
-    # LIST, to the minute and in the server's local time (UTC+1): not a new version
+    # LIST (coarse, maybe local time): MDTM against when the part began
     (RemoteEntry("f", 10, 1020.0, mtime_resolution=60), RemoteEntry("f", 10, 4637.0), True),
     (RemoteEntry("f", 10, 1020.0, mtime_resolution=60),
-     RemoteEntry("f", 10, 1020.0 + 86400), False),  # a day later is
+     RemoteEntry("f", 10, STARTED + 5), False),  # modified while we were fetching it
+    (RemoteEntry("f", 10, 1020.0, mtime_resolution=60),
+     RemoteEntry("f", 10, STARTED - 600), False),  # just before: the server's clock may lag
 ])
 def test_a_retry_knows_a_new_version(listed: RemoteEntry, now: RemoteEntry, same: bool) -> None:
-    """SIZE/MDTM against the listing, at the listing's resolution and time zone."""
-    assert _same_version(listed, now) is same
+    """SIZE/MDTM against the listing (MLSD) or against when the part began (LIST)."""
+    assert _same_version(listed, now, STARTED) is same
 
 
 def test_a_listing_that_drops_to_the_day_is_still_current(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from ._plan import (
     create_dest,
     make_plan,
     remove_unused_dest,
+    same_time,
     select_files,
 )
 from ._pool import SessionPool
@@ -63,6 +64,8 @@ from ._transfer import (
     fetch_small,
     file_md5,
     local_errors,
+    part_path,
+    part_started,
     sync_directory,
     write_atomically,
 )
@@ -397,8 +400,8 @@ class _Attempts:
         if row is not None and row.bad is not None:
             log.warning("%s: `verify` found it wrong (%s); fetching it again", local, row.bad)
             return False
-        if self.md5 is None or (row is not None and row.md5 == self.md5
-                                and (row.size, row.mtime) == (self.size, self.entry.mtime)):
+        if self.md5 is None or (row is not None and row.md5 == self.md5 and row.size == self.size
+                                and same_time(row.mtime, self.entry)):
             return True
         with local_errors(local):
             if file_md5(local) == self.md5:
@@ -413,7 +416,9 @@ class _Attempts:
             entry = await session.stat(path)
         elif self._furthest > 0:  # a retry that would resume: is it still the same file?
             now = await session.stat(path)
-            if not _same_version(entry, now):
+            started = await anyio.to_thread.run_sync(
+                part_started, part_path(self.run.dest / self.entry.name))
+            if not _same_version(entry, now, started):
                 # the part's record then names another version: it starts again from 0
                 log.warning("%s: changed on the server since the listing (%s bytes, mtime %s;"
                             " now %s, %s): fetching it from the start", path, entry.size,
@@ -437,21 +442,22 @@ class _Attempts:
                                       now, now if self.md5 else None))
 
 
-def _same_version(listed: RemoteEntry, now: RemoteEntry) -> bool:
-    """SIZE and MDTM describe the file the listing showed. MLSD's time is UTC to the second,
-    like MDTM's; an `ls -l` line's is coarser (minutes, or days) and often in the server's
-    local time: it can only say the file did not change by half a day or more."""
+def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None) -> bool:
+    """SIZE and MDTM describe the file the listing showed, whose part began at
+    `part_started`. MLSD's time is UTC to the second, like MDTM's: compared directly. An
+    `ls -l` time is coarse and often the server's local time, so MDTM (UTC) is compared with
+    when the part began instead: a file modified since then, or shortly before (the server's
+    clock may be behind), is taken for a new version."""
     if now.size is not None and now.size != listed.size:
         return False
     if listed.mtime is None or now.mtime is None:
         return True
-    later = now.mtime - listed.mtime
     if listed.mtime_resolution <= 1:
-        return -1 < later < 2
-    return -_TIME_ZONES < later < listed.mtime_resolution + _TIME_ZONES
+        return -1 < now.mtime - listed.mtime < 2
+    return part_started is not None and now.mtime < part_started - _CLOCK_SKEW
 
 
-_TIME_ZONES = 14 * 3600  # the farthest a server's local time can be from UTC
+_CLOCK_SKEW = 3600.0  # erring this way costs a restart from 0, never a splice
 
 
 async def _list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,17 @@ def resumable(part: Path, remote: RemoteFile) -> int | None:
         have = part.stat().st_size
     except (OSError, ValueError):
         return None
-    return have if started_from == _version(remote) and 0 <= have <= remote.size else None
+    version = {k: started_from.get(k) for k in ("size", "mtime")}
+    return have if version == _version(remote) and 0 <= have <= remote.size else None
+
+
+def part_started(part: Path) -> float | None:
+    """When NAME.part was started (this machine's clock, POSIX seconds); None if unknown."""
+    try:
+        started = json.loads(_meta_path(part).read_text()).get("started")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(started) if isinstance(started, int | float) else None
 
 
 def prepare_part(part: Path, remote: RemoteFile) -> int:
@@ -93,7 +104,7 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
         part.open("wb").close()
         tmp = meta.with_name(meta.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(_version(remote)))
+            tmp.write_text(json.dumps({**_version(remote), "started": time.time()}))
             os.replace(tmp, meta)
         finally:
             tmp.unlink(missing_ok=True)
@@ -269,8 +280,9 @@ async def _receive(
         rest = stream.take_buffered()
         writer.pending = rest
         await writer.flush()
-        if on_bytes is not None and rest:  # counted once kept (the callback may raise)
-            on_bytes(len(rest))
+        if on_bytes is not None and rest:  # counted once kept; never masks the error
+            with contextlib.suppress(Exception):
+                on_bytes(len(rest))
         raise
     return received
 
