@@ -166,8 +166,7 @@ class FtpSession:
         self._binary = False  # TYPE I is sent once per session
         # data connections go to the address the control connection reached: no DNS lookup
         # per file, and never another host of a round-robin name
-        peer = client.stream.writer.get_extra_info("peername")
-        self._data_host = str(peer[0]) if peer else client.server_host
+        self._data_host = _peer_host(client)
 
     async def _type_i(self) -> None:
         if not self._binary:
@@ -282,6 +281,17 @@ class FtpSession:
                 with contextlib.suppress(Exception):
                     await self.client.command("QUIT", "2xx")
         self.client.close()
+
+
+def _peer_host(client: aioftp.Client) -> str:
+    """The address the control connection reached (an IPv6 link-local one with its zone)."""
+    peer = client.stream.writer.get_extra_info("peername")
+    if not peer:
+        return str(client.server_host)
+    host = str(peer[0])
+    if len(peer) == 4 and peer[3] and "%" not in host:  # IPv6: (host, port, flow, scope)
+        host = f"{host}%{peer[3]}"
+    return host
 
 
 def _int_reply(info: list[str], path: str) -> int:
