@@ -308,8 +308,8 @@ def scenario_c(report: Report, work: Path, quick: bool) -> None:
     found = peers(report, "lftp", "aria2c")
     # the peers' split modes (several connections on one file) matter at the tail: they run
     # on the skewed mix only
-    tools = ["pubmed-mirror", *found, *(f"{t}-{'pget' if t == 'lftp' else 'split'}"
-                                        for t in found)]
+    split = [f"{t}-{'pget' if t == 'lftp' else 'split'}" for t in found]
+    tools = ["pubmed-mirror", *found, *split]
     mixes = {"even: 8 x 12 MiB": [12 * MiB] * 8,
              "skewed: 1 x 48 MiB + 6 x 8 MiB": [48 * MiB] + [8 * MiB] * 6}
     if quick:
@@ -331,7 +331,7 @@ def scenario_c(report: Report, work: Path, quick: bool) -> None:
             for name, size in zip(names, sizes, strict=True):
                 write_random(root / name, size)
             with ftp_server(root, passive=ports, netns=ns) as url:
-                here = [t for t in tools if label.startswith("skewed") or "-" not in t]
+                here = [t for t in tools if label.startswith("skewed") or t not in split]
                 runs = mirror_rounds(here, url, root, names, work / "c-out", 4, rounds, ns)
                 in_run = _in_run_rate(url, work / "c-out" / "in-run", ns) / cap
             share = {t: sum(sizes) / median(r, "wall") / cap for t, r in runs.items()}
