@@ -57,15 +57,19 @@ from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
 from ._source import FtpSource
 from ._state import DestLock, Manifest, ManifestEntry
+from ._tail import FileTail, Tails
 from ._transfer import (
     RemoteFile,
+    Span,
     discard_empty_part,
-    fetch_file,
     fetch_small,
     file_md5,
+    finalize,
     local_errors,
     part_path,
     part_started,
+    prepare_part,
+    receive_span,
     sync_directory,
     write_atomically,
 )
@@ -100,6 +104,9 @@ class Timeouts:
                 raise ValueError(f"timeout {name} must be a positive number of seconds")
 
 
+SPLIT_MIN = 8 << 20  # halves of >= 4 MiB: at a few MB/s per connection, worth a new RETR
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MirrorOptions:
     concurrency: int = 4  # sessions (control connections) at most
@@ -110,6 +117,9 @@ class MirrorOptions:
     max_files: int | None = None  # the first N of the selection, in load order
     newest: int | None = None  # only the last N files by PubMed file number
     verify: bool = True  # check each file against its NAME.md5 when the server has one
+    # an idle session splits a file being received when it has this many bytes left (None:
+    # never); see `_tail`
+    split_min: int | None = SPLIT_MIN
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -124,6 +134,8 @@ class MirrorOptions:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if self.split_min is not None and self.split_min < 2:
+            raise ValueError("split_min must be >= 2 bytes")
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))
 
@@ -206,6 +218,8 @@ class _Run:
             command_bucket=None if commands is None
             else TokenBucket(commands, burst=max(1.0, commands)))
         self.pool = SessionPool(transport, size=options.concurrency)
+        self.tails = Tails(options.split_min)
+        self.splittable: dict[FileTail, _Attempts] = {}  # the files being received
 
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
@@ -252,17 +266,40 @@ class _Run:
         return await _list_dir(self.pool, self.source.path)
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup) -> None:
-        async with jobs:
-            async for planned in jobs:
-                try:
+        try:
+            async with jobs:
+                async for planned in jobs:
                     self.results.append(await self._fetch(planned))
-                except FatalError as exc:
-                    self.fatal = exc
-                    tg.cancel_scope.cancel()
-                    return
+            await self._help()
+        except FatalError as exc:
+            self.fatal = exc
+            tg.cancel_scope.cancel()
+
+    async def _help(self) -> None:
+        """Nothing left in the queue: take over half of a file still being received, until
+        no file is."""
+        while True:
+            job = self.tails.steal(self.splittable)
+            if job is not None:
+                tail, span = job
+                await self.splittable[tail].segment(tail, span, helper=True)
+            elif self.tails.in_flight == 0:
+                return
+            else:
+                await self.tails.changed()
 
     async def _fetch(self, planned: PlannedFile) -> FileResult:
         tracker = _Attempts(planned, self)
+        self.tails.in_flight += 1
+        try:
+            return await self._attempts(tracker)
+        finally:
+            tracker.untrack()
+            self.tails.in_flight -= 1
+            self.tails.notify()
+
+    async def _attempts(self, tracker: _Attempts) -> FileResult:
+        planned = tracker.planned
         started = time.monotonic()
         deadline = self.options.timeouts.file
         try:
@@ -277,6 +314,7 @@ class _Run:
         except MirrorError as exc:
             error = exc
         else:
+            tracker.untrack()
             if tracker.local_copy_kept:
                 self.emit(FileSkipped(planned.name, planned.size))
                 return FileResult(planned.name, "skipped", planned.size)
@@ -285,6 +323,7 @@ class _Run:
                                tracker.resumed_from, tracker.attempts, seconds, tracker.md5))
             return FileResult(planned.name, "done", tracker.size, tracker.received,
                               tracker.resumed_from, tracker.attempts, seconds, md5=tracker.md5)
+        tracker.untrack()  # its segments stay on disk: the next run resumes them
         await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
         self.emit(FileFailed(planned.name, describe(error), tracker.attempts))
         return FileResult(planned.name, "failed", planned.entry.size, tracker.received,
@@ -310,6 +349,9 @@ class _Attempts:
         self._checked = planned.action != "check"
         self._position = 0
         self._furthest = 0
+        self._furthest_before = 0  # at the start of the current attempt
+        self.remote: RemoteFile | None = None  # what the current attempt fetches
+        self.tail: FileTail | None = None  # its spans, once it is being received
 
     def furthest(self) -> int:
         """The furthest byte any attempt reached: it grows only when a retry got further
@@ -334,33 +376,112 @@ class _Attempts:
         self._position += n
         self._furthest = max(self._furthest, self._position)
         self.run.emit(FileProgress(self.entry.name, n, self._position, self.size))
+        if self.run.tails.waiting:  # a session may be waiting for a span to split
+            self.run.tails.notify()
 
     async def attempt(self) -> None:
         self.attempts += 1
         verify = self.run.options.verify
+        remote = None
+        self._furthest_before = self._furthest
         async with self.run.pool.session() as session:
             if verify:
                 self.md5 = await self._expected_md5(session)
             if not self._checked:
                 self._checked = True
                 self.local_copy_kept = await anyio.to_thread.run_sync(self._local_copy_is_right)
-            if not self.local_copy_kept:
-                await self._fetch(session)
             if not verify:
                 await self._companion(session)
+            if not self.local_copy_kept:
+                self.remote = remote = await self._remote(session)
+                await self._receive_first(session, remote)
+        if remote is not None:
+            await self._complete(remote)
         await anyio.to_thread.run_sync(self._record)
 
-    async def _fetch(self, session: Session) -> None:
-        furthest = self._furthest
+    async def _receive_first(self, session: Session, remote: RemoteFile) -> None:
+        """Receive NAME.part's span (all of the file unless it was split)."""
+        part = part_path(self.run.dest / self.entry.name)
+        if self.tail is not None and (self.tail.size, self.tail.mtime) != (remote.size,
+                                                                           remote.mtime):
+            self.untrack()
+            self.tail.reset()  # another version: its segments are worthless
+            self.tail = None
+        have = await anyio.to_thread.run_sync(prepare_part, part, remote)
+        if self.tail is None:
+            self.tail = FileTail(part, remote.size, remote.mtime)
+        tail = self.tail
+        found = [] if tail.spans else await anyio.to_thread.run_sync(tail.segments_on_disk, have)
+        first = tail.start(have, found)
+        self._on_start(tail.have())
+        self.run.splittable[tail] = self
+        await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
+                           bucket=self.run.bucket, on_bytes=self._on_bytes)
+
+    async def _complete(self, remote: RemoteFile) -> None:
+        """Receive the segments nobody else is receiving (or split them further), wait for
+        the others, then stitch and finalize NAME."""
+        tail = self.tail
+        assert tail is not None
+        while not tail.complete():
+            span = tail.orphan()
+            if span is None and (job := self.run.tails.steal([tail])) is not None:
+                span = job[1]
+            if span is not None:
+                await self.segment(tail, span, helper=False)
+            else:
+                await self.run.tails.changed()
+        self.untrack()
         try:
-            await fetch_file(
-                session, await self._remote(session), self.run.dest / self.entry.name,
-                stall_timeout=self.run.options.timeouts.stall, bucket=self.run.bucket,
-                on_start=self._on_start, on_bytes=self._on_bytes,
-            )
+            await anyio.to_thread.run_sync(tail.stitch)
+            await anyio.to_thread.run_sync(finalize, tail.part, self.run.dest / self.entry.name,
+                                           remote)
         except ChecksumMismatch:
-            self._furthest = furthest  # the bytes were thrown away: that was no progress
+            self._furthest = self._furthest_before  # the bytes were thrown away: no progress
+            self.tail = None  # the part and its segments are gone (`finalize`)
             raise
+
+    async def segment(self, tail: FileTail, span: Span, *, helper: bool) -> None:
+        """Receive one segment of `tail` (with retries). A helper that cannot leaves it to
+        the file's own attempt."""
+        assert self.remote is not None
+        remote = self.remote
+        span.taken = True
+        scope = anyio.CancelScope()  # cancelled when the file starts again or fails
+        tail.scopes.add(scope)
+        try:
+            with scope:
+                log.info("%s: bytes %d-%d on another session", self.entry.name, span.pos,
+                         span.end)
+                await self.run.options.retry.call(
+                    functools.partial(self._segment_attempt, tail, remote, span),
+                    progress=lambda: span.pos)
+        except (TransientError, PermanentError) as exc:
+            if not helper:
+                raise
+            log.warning("%s: bytes %d-%d left to its first session: %s", self.entry.name,
+                        span.pos, span.end, describe(exc))
+        finally:
+            tail.scopes.discard(scope)
+            span.taken = False
+            self.run.tails.notify()
+
+    async def _segment_attempt(self, tail: FileTail, remote: RemoteFile, span: Span) -> None:
+        async with self.run.pool.session() as session:
+            if span.pos > span.start:  # a retry that would resume: is it the same file?
+                now = await session.stat(remote.path)
+                started = await anyio.to_thread.run_sync(part_started, tail.part)
+                if not _same_version(self.entry, now, started):
+                    raise ProtocolError("changed on the server during the transfer",
+                                        path=remote.path)
+            await receive_span(session, remote, span,
+                               stall_timeout=self.run.options.timeouts.stall,
+                               bucket=self.run.bucket, on_bytes=self._on_bytes)
+
+    def untrack(self) -> None:
+        """No more splitting of this file: stop its helpers."""
+        if self.tail is not None and self.run.splittable.pop(self.tail, None) is not None:
+            self.tail.stop_helpers()
 
     async def _expected_md5(self, session: Session) -> str | None:
         """NAME's digest from NAME.md5 on the server (fetched once per digest, checked against

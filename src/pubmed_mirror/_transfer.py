@@ -25,11 +25,13 @@ from ._errors import (
     TruncatedTransfer,
 )
 from ._ratelimit import TokenBucket
+from ._state import STATE_DIR
 from ._transport import ReadStream, Session
 
 AsyncFile = aiofiles.threadpool.binary.AsyncFileIO
 
-__all__ = ["RemoteFile", "TransferResult", "fetch_file", "part_path"]
+__all__ = ["RemoteFile", "Span", "TransferResult", "fetch_file", "part_path",
+           "receive_span"]
 
 _HASH_BLOCK = 4 << 20
 
@@ -102,6 +104,8 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
         part.parent.mkdir(parents=True, exist_ok=True)
         # truncate before writing the record: a crash in between leaves an empty part, still right
         part.open("wb").close()
+        for _, segment in segment_files(part):  # segments of another version
+            segment.unlink()
         tmp = meta.with_name(meta.name + ".tmp")
         try:
             tmp.write_text(json.dumps({**_version(remote), "started": time.time()}))
@@ -112,16 +116,35 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
 
 
 def discard_part(part: Path) -> None:
-    for path in (part, _meta_path(part)):
+    """Remove NAME.part, its record and its segments."""
+    for path in (part, _meta_path(part), *(path for _, path in segment_files(part))):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def segment_path(part: Path, start: int) -> Path:
+    """Where the span of NAME starting at `start` is received (see `_tail`): a file in the
+    state directory, out of the way of DEST's listing."""
+    return part.parent / STATE_DIR / "segments" / f"{part.name}.{start}"
+
+
+def segment_files(part: Path) -> list[tuple[int, Path]]:
+    """NAME's segment files, with their START."""
+    prefix = part.name + "."
+    found = []
+    with contextlib.suppress(OSError):
+        for path in segment_path(part, 0).parent.iterdir():
+            start = path.name[len(prefix):]
+            if path.name.startswith(prefix) and start.isdigit() and start.isascii():
+                found.append((int(start), path))
+    return found
 
 
 def discard_empty_part(dest: Path) -> None:
     """Remove NAME.part and its record when the part holds nothing worth resuming."""
     part = part_path(dest)
     with contextlib.suppress(OSError):
-        if part.stat().st_size == 0:
+        if part.stat().st_size == 0 and not segment_files(part):
             discard_part(part)
 
 
@@ -210,29 +233,89 @@ async def fetch_file(
     offset = await anyio.to_thread.run_sync(prepare_part, part, remote)
     if on_start is not None:
         on_start(offset)
-    received = 0
-    if offset < remote.size:
-        with local_errors(part):
-            f = await aiofiles.open(part, "ab", buffering=0)
-        try:
-            buffer = _read_ahead(remote.size - offset, bucket)
-            async with session.open_read(remote.path, offset, buffer=buffer) as stream:
-                received = await _receive(stream, f, part, remote.path, stall_timeout,
-                                          bucket, on_bytes)
-                await stream.finish()
-        finally:
-            with anyio.CancelScope(shield=True), local_errors(part):
-                await f.close()
-    total = offset + received
-    if total > remote.size:
-        with local_errors(part):
-            await anyio.to_thread.run_sync(discard_part, part)
-        raise ProtocolError(f"received {total} bytes, more than the remote size {remote.size}",
-                            path=remote.path)
-    if total < remote.size:
-        raise TruncatedTransfer(f"stream ended at byte {total} of {remote.size}", path=remote.path)
+    span = Span(part, 0, offset, remote.size)
+    received = await receive_span(session, remote, span, stall_timeout=stall_timeout,
+                                  bucket=bucket, on_bytes=on_bytes)
     await anyio.to_thread.run_sync(finalize, part, dest, remote)
     return TransferResult(received=received, resumed_from=offset)
+
+
+@dataclass(eq=False, slots=True)
+class Span:
+    """Bytes [start, end) of a remote file, appended to `path`, which holds [start, pos).
+
+    `end` may be lowered while the span is received, by another session taking over the rest
+    (`split`); the receiving side stops there.
+    """
+
+    path: Path
+    start: int
+    pos: int
+    end: int
+    active: bool = False  # a data connection is receiving it now
+    taken: bool = False  # someone is responsible for it (a segment's helper)
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+
+async def receive_span(
+    session: Session,
+    remote: RemoteFile,
+    span: Span,
+    *,
+    stall_timeout: float,
+    bucket: TokenBucket | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> int:
+    """Receive remote[span.pos:span.end] into span.path (REST span.pos); return the bytes
+    received. On return the span is complete; otherwise an error says why.
+
+    A span that ends before the file does is cut short by closing its data connection: the
+    session is then left out of sync (`healthy` False) for its pool to discard.
+    """
+    with local_errors(span.path):
+        span.pos = span.start + await anyio.to_thread.run_sync(_length, span.path)
+    if span.pos > span.end:  # never splice more than the span into the file
+        raise LocalFileError(f"{span.path} is longer than its span", path=remote.path)
+    if span.pos == span.end:
+        return 0
+    with local_errors(span.path):
+        f = await aiofiles.open(span.path, "ab", buffering=0)
+    received = 0
+    try:
+        buffer = _read_ahead(span.end - span.pos, bucket)
+        async with session.open_read(remote.path, span.pos, buffer=buffer) as stream:
+            span.active = True
+            try:
+                received = await _receive(stream, f, span, remote, stall_timeout, bucket,
+                                          on_bytes)
+            finally:
+                span.active = False
+            if span.end == remote.size or span.pos < span.end:
+                await stream.finish()  # the final reply (the span stopped short otherwise)
+    finally:
+        with anyio.CancelScope(shield=True), local_errors(span.path):
+            await f.close()
+    if span.pos > remote.size:
+        with local_errors(span.path):
+            await anyio.to_thread.run_sync(discard_part, span.path)
+        raise ProtocolError(f"received {span.pos} bytes, more than the remote size "
+                            f"{remote.size}", path=remote.path)
+    if span.pos < span.end:
+        raise TruncatedTransfer(f"stream ended at byte {span.pos} of {remote.size}",
+                                path=remote.path)
+    return received
+
+
+def _length(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        return 0
 
 
 def _read_ahead(remaining: int, bucket: TokenBucket | None) -> int | None:
@@ -250,34 +333,40 @@ _SMALL = 1 << 20
 async def _receive(
     stream: ReadStream,
     f: AsyncFile,
-    part: Path,
-    path: str,
+    span: Span,
+    remote: RemoteFile,
     stall_timeout: float,
     bucket: TokenBucket | None,
     on_bytes: Callable[[int], None] | None,
 ) -> int:
-    """Stream into the part file; return the bytes received. Data received is never lost.
+    """Stream into the span's file until the stream or the span ends; return the bytes
+    received. Data received is never lost.
 
-    Every chunk passes one place: it is counted, then the shared bucket is asked, then it is
-    written. The stream hands out coalesced chunks (>= 1 MiB on a fast link), one write each.
+    Every chunk passes one place: it is cut at the span's end (unless the span runs to the
+    end of the file: bytes beyond it are the server's error, reported by the caller),
+    counted, then the shared bucket is asked, then it is written. The stream hands out
+    coalesced chunks (>= 1 MiB on a fast link), one write each.
     """
     received = 0
-    writer = _PartWriter(f, part)
+    writer = _PartWriter(f, span.path)
     try:
         with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
-            while chunk := await stream.read():
+            while span.pos < span.end or span.end == remote.size:
+                chunk = _clip(await stream.read(), span, remote)
+                if not chunk:
+                    break
                 writer.pending = chunk
                 received += len(chunk)
                 await _account(chunk, bucket, on_bytes, stall)
                 await writer.flush()
                 stall.deadline = anyio.current_time() + stall_timeout
         if stall.cancelled_caught:
-            raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
+            raise TransferStalled(f"no data for {stall_timeout:g} s", path=remote.path)
     except BaseException:
         # keep what arrived, in order (what is still pending first, e.g. when cancelled while
         # waiting for tokens): the next attempt resumes after it
         await writer.flush()
-        rest = stream.take_buffered()
+        rest = _clip(stream.take_buffered(), span, remote)
         writer.pending = rest
         await writer.flush()
         if on_bytes is not None and rest:  # counted once kept; never masks the error
@@ -285,6 +374,15 @@ async def _receive(
                 on_bytes(len(rest))
         raise
     return received
+
+
+def _clip(chunk: memoryview, span: Span, remote: RemoteFile) -> memoryview:
+    """The part of `chunk` that belongs to the span, claimed (`span.pos` moves past it) before
+    any await, so a split sees where the span stands."""
+    if span.end < remote.size:
+        chunk = chunk[: max(0, span.end - span.pos)]
+    span.pos += len(chunk)
+    return chunk
 
 
 async def _account(chunk: memoryview, bucket: TokenBucket | None,

@@ -48,6 +48,7 @@ from ._events import (
     ListingDone,
 )
 from ._mirror import (
+    SPLIT_MIN,
     MirrorOptions,
     MirrorReport,
     Timeouts,
@@ -184,6 +185,8 @@ def _mirror_options(p: argparse.ArgumentParser) -> None:
                    help="give up on a file after S seconds over all its attempts")
     p.add_argument("--no-verify", action="store_true",
                    help="do not check files against their NAME.md5")
+    p.add_argument("--no-split", action="store_true",
+                   help="never split a large file over idle sessions at the end of a run")
     p.add_argument("--progress-every", type=_seconds, default=5.0, metavar="S",
                    help="when stdout is not a terminal, a progress line every S seconds")
     _network_options(p)
@@ -235,6 +238,7 @@ def _options(args: argparse.Namespace) -> MirrorOptions:
         max_files=args.max_files,
         newest=args.newest,
         verify=not args.no_verify,
+        split_min=None if args.no_split else SPLIT_MIN,
         timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout,
                           file=args.file_timeout),
         retry=RetryPolicy(attempts=args.retries + 1),

@@ -1,0 +1,179 @@
+"""The tail of a mirror: idle sessions split the large files still being received.
+
+When fewer files remain than sessions, a session with nothing queued takes the second half of
+what remains of the span with the most left: REST at its middle, into a segment file
+.pubmed-mirror/segments/NAME.part.MIDDLE, while the span's own transfer stops at the middle.
+A file is then the spans [0, s1), [s1, s2), ... [sn, size); when all are complete they are
+appended to NAME.part in order and the whole is checked.
+
+NAME.part is always a prefix of the file and each segment file a prefix of its span, so an
+interrupted run resumes all of them: the spans are read back from the names on disk. Segment
+files are removed whenever NAME.part starts again from another version of the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import anyio
+
+from ._errors import ProtocolError, TruncatedTransfer
+from ._transfer import Span, local_errors, segment_files, segment_path
+
+__all__ = ["FileTail", "Tails"]
+
+
+class FileTail:
+    """The spans of one file: the first is NAME.part itself, the others its segments."""
+
+    def __init__(self, part: Path, size: int, mtime: float | None) -> None:
+        self.part = part
+        self.size = size
+        self.mtime = mtime  # the version the spans are of
+        self.spans: list[Span] = []
+        self.scopes: set[anyio.CancelScope] = set()  # the helpers' transfers, to cancel
+
+    def start(self, have: int, found: list[Span]) -> Span:
+        """The first span, from `have` bytes of NAME.part; `found` (`segments_on_disk`) are
+        adopted when the file has no spans yet."""
+        if not self.spans:
+            self.spans = [Span(self.part, 0, have, self.size), *found]
+            for left, right in zip(self.spans, self.spans[1:], strict=False):
+                left.end = right.start
+            for span in self.spans[1:]:
+                if span.pos > span.end:  # cannot be a prefix of its span: start it again
+                    span.path.unlink(missing_ok=True)
+                    span.pos = span.start
+        first = self.spans[0]
+        first.pos = have
+        return first
+
+    def segments_on_disk(self, have: int) -> list[Span]:
+        """NAME's segment files a previous attempt or run left, each a prefix of the span
+        from its START (they are removed whenever NAME.part starts again from another
+        version). Run in a thread."""
+        found = []
+        for start, path in segment_files(self.part):
+            try:
+                length = path.stat().st_size
+            except OSError:
+                continue
+            if have < start < self.size and start + length <= self.size:
+                found.append(Span(path, start, start + length, self.size))
+            else:  # already appended (a crash while stitching), or nonsense
+                path.unlink(missing_ok=True)
+        return sorted(found, key=lambda span: span.start)
+
+    def stop_helpers(self) -> None:
+        for scope in self.scopes:
+            scope.cancel()
+
+    def reset(self) -> None:
+        """Forget the segments (the part starts again): stop their helpers, remove their files."""
+        self.stop_helpers()
+        for span in self.spans[1:]:
+            span.path.unlink(missing_ok=True)
+        self.spans = []
+
+    def have(self) -> int:
+        return sum(span.pos - span.start for span in self.spans)
+
+    def complete(self) -> bool:
+        """Every span received and written (`taken` lasts until its helper has closed the
+        file; `pos` counts bytes as they arrive, before they are written)."""
+        return all(span.pos >= span.end and not span.taken for span in self.spans)
+
+    def orphan(self) -> Span | None:
+        """A segment nobody is receiving (a helper gave up on it)."""
+        return next((s for s in self.spans[1:] if not s.taken and s.pos < s.end), None)
+
+    def widest(self, min_split: int) -> Span | None:
+        """The span being received with the most left, if that is worth splitting."""
+        active = [s for s in self.spans if s.active and s.remaining >= min_split]
+        return max(active, key=lambda s: s.remaining, default=None)
+
+    def split(self, span: Span) -> Span:
+        """Give the second half of what the span has left to a span of its own."""
+        middle = span.pos + span.remaining // 2
+        rest = Span(segment_path(self.part, middle), middle, middle, span.end)
+        span.end = middle
+        self.spans.insert(self.spans.index(span) + 1, rest)
+        return rest
+
+    def stitch(self) -> None:
+        """Append the complete segments to NAME.part, in order, each then merged into the
+        first span (run in a thread). A file shorter than its span (a write that failed)
+        leaves that span to be received again."""
+        first = self.spans[0]
+        with local_errors(self.part), self.part.open("r+b", buffering=0) as out:
+            while True:
+                length = out.seek(0, os.SEEK_END)
+                if length != first.end:
+                    first.pos = min(length, first.end)
+                    raise TruncatedTransfer(f"{self.part.name} holds {length} of {first.end} "
+                                            "bytes", path=self.part.name)
+                if len(self.spans) == 1:
+                    return
+                span = self.spans[1]
+                if (have := span.path.stat().st_size) != span.end - span.start:
+                    span.pos = span.start + min(have, span.end - span.start)
+                    raise TruncatedTransfer(f"segment {span.path.name} holds {have} of "
+                                            f"{span.end - span.start} bytes", path=self.part.name)
+                with span.path.open("rb") as segment:
+                    _copy(segment.fileno(), out.fileno(), span.end - span.start)
+                first.end = first.pos = span.end
+                del self.spans[1]
+                span.path.unlink()
+
+
+def _copy(src: int, dst: int, count: int) -> None:
+    """`count` bytes from src to dst, in the kernel where it can (no copy on reflink file
+    systems)."""
+    while count:
+        try:
+            done = os.copy_file_range(src, dst, count)
+        except OSError:  # another file system, an old kernel: copy through memory
+            done = len(chunk := os.read(src, min(count, 1 << 20)))
+            if done:
+                os.write(dst, chunk)
+        if done == 0:
+            raise ProtocolError("segment shorter than it was a moment ago")
+        count -= done
+
+
+class Tails:
+    """Where idle sessions wait for a span to split."""
+
+    def __init__(self, min_split: int | None) -> None:
+        self.min_split = min_split
+        self.in_flight = 0  # files taken from the queue and not finished
+        self.waiting = 0  # sessions waiting for something to change
+        self._changed = anyio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def changed(self) -> None:
+        self.waiting += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self.waiting -= 1
+
+    def steal(self, tails: Iterable[FileTail]) -> tuple[FileTail, Span] | None:
+        """The second half of the widest span being received in `tails`."""
+        if self.min_split is None:
+            return None
+        best: tuple[FileTail, Span] | None = None
+        for tail in tails:
+            span = tail.widest(self.min_split)
+            if span is not None and (best is None or span.remaining > best[1].remaining):
+                best = (tail, span)
+        if best is None:
+            return None
+        tail, span = best
+        return tail, tail.split(span)
+

@@ -1,0 +1,155 @@
+"""The tail: idle sessions split a large file still being received (REST-offset segments),
+against pyftpdlib on 127.0.0.1 with faults injected in the server."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import anyio
+import pytest
+
+from conftest import assert_mirrored, make_tree
+from pubmed_mirror import MirrorOptions, RetryPolicy, Timeouts, mirror
+from pubmed_mirror.testing import Fault, FaultyFTPServer
+
+BIG = "pubmed26n0001.xml.gz"
+SIZES = [6_000_000, 100_000, 120_000, 90_000]
+RATE = 1_500_000  # bytes/s per data connection: BIG alone takes 4 s on one
+NOT_NOW = Fault(kind="reset", after_bytes=10**9)  # spent on a RETR that ends before it
+
+
+def opts(**kwargs: object) -> MirrorOptions:
+    kwargs.setdefault("retry", RetryPolicy(attempts=4, base=0.05, cap=0.2))
+    kwargs.setdefault("timeouts", Timeouts(connect=5, stall=5))
+    kwargs.setdefault("concurrency", 4)
+    kwargs.setdefault("split_min", 1_000_000)
+    return MirrorOptions(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, bytes]:
+    root = tmp_path / "remote"
+    files = make_tree(root, SIZES)
+    for name, data in list(files.items()):  # NCBI's checksum files, checked by the mirror
+        line = f"MD5({name})= {hashlib.md5(data).hexdigest()}\n".encode()
+        (root / f"{name}.md5").write_bytes(line)
+        files[f"{name}.md5"] = line
+    return files
+
+
+@pytest.fixture
+def server(tmp_path: Path, files: dict[str, bytes]) -> FaultyFTPServer:
+    with FaultyFTPServer(tmp_path / "remote", rate_per_connection=RATE) as ftpd:
+        yield ftpd
+
+
+def segments(dest: Path) -> dict[int, bytes]:
+    folder = dest / ".pubmed-mirror" / "segments"
+    found = folder.iterdir() if folder.exists() else []
+    return {int(p.name.rsplit(".", 1)[1]): p.read_bytes() for p in found}
+
+
+def boundaries(offsets: list[int]) -> list[int]:
+    return sorted(set(offsets))
+
+
+async def test_idle_sessions_split_the_last_large_file(server: FaultyFTPServer,
+                                                       files: dict[str, bytes],
+                                                       dest: Path) -> None:
+    """With the small files done, the other sessions take over halves of BIG: more RETRs
+    at REST offsets inside it, within the connection cap, stitched and MD5-checked whole."""
+    report = await mirror(server.url, dest, opts())
+    assert report.ok, report.failed
+    assert_mirrored(dest, files)
+    assert segments(dest) == {}
+    stats = server.stats
+    offsets = stats.rest_offsets[BIG]
+    assert offsets[0] == 0 and len(offsets) >= 3, offsets
+    assert boundaries(offsets) == sorted(offsets)  # each byte range asked for once
+    assert stats.max_concurrent <= 4
+    done = {f.name: f for f in report.done}
+    assert done[BIG].received == SIZES[0] and done[BIG].md5 is not None
+    assert done[BIG].attempts == 1
+
+
+async def test_no_split_when_turned_off(server: FaultyFTPServer, files: dict[str, bytes],
+                                        dest: Path) -> None:
+    report = await mirror(server.url, dest, opts(split_min=None))
+    assert report.ok
+    assert_mirrored(dest, files)
+    assert server.stats.rest_offsets[BIG] == [0]
+
+
+async def test_no_split_with_one_session(server: FaultyFTPServer, files: dict[str, bytes],
+                                         dest: Path) -> None:
+    report = await mirror(server.url, dest, opts(concurrency=1, include=(BIG,)))
+    assert report.ok and server.stats.rest_offsets[BIG] == [0]
+
+
+async def test_a_reset_segment_resumes_inside_itself(server: FaultyFTPServer,
+                                                     files: dict[str, bytes],
+                                                     dest: Path) -> None:
+    """The first helper's RETR is reset after 300 kB: it is resumed (a REST inside its
+    segment), never started again from the segment's start or from 0."""
+    server.faults.add(BIG, NOT_NOW, Fault(kind="reset", after_bytes=300_000))
+    report = await mirror(server.url, dest, opts())
+    assert report.ok, report.failed
+    assert_mirrored(dest, files)
+    offsets = server.stats.rest_offsets[BIG]
+    assert offsets.count(0) == 1
+    assert len(offsets) == len(set(offsets))  # no range asked for twice from its start
+    first_helper = offsets[1]
+    assert any(first_helper < o <= first_helper + 300_000 for o in offsets[2:]), offsets
+    assert sum(server.stats.bytes_sent.values()) < sum(len(d) for d in files.values()) * 1.5
+
+
+async def test_a_corrupt_segment_fails_the_whole_md5_and_is_fetched_again(
+        server: FaultyFTPServer, files: dict[str, bytes], dest: Path) -> None:
+    server.faults.add(BIG, NOT_NOW, Fault(kind="corrupt", after_bytes=1000))
+    report = await mirror(server.url, dest, opts())
+    assert report.ok, report.failed
+    assert_mirrored(dest, files)
+    assert server.stats.rest_offsets[BIG].count(0) == 2  # the whole file, once more
+    assert segments(dest) == {}
+
+
+async def test_a_helper_that_gives_up_leaves_its_segment_to_the_owner(
+        server: FaultyFTPServer, files: dict[str, bytes], dest: Path) -> None:
+    """A permanent reply to a helper's RETR: the file's own session fetches that segment."""
+    server.faults.add(BIG, NOT_NOW, Fault(kind="reply", reply="550 Injected for the helper"))
+    report = await mirror(server.url, dest, opts())
+    assert report.ok, report.failed
+    assert_mirrored(dest, files)
+    helper = server.stats.rest_offsets[BIG][1]
+    assert server.stats.rest_offsets[BIG].count(helper) == 2
+
+
+async def test_interrupted_tail_resumes_every_segment(server: FaultyFTPServer,
+                                                      files: dict[str, bytes],
+                                                      dest: Path) -> None:
+    """Cancelled while split, NAME.part and every segment file are exact prefixes of their
+    ranges; the next run resumes each where it ended and receives exactly what is missing."""
+    with anyio.move_on_after(0.6) as scope:  # 4 sessions need >= 1 s for BIG
+        await mirror(server.url, dest, opts())
+    assert scope.cancelled_caught
+    data = files[BIG]
+    part = (dest / (BIG + ".part")).read_bytes()
+    assert part == data[: len(part)]
+    kept = segments(dest)
+    assert kept, "the cancel came before any split"
+    for start, got in kept.items():
+        assert got == data[start:start + len(got)], start
+    have = len(part) + sum(len(got) for got in kept.values())
+    before = len(server.stats.rest_offsets[BIG])
+
+    report = await mirror(server.url, dest, opts(split_min=None))
+    assert report.ok, report.failed
+    assert_mirrored(dest, files)
+    assert segments(dest) == {}
+    rerun = server.stats.rest_offsets[BIG][before:]
+    expected = {len(part), *(start + len(got) for start, got in kept.items())}
+    expected -= {start for start in kept}  # an empty segment: asked for from its start
+    assert expected <= set(rerun) | set(kept), (rerun, kept, len(part))
+    done = {f.name: f for f in report.done}
+    assert done[BIG].received == len(data) - have
