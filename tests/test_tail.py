@@ -12,6 +12,7 @@ import pytest
 from conftest import assert_mirrored, make_tree
 from pubmed_mirror import MirrorOptions, RetryPolicy, Timeouts, mirror
 from pubmed_mirror.testing import Fault, FaultyFTPServer
+from test_cli import run
 
 BIG = "pubmed26n0001.xml.gz"
 SIZES = [6_000_000, 100_000, 120_000, 90_000]
@@ -153,3 +154,21 @@ async def test_interrupted_tail_resumes_every_segment(server: FaultyFTPServer,
     assert expected <= set(rerun) | set(kept), (rerun, kept, len(part))
     done = {f.name: f for f in report.done}
     assert done[BIG].received == len(data) - have
+
+
+@pytest.mark.parametrize("flag", [None, "--no-split"])
+def test_the_command_splits_unless_told_not_to(tmp_path: Path, flag: str | None) -> None:
+    """The installed command, default threshold (8 MiB left): a 12 MiB file behind three
+    small ones is split over the freed sessions; `--no-split` asks for it once."""
+    root = tmp_path / "remote"
+    files = make_tree(root, [12 << 20, 200_000, 300_000, 100_000])
+    with FaultyFTPServer(root) as ftpd:
+        result = run("mirror", ftpd.url, "--dest", str(tmp_path / "local"), "--rate-limit",
+                     "8M", "-q", *([flag] if flag else []))
+        offsets = ftpd.stats.rest_offsets[BIG]
+    assert result.returncode == 0, result.stderr
+    assert_mirrored(tmp_path / "local", files)
+    if flag:
+        assert offsets == [0]
+    else:
+        assert offsets[0] == 0 and len(offsets) >= 2 and all(o >= 4 << 20 for o in offsets[1:])
