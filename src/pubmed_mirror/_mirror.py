@@ -396,8 +396,9 @@ class _Attempts:
                 self.remote = remote = await self._remote(session)
                 await self._receive_first(session, remote)
         if remote is not None:
-            await self._complete(remote)
-        await anyio.to_thread.run_sync(self._record)
+            await self._complete(remote)  # which records it
+        else:
+            await anyio.to_thread.run_sync(self._record)
 
     async def _receive_first(self, session: Session, remote: RemoteFile) -> None:
         """Receive NAME.part's span (all of the file unless it was split)."""
@@ -407,11 +408,10 @@ class _Attempts:
             self.untrack()
             self.tail.reset()  # another version: its segments are worthless
             self.tail = None
-        have = await anyio.to_thread.run_sync(prepare_part, part, remote)
         if self.tail is None:
             self.tail = FileTail(part, remote.size, remote.mtime)
         tail = self.tail
-        found = [] if tail.spans else await anyio.to_thread.run_sync(tail.segments_on_disk, have)
+        have, found = await anyio.to_thread.run_sync(_prepare, tail, remote, not tail.spans)
         first = tail.start(have, found)
         self._on_start(tail.have())
         self.run.splittable[tail] = self
@@ -433,13 +433,17 @@ class _Attempts:
                 await self.run.tails.changed()
         self.untrack()
         try:
-            await anyio.to_thread.run_sync(tail.stitch)
-            await anyio.to_thread.run_sync(finalize, tail.part, self.run.dest / self.entry.name,
-                                           remote)
+            await anyio.to_thread.run_sync(self._finish, tail, remote)
         except ChecksumMismatch:
             self._furthest = self._furthest_before  # the bytes were thrown away: no progress
             self.tail = None  # the part and its segments are gone (`finalize`)
             raise
+
+    def _finish(self, tail: FileTail, remote: RemoteFile) -> None:
+        """Stitch, check and rename NAME, then record it: one trip to a worker thread."""
+        tail.stitch()
+        finalize(tail.part, self.run.dest / self.entry.name, remote)
+        self._record()
 
     async def segment(self, tail: FileTail, span: Span, *, helper: bool) -> None:
         """Receive one segment of `tail` (with retries). A helper that cannot leaves it to
@@ -561,6 +565,13 @@ class _Attempts:
                                           None, now))
         manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
                                       now, now if self.md5 else None))
+
+
+def _prepare(tail: FileTail, remote: RemoteFile, scan: bool) -> tuple[int, list[Span]]:
+    """NAME.part's length (started afresh unless it is of this version) and, when `scan`,
+    the segments a previous attempt or run left. Run in a thread."""
+    have = prepare_part(tail.part, remote)
+    return have, tail.segments_on_disk(have) if scan else []
 
 
 def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None) -> bool:

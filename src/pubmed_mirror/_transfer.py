@@ -278,15 +278,15 @@ async def receive_span(
     session is then left out of sync (`healthy` False) for its pool to discard.
     """
     with local_errors(span.path):
-        span.pos = span.start + await anyio.to_thread.run_sync(_length, span.path)
-    if span.pos > span.end:  # never splice more than the span into the file
-        raise LocalFileError(f"{span.path} is longer than its span", path=remote.path)
-    if span.pos == span.end:
-        return 0
-    with local_errors(span.path):
-        f = await aiofiles.open(span.path, "ab", buffering=0)
+        f = await _open_append(span.path)
     received = 0
     try:
+        with local_errors(span.path):
+            span.pos = span.start + os.fstat(f.fileno()).st_size
+        if span.pos > span.end:  # never splice more than the span into the file
+            raise LocalFileError(f"{span.path} is longer than its span", path=remote.path)
+        if span.pos == span.end:
+            return 0
         buffer = _read_ahead(span.end - span.pos, bucket)
         async with session.open_read(remote.path, span.pos, buffer=buffer) as stream:
             span.active = True
@@ -311,13 +311,14 @@ async def receive_span(
     return received
 
 
-def _length(path: Path) -> int:
+async def _open_append(path: Path) -> AsyncFile:
+    """`path` opened for appending (created, and its directory too, when missing)."""
     try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-        return 0
+        return await aiofiles.open(path, "ab", buffering=0)
+    except FileNotFoundError:  # a segment's directory, on the first split of a run
+        await anyio.to_thread.run_sync(functools.partial(path.parent.mkdir, parents=True,
+                                                         exist_ok=True))
+        return await aiofiles.open(path, "ab", buffering=0)
 
 
 def _read_ahead(remaining: int, bucket: TokenBucket | None) -> int | None:
