@@ -4,6 +4,9 @@ against pyftpdlib on 127.0.0.1 with faults injected in the server."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import time
 from pathlib import Path
 
 import anyio
@@ -172,3 +175,29 @@ def test_the_command_splits_unless_told_not_to(tmp_path: Path, flag: str | None)
         assert offsets == [0]
     else:
         assert offsets[0] == 0 and len(offsets) >= 2 and all(o >= 4 << 20 for o in offsets[1:])
+
+
+async def test_segments_left_on_disk_are_resumed_each_at_its_end(tmp_path: Path) -> None:
+    """A part complete up to the first segment, and two segments part-way: the run asks
+    only for the missing bytes of each segment (REST at each one's end) and none for the
+    part; nothing is fetched twice."""
+    root = tmp_path / "remote"
+    files = make_tree(root, [6_000_000])
+    data = files[BIG]
+    os.utime(root / BIG, (1_700_000_000, 1_700_000_000))
+    dest = tmp_path / "local"
+    segments_dir = dest / ".pubmed-mirror" / "segments"
+    segments_dir.mkdir(parents=True)
+    (dest / f"{BIG}.part").write_bytes(data[:2_000_000])
+    (dest / f"{BIG}.part.meta").write_text(
+        json.dumps({"size": len(data), "mtime": 1_700_000_000.0, "started": time.time()}))
+    (segments_dir / f"{BIG}.part.2000000").write_bytes(data[2_000_000:3_000_000])
+    (segments_dir / f"{BIG}.part.4000000").write_bytes(data[4_000_000:4_500_000])
+    with FaultyFTPServer(root) as ftpd:
+        report = await mirror(ftpd.url, dest, opts(split_min=None))
+        offsets = ftpd.stats.rest_offsets[BIG]
+    assert report.ok, report.failed
+    assert_mirrored(dest, files)
+    assert sorted(offsets) == [3_000_000, 4_500_000]
+    assert report.done[0].received == len(data) - 3_500_000
+    assert segments(dest) == {}

@@ -415,6 +415,7 @@ class _Attempts:
         first = tail.start(have, found)
         self._on_start(tail.have())
         self.run.splittable[tail] = self
+        self.run.tails.notify()  # its segments left on disk, if any, are for idle sessions
         await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
                            bucket=self.run.bucket, on_bytes=self._on_bytes)
 
@@ -424,7 +425,7 @@ class _Attempts:
         tail = self.tail
         assert tail is not None
         while not tail.complete():
-            span = tail.orphan()
+            span = tail.orphan(helper=False)
             if span is None and (job := self.run.tails.steal([tail])) is not None:
                 span = job[1]
             if span is not None:
@@ -463,6 +464,7 @@ class _Attempts:
         except (TransientError, PermanentError) as exc:
             if not helper:
                 raise
+            span.given_up = True
             log.warning("%s: bytes %d-%d left to its first session: %s", self.entry.name,
                         span.pos, span.end, describe(exc))
         finally:

@@ -60,7 +60,7 @@ class FileTail:
                 length = path.stat().st_size
             except OSError:
                 continue
-            if have < start < self.size and start + length <= self.size:
+            if have <= start < self.size and start + length <= self.size:
                 found.append(Span(path, start, start + length, self.size))
             else:  # already appended (a crash while stitching), or nonsense
                 path.unlink(missing_ok=True)
@@ -85,9 +85,11 @@ class FileTail:
         file; `pos` counts bytes as they arrive, before they are written)."""
         return all(span.pos >= span.end and not span.taken for span in self.spans)
 
-    def orphan(self) -> Span | None:
-        """A segment nobody is receiving (a helper gave up on it)."""
-        return next((s for s in self.spans[1:] if not s.taken and s.pos < s.end), None)
+    def orphan(self, *, helper: bool) -> Span | None:
+        """A segment nobody is receiving: left by an earlier run or attempt, or one a helper
+        gave up on (those only for the file's own attempt)."""
+        return next((s for s in self.spans[1:] if not s.taken and s.pos < s.end
+                     and not (helper and s.given_up)), None)
 
     def widest(self, min_split: int) -> Span | None:
         """The span being received with the most left, if that is worth splitting."""
@@ -164,7 +166,11 @@ class Tails:
             self.waiting -= 1
 
     def steal(self, tails: Iterable[FileTail]) -> tuple[FileTail, Span] | None:
-        """The second half of the widest span being received in `tails`."""
+        """For an idle session: a segment nobody is receiving, else the second half of the
+        widest span being received in `tails`."""
+        for tail in tails:
+            if (orphan := tail.orphan(helper=True)) is not None:
+                return tail, orphan
         if self.min_split is None:
             return None
         best: tuple[FileTail, Span] | None = None

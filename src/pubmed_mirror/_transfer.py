@@ -256,6 +256,7 @@ class Span:
     end: int
     active: bool = False  # a data connection is receiving it now
     taken: bool = False  # someone is responsible for it (a segment's helper)
+    given_up: bool = False  # a helper could not receive it: left to the file's own attempt
 
     @property
     def remaining(self) -> int:
