@@ -7,7 +7,8 @@
 It generates its data, starts its own pyftpdlib server (sendfile on, its own process) on
 127.0.0.1 -- for scenario c inside a private network namespace shaped like a far,
 per-connection-limited server (../shared/tools/ncbi-link.sh's recipe; needs root) -- runs
-each client as a whole process, alternating clients round by round, and writes
+each client as a whole process, alternating clients round by round (the order rotated each
+round, the page cache synced before each run), and writes
 benchmarks/results/RESULTS.md plus PNG plots. Every figure is a ratio or a comparison inside
 one run; a missing peer is reported, not dropped silently.
 """
@@ -72,7 +73,12 @@ def pubmed_mirror() -> list[str]:
 
 
 def timed(cmd: list[str], netns: str | None = None) -> Run:
-    """One whole client process: wall, CPU (user + sys) and peak RSS."""
+    """One whole client process: wall, CPU (user + sys) and peak RSS.
+
+    Every client starts from the same state of the page cache: what earlier runs left dirty
+    is written first, outside the timing (deleting a previous client's unwritten 512 MiB
+    copy was measured to slow whichever client ran next by up to ~40%)."""
+    os.sync()
     probe = [sys.executable, "-c", _PROBE, *cmd]
     if netns:
         probe = ["ip", "netns", "exec", netns, *probe]
@@ -183,13 +189,19 @@ def check_copy(dest: Path, root: Path, names: list[str], tool: str) -> None:
 def mirror_rounds(tools: list[str], url: str, root: Path, names: list[str], work: Path,
                   n: int, rounds: int, netns: str | None = None) -> dict[str, list[Run]]:
     runs: dict[str, list[Run]] = {t: [] for t in tools}
-    for _ in range(rounds):
-        for tool in tools:  # alternating: the machine's noise hits every client alike
+    for round_ in range(rounds):
+        for tool in rotated(tools, round_):  # the machine's noise hits every client alike
             dest = work / tool
             fresh(dest, url, names)
             runs[tool].append(timed(mirror_cmd(tool, url, dest, n), netns))
             check_copy(dest, root, names, tool)
     return runs
+
+
+def rotated(tools: list[str], round_: int) -> list[str]:
+    """The clients in a different order each round: none always follows the same one."""
+    shift = round_ % len(tools)
+    return tools[shift:] + tools[:shift]
 
 
 def median(runs: list[Run], attr: str) -> float:
@@ -220,9 +232,9 @@ def scenario_a(report: Report, work: Path, quick: bool) -> None:
         runs: dict[str, list[Run]] = {t: [] for t in tools}
         fsyncs: list[float] = []  # what making a peer's copy durable would have cost it
         startups: list[Run] = []  # Python and the imports: `pubmed-mirror --help`
-        for _ in range(rounds):
+        for round_ in range(rounds):
             startups.append(timed([*pubmed_mirror(), "--help"]))
-            for tool in tools:
+            for tool in rotated(tools, round_):
                 shutil.rmtree(out, ignore_errors=True)
                 (out / "pm").mkdir(parents=True)
                 runs[tool].append(timed(cmds[tool]))
@@ -231,9 +243,9 @@ def scenario_a(report: Report, work: Path, quick: bool) -> None:
     gb = size / 1e9
     rows = {t: (size / median(r, "wall") / 1e6, median(r, "cpu") / gb) for t, r in runs.items()}
     base = rows.get("curl")
-    lines = [f"One {size // MiB} MiB file, median of {rounds} alternating runs; CPU is user + "
-             "sys of the client process (Python start-up included). Targets: >= 0.85x curl's "
-             "throughput at <= 1.5x its CPU per GB.", "",
+    lines = [f"One {size // MiB} MiB file, median of {rounds} rounds (order rotated); CPU is "
+             "user + sys of the client process (Python start-up included). Targets: >= 0.85x "
+             "curl's throughput at <= 1.5x its CPU per GB.", "",
              "| client | MB/s | (slowest-fastest run) | CPU s/GB | MB/s vs curl | CPU/GB vs curl |",
              "|---|---|---|---|---|---|"]
     for tool, (mbps, cpu) in rows.items():
@@ -279,7 +291,7 @@ def scenario_b(report: Report, work: Path, quick: bool) -> None:
         for n in (1, 2, 4, 8):
             runs = mirror_rounds(tools, url, root, names, work / "b-out", n, rounds)
             table[n] = {t: median(r, "wall") for t, r in runs.items()}
-    lines = [f"{count} x {size // MiB} MiB, wall seconds (median of {rounds} alternating "
+    lines = [f"{count} x {size // MiB} MiB, wall seconds (median of {rounds} rotated "
              "runs). Target: pubmed-mirror <= lftp at the same parallelism. pubmed-mirror "
              "and lftp list the directory; aria2c is handed the URLs.", "",
              "| parallel | " + " | ".join(tools) + " | pubmed-mirror vs lftp |",
@@ -334,7 +346,7 @@ def scenario_c(report: Report, work: Path, quick: bool) -> None:
              f"(pubmed-mirror splits the tail's large files over idle sessions unless "
              f"`--no-split`; `lftp --use-pget-n=4`, `aria2c -x 4 -s 4` split every file). "
              f"Throughput of the "
-             f"whole process as a share of the total cap, median of {rounds} alternating runs "
+             f"whole process as a share of the total cap, median of {rounds} rotated rounds "
              "(target >= 95% for even files). `in-run`: pubmed-mirror's own summary (bytes "
              "over the run's seconds: no Python start-up), from one more run.", "",
              "| files | " + " | ".join(tools) + " | pubmed-mirror in-run |",
