@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from conftest import assert_mirrored, make_tree
-from pubmed_mirror import MirrorOptions, RetryPolicy, Timeouts, mirror
+from pubmed_mirror import FileProgress, MirrorOptions, RetryPolicy, Timeouts, mirror
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import run
 
@@ -134,9 +134,16 @@ async def test_interrupted_tail_resumes_every_segment(server: FaultyFTPServer,
                                                       dest: Path) -> None:
     """Cancelled while split, NAME.part and every segment file are exact prefixes of their
     ranges; the next run resumes each where it ended and receives exactly what is missing."""
-    with anyio.move_on_after(0.6) as scope:  # 4 sessions need >= 1 s for BIG
-        await mirror(server.url, dest, opts())
-    assert scope.cancelled_caught
+    async with anyio.create_task_group() as tg:
+        async def run() -> None:
+            await mirror(server.url, dest, opts())
+            raise AssertionError("the mirror ended before it was cancelled")
+
+        tg.start_soon(run)
+        with anyio.fail_after(20):
+            while sum(len(got) > 100_000 for got in segments(dest).values()) < 2:  # noqa: ASYNC110 (watching files)
+                await anyio.sleep(0.02)  # cancel once two segments hold data
+        tg.cancel_scope.cancel()
     data = files[BIG]
     part = (dest / (BIG + ".part")).read_bytes()
     assert part == data[: len(part)]
@@ -201,3 +208,67 @@ async def test_segments_left_on_disk_are_resumed_each_at_its_end(tmp_path: Path)
     assert sorted(offsets) == [3_000_000, 4_500_000]
     assert report.done[0].received == len(data) - 3_500_000
     assert segments(dest) == {}
+
+
+async def test_a_file_replaced_during_a_split_is_never_spliced(tmp_path: Path,
+                                                               dest: Path) -> None:
+    """No NAME.md5 to catch it: BIG is replaced on the server (same size, new mtime) once
+    its first RETR is streaming, before the small files (0.5 s each) free the sessions that
+    split it. Their RETRs would read the new version: SIZE/MDTM before each tells, and the
+    file ends up wholly the new version, never half of each."""
+    root = tmp_path / "remote"
+    files = make_tree(root, [6_000_000, 750_000, 750_000, 750_000])
+    os.utime(root / BIG, (1_700_000_000, 1_700_000_000))
+    newer = bytes(reversed(files[BIG]))
+    (tmp_path / "newer").write_bytes(newer)
+    os.utime(tmp_path / "newer", (1_700_000_100, 1_700_000_100))
+    replaced: list[bool] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, FileProgress) and event.name == BIG and not replaced:
+            os.replace(tmp_path / "newer", root / BIG)  # the open RETR keeps the old inode
+            replaced.append(True)
+
+    with FaultyFTPServer(root, rate_per_connection=RATE) as ftpd:
+        report = await mirror(ftpd.url, dest, opts(), on_event=on_event)
+        offsets = ftpd.stats.rest_offsets[BIG]
+    assert replaced and report.ok, report.failed
+    assert (dest / BIG).read_bytes() == newer
+    assert offsets.count(0) == 2, offsets  # fetched again from 0, once the change was seen
+
+
+async def test_a_segment_the_server_refuses_makes_the_file_come_whole(
+        server: FaultyFTPServer, files: dict[str, bytes], dest: Path) -> None:
+    """One helper (2 sessions), one split (each half is under split_min): the helper's RETR
+    and then the owner's are refused with a 5xx; the file is fetched again from 0 without
+    splitting, and arrives."""
+    server.faults.add(BIG, NOT_NOW, Fault(kind="reply", reply="550 Injected"),
+                      Fault(kind="reply", reply="550 Injected again"))
+    report = await mirror(server.url, dest, opts(concurrency=2, split_min=4_000_000))
+    assert report.ok, report.failed
+    assert_mirrored(dest, files)
+    offsets = server.stats.rest_offsets[BIG]
+    assert offsets[0] == 0 and offsets[1] == offsets[2] > 0 and offsets[3:] == [0], offsets
+    assert segments(dest) == {}
+
+
+async def test_a_stitch_cut_short_by_a_crash_is_redone(tmp_path: Path) -> None:
+    """NAME.part holds its span and 300 kB of the next segment's bytes (a crash while
+    appending it): the part is cut back to the segment's start and the segment resumed."""
+    root = tmp_path / "remote"
+    files = make_tree(root, [6_000_000])
+    data = files[BIG]
+    os.utime(root / BIG, (1_700_000_000, 1_700_000_000))
+    dest = tmp_path / "local"
+    segments_dir = dest / ".pubmed-mirror" / "segments"
+    segments_dir.mkdir(parents=True)
+    (dest / f"{BIG}.part").write_bytes(data[:2_300_000])
+    (dest / f"{BIG}.part.meta").write_text(
+        json.dumps({"size": len(data), "mtime": 1_700_000_000.0, "started": time.time()}))
+    (segments_dir / f"{BIG}.part.2000000").write_bytes(data[2_000_000:3_000_000])
+    with FaultyFTPServer(root) as ftpd:
+        report = await mirror(ftpd.url, dest, opts(split_min=None))
+        offsets = ftpd.stats.rest_offsets[BIG]
+    assert report.ok, report.failed
+    assert_mirrored(dest, files)
+    assert offsets == [3_000_000]

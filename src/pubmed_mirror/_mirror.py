@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
@@ -24,6 +24,7 @@ from ._errors import (
     MirrorError,
     PermanentError,
     ProtocolError,
+    RemoteFileError,
     TransientError,
     TruncatedTransfer,
     describe,
@@ -62,6 +63,7 @@ from ._transfer import (
     RemoteFile,
     Span,
     discard_empty_part,
+    discard_part,
     fetch_small,
     file_md5,
     finalize,
@@ -70,6 +72,7 @@ from ._transfer import (
     part_started,
     prepare_part,
     receive_span,
+    resumable,
     sync_directory,
     write_atomically,
 )
@@ -351,6 +354,7 @@ class _Attempts:
         self._furthest = 0
         self._furthest_before = 0  # at the start of the current attempt
         self.remote: RemoteFile | None = None  # what the current attempt fetches
+        self.current = planned.entry  # the version it fetches, as listed or as SIZE/MDTM say
         self.tail: FileTail | None = None  # its spans, once it is being received
 
     def furthest(self) -> int:
@@ -409,9 +413,15 @@ class _Attempts:
             self.tail.reset()  # another version: its segments are worthless
             self.tail = None
         if self.tail is None:
-            self.tail = FileTail(part, remote.size, remote.mtime)
+            exact = (self.current.size is not None and self.current.mtime is not None
+                     and self.current.mtime_resolution <= 1)
+            self.tail = FileTail(part, remote.size, remote.mtime,
+                                 splittable=remote.md5 is not None or exact)
         tail = self.tail
-        have, found = await anyio.to_thread.run_sync(_prepare, tail, remote, not tail.spans)
+        have, found, restarted = await anyio.to_thread.run_sync(_prepare, tail, remote,
+                                                                not tail.spans)
+        if restarted and tail.spans:  # its record was lost: so are the segments
+            tail.reset()
         first = tail.start(have, found)
         self._on_start(tail.have())
         self.run.splittable[tail] = self
@@ -429,7 +439,10 @@ class _Attempts:
             if span is None and (job := self.run.tails.steal([tail])) is not None:
                 span = job[1]
             if span is not None:
-                await self.segment(tail, span, helper=False)
+                try:
+                    await self.segment(tail, span, helper=False)
+                except RemoteFileError as exc:  # say, REST refused: resuming cannot work here
+                    await self._unsplit(tail, exc)
             else:
                 await self.run.tails.changed()
         self.untrack()
@@ -439,6 +452,19 @@ class _Attempts:
             self._furthest = self._furthest_before  # the bytes were thrown away: no progress
             self.tail = None  # the part and its segments are gone (`finalize`)
             raise
+
+    async def _unsplit(self, tail: FileTail, error: RemoteFileError) -> NoReturn:
+        """A segment the server will not serve: no more splitting in this run, and this file
+        is fetched again whole, from byte 0 (a file that is really gone fails then)."""
+        self.run.tails.min_split = None
+        log.warning("%s: a segment was refused (%s): splitting off, fetching it whole",
+                    self.entry.name, describe(error))
+        self.untrack()
+        tail.reset()
+        self.tail = None
+        await anyio.to_thread.run_sync(discard_part, tail.part)
+        raise TruncatedTransfer(f"a segment was refused: {describe(error)}",
+                                path=self.entry.name) from error
 
     def _finish(self, tail: FileTail, remote: RemoteFile) -> None:
         """Stitch, check and rename NAME, then record it: one trip to a worker thread."""
@@ -474,10 +500,11 @@ class _Attempts:
 
     async def _segment_attempt(self, tail: FileTail, remote: RemoteFile, span: Span) -> None:
         async with self.run.pool.session() as session:
-            if span.pos > span.start:  # a retry that would resume: is it the same file?
+            if remote.md5 is None:
+                # another connection, another RETR: still the version the part holds? (with
+                # an MD5, a splice of two versions fails the check instead)
                 now = await session.stat(remote.path)
-                started = await anyio.to_thread.run_sync(part_started, tail.part)
-                if not _same_version(self.entry, now, started):
+                if not _same_version(self.current, now, None):
                     raise ProtocolError("changed on the server during the transfer",
                                         path=remote.path)
             await receive_span(session, remote, span,
@@ -555,6 +582,7 @@ class _Attempts:
             raise ProtocolError("the server gives no size for this file", path=path)
         self.size = entry.size
         self.mtime = entry.mtime if entry.mtime else self.entry.mtime
+        self.current = entry
         return RemoteFile(path, entry.size, self.mtime, self.md5)
 
     def _record(self) -> None:
@@ -569,11 +597,16 @@ class _Attempts:
                                       now, now if self.md5 else None))
 
 
-def _prepare(tail: FileTail, remote: RemoteFile, scan: bool) -> tuple[int, list[Span]]:
-    """NAME.part's length (started afresh unless it is of this version) and, when `scan`,
-    the segments a previous attempt or run left. Run in a thread."""
+def _prepare(tail: FileTail, remote: RemoteFile,
+             scan: bool) -> tuple[int, list[Span], bool]:
+    """NAME.part's length (started afresh unless it is of this version: `restarted`) and,
+    when `scan`, the segments a previous attempt or run left. Run in a thread."""
+    restarted = resumable(tail.part, remote) is None
     have = prepare_part(tail.part, remote)
-    return have, tail.segments_on_disk(have) if scan else []
+    if scan or restarted:
+        have, found = tail.segments_on_disk(have)
+        return have, found, restarted
+    return have, [], restarted
 
 
 def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None) -> bool:

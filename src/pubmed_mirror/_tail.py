@@ -28,10 +28,13 @@ __all__ = ["FileTail", "Tails"]
 class FileTail:
     """The spans of one file: the first is NAME.part itself, the others its segments."""
 
-    def __init__(self, part: Path, size: int, mtime: float | None) -> None:
+    def __init__(self, part: Path, size: int, mtime: float | None, *, splittable: bool) -> None:
         self.part = part
         self.size = size
         self.mtime = mtime  # the version the spans are of
+        # only when two versions spliced together would be caught: an MD5 to check, or exact
+        # times to compare before each segment's RETR
+        self.splittable = splittable
         self.spans: list[Span] = []
         self.scopes: set[anyio.CancelScope] = set()  # the helpers' transfers, to cancel
 
@@ -50,21 +53,25 @@ class FileTail:
         first.pos = have
         return first
 
-    def segments_on_disk(self, have: int) -> list[Span]:
-        """NAME's segment files a previous attempt or run left, each a prefix of the span
-        from its START (they are removed whenever NAME.part starts again from another
-        version). Run in a thread."""
+    def segments_on_disk(self, have: int) -> tuple[int, list[Span]]:
+        """NAME.part's length and the segment files a previous attempt or run left, each a
+        prefix of the span from its START (they are removed whenever NAME.part starts again
+        from another version). A part that a crash left half-way through appending a segment
+        is cut back to that segment's start. Run in a thread."""
         found = []
-        for start, path in segment_files(self.part):
+        for start, path in sorted(segment_files(self.part)):
             try:
                 length = path.stat().st_size
             except OSError:
                 continue
+            if start < have < start + length and start + length <= self.size:
+                os.truncate(self.part, start)  # stitching was interrupted: redo it
+                have = start
             if have <= start < self.size and start + length <= self.size:
                 found.append(Span(path, start, start + length, self.size))
             else:  # already appended (a crash while stitching), or nonsense
                 path.unlink(missing_ok=True)
-        return sorted(found, key=lambda span: span.start)
+        return have, found
 
     def stop_helpers(self) -> None:
         for scope in self.scopes:
@@ -119,15 +126,23 @@ class FileTail:
                 if len(self.spans) == 1:
                     return
                 span = self.spans[1]
-                if (have := span.path.stat().st_size) != span.end - span.start:
+                try:
+                    have = span.path.stat().st_size
+                except FileNotFoundError:  # removed behind our back: receive it again
+                    have = 0
+                if have != span.end - span.start:
                     span.pos = span.start + min(have, span.end - span.start)
                     raise TruncatedTransfer(f"segment {span.path.name} holds {have} of "
                                             f"{span.end - span.start} bytes", path=self.part.name)
-                with span.path.open("rb") as segment:
-                    _copy(segment.fileno(), out.fileno(), span.end - span.start)
+                try:
+                    with span.path.open("rb") as segment:
+                        _copy(segment.fileno(), out.fileno(), span.end - span.start)
+                except BaseException:
+                    os.ftruncate(out.fileno(), first.end)  # the part stays a prefix: retry it
+                    raise
                 first.end = first.pos = span.end
                 del self.spans[1]
-                span.path.unlink()
+                span.path.unlink(missing_ok=True)
 
 
 def _copy(src: int, dst: int, count: int) -> None:
@@ -136,12 +151,15 @@ def _copy(src: int, dst: int, count: int) -> None:
     while count:
         try:
             done = os.copy_file_range(src, dst, count)
-        except OSError:  # another file system, an old kernel: copy through memory
-            done = len(chunk := os.read(src, min(count, 1 << 20)))
-            if done:
-                os.write(dst, chunk)
-        if done == 0:
-            raise ProtocolError("segment shorter than it was a moment ago")
+        except OSError:  # another file system, an old kernel
+            done = 0
+        if done == 0:  # (some file systems answer 0 rather than an error): through memory
+            chunk = memoryview(os.read(src, min(count, 1 << 20)))
+            if not chunk:
+                raise ProtocolError("segment shorter than it was a moment ago")
+            done = len(chunk)
+            while chunk:
+                chunk = chunk[os.write(dst, chunk):]
         count -= done
 
 
@@ -175,6 +193,8 @@ class Tails:
             return None
         best: tuple[FileTail, Span] | None = None
         for tail in tails:
+            if not tail.splittable:
+                continue
             span = tail.widest(self.min_split)
             if span is not None and (best is None or span.remaining > best[1].remaining):
                 best = (tail, span)
