@@ -13,7 +13,14 @@ import anyio
 import pytest
 
 from conftest import assert_mirrored, make_tree
-from pubmed_mirror import FileProgress, MirrorOptions, RetryPolicy, Timeouts, mirror
+from pubmed_mirror import (
+    FileProgress,
+    MirrorOptions,
+    RetryPolicy,
+    Timeouts,
+    mirror,
+    plan_mirror,
+)
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import run
 
@@ -79,6 +86,7 @@ async def test_idle_sessions_split_the_last_large_file(server: FaultyFTPServer,
 
 async def test_no_split_when_turned_off(server: FaultyFTPServer, files: dict[str, bytes],
                                         dest: Path) -> None:
+    """split_min=None: BIG is asked for once, from 0."""
     report = await mirror(server.url, dest, opts(split_min=None))
     assert report.ok
     assert_mirrored(dest, files)
@@ -87,6 +95,7 @@ async def test_no_split_when_turned_off(server: FaultyFTPServer, files: dict[str
 
 async def test_no_split_with_one_session(server: FaultyFTPServer, files: dict[str, bytes],
                                          dest: Path) -> None:
+    """With one session there is no idle one to split with: BIG is asked for once."""
     report = await mirror(server.url, dest, opts(concurrency=1, include=(BIG,)))
     assert report.ok and server.stats.rest_offsets[BIG] == [0]
 
@@ -110,6 +119,7 @@ async def test_a_reset_segment_resumes_inside_itself(server: FaultyFTPServer,
 
 async def test_a_corrupt_segment_fails_the_whole_md5_and_is_fetched_again(
         server: FaultyFTPServer, files: dict[str, bytes], dest: Path) -> None:
+    """A flipped byte in a helper's segment fails the whole file's MD5: it comes again."""
     server.faults.add(BIG, NOT_NOW, Fault(kind="corrupt", after_bytes=1000))
     report = await mirror(server.url, dest, opts())
     assert report.ok, report.failed
@@ -201,6 +211,8 @@ async def test_segments_left_on_disk_are_resumed_each_at_its_end(tmp_path: Path)
     (segments_dir / f"{BIG}.part.2000000").write_bytes(data[2_000_000:3_000_000])
     (segments_dir / f"{BIG}.part.4000000").write_bytes(data[4_000_000:4_500_000])
     with FaultyFTPServer(root) as ftpd:
+        plan = await plan_mirror(ftpd.url, dest, opts(split_min=None))
+        assert [(f.name, f.have) for f in plan.files] == [(BIG, 3_500_000)]  # dry run's view
         report = await mirror(ftpd.url, dest, opts(split_min=None))
         offsets = ftpd.stats.rest_offsets[BIG]
     assert report.ok, report.failed

@@ -18,7 +18,7 @@ from typing import Literal
 from ._errors import LocalFileError
 from ._pubmed import file_order
 from ._state import STATE_DIR, Manifest, ManifestEntry
-from ._transfer import RemoteFile, part_path, resumable
+from ._transfer import RemoteFile, part_path, resumable, segment_files
 from ._transport import RemoteEntry
 
 __all__ = [
@@ -172,9 +172,16 @@ def _vouched(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
 
 
 def _part_length(local: Path, entry: RemoteEntry) -> int:
+    """What a fetch would resume from: NAME.part of this version and its segments."""
     if entry.size is None:
         return 0
-    return resumable(part_path(local), RemoteFile(entry.name, entry.size, entry.mtime)) or 0
+    part = part_path(local)
+    have = resumable(part, RemoteFile(entry.name, entry.size, entry.mtime))
+    if have is None:
+        return 0
+    with contextlib.suppress(OSError):
+        have += sum(path.stat().st_size for start, path in segment_files(part) if start >= have)
+    return have
 
 
 def _action(dest: Path, manifest: Manifest, entry: RemoteEntry,
