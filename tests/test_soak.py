@@ -1,7 +1,8 @@
 """A randomized fault soak: a 50-file mirror against a server that misbehaves at random
 (seeded, so a failure is reproducible): drops at random offsets with 426 and with 226, resets,
 stalls, bursts of 450 and 421 replies, corrupted bytes, the control connection killed
-mid-transfer, and the whole server restarted mid-run.
+mid-transfer, and the whole server restarted mid-run; once more with files split over idle
+sessions at the tail.
 
 The short soak runs in the normal suite; the long one by hand:
     .venv/bin/python -m pytest -m soak -s tests/test_soak.py
@@ -91,7 +92,8 @@ def publish(root: Path, rng: random.Random, files: int) -> dict[str, bytes]:
     return tree
 
 
-async def soak(tmp_path: Path, *, seed: int, files: int, restarts: int) -> Figures:
+async def soak(tmp_path: Path, *, seed: int, files: int, restarts: int,
+               split_min: int | None = None, rate: int = 0) -> Figures:
     rng = random.Random(seed)
     tree = publish(tmp_path / "remote", rng, files)
     plan = FaultPlan()
@@ -101,9 +103,9 @@ async def soak(tmp_path: Path, *, seed: int, files: int, restarts: int) -> Figur
     restart_at = sorted(rng.uniform(0.3, 1.5) for _ in range(restarts))  # the run takes ~2 s
     events: list[tuple[float, Event]] = []
     options = MirrorOptions(
-        concurrency=4, timeouts=Timeouts(connect=5, stall=0.5),
+        concurrency=4, timeouts=Timeouts(connect=5, stall=0.5), split_min=split_min,
         retry=RetryPolicy(attempts=8, base=0.05, cap=0.5))
-    with FaultyFTPServer(tmp_path / "remote", faults=plan) as server:
+    with FaultyFTPServer(tmp_path / "remote", faults=plan, rate_per_connection=rate) as server:
         started = anyio.current_time()
 
         restarted = 0
@@ -133,7 +135,9 @@ async def soak(tmp_path: Path, *, seed: int, files: int, restarts: int) -> Figur
     assert set(done) == set(tree)
     for name in tree:
         assert done[name].attempts - 1 == sum(1 for e in retrying if e.name == name), name
-        assert stats.retr[name] <= done[name].attempts, name
+        if split_min is None:  # (a split file has a RETR per segment too)
+            assert stats.retr[name] <= done[name].attempts, name
+    assert not list((tmp_path / "local" / ".pubmed-mirror" / "segments").glob("*"))
     progress = [t for t, e in events if isinstance(e, FileProgress)]
     gaps = [b - a for a, b in zip(progress, progress[1:], strict=False)]
     return Figures(
@@ -162,6 +166,17 @@ async def test_short_soak(tmp_path: Path) -> None:
     """50 files, ~50 MB, faults at random on about half of them, two server restarts."""
     figures = await soak(tmp_path, seed=SEED, files=50, restarts=2)
     print(figures.line())
+    check_bound(figures)
+
+
+@pytest.mark.timeout(300)
+async def test_short_soak_splitting_the_tail(tmp_path: Path) -> None:
+    """The same faults and restarts, at 4 MB/s per connection, while idle sessions split
+    every file with 256 KiB left."""
+    figures = await soak(tmp_path, seed=SEED + 100, files=50, restarts=2, split_min=256 << 10,
+                         rate=4_000_000)
+    print(figures.line())
+    assert (tmp_path / "local" / ".pubmed-mirror" / "segments").is_dir()  # made at a split
     check_bound(figures)
 
 
