@@ -65,7 +65,8 @@ class FileTail:
             except OSError:
                 continue
             if start < have < start + length and start + length <= self.size:
-                os.truncate(self.part, start)  # stitching was interrupted: redo it
+                with local_errors(self.part):
+                    os.truncate(self.part, start)  # stitching was interrupted: redo it
                 have = start
             if have <= start < self.size and start + length <= self.size:
                 found.append(Span(path, start, start + length, self.size))
