@@ -176,6 +176,25 @@ async def test_interrupted_tail_resumes_every_segment(server: FaultyFTPServer,
     assert done[BIG].received == len(data) - have
 
 
+def left_behind(tmp_path: Path, part: int, pieces: list[tuple[int, int]]
+                ) -> tuple[Path, dict[str, bytes], Path]:
+    """A 6 MB BIG on the server and what an interrupted run left of it in DEST: NAME.part
+    with its first `part` bytes (and its record), and segment files holding data[a:b]."""
+    root = tmp_path / "remote"
+    files = make_tree(root, [6_000_000])
+    data = files[BIG]
+    os.utime(root / BIG, (1_700_000_000, 1_700_000_000))
+    dest = tmp_path / "local"
+    segments_dir = dest / ".pubmed-mirror" / "segments"
+    segments_dir.mkdir(parents=True)
+    (dest / f"{BIG}.part").write_bytes(data[:part])
+    (dest / f"{BIG}.part.meta").write_text(
+        json.dumps({"size": len(data), "mtime": 1_700_000_000.0, "started": time.time()}))
+    for start, end in pieces:
+        (segments_dir / f"{BIG}.part.{start}").write_bytes(data[start:end])
+    return root, files, dest
+
+
 @pytest.mark.parametrize("flag", [None, "--no-split"])
 def test_the_command_splits_unless_told_not_to(tmp_path: Path, flag: str | None) -> None:
     """The installed command, default threshold (8 MiB left): a 12 MiB file behind three
@@ -198,18 +217,9 @@ async def test_segments_left_on_disk_are_resumed_each_at_its_end(tmp_path: Path)
     """A part complete up to the first segment, and two segments part-way: the run asks
     only for the missing bytes of each segment (REST at each one's end) and none for the
     part; nothing is fetched twice."""
-    root = tmp_path / "remote"
-    files = make_tree(root, [6_000_000])
+    root, files, dest = left_behind(tmp_path, 2_000_000,
+                                    [(2_000_000, 3_000_000), (4_000_000, 4_500_000)])
     data = files[BIG]
-    os.utime(root / BIG, (1_700_000_000, 1_700_000_000))
-    dest = tmp_path / "local"
-    segments_dir = dest / ".pubmed-mirror" / "segments"
-    segments_dir.mkdir(parents=True)
-    (dest / f"{BIG}.part").write_bytes(data[:2_000_000])
-    (dest / f"{BIG}.part.meta").write_text(
-        json.dumps({"size": len(data), "mtime": 1_700_000_000.0, "started": time.time()}))
-    (segments_dir / f"{BIG}.part.2000000").write_bytes(data[2_000_000:3_000_000])
-    (segments_dir / f"{BIG}.part.4000000").write_bytes(data[4_000_000:4_500_000])
     with FaultyFTPServer(root) as ftpd:
         plan = await plan_mirror(ftpd.url, dest, opts(split_min=None))
         assert [(f.name, f.have) for f in plan.files] == [(BIG, 3_500_000)]  # dry run's view
@@ -267,17 +277,7 @@ async def test_a_segment_the_server_refuses_makes_the_file_come_whole(
 async def test_a_stitch_cut_short_by_a_crash_is_redone(tmp_path: Path) -> None:
     """NAME.part holds its span and 300 kB of the next segment's bytes (a crash while
     appending it): the part is cut back to the segment's start and the segment resumed."""
-    root = tmp_path / "remote"
-    files = make_tree(root, [6_000_000])
-    data = files[BIG]
-    os.utime(root / BIG, (1_700_000_000, 1_700_000_000))
-    dest = tmp_path / "local"
-    segments_dir = dest / ".pubmed-mirror" / "segments"
-    segments_dir.mkdir(parents=True)
-    (dest / f"{BIG}.part").write_bytes(data[:2_300_000])
-    (dest / f"{BIG}.part.meta").write_text(
-        json.dumps({"size": len(data), "mtime": 1_700_000_000.0, "started": time.time()}))
-    (segments_dir / f"{BIG}.part.2000000").write_bytes(data[2_000_000:3_000_000])
+    root, files, dest = left_behind(tmp_path, 2_300_000, [(2_000_000, 3_000_000)])
     with FaultyFTPServer(root) as ftpd:
         report = await mirror(ftpd.url, dest, opts(split_min=None))
         offsets = ftpd.stats.rest_offsets[BIG]
