@@ -58,7 +58,7 @@ from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
 from ._source import FtpSource
 from ._state import DestLock, Manifest, ManifestEntry
-from ._tail import FileTail, Tails
+from ._tail import FileTail, Tails, segments_on_disk
 from ._transfer import (
     RemoteFile,
     Span,
@@ -70,9 +70,8 @@ from ._transfer import (
     local_errors,
     part_path,
     part_started,
-    prepare_part,
     receive_span,
-    resumable,
+    start_part,
     sync_directory,
     write_atomically,
 )
@@ -317,7 +316,6 @@ class _Run:
         except MirrorError as exc:
             error = exc
         else:
-            tracker.untrack()
             if tracker.local_copy_kept:
                 self.emit(FileSkipped(planned.name, planned.size))
                 return FileResult(planned.name, "skipped", planned.size)
@@ -407,21 +405,17 @@ class _Attempts:
     async def _receive_first(self, session: Session, remote: RemoteFile) -> None:
         """Receive NAME.part's span (all of the file unless it was split)."""
         part = part_path(self.run.dest / self.entry.name)
-        if self.tail is not None and (self.tail.size, self.tail.mtime) != (remote.size,
-                                                                           remote.mtime):
-            self.untrack()
-            self.tail.reset()  # another version: its segments are worthless
+        scan = self.tail is None or not self.tail.spans
+        have, found, restarted = await anyio.to_thread.run_sync(_prepare, part, remote, scan)
+        if restarted and self.tail is not None:  # another version, or its record was lost:
+            self.untrack()                       # the segments are gone with the part
+            self.tail.reset()
             self.tail = None
         if self.tail is None:
             exact = (self.current.size is not None and self.current.mtime is not None
                      and self.current.mtime_resolution <= 1)
-            self.tail = FileTail(part, remote.size, remote.mtime,
-                                 splittable=remote.md5 is not None or exact)
+            self.tail = FileTail(part, remote.size, splittable=remote.md5 is not None or exact)
         tail = self.tail
-        have, found, restarted = await anyio.to_thread.run_sync(_prepare, tail, remote,
-                                                                not tail.spans)
-        if restarted and tail.spans:  # its record was lost: so are the segments
-            tail.reset()
         first = tail.start(have, found)
         self._on_start(tail.have())
         self.run.splittable[tail] = self
@@ -597,14 +591,13 @@ class _Attempts:
                                       now, now if self.md5 else None))
 
 
-def _prepare(tail: FileTail, remote: RemoteFile,
-             scan: bool) -> tuple[int, list[Span], bool]:
-    """NAME.part's length (started afresh unless it is of this version: `restarted`) and,
-    when `scan`, the segments a previous attempt or run left. Run in a thread."""
-    restarted = resumable(tail.part, remote) is None
-    have = prepare_part(tail.part, remote)
-    if scan or restarted:
-        have, found = tail.segments_on_disk(have)
+def _prepare(part: Path, remote: RemoteFile, scan: bool) -> tuple[int, list[Span], bool]:
+    """NAME.part's length (started afresh, its segments removed, unless it is of this
+    version: `restarted`) and, when `scan`, the segments a previous attempt or run left.
+    Run in a thread."""
+    have, restarted = start_part(part, remote)
+    if scan and not restarted:
+        have, found = segments_on_disk(part, remote.size, have)
         return have, found, restarted
     return have, [], restarted
 

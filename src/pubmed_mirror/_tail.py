@@ -22,16 +22,15 @@ import anyio
 from ._errors import ProtocolError, TruncatedTransfer
 from ._transfer import Span, local_errors, segment_files, segment_path
 
-__all__ = ["FileTail", "Tails"]
+__all__ = ["FileTail", "Tails", "segments_on_disk"]
 
 
 class FileTail:
     """The spans of one file: the first is NAME.part itself, the others its segments."""
 
-    def __init__(self, part: Path, size: int, mtime: float | None, *, splittable: bool) -> None:
+    def __init__(self, part: Path, size: int, *, splittable: bool) -> None:
         self.part = part
         self.size = size
-        self.mtime = mtime  # the version the spans are of
         # only when two versions spliced together would be caught: an MD5 to check, or exact
         # times to compare before each segment's RETR
         self.splittable = splittable
@@ -52,27 +51,6 @@ class FileTail:
         first = self.spans[0]
         first.pos = have
         return first
-
-    def segments_on_disk(self, have: int) -> tuple[int, list[Span]]:
-        """NAME.part's length and the segment files a previous attempt or run left, each a
-        prefix of the span from its START (they are removed whenever NAME.part starts again
-        from another version). A part that a crash left half-way through appending a segment
-        is cut back to that segment's start. Run in a thread."""
-        found = []
-        for start, path in sorted(segment_files(self.part)):
-            try:
-                length = path.stat().st_size
-            except OSError:
-                continue
-            if start < have < start + length and start + length <= self.size:
-                with local_errors(self.part):
-                    os.truncate(self.part, start)  # stitching was interrupted: redo it
-                have = start
-            if have <= start < self.size and start + length <= self.size:
-                found.append(Span(path, start, start + length, self.size))
-            else:  # already appended (a crash while stitching), or nonsense
-                path.unlink(missing_ok=True)
-        return have, found
 
     def stop_helpers(self) -> None:
         for scope in self.scopes:
@@ -144,6 +122,28 @@ class FileTail:
                 first.end = first.pos = span.end
                 del self.spans[1]
                 span.path.unlink(missing_ok=True)
+
+
+def segments_on_disk(part: Path, size: int, have: int) -> tuple[int, list[Span]]:
+    """NAME.part's length and the segment files a previous attempt or run left, each a
+    prefix of the span from its START (they are removed whenever NAME.part starts again
+    from another version). A part that a crash left half-way through appending a segment
+    is cut back to that segment's start. Run in a thread."""
+    found = []
+    for start, path in sorted(segment_files(part)):
+        try:
+            length = path.stat().st_size
+        except OSError:
+            continue
+        if start < have < start + length and start + length <= size:
+            with local_errors(part):
+                os.truncate(part, start)  # stitching was interrupted: redo it
+            have = start
+        if have <= start < size and start + length <= size:
+            found.append(Span(path, start, start + length, size))
+        else:  # already appended (a crash while stitching), or nonsense
+            path.unlink(missing_ok=True)
+    return have, found
 
 
 def _copy(src: int, dst: int, count: int) -> None:

@@ -98,9 +98,14 @@ def part_started(part: Path) -> float | None:
 
 def prepare_part(part: Path, remote: RemoteFile) -> int:
     """Return the offset to resume from; start NAME.part afresh unless it is from this version."""
+    return start_part(part, remote)[0]
+
+
+def start_part(part: Path, remote: RemoteFile) -> tuple[int, bool]:
+    """`prepare_part`, also saying whether NAME.part (and its segments) started afresh."""
     have = resumable(part, remote)
     if have is not None:
-        return have
+        return have, False
     meta = _meta_path(part)
     with local_errors(part):
         part.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +119,7 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
             os.replace(tmp, meta)
         finally:
             tmp.unlink(missing_ok=True)
-    return 0
+    return 0, True
 
 
 def discard_part(part: Path) -> None:
