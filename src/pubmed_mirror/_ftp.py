@@ -6,14 +6,16 @@ import asyncio
 import calendar
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aioftp
 import anyio
 
+from ._direct import CHUNK, DirectReceiver, Mover
 from ._errors import (
     Phase,
     ProtocolError,
@@ -30,6 +32,12 @@ __all__ = ["FtpSession", "FtpTransport", "parse_mlsx_time"]
 _Entries = list[RemoteEntry]  # FtpSession.list shadows the builtin inside the class
 
 log = logging.getLogger("pubmed_mirror")
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Closable)
 
 _CLOSE_TIMEOUT = 2.0
 _MIN_BUFFER = 16 << 10
@@ -128,31 +136,59 @@ class FtpTransport:
         return FtpSession(client, stall_timeout=self.stall_timeout)
 
 
-class FtpReadStream:
-    """The data connection of one RETR (or listing), received with one copy (see `_receiver`)."""
+class _DataStream:
+    """The data connection of one RETR (or listing) and the final reply that ends it."""
 
-    def __init__(self, session: FtpSession, path: str, receiver: Receiver, *,
-                 phase: Phase = "transfer") -> None:
+    def __init__(self, session: FtpSession, path: str, *, phase: Phase = "transfer") -> None:
         self._session = session
         self._path = path
-        self._receiver = receiver
         self._phase = phase
 
-    async def read(self) -> memoryview:
-        with map_ftp_errors(phase=self._phase, path=self._path):
-            return await self._receiver.read()
-
-    def take_buffered(self) -> memoryview:
-        return self._receiver.take_buffered()
-
     def close(self) -> None:
-        self._receiver.close()
+        raise NotImplementedError
 
     async def finish(self) -> None:
         self.close()
         with _deadline(self._session.stall_timeout, phase="finish", path=self._path):
             await self._session.client.command(None, "2xx", "1xx")
         self._session.healthy = True  # the final reply is read: back in sync
+
+
+class FtpReadStream(_DataStream):
+    """Received into memory with one copy (see `_receiver`): listings, checksum files."""
+
+    def __init__(self, session: FtpSession, path: str, receiver: Receiver, *,
+                 phase: Phase = "transfer") -> None:
+        super().__init__(session, path, phase=phase)
+        self._receiver = receiver
+
+    async def read(self) -> memoryview:
+        with map_ftp_errors(phase=self._phase, path=self._path):
+            return await self._receiver.read()
+
+    def close(self) -> None:
+        self._receiver.close()
+
+
+class FtpDirectStream(_DataStream):
+    """Received straight into a file (see `_direct`): the files mirrored."""
+
+    def __init__(self, session: FtpSession, path: str, receiver: DirectReceiver) -> None:
+        super().__init__(session, path)
+        self._receiver = receiver
+
+    @property
+    def mover(self) -> Mover:
+        return self._receiver.mover
+
+    def move(self, fd: int, offset: int, limit: int) -> int:
+        return self._receiver.move(fd, offset, limit)
+
+    async def readable(self) -> None:
+        await self._receiver.readable()
+
+    def close(self) -> None:
+        self._receiver.close()
 
 
 class FtpSession:
@@ -176,11 +212,11 @@ class FtpSession:
     def __repr__(self) -> str:
         return f"<FtpSession {'healthy' if self.healthy else 'broken'}>"
 
-    async def _open_data(self, command: str, *, phase: Phase, path: str, offset: int = 0,
-                         buffer: int | None = None) -> Receiver:
-        """TYPE I, EPSV (PASV after a 5xx), connect, REST, `command`: the data connection.
+    async def _open_data(self, command: str, connect: Callable[[str, int], Awaitable[_C]], *,
+                         phase: Phase, path: str, offset: int = 0) -> _C:
+        """TYPE I, EPSV (PASV after a 5xx), `connect`, REST, `command`: the data connection.
 
-        Unhealthy from here until the final reply is read (`FtpReadStream.finish`). The
+        Unhealthy from here until the final reply is read (`_DataStream.finish`). The
         data address is the control connection's peer, never the one PASV names.
         """
         self.healthy = False
@@ -196,24 +232,43 @@ class FtpSession:
                     raise
                 _, info = await client.command("PASV", "227")
                 _, port = client.parse_pasv_response(info[-1])
-            _, receiver = await asyncio.get_running_loop().create_connection(
-                lambda: Receiver(**_receiver_sizes(buffer)), self._data_host, port)
+            connection = await connect(self._data_host, port)
         try:
             with _deadline(self.stall_timeout, phase=phase, path=path):
                 if offset:
                     await client.command(f"REST {offset}", "350")
                 await client.command(command, "1xx")
         except BaseException:
-            receiver.close()
+            connection.close()
             raise
-        return receiver
+        return connection
 
     @contextlib.asynccontextmanager
     async def open_read(self, path: str, offset: int, *, buffer: int | None = None
                         ) -> AsyncIterator[FtpReadStream]:
-        receiver = await self._open_data(f"RETR {path}", phase="retr", path=path,
-                                         offset=offset, buffer=buffer)
+        receiver = await self._open_data(f"RETR {path}", _receiver(buffer), phase="retr",
+                                         path=path, offset=offset)
         stream = FtpReadStream(self, path, receiver)
+        try:
+            yield stream
+        finally:
+            stream.close()
+
+    @contextlib.asynccontextmanager
+    async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
+                          mover: Mover = "splice") -> AsyncIterator[FtpDirectStream]:
+        async def connect(host: str, port: int) -> DirectReceiver:
+            sock = await _connect_socket(host, port, buffer)
+            try:
+                chunk = CHUNK if buffer is None else max(min(buffer, CHUNK), _MIN_BUFFER)
+                return DirectReceiver(sock, mover=mover, chunk=chunk, path=path)
+            except BaseException:
+                sock.close()
+                raise
+
+        receiver = await self._open_data(f"RETR {path}", connect, phase="retr", path=path,
+                                         offset=offset)
+        stream = FtpDirectStream(self, path, receiver)
         try:
             yield stream
         finally:
@@ -232,7 +287,8 @@ class FtpSession:
         return [e for line in lines if (e := _list_entry(line))]
 
     async def _list_lines(self, command: str, path: str) -> tuple[bytes, ...]:
-        receiver = await self._open_data(command, phase="list", path=path, buffer=_LIST_BUFFER)
+        receiver = await self._open_data(command, _receiver(_LIST_BUFFER), phase="list",
+                                         path=path)
         stream = FtpReadStream(self, path, receiver, phase="list")
         data = bytearray()
         try:
@@ -281,6 +337,38 @@ class FtpSession:
                 with contextlib.suppress(Exception):
                     await self.client.command("QUIT", "2xx")
         self.client.close()
+
+
+def _receiver(buffer: int | None) -> Callable[[str, int], Awaitable[Receiver]]:
+    """Connects a data connection received into memory (see `_receiver_sizes`)."""
+    async def connect(host: str, port: int) -> Receiver:
+        _, receiver = await asyncio.get_running_loop().create_connection(
+            lambda: Receiver(**_receiver_sizes(buffer)), host, port)
+        return receiver
+
+    return connect
+
+
+async def _connect_socket(host: str, port: int, buffer: int | None) -> socket.socket:
+    """A connected non-blocking TCP socket, its receive buffer fixed to `buffer` when given
+    (before connecting, so the window is scaled to it)."""
+    try:  # the control connection's peer: a numeric address, no lookup
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        if buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(buffer, _MIN_BUFFER))
+        await asyncio.get_running_loop().sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _peer_host(client: aioftp.Client) -> str:

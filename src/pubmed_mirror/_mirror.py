@@ -17,6 +17,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._direct import Mover
 from ._errors import (
     ChecksumMismatch,
     FatalError,
@@ -122,6 +123,9 @@ class MirrorOptions:
     # an idle session splits a file being received when it has this many bytes left (None:
     # never); see `_tail`
     split_min: int | None = SPLIT_MIN
+    # receive with os.splice (socket -> pipe -> file, no copy through Python) where the
+    # platform has it; False: recv_into one buffer and write it (see `_direct`)
+    splice: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -214,6 +218,7 @@ class _Run:
         self.results: list[FileResult] = []
         self.fatal: FatalError | None = None
         self.bucket = _bytes_bucket(options.rate_limit)
+        self.mover: Mover = "splice" if options.splice else "recv"
         commands = options.command_rate
         transport = source.transport(
             connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
@@ -421,7 +426,8 @@ class _Attempts:
         self.run.splittable[tail] = self
         self.run.tails.notify()  # its segments left on disk, if any, are for idle sessions
         await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
-                           bucket=self.run.bucket, on_bytes=self._on_bytes)
+                           bucket=self.run.bucket, on_bytes=self._on_bytes,
+                           mover=self.run.mover)
 
     async def _complete(self, remote: RemoteFile) -> None:
         """Receive the segments nobody else is receiving (or split them further), wait for
@@ -503,7 +509,8 @@ class _Attempts:
                                         path=remote.path)
             await receive_span(session, remote, span,
                                stall_timeout=self.run.options.timeouts.stall,
-                               bucket=self.run.bucket, on_bytes=self._on_bytes)
+                               bucket=self.run.bucket, on_bytes=self._on_bytes,
+                               mover=self.run.mover)
 
     def untrack(self) -> None:
         """No more splitting of this file: stop its helpers."""

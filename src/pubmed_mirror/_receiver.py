@@ -108,13 +108,6 @@ class Receiver(asyncio.BufferedProtocol):
         self._lingered = True
         self._wake()
 
-    def take_buffered(self) -> memoryview:
-        """What arrived but was not read yet, without waiting (to keep it when giving up)."""
-        out = memoryview(self._filling)[: self._filled]
-        self._filling, self._spare = self._spare, self._filling
-        self._filled = 0
-        return out
-
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
+    from ._direct import Mover
     from ._ratelimit import TokenBucket
 
-__all__ = ["ReadStream", "RemoteEntry", "Session", "Source", "Transport"]
+__all__ = ["DirectStream", "ReadStream", "RemoteEntry", "Session", "Source", "Transport"]
 
 EntryKind = Literal["file", "dir", "link", "other"]
 
@@ -41,12 +42,35 @@ class ReadStream(Protocol):
         """
         ...
 
-    def take_buffered(self) -> memoryview:
-        """Bytes that arrived but were not read yet, without waiting.
+    async def finish(self) -> None:
+        """Confirm with the server that the stream ended normally (FTP: the 226 reply)."""
+        ...
 
-        Called when a transfer is abandoned (cancelled, stalled, failed) so that every byte
-        received is kept and the next attempt resumes after it.
+
+class DirectStream(Protocol):
+    """The bytes of one remote file from an offset on, moved straight into a file.
+
+    The caller waits for `readable()` and then calls `move()` until it raises
+    BlockingIOError; no bytes are held in between (see `_direct`).
+    """
+
+    @property
+    def mover(self) -> Mover:
+        """How bytes are moved: "splice" (no copy through user space) or "recv"."""
+        ...
+
+    def move(self, fd: int, offset: int, limit: int) -> int:
+        """Move up to `limit` bytes that have arrived into file `fd` at `offset`, without
+        waiting; return how many (0 at the end of the stream).
+
+        Raises BlockingIOError when none have arrived, ConnectionLost (or another transient
+        error) for the connection's failures and OSError for the file's. The bytes taken from
+        the connection are in the file when it returns.
         """
+        ...
+
+    async def readable(self) -> None:
+        """Wait until bytes (or the end) have arrived."""
         ...
 
     async def finish(self) -> None:
@@ -79,6 +103,12 @@ class Session(Protocol):
         buffers included, roughly): a rate limit sets it to its burst so the server is never
         drained faster than the limit. None lets the transport read ahead as fast as it can.
         """
+        ...
+
+    def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
+                    mover: Mover = "splice") -> AbstractAsyncContextManager[DirectStream]:
+        """Like `open_read`, for a stream moved into a file (the files mirrored): by
+        `mover` where the platform and the connection allow it, else by "recv"."""
         ...
 
     async def aclose(self) -> None:

@@ -187,6 +187,8 @@ def _mirror_options(p: argparse.ArgumentParser) -> None:
                    help="do not check files against their NAME.md5")
     p.add_argument("--no-split", action="store_true",
                    help="never split a large file over idle sessions at the end of a run")
+    p.add_argument("--no-splice", action="store_true",
+                   help="receive through a buffer (recv_into + write) instead of os.splice")
     p.add_argument("--progress-every", type=_seconds, default=5.0, metavar="S",
                    help="when stdout is not a terminal, a progress line every S seconds")
     _network_options(p)
@@ -239,6 +241,7 @@ def _options(args: argparse.Namespace) -> MirrorOptions:
         newest=args.newest,
         verify=not args.no_verify,
         split_min=None if args.no_split else SPLIT_MIN,
+        splice=not args.no_splice,
         timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout,
                           file=args.file_timeout),
         retry=RetryPolicy(attempts=args.retries + 1),

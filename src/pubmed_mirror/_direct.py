@@ -1,0 +1,177 @@
+"""Receiving a data connection straight into a file, driven by the event loop.
+
+On Linux the bytes go socket -> pipe -> file with `os.splice` and never enter user space
+(measured on this project's machine, see FIELD-NOTES: a splice loop finishes a 512 MiB
+file in 0.78x curl's time at 0.86x its CPU). Elsewhere, or where the file system or socket
+refuses splice, `recv_into` fills one preallocated buffer until the socket has nothing more
+and it is written with one `pwrite`. Either way the caller waits for readability and moves
+until `BlockingIOError` (EAGAIN); nothing here waits, so page-cache writes happen on the event
+loop's thread, like any non-blocking I/O (no thread hop per chunk).
+
+Both movers keep one promise: bytes taken from the socket are in the file before `move`
+returns, so the file is always a prefix of the stream (a write error can lose only what it
+failed to write, and reports it).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import socket
+from typing import Literal
+
+import anyio
+
+from ._errors import ConnectionLost
+
+__all__ = ["CHUNK", "DirectReceiver", "Mover", "splice_available"]
+
+log = logging.getLogger("pubmed_mirror")
+
+Mover = Literal["splice", "recv"]
+
+CHUNK = 1 << 20  # the most one `move` takes: the pipe's (or buffer's) size
+_SPLICE_F_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
+_SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
+# a splice refused for what the descriptors are, not for an I/O failure: copy instead
+_UNSPLICEABLE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+
+
+def splice_available() -> bool:
+    return hasattr(os, "splice") and hasattr(os, "pipe2")
+
+
+class DirectReceiver:
+    """One data connection (a non-blocking socket), moved into a file chunk by chunk."""
+
+    def __init__(self, sock: socket.socket, *, mover: Mover, chunk: int = CHUNK,
+                 path: str | None = None) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._chunk = chunk
+        self._path = path
+        self._pipe: tuple[int, int] | None = None
+        self._pipe_size = 0
+        self._buffer: memoryview | None = None
+        self._error: ConnectionLost | None = None  # met after bytes that are still to write
+        if mover == "splice" and splice_available():
+            self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._pipe_size = _grow_pipe(self._pipe[1], chunk)
+
+    @property
+    def mover(self) -> Mover:
+        return "splice" if self._pipe is not None else "recv"
+
+    @property
+    def chunk(self) -> int:
+        """The most one `move` takes."""
+        return min(self._chunk, self._pipe_size) if self._pipe is not None else self._chunk
+
+    async def readable(self) -> None:
+        await anyio.wait_readable(self._sock)
+
+    def move(self, fd: int, offset: int, limit: int) -> int:
+        """Move up to `limit` bytes that have arrived into `fd` at `offset`; return how many
+        (0 at the end of the stream). Raises BlockingIOError when none are there yet,
+        ConnectionLost for the connection's errors, OSError for the file's."""
+        if self._error is not None:
+            raise self._error
+        limit = min(limit, self.chunk)
+        if self._pipe is not None:
+            try:
+                return self._splice(fd, offset, limit)
+            except _Unspliceable:
+                self._stop_splicing()
+        return self._recv(fd, offset, limit)
+
+    def _splice(self, fd: int, offset: int, limit: int) -> int:
+        assert self._pipe is not None
+        read_end, write_end = self._pipe
+        try:
+            n = os.splice(self._fd, write_end, limit,
+                          flags=_SPLICE_F_MOVE | _SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            if exc.errno in _UNSPLICEABLE:
+                raise _Unspliceable from exc
+            raise self._lost(exc) from exc
+        done = 0
+        try:
+            while done < n:
+                done += os.splice(read_end, fd, n - done, offset_dst=offset + done,
+                                  flags=_SPLICE_F_MOVE)
+        except OSError as exc:
+            if exc.errno not in _UNSPLICEABLE:
+                raise
+            # this file cannot be spliced into: what is in the pipe goes through user space
+            log.info("splice into the file refused (%s): copying instead", exc.strerror)
+            while done < n:
+                data = os.read(read_end, n - done)
+                _write_all(fd, memoryview(data), offset + done)
+                done += len(data)
+            self._stop_splicing()
+        return n
+
+    def _stop_splicing(self) -> None:
+        if self._pipe is not None:
+            for end in self._pipe:
+                os.close(end)
+            self._pipe = None
+
+    def _recv(self, fd: int, offset: int, limit: int) -> int:
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(self._chunk))
+        view = self._buffer[:limit]
+        filled = 0
+        end = False
+        while filled < limit:  # coalesce what has arrived into one write
+            try:
+                n = self._sock.recv_into(view[filled:])
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if not filled:
+                    raise self._lost(exc) from exc
+                self._error = self._lost(exc)  # raised once these bytes are written
+                break
+            if n == 0:
+                end = True  # the next call returns 0 again
+                break
+            filled += n
+        if not filled:
+            if end:
+                return 0
+            raise BlockingIOError(errno.EAGAIN, "nothing has arrived")
+        _write_all(fd, view[:filled], offset)
+        return filled
+
+    def _lost(self, exc: OSError) -> ConnectionLost:
+        return ConnectionLost(f"connection lost during transfer ({exc.strerror or exc})",
+                              path=self._path)
+
+    def close(self) -> None:
+        self._stop_splicing()
+        self._sock.close()
+
+
+class _Unspliceable(Exception):
+    pass
+
+
+def _grow_pipe(fd: int, size: int) -> int:
+    """Grow the pipe to hold `size` bytes (the default is 64 KiB); return its size. Growing
+    can be refused (a user's pipe pages are limited): the pipe then stays as it is."""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, max(size, 4096))
+    except OSError:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+
+
+def _write_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data = data[written:]
+        offset += written
