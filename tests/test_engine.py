@@ -156,20 +156,6 @@ async def test_reset_resumes_near_the_offset(ftpd: FaultyFTPServer, tree: Tree, 
     assert len(offsets) == 2 and 0 < offsets[1] <= after
 
 
-async def test_stall_times_out_and_resumes(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
-    """A server that stops sending trips the stall timeout; the retry resumes."""
-    ftpd.faults.add(BIG, Fault(kind="stall", after_bytes=500_000, stall_seconds=30))
-    events: list[Event] = []
-    with anyio.fail_after(20):
-        report = await mirror(ftpd.url, dest, opts(include=(BIG,),
-                              timeouts=Timeouts(connect=5, stall=0.5)), on_event=events.append)
-    assert report.ok, report.failed
-    assert (dest / BIG).read_bytes() == tree[1][BIG]
-    assert ftpd.stats.rest_offsets[BIG] == [0, 500_000]
-    reasons = [e.reason for e in events if isinstance(e, FileRetrying)]
-    assert len(reasons) == 1 and "no data" in reasons[0]
-
-
 async def test_whole_file_deadline(ftpd: FaultyFTPServer, tree: Tree, dest: Path) -> None:
     """A file stalled past the optional whole-file deadline fails; others still complete."""
     ftpd.faults.add(BIG, *[Fault(kind="stall", after_bytes=1000, stall_seconds=30)] * 4)
@@ -304,33 +290,6 @@ async def test_part_from_another_version_is_not_spliced(ftpd: FaultyFTPServer, t
     report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
     assert report.ok and (dest / BIG).read_bytes() == new
     assert ftpd.stats.rest_offsets[BIG] == [0, 0]
-
-
-async def test_rate_limit_caps_aggregate_throughput(tree: Tree, dest: Path) -> None:
-    """With rate_limit R over 3 sessions the mirror takes at least (bytes - burst) / R."""
-    total = sum(len(d) for d in tree[1].values())
-    rate = 4 << 20
-    with FaultyFTPServer(tree[0]) as server:
-        start = anyio.current_time()
-        report = await mirror(server.url, dest, opts(concurrency=3, rate_limit=rate))
-        elapsed = anyio.current_time() - start
-    assert report.ok
-    assert elapsed >= (total - (1 << 20)) / rate * 0.97
-
-
-async def test_rate_limit_does_not_drain_the_server_ahead(tmp_path: Path, dest: Path) -> None:
-    """At 256 KiB/s the client reads little ahead of its bucket: one second in, the server
-    has handed its kernel < 6 MiB of a 24 MiB file (its own send buffer is ~3 MiB of
-    that). Reading ahead into 4 MiB buffers and autotuned socket buffers drained 11 MiB."""
-    name = "pubmed26n0001.xml.gz"
-    make_tree(tmp_path / "remote", [24 << 20])
-    with FaultyFTPServer(tmp_path / "remote") as server:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(mirror, server.url, dest, opts(concurrency=1, rate_limit=256 << 10))
-            await anyio.sleep(1.0)
-            sent = server.stats.bytes_sent.get(name, 0)
-            tg.cancel_scope.cancel()
-    assert 0 < sent < 6 << 20
 
 
 async def test_waiting_for_command_tokens_is_not_a_timeout(tree: Tree, dest: Path) -> None:

@@ -1,0 +1,161 @@
+"""The two receive paths (os.splice, and recv_into + pwrite) under the engine's fault cases:
+each gives byte-identical files, resumes where the part ends and keeps the rate cap."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import anyio
+import pytest
+
+from conftest import assert_mirrored, make_tree
+from pubmed_mirror import Event, FileRetrying, MirrorOptions, RetryPolicy, Timeouts, mirror
+from pubmed_mirror._direct import DirectReceiver, splice_available
+from pubmed_mirror.testing import Fault, FaultyFTPServer
+
+Tree = tuple[Path, dict[str, bytes]]
+BIG = "pubmed26n0006.xml.gz"  # 3,000,001 bytes
+
+pytestmark = pytest.mark.parametrize("splice", [
+    pytest.param(True, id="splice", marks=pytest.mark.skipif(
+        not splice_available(), reason="os.splice is Linux-only")),
+    pytest.param(False, id="recv"),
+])
+
+
+def opts(splice: bool, **kwargs: object) -> MirrorOptions:
+    kwargs.setdefault("retry", RetryPolicy(attempts=4, base=0.05, cap=0.2))
+    kwargs.setdefault("timeouts", Timeouts(connect=5, stall=5))
+    return MirrorOptions(splice=splice, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_path_taken_and_files_identical(ftpd: FaultyFTPServer, tree: Tree, dest: Path,
+                                              splice: bool,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Every file (0 bytes to 3 MB) arrives byte-identical, by the path asked for."""
+    with caplog.at_level(logging.DEBUG, logger="pubmed_mirror"):
+        report = await mirror(ftpd.url, dest, opts(splice))
+    assert report.ok, report.failed
+    assert_mirrored(dest, tree[1])
+    paths = {r.message.rsplit(" by ", 1)[1] for r in caplog.records if " by " in r.message}
+    assert paths == {"splice" if splice else "recv"}
+
+
+@pytest.mark.parametrize("kind", ["close_226", "close_426", "reset"])
+@pytest.mark.parametrize("after", [1, 1_234_567])
+async def test_drop_resumes_and_is_identical(ftpd: FaultyFTPServer, tree: Tree, dest: Path,
+                                             splice: bool, kind: str, after: int) -> None:
+    """Truncated with a lying 226, a 426 or a reset: the retry resumes at the part's end
+    (exactly K after a clean close; at most K after a reset) and the file is identical."""
+    ftpd.faults.add(BIG, Fault(kind=kind, after_bytes=after))  # type: ignore[arg-type]
+    events: list[Event] = []
+    report = await mirror(ftpd.url, dest, opts(splice, include=(BIG,)), on_event=events.append)
+    assert report.ok, report.failed
+    assert (dest / BIG).read_bytes() == tree[1][BIG]
+    offsets = ftpd.stats.rest_offsets[BIG]
+    if kind == "reset":
+        assert len(offsets) == 2 and offsets[1] <= after
+    else:
+        assert offsets == [0, after]
+        assert ftpd.stats.bytes_sent[BIG] == len(tree[1][BIG])
+    assert sum(isinstance(e, FileRetrying) for e in events) == 1
+
+
+async def test_stall_fires_and_resumes(ftpd: FaultyFTPServer, tree: Tree, dest: Path,
+                                       splice: bool) -> None:
+    ftpd.faults.add(BIG, Fault(kind="stall", after_bytes=500_000, stall_seconds=30))
+    events: list[Event] = []
+    with anyio.fail_after(20):
+        report = await mirror(ftpd.url, dest, opts(splice, include=(BIG,),
+                              timeouts=Timeouts(connect=5, stall=0.5)), on_event=events.append)
+    assert report.ok, report.failed
+    assert (dest / BIG).read_bytes() == tree[1][BIG]
+    assert ftpd.stats.rest_offsets[BIG] == [0, 500_000]
+    reasons = [e.reason for e in events if isinstance(e, FileRetrying)]
+    assert len(reasons) == 1 and "no data" in reasons[0]
+
+
+async def test_cancel_keeps_exact_prefixes_and_rerun_resumes(tree: Tree, dest: Path,
+                                                             splice: bool) -> None:
+    with FaultyFTPServer(tree[0], rate_per_connection=1_000_000) as server:
+        with anyio.move_on_after(1.0) as scope:
+            await mirror(server.url, dest, opts(splice, concurrency=3, split_min=None))
+        assert scope.cancelled_caught
+        parts = {p.name[: -len(".part")]: p.read_bytes()
+                 for p in dest.iterdir() if p.name.endswith(".part")}
+        assert parts and all(parts.values())
+        for name, data in parts.items():
+            assert tree[1][name].startswith(data), name
+        with anyio.fail_after(30):
+            report = await mirror(server.url, dest, opts(splice, concurrency=3))
+        stats = server.stats
+    assert report.ok
+    assert_mirrored(dest, tree[1])
+    for name, data in parts.items():
+        assert stats.rest_offsets[name][-1] == len(data)
+
+
+async def test_rate_cap_holds(tree: Tree, dest: Path, splice: bool) -> None:
+    """At 4 MiB/s over 3 sessions the mirror of ~8.6 MB takes at least (bytes - burst) / R,
+    and not much more."""
+    total = sum(len(d) for d in tree[1].values())
+    rate = 4 << 20
+    with FaultyFTPServer(tree[0]) as server:
+        start = anyio.current_time()
+        report = await mirror(server.url, dest, opts(splice, concurrency=3, rate_limit=rate))
+        elapsed = anyio.current_time() - start
+    assert report.ok
+    assert_mirrored(dest, tree[1])
+    assert (total - rate / 10) / rate * 0.97 <= elapsed <= total / rate * 1.5 + 1.0
+
+
+async def test_rate_cap_does_not_drain_the_server_ahead(tmp_path: Path, dest: Path,
+                                                        splice: bool) -> None:
+    """At 256 KiB/s the server has handed its kernel < 6 MiB of a 24 MiB file one second in
+    (its own send buffer holds ~3 MiB of that)."""
+    name = "pubmed26n0001.xml.gz"
+    make_tree(tmp_path / "remote", [24 << 20])
+    with FaultyFTPServer(tmp_path / "remote") as server:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mirror, server.url, dest, opts(splice, concurrency=1,
+                                                         rate_limit=256 << 10))
+            await anyio.sleep(1.0)
+            sent = server.stats.bytes_sent.get(name, 0)
+            tg.cancel_scope.cancel()
+    assert 0 < sent < 6 << 20
+    part = (dest / (name + ".part")).read_bytes()
+    assert 0 < len(part) <= sent
+
+
+def test_file_refusing_splice_is_copied(tmp_path: Path, splice: bool) -> None:
+    """A descriptor splice cannot write to (here: O_APPEND, EINVAL) gets the same bytes by a
+    copy, the pipe's contents included; the stream's end reads as 0."""
+    data = os.urandom(3 << 20)
+    a, b = socket.socketpair()
+    target = tmp_path / "out"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    receiver = DirectReceiver(a, mover="splice" if splice else "recv")
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+        sent = received = 0
+        while received < len(data):
+            if sent < len(data):
+                try:
+                    sent += b.send(data[sent:sent + (256 << 10)])
+                except BlockingIOError:
+                    pass
+            try:
+                received += receiver.move(fd, received, len(data) - received)
+            except BlockingIOError:
+                continue
+        b.close()
+        assert receiver.mover == "recv"  # splice gave up on this file at once
+        assert receiver.move(fd, received, 1) == 0
+    finally:
+        receiver.close()
+        os.close(fd)
+    assert target.read_bytes() == data
