@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import compileall
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -33,7 +35,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1 << 20
 
@@ -70,6 +74,31 @@ class Report:
 def pubmed_mirror() -> list[str]:
     exe = Path(sys.executable).parent / "pubmed-mirror"
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", "pubmed_mirror"]
+
+
+BASELINE: dict[str, Path] = {}  # --baseline REF: that commit's src/, by REF
+
+
+def baseline(ref: str, work: Path) -> str:
+    """pubmed-mirror as it was at git REF (its src/ extracted and byte-compiled), runnable as
+    the client `pubmed-mirror@REF`: the engine's before and after in one run."""
+    src = work / "src"
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "src"],
+                             capture_output=True, check=True).stdout
+    work.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    compileall.compile_dir(src, quiet=1)
+    BASELINE[ref] = src
+    return f"pubmed-mirror@{ref}"
+
+
+def pm_argv(client: str) -> list[str]:
+    """The argv that starts `client` (pubmed-mirror, or pubmed-mirror@REF)."""
+    if client.startswith("pubmed-mirror@"):
+        src = BASELINE[client.split("@", 1)[1]]
+        return ["env", f"PYTHONPATH={src}", sys.executable, "-m", "pubmed_mirror"]
+    return pubmed_mirror()
 
 
 def timed(cmd: list[str], netns: str | None = None) -> Run:
@@ -151,11 +180,20 @@ def peers(report: Report, *names: str) -> list[str]:
 
 def mirror_cmd(tool: str, url: str, dest: Path, n: int) -> list[str]:
     """Mirror every file of the URL's directory into dest with n parallel transfers."""
+    if tool.startswith("pubmed-mirror") and " " in tool:  # with options
+        client, *options = tool.split()
+        return [*mirror_cmd(client, url, dest, n), *options]
+    if tool.startswith("pubmed-mirror@"):
+        return [*pm_argv(tool), "mirror", url, "--dest", str(dest), "--concurrency", str(n),
+                "-q"]
     if tool == "pubmed-mirror":
         return [*pubmed_mirror(), "mirror", url, "--dest", str(dest), "--concurrency", str(n),
                 "-q"]
     if tool == "pubmed-mirror-no-split":
         return [*mirror_cmd("pubmed-mirror", url, dest, n), "--no-split"]
+    if tool.endswith(" + md5sum"):  # a peer, then the hashing pubmed-mirror does
+        peer = shlex.join(mirror_cmd(tool.split()[0], url, dest, n))
+        return ["sh", "-c", f"{peer} && md5sum {shlex.quote(str(dest))}/*.xml.gz"]
     if tool == "lftp":
         return ["lftp", "-c", f"set xfer:clobber on; set net:max-retries 2; open {url}; "
                 f"mirror --parallel={n} . {dest}"]
@@ -198,7 +236,7 @@ def mirror_rounds(tools: list[str], url: str, root: Path, names: list[str], work
     return runs
 
 
-def rotated(tools: list[str], round_: int) -> list[str]:
+def rotated(tools: list[T], round_: int) -> list[T]:
     """The clients in a different order each round: none always follows the same one."""
     shift = round_ % len(tools)
     return tools[shift:] + tools[:shift]
@@ -212,58 +250,86 @@ def median(runs: list[Run], attr: str) -> float:
 
 
 def scenario_a(report: Report, work: Path, quick: bool) -> None:
-    """Single large file on loopback: MB/s and CPU s/GB against curl, wget and lftp."""
+    """Single large file on loopback, MD5 checked and not: MB/s and CPU s/GB against curl,
+    wget and lftp (the peers' MD5 is `md5sum` run after them)."""
     size = (128 if quick else 512) * MiB
     rounds = 1 if quick else 9
     root = work / "a"
     root.mkdir()
     write_random(root / "big.bin", size)
-    tools = ["pubmed-mirror", *peers(report, "curl", "wget", "lftp")]
+    digest = hashlib.md5((root / "big.bin").read_bytes(), usedforsecurity=False).hexdigest()
+    (root / "big.bin.md5").write_text(f"MD5(big.bin)= {digest}\n")  # NCBI's format
+    found = peers(report, "curl", "wget", "lftp")
     out = work / "a-out"
+    got = {"curl": out / "curl.bin", "wget": out / "wget.bin", "lftp": out / "lftp.bin"}
     with ftp_server(root) as url:
-        cmds = {
-            "pubmed-mirror": [*pubmed_mirror(), "mirror", url, "--dest", str(out / "pm"),
-                              "--concurrency", "1", "-q"],
-            "curl": ["curl", "-s", "-o", str(out / "curl.bin"), url + "big.bin"],
-            "wget": ["wget", "-q", "-O", str(out / "wget.bin"), url + "big.bin"],
+        def pm(client: str, *options: str) -> list[str]:
+            return [*pm_argv(client), "mirror", url, "--dest", str(out / "pm"),
+                    "--concurrency", "1", "-q", *options]
+
+        def md5sum(peer: list[str], tool: str) -> list[str]:
+            return ["sh", "-c", f"{shlex.join(peer)} && md5sum {got[tool]}"]
+
+        peer_cmds = {
+            "curl": ["curl", "-s", "-o", str(got["curl"]), url + "big.bin"],
+            "wget": ["wget", "-q", "-O", str(got["wget"]), url + "big.bin"],
             "lftp": ["lftp", "-c", f"set xfer:clobber on; open {url}; "
-                     f"get big.bin -o {out / 'lftp.bin'}"],
+                     f"get big.bin -o {got['lftp']}"],
         }
-        runs: dict[str, list[Run]] = {t: [] for t in tools}
+        off = {"pubmed-mirror": pm("pubmed-mirror", "--no-verify"),
+               "pubmed-mirror --no-splice": pm("pubmed-mirror", "--no-verify", "--no-splice"),
+               **{f"{c} (before)": pm(c, "--no-verify") for c in baseline_clients()},
+               **{t: peer_cmds[t] for t in found}}
+        on = {"pubmed-mirror": pm("pubmed-mirror"),
+              **{f"{c} (before)": pm(c) for c in baseline_clients()},
+              **{f"{t} + md5sum": md5sum(peer_cmds[t], t) for t in found if t != "wget"}}
+        cmds = {**{(k, False): v for k, v in off.items()}, **{(k, True): v for k, v in on.items()}}
+        runs: dict[tuple[str, bool], list[Run]] = {k: [] for k in cmds}
         fsyncs: list[float] = []  # what making a peer's copy durable would have cost it
         startups: list[Run] = []  # Python and the imports: `pubmed-mirror --help`
         for round_ in range(rounds):
             startups.append(timed([*pubmed_mirror(), "--help"]))
-            for tool in rotated(tools, round_):
+            for key in rotated(list(cmds), round_):
                 shutil.rmtree(out, ignore_errors=True)
                 (out / "pm").mkdir(parents=True)
-                runs[tool].append(timed(cmds[tool]))
-                if tool == "curl":
-                    fsyncs.append(fsync_seconds(out / "curl.bin"))
+                runs[key].append(timed(cmds[key]))
+                if key == ("curl", False):
+                    fsyncs.append(fsync_seconds(got["curl"]))
     gb = size / 1e9
-    rows = {t: (size / median(r, "wall") / 1e6, median(r, "cpu") / gb) for t, r in runs.items()}
-    base = rows.get("curl")
     lines = [f"One {size // MiB} MiB file, median of {rounds} rounds (order rotated); CPU is "
-             "user + sys of the client process (Python start-up included). Targets: >= 0.85x "
-             "curl's throughput at <= 1.5x its CPU per GB.", "",
-             "| client | MB/s | (slowest-fastest run) | CPU s/GB | MB/s vs curl | CPU/GB vs curl |",
-             "|---|---|---|---|---|---|"]
-    for tool, (mbps, cpu) in rows.items():
-        vs = f"{mbps / base[0]:.2f}x | {cpu / base[1]:.2f}x" if base else "n/a | n/a"
-        spread = (f"{size / max(r.wall for r in runs[tool]) / 1e6:.0f}-"
-                  f"{size / min(r.wall for r in runs[tool]) / 1e6:.0f}")
-        lines.append(f"| {tool} | {mbps:.0f} | {spread} | {cpu:.2f} | {vs} |")
+             "user + sys of the client process (Python start-up included). Targets "
+             "(issue 6): >= 1.25x curl's throughput at <= 0.9x its CPU per GB. With MD5: "
+             "pubmed-mirror checks the file against big.bin.md5 before its rename; a peer "
+             "runs `md5sum` on its copy afterwards (one `sh -c`, timed whole).", ""]
+    for md5, label in ((False, "MD5 not checked"), (True, "MD5 checked")):
+        rows = {k: (size / median(r, "wall") / 1e6, median(r, "cpu") / gb)
+                for (k, m), r in runs.items() if m == md5}
+        base = rows.get("curl + md5sum" if md5 else "curl")
+        lines += [f"**{label}**", "",
+                  "| client | MB/s | (slowest-fastest run) | CPU s/GB | MB/s vs curl | "
+                  "CPU/GB vs curl |", "|---|---|---|---|---|---|"]
+        for tool, (mbps, cpu) in rows.items():
+            vs = f"{mbps / base[0]:.2f}x | {cpu / base[1]:.2f}x" if base else "n/a | n/a"
+            walls = [r.wall for r in runs[tool, md5]]
+            spread = f"{size / max(walls) / 1e6:.0f}-{size / min(walls) / 1e6:.0f}"
+            lines.append(f"| {tool} | {mbps:.0f} | {spread} | {cpu:.2f} | {vs} |")
+        lines.append("")
     if fsyncs:
-        lines += ["", f"pubmed-mirror fsyncs each file before it becomes final (inside its "
+        lines += [f"pubmed-mirror fsyncs each file before it becomes final (inside its "
                   f"time); the peers leave theirs in the page cache. An fsync of curl's copy, "
-                  f"right after its run, took {statistics.median(fsyncs):.2f} s (median)."]
+                  f"right after its run, took {statistics.median(fsyncs):.2f} s (median).", ""]
     startup = median(startups, "wall")
-    transfer = median(runs["pubmed-mirror"], "wall") - startup
-    lines += ["", f"Python's start-up and pubmed-mirror's imports (`pubmed-mirror --help`) "
+    transfer = median(runs["pubmed-mirror", False], "wall") - startup
+    curl = runs.get(("curl", False))
+    lines += [f"Python's start-up and pubmed-mirror's imports (`pubmed-mirror --help`) "
               f"took {startup:.2f} s (median), inside each of its runs; without it, "
-              f"pubmed-mirror's median is {size / transfer / 1e6:.0f} MB/s"
-              + (f" ({size / transfer / 1e6 / base[0]:.2f}x curl)." if base else ".")]
+              f"pubmed-mirror's median (MD5 not checked) is {size / transfer / 1e6:.0f} MB/s"
+              + (f" ({median(curl, 'wall') / transfer:.2f}x curl)." if curl else ".")]
     report.add("a. Single large file on loopback", lines)
+
+
+def baseline_clients() -> list[str]:
+    return [f"pubmed-mirror@{ref}" for ref in BASELINE]
 
 
 def fsync_seconds(path: Path) -> float:
@@ -277,7 +343,8 @@ def fsync_seconds(path: Path) -> float:
 
 
 def scenario_b(report: Report, work: Path, quick: bool) -> None:
-    """24 x 32 MiB at concurrency 1/2/4/8 against lftp mirror and aria2c."""
+    """24 x 32 MiB (each with its NAME.md5, as on NCBI) at concurrency 1/2/4/8 against lftp
+    mirror and aria2c, MD5 checked and not."""
     count, size = (8, 16 * MiB) if quick else (24, 32 * MiB)
     rounds = 1 if quick else 2
     root = work / "b"
@@ -285,21 +352,31 @@ def scenario_b(report: Report, work: Path, quick: bool) -> None:
     names = [f"pubmed26n{i:04d}.xml.gz" for i in range(1, count + 1)]
     for name in names:
         write_random(root / name, size)
-    tools = ["pubmed-mirror", *peers(report, "lftp", "aria2c")]
+        digest = hashlib.md5((root / name).read_bytes(), usedforsecurity=False).hexdigest()
+        (root / f"{name}.md5").write_text(f"MD5({name})= {digest}\n")
+    found = peers(report, "lftp", "aria2c")
+    tools = ["pubmed-mirror", "pubmed-mirror --no-verify",
+             *(f"{c} --no-verify" for c in baseline_clients()),
+             *found, *(["lftp + md5sum"] if "lftp" in found else [])]
     table: dict[int, dict[str, float]] = {}
     with ftp_server(root) as url:
         for n in (1, 2, 4, 8):
             runs = mirror_rounds(tools, url, root, names, work / "b-out", n, rounds)
             table[n] = {t: median(r, "wall") for t, r in runs.items()}
     lines = [f"{count} x {size // MiB} MiB, wall seconds (median of {rounds} rotated "
-             "runs). Target: pubmed-mirror <= lftp at the same parallelism. pubmed-mirror "
-             "and lftp list the directory; aria2c is handed the URLs.", "",
-             "| parallel | " + " | ".join(tools) + " | pubmed-mirror vs lftp |",
-             "|---" * (len(tools) + 2) + "|"]
+             "runs). Target: pubmed-mirror <= lftp at the same parallelism (issue 6: at 4). "
+             "pubmed-mirror and lftp list the directory (and fetch the NAME.md5 files); "
+             "aria2c is handed the data files' URLs. `pubmed-mirror` checks every file's "
+             "MD5 before its rename; `lftp + md5sum` hashes the files after lftp's mirror.",
+             "", "| parallel | " + " | ".join(tools) + " | MD5 off: pubmed-mirror vs lftp | "
+             "MD5 on: pubmed-mirror vs lftp + md5sum |", "|---" * (len(tools) + 3) + "|"]
     for n, walls in table.items():
-        ratio = f"{walls['pubmed-mirror'] / walls['lftp']:.2f}x" if "lftp" in walls else "n/a"
+        off = (f"{walls['pubmed-mirror --no-verify'] / walls['lftp']:.2f}x"
+               if "lftp" in walls else "n/a")
+        on = (f"{walls['pubmed-mirror'] / walls['lftp + md5sum']:.2f}x"
+              if "lftp + md5sum" in walls else "n/a")
         cells = " | ".join(f"{walls[t]:.2f}" for t in tools)
-        lines.append(f"| {n} | {cells} | {ratio} |")
+        lines.append(f"| {n} | {cells} | {off} | {on} |")
     report.add("b. Mirror of many files at 1/2/4/8 in parallel", lines)
     plot("b_mirror_wall.png", "concurrency", "wall seconds", f"{count} x {size // MiB} MiB",
          {t: ([n for n in table], [table[n][t] for n in table]) for t in tools})
@@ -534,6 +611,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SCENARIOS), help="e.g. a,b,e")
     parser.add_argument("--quick", action="store_true", help="smaller data, one round")
+    parser.add_argument("--baseline", metavar="REF", action="append", default=[],
+                        help="also run pubmed-mirror as of git REF in scenarios a and b")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SCENARIOS]
@@ -543,15 +622,22 @@ def main() -> None:
     report = Report()
     started = time.time()
     compile_bytecode()
-    for key in chosen:
-        with tempfile.TemporaryDirectory(prefix=f"pm-bench-{key}-") as tmp:
-            SCENARIOS[key](report, Path(tmp), args.quick)
+    with tempfile.TemporaryDirectory(prefix="pm-bench-baseline-") as old:
+        for ref in args.baseline:
+            baseline(ref, Path(old) / ref)
+        for key in chosen:
+            with tempfile.TemporaryDirectory(prefix=f"pm-bench-{key}-") as tmp:
+                SCENARIOS[key](report, Path(tmp), args.quick)
     header = [f"# Benchmarks ({time.strftime('%Y-%m-%d', time.gmtime(started))}, "
               f"{os.cpu_count()} cores{', quick' if args.quick else ''})", "",
+              *([f"`pubmed-mirror@REF`: the code of git {', '.join(args.baseline)}, run "
+                 "beside the current one.", ""] if args.baseline else []),
               "Peers missing on this machine: " + (", ".join(sorted(report.missing)) or "none"),
               ""]
     RESULTS.mkdir(exist_ok=True)
-    name = "RESULTS-quick.md" if args.quick else "RESULTS.md"
+    # RESULTS.md is a whole run's; a part of one, or a quick one, is written beside it
+    name = ("RESULTS.md" if chosen == list(SCENARIOS) and not args.quick else
+            f"RESULTS-{'quick-' if args.quick else ''}{''.join(chosen)}.md")
     (RESULTS / name).write_text("\n".join(header + report.sections))
     print(f"written: {RESULTS / name}")
 

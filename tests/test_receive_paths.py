@@ -3,6 +3,7 @@ each gives byte-identical files, resumes where the part ends and keeps the rate 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -159,3 +160,22 @@ def test_file_refusing_splice_is_copied(tmp_path: Path, splice: bool) -> None:
         receiver.close()
         os.close(fd)
     assert target.read_bytes() == data
+
+
+@pytest.mark.parametrize("flipped", [1_000, 19_000_000])
+async def test_md5_hashed_behind_the_writer_catches_a_flipped_byte(
+        tmp_path: Path, dest: Path, splice: bool, flipped: int) -> None:
+    """A 20 MiB file is hashed while it arrives (in 8 MiB steps) and the rest before the
+    rename: a byte flipped in transit early (hashed behind the writer) or late (hashed at
+    the end) fails the check; the refetch from 0 is identical."""
+    name = "pubmed26n0001.xml.gz"
+    data = make_tree(tmp_path / "remote", [20 << 20])[name]
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    (tmp_path / "remote" / f"{name}.md5").write_text(f"MD5({name})= {digest}\n")
+    with FaultyFTPServer(tmp_path / "remote") as server:
+        server.faults.add(name, Fault(kind="corrupt", after_bytes=flipped))
+        report = await mirror(server.url, dest, opts(splice, concurrency=1))
+        offsets = server.stats.rest_offsets[name]
+    assert report.ok and report.retries == 1, report.failed
+    assert offsets == [0, 0]
+    assert (dest / name).read_bytes() == data

@@ -61,6 +61,7 @@ from ._source import FtpSource
 from ._state import DestLock, Manifest, ManifestEntry
 from ._tail import FileTail, Tails, segments_on_disk
 from ._transfer import (
+    PartDigest,
     RemoteFile,
     Span,
     discard_empty_part,
@@ -359,6 +360,7 @@ class _Attempts:
         self.remote: RemoteFile | None = None  # what the current attempt fetches
         self.current = planned.entry  # the version it fetches, as listed or as SIZE/MDTM say
         self.tail: FileTail | None = None  # its spans, once it is being received
+        self._digest: PartDigest | None = None  # the current attempt's
 
     def furthest(self) -> int:
         """The furthest byte any attempt reached: it grows only when a retry got further
@@ -425,9 +427,11 @@ class _Attempts:
         self._on_start(tail.have())
         self.run.splittable[tail] = self
         self.run.tails.notify()  # its segments left on disk, if any, are for idle sessions
+        # hashes the part while it is received (a new one each attempt: see PartDigest)
+        self._digest = PartDigest(part) if remote.md5 is not None else None
         await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
                            bucket=self.run.bucket, on_bytes=self._on_bytes,
-                           mover=self.run.mover)
+                           mover=self.run.mover, digest=self._digest)
 
     async def _complete(self, remote: RemoteFile) -> None:
         """Receive the segments nobody else is receiving (or split them further), wait for
@@ -469,7 +473,7 @@ class _Attempts:
     def _finish(self, tail: FileTail, remote: RemoteFile) -> None:
         """Stitch, check and rename NAME, then record it: one trip to a worker thread."""
         tail.stitch()
-        finalize(tail.part, self.run.dest / self.entry.name, remote)
+        finalize(tail.part, self.run.dest / self.entry.name, remote, self._digest)
         self._record()
 
     async def segment(self, tail: FileTail, span: Span, *, helper: bool) -> None:
