@@ -229,7 +229,7 @@ def mirror_rounds(tools: list[str], url: str, root: Path, names: list[str], work
     runs: dict[str, list[Run]] = {t: [] for t in tools}
     for round_ in range(rounds):
         for tool in rotated(tools, round_):  # the machine's noise hits every client alike
-            dest = work / tool
+            dest = work / "".join(c if c.isalnum() or c in "@.-" else "_" for c in tool)
             fresh(dest, url, names)
             runs[tool].append(timed(mirror_cmd(tool, url, dest, n), netns))
             check_copy(dest, root, names, tool)
