@@ -1,9 +1,10 @@
-"""A receive path with one copy: the kernel writes straight into our buffers.
+"""Receiving into memory with one copy: the kernel writes straight into our buffers.
 
-asyncio's StreamReader copies every byte three times (recv -> bytes -> its bytearray -> the
-bytes read() returns). `Receiver` is a BufferedProtocol: the event loop's recv_into fills one
-of two preallocated buffers, and `read()` hands the filled one to the caller whole while the
-other one fills. A transport-agnostic piece: the FTP data connection uses it, an HTTP body can.
+For what is kept in memory (listings, checksum files); the files mirrored go straight into
+their part files instead (`_direct`). asyncio's StreamReader copies every byte three times
+(recv -> bytes -> its bytearray -> the bytes read() returns). `Receiver` is a
+BufferedProtocol: the event loop's recv_into fills one of two preallocated buffers, and
+`read()` hands the filled one to the caller whole while the other one fills.
 """
 
 from __future__ import annotations
