@@ -9,7 +9,8 @@ def test_all_is_pinned() -> None:
     """__all__ lists exactly the public names (a change here is an API change)."""
     assert sorted(pubmed_mirror.__all__) == sorted([
         "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused",
-        "DestinationBusy", "Event", "EventFeed", "FatalError", "FileCheck", "FileDeadlineExceeded",
+        "DestinationBusy", "DirectStream", "Event", "EventFeed", "FatalError", "FileCheck",
+        "FileDeadlineExceeded",
         "FileDone", "FileFailed", "FileProgress", "FileQueued", "FileResult", "FileRetrying",
         "FileSkipped", "FileStarted", "FtpSession", "FtpSource", "FtpTransport", "ListingDone",
         "LocalFileError", "LoginRefused", "Manifest", "ManifestEntry", "MirrorError",

@@ -93,7 +93,7 @@ def publish(root: Path, rng: random.Random, files: int) -> dict[str, bytes]:
 
 
 async def soak(tmp_path: Path, *, seed: int, files: int, restarts: int,
-               split_min: int | None = None, rate: int = 0) -> Figures:
+               split_min: int | None = None, rate: int = 0, splice: bool = True) -> Figures:
     rng = random.Random(seed)
     tree = publish(tmp_path / "remote", rng, files)
     plan = FaultPlan()
@@ -104,7 +104,7 @@ async def soak(tmp_path: Path, *, seed: int, files: int, restarts: int,
     events: list[tuple[float, Event]] = []
     options = MirrorOptions(
         concurrency=4, timeouts=Timeouts(connect=5, stall=0.5), split_min=split_min,
-        retry=RetryPolicy(attempts=8, base=0.05, cap=0.5))
+        retry=RetryPolicy(attempts=8, base=0.05, cap=0.5), splice=splice)
     with FaultyFTPServer(tmp_path / "remote", faults=plan, rate_per_connection=rate) as server:
         started = anyio.current_time()
 
@@ -165,6 +165,14 @@ SEED = int(os.environ.get("SOAK_SEED", "20261129"))
 async def test_short_soak(tmp_path: Path) -> None:
     """50 files, ~50 MB, faults at random on about half of them, two server restarts."""
     figures = await soak(tmp_path, seed=SEED, files=50, restarts=2)
+    print(figures.line())
+    check_bound(figures)
+
+
+@pytest.mark.timeout(300)
+async def test_short_soak_receiving_without_splice(tmp_path: Path) -> None:
+    """The same faults and restarts, another seed, on the recv_into + pwrite path."""
+    figures = await soak(tmp_path, seed=SEED + 200, files=50, restarts=2, splice=False)
     print(figures.line())
     check_bound(figures)
 

@@ -63,7 +63,7 @@ from ._retry import RetryPolicy
 from ._source import FtpSource
 from ._state import Manifest, ManifestEntry
 from ._transfer import RemoteFile, TransferResult, fetch_file
-from ._transport import ReadStream, RemoteEntry, Session, Source, Transport
+from ._transport import DirectStream, ReadStream, RemoteEntry, Session, Source, Transport
 from ._verify import FileCheck, VerifyReport, verify
 
 __version__ = "0.1.0"
@@ -74,6 +74,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionRefused",
     "DestinationBusy",
+    "DirectStream",
     "Event",
     "EventFeed",
     "FatalError",

@@ -57,8 +57,12 @@ class DirectReceiver:
         self._buffer: memoryview | None = None
         self._error: ConnectionLost | None = None  # met after bytes that are still to write
         if mover == "splice" and splice_available():
-            self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self._pipe_size = _grow_pipe(self._pipe[1], chunk)
+            try:
+                self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                self._pipe_size = _grow_pipe(self._pipe[1], chunk)
+            except OSError as exc:  # out of descriptors, say: this transfer copies
+                log.info("no pipe to splice through (%s): copying instead", exc.strerror)
+                self._stop_splicing()
 
     @property
     def mover(self) -> Mover:
@@ -103,6 +107,8 @@ class DirectReceiver:
             while done < n:
                 done += os.splice(read_end, fd, n - done, offset_dst=offset + done,
                                   flags=_SPLICE_F_MOVE)
+        except BlockingIOError as exc:  # the file's side: never "nothing has arrived"
+            raise _file_error(exc) from exc
         except OSError as exc:
             if exc.errno not in _UNSPLICEABLE:
                 raise
@@ -167,11 +173,20 @@ def _grow_pipe(fd: int, size: int) -> int:
     try:
         return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, max(size, 4096))
     except OSError:
-        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)  # (an error here: the caller copies)
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data = data[written:]
-        offset += written
+    try:
+        while data:
+            written = os.pwrite(fd, data, offset)
+            data = data[written:]
+            offset += written
+    except BlockingIOError as exc:
+        raise _file_error(exc) from exc
+
+
+def _file_error(exc: BlockingIOError) -> OSError:
+    """A file that would block is an error of the file's (BlockingIOError, from `move`,
+    means the connection has nothing yet)."""
+    return OSError(errno.EIO, f"writing would block ({exc.strerror})")

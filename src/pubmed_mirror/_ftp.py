@@ -358,17 +358,23 @@ async def _connect_socket(host: str, port: int, buffer: int | None) -> socket.so
     except socket.gaierror:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port,
                                                              type=socket.SOCK_STREAM)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setblocking(False)
-        if buffer is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(buffer, _MIN_BUFFER))
-        await asyncio.get_running_loop().sock_connect(sock, address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:  # (one, for a numeric address)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            if buffer is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(buffer, _MIN_BUFFER))
+            await asyncio.get_running_loop().sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return sock
+    raise error or OSError(f"no address for {host}")
 
 
 def _peer_host(client: aioftp.Client) -> str:

@@ -68,7 +68,7 @@ class FileTail:
 
     def complete(self) -> bool:
         """Every span received and written (`taken` lasts until its helper has closed the
-        file; `pos` counts bytes as they arrive, before they are written)."""
+        file; `pos` counts bytes once they are in the file)."""
         return all(span.pos >= span.end and not span.taken for span in self.spans)
 
     def orphan(self, *, helper: bool) -> Span | None:

@@ -351,36 +351,51 @@ async def receive_span(
     with local_errors(span.path):
         fd, have = await anyio.to_thread.run_sync(_open_part, span.path)
     received = 0
+    over = False  # the server sent more than the remote size (or an attempt before did)
     try:
         span.pos = span.start + have
-        if span.pos > span.end:  # never splice more than the span into the file
-            raise LocalFileError(f"{span.path} is longer than its span", path=remote.path)
         if span.pos == span.end:
             return 0
-        buffer = _read_ahead(span.end - span.pos, bucket)
-        async with session.open_direct(remote.path, span.pos, buffer=buffer,
-                                       mover=mover) as stream:
-            log.debug("%s: bytes %d-%d by %s", remote.path, span.pos, span.end, stream.mover)
-            span.active = True
-            try:
-                received = await _receive(stream, fd, span, remote, stall_timeout, bucket,
-                                          on_bytes, digest)
-            finally:
-                span.active = False
-            if span.end == remote.size or span.pos < span.end:
-                await stream.finish()  # the final reply (the span stopped short otherwise)
+        over = span.pos > span.end
+        if not over:
+            received, over = await _retr(session, remote, span, fd, stall_timeout, bucket,
+                                         on_bytes, mover, digest)
     finally:
         with local_errors(span.path):
             os.close(fd)
-    if span.pos > remote.size:
-        with local_errors(span.path):
-            await anyio.to_thread.run_sync(discard_part, span.path)
-        raise ProtocolError(f"received more than the remote size {remote.size}",
-                            path=remote.path)
+            if over:  # a version we did not ask for: never keep a byte of it
+                await anyio.to_thread.run_sync(discard_part, span.path)
+    if over:
+        raise ProtocolError(f"the server sent more than the remote size {remote.size}: "
+                            "the copy is thrown away", path=remote.path)
     if span.pos < span.end:
         raise TruncatedTransfer(f"stream ended at byte {span.pos} of {remote.size}",
                                 path=remote.path)
     return received
+
+
+async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
+                stall_timeout: float, bucket: TokenBucket | None,
+                on_bytes: Callable[[int], None] | None, mover: Mover,
+                digest: PartDigest | None) -> tuple[int, bool]:
+    """One RETR of the span into `fd`: the bytes received, and whether the server sent more
+    than the remote size (then its final reply is not awaited: a 426 can follow)."""
+    buffer = _read_ahead(span.end - span.pos, bucket)
+    received = 0
+    async with session.open_direct(remote.path, span.pos, buffer=buffer,
+                                   mover=mover) as stream:
+        span.active = True
+        try:
+            received = await _receive(stream, fd, span, remote, stall_timeout, bucket,
+                                      on_bytes, digest)
+        finally:
+            span.active = False
+            log.debug("%s: %d bytes by %s", remote.path, received, stream.mover)
+        if span.pos > remote.size:
+            return received, True
+        if span.end == remote.size or span.pos < span.end:
+            await stream.finish()  # the final reply (the span stopped short otherwise)
+    return received, False
 
 
 def _open_part(path: Path) -> tuple[int, int]:
@@ -452,12 +467,12 @@ async def _receive(
             span.pos += n  # claimed before any await, so a split sees where the span stands
             received += n
             await _account(n, bucket, on_bytes, stall)
-            stall.deadline = anyio.current_time() + stall_timeout
             unyielded += n
             if unyielded >= _YIELD:
                 unyielded = 0
                 await anyio.lowlevel.checkpoint()
             await writeback.after(span.pos - span.start)
+            stall.deadline = anyio.current_time() + stall_timeout
     if stall.cancelled_caught:
         raise TransferStalled(f"no data for {stall_timeout:g} s", path=remote.path)
     return received
