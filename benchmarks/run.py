@@ -243,7 +243,7 @@ def rotated(tools: list[T], round_: int) -> list[T]:
 
 
 def median(runs: list[Run], attr: str) -> float:
-    return statistics.median(getattr(r, attr) for r in runs)
+    return float(statistics.median(getattr(r, attr) for r in runs))
 
 
 # -- the scenarios --------------------------------------------------------------------------------
