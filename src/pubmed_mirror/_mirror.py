@@ -57,7 +57,7 @@ from ._pool import SessionPool
 from ._pubmed import file_order, parse_md5_file
 from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
-from ._source import FtpSource
+from ._source import parse_source
 from ._state import DestLock, Manifest, ManifestEntry
 from ._tail import FileTail, Tails, segments_on_disk
 from ._transfer import (
@@ -640,7 +640,7 @@ _CHECKSUM_LIMIT = 64 << 10  # an NCBI .md5 is ~60 bytes; anything this big is no
 
 
 def _open_source(source: str | Source) -> Source:
-    return FtpSource.parse(source) if isinstance(source, str) else source
+    return parse_source(source) if isinstance(source, str) else source
 
 
 async def list_remote(

@@ -1,19 +1,22 @@
-"""Where to mirror from: an FTP URL, with credentials that never come from the command line."""
+"""Where to mirror from: an FTP URL (with credentials that never come from the command line)
+or an HTTP(S) directory URL."""
 
 from __future__ import annotations
 
 import netrc
 import os
 import re
+import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ._ftp import FtpTransport
+from ._http import HttpTransport
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
 
-__all__ = ["PASSWORD_ENV", "FtpSource"]
+__all__ = ["PASSWORD_ENV", "FtpSource", "HttpSource", "parse_source"]
 
 PASSWORD_ENV = "PUBMED_MIRROR_PASSWORD"
 _ANONYMOUS = ("anonymous", "ftp")
@@ -102,3 +105,80 @@ def _credentials(
     if entry and entry[2] and (user is None or entry[0] == user):
         return entry[0] or user or "anonymous", entry[2]
     return user or "anonymous", "anonymous@"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpSource:
+    """A directory of a web server that lists it (an autoindex page, as NCBI's)."""
+
+    scheme: str  # "http" or "https"
+    host: str
+    port: int
+    path: str = "/"
+    default_include: tuple[str, ...] = ()
+    ca_file: Path | None = None  # https: trust these certificates (PEM) too
+
+    def __post_init__(self) -> None:
+        if self.scheme not in _DEFAULT_PORTS:
+            raise ValueError(f"unsupported scheme {self.scheme!r}")
+        if not self.host or not _HOST.match(self.host):
+            raise ValueError(f"invalid host name {self.host!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"invalid port {self.port}")
+        if not self.path.startswith("/"):
+            raise ValueError(f"the remote path must be absolute, got {self.path!r}")
+        if any(c in self.path for c in "\r\n\0"):
+            raise ValueError("the remote path contains control characters")
+
+    def __str__(self) -> str:
+        port = "" if self.port == _DEFAULT_PORTS[self.scheme] else f":{self.port}"
+        return f"{self.scheme}://{self.host}{port}{self.path}"
+
+    def remote_path(self, name: str) -> str:
+        return f"{self.path.rstrip('/')}/{name}"
+
+    def transport(self, *, connect_timeout: float, stall_timeout: float,
+                  command_bucket: TokenBucket | None = None) -> HttpTransport:
+        context = None
+        if self.scheme == "https" and self.ca_file is not None:
+            context = ssl.create_default_context()
+            context.load_verify_locations(cafile=self.ca_file)
+        directory = self.path if self.path.endswith("/") else self.path + "/"
+        return HttpTransport(scheme=self.scheme, host=self.host.strip("[]"), port=self.port,
+                             probe=directory, connect_timeout=connect_timeout,
+                             stall_timeout=stall_timeout, command_bucket=command_bucket,
+                             ssl_context=context)
+
+    @classmethod
+    def parse(cls, url: str, *, ca_file: str | os.PathLike[str] | None = None) -> HttpSource:
+        """Parse `http[s]://host[:port]/dir/`."""
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+        except ValueError as exc:
+            raise ValueError(f"malformed URL {url!r}: {exc}") from None
+        if scheme not in _DEFAULT_PORTS:
+            raise ValueError(f"unsupported URL {url!r}: expected http(s)://host/dir/")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(f"malformed URL {url!r}: no user names in http(s) URLs")
+        if parts.query or parts.fragment:
+            raise ValueError(f"malformed URL {url!r}: unexpected '?' or '#'")
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        path = unquote(parts.path) or "/"
+        return cls(scheme=scheme, host=host, port=port, path=path,
+                   ca_file=Path(ca_file) if ca_file is not None else None)
+
+
+def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
+                 ca_file: str | os.PathLike[str] | None = None) -> FtpSource | HttpSource:
+    """An `ftp://`, `http://` or `https://` directory URL, or a preset."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in _DEFAULT_PORTS:
+        return HttpSource.parse(url, ca_file=ca_file)
+    return FtpSource.parse(url, netrc_file=netrc_file)

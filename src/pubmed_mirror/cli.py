@@ -10,6 +10,7 @@ import math
 import os
 import re
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -59,7 +60,7 @@ from ._mirror import (
 from ._plan import MirrorPlan, check_writable, unsafe_name_reason
 from ._pubmed import PRESETS
 from ._retry import RetryPolicy
-from ._source import FtpSource
+from ._source import FtpSource, HttpSource, parse_source
 from ._transport import RemoteEntry
 from ._verify import FileCheck, VerifyReport, verify
 
@@ -139,16 +140,17 @@ def _directory(text: str) -> Path:
     return Path(text)
 
 
-def _source(text: str) -> FtpSource:
+def _source(text: str) -> FtpSource | HttpSource:
     try:
-        return FtpSource.parse(text)
+        return parse_source(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- the parser -----------------------------------------------------------------------------------
 
-_URL_HELP = f"ftp://[user@]host[:port]/dir/ or a preset: {', '.join(PRESETS)}"
+_URL_HELP = (f"ftp://[user@]host[:port]/dir/, http[s]://host[:port]/dir/ or a preset: "
+             f"{', '.join(PRESETS)}")
 
 
 def _network_options(p: argparse.ArgumentParser) -> None:
@@ -158,6 +160,8 @@ def _network_options(p: argparse.ArgumentParser) -> None:
                    help="no byte for S seconds, default 60")
     p.add_argument("--retries", type=_count, default=5, metavar="N",
                    help="retries in a row without progress, default 5")
+    p.add_argument("--ca-file", type=Path, metavar="PEM",
+                   help="https: also trust the certificates in this file")
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -645,6 +649,18 @@ def _fail(error: BaseException) -> None:
     print(f"{PROG}: error: {error}", file=sys.stderr)
 
 
+def _trusting(source: FtpSource | HttpSource, ca_file: Path) -> HttpSource:
+    """The https source, trusting `ca_file` too (checked now: a bad file is bad usage)."""
+    if not isinstance(source, HttpSource) or source.scheme != "https":
+        raise ValueError("--ca-file is for https:// URLs")
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--ca-file {ca_file}: not a readable PEM certificate file "
+                         f"({getattr(exc, 'strerror', None) or exc})") from None
+    return dataclasses.replace(source, ca_file=ca_file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format=f"{PROG}: %(levelname)s: %(message)s",
@@ -653,7 +669,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("mirror", "demo") and dest and not getattr(args, "dry_run", 0):
             check_writable(dest)  # before any network I/O
-    except MirrorError as exc:
+        if getattr(args, "ca_file", None) is not None:
+            args.url = _trusting(args.url, args.ca_file)
+    except (MirrorError, ValueError) as exc:
         _fail(exc)
         return EXIT_USAGE
     try:

@@ -1,0 +1,311 @@
+"""The HTTP(S) transport: everything aiohttp-specific sits here.
+
+A session is one aiohttp ClientSession holding at most one connection (kept alive across
+requests), so a pool of N sessions is N connections, as with FTP. A directory is listed by
+parsing its autoindex page (`_autoindex`); a file's size and time come from HEAD; reading
+from an offset is a `Range` request, and an answer that is not the range asked for is never
+appended to a part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import os
+import re
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+
+from ._autoindex import parse_autoindex
+from ._direct import Mover
+from ._errors import (
+    ConnectionLost,
+    ConnectionRefused,
+    ConnectTimeout,
+    Phase,
+    ProtocolError,
+    RemoteFileError,
+    ServerBusy,
+    ServerUnreachable,
+    TransferStalled,
+)
+from ._ratelimit import TokenBucket
+from ._transport import EntryKind, RemoteEntry
+
+__all__ = ["HttpSession", "HttpTransport"]
+
+log = logging.getLogger("pubmed_mirror")
+
+_Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the class
+
+_LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
+_RETRY_AFTER_CAP = 300.0  # seconds; a longer Retry-After is waited for this long at most
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpTransport:
+    """Opens sessions to one web server (`scheme` "http" or "https")."""
+
+    scheme: str
+    host: str
+    port: int
+    probe: str = "/"  # a path requested (HEAD) when a session opens: the source directory
+    connect_timeout: float = 30.0
+    stall_timeout: float = 60.0
+    command_bucket: TokenBucket | None = None
+    ssl_context: ssl.SSLContext | None = None  # https: None means the system's trust store
+
+    def __repr__(self) -> str:
+        return f"HttpTransport({self.scheme}://{self.address})"
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    async def connect(self) -> HttpSession:
+        """A session whose first connection is made (and, for https, verified) at once."""
+        connector = aiohttp.TCPConnector(
+            limit=1, ssl=(self.ssl_context or True) if self.scheme == "https" else False,
+            enable_cleanup_closed=False)
+        client = aiohttp.ClientSession(
+            base_url=f"{self.scheme}://{self.address}", connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
+                                          sock_read=self.stall_timeout),
+            auto_decompress=False, raise_for_status=False, trust_env=False)
+        session = HttpSession(client, self)
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                await session.stat(self.probe, phase="connect", kind_check=False)
+        except TimeoutError:
+            await client.close()
+            raise ConnectTimeout(f"no answer within {self.connect_timeout:g} s",
+                                 path=self.address) from None
+        except BaseException:
+            await client.close()
+            raise
+        return session
+
+
+class HttpSession:
+    """One aiohttp ClientSession with one connection; `healthy` until closed (a broken
+    connection is replaced by the next request, so an error does not spoil the session)."""
+
+    def __init__(self, client: aiohttp.ClientSession, transport: HttpTransport) -> None:
+        self.client = client
+        self.transport = transport
+        self.healthy = True
+
+    def __repr__(self) -> str:
+        return f"<HttpSession {self.transport.address}>"
+
+    async def _pay(self) -> None:
+        if self.transport.command_bucket is not None:
+            await self.transport.command_bucket.acquire(1)
+
+    @contextlib.asynccontextmanager
+    async def _request(self, method: str, path: str, *, phase: Phase,
+                       headers: dict[str, str] | None = None
+                       ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A request whose answer is a success (2xx); anything else is raised, classified."""
+        await self._pay()
+        with _mapped(phase, path):
+            async with self.client.request(method, _quote(path), headers=headers,
+                                           allow_redirects=False) as response:
+                if response.status >= 300:
+                    await _raise_for(response, path)
+                yield response
+
+    async def list(self, path: str) -> _Entries:
+        """The entries of a directory page; a rounded size is asked for with HEAD."""
+        directory = path if path.endswith("/") else path + "/"
+        async with self._request("GET", directory, phase="list") as response:
+            with _mapped("list", path):
+                body = await response.content.read(_LISTING_LIMIT + 1)
+            if len(body) > _LISTING_LIMIT:
+                raise ProtocolError(f"a listing larger than {_LISTING_LIMIT} bytes", path=path)
+            charset = response.charset or "utf-8"
+        entries = []
+        for listed in parse_autoindex(body.decode(charset, errors="replace")):
+            kind: EntryKind = "dir" if listed.is_dir else "file"
+            entry = RemoteEntry(listed.name, listed.size, listed.mtime, kind,
+                                listed.mtime_resolution)
+            if kind == "file" and listed.size is None:
+                entry = await self.stat(directory + listed.name)
+            entries.append(entry)
+        return entries
+
+    async def stat(self, path: str, *, phase: Phase = "stat",
+                   kind_check: bool = True) -> RemoteEntry:
+        """Size (Content-Length) and time (Last-Modified) from HEAD."""
+        async with self._request("HEAD", path, phase=phase) as response:
+            length = response.headers.get("Content-Length")
+            modified = response.headers.get("Last-Modified")
+        size = int(length) if length is not None and length.isdigit() else None
+        mtime = None
+        if modified:
+            with contextlib.suppress(TypeError, ValueError):
+                mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if kind_check and size is None:
+            raise ProtocolError("no Content-Length in the answer to HEAD", path=path)
+        return RemoteEntry(name, size, mtime)
+
+    @contextlib.asynccontextmanager
+    async def _ranged(self, path: str, offset: int) -> AsyncIterator[_Body]:
+        headers = {"Range": f"bytes={offset}-", "Accept-Encoding": "identity"}
+        async with self._request("GET", path, phase="retr", headers=headers) as response:
+            skip = 0
+            if response.status == 206:
+                match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+                if match is None or int(match.group(1)) != offset:
+                    raise ProtocolError(f"asked for bytes from {offset}, got "
+                                        f"{response.headers.get('Content-Range')!r}", path=path)
+            elif offset:  # a 200 for a range: the whole file; what we have is skipped
+                log.info("%s: the server ignores Range: skipping %d bytes", path, offset)
+                skip = offset
+            body = _Body(response, path, skip)
+            try:
+                yield body
+            finally:
+                body.close()
+
+    @contextlib.asynccontextmanager
+    async def open_read(self, path: str, offset: int, *, buffer: int | None = None
+                        ) -> AsyncIterator[_Body]:
+        async with self._ranged(path, offset) as body:
+            yield body
+
+    @contextlib.asynccontextmanager
+    async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
+                          mover: Mover = "splice") -> AsyncIterator[_Body]:
+        """The body is copied from aiohttp's buffer (the "recv" mover, whatever is asked)."""
+        async with self._ranged(path, offset) as body:
+            yield body
+
+    async def aclose(self) -> None:
+        self.healthy = False
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+            await self.client.close()
+
+
+class _Body:
+    """A response body as both a ReadStream and a DirectStream (copied, never spliced)."""
+
+    mover: Mover = "recv"
+
+    def __init__(self, response: aiohttp.ClientResponse, path: str, skip: int) -> None:
+        self._response = response
+        self._path = path
+        self._skip = skip  # bytes at the start the caller did not ask for (a 200 to a Range)
+        self._stash = b""
+
+    async def readable(self) -> None:
+        while not self._stash and not self._response.content.at_eof():
+            with _mapped("transfer", self._path):
+                self._stash = self._drop(await self._response.content.readany())
+            if not self._stash:
+                break
+
+    def _drop(self, data: bytes) -> bytes:
+        if self._skip and data:
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            data = data[dropped:]
+        return data
+
+    def move(self, fd: int, offset: int, limit: int) -> int:
+        data = self._stash or self._drop(self._response.content.read_nowait(limit))
+        if not data:
+            if self._response.content.at_eof():
+                if self._skip:
+                    raise ProtocolError("the answer ended before the range asked for",
+                                        path=self._path)
+                return 0
+            raise BlockingIOError
+        chunk, self._stash = data[:limit], data[limit:]
+        view = memoryview(chunk)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view = view[written:]
+            offset += written
+        return len(chunk)
+
+    async def read(self) -> memoryview:
+        if not self._stash:
+            await self.readable()
+        data, self._stash = self._stash, b""
+        return memoryview(data)
+
+    async def finish(self) -> None:
+        self._response.release()
+
+    def close(self) -> None:
+        if not self._response.content.at_eof():
+            self._response.close()  # the rest is not wanted: the connection goes
+
+
+def _quote(path: str) -> str:
+    return quote(path, safe="/")
+
+
+async def _raise_for(response: aiohttp.ClientResponse, path: str) -> None:
+    status = response.status
+    reply = f"{status} {response.reason or ''}".strip()
+    if status == 429 or status >= 500:
+        wait = _retry_after(response.headers.get("Retry-After"))
+        if wait:  # honoured here, before the retry policy adds its own backoff
+            log.info("%s: %s, retrying after %g s as the server asks", path, reply, wait)
+            await anyio.sleep(min(wait, _RETRY_AFTER_CAP))
+        raise ServerBusy(f"the server answered {reply}", path=path, reply=reply)
+    if 300 <= status < 400:
+        raise RemoteFileError(f"redirected ({reply}) to {response.headers.get('Location')}",
+                              path=path, reply=reply)
+    raise RemoteFileError(f"the server answered {reply}", path=path, reply=reply)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+        return max(0.0, when - time.time())
+    return None
+
+
+@contextlib.contextmanager
+def _mapped(phase: Phase, path: str) -> Iterator[None]:
+    """aiohttp's and the network's errors as the engine's classes."""
+    try:
+        yield
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise ServerUnreachable(f"the server's certificate is not trusted: "
+                                f"{exc.certificate_error}", path=path) from exc
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, ConnectionRefusedError | socket.gaierror):
+            raise ConnectionRefused(f"cannot connect during {phase}: {exc.os_error}",
+                                    path=path) from exc
+        raise ConnectionLost(f"cannot connect during {phase}: {exc.os_error}",
+                             path=path) from exc
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise ConnectTimeout(f"no connection within the connect timeout during {phase}",
+                             path=path) from exc
+    except aiohttp.ServerTimeoutError as exc:
+        raise TransferStalled(f"no data during {phase}: {exc}", path=path) from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError, aiohttp.ClientResponseError, ConnectionError) as exc:
+        raise ConnectionLost(f"connection lost during {phase} ({exc})", path=path) from exc
+    except TimeoutError as exc:
+        raise TransferStalled(f"no answer during {phase}", path=path) from exc
+
