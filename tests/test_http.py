@@ -1,0 +1,277 @@
+"""The HTTP(S) transport: the installed command against Apache httpd and nginx from Debian
+(autoindex listings, plain and TLS), and the library against a small aiohttp server that
+injects faults (early close, stall, 429 with Retry-After, 503, a 200 to a Range request,
+hostile names)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from pubmed_mirror import (
+    FileRetrying,
+    MirrorOptions,
+    RemoteFile,
+    RetryPolicy,
+    Timeouts,
+    fetch_file,
+    list_remote,
+    mirror,
+)
+from pubmed_mirror._demo import make_pubmed_tree
+from pubmed_mirror._source import HttpSource
+from pubmed_mirror._transfer import part_path, prepare_part
+from test_cli import run
+from webfaults import FaultyWebServer, WebFault
+from webservers import apache, make_certificate, missing, nginx, served_copy
+
+Tree = tuple[Path, dict[str, bytes]]
+DIRECTORY = "pubmed/updatefiles/"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Path, dict[str, bytes]]]:
+    """Four PubMed-shaped files (~1 MiB each, with NAME.md5), readable by the servers."""
+    source = Path(tempfile.mkdtemp(prefix="pm-http-src-"))
+    try:
+        make_pubmed_tree(source, files=4, target_bytes=1 << 20)
+        files = {p.name: p.read_bytes() for p in (source / DIRECTORY).iterdir()}
+        with served_copy(source / "pubmed") as base:
+            yield base, files
+    finally:
+        shutil.rmtree(source)
+
+
+@pytest.fixture(scope="module")
+def certificate() -> Iterator[tuple[Path, Path]]:
+    directory = Path(tempfile.mkdtemp(prefix="pm-cert-"))
+    directory.chmod(0o755)
+    try:
+        yield make_certificate(directory)
+    finally:
+        shutil.rmtree(directory)
+
+
+SERVERS = [("apache", "table", False), ("apache", "pre", True), ("apache", "plain", False),
+           ("nginx", None, True)]
+
+
+def _server(kind: str, style: str | None, docroot: Path,
+            tls: tuple[Path, Path] | None) -> Any:
+    if kind == "apache":
+        return apache(docroot, style=style or "table", tls=tls)
+    return nginx(docroot, tls=tls)
+
+
+def summary(out: str) -> dict[str, Any]:
+    last = json.loads(out.splitlines()[-1])
+    assert last["event"] == "summary"
+    return dict(last)
+
+
+@pytest.mark.parametrize(("kind", "style", "tls"), SERVERS,
+                         ids=[f"{k}-{s or 'autoindex'}-{'https' if t else 'http'}"
+                              for k, s, t in SERVERS])
+def test_mirror_from_a_web_server(served: tuple[Path, dict[str, bytes]],
+                                  certificate: tuple[Path, Path], tmp_path: Path,
+                                  kind: str, style: str | None, tls: bool) -> None:
+    """The installed command mirrors the directory byte for byte, every data file checked
+    against its NAME.md5; the second run transfers nothing."""
+    if reason := missing(kind):
+        pytest.skip(reason)
+    base, files = served
+    dest = tmp_path / "mirror"
+    with _server(kind, style, base, certificate if tls else None) as port:
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/pubmed/updatefiles/"
+        trust = ["--ca-file", str(certificate[0])] if tls else []
+        first = run("mirror", url, "--dest", str(dest), "--json", *trust)
+        assert first.returncode == 0, first.stderr
+        second = run("mirror", url, "--dest", str(dest), "--json", *trust)
+        assert second.returncode == 0, second.stderr
+    for name, data in files.items():
+        assert (dest / name).read_bytes() == data, name
+    data_files = [n for n in files if n.endswith(".xml.gz")]
+    done = [json.loads(line) for line in first.stdout.splitlines()
+            if '"file_done"' in line]
+    assert sorted(e["name"] for e in done if e["md5"]) == sorted(data_files)
+    assert summary(second.stdout)["bytes_received"] == 0
+
+
+def test_untrusted_certificate_is_one_line(served: tuple[Path, dict[str, bytes]],
+                                           certificate: tuple[Path, Path],
+                                           tmp_path: Path) -> None:
+    """Without --ca-file a self-signed certificate is refused (never trusted by default):
+    exit 1, one line naming the certificate; a --ca-file that is not PEM is bad usage."""
+    if reason := missing("apache"):
+        pytest.skip(reason)
+    with apache(served[0], tls=certificate) as port:
+        url = f"https://127.0.0.1:{port}/pubmed/updatefiles/"
+        refused = run("mirror", url, "--dest", str(tmp_path / "m"))
+        bogus = tmp_path / "bogus.pem"
+        bogus.write_text("not a certificate\n")
+        usage = run("mirror", url, "--dest", str(tmp_path / "m"), "--ca-file", str(bogus))
+    assert refused.returncode == 1
+    assert "certificate" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert usage.returncode == 2 and "--ca-file" in usage.stderr
+
+
+async def test_range_resume_from_apache(served: tuple[Path, dict[str, bytes]],
+                                        tmp_path: Path) -> None:
+    """A part holding the first 300,000 bytes is resumed with a Range request: only the
+    rest is received."""
+    if reason := missing("apache"):
+        pytest.skip(reason)
+    base, files = served
+    name = next(n for n in sorted(files) if n.endswith(".xml.gz"))
+    data = files[name]
+    with apache(base) as port:
+        source = HttpSource.parse(f"http://127.0.0.1:{port}/pubmed/updatefiles/")
+        transport = source.transport(connect_timeout=5, stall_timeout=5)
+        session = await transport.connect()
+        try:
+            entry = await session.stat(source.remote_path(name))
+            remote = RemoteFile(source.remote_path(name), len(data), entry.mtime)
+            dest = tmp_path / name
+            prepare_part(part_path(dest), remote)
+            part_path(dest).write_bytes(data[:300_000])
+            result = await fetch_file(session, remote, dest)
+        finally:
+            await session.aclose()
+    assert result.resumed_from == 300_000 and result.received == len(data) - 300_000
+    assert dest.read_bytes() == data
+
+
+async def test_listing_sizes_and_times(served: tuple[Path, dict[str, bytes]]) -> None:
+    """Every style of listing gives exact sizes (rounded ones are asked with HEAD), files
+    and directories told apart, times to the minute."""
+    for kind, style in (("apache", "table"), ("apache", "pre"), ("apache", "plain"),
+                        ("nginx", None)):
+        if missing(kind):
+            continue
+        base, files = served
+        with _server(kind, style, base, None) as port:
+            entries = await list_remote(f"http://127.0.0.1:{port}/pubmed/")
+            inner = await list_remote(f"http://127.0.0.1:{port}/pubmed/updatefiles/")
+        assert [(e.name, e.kind) for e in entries] == [("updatefiles", "dir")], (kind, style)
+        assert {e.name: e.size for e in inner} == {n: len(d) for n, d in files.items()}
+        for e in inner:
+            stamp = (base / DIRECTORY / e.name).stat().st_mtime
+            assert e.mtime is not None and abs(e.mtime - stamp) < 61, (kind, style, e)
+
+
+# -- faults, from a small aiohttp server ---------------------------------------------------------
+
+
+@pytest.fixture
+def web_tree(tmp_path: Path) -> Tree:
+    root = tmp_path / "web"
+    root.mkdir()
+    files = {}
+    for i, size in enumerate([3_000_001, 700_000], start=1):
+        name = f"pubmed26n{i:04d}.xml.gz"
+        data = hashlib.sha256(name.encode()).digest() * (size // 32 + 1)
+        files[name] = data[:size]
+        (root / name).write_bytes(files[name])
+        (root / f"{name}.md5").write_text(
+            f"MD5({name})= {hashlib.md5(files[name]).hexdigest()}\n")
+    day_ago = time.time() - 86400  # listings show minutes: a file this recent would be
+    for path in root.iterdir():    # taken for a new version on a retry (see _same_version)
+        os.utime(path, (day_ago, day_ago))
+    return root, files
+
+
+BIG = "pubmed26n0001.xml.gz"
+
+
+def opts(**kwargs: Any) -> MirrorOptions:
+    kwargs.setdefault("retry", RetryPolicy(attempts=4, base=0.05, cap=0.2))
+    kwargs.setdefault("timeouts", Timeouts(connect=5, stall=5))
+    return MirrorOptions(**kwargs)
+
+
+async def test_early_close_resumes_at_the_offset(web_tree: Tree, tmp_path: Path) -> None:
+    server = FaultyWebServer(web_tree[0])
+    server.add(BIG, WebFault("close", after=1_234_567))
+    async with server.running():
+        report = await mirror(server.url, tmp_path / "m", opts(include=("*.xml.gz",)))
+    assert report.ok and report.retries == 1, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]
+    assert server.stats.ranges[BIG] == [0, 1_234_567]
+
+
+async def test_stall_times_out_and_resumes(web_tree: Tree, tmp_path: Path) -> None:
+    server = FaultyWebServer(web_tree[0])
+    server.add(BIG, WebFault("stall", after=500_000, seconds=30))
+    async with server.running():
+        with anyio.fail_after(20):
+            report = await mirror(server.url, tmp_path / "m", opts(
+                include=(BIG,), timeouts=Timeouts(connect=5, stall=0.5)))
+    assert report.ok and report.retries == 1, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]
+    assert server.stats.ranges[BIG] == [0, 500_000]
+
+
+async def test_429_retry_after_is_honoured(web_tree: Tree, tmp_path: Path) -> None:
+    """A 429 with Retry-After: 1 is waited out (>= 1 s) and retried; a 503 without one is
+    retried with the usual backoff."""
+    server = FaultyWebServer(web_tree[0])
+    server.add(BIG, WebFault("429", seconds=1), WebFault("503"))
+    events: list[Any] = []
+    async with server.running():
+        start = anyio.current_time()
+        report = await mirror(server.url, tmp_path / "m", opts(include=(BIG,)),
+                              on_event=events.append)
+        elapsed = anyio.current_time() - start
+    assert report.ok, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]
+    assert [s for n, s in server.stats.statuses if n == BIG] == [429, 503, 200]
+    assert sum(isinstance(e, FileRetrying) for e in events) == 2
+    assert elapsed >= 1.0
+
+
+async def test_a_200_to_a_range_is_not_appended(web_tree: Tree, tmp_path: Path) -> None:
+    """The retry after an early close asks for a range and gets the whole file (200): its
+    first bytes are skipped, not appended; the file is identical."""
+    server = FaultyWebServer(web_tree[0])
+    server.add(BIG, WebFault("close", after=1_000_000), WebFault("ignore_range"))
+    async with server.running():
+        report = await mirror(server.url, tmp_path / "m", opts(include=(BIG,)))
+    assert report.ok, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]
+    assert [s for n, s in server.stats.statuses if n == BIG] == [200, 200]
+    assert server.stats.ranges[BIG] == [0, 1_000_000]
+
+
+async def test_wrong_md5_leaves_no_file(web_tree: Tree, tmp_path: Path) -> None:
+    (web_tree[0] / f"{BIG}.md5").write_text(f"MD5({BIG})= {'0' * 32}\n")
+    server = FaultyWebServer(web_tree[0])
+    async with server.running():
+        report = await mirror(server.url, tmp_path / "m", opts(include=(BIG,)))
+    assert [f.name for f in report.failed] == [BIG]
+    assert not (tmp_path / "m" / BIG).exists()
+    assert not part_path(tmp_path / "m" / BIG).exists()
+
+
+async def test_hostile_names_are_skipped(web_tree: Tree, tmp_path: Path) -> None:
+    """Listed names that leave the directory or hide control characters are skipped; the
+    real files arrive; nothing is written outside DEST."""
+    hostile = ["../evil.xml.gz", "a/b.xml.gz", "..", "bad\x1b[31m.xml.gz", ".pubmed-mirror"]
+    server = FaultyWebServer(web_tree[0], extra_names=hostile)
+    dest = tmp_path / "m"
+    async with server.running():
+        report = await mirror(server.url, dest, opts(include=("*.xml.gz",)))
+    assert report.ok, report.failed
+    assert sorted(f.name for f in report.done) == sorted(web_tree[1])
+    assert not (tmp_path / "evil.xml.gz").exists()
+    assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == sorted(
+        [*web_tree[1], *(f"{n}.md5" for n in web_tree[1])])

@@ -1,0 +1,148 @@
+"""Real web servers for the tests: Apache httpd (mod_autoindex) and nginx (autoindex) from
+Debian, started on 127.0.0.1 with a configuration of their own, optionally over TLS with a
+self-signed certificate made with openssl at test time.
+
+They run as root and serve as an unprivileged user: the served tree lives in a directory
+of mode 0755 outside pytest's private temporary directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+MODULES = Path("/usr/lib/apache2/modules")
+
+
+def missing(server: str) -> str | None:
+    """Why `server` ("apache" or "nginx") cannot run here, or None."""
+    binary = APACHE if server == "apache" else NGINX
+    if not Path(binary).is_file():
+        return f"{server} is not installed (.ci/install-servers installs it)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert.pem, key.pem)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    key.chmod(0o644)
+    return cert, key
+
+
+@contextmanager
+def served_copy(root: Path) -> Iterator[Path]:
+    """`root` copied into a directory the servers' unprivileged workers can read."""
+    base = Path(tempfile.mkdtemp(prefix="pm-web-"))
+    try:
+        base.chmod(0o755)
+        shutil.copytree(root, base / "pubmed")
+        for path in [base / "pubmed", *(base / "pubmed").rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def apache(docroot: Path, *, style: str = "table",
+           tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """Apache on 127.0.0.1:PORT serving `docroot` with autoindex; `style` "table" (Debian's
+    default: FancyIndexing HTMLTable), "pre" (FancyIndexing, as NCBI's pages) or "plain"."""
+    port = free_port()
+    run = Path(tempfile.mkdtemp(prefix="pm-apache-"))
+    options = {"table": "FancyIndexing HTMLTable NameWidth=* Charset=UTF-8",
+               "pre": "FancyIndexing NameWidth=* Charset=UTF-8",
+               "plain": "Charset=UTF-8"}[style]
+    modules = ["mpm_event", "authz_core", "dir", "mime", "autoindex", "alias"]
+    if tls:
+        modules += ["ssl", "socache_shmcb"]
+    conf = [f"ServerRoot {run}", f"Listen 127.0.0.1:{port}", f"PidFile {run}/httpd.pid",
+            f"ErrorLog {run}/error.log", f"DefaultRuntimeDir {run}", "ServerName 127.0.0.1",
+            "User www-data", "Group www-data",
+            *(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in modules),
+            "TypesConfig /etc/mime.types", f"DocumentRoot {docroot}",
+            f"<Directory {docroot}>", "  Options +Indexes", "  Require all granted",
+            "</Directory>", f"IndexOptions {options}"]
+    if tls:
+        conf += ["SSLEngine on", f"SSLCertificateFile {tls[0]}",
+                 f"SSLCertificateKeyFile {tls[1]}", f"SSLSessionCache shmcb:{run}/scache"]
+    (run / "httpd.conf").write_text("\n".join(conf) + "\n")
+    server = subprocess.Popen([APACHE, "-f", str(run / "httpd.conf"), "-DFOREGROUND"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait(port, server, run / "error.log")
+        yield port
+    finally:
+        _stop(server)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+@contextmanager
+def nginx(docroot: Path, *, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """nginx on 127.0.0.1:PORT serving `docroot` with autoindex (exact sizes, its default)."""
+    port = free_port()
+    run = Path(tempfile.mkdtemp(prefix="pm-nginx-"))
+    listen = f"listen 127.0.0.1:{port}{' ssl' if tls else ''};"
+    certs = (f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else "")
+    temps = " ".join(f"{kind}_temp_path {run}/{kind};"
+                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (run / "nginx.conf").write_text(
+        f"daemon off; pid {run}/nginx.pid; error_log {run}/error.log; user www-data;\n"
+        "events {}\n"
+        f"http {{ access_log off; include /etc/nginx/mime.types; {temps}\n"
+        f"  server {{ {listen} {certs} root {docroot};\n"
+        "    location / { autoindex on; } } }\n")
+    server = subprocess.Popen([NGINX, "-c", str(run / "nginx.conf"), "-p", str(run)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait(port, server, run / "error.log")
+        yield port
+    finally:
+        _stop(server)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def _wait(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            _stop(server)
+            err = server.stderr.read().decode() if server.stderr else ""
+            text = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"the web server did not start: {err}{text}")
+        time.sleep(0.05)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    if server.stderr:
+        server.stderr.close()
