@@ -87,9 +87,10 @@ def test_bad_options_exit_2_before_network(dest: Path, args: list[str], message:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("url", ["http://example.org/x/", "ftp://u:p@h/x/", "ftp://h:0x/"])
+@pytest.mark.parametrize("url", ["gopher://example.org/x/", "ftp://u:p@h/x/", "ftp://h:0x/",
+                                 "https://u@h/x/", "http://h/x/?q"])
 def test_bad_url_exits_2(dest: Path, url: str) -> None:
-    """A malformed or password-bearing URL is refused with exit 2."""
+    """A malformed, password-bearing or unsupported URL is refused with exit 2."""
     result = run("mirror", url, "--dest", str(dest))
     assert result.returncode == 2 and "error" in result.stderr
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ from pubmed_mirror import (
     mirror,
 )
 from pubmed_mirror._demo import make_pubmed_tree
-from pubmed_mirror._source import HttpSource
+from pubmed_mirror._source import AutoSource, FtpSource, HttpSource, parse_source
 from pubmed_mirror._transfer import part_path, prepare_part
 from test_cli import run
 from webfaults import FaultyWebServer, WebFault
@@ -275,3 +277,46 @@ async def test_hostile_names_are_skipped(web_tree: Tree, tmp_path: Path) -> None
     assert not (tmp_path / "evil.xml.gz").exists()
     assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == sorted(
         [*web_tree[1], *(f"{n}.md5" for n in web_tree[1])])
+
+
+# -- FTP, falling back to HTTPS ---------------------------------------------------------------
+
+
+async def test_ftp_refused_falls_back_to_https(served: tuple[Path, dict[str, bytes]],
+                                               certificate: tuple[Path, Path], tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The auto transport (the presets' default): the FTP port refuses, so the run goes
+    over HTTPS (Apache, the test certificate trusted by option), says so once, and the
+    mirror is complete and MD5-checked."""
+    if reason := missing("apache"):
+        pytest.skip(reason)
+    base, files = served
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        ftp_port = closed.getsockname()[1]
+    with apache(base, tls=certificate) as port:
+        source = AutoSource(
+            ftp=FtpSource(host="127.0.0.1", port=ftp_port, path="/pubmed/updatefiles/"),
+            https=HttpSource(scheme="https", host="127.0.0.1", port=port,
+                             path="/pubmed/updatefiles/", ca_file=certificate[0]))
+        with caplog.at_level(logging.WARNING, logger="pubmed_mirror"):
+            report = await mirror(source, tmp_path / "m", opts(concurrency=3))
+    assert report.ok, report.failed
+    for name, data in files.items():
+        assert (tmp_path / "m" / name).read_bytes() == data
+    assert sum(1 for f in report.done if f.md5) == sum(n.endswith(".xml.gz") for n in files)
+    said = [r.message for r in caplog.records if "using HTTPS" in r.message]
+    assert len(said) == 1 and "refused" in said[0]
+
+
+def test_transport_option_is_for_presets(tmp_path: Path) -> None:
+    done = run("mirror", "ftp://127.0.0.1/pub/", "--dest", str(tmp_path / "m"),
+               "--transport", "https")
+    assert done.returncode == 2 and "--transport is for the pubmed: presets" in done.stderr
+    # (the presets name NCBI: parsed here, never connected to)
+    https = parse_source("pubmed:updatefiles", transport="https")
+    assert str(https) == "https://ftp.ncbi.nlm.nih.gov/pubmed/updatefiles/"
+    auto = parse_source("pubmed:baseline")
+    assert isinstance(auto, AutoSource) and auto.https.host == auto.ftp.host
+    assert str(parse_source("pubmed:baseline", transport="ftp")).startswith("ftp://")
+    assert auto.default_include == ("*.xml.gz",)

@@ -85,7 +85,8 @@ class HttpTransport:
         session = HttpSession(client, self)
         try:
             with anyio.fail_after(self.connect_timeout):
-                await session.stat(self.probe, phase="connect", kind_check=False)
+                await session.stat(self.probe, phase="connect", kind_check=False,
+                                   label=f"{self.scheme}://{self.address}{self.probe}")
         except TimeoutError:
             await client.close()
             raise ConnectTimeout(f"no answer within {self.connect_timeout:g} s",
@@ -114,15 +115,16 @@ class HttpSession:
 
     @contextlib.asynccontextmanager
     async def _request(self, method: str, path: str, *, phase: Phase,
-                       headers: dict[str, str] | None = None
+                       headers: dict[str, str] | None = None, label: str | None = None
                        ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A request whose answer is a success (2xx); anything else is raised, classified."""
+        """A request whose answer is a success (2xx); anything else is raised, classified
+        (naming `label`, the path by default)."""
         await self._pay()
-        with _mapped(phase, path):
+        with _mapped(phase, label or path):
             async with self.client.request(method, _quote(path), headers=headers,
                                            allow_redirects=False) as response:
                 if response.status >= 300:
-                    await _raise_for(response, path)
+                    await _raise_for(response, label or path)
                 yield response
 
     async def list(self, path: str) -> _Entries:
@@ -144,10 +146,10 @@ class HttpSession:
             entries.append(entry)
         return entries
 
-    async def stat(self, path: str, *, phase: Phase = "stat",
-                   kind_check: bool = True) -> RemoteEntry:
+    async def stat(self, path: str, *, phase: Phase = "stat", kind_check: bool = True,
+                   label: str | None = None) -> RemoteEntry:
         """Size (Content-Length) and time (Last-Modified) from HEAD."""
-        async with self._request("HEAD", path, phase=phase) as response:
+        async with self._request("HEAD", path, phase=phase, label=label) as response:
             length = response.headers.get("Content-Length")
             modified = response.headers.get("Last-Modified")
         size = int(length) if length is not None and length.isdigit() else None

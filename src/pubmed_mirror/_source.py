@@ -3,6 +3,7 @@ or an HTTP(S) directory URL."""
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import re
@@ -11,12 +12,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ._ftp import FtpTransport
-from ._http import HttpTransport
+import anyio
+
+from ._errors import ConnectionLost, ConnectTimeout, LoginRefused, ServerUnreachable
+from ._ftp import FtpSession, FtpTransport
+from ._http import HttpSession, HttpTransport
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
 
-__all__ = ["PASSWORD_ENV", "FtpSource", "HttpSource", "parse_source"]
+__all__ = ["PASSWORD_ENV", "TRANSPORTS", "AutoSource", "FtpSource", "HttpSource",
+           "parse_source"]
+
+log = logging.getLogger("pubmed_mirror")
+
+TRANSPORTS = ("ftp", "https", "auto")  # for the presets
 
 PASSWORD_ENV = "PUBMED_MIRROR_PASSWORD"
 _ANONYMOUS = ("anonymous", "ftp")
@@ -175,10 +184,89 @@ class HttpSource:
                    ca_file=Path(ca_file) if ca_file is not None else None)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutoSource:
+    """One directory served over FTP and HTTPS (as NCBI's): FTP, unless FTP cannot connect
+    or log in at the start of a run; then HTTPS for the rest of that run."""
+
+    ftp: FtpSource
+    https: HttpSource
+
+    @property
+    def path(self) -> str:
+        return self.ftp.path
+
+    @property
+    def default_include(self) -> tuple[str, ...]:
+        return self.ftp.default_include
+
+    def __str__(self) -> str:
+        return f"{self.ftp} (or {self.https})"
+
+    def remote_path(self, name: str) -> str:
+        return self.ftp.remote_path(name)
+
+    def transport(self, *, connect_timeout: float, stall_timeout: float,
+                  command_bucket: TokenBucket | None = None) -> FallbackTransport:
+        return FallbackTransport(
+            self.ftp.transport(connect_timeout=connect_timeout, stall_timeout=stall_timeout,
+                               command_bucket=command_bucket),
+            self.https.transport(connect_timeout=connect_timeout, stall_timeout=stall_timeout,
+                                 command_bucket=command_bucket))
+
+
+class FallbackTransport:
+    """FTP sessions, or HTTPS ones for the whole run once FTP failed to connect or log in
+    before any FTP login of the run succeeded (said once, as a warning). The first
+    connection decides before any other is tried, so a run never mixes the two."""
+
+    _UNUSABLE = (ConnectionLost, ConnectTimeout, LoginRefused, ServerUnreachable)
+
+    def __init__(self, ftp: FtpTransport, https: HttpTransport) -> None:
+        self.ftp = ftp
+        self.https = https
+        self.using: str | None = None  # "ftp" or "https", once decided
+        self._deciding = anyio.Lock()
+
+    def __repr__(self) -> str:
+        return f"FallbackTransport({self.ftp!r}, {self.https!r}, using={self.using})"
+
+    async def connect(self) -> FtpSession | HttpSession:
+        if self.using is None:
+            async with self._deciding:
+                if self.using is None:
+                    return await self._decide()
+        if self.using == "ftp":
+            return await self.ftp.connect()
+        return await self.https.connect()
+
+    async def _decide(self) -> FtpSession | HttpSession:
+        try:
+            session = await self.ftp.connect()
+        except self._UNUSABLE as exc:
+            log.warning("FTP to %s failed (%s): using HTTPS (%s) for this run",
+                        self.ftp.address, exc, self.https.address)
+            https = await self.https.connect()
+            self.using = "https"
+            return https
+        self.using = "ftp"
+        return session
+
+
 def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
-                 ca_file: str | os.PathLike[str] | None = None) -> FtpSource | HttpSource:
-    """An `ftp://`, `http://` or `https://` directory URL, or a preset."""
+                 ca_file: str | os.PathLike[str] | None = None,
+                 transport: str = "auto") -> FtpSource | HttpSource | AutoSource:
+    """An `ftp://`, `http://` or `https://` directory URL, or a preset; a preset over
+    `transport` ("ftp", "https", or "auto": FTP, falling back to HTTPS)."""
+    if transport not in TRANSPORTS:
+        raise ValueError(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
     scheme = url.split(":", 1)[0].lower()
     if scheme in _DEFAULT_PORTS:
         return HttpSource.parse(url, ca_file=ca_file)
-    return FtpSource.parse(url, netrc_file=netrc_file)
+    ftp = FtpSource.parse(url, netrc_file=netrc_file)
+    if url not in PRESETS or transport == "ftp":
+        return ftp
+    https = HttpSource(scheme="https", host=ftp.host, port=443, path=ftp.path,
+                       default_include=ftp.default_include,
+                       ca_file=Path(ca_file) if ca_file is not None else None)
+    return https if transport == "https" else AutoSource(ftp=ftp, https=https)

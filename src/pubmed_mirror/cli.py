@@ -60,7 +60,7 @@ from ._mirror import (
 from ._plan import MirrorPlan, check_writable, unsafe_name_reason
 from ._pubmed import PRESETS
 from ._retry import RetryPolicy
-from ._source import FtpSource, HttpSource, parse_source
+from ._source import TRANSPORTS, AutoSource, FtpSource, HttpSource, parse_source
 from ._transport import RemoteEntry
 from ._verify import FileCheck, VerifyReport, verify
 
@@ -140,9 +140,12 @@ def _directory(text: str) -> Path:
     return Path(text)
 
 
-def _source(text: str) -> FtpSource | HttpSource:
+def _source(text: str) -> str:
+    """The URL or preset as given, once it parses (the source is made in `main`, with
+    --ca-file and --transport)."""
     try:
-        return parse_source(text)
+        parse_source(text)
+        return text
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -162,6 +165,9 @@ def _network_options(p: argparse.ArgumentParser) -> None:
                    help="retries in a row without progress, default 5")
     p.add_argument("--ca-file", type=Path, metavar="PEM",
                    help="https: also trust the certificates in this file")
+    p.add_argument("--transport", choices=TRANSPORTS,
+                   help="for the pubmed: presets: ftp, https, or auto (default: FTP, "
+                        "falling back to HTTPS for the run when FTP cannot connect or log in)")
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -649,16 +655,22 @@ def _fail(error: BaseException) -> None:
     print(f"{PROG}: error: {error}", file=sys.stderr)
 
 
-def _trusting(source: FtpSource | HttpSource, ca_file: Path) -> HttpSource:
-    """The https source, trusting `ca_file` too (checked now: a bad file is bad usage)."""
-    if not isinstance(source, HttpSource) or source.scheme != "https":
-        raise ValueError("--ca-file is for https:// URLs")
-    try:
-        ssl.create_default_context().load_verify_locations(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"--ca-file {ca_file}: not a readable PEM certificate file "
-                         f"({getattr(exc, 'strerror', None) or exc})") from None
-    return dataclasses.replace(source, ca_file=ca_file)
+def _make_source(text: str, ca_file: Path | None,
+                 transport: str | None) -> FtpSource | HttpSource | AutoSource:
+    """The source the URL names, trusting `ca_file` too for https (checked now: a bad file
+    is bad usage), over `transport` for a preset."""
+    if transport is not None and text not in PRESETS:
+        raise ValueError("--transport is for the pubmed: presets (a URL's scheme chooses)")
+    source = parse_source(text, ca_file=ca_file, transport=transport or "auto")
+    if ca_file is not None:
+        if isinstance(source, FtpSource):
+            raise ValueError("--ca-file is for https:// URLs")
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"--ca-file {ca_file}: not a readable PEM certificate file "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
+    return source
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -669,8 +681,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("mirror", "demo") and dest and not getattr(args, "dry_run", 0):
             check_writable(dest)  # before any network I/O
-        if getattr(args, "ca_file", None) is not None:
-            args.url = _trusting(args.url, args.ca_file)
+        if hasattr(args, "url"):
+            args.url = _make_source(args.url, getattr(args, "ca_file", None),
+                                    getattr(args, "transport", None))
     except (MirrorError, ValueError) as exc:
         _fail(exc)
         return EXIT_USAGE
