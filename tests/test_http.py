@@ -242,16 +242,18 @@ async def test_429_retry_after_is_honoured(web_tree: Tree, tmp_path: Path) -> No
 
 
 async def test_a_200_to_a_range_is_not_appended(web_tree: Tree, tmp_path: Path) -> None:
-    """The retry after an early close asks for a range and gets the whole file (200): its
+    """The retry after an early close asks for a range and gets the whole file (200), on
+    its own connection (then it asks again through aiohttp) and through aiohttp: the
     first bytes are skipped, not appended; the file is identical."""
     server = FaultyWebServer(web_tree[0])
-    server.add(BIG, WebFault("close", after=1_000_000), WebFault("ignore_range"))
+    server.add(BIG, WebFault("close", after=1_000_000), WebFault("ignore_range"),
+               WebFault("ignore_range"))
     async with server.running():
         report = await mirror(server.url, tmp_path / "m", opts(include=(BIG,)))
     assert report.ok, report.failed
     assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]
-    assert [s for n, s in server.stats.statuses if n == BIG] == [200, 200]
-    assert server.stats.ranges[BIG] == [0, 1_000_000]
+    assert [s for n, s in server.stats.statuses if n == BIG] == [200, 200, 200]
+    assert server.stats.ranges[BIG] == [0, 1_000_000, 1_000_000]
 
 
 async def test_wrong_md5_leaves_no_file(web_tree: Tree, tmp_path: Path) -> None:
@@ -320,3 +322,28 @@ def test_transport_option_is_for_presets(tmp_path: Path) -> None:
     assert isinstance(auto, AutoSource) and auto.https.host == auto.ftp.host
     assert str(parse_source("pubmed:baseline", transport="ftp")).startswith("ftp://")
     assert auto.default_include == ("*.xml.gz",)
+
+
+@pytest.mark.parametrize(("tls", "splice", "expected"), [
+    (False, True, "splice"), (False, False, "recv"), (True, True, "recv")])
+async def test_receive_path_by_scheme(served: tuple[Path, dict[str, bytes]],
+                                      certificate: tuple[Path, Path], tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture, tls: bool,
+                                      splice: bool, expected: str) -> None:
+    """Plain HTTP bodies are spliced into the part (after the headers, on a connection of
+    their own) unless splice is off; HTTPS bodies are copied from aiohttp."""
+    if reason := missing("nginx"):
+        pytest.skip(reason)
+    base, files = served
+    with nginx(base, tls=certificate if tls else None) as port:
+        source = HttpSource.parse(
+            f"{'https' if tls else 'http'}://127.0.0.1:{port}/pubmed/updatefiles/",
+            ca_file=certificate[0] if tls else None)
+        with caplog.at_level(logging.DEBUG, logger="pubmed_mirror"):
+            report = await mirror(source, tmp_path / "m", opts(splice=splice))
+    assert report.ok, report.failed
+    for name, data in files.items():
+        assert (tmp_path / "m" / name).read_bytes() == data
+    paths = {r.message.rsplit(" by ", 1)[1] for r in caplog.records
+             if " bytes by " in r.message}
+    assert paths == {expected}

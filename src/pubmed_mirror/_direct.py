@@ -15,6 +15,7 @@ failed to write, and reports it).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
@@ -26,13 +27,15 @@ import anyio
 
 from ._errors import ConnectionLost
 
-__all__ = ["CHUNK", "DirectReceiver", "Mover", "splice_available"]
+__all__ = ["CHUNK", "MIN_BUFFER", "DirectReceiver", "Mover", "connect_socket",
+           "splice_available"]
 
 log = logging.getLogger("pubmed_mirror")
 
 Mover = Literal["splice", "recv"]
 
 CHUNK = 1 << 20  # the most one `move` takes: the pipe's (or buffer's) size
+MIN_BUFFER = 16 << 10  # the smallest receive buffer asked of the kernel
 _SPLICE_F_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 _SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
 # a splice refused for what the descriptors are, not for an I/O failure: copy instead
@@ -47,8 +50,9 @@ class DirectReceiver:
     """One data connection (a non-blocking socket), moved into a file chunk by chunk."""
 
     def __init__(self, sock: socket.socket, *, mover: Mover, chunk: int = CHUNK,
-                 path: str | None = None) -> None:
+                 path: str | None = None, prefix: bytes = b"") -> None:
         self._sock = sock
+        self._prefix = memoryview(prefix)  # received already (after HTTP headers, say)
         self._fd = sock.fileno()
         self._chunk = chunk
         self._path = path
@@ -83,6 +87,10 @@ class DirectReceiver:
         if self._error is not None:
             raise self._error
         limit = min(limit, self.chunk)
+        if self._prefix:
+            head, self._prefix = self._prefix[:limit], self._prefix[limit:]
+            _write_all(fd, head, offset)
+            return len(head)
         if self._pipe is not None:
             try:
                 return self._splice(fd, offset, limit)
@@ -190,3 +198,31 @@ def _file_error(exc: BlockingIOError) -> OSError:
     """A file that would block is an error of the file's (BlockingIOError, from `move`,
     means the connection has nothing yet)."""
     return OSError(errno.EIO, f"writing would block ({exc.strerror})")
+
+
+async def connect_socket(host: str, port: int, buffer: int | None) -> socket.socket:
+    """A connected non-blocking TCP socket, its receive buffer fixed to `buffer` when given
+    (before connecting, so the window is scaled to it)."""
+    try:  # the control connection's peer: a numeric address, no lookup
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:  # (one, for a numeric address)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            if buffer is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(buffer, MIN_BUFFER))
+            await asyncio.get_running_loop().sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return sock
+    raise error or OSError(f"no address for {host}")

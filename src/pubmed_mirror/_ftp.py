@@ -6,7 +6,6 @@ import asyncio
 import calendar
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 import aioftp
 import anyio
 
-from ._direct import CHUNK, DirectReceiver, Mover
+from ._direct import CHUNK, MIN_BUFFER, DirectReceiver, Mover, connect_socket
 from ._errors import (
     Phase,
     ProtocolError,
@@ -40,7 +39,6 @@ class _Closable(Protocol):
 _C = TypeVar("_C", bound=_Closable)
 
 _CLOSE_TIMEOUT = 2.0
-_MIN_BUFFER = 16 << 10
 _LIST_BUFFER = 256 << 10
 
 
@@ -49,7 +47,7 @@ def _receiver_sizes(buffer: int | None) -> dict[str, int]:
     burst), kernel included; the fast defaults when None."""
     if buffer is None:
         return {}
-    buffer = max(buffer, _MIN_BUFFER)
+    buffer = max(buffer, MIN_BUFFER)
     return {"capacity": buffer, "target": min(buffer // 2, TARGET), "kernel_buffer": buffer}
 
 
@@ -258,9 +256,9 @@ class FtpSession:
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
                           mover: Mover = "splice") -> AsyncIterator[FtpDirectStream]:
         async def connect(host: str, port: int) -> DirectReceiver:
-            sock = await _connect_socket(host, port, buffer)
+            sock = await connect_socket(host, port, buffer)
             try:
-                chunk = CHUNK if buffer is None else max(min(buffer, CHUNK), _MIN_BUFFER)
+                chunk = CHUNK if buffer is None else max(min(buffer, CHUNK), MIN_BUFFER)
                 return DirectReceiver(sock, mover=mover, chunk=chunk, path=path)
             except BaseException:
                 sock.close()
@@ -347,34 +345,6 @@ def _receiver(buffer: int | None) -> Callable[[str, int], Awaitable[Receiver]]:
         return receiver
 
     return connect
-
-
-async def _connect_socket(host: str, port: int, buffer: int | None) -> socket.socket:
-    """A connected non-blocking TCP socket, its receive buffer fixed to `buffer` when given
-    (before connecting, so the window is scaled to it)."""
-    try:  # the control connection's peer: a numeric address, no lookup
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
-                                                             type=socket.SOCK_STREAM)
-    error: OSError | None = None
-    for family, kind, proto, _, address in infos:  # (one, for a numeric address)
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            if buffer is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(buffer, _MIN_BUFFER))
-            await asyncio.get_running_loop().sock_connect(sock, address)
-        except OSError as exc:
-            sock.close()
-            error = exc
-        except BaseException:
-            sock.close()
-            raise
-        else:
-            return sock
-    raise error or OSError(f"no address for {host}")
 
 
 def _peer_host(client: aioftp.Client) -> str:

@@ -9,6 +9,7 @@ appended to a part.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import logging
@@ -25,7 +26,7 @@ import aiohttp
 import anyio
 
 from ._autoindex import parse_autoindex
-from ._direct import Mover
+from ._direct import CHUNK, MIN_BUFFER, DirectReceiver, Mover, connect_socket
 from ._errors import (
     ConnectionLost,
     ConnectionRefused,
@@ -47,6 +48,7 @@ log = logging.getLogger("pubmed_mirror")
 _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the class
 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
+_HEAD_LIMIT = 64 << 10  # an answer's headers
 _RETRY_AFTER_CAP = 300.0  # seconds; a longer Retry-After is waited for this long at most
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -168,10 +170,7 @@ class HttpSession:
         async with self._request("GET", path, phase="retr", headers=headers) as response:
             skip = 0
             if response.status == 206:
-                match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
-                if match is None or int(match.group(1)) != offset:
-                    raise ProtocolError(f"asked for bytes from {offset}, got "
-                                        f"{response.headers.get('Content-Range')!r}", path=path)
+                _check_range(response.headers.get("Content-Range", ""), offset, path)
             elif offset:  # a 200 for a range: the whole file; what we have is skipped
                 log.info("%s: the server ignores Range: skipping %d bytes", path, offset)
                 skip = offset
@@ -189,15 +188,94 @@ class HttpSession:
 
     @contextlib.asynccontextmanager
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
-                          mover: Mover = "splice") -> AsyncIterator[_Body]:
-        """The body is copied from aiohttp's buffer (the "recv" mover, whatever is asked)."""
+                          mover: Mover = "splice") -> AsyncIterator[_Body | _RawBody]:
+        """Plain HTTP: the ranged GET on a connection of its own, its body then received
+        like an FTP data connection (spliced by `mover`). HTTPS, or an answer that is not
+        a plain body: copied from aiohttp's buffer."""
+        if self.transport.scheme == "http":
+            receiver = await self._raw_get(path, offset, buffer, mover)
+            if receiver is not None:
+                raw = _RawBody(receiver)
+                try:
+                    yield raw
+                finally:
+                    raw.close()
+                return
         async with self._ranged(path, offset) as body:
             yield body
+
+    async def _raw_get(self, path: str, offset: int, buffer: int | None,
+                       mover: Mover) -> DirectReceiver | None:
+        """GET with Range and `Connection: close` on a socket of our own, up to the end of
+        the headers: the body's receiver (holding the body bytes that came with the
+        headers), or None when the answer is not one to receive so (a 200 to a range,
+        chunked or encoded: asked again through aiohttp)."""
+        await self._pay()
+        transport = self.transport
+        loop = asyncio.get_running_loop()
+        with _mapped("retr", path), anyio.fail_after(transport.stall_timeout):
+            sock = await connect_socket(transport.host, transport.port, buffer)
+            try:
+                await loop.sock_sendall(sock, (
+                    f"GET {_quote(path)} HTTP/1.1\r\nHost: {transport.address}\r\n"
+                    f"Range: bytes={offset}-\r\nAccept-Encoding: identity\r\n"
+                    "Connection: close\r\nUser-Agent: pubmed-mirror\r\n\r\n").encode())
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    if len(data) > _HEAD_LIMIT:
+                        raise ProtocolError("an answer's headers over 64 KiB", path=path)
+                    chunk = await loop.sock_recv(sock, 1 << 16)
+                    if not chunk:
+                        raise ConnectionLost("connection closed before the answer", path=path)
+                    data += chunk
+            except BaseException:
+                sock.close()
+                raise
+        head, _, body = data.partition(b"\r\n\r\n")
+        try:
+            status, reason, headers = _parse_head(head, path)
+            if status >= 300:
+                await _raise_for_status(status, reason, headers, path)
+            plain = ("transfer-encoding" not in headers
+                     and headers.get("content-encoding", "identity") == "identity")
+            if not plain or (status == 200 and offset) or status not in (200, 206):
+                sock.close()
+                return None
+            if status == 206:
+                _check_range(headers.get("content-range", ""), offset, path)
+        except BaseException:
+            sock.close()
+            raise
+        chunk_size = CHUNK if buffer is None else max(min(buffer, CHUNK), MIN_BUFFER)
+        return DirectReceiver(sock, mover=mover, chunk=chunk_size, path=path, prefix=body)
 
     async def aclose(self) -> None:
         self.healthy = False
         with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
             await self.client.close()
+
+
+class _RawBody:
+    """A plain HTTP body on a connection of its own (see `HttpSession._raw_get`)."""
+
+    def __init__(self, receiver: DirectReceiver) -> None:
+        self._receiver = receiver
+
+    @property
+    def mover(self) -> Mover:
+        return self._receiver.mover
+
+    def move(self, fd: int, offset: int, limit: int) -> int:
+        return self._receiver.move(fd, offset, limit)
+
+    async def readable(self) -> None:
+        await self._receiver.readable()
+
+    async def finish(self) -> None:
+        self.close()  # the body ended with the connection: nothing more to confirm
+
+    def close(self) -> None:
+        self._receiver.close()
 
 
 class _Body:
@@ -260,17 +338,42 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
+def _check_range(content_range: str, offset: int, path: str) -> None:
+    match = _CONTENT_RANGE.fullmatch(content_range)
+    if match is None or int(match.group(1)) != offset:
+        raise ProtocolError(f"asked for bytes from {offset}, got {content_range!r}", path=path)
+
+
+def _parse_head(head: bytes, path: str) -> tuple[int, str, dict[str, str]]:
+    """Status, reason and headers (names lowercased) of an HTTP/1.x answer."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ProtocolError(f"not an HTTP answer: {lines[0][:80]!r}", path=path)
+    headers = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
+
+
 async def _raise_for(response: aiohttp.ClientResponse, path: str) -> None:
-    status = response.status
-    reply = f"{status} {response.reason or ''}".strip()
+    await _raise_for_status(response.status, response.reason or "",
+                            {k.lower(): v for k, v in response.headers.items()}, path)
+
+
+async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
+                            path: str) -> None:
+    reply = f"{status} {reason}".strip()
     if status == 429 or status >= 500:
-        wait = _retry_after(response.headers.get("Retry-After"))
+        wait = _retry_after(headers.get("retry-after"))
         if wait:  # honoured here, before the retry policy adds its own backoff
             log.info("%s: %s, retrying after %g s as the server asks", path, reply, wait)
             await anyio.sleep(min(wait, _RETRY_AFTER_CAP))
         raise ServerBusy(f"the server answered {reply}", path=path, reply=reply)
     if 300 <= status < 400:
-        raise RemoteFileError(f"redirected ({reply}) to {response.headers.get('Location')}",
+        raise RemoteFileError(f"redirected ({reply}) to {headers.get('location')}",
                               path=path, reply=reply)
     raise RemoteFileError(f"the server answered {reply}", path=path, reply=reply)
 
@@ -305,9 +408,13 @@ def _mapped(phase: Phase, path: str) -> Iterator[None]:
                              path=path) from exc
     except aiohttp.ServerTimeoutError as exc:
         raise TransferStalled(f"no data during {phase}: {exc}", path=path) from exc
+    except ConnectionRefusedError as exc:
+        raise ConnectionRefused(f"connection refused during {phase}", path=path) from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
             aiohttp.ClientOSError, aiohttp.ClientResponseError, ConnectionError) as exc:
         raise ConnectionLost(f"connection lost during {phase} ({exc})", path=path) from exc
     except TimeoutError as exc:
         raise TransferStalled(f"no answer during {phase}", path=path) from exc
+    except OSError as exc:  # socket.gaierror, an unreachable network: not a local file
+        raise ConnectionLost(f"network error during {phase}: {exc}", path=path) from exc
 
