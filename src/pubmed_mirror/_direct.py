@@ -166,6 +166,10 @@ class DirectReceiver:
         return ConnectionLost(f"connection lost during transfer ({exc.strerror or exc})",
                               path=self._path)
 
+    async def finish(self) -> None:
+        """The stream ended with the connection (an HTTP body's, say): nothing to confirm."""
+        self.close()
+
     def close(self) -> None:
         self._stop_splicing()
         self._sock.close()

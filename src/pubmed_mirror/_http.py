@@ -188,18 +188,17 @@ class HttpSession:
 
     @contextlib.asynccontextmanager
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
-                          mover: Mover = "splice") -> AsyncIterator[_Body | _RawBody]:
+                          mover: Mover = "splice") -> AsyncIterator[_Body | DirectReceiver]:
         """Plain HTTP: the ranged GET on a connection of its own, its body then received
         like an FTP data connection (spliced by `mover`). HTTPS, or an answer that is not
         a plain body: copied from aiohttp's buffer."""
         if self.transport.scheme == "http":
             receiver = await self._raw_get(path, offset, buffer, mover)
             if receiver is not None:
-                raw = _RawBody(receiver)
                 try:
-                    yield raw
+                    yield receiver  # the body ends with the connection: `finish` closes it
                 finally:
-                    raw.close()
+                    receiver.close()
                 return
         async with self._ranged(path, offset) as body:
             yield body
@@ -253,29 +252,6 @@ class HttpSession:
         self.healthy = False
         with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
             await self.client.close()
-
-
-class _RawBody:
-    """A plain HTTP body on a connection of its own (see `HttpSession._raw_get`)."""
-
-    def __init__(self, receiver: DirectReceiver) -> None:
-        self._receiver = receiver
-
-    @property
-    def mover(self) -> Mover:
-        return self._receiver.mover
-
-    def move(self, fd: int, offset: int, limit: int) -> int:
-        return self._receiver.move(fd, offset, limit)
-
-    async def readable(self) -> None:
-        await self._receiver.readable()
-
-    async def finish(self) -> None:
-        self.close()  # the body ended with the connection: nothing more to confirm
-
-    def close(self) -> None:
-        self._receiver.close()
 
 
 class _Body:
