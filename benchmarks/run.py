@@ -530,6 +530,68 @@ def json_lines(cmd: list[str]) -> list[tuple[float, dict[str, Any]]]:
     return stamped
 
 
+def scenario_h(report: Report, work: Path, quick: bool) -> None:
+    """One large file over HTTP and HTTPS from nginx (sendfile; TLS with a self-signed
+    certificate): MB/s and CPU s/GB against curl and wget."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from webservers import make_certificate, missing, nginx, served_copy  # type: ignore[import-not-found]
+
+    if missing("nginx"):
+        report.add("h. HTTP and HTTPS", ["not run: nginx or openssl missing "
+                                         "(.ci/install-webservers installs them)"])
+        return
+    size = (128 if quick else 512) * MiB
+    rounds = 1 if quick else 5
+    source = work / "h"
+    source.mkdir()
+    write_random(source / "big.bin", size)
+    found = peers(report, "curl", "wget")
+    out = work / "h-out"
+    certs = work / "certs"
+    certs.mkdir()
+    certs.chmod(0o755)
+    cert, key = make_certificate(certs)
+    lines = [f"One {size // MiB} MiB file from nginx on 127.0.0.1 (sendfile for http), "
+             f"median of {rounds} rotated rounds, MD5 not checked (no .md5 served); CPU is "
+             "user + sys of the client process. pubmed-mirror splices plain HTTP bodies and "
+             "copies HTTPS ones (from aiohttp).", "",
+             "| scheme | client | MB/s | CPU s/GB | MB/s vs curl | CPU/GB vs curl |",
+             "|---|---|---|---|---|---|"]
+    with served_copy(source) as base:
+        for scheme in ("http", "https"):
+            with nginx(base, tls=(cert, key) if scheme == "https" else None) as port:
+                url = f"{scheme}://127.0.0.1:{port}/pubmed/"
+                trust_pm = ["--ca-file", str(cert)] if scheme == "https" else []
+                cmds = {
+                    "pubmed-mirror": [*pubmed_mirror(), "mirror", url, "--dest",
+                                      str(out / "pm"), "--concurrency", "1", "-q", *trust_pm],
+                    "curl": ["curl", "-s", "-o", str(out / "curl.bin"),
+                             *(["--cacert", str(cert)] if scheme == "https" else []),
+                             url + "big.bin"],
+                    "wget": ["wget", "-q", "-O", str(out / "wget.bin"),
+                             *([f"--ca-certificate={cert}"] if scheme == "https" else []),
+                             url + "big.bin"],
+                }
+                if scheme == "http":
+                    cmds["pubmed-mirror --no-splice"] = [*cmds["pubmed-mirror"], "--no-splice"]
+                tools = [t for t in cmds if t.startswith("pubmed-mirror") or t in found]
+                runs: dict[str, list[Run]] = {t: [] for t in tools}
+                for round_ in range(rounds):
+                    for tool in rotated(tools, round_):
+                        shutil.rmtree(out, ignore_errors=True)
+                        (out / "pm").mkdir(parents=True)
+                        runs[tool].append(timed(cmds[tool]))
+            gb = size / 1e9
+            rows = {t: (size / median(r, "wall") / 1e6, median(r, "cpu") / gb)
+                    for t, r in runs.items()}
+            base_row = rows.get("curl")
+            for tool, (mbps, cpu) in rows.items():
+                vs = (f"{mbps / base_row[0]:.2f}x | {cpu / base_row[1]:.2f}x" if base_row
+                      else "n/a | n/a")
+                lines.append(f"| {scheme} | {tool} | {mbps:.0f} | {cpu:.2f} | {vs} |")
+    report.add("h. HTTP and HTTPS, one large file", lines)
+
+
 def scenario_f(report: Report, work: Path, quick: bool) -> None:
     """Resume efficiency: interrupt at ~50%, rerun; bytes received beyond the file's size."""
     size = (64 if quick else 256) * MiB
@@ -624,7 +686,7 @@ def compile_bytecode() -> None:
 
 SCENARIOS: dict[str, Callable[[Report, Path, bool], None]] = {
     "a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e,
-    "f": scenario_f, "g": scenario_g}
+    "f": scenario_f, "g": scenario_g, "h": scenario_h}
 
 
 def main() -> None:

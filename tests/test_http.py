@@ -11,6 +11,8 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -347,3 +349,15 @@ async def test_receive_path_by_scheme(served: tuple[Path, dict[str, bytes]],
     paths = {r.message.rsplit(" by ", 1)[1] for r in caplog.records
              if " bytes by " in r.message}
     assert paths == {expected}
+
+
+def test_ftp_runs_do_not_import_aiohttp() -> None:
+    """aiohttp takes ~150 ms to import (measured here): the command and the FTP engine do
+    not load it until an HTTP(S) source makes its transport."""
+    code = ("import sys, pubmed_mirror, pubmed_mirror.cli; "
+            "from pubmed_mirror._source import parse_source; "
+            "parse_source('ftp://127.0.0.1/x/').transport(connect_timeout=1, stall_timeout=1); "
+            "print('aiohttp' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"

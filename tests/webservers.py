@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MODULES = Path("/usr/lib/apache2/modules")
@@ -32,6 +30,8 @@ def missing(server: str) -> str | None:
     if Path(binary).is_file() and shutil.which("openssl"):
         return None
     reason = f"{server} or openssl is not installed (.ci/install-webservers installs them)"
+    import pytest  # (the benchmarks use this module without pytest)
+
     if os.environ.get("CI"):
         pytest.fail(f"CI must run every web server: {reason}")
     return reason

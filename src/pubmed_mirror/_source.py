@@ -10,15 +10,18 @@ import re
 import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import anyio
 
 from ._errors import ConnectionLost, ConnectTimeout, LoginRefused, ServerUnreachable
 from ._ftp import FtpSession, FtpTransport
-from ._http import HttpSession, HttpTransport
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
+
+if TYPE_CHECKING:  # aiohttp takes ~150 ms to import: only runs over HTTP pay for it
+    from ._http import HttpSession, HttpTransport
 
 __all__ = ["PASSWORD_ENV", "TRANSPORTS", "AutoSource", "FtpSource", "HttpSource",
            "parse_source"]
@@ -151,6 +154,8 @@ class HttpSource:
 
     def transport(self, *, connect_timeout: float, stall_timeout: float,
                   command_bucket: TokenBucket | None = None) -> HttpTransport:
+        from ._http import HttpTransport
+
         context = None
         if self.scheme == "https" and self.ca_file is not None:
             context = ssl.create_default_context()
