@@ -8,11 +8,12 @@ import pubmed_mirror
 def test_all_is_pinned() -> None:
     """__all__ lists exactly the public names (a change here is an API change)."""
     assert sorted(pubmed_mirror.__all__) == sorted([
-        "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused",
+        "AutoSource", "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused",
         "DestinationBusy", "DirectStream", "Event", "EventFeed", "FatalError", "FileCheck",
         "FileDeadlineExceeded",
         "FileDone", "FileFailed", "FileProgress", "FileQueued", "FileResult", "FileRetrying",
-        "FileSkipped", "FileStarted", "FtpSession", "FtpSource", "FtpTransport", "ListingDone",
+        "FileSkipped", "FileStarted", "FtpSession", "FtpSource", "FtpTransport", "HttpSource",
+        "ListingDone",
         "LocalFileError", "LoginRefused", "Manifest", "ManifestEntry", "MirrorError",
         "MirrorOptions", "MirrorPlan", "MirrorReport", "PRESETS", "PermanentError", "PlannedFile",
         "PoolStats", "ProtocolError", "ReadStream", "RemoteEntry", "RemoteFile", "RemoteFileError",

@@ -102,6 +102,12 @@ def test_mirror_from_a_web_server(served: tuple[Path, dict[str, bytes]],
         assert first.returncode == 0, first.stderr
         second = run("mirror", url, "--dest", str(dest), "--json", *trust)
         assert second.returncode == 0, second.stderr
+        listed = run("ls", url, "--json", *trust)
+        assert listed.returncode == 0, listed.stderr
+    checked = run("verify", str(dest))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert {json.loads(line)["name"] for line in listed.stdout.splitlines()
+            if '"name"' in line} == set(files)
     for name, data in files.items():
         assert (dest / name).read_bytes() == data, name
     data_files = [n for n in files if n.endswith(".xml.gz")]

@@ -60,7 +60,7 @@ from ._pool import PoolStats, SessionPool
 from ._pubmed import PRESETS, parse_md5_file
 from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
-from ._source import FtpSource
+from ._source import AutoSource, FtpSource, HttpSource
 from ._state import Manifest, ManifestEntry
 from ._transfer import RemoteFile, TransferResult, fetch_file
 from ._transport import DirectStream, ReadStream, RemoteEntry, Session, Source, Transport
@@ -69,6 +69,7 @@ from ._verify import FileCheck, VerifyReport, verify
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoSource",
     "ChecksumMismatch",
     "ConnectTimeout",
     "ConnectionLost",
@@ -91,6 +92,7 @@ __all__ = [
     "FtpSession",
     "FtpSource",
     "FtpTransport",
+    "HttpSource",
     "ListingDone",
     "LocalFileError",
     "LoginRefused",
