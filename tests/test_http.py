@@ -367,3 +367,19 @@ def test_ftp_runs_do_not_import_aiohttp() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "False"
+
+
+async def test_rate_cap_holds_over_http(web_tree: Tree, tmp_path: Path) -> None:
+    """--rate-limit 2 MiB/s over 2 sessions: ~3.7 MB take at least (bytes - burst) / R."""
+    server = FaultyWebServer(web_tree[0])
+    total = sum(len(d) for d in web_tree[1].values())
+    rate = 2 << 20
+    async with server.running():
+        start = anyio.current_time()
+        report = await mirror(server.url, tmp_path / "m",
+                              opts(concurrency=2, rate_limit=rate, include=("*.xml.gz",)))
+        elapsed = anyio.current_time() - start
+    assert report.ok, report.failed
+    for name, data in web_tree[1].items():
+        assert (tmp_path / "m" / name).read_bytes() == data
+    assert (total - rate / 10) / rate * 0.97 <= elapsed <= total / rate * 2 + 2
