@@ -383,3 +383,42 @@ async def test_rate_cap_holds_over_http(web_tree: Tree, tmp_path: Path) -> None:
     for name, data in web_tree[1].items():
         assert (tmp_path / "m" / name).read_bytes() == data
     assert (total - rate / 10) / rate * 0.97 <= elapsed <= total / rate * 2 + 2
+
+
+async def test_a_long_listing_is_read_to_its_end(tmp_path: Path) -> None:
+    """A listing of 3,000 files (~250 KB, many network reads) gives every entry."""
+    root = tmp_path / "web"
+    root.mkdir()
+    for i in range(3000):
+        (root / f"pubmed26n{i:04d}.xml.gz").write_bytes(b"x" * (i % 7))
+    server = FaultyWebServer(root)
+    async with server.running():
+        entries = await list_remote(server.url)
+    assert len(entries) == 3000
+    assert {e.name: e.size for e in entries} == {
+        f"pubmed26n{i:04d}.xml.gz": i % 7 for i in range(3000)}
+
+
+async def test_a_failing_head_fails_that_file_only(web_tree: Tree, tmp_path: Path) -> None:
+    """Rounded sizes are asked with HEAD; one that fails (404) does not spoil the listing:
+    that file fails, the others arrive."""
+    server = FaultyWebServer(web_tree[0], rounded=True, extra_names=["pubmed26n0009.xml.gz"])
+    async with server.running():
+        report = await mirror(server.url, tmp_path / "m", opts(include=("*.xml.gz",)))
+    assert [f.name for f in report.failed] == ["pubmed26n0009.xml.gz"]
+    assert sorted(f.name for f in report.done) == sorted(web_tree[1])
+    for name, data in web_tree[1].items():
+        assert (tmp_path / "m" / name).read_bytes() == data
+
+
+async def test_a_body_ends_at_its_length(web_tree: Tree, tmp_path: Path) -> None:
+    """A server that keeps the connection open after the body (despite Connection: close)
+    does not stall the transfer: the body ends at its Content-Length."""
+    server = FaultyWebServer(web_tree[0])
+    server.add(BIG, WebFault("linger", seconds=5))
+    async with server.running():
+        with anyio.fail_after(4):
+            report = await mirror(server.url, tmp_path / "m", opts(
+                include=(BIG,), timeouts=Timeouts(connect=5, stall=1)))
+    assert report.ok and report.retries == 0, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]

@@ -20,7 +20,8 @@ from aiohttp import web
 class WebFault:
     """kind: "close" (send `after` bytes, then drop the connection), "stall" (send `after`
     bytes, then nothing for `seconds`), "429" / "503" (that status, with Retry-After
-    `seconds` if given), "ignore_range" (answer 200 with the whole file)."""
+    `seconds` if given), "ignore_range" (answer 200 with the whole file), "linger" (the
+    whole body, then keep the connection open for `seconds` despite Connection: close)."""
 
     kind: str
     after: int = 0
@@ -36,12 +37,13 @@ class WebStats:
 
 class FaultyWebServer:
     def __init__(self, root: Path, *, extra_names: list[str] | None = None,
-                 rate: int = 0) -> None:
+                 rate: int = 0, rounded: bool = False) -> None:
         self.root = root
         self.faults: dict[str, list[WebFault]] = {}
         self.stats = WebStats()
         self.extra_names = extra_names or []  # listed (hostile names), never served
         self.rate = rate  # bytes/s per response, 0: unlimited
+        self.rounded = rounded  # sizes shown as Apache and NCBI do: "1.4M"
         self.port = 0
 
     def add(self, name: str, *faults: WebFault) -> None:
@@ -74,8 +76,9 @@ class FaultyWebServer:
             size, mtime = (path.stat().st_size, path.stat().st_mtime) if path.exists() else (
                 1234, 0.0)
             when = time.strftime("%d-%b-%Y %H:%M", time.gmtime(mtime))
+            shown = f"{size / (1 << 20):.1f}M" if self.rounded else str(size)
             lines.append(f'<a href="{quote(name)}">{html.escape(name)}</a>'
-                         f"{' ' * 20}{when}{size:>20}")
+                         f"{' ' * 20}{when}{shown:>20}")
         lines.append("</pre><hr></body></html>")
         return web.Response(text="\n".join(lines), content_type="text/html")
 
@@ -124,6 +127,10 @@ class FaultyWebServer:
                 await asyncio.sleep(step / self.rate)
         if fault is not None and fault.kind == "stall":
             await asyncio.sleep(fault.seconds or 30)
+        if fault is not None and fault.kind == "linger":
+            await response.write_eof()
+            await asyncio.sleep(fault.seconds or 30)
+            return response
         if cut is not None and request.transport is not None:
             request.transport.close()  # mid-body: the client sees the connection end early
             return response

@@ -115,6 +115,8 @@ def nginx(docroot: Path, *, tls: tuple[Path, Path] | None = None) -> Iterator[in
         f"daemon off; pid {run}/nginx.pid; error_log {run}/error.log; user www-data;\n"
         "events {}\n"
         f"http {{ access_log off; include /etc/nginx/mime.types; {temps}\n"
+        # as Debian's nginx.conf: listings come gzipped to a client that accepts it
+        "  gzip on; gzip_min_length 1; gzip_types text/html;\n"
         f"  server {{ {listen} {certs} root {docroot};\n"
         "    location / { autoindex on; } } }\n")
     server = subprocess.Popen([NGINX, "-c", str(run / "nginx.conf"), "-p", str(run)],

@@ -19,6 +19,7 @@ import asyncio
 import errno
 import fcntl
 import logging
+import math
 import os
 import socket
 from typing import Literal
@@ -34,6 +35,7 @@ log = logging.getLogger("pubmed_mirror")
 
 Mover = Literal["splice", "recv"]
 
+_PER_ADDRESS = 5.0  # seconds for each of a name's addresses but the last
 CHUNK = 1 << 20  # the most one `move` takes: the pipe's (or buffer's) size
 MIN_BUFFER = 16 << 10  # the smallest receive buffer asked of the kernel
 _SPLICE_F_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
@@ -50,9 +52,11 @@ class DirectReceiver:
     """One data connection (a non-blocking socket), moved into a file chunk by chunk."""
 
     def __init__(self, sock: socket.socket, *, mover: Mover, chunk: int = CHUNK,
-                 path: str | None = None, prefix: bytes = b"") -> None:
+                 path: str | None = None, prefix: bytes = b"",
+                 length: int | None = None) -> None:
         self._sock = sock
         self._prefix = memoryview(prefix)  # received already (after HTTP headers, say)
+        self._left = length  # the stream's length when known (an HTTP Content-Length)
         self._fd = sock.fileno()
         self._chunk = chunk
         self._path = path
@@ -87,6 +91,16 @@ class DirectReceiver:
         if self._error is not None:
             raise self._error
         limit = min(limit, self.chunk)
+        if self._left is not None:
+            if not self._left:
+                return 0  # all of it: the end, whether or not the peer has closed
+            limit = min(limit, self._left)
+        n = self._move(fd, offset, limit)
+        if self._left is not None:
+            self._left -= n
+        return n
+
+    def _move(self, fd: int, offset: int, limit: int) -> int:
         if self._prefix:
             head, self._prefix = self._prefix[:limit], self._prefix[limit:]
             _write_all(fd, head, offset)
@@ -206,24 +220,28 @@ def _file_error(exc: BlockingIOError) -> OSError:
 
 async def connect_socket(host: str, port: int, buffer: int | None) -> socket.socket:
     """A connected non-blocking TCP socket, its receive buffer fixed to `buffer` when given
-    (before connecting, so the window is scaled to it)."""
-    try:  # the control connection's peer: a numeric address, no lookup
+    (before connecting, so the window is scaled to it). A name's addresses are tried in
+    turn, each but the last for at most `_PER_ADDRESS` seconds (an unreachable IPv6 route
+    must not eat the whole timeout)."""
+    try:  # a numeric address (an FTP control connection's peer): no lookup
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port,
                                                              type=socket.SOCK_STREAM)
     error: OSError | None = None
-    for family, kind, proto, _, address in infos:  # (one, for a numeric address)
+    for i, (family, kind, proto, _, address) in enumerate(infos):
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
             if buffer is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(buffer, MIN_BUFFER))
-            await asyncio.get_running_loop().sock_connect(sock, address)
-        except OSError as exc:
+            limit = _PER_ADDRESS if i < len(infos) - 1 else math.inf
+            with anyio.fail_after(limit):
+                await asyncio.get_running_loop().sock_connect(sock, address)
+        except (OSError, TimeoutError) as exc:
             sock.close()
-            error = exc
+            error = exc if isinstance(exc, OSError) else OSError(f"{address}: no answer")
         except BaseException:
             sock.close()
             raise

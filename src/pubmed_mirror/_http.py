@@ -83,7 +83,10 @@ class HttpTransport:
             base_url=f"{self.scheme}://{self.address}", connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                           sock_read=self.stall_timeout),
-            auto_decompress=False, raise_for_status=False, trust_env=False)
+            auto_decompress=False, raise_for_status=False, trust_env=False,
+            # never compressed: a gzipped index page is not a listing, a compressed body
+            # not the file (Debian's nginx and Apache compress text/html by default)
+            headers={"Accept-Encoding": "identity", "User-Agent": "pubmed-mirror"})
         session = HttpSession(client, self)
         try:
             with anyio.fail_after(self.connect_timeout):
@@ -133,18 +136,32 @@ class HttpSession:
         """The entries of a directory page; a rounded size is asked for with HEAD."""
         directory = path if path.endswith("/") else path + "/"
         async with self._request("GET", directory, phase="list") as response:
+            body = bytearray()
             with _mapped("list", path):
-                body = await response.content.read(_LISTING_LIMIT + 1)
-            if len(body) > _LISTING_LIMIT:
-                raise ProtocolError(f"a listing larger than {_LISTING_LIMIT} bytes", path=path)
+                while chunk := await response.content.readany():  # to the end of the page
+                    body += chunk
+                    if len(body) > _LISTING_LIMIT:
+                        raise ProtocolError(f"a listing larger than {_LISTING_LIMIT} bytes",
+                                            path=path)
             charset = response.charset or "utf-8"
+            if response.headers.get("Content-Encoding", "identity") != "identity":
+                raise ProtocolError("the listing came compressed although asked not to be",
+                                    path=path)
         entries = []
-        for listed in parse_autoindex(body.decode(charset, errors="replace")):
+        try:
+            text = body.decode(charset, errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = body.decode("utf-8", errors="replace")
+        for listed in parse_autoindex(text):
             kind: EntryKind = "dir" if listed.is_dir else "file"
             entry = RemoteEntry(listed.name, listed.size, listed.mtime, kind,
                                 listed.mtime_resolution)
             if kind == "file" and listed.size is None:
-                entry = await self.stat(directory + listed.name)
+                try:
+                    entry = await self.stat(directory + listed.name)
+                except (RemoteFileError, ServerBusy, ProtocolError) as exc:
+                    # that file alone: its size is asked again when it is fetched
+                    log.warning("%s: no size from HEAD (%s)", listed.name, exc)
             entries.append(entry)
         return entries
 
@@ -168,13 +185,12 @@ class HttpSession:
     async def _ranged(self, path: str, offset: int) -> AsyncIterator[_Body]:
         headers = {"Range": f"bytes={offset}-", "Accept-Encoding": "identity"}
         async with self._request("GET", path, phase="retr", headers=headers) as response:
-            skip = 0
+            rest = b""
             if response.status == 206:
                 _check_range(response.headers.get("Content-Range", ""), offset, path)
-            elif offset:  # a 200 for a range: the whole file; what we have is skipped
-                log.info("%s: the server ignores Range: skipping %d bytes", path, offset)
-                skip = offset
-            body = _Body(response, path, skip)
+            elif offset:  # a 200 for a range: the whole file; what we hold is read past
+                rest = await _skip(response, offset, path)
+            body = _Body(response, path, rest)
             try:
                 yield body
             finally:
@@ -246,7 +262,9 @@ class HttpSession:
             sock.close()
             raise
         chunk_size = CHUNK if buffer is None else max(min(buffer, CHUNK), MIN_BUFFER)
-        return DirectReceiver(sock, mover=mover, chunk=chunk_size, path=path, prefix=body)
+        length = headers.get("content-length", "")
+        return DirectReceiver(sock, mover=mover, chunk=chunk_size, path=path, prefix=body,
+                              length=int(length) if length.isdigit() else None)
 
     async def aclose(self) -> None:
         self.healthy = False
@@ -259,33 +277,20 @@ class _Body:
 
     mover: Mover = "recv"
 
-    def __init__(self, response: aiohttp.ClientResponse, path: str, skip: int) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, path: str, first: bytes) -> None:
         self._response = response
         self._path = path
-        self._skip = skip  # bytes at the start the caller did not ask for (a 200 to a Range)
-        self._stash = b""
+        self._stash = first  # received, not yet handed out
 
     async def readable(self) -> None:
-        while not self._stash and not self._response.content.at_eof():
+        if not self._stash and not self._response.content.at_eof():
             with _mapped("transfer", self._path):
-                self._stash = self._drop(await self._response.content.readany())
-            if not self._stash:
-                break
-
-    def _drop(self, data: bytes) -> bytes:
-        if self._skip and data:
-            dropped = min(self._skip, len(data))
-            self._skip -= dropped
-            data = data[dropped:]
-        return data
+                self._stash = await self._response.content.readany()
 
     def move(self, fd: int, offset: int, limit: int) -> int:
-        data = self._stash or self._drop(self._response.content.read_nowait(limit))
+        data = self._stash or self._response.content.read_nowait(limit)
         if not data:
             if self._response.content.at_eof():
-                if self._skip:
-                    raise ProtocolError("the answer ended before the range asked for",
-                                        path=self._path)
                 return 0
             raise BlockingIOError
         chunk, self._stash = data[:limit], data[limit:]
@@ -312,6 +317,24 @@ class _Body:
 
 def _quote(path: str) -> str:
     return quote(path, safe="/")
+
+
+async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> bytes:
+    """Read past the first `offset` bytes of a whole-file answer to a range request (the
+    server ignores Range): never appended, they are what the part holds already. Each read
+    is bounded by the stall timeout (aiohttp's sock_read); the bytes after them are
+    returned. They pass outside --rate-limit: a server that ignores Range costs that."""
+    log.warning("%s: the server ignores Range: reading past %d bytes", path, offset)
+    left = offset
+    with _mapped("transfer", path):
+        while left:
+            chunk = await response.content.readany()
+            if not chunk:
+                raise ProtocolError("the answer ended before the range asked for", path=path)
+            if len(chunk) > left:
+                return chunk[left:]
+            left -= len(chunk)
+    return b""
 
 
 def _check_range(content_range: str, offset: int, path: str) -> None:
@@ -342,7 +365,7 @@ async def _raise_for(response: aiohttp.ClientResponse, path: str) -> None:
 async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
                             path: str) -> None:
     reply = f"{status} {reason}".strip()
-    if status == 429 or status >= 500:
+    if status in (408, 429) or status >= 500:
         wait = _retry_after(headers.get("retry-after"))
         if wait:  # honoured here, before the retry policy adds its own backoff
             log.info("%s: %s, retrying after %g s as the server asks", path, reply, wait)
@@ -373,6 +396,8 @@ def _mapped(phase: Phase, path: str) -> Iterator[None]:
     except aiohttp.ClientConnectorCertificateError as exc:
         raise ServerUnreachable(f"the server's certificate is not trusted: "
                                 f"{exc.certificate_error}", path=path) from exc
+    except aiohttp.ClientConnectorDNSError as exc:
+        raise ConnectionRefused(f"no such host ({exc.os_error})", path=path) from exc
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, ConnectionRefusedError | socket.gaierror):
             raise ConnectionRefused(f"cannot connect during {phase}: {exc.os_error}",

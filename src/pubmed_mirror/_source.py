@@ -251,9 +251,8 @@ class FallbackTransport:
         except self._UNUSABLE as exc:
             log.warning("FTP to %s failed (%s): using HTTPS (%s) for this run",
                         self.ftp.address, exc, self.https.address)
-            https = await self.https.connect()
-            self.using = "https"
-            return https
+            self.using = "https"  # decided, even if HTTPS fails too (its error then says why)
+            return await self.https.connect()
         self.using = "ftp"
         return session
 
