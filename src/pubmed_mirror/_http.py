@@ -93,13 +93,19 @@ class HttpTransport:
                 await session.stat(self.probe, phase="connect", kind_check=False,
                                    label=f"{self.scheme}://{self.address}{self.probe}")
         except TimeoutError:
-            await client.close()
+            await _close(client)
             raise ConnectTimeout(f"no answer within {self.connect_timeout:g} s",
                                  path=self.address) from None
         except BaseException:
-            await client.close()
+            await _close(client)
             raise
         return session
+
+
+async def _close(client: aiohttp.ClientSession) -> None:
+    """Close a session even while cancelled (bounded): never leave it open behind us."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+        await client.close()
 
 
 class HttpSession:
@@ -268,8 +274,7 @@ class HttpSession:
 
     async def aclose(self) -> None:
         self.healthy = False
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
-            await self.client.close()
+        await _close(self.client)
 
 
 class _Body:
