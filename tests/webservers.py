@@ -92,14 +92,8 @@ def apache(docroot: Path, *, style: str = "table",
         conf += ["SSLEngine on", f"SSLCertificateFile {tls[0]}",
                  f"SSLCertificateKeyFile {tls[1]}", f"SSLSessionCache shmcb:{run}/scache"]
     (run / "httpd.conf").write_text("\n".join(conf) + "\n")
-    server = subprocess.Popen([APACHE, "-f", str(run / "httpd.conf"), "-DFOREGROUND"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait(port, server, run / "error.log")
+    with _serving([APACHE, "-f", str(run / "httpd.conf"), "-DFOREGROUND"], port, run):
         yield port
-    finally:
-        _stop(server)
-        shutil.rmtree(run, ignore_errors=True)
 
 
 @contextmanager
@@ -119,11 +113,18 @@ def nginx(docroot: Path, *, tls: tuple[Path, Path] | None = None) -> Iterator[in
         "  gzip on; gzip_min_length 1; gzip_types text/html;\n"
         f"  server {{ {listen} {certs} root {docroot};\n"
         "    location / { autoindex on; } } }\n")
-    server = subprocess.Popen([NGINX, "-c", str(run / "nginx.conf"), "-p", str(run)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with _serving([NGINX, "-c", str(run / "nginx.conf"), "-p", str(run)], port, run):
+        yield port
+
+
+@contextmanager
+def _serving(cmd: list[str], port: int, run: Path) -> Iterator[None]:
+    """Run the server `cmd` until the block ends, once it accepts on `port`; then remove
+    its run directory (configuration, pid, logs: error.log)."""
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait(port, server, run / "error.log")
-        yield port
+        yield
     finally:
         _stop(server)
         shutil.rmtree(run, ignore_errors=True)

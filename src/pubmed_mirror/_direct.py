@@ -28,8 +28,8 @@ import anyio
 
 from ._errors import ConnectionLost
 
-__all__ = ["CHUNK", "MIN_BUFFER", "DirectReceiver", "Mover", "connect_socket",
-           "splice_available"]
+__all__ = ["CHUNK", "MIN_BUFFER", "DirectReceiver", "Mover", "chunk_for", "connect_socket",
+           "splice_available", "write_all"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -42,6 +42,12 @@ _SPLICE_F_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 _SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
 # a splice refused for what the descriptors are, not for an I/O failure: copy instead
 _UNSPLICEABLE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+
+
+def chunk_for(buffer: int | None) -> int:
+    """The most one move takes when the transfer may read `buffer` bytes ahead (a rate
+    limit's burst; None: as far as it likes)."""
+    return CHUNK if buffer is None else max(min(buffer, CHUNK), MIN_BUFFER)
 
 
 def splice_available() -> bool:
@@ -103,7 +109,7 @@ class DirectReceiver:
     def _move(self, fd: int, offset: int, limit: int) -> int:
         if self._prefix:
             head, self._prefix = self._prefix[:limit], self._prefix[limit:]
-            _write_all(fd, head, offset)
+            write_all(fd, head, offset)
             return len(head)
         if self._pipe is not None:
             try:
@@ -138,7 +144,7 @@ class DirectReceiver:
             log.info("splice into the file refused (%s): copying instead", exc.strerror)
             while done < n:
                 data = os.read(read_end, n - done)
-                _write_all(fd, memoryview(data), offset + done)
+                write_all(fd, memoryview(data), offset + done)
                 done += len(data)
             self._stop_splicing()
         return n
@@ -173,7 +179,7 @@ class DirectReceiver:
             if end:
                 return 0
             raise BlockingIOError(errno.EAGAIN, "nothing has arrived")
-        _write_all(fd, view[:filled], offset)
+        write_all(fd, view[:filled], offset)
         return filled
 
     def _lost(self, exc: OSError) -> ConnectionLost:
@@ -202,7 +208,8 @@ def _grow_pipe(fd: int, size: int) -> int:
         return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)  # (an error here: the caller copies)
 
 
-def _write_all(fd: int, data: memoryview, offset: int) -> None:
+def write_all(fd: int, data: memoryview, offset: int) -> None:
+    """All of `data` into `fd` at `offset` (a file that would block is an I/O error)."""
     try:
         while data:
             written = os.pwrite(fd, data, offset)

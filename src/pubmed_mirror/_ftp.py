@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 import aioftp
 import anyio
 
-from ._direct import CHUNK, MIN_BUFFER, DirectReceiver, Mover, connect_socket
+from ._direct import MIN_BUFFER, DirectReceiver, Mover, chunk_for, connect_socket
 from ._errors import (
     Phase,
     ProtocolError,
@@ -258,8 +258,7 @@ class FtpSession:
         async def connect(host: str, port: int) -> DirectReceiver:
             sock = await connect_socket(host, port, buffer)
             try:
-                chunk = CHUNK if buffer is None else max(min(buffer, CHUNK), MIN_BUFFER)
-                return DirectReceiver(sock, mover=mover, chunk=chunk, path=path)
+                return DirectReceiver(sock, mover=mover, chunk=chunk_for(buffer), path=path)
             except BaseException:
                 sock.close()
                 raise

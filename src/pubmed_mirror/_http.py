@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import email.utils
 import logging
-import os
 import re
 import socket
 import ssl
@@ -26,7 +25,7 @@ import aiohttp
 import anyio
 
 from ._autoindex import parse_autoindex
-from ._direct import CHUNK, MIN_BUFFER, DirectReceiver, Mover, connect_socket
+from ._direct import DirectReceiver, Mover, chunk_for, connect_socket, write_all
 from ._errors import (
     ConnectionLost,
     ConnectionRefused,
@@ -188,8 +187,10 @@ class HttpSession:
         return RemoteEntry(name, size, mtime)
 
     @contextlib.asynccontextmanager
-    async def _ranged(self, path: str, offset: int) -> AsyncIterator[_Body]:
-        headers = {"Range": f"bytes={offset}-", "Accept-Encoding": "identity"}
+    async def open_read(self, path: str, offset: int, *, buffer: int | None = None
+                        ) -> AsyncIterator[_Body]:
+        """The ranged GET through aiohttp (its buffer: `buffer` is not applied)."""
+        headers = {"Range": f"bytes={offset}-"}
         async with self._request("GET", path, phase="retr", headers=headers) as response:
             rest = b""
             if response.status == 206:
@@ -201,12 +202,6 @@ class HttpSession:
                 yield body
             finally:
                 body.close()
-
-    @contextlib.asynccontextmanager
-    async def open_read(self, path: str, offset: int, *, buffer: int | None = None
-                        ) -> AsyncIterator[_Body]:
-        async with self._ranged(path, offset) as body:
-            yield body
 
     @contextlib.asynccontextmanager
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
@@ -222,7 +217,7 @@ class HttpSession:
                 finally:
                     receiver.close()
                 return
-        async with self._ranged(path, offset) as body:
+        async with self.open_read(path, offset) as body:
             yield body
 
     async def _raw_get(self, path: str, offset: int, buffer: int | None,
@@ -267,10 +262,9 @@ class HttpSession:
         except BaseException:
             sock.close()
             raise
-        chunk_size = CHUNK if buffer is None else max(min(buffer, CHUNK), MIN_BUFFER)
         length = headers.get("content-length", "")
-        return DirectReceiver(sock, mover=mover, chunk=chunk_size, path=path, prefix=body,
-                              length=int(length) if length.isdigit() else None)
+        return DirectReceiver(sock, mover=mover, chunk=chunk_for(buffer), path=path,
+                              prefix=body, length=int(length) if length.isdigit() else None)
 
     async def aclose(self) -> None:
         self.healthy = False
@@ -299,11 +293,7 @@ class _Body:
                 return 0
             raise BlockingIOError
         chunk, self._stash = data[:limit], data[limit:]
-        view = memoryview(chunk)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view = view[written:]
-            offset += written
+        write_all(fd, memoryview(chunk), offset)
         return len(chunk)
 
     async def read(self) -> memoryview:

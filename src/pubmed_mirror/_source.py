@@ -35,6 +35,18 @@ _ANONYMOUS = ("anonymous", "ftp")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+$|^\[[0-9A-Fa-f:.]+\]$")
 
 
+def _check_location(host: str, port: int, path: str) -> None:
+    """ValueError unless host, port and the remote directory are well formed."""
+    if not host or not _HOST.match(host):
+        raise ValueError(f"invalid host name {host!r}")
+    if not 0 < port < 65536:
+        raise ValueError(f"invalid port {port}")
+    if not path.startswith("/"):
+        raise ValueError(f"the remote path must be absolute, got {path!r}")
+    if any(c in path for c in "\r\n\0"):
+        raise ValueError("the remote path contains control characters")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FtpSource:
     """An FTP directory. The password is never shown by repr() or str()."""
@@ -47,14 +59,7 @@ class FtpSource:
     default_include: tuple[str, ...] = ()  # a preset's default selection
 
     def __post_init__(self) -> None:
-        if not self.host or not _HOST.match(self.host):
-            raise ValueError(f"invalid host name {self.host!r}")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"invalid port {self.port}")
-        if not self.path.startswith("/"):
-            raise ValueError(f"the remote path must be absolute, got {self.path!r}")
-        if any(c in self.path for c in "\r\n\0"):
-            raise ValueError("the remote path contains control characters")
+        _check_location(self.host, self.port, self.path)
 
     def __str__(self) -> str:
         user = "" if self.user in _ANONYMOUS else f"{self.user}@"
@@ -136,14 +141,7 @@ class HttpSource:
     def __post_init__(self) -> None:
         if self.scheme not in _DEFAULT_PORTS:
             raise ValueError(f"unsupported scheme {self.scheme!r}")
-        if not self.host or not _HOST.match(self.host):
-            raise ValueError(f"invalid host name {self.host!r}")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"invalid port {self.port}")
-        if not self.path.startswith("/"):
-            raise ValueError(f"the remote path must be absolute, got {self.path!r}")
-        if any(c in self.path for c in "\r\n\0"):
-            raise ValueError("the remote path contains control characters")
+        _check_location(self.host, self.port, self.path)
 
     def __str__(self) -> str:
         port = "" if self.port == _DEFAULT_PORTS[self.scheme] else f":{self.port}"
