@@ -10,6 +10,7 @@ from pathlib import Path
 import aioftp
 import pytest
 
+from pubmed_mirror._transfer import OVERLAP
 from pubmed_mirror.testing import FaultyFTPServer
 
 SIZES = [1_500_000, 700_000, 2_300_000, 64_000, 1_048_576, 3_000_001, 10, 0]
@@ -44,6 +45,12 @@ def _random_bytes(size: int, seed: int) -> bytes:
         out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 64
         counter += 1
     return bytes(out[:size])
+
+
+def rest_at(have: int) -> int:
+    """Where a resume of a part holding `have` bytes asks the server to start: OVERLAP bytes
+    early, which it receives again and compares with the part."""
+    return max(0, have - OVERLAP)
 
 
 def assert_mirrored(dest: Path, files: dict[str, bytes]) -> None:

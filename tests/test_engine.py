@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest import CountingServer, assert_mirrored, make_tree, url_of
+from conftest import CountingServer, assert_mirrored, make_tree, rest_at, url_of
 from pubmed_mirror import (
     ChecksumMismatch,
     Event,
@@ -27,6 +27,7 @@ from pubmed_mirror import (
     mirror,
     mirror_events,
 )
+from pubmed_mirror._transfer import OVERLAP
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 
 FAST_RETRY = RetryPolicy(attempts=4, base=0.05, cap=0.2)
@@ -121,14 +122,15 @@ BIG = "pubmed26n0006.xml.gz"  # 3_000_001 bytes
 @pytest.mark.parametrize("after", [1, 65_536, 1_234_567, 2_999_999])
 async def test_clean_drop_resumes_at_exact_offset(ftpd: FaultyFTPServer, tree: Tree, dest: Path,
                                                    kind: str, after: int) -> None:
-    """A drop after K bytes (426, silent 226, or control killed) resumes with REST K."""
+    """A drop after K bytes (426, silent 226, or control killed) resumes with REST K, less
+    the overlap it receives again to compare (never more than that re-sent)."""
     ftpd.faults.add(BIG, Fault(kind=kind, after_bytes=after))  # type: ignore[arg-type]
     events: list[Event] = []
     report = await mirror(ftpd.url, dest, opts(include=(BIG,)), on_event=events.append)
     assert report.ok, report.failed
     assert (dest / BIG).read_bytes() == tree[1][BIG]
-    assert ftpd.stats.rest_offsets[BIG] == [0, after]
-    assert ftpd.stats.bytes_sent[BIG] == len(tree[1][BIG])  # not a byte re-sent
+    assert ftpd.stats.rest_offsets[BIG] == [0, rest_at(after)]
+    assert ftpd.stats.bytes_sent[BIG] == len(tree[1][BIG]) + after - rest_at(after)
     assert report.retries == 1
     assert any(isinstance(e, FileRetrying) for e in events)
 
@@ -203,19 +205,21 @@ async def test_retries_run_out(ftpd: FaultyFTPServer, tree: Tree, dest: Path) ->
     assert "426" in (report.failed[0].error or "")
     assert not (dest / BIG).exists()
     assert (dest / (BIG + ".part")).stat().st_size == 1000
-    assert ftpd.stats.rest_offsets[BIG] == [0, 1000, 1000, 1000, 1000]
+    assert ftpd.stats.rest_offsets[BIG] == [0, 0, 0, 0, 0]  # 1000 < OVERLAP: all again
 
 
 async def test_progress_renews_the_retry_budget(ftpd: FaultyFTPServer, tree: Tree,
                                                 dest: Path) -> None:
     """Drops that each come after more bytes never exhaust the budget: with 4 attempts
-    allowed, 6 drops in a row still end in a complete file, every byte sent once."""
+    allowed, 6 drops in a row still end in a complete file, each byte sent once beyond the
+    overlaps that resumes compare."""
     ftpd.faults.add(BIG, *[Fault(kind="close_426", after_bytes=100_000) for _ in range(6)])
     report = await mirror(ftpd.url, dest, opts(include=(BIG,)))
     assert report.ok and report.done[0].attempts == 7
     assert_mirrored(dest, {BIG: tree[1][BIG]})
-    assert ftpd.stats.rest_offsets[BIG] == [100_000 * i for i in range(7)]
-    assert ftpd.stats.bytes_sent[BIG] == len(tree[1][BIG])
+    gain = 100_000 - OVERLAP  # each resume receives OVERLAP bytes again
+    assert ftpd.stats.rest_offsets[BIG] == [gain * i for i in range(7)]
+    assert ftpd.stats.bytes_sent[BIG] == len(tree[1][BIG]) + 6 * OVERLAP
 
 
 async def test_missing_directory_raises(ftpd: FaultyFTPServer, dest: Path) -> None:
@@ -334,7 +338,7 @@ async def test_cancel_mid_mirror_then_rerun_reuses_partials(tree: Tree, dest: Pa
     assert_mirrored(dest, tree[1])
     assert report.ok
     for name, size in parts.items():
-        assert stats.rest_offsets[name][-1] == size  # resumed exactly where the part ended
+        assert stats.rest_offsets[name][-1] == rest_at(size)  # where the part ended
     resumed = {f.name: f.resumed_from for f in report.done}
     assert all(resumed[name] == size for name, size in parts.items())
 

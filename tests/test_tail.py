@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest import assert_mirrored, make_tree
+from conftest import assert_mirrored, make_tree, rest_at
 from pubmed_mirror import (
     FileProgress,
     MirrorOptions,
@@ -21,6 +21,7 @@ from pubmed_mirror import (
     mirror,
     plan_mirror,
 )
+from pubmed_mirror._transfer import OVERLAP
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import run
 
@@ -169,7 +170,8 @@ async def test_interrupted_tail_resumes_every_segment(server: FaultyFTPServer,
     assert_mirrored(dest, files)
     assert segments(dest) == {}
     rerun = server.stats.rest_offsets[BIG][before:]
-    expected = {len(part), *(start + len(got) for start, got in kept.items())}
+    expected = {rest_at(len(part)),
+                *(start + len(got) - min(OVERLAP, len(got)) for start, got in kept.items())}
     expected -= {start for start in kept}  # an empty segment: asked for from its start
     assert expected <= set(rerun) | set(kept), (rerun, kept, len(part))
     done = {f.name: f for f in report.done}
@@ -215,8 +217,8 @@ def test_the_command_splits_unless_told_not_to(tmp_path: Path, flag: str | None)
 
 async def test_segments_left_on_disk_are_resumed_each_at_its_end(tmp_path: Path) -> None:
     """A part complete up to the first segment, and two segments part-way: the run asks
-    only for the missing bytes of each segment (REST at each one's end) and none for the
-    part; nothing is fetched twice."""
+    only for the missing bytes of each segment (REST at each one's end, less the overlap it
+    compares) and none for the part."""
     root, files, dest = left_behind(tmp_path, 2_000_000,
                                     [(2_000_000, 3_000_000), (4_000_000, 4_500_000)])
     data = files[BIG]
@@ -227,7 +229,7 @@ async def test_segments_left_on_disk_are_resumed_each_at_its_end(tmp_path: Path)
         offsets = ftpd.stats.rest_offsets[BIG]
     assert report.ok, report.failed
     assert_mirrored(dest, files)
-    assert sorted(offsets) == [3_000_000, 4_500_000]
+    assert sorted(offsets) == [3_000_000 - OVERLAP, 4_500_000 - OVERLAP]
     assert report.done[0].received == len(data) - 3_500_000
     assert segments(dest) == {}
 
@@ -283,4 +285,4 @@ async def test_a_stitch_cut_short_by_a_crash_is_redone(tmp_path: Path) -> None:
         offsets = ftpd.stats.rest_offsets[BIG]
     assert report.ok, report.failed
     assert_mirrored(dest, files)
-    assert offsets == [3_000_000]
+    assert offsets == [3_000_000 - OVERLAP]

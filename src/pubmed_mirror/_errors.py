@@ -10,9 +10,12 @@
     │   ├── ProtocolError            a reply we could not parse
     │   ├── ServerBusy               a 4xx reply (421, 425, 426, 450, 451, 452)
     │   │   └── TooManyConnections   421 at greeting, or 530 "too many" after login
-    │   └── ChecksumMismatch         the bytes do not hash to the expected MD5 (refetched from 0)
+    │   ├── ChecksumMismatch         the bytes do not hash to the expected MD5 (refetched from 0)
+    │   └── PartMismatch             the bytes before a resume point differ from the part's
     ├── PermanentError               that file fails at once, never retried
     │   ├── RemoteFileError          a 5xx reply about the file (550, 553, ...)
+    │   ├── ResumeRefused            the server refused or ignored REST (the run fetches
+    │   │                            whole files from then on: see `_mirror`)
     │   ├── FileDeadlineExceeded     the optional whole-file deadline ran out
     │   └── LocalFileError           writing the local copy failed (disk full, permissions)
     └── FatalError                   the whole run stops
@@ -43,9 +46,11 @@ __all__ = [
     "LocalFileError",
     "LoginRefused",
     "MirrorError",
+    "PartMismatch",
     "PermanentError",
     "ProtocolError",
     "RemoteFileError",
+    "ResumeRefused",
     "ServerBusy",
     "ServerUnreachable",
     "TooManyConnections",
@@ -115,12 +120,23 @@ class ChecksumMismatch(TransientError):
     """The downloaded bytes do not match the expected MD5; the copy is discarded."""
 
 
+class PartMismatch(TransientError):
+    """The bytes the server sent again before the resume point are not those the part
+    holds: another version, or a part gone wrong. The part is discarded."""
+
+
 class PermanentError(MirrorError):
     """This file cannot be fetched; retrying will not help."""
 
 
 class RemoteFileError(PermanentError):
     """The server answered a request about the file with a permanent (5xx) reply."""
+
+
+class ResumeRefused(PermanentError):
+    """The server cannot resume this file: it refused REST, or said yes and sent from byte
+    0 (or gives nothing to tell whether a part is of the same version). Retrying the resume
+    will not help; a fetch from byte 0 may."""
 
 
 class FileDeadlineExceeded(PermanentError):

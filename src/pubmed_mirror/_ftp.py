@@ -6,7 +6,7 @@ import asyncio
 import calendar
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -19,6 +19,7 @@ from ._errors import (
     Phase,
     ProtocolError,
     RemoteFileError,
+    ResumeRefused,
     map_ftp_errors,
 )
 from ._listing import parse_list_line
@@ -197,6 +198,8 @@ class FtpSession:
         self.stall_timeout = stall_timeout
         self.healthy = True
         self._mlsd = True
+        self._epsv = True
+        self._refused: set[str] = set()  # SIZE, MDTM, MLST: commands the server lacks
         self._binary = False  # TYPE I is sent once per session
         # data connections go to the address the control connection reached: no DNS lookup
         # per file, and never another host of a round-robin name
@@ -222,24 +225,38 @@ class FtpSession:
         await client.prepay((3 if offset else 2) + (not self._binary))
         with _deadline(self.stall_timeout, phase=phase, path=path):
             await self._type_i()
-            try:
-                _, info = await client.command("EPSV", "229")
-                _, port = client.parse_epsv_response(info[-1])
-            except aioftp.StatusCodeError as exc:
-                if not exc.received_codes[-1].matches("50x"):
-                    raise
-                _, info = await client.command("PASV", "227")
-                _, port = client.parse_pasv_response(info[-1])
-            connection = await connect(self._data_host, port)
+            connection = await connect(self._data_host, await self._passive_port())
         try:
             with _deadline(self.stall_timeout, phase=phase, path=path):
                 if offset:
-                    await client.command(f"REST {offset}", "350")
+                    await self._rest(offset, path)
                 await client.command(command, "1xx")
         except BaseException:
             connection.close()
             raise
         return connection
+
+    async def _passive_port(self) -> int:
+        """The data port: EPSV's, or PASV's when EPSV is refused (with any code: 522 "use
+        another protocol" included) or answered with something unreadable; PASV then for the
+        rest of the session."""
+        client = self.client
+        if self._epsv:
+            try:
+                _, info = await client.command("EPSV", "229")
+                return int(client.parse_epsv_response(info[-1])[1])
+            except (aioftp.StatusCodeError, ValueError, IndexError) as exc:
+                log.info("EPSV did not work (%s): PASV for this session", exc)
+                self._epsv = False
+        _, info = await client.command("PASV", "227")
+        return int(client.parse_pasv_response(info[-1])[1])
+
+    async def _rest(self, offset: int, path: str) -> None:
+        """REST: a server that does not implement it (500-504) cannot resume."""
+        code, info = await self.client.command(f"REST {offset}", ("350", "50x"))
+        if code.matches("50x"):
+            raise ResumeRefused("the server does not resume (REST refused)", path=path,
+                                reply=f"{code} {' '.join(info).strip()}")
 
     @contextlib.asynccontextmanager
     async def open_read(self, path: str, offset: int, *, buffer: int | None = None
@@ -302,31 +319,50 @@ class FtpSession:
 
     async def stat(self, path: str) -> RemoteEntry:
         """SIZE and MDTM (after TYPE I: proftpd and pyftpdlib refuse SIZE in ASCII mode);
-        MLST when SIZE is not implemented (aioftp's server)."""
+        MLST's facts for what they do not give (aioftp's server lacks SIZE, some servers
+        MDTM). What the server cannot tell at all is None: not knowing is not an error of
+        the file's."""
         self.healthy = False
         await self.client.prepay(2 + (not self._binary))
         with _deadline(self.stall_timeout, phase="stat", path=path):
             await self._type_i()
-            code, info = await self.client.command(f"SIZE {path}", ("213", "50x"))
-            if code.matches("50x"):
-                entry = await self._mlst(path)
-            else:
-                entry = RemoteEntry(path.rsplit("/", 1)[-1], _int_reply(info, path),
-                                    await self._mdtm(path))
+            info = await self._optional(f"SIZE {path}")
+            size = None if info is None else _int_reply(info, path)
+            info = await self._optional(f"MDTM {path}")
+            mtime = None if info is None else parse_mlsx_time(info[-1].strip())
+            if size is None or mtime is None:
+                facts = await self._mlst(path)
+                size = size if size is not None else facts.size
+                mtime = mtime if mtime is not None else facts.mtime
         self.healthy = True
-        return entry
+        return RemoteEntry(path.rsplit("/", 1)[-1], size, mtime)
 
-    async def _mdtm(self, path: str) -> float | None:
-        code, info = await self.client.command(f"MDTM {path}", ("213", "50x"))
-        return parse_mlsx_time(info[-1].strip()) if code == "213" else None
+    async def _optional(self, command: str) -> tuple[str, ...] | None:
+        """A command's 213 reply, or None when the server does not implement it (500-504,
+        remembered for the session)."""
+        verb = command.split(" ", 1)[0]
+        if verb in self._refused:
+            return None
+        code, info = await self.client.command(command, ("213", "50x"))
+        if code.matches("50x"):
+            self._refused.add(verb)
+            return None
+        return tuple(info)
 
     async def _mlst(self, path: str) -> RemoteEntry:
-        _, info = await self.client.command(f"MLST {path}", "2xx")
+        """MLST's size and time; both None when the server has no MLST."""
+        name = path.rsplit("/", 1)[-1]
+        if "MLST" in self._refused:
+            return RemoteEntry(name, None, None)
+        code, info = await self.client.command(f"MLST {path}", ("2xx", "50x"))
+        if code.matches("50x"):
+            self._refused.add("MLST")
+            return RemoteEntry(name, None, None)
         facts_line = next((line for line in info if "=" in line), "")
         entry = _mlsd_entry(self.client, facts_line.strip().encode())
         if entry is None:
             raise ProtocolError("bad MLST reply", path=path, reply=" ".join(info))
-        return RemoteEntry(path.rsplit("/", 1)[-1], entry.size, entry.mtime, entry.kind)
+        return RemoteEntry(name, entry.size, entry.mtime, entry.kind)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
@@ -357,7 +393,7 @@ def _peer_host(client: aioftp.Client) -> str:
     return host
 
 
-def _int_reply(info: list[str], path: str) -> int:
+def _int_reply(info: Sequence[str], path: str) -> int:
     try:
         return int(info[-1].strip())
     except ValueError:

@@ -26,6 +26,7 @@ from ._errors import (
     PermanentError,
     ProtocolError,
     RemoteFileError,
+    ResumeRefused,
     TransientError,
     TruncatedTransfer,
     describe,
@@ -228,6 +229,16 @@ class _Run:
         self.pool = SessionPool(transport, size=options.concurrency)
         self.tails = Tails(options.split_min)
         self.splittable: dict[FileTail, _Attempts] = {}  # the files being received
+        self.resume = True  # False once the server is caught unable to resume
+
+    def no_resume(self, error: ResumeRefused) -> None:
+        """The server cannot resume (REST refused or ignored, or no way to tell a version):
+        from now on every attempt fetches its file from byte 0, unsplit. Said once."""
+        if self.resume:
+            self.resume = False
+            self.tails.min_split = None
+            log.warning("%s: resuming is off for this run, whole files from byte 0: %s",
+                        self.source, describe(error))
 
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
@@ -361,6 +372,7 @@ class _Attempts:
         self.current = planned.entry  # the version it fetches, as listed or as SIZE/MDTM say
         self.tail: FileTail | None = None  # its spans, once it is being received
         self._digest: PartDigest | None = None  # the current attempt's
+        self._fresh = False  # the next attempt starts NAME.part again from byte 0
 
     def furthest(self) -> int:
         """The furthest byte any attempt reached: it grows only when a retry got further
@@ -403,17 +415,37 @@ class _Attempts:
                 await self._companion(session)
             if not self.local_copy_kept:
                 self.remote = remote = await self._remote(session)
-                await self._receive_first(session, remote)
+                try:
+                    await self._receive_first(session, remote)
+                except ResumeRefused as exc:
+                    await self._from_zero(exc)
         if remote is not None:
-            await self._complete(remote)  # which records it
+            try:
+                await self._complete(remote)  # which records it
+            except ResumeRefused as exc:  # a segment that came from byte 0
+                await self._from_zero(exc)
         else:
             await anyio.to_thread.run_sync(self._record)
+
+    async def _from_zero(self, error: ResumeRefused) -> NoReturn:
+        """The server cannot resume: no more resuming in this run, and this file starts again
+        from byte 0 (a transient failure, so the retry does that)."""
+        self.run.no_resume(error)
+        self.untrack()
+        if self.tail is not None:
+            self.tail.reset()
+            self.tail = None
+        self._furthest = self._furthest_before  # what it held is thrown away: no progress
+        raise TruncatedTransfer(f"fetching it again from byte 0: {describe(error)}",
+                                path=self.entry.name) from error
 
     async def _receive_first(self, session: Session, remote: RemoteFile) -> None:
         """Receive NAME.part's span (all of the file unless it was split)."""
         part = part_path(self.run.dest / self.entry.name)
         scan = self.tail is None or not self.tail.spans
-        have, found, restarted = await anyio.to_thread.run_sync(_prepare, part, remote, scan)
+        fresh, self._fresh = self._fresh or not self.run.resume, False
+        have, found, restarted = await anyio.to_thread.run_sync(_prepare, part, remote, scan,
+                                                                fresh)
         if restarted and self.tail is not None:  # another version, or its record was lost:
             self.untrack()                       # the segments are gone with the part
             self.tail.reset()
@@ -445,7 +477,7 @@ class _Attempts:
             if span is not None:
                 try:
                     await self.segment(tail, span, helper=False)
-                except RemoteFileError as exc:  # say, REST refused: resuming cannot work here
+                except (RemoteFileError, ResumeRefused) as exc:  # resuming cannot work here
                     await self._unsplit(tail, exc)
             else:
                 await self.run.tails.changed()
@@ -457,9 +489,11 @@ class _Attempts:
             self.tail = None  # the part and its segments are gone (`finalize`)
             raise
 
-    async def _unsplit(self, tail: FileTail, error: RemoteFileError) -> NoReturn:
+    async def _unsplit(self, tail: FileTail, error: RemoteFileError | ResumeRefused) -> NoReturn:
         """A segment the server will not serve: no more splitting in this run, and this file
         is fetched again whole, from byte 0 (a file that is really gone fails then)."""
+        if isinstance(error, ResumeRefused):
+            self.run.no_resume(error)
         self.run.tails.min_split = None
         log.warning("%s: a segment was refused (%s): splitting off, fetching it whole",
                     self.entry.name, describe(error))
@@ -492,6 +526,8 @@ class _Attempts:
                     functools.partial(self._segment_attempt, tail, remote, span),
                     progress=lambda: span.pos)
         except (TransientError, PermanentError) as exc:
+            if isinstance(exc, ResumeRefused):
+                self.run.no_resume(exc)
             if not helper:
                 raise
             span.given_up = True
@@ -508,7 +544,10 @@ class _Attempts:
                 # another connection, another RETR: still the version the part holds? (with
                 # an MD5, a splice of two versions fails the check instead)
                 now = await session.stat(remote.path)
-                if not _same_version(self.current, now, None):
+                if now.size is None or now.mtime is None:
+                    raise ResumeRefused("the server gives no size or time to tell whether "
+                                        "a segment is of the same version", path=remote.path)
+                if not _same_version(self.current, now, None, checked=False):
                     raise ProtocolError("changed on the server during the transfer",
                                         path=remote.path)
             await receive_span(session, remote, span,
@@ -577,12 +616,13 @@ class _Attempts:
             now = await session.stat(path)
             started = await anyio.to_thread.run_sync(
                 part_started, part_path(self.run.dest / self.entry.name))
-            if not _same_version(entry, now, started):
-                # the part's record then names another version: it starts again from 0
-                log.warning("%s: changed on the server since the listing (%s bytes, mtime %s;"
-                            " now %s, %s): fetching it from the start", path, entry.size,
-                            entry.mtime, now.size, now.mtime)
-                entry = now
+            if not _same_version(entry, now, started, checked=self.md5 is not None):
+                log.warning("%s: changed on the server since the listing, or no way to tell "
+                            "(%s bytes, mtime %s; now %s, %s): fetching it from the start",
+                            path, entry.size, entry.mtime, now.size, now.mtime)
+                self._fresh = True
+                entry = RemoteEntry(entry.name, now.size if now.size is not None else entry.size,
+                                    now.mtime, entry.kind, 1.0)
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self.size = entry.size
@@ -602,10 +642,13 @@ class _Attempts:
                                       now, now if self.md5 else None))
 
 
-def _prepare(part: Path, remote: RemoteFile, scan: bool) -> tuple[int, list[Span], bool]:
+def _prepare(part: Path, remote: RemoteFile, scan: bool,
+             fresh: bool) -> tuple[int, list[Span], bool]:
     """NAME.part's length (started afresh, its segments removed, unless it is of this
-    version: `restarted`) and, when `scan`, the segments a previous attempt or run left.
-    Run in a thread."""
+    version and not `fresh`: `restarted`) and, when `scan`, the segments a previous attempt
+    or run left. Run in a thread."""
+    if fresh:
+        discard_part(part)
     have, restarted = start_part(part, remote)
     if scan and not restarted:
         have, found = segments_on_disk(part, remote.size, have)
@@ -613,16 +656,18 @@ def _prepare(part: Path, remote: RemoteFile, scan: bool) -> tuple[int, list[Span
     return have, [], restarted
 
 
-def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None) -> bool:
+def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None, *,
+                  checked: bool) -> bool:
     """SIZE and MDTM describe the file the listing showed, whose part began at
     `part_started`. MLSD's time is UTC to the second, like MDTM's: compared directly. An
     `ls -l` time is coarse and often the server's local time, so MDTM (UTC) is compared with
     when the part began instead: a file modified since then, or shortly before (the server's
-    clock may be behind), is taken for a new version."""
+    clock may be behind), is taken for a new version. With no time to compare, only an MD5
+    (`checked`) would catch two versions spliced: without one, it is not the same."""
     if now.size is not None and now.size != listed.size:
         return False
     if listed.mtime is None or now.mtime is None:
-        return True
+        return checked
     if listed.mtime_resolution <= 1:
         return -1 < now.mtime - listed.mtime < 2
     return part_started is not None and now.mtime < part_started - _CLOCK_SKEW

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import anyio
 
-from ._errors import ProtocolError, TruncatedTransfer
-from ._transfer import Span, local_errors, segment_files, segment_path
+from ._errors import ProtocolError, ResumeRefused, TruncatedTransfer
+from ._transfer import OVERLAP, Span, local_errors, segment_files, segment_path
 
 __all__ = ["FileTail", "Tails", "segments_on_disk"]
 
@@ -85,7 +85,7 @@ class FileTail:
     def split(self, span: Span) -> Span:
         """Give the second half of what the span has left to a span of its own."""
         middle = span.pos + span.remaining // 2
-        rest = Span(segment_path(self.part, middle), middle, middle, span.end)
+        rest = Span(segment_path(self.part, middle), middle, middle, span.end, head=self.part)
         span.end = middle
         self.spans.insert(self.spans.index(span) + 1, rest)
         return rest
@@ -115,6 +115,7 @@ class FileTail:
                                             f"{span.end - span.start} bytes", path=self.part.name)
                 try:
                     with span.path.open("rb") as segment:
+                        _check_start(segment.fileno(), out.fileno(), span)
                         _copy(segment.fileno(), out.fileno(), span.end - span.start)
                 except BaseException:
                     os.ftruncate(out.fileno(), first.end)  # the part stays a prefix: retry it
@@ -140,10 +141,21 @@ def segments_on_disk(part: Path, size: int, have: int) -> tuple[int, list[Span]]
                 os.truncate(part, start)  # stitching was interrupted: redo it
             have = start
         if have <= start < size and start + length <= size:
-            found.append(Span(path, start, start + length, size))
+            found.append(Span(path, start, start + length, size, head=part))
         else:  # already appended (a crash while stitching), or nonsense
             path.unlink(missing_ok=True)
     return have, found
+
+
+def _check_start(segment: int, part: int, span: Span) -> None:
+    """ResumeRefused when the segment starts with the file's first bytes: what a server that
+    answers REST with 350 and sends from byte 0 anyway would have sent. (A file whose bytes
+    at the segment's start really repeat its first 64 KiB is then fetched whole: a cost,
+    never a wrong file.)"""
+    length = min(OVERLAP, span.end - span.start)
+    if os.pread(segment, length, 0) == os.pread(part, length, 0):
+        raise ResumeRefused(f"segment {span.path.name} starts with the file's first bytes: "
+                            f"the server ignored REST {span.start}", path=span.path.name)
 
 
 def _copy(src: int, dst: int, count: int) -> None:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +26,10 @@ from ._direct import Mover
 from ._errors import (
     ChecksumMismatch,
     LocalFileError,
+    PartMismatch,
     ProtocolError,
     RemoteFileError,
+    ResumeRefused,
     TransferStalled,
     TruncatedTransfer,
 )
@@ -320,6 +323,9 @@ class Span:
     start: int
     pos: int
     end: int
+    # the file's NAME.part, for a segment: its first bytes are what a server that ignores
+    # REST sends (None: the span is NAME.part's own)
+    head: Path | None = None
     active: bool = False  # a data connection is receiving it now
     taken: bool = False  # someone is responsible for it (a segment's helper)
     given_up: bool = False  # a helper could not receive it: left to the file's own attempt
@@ -360,6 +366,9 @@ async def receive_span(
         if not over:
             received, over = await _retr(session, remote, span, fd, stall_timeout, bucket,
                                          on_bytes, mover, digest)
+    except PartMismatch:
+        over = True  # the part is not what the server holds: never resume it
+        raise
     finally:
         with local_errors(span.path):
             os.close(fd)
@@ -382,8 +391,11 @@ async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
     than the remote size (then its final reply is not awaited: a 426 can follow)."""
     buffer = _read_ahead(span.end - span.pos, bucket)
     received = 0
-    async with session.open_direct(remote.path, span.pos, buffer=buffer,
+    back = min(OVERLAP, span.pos - span.start)  # resumed: the bytes before span.pos again
+    async with session.open_direct(remote.path, span.pos - back, buffer=buffer,
                                    mover=mover) as stream:
+        if back:
+            await _check_overlap(stream, fd, span, back, remote.path, stall_timeout, bucket)
         span.active = True
         try:
             received = await _receive(stream, fd, span, remote, stall_timeout, bucket,
@@ -398,10 +410,86 @@ async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
     return received, False
 
 
+OVERLAP = 64 << 10  # a resume asks for this much before the part's end, to compare
+
+
+async def _check_overlap(stream: DirectStream, fd: int, span: Span, back: int, path: str,
+                         stall_timeout: float, bucket: TokenBucket | None) -> None:
+    """Receive the `back` bytes before span.pos once more and compare them with what the
+    span's file holds there: a resume proves where it landed.
+
+    A server that said yes to REST and sent from byte 0 anyway sends the file's first bytes:
+    ResumeRefused. Other bytes mean the part is not of the version being served (or went
+    wrong): PartMismatch, and the caller discards it.
+    """
+    offset = span.pos - span.start - back
+    with _scratch() as scratch:
+        got = await _receive_into(stream, scratch, back, path, stall_timeout, bucket)
+        if got < back:
+            await stream.finish()  # the server's final reply says why (a 426, say)
+            raise TruncatedTransfer(f"stream ended {got} bytes after byte {span.pos - back}",
+                                    path=path)
+        sent = os.pread(scratch, back, 0)
+    with local_errors(span.path):
+        if sent == os.pread(fd, back, offset):
+            return
+        head = _file_head(span, fd, back)
+    if span.pos - back > 0 and sent == head:
+        raise ResumeRefused(f"the server answered REST {span.pos - back} but sent the file "
+                            "from byte 0", path=path)
+    raise PartMismatch(f"bytes {span.pos - back}-{span.pos - 1} differ from the part's: "
+                       "it is discarded", path=path)
+
+
+def _file_head(span: Span, fd: int, length: int) -> bytes:
+    """The first bytes of the file the span belongs to (as NAME.part holds them)."""
+    if span.head is None:
+        return os.pread(fd, length, 0)
+    with span.head.open("rb") as part:
+        return part.read(length)
+
+
+async def _receive_into(stream: DirectStream, fd: int, count: int, path: str,
+                        stall_timeout: float, bucket: TokenBucket | None) -> int:
+    """Move up to `count` bytes of the stream into `fd` from offset 0; return how many
+    arrived before the stream ended."""
+    got = 0
+    with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
+        while got < count:
+            try:
+                n = stream.move(fd, got, count - got)
+            except BlockingIOError:
+                await stream.readable()
+                continue
+            if n == 0:
+                break
+            got += n
+            await _account(n, bucket, None, stall)
+            stall.deadline = anyio.current_time() + stall_timeout
+    if stall.cancelled_caught:
+        raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
+    return got
+
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[int]:
+    """A descriptor of an anonymous file in memory, for bytes that are only compared."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("pubmed-mirror-overlap", os.MFD_CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+    else:
+        with tempfile.TemporaryFile() as file:
+            yield file.fileno()
+
+
 def _open_part(path: Path) -> tuple[int, int]:
-    """`path` opened for writing at its end (created, and its directory too, when missing):
-    the descriptor and the length. Not O_APPEND: splice cannot write to such a file."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    """`path` opened for reading (a resume compares) and writing at its end (created, and
+    its directory too, when missing): the descriptor and the length. Not O_APPEND: splice
+    cannot write to such a file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o666)
     except FileNotFoundError:  # a segment's directory, on the first split of a run

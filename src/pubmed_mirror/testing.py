@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
@@ -44,7 +44,7 @@ with warnings.catch_warnings():
 __all__ = ["Fault", "FaultKind", "FaultPlan", "FaultyFTPServer", "ServerStats"]
 
 FaultKind = Literal["close_426", "close_226", "reset", "stall", "kill_control", "reply",
-                    "corrupt"]
+                    "corrupt", "none"]
 
 _LOG = logging.getLogger("pyftpdlib")
 _TICK = 0.05  # the server thread checks for stop() this often, at the latest
@@ -73,6 +73,10 @@ class Fault:
     - reply: answer RETR with `reply` verbatim, send no data, close any data connection.
     - corrupt: flip the byte at `after_bytes` (all its bits) and finish normally with 226:
       the full size arrives, with wrong contents -- only a checksum can tell.
+    - none: serve the RETR normally (with `ignore_rest`, the lie alone).
+
+    `ignore_rest`: the REST before this RETR was answered "350 Restarting at position N",
+    yet the data starts at byte 0 (a server that lies about resuming).
 
     Data faults fire once exactly `after_bytes` bytes of *this* RETR (counted from its REST
     offset) have been handed to the kernel; a RETR that ends before that is served normally
@@ -84,6 +88,7 @@ class Fault:
     after_bytes: int = 0
     reply: str = "450 Injected transient failure"
     stall_seconds: float = 3600.0
+    ignore_rest: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(FaultKind):
@@ -222,6 +227,7 @@ class _Config:
     proto_cmds: dict[str, Any]
     passive_ports: range | None
     list_lines: tuple[str, ...] | None
+    replies: Mapping[str, str]
 
 
 class _Retr:
@@ -429,6 +435,10 @@ class _Session(FTPHandler):  # type: ignore[misc]
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
         self._config.tally.command()
+        canned = self._config.replies.get(cmd)
+        if canned is not None and self.authenticated:
+            self.respond(canned)
+            return
         super().pre_process_command(line, cmd, arg)
 
     # -- a canned listing
@@ -448,6 +458,10 @@ class _Session(FTPHandler):  # type: ignore[misc]
         name = os.path.basename(file)
         self._config.tally.retr(name, self._restart_position)
         fault = self._config.faults._pop(name)
+        if fault is not None and fault.ignore_rest:
+            self._restart_position = 0  # 350 was said; the data starts at 0 all the same
+        if fault is not None and fault.kind == "none":
+            fault = None
         if fault is not None and fault.kind == "reply":
             self._restart_position = 0
             self._drop_data_connection()
@@ -576,7 +590,10 @@ class FaultyFTPServer:
     The first `reset_connections` control connections are reset (RST) before any greeting,
     like a server or firewall that drops a client at random. `list_lines`, when given, is
     the answer to every LIST (MLSD and MLST are then turned off, as on servers that write
-    such listings), whatever the files in `root` are: RETR still serves those. Stats
+    such listings), whatever the files in `root` are: RETR still serves those. `replies`
+    answers the commands it names (after login) with its reply line instead of running them:
+    `{"MDTM": "502 Not implemented", "EPSV": "522 Use PASV"}` makes a server without MDTM
+    and EPSV, `{"REST": "502 ..."}` one that cannot resume. Stats
     accumulate across restart(). pyftpdlib's logger is set to CRITICAL unless its level was
     set already: set it to DEBUG to watch the sessions.
     """
@@ -596,6 +613,7 @@ class FaultyFTPServer:
         passive_ports: range | None = None,
         reset_connections: int = 0,
         list_lines: Sequence[str] | None = None,
+        replies: Mapping[str, str] | None = None,
     ) -> None:
         _check_options(max_connections, limit_reply, rate_per_connection, reply_delay,
                        user, password)
@@ -616,6 +634,7 @@ class FaultyFTPServer:
             proto_cmds=_commands(disable_mlsd or list_lines is not None),
             passive_ports=passive_ports,
             list_lines=None if list_lines is None else tuple(list_lines),
+            replies=_check_replies(replies or {}),
         )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -684,6 +703,13 @@ def _check_options(max_connections: int, limit_reply: str, rate: int, reply_dela
         raise ValueError(f"limit_reply must be '421' or '530', not {limit_reply!r}")
     if (user is None) != (password is None):
         raise ValueError("give both user and password, or neither (anonymous)")
+
+
+def _check_replies(replies: Mapping[str, str]) -> dict[str, str]:
+    for command, reply in replies.items():
+        if not _REPLY.fullmatch(reply):
+            raise ValueError(f"{command}: one FTP reply line like '502 No', not {reply!r}")
+    return {command.upper(): reply for command, reply in replies.items()}
 
 
 def _authorizer(root: str, user: str | None, password: str | None) -> Any:
