@@ -172,7 +172,17 @@ STARTED = 1_795_953_600.0  # when the part began
 ])
 def test_a_retry_knows_a_new_version(listed: RemoteEntry, now: RemoteEntry, same: bool) -> None:
     """SIZE/MDTM against the listing (MLSD) or against when the part began (LIST)."""
-    assert _same_version(listed, now, STARTED) is same
+    assert _same_version(listed, now, STARTED, checked=False) is same
+
+
+@pytest.mark.parametrize("listed_time", [1000.0, None])
+@pytest.mark.parametrize("checked", [True, False])
+def test_no_time_is_the_same_version_only_with_an_md5(listed_time: float | None,
+                                                      checked: bool) -> None:
+    """Without a time on either side, only an MD5 to check (`checked`) lets a part resume."""
+    listed = RemoteEntry("f", 10, listed_time)
+    assert _same_version(listed, RemoteEntry("f", 10, None), STARTED, checked=checked) is checked
+    assert _same_version(listed, RemoteEntry("f", 11, None), STARTED, checked=checked) is False
 
 
 def test_a_listing_that_drops_to_the_day_is_still_current(tmp_path: Path) -> None:
