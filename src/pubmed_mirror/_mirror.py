@@ -52,6 +52,7 @@ from ._plan import (
     remove_unused_dest,
     same_time,
     select_files,
+    unreadable_entries,
 )
 from ._pool import SessionPool
 from ._pubmed import file_order, parse_md5_file
@@ -232,10 +233,12 @@ class _Run:
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
         entries = await self.options.retry.call(self._list)
-        files = select_files(entries, self.options.selection(self.source.default_include))
+        selection = self.options.selection(self.source.default_include)
+        files = select_files(entries, selection)
         plan = await anyio.to_thread.run_sync(
             functools.partial(make_plan, self.dest, self.manifest, files,
-                              verify=self.options.verify))
+                              verify=self.options.verify,
+                              unreadable=unreadable_entries(entries, selection)))
         log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
                  self.source, len(entries), len(plan.files), len(plan.with_action("fetch")),
                  len(plan.with_action("check")), len(plan.with_action("skip")))
@@ -244,7 +247,10 @@ class _Run:
     async def run(self) -> None:
         async with self.pool:
             plan = await self.plan()
-            self.emit(ListingDone(len(plan.files), sum(f.size for f in plan.files)))
+            self.emit(ListingDone(len(plan.files) + len(plan.unreadable),
+                                  sum(f.size for f in plan.files)))
+            for entry in plan.unreadable:
+                self._unreadable(entry)
             with ungrouped():
                 await self._feed(plan)
         if self.fatal is not None:
@@ -265,6 +271,13 @@ class _Run:
                         continue
                     self.emit(FileQueued(planned.name, planned.size))
                     await send.send(planned)
+
+    def _unreadable(self, entry: RemoteEntry) -> None:
+        """A listing line that may name a selected file we cannot know: the run fails."""
+        error = ("cannot read this listing line, so the file it may name is not mirrored "
+                 "(a format we do not know)")
+        self.results.append(FileResult(entry.name, "failed", None, error=error))
+        self.emit(FileFailed(entry.name, error, 0))
 
     def _skipped(self, planned: PlannedFile) -> None:
         self.results.append(FileResult(planned.name, "skipped", planned.size))
