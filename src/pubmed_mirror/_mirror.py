@@ -22,6 +22,7 @@ from ._errors import (
     ChecksumMismatch,
     FatalError,
     FileDeadlineExceeded,
+    LocalFileError,
     MirrorError,
     PermanentError,
     ProtocolError,
@@ -167,6 +168,8 @@ class FileResult:
     seconds: float = 0.0
     error: str | None = None
     md5: str | None = None  # the digest the file was checked against (None: not checked)
+    # done or skipped, but its record could not be written (see FileDone.record_error)
+    record_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +201,14 @@ class MirrorReport:
         return sum(max(0, f.attempts - 1) for f in self.files)
 
     @property
+    def unrecorded(self) -> tuple[FileResult, ...]:
+        """Files that are final and correct but whose record could not be written."""
+        return tuple(f for f in self.files if f.record_error is not None)
+
+    @property
     def ok(self) -> bool:
-        return not self.failed
+        """Every file is done or up to date, and recorded."""
+        return not self.failed and not self.unrecorded
 
 
 def _bytes_bucket(rate: int | None) -> TokenBucket | None:
@@ -337,12 +346,15 @@ class _Run:
         else:
             if tracker.local_copy_kept:
                 self.emit(FileSkipped(planned.name, planned.size))
-                return FileResult(planned.name, "skipped", planned.size)
+                return FileResult(planned.name, "skipped", planned.size,
+                                  record_error=tracker.record_error)
             seconds = time.monotonic() - started
             self.emit(FileDone(planned.name, tracker.size, tracker.received,
-                               tracker.resumed_from, tracker.attempts, seconds, tracker.md5))
+                               tracker.resumed_from, tracker.attempts, seconds, tracker.md5,
+                               tracker.record_error))
             return FileResult(planned.name, "done", tracker.size, tracker.received,
-                              tracker.resumed_from, tracker.attempts, seconds, md5=tracker.md5)
+                              tracker.resumed_from, tracker.attempts, seconds, md5=tracker.md5,
+                              record_error=tracker.record_error)
         tracker.untrack()  # its segments stay on disk: the next run resumes them
         await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
         self.emit(FileFailed(planned.name, describe(error), tracker.attempts))
@@ -365,6 +377,7 @@ class _Attempts:
         self.md5: str | None = None  # the expected digest, once known
         self.mtime = planned.entry.mtime  # stamped on the final file and recorded
         self.local_copy_kept = False  # a "check" found the local copy right
+        self.record_error: str | None = None  # NAME is final, its record could not be written
         self._checksum: bytes | None = None  # NAME.md5's bytes, fetched once per digest
         self._checked = planned.action != "check"
         self._position = 0
@@ -604,7 +617,19 @@ class _Attempts:
         return RemoteFile(path, entry.size, self.mtime, self.md5)
 
     def _record(self) -> None:
-        """NAME is final: write NAME.md5 beside it, then vouch for both in the manifest."""
+        """NAME is final (or the local copy is right): record it. A record that cannot be
+        written (a full disk) does not make NAME wrong: the file is done, `record_error` says
+        what failed, and the next run, finding NAME unvouched for, confirms it by MD5 and
+        records it without fetching it."""
+        try:
+            self._write_record()
+        except LocalFileError as exc:
+            self.record_error = describe(exc)
+            log.warning("%s is final and correct, but not recorded: %s", self.entry.name,
+                        self.record_error)
+
+    def _write_record(self) -> None:
+        """Write NAME.md5 beside NAME, then vouch for both in the manifest."""
         now = time.time()
         dest, manifest, checksum = self.run.dest, self.run.manifest, self.planned.checksum
         if checksum is not None and self._checksum is not None:

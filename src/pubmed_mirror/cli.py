@@ -345,8 +345,10 @@ def _file_line(event: Event) -> str | None:
         resumed = f", resumed at {human_bytes(event.resumed_from)}" if event.resumed_from else ""
         tries = f", {event.attempts} attempts" if event.attempts > 1 else ""
         checked = ", MD5 ok" if event.md5 else ""
+        unrecorded = (f" [yellow](not recorded: {escape(event.record_error)})[/]"
+                      if event.record_error else "")
         return (f"[green]done[/]    {escape(event.name)}  {human_bytes(event.size)}  "
-                f"{human_bytes(rate)}/s{resumed}{tries}{checked}")
+                f"{human_bytes(rate)}/s{resumed}{tries}{checked}{unrecorded}")
     if isinstance(event, FileFailed):
         return f"[red]FAILED[/]  {escape(_shown(event.name))}: {escape(event.reason)}"
     if isinstance(event, FileRetrying):
@@ -448,11 +450,16 @@ def summary_table(report: MirrorReport) -> Table:
         ("elapsed", f"{report.seconds:.1f} s"),
         ("mean rate", f"{human_bytes(rate)}/s"),
         ("retries", str(report.retries)),
+        *([("not recorded", f"{len(report.unrecorded)} (the next run records them, "
+                            f"fetching nothing)")] if report.unrecorded else []),
     ):
         table.add_row(label, value)
     for failure in report.failed:
         table.add_row(Text(f"failed: {_shown(failure.name)}", style="red"),
                       Text(failure.error or ""))
+    for file in report.unrecorded:
+        table.add_row(Text(f"not recorded: {_shown(file.name)}", style="yellow"),
+                      Text(file.record_error or ""))
     return table
 
 
@@ -467,7 +474,8 @@ def _summary_json(report: MirrorReport) -> dict[str, Any]:
             "skipped": len(report.skipped), "failed": len(report.failed),
             "bytes_received": report.bytes_received, "seconds": round(report.seconds, 3),
             "retries": report.retries,
-            "failures": [{"name": f.name, "error": f.error} for f in report.failed]}
+            "failures": [{"name": f.name, "error": f.error} for f in report.failed],
+            "unrecorded": [{"name": f.name, "error": f.record_error} for f in report.unrecorded]}
 
 
 # -- running with Ctrl-C --------------------------------------------------------------------------
@@ -575,9 +583,16 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         return _interrupted()
     if args.json:
         emit_json({"event": "summary", "ok": report.ok,
-                   **{f"{v}_files": n for v, n in report.counts.items()}})
-    elif not args.quiet or not report.ok:
-        console.print(_verify_line(args.dest, report), highlight=False, soft_wrap=True)
+                   **{f"{v}_files": n for v, n in report.counts.items()},
+                   "record_error": report.record_error})
+    else:
+        if not args.quiet or not report.ok:
+            console.print(_verify_line(args.dest, report), highlight=False, soft_wrap=True)
+        if report.record_error:
+            console.print(f"[yellow]verdicts not recorded[/] in the manifest: "
+                          f"{escape(report.record_error)}; the next mirror does not know "
+                          f"them: run verify again once it can write", highlight=False,
+                          soft_wrap=True)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
