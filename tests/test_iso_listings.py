@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import make_tree
-from pubmed_mirror.testing import FaultyFTPServer
+from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import run
 
 # each file's mtime on the server, to the nanosecond (the second and the fraction matter)
@@ -135,3 +135,33 @@ def test_unreadable_lines_are_never_dropped_silently(
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
     assert {"name": odd, "kind": "unreadable"}.items() <= next(
         e for e in entries if e["name"] == odd).items()
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["split", "no-split"])
+def test_full_iso_times_agree_with_mdtm(tmp_path: Path, split: bool) -> None:
+    """A full-iso time with its zone applied is the time MDTM gives, so a file without an
+    MD5 is split over an idle session (the segment's MDTM agrees with the listing), and
+    with --no-split a stalled transfer resumes where it stopped: never started again as
+    "changed on the server", every byte sent once."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    [(name, data)] = make_tree(root, [10 << 20], seed=5).items()
+    os.utime(root / name, ns=(MTIMES_NS[1], MTIMES_NS[1]))
+    lines = ls_lines(root, "full-iso", "IST-5:30")
+    server = FaultyFTPServer(root, list_lines=lines, rate_per_connection=(4 << 20) if split else 0)
+    if not split:
+        server.faults.add(name, Fault(kind="stall", after_bytes=1_000_000, stall_seconds=5))
+    extra = ["--concurrency", "2"] if split else ["--no-split", "--stall-timeout", "1"]
+    with server:
+        result = run("mirror", server.url, "--dest", str(dest), "--no-verify", *extra)
+        stats = server.stats
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (dest / name).read_bytes() == data
+    assert "changed on the server" not in result.stderr
+    offsets = stats.rest_offsets[name]
+    if split:  # the first RETR stops at the middle: what was in flight then is extra
+        assert offsets[0] == 0 and len(offsets) >= 2 and all(0 < o < len(data)
+                                                               for o in offsets[1:])
+        assert len(data) <= stats.bytes_sent[name] < len(data) + (1 << 20)
+    else:
+        assert offsets == [0, 1_000_000]
+        assert stats.bytes_sent[name] == len(data)
