@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from conftest import make_tree
+from pubmed_mirror._plan import Selection, unreadable_entries
+from pubmed_mirror._transport import RemoteEntry
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import run
 
@@ -165,3 +167,26 @@ def test_full_iso_times_agree_with_mdtm(tmp_path: Path, split: bool) -> None:
     else:
         assert offsets == [0, 1_000_000]
         assert stats.bytes_sent[name] == len(data)
+
+
+ODD = "-rw-r--r-- 1 0 0 5 29.11.2026 12:00 "
+
+
+@pytest.mark.parametrize(("name", "include", "exclude", "may"), [
+    ("pubmed26n0001.xml.gz", (), (), True),  # every file is selected
+    ("pubmed26n0001.xml.gz", ("*.xml.gz",), (), True),
+    ("pubmed26n0001.xml.gz", ("*.txt",), (), False),
+    ("pubmed26n0001.xml.gz", (), ("*.gz",), False),  # every tail is excluded
+    ("pubmed26n0001.xml.gz.md5", ("*.xml.gz",), (), True),  # a selected file's NAME.md5
+    ("README.txt.md5", ("*.xml.gz",), (), False),
+    ("odd name.xml.gz", ("name.xml.gz",), (), True),  # the name may start at any space
+    ("odd name.xml.gz", ("pubmed*",), (), False),
+])
+def test_unreadable_lines_that_may_name_a_selected_file(
+        name: str, include: tuple[str, ...], exclude: tuple[str, ...], may: bool) -> None:
+    """A line we cannot read fails the run only when some tail of it could be a selected
+    name (or the NAME.md5 of one), whatever the name turns out to be."""
+    entry = RemoteEntry(ODD + name, None, None, "unreadable")
+    readable = RemoteEntry(name, 5, None)
+    found = unreadable_entries([readable, entry], Selection(include=include, exclude=exclude))
+    assert found == ((entry,) if may else ())
