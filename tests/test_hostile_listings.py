@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tree
+from pubmed_mirror._plan import unsafe_name_reason
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import command, run
 
@@ -81,6 +82,29 @@ def test_entries_that_try_to_leave_dest_are_refused(tmp_path: Path,
     assert result.stderr.count("skipping") >= 5
     assert "skipping symlink entry 'pubmed26n0002.xml.gz'" in result.stderr
     assert server.stats.retr == {good: 1}
+
+
+def test_ls_gives_the_reason_a_name_is_refused(tmp_path: Path, remote: dict[str, bytes],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ls --json` gives each entry the reason the mirror would refuse its name (`refused`,
+    null for a safe name); the table shows those names escaped, with the same reason."""
+    monkeypatch.setenv("COLUMNS", "300")  # one table row per line
+    good = "pubmed26n0001.xml.gz"
+    refused = ["../escape.xml.gz", "red\x1b[31m.xml.gz", "x.xml.gz.part", "\u202egz.xml"]
+    with FaultyFTPServer(tmp_path / "remote",
+                         list_lines=[unix_line(n, 10) for n in [good, *refused]]) as server:
+        listed = run("ls", server.url, "--json")
+        table = run("ls", server.url)
+    assert listed.returncode == 0 and table.returncode == 0, listed.stderr + table.stderr
+    entries = {e["name"]: e for e in map(json.loads, listed.stdout.splitlines())}
+    assert entries[good]["refused"] is None
+    assert entries["../escape.xml.gz"]["refused"] == "contains a path separator"
+    assert {n: entries[n]["refused"] for n in refused} == {
+        n: unsafe_name_reason(n) for n in refused}
+    assert None not in [entries[n]["refused"] for n in refused]
+    assert "\x1b[" not in table.stdout and "\u202e" not in table.stdout
+    for name in refused:
+        assert f"{name!r} (mirror skips it: {unsafe_name_reason(name)})" in table.stdout
 
 
 @pytest.mark.parametrize("listed_delta", [-100_000, +100_000])

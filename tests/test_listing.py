@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pubmed_mirror._listing import parse_list_line
+from pubmed_mirror._listing import parse_list_line, read_list_line
 from pubmed_mirror._transport import RemoteEntry
 
 NOW = calendar.timegm((2026, 11, 29, 4, 0, 0))  # a Sunday in November, UTC
@@ -41,6 +41,19 @@ def utc(year: int, month: int, day: int, hour: int, minute: int, second: int = 0
      RemoteEntry("sub dir", 4096, utc(2026, 1, 2, 0, 0, 0), "dir")),
     (b"-rw-r--r--+   1 0   0    5 Nov 29 04:01 acl.txt\r\n",
      RemoteEntry("acl.txt", 5, utc(2026, 11, 29, 4, 1, 0))),
+    # ls --time-style=long-iso (read as UTC) and full-iso (its zone applied)
+    (b"-rw-r--r-- 1 ftp ftp 1234 2026-11-29 12:00 long iso.xml.gz",
+     RemoteEntry("long iso.xml.gz", 1234, utc(2026, 11, 29, 12, 0, 0))),
+    (b"drwxr-xr-x 2 0 0 4096 2024-02-29 23:59 a dir",
+     RemoteEntry("a dir", 4096, utc(2024, 2, 29, 23, 59, 0), "dir")),
+    (b"-rw-r--r-- 1 ftp ftp 1234 2026-11-29 12:00:07.999999999 +0000 full.xml.gz",
+     RemoteEntry("full.xml.gz", 1234, utc(2026, 11, 29, 12, 0, 7))),
+    (b"-rw-r--r-- 1 0 0 5 2026-11-29 05:30:00.000000000 +0530 2026-01-01 00:00 x",
+     RemoteEntry("2026-01-01 00:00 x", 5, utc(2026, 11, 29, 0, 0, 0))),
+    (b"-rw-r--r-- 1 0 0 5 2026-11-28 16:00:59.5 -0800 west",
+     RemoteEntry("west", 5, utc(2026, 11, 29, 0, 0, 59))),
+    (b"lrwxrwxrwx 1 0 0 11 2026-11-29 12:00 link.xml.gz -> /etc/passwd",
+     RemoteEntry("link.xml.gz", 11, utc(2026, 11, 29, 12, 0, 0), "link")),
     # Windows / IIS
     (b"11-29-26  04:01AM              3000000 iis.xml.gz",
      RemoteEntry("iis.xml.gz", 3000000, utc(2026, 11, 29, 4, 1, 0))),
@@ -60,6 +73,8 @@ def test_known_formats(line: bytes, entry: RemoteEntry) -> None:
     (b"-rw-r--r-- 1 0 0 5 Nov 29  2024 old", 86400.0),  # only the day
     (b"-rw-r--r-- 1 0 0 5 Nov 29 04:01 recent", 60.0),
     (b"11-29-26  04:01AM   5 iis", 60.0),
+    (b"-rw-r--r-- 1 0 0 5 2026-11-29 04:01 long-iso", 60.0),
+    (b"-rw-r--r-- 1 0 0 5 2026-11-29 04:01:02.000000000 +0100 full-iso", 1.0),
 ])
 def test_listed_times_say_how_coarse_they_are(line: bytes, resolution: float) -> None:
     """A retry compares MDTM with the listed time at the listing's own resolution."""
@@ -67,7 +82,7 @@ def test_listed_times_say_how_coarse_they_are(line: bytes, resolution: float) ->
     assert entry is not None and entry.mtime_resolution == resolution
 
 
-@pytest.mark.parametrize("line", [b"total 42", b"", b"   ",
+@pytest.mark.parametrize("line", [b"total 42", b"total 1.2M", b"", b"   ",
                                   b"drwxr-xr-x 2 0 0 4096 Nov 29 04:01 .",
                                   b"drwxr-xr-x 2 0 0 4096 Nov 29 04:01 .."])
 def test_lines_that_describe_nothing(line: bytes) -> None:
@@ -77,6 +92,11 @@ def test_lines_that_describe_nothing(line: bytes) -> None:
 @pytest.mark.parametrize("line", [
     b"garbage", b"-rw-r--r-- 1 0 0 12 Foo 29 04:01 x", b"-rw-r--r-- 1 0 0 12 Feb 30 2026 x",
     b"13-29-26  04:01AM   1 x", b"11-29-26  13:01PM   1 x", b"-rw-r--r-- 1 0 0 -5 Nov 29 04:01 x",
+    b"-rw-r--r-- 1 0 0 5 2026-13-01 12:00 x", b"-rw-r--r-- 1 0 0 5 2026-11-29 24:00 x",
+    b"-rw-r--r-- 1 0 0 5 2026-11-29 12:00:60.0 +0000 x",
+    b"-rw-r--r-- 1 0 0 5 2026-11-29 12:00:00.0 +2400 x",
+    b"-rw-r--r-- 1 0 0 5 29.11.2026 12:00 x", b"-rw-r--r-- 1 0 0 5 2026-11-29  x",
+    b"total of 3 files: x",
 ])
 def test_malformed_lines_are_refused(line: bytes) -> None:
     with pytest.raises(ValueError):
@@ -102,6 +122,43 @@ def test_unix_lines_round_trip(name: str, size: int, mtime: float) -> None:
     expected = mtime if recent else utc(t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0)
     assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(
         name, size, expected, "file", 60.0 if recent else 86400.0)
+
+
+zones = st.integers(-14 * 60, 14 * 60)  # minutes east of UTC
+
+
+@given(name=names, size=st.integers(0, 10**13), mtime=moments, zone=zones,
+       nanoseconds=st.integers(0, 10**9 - 1))
+def test_full_iso_lines_round_trip(name: str, size: int, mtime: float, zone: int,
+                                   nanoseconds: int) -> None:
+    """What `ls -l --time-style=full-iso` writes in any zone reads back as the same name,
+    size and UTC time, to the second."""
+    t = time.gmtime(mtime + zone * 60)
+    sign, east = "+-"[zone < 0], abs(zone)
+    line = (f"-rw-r--r-- 1 ftp ftp {size} {time.strftime('%Y-%m-%d %H:%M:%S', t)}"
+            f".{nanoseconds:09d} {sign}{east // 60:02d}{east % 60:02d} {name}")
+    assert parse_list_line(line.encode(), now=NOW) == RemoteEntry(name, size, mtime, "file", 1)
+
+
+@given(name=names, size=st.integers(0, 10**13), mtime=moments)
+def test_long_iso_lines_round_trip(name: str, size: int, mtime: float) -> None:
+    line = f"-rw-r--r-- 1 ftp ftp {size} {time.strftime('%Y-%m-%d %H:%M', time.gmtime(mtime))}"
+    assert parse_list_line(f"{line} {name}".encode(), now=NOW) == RemoteEntry(
+        name, size, mtime, "file", 60)
+
+
+@given(st.binary(max_size=200))
+def test_every_line_is_read_or_reported(line: bytes) -> None:
+    """`read_list_line` never drops a line that describes something: whatever it holds is an
+    entry (of kind "unreadable", named by the line, when in no format we know) or nothing."""
+    try:
+        parsed = parse_list_line(line, now=NOW)
+    except ValueError:
+        entry = read_list_line(line, now=NOW)
+        assert entry == RemoteEntry(line.decode("utf-8", "backslashreplace").rstrip("\r\n"),
+                                    None, None, "unreadable")
+        return
+    assert read_list_line(line, now=NOW) == parsed
 
 
 @given(name=names, size=st.integers(0, 10**13), mtime=moments, commas=st.booleans())

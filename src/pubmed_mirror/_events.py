@@ -76,6 +76,9 @@ class FileDone:
     attempts: int
     seconds: float
     md5: str | None = None  # the digest it matched (None: no checksum file, or not verifying)
+    # NAME is final and correct, but its record (manifest row, NAME.md5) could not be written,
+    # a full disk say: why. The next run confirms it by MD5 and records it, fetching nothing.
+    record_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

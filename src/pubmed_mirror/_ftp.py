@@ -22,7 +22,7 @@ from ._errors import (
     ResumeRefused,
     map_ftp_errors,
 )
-from ._listing import parse_list_line
+from ._listing import read_list_line
 from ._ratelimit import TokenBucket
 from ._receiver import TARGET, Receiver
 from ._transport import EntryKind, RemoteEntry
@@ -292,13 +292,13 @@ class FtpSession:
         if self._mlsd:
             try:
                 lines = await self._list_lines(f"MLSD {path}", path)
-                return [e for line in lines if (e := _mlsd_entry(self.client, line))]
+                return [e for line in lines if (e := _mlsd_list_entry(self.client, line))]
             except RemoteFileError as exc:
                 if not (exc.reply or "").startswith("50"):  # 500-504: MLSD not understood
                     raise
                 self._mlsd = False
         lines = await self._list_lines(f"LIST {path}", path)
-        return [e for line in lines if (e := _list_entry(line))]
+        return [e for line in lines if (e := read_list_line(line))]
 
     async def _list_lines(self, command: str, path: str) -> tuple[bytes, ...]:
         receiver = await self._open_data(command, _receiver(_LIST_BUFFER), phase="list",
@@ -359,7 +359,10 @@ class FtpSession:
             self._refused.add("MLST")
             return RemoteEntry(name, None, None)
         facts_line = next((line for line in info if "=" in line), "")
-        entry = _mlsd_entry(self.client, facts_line.strip().encode())
+        try:
+            entry = _mlsd_entry(self.client, facts_line.strip().encode())
+        except ValueError:
+            entry = None
         if entry is None:
             raise ProtocolError("bad MLST reply", path=path, reply=" ".join(info))
         return RemoteEntry(name, entry.size, entry.mtime, entry.kind)
@@ -412,23 +415,22 @@ def _kind(value: str) -> EntryKind:
 
 
 def _mlsd_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
-    try:
-        name, facts = client.parse_mlsx_line(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        log.warning("skipping unparsable MLSD line %r: %s", line[:200], exc)
-        return None
+    """One MLSD/MLST line; None for this directory and its parent. ValueError when it
+    cannot be read."""
+    name, facts = client.parse_mlsx_line(line)
     kind = _kind(facts.get("type", ""))
     if kind == "dir" and facts.get("type", "") != "dir":  # cdir, pdir: this one and its parent
         return None
     return _entry(str(name), facts, kind)
 
 
-def _list_entry(line: bytes) -> RemoteEntry | None:
+def _mlsd_list_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
+    """An MLSD line that cannot be read is reported as "unreadable", as a LIST line is."""
     try:
-        return parse_list_line(line)
-    except ValueError as exc:
-        log.warning("skipping unparsable LIST line: %s", exc)
-        return None
+        return _mlsd_entry(client, line)
+    except ValueError:  # UnicodeDecodeError too
+        text = line.decode("utf-8", errors="backslashreplace")
+        return RemoteEntry(text, None, None, "unreadable")
 
 
 def _entry(name: str, facts: Mapping[str, Any], kind: EntryKind) -> RemoteEntry | None:

@@ -22,6 +22,7 @@ from ._errors import (
     ChecksumMismatch,
     FatalError,
     FileDeadlineExceeded,
+    LocalFileError,
     MirrorError,
     PermanentError,
     ProtocolError,
@@ -53,6 +54,7 @@ from ._plan import (
     remove_unused_dest,
     same_time,
     select_files,
+    unreadable_entries,
 )
 from ._pool import SessionPool
 from ._pubmed import file_order, parse_md5_file
@@ -167,6 +169,8 @@ class FileResult:
     seconds: float = 0.0
     error: str | None = None
     md5: str | None = None  # the digest the file was checked against (None: not checked)
+    # done or skipped, but its record could not be written (see FileDone.record_error)
+    record_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +202,14 @@ class MirrorReport:
         return sum(max(0, f.attempts - 1) for f in self.files)
 
     @property
+    def unrecorded(self) -> tuple[FileResult, ...]:
+        """Files that are final and correct but whose record could not be written."""
+        return tuple(f for f in self.files if f.record_error is not None)
+
+    @property
     def ok(self) -> bool:
-        return not self.failed
+        """Every file is done or up to date, and recorded."""
+        return not self.failed and not self.unrecorded
 
 
 def _bytes_bucket(rate: int | None) -> TokenBucket | None:
@@ -243,10 +253,12 @@ class _Run:
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
         entries = await self.options.retry.call(self._list)
-        files = select_files(entries, self.options.selection(self.source.default_include))
+        selection = self.options.selection(self.source.default_include)
+        files = select_files(entries, selection)
         plan = await anyio.to_thread.run_sync(
             functools.partial(make_plan, self.dest, self.manifest, files,
-                              verify=self.options.verify))
+                              verify=self.options.verify,
+                              unreadable=unreadable_entries(entries, selection)))
         log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
                  self.source, len(entries), len(plan.files), len(plan.with_action("fetch")),
                  len(plan.with_action("check")), len(plan.with_action("skip")))
@@ -255,7 +267,10 @@ class _Run:
     async def run(self) -> None:
         async with self.pool:
             plan = await self.plan()
-            self.emit(ListingDone(len(plan.files), sum(f.size for f in plan.files)))
+            self.emit(ListingDone(len(plan.files) + len(plan.unreadable),
+                                  sum(f.size for f in plan.files)))
+            for entry in plan.unreadable:
+                self._unreadable(entry)
             with ungrouped():
                 await self._feed(plan)
         if self.fatal is not None:
@@ -276,6 +291,13 @@ class _Run:
                         continue
                     self.emit(FileQueued(planned.name, planned.size))
                     await send.send(planned)
+
+    def _unreadable(self, entry: RemoteEntry) -> None:
+        """A listing line that may name a selected file we cannot know: the run fails."""
+        error = ("cannot read this listing line, so the file it may name is not mirrored "
+                 "(a format we do not know)")
+        self.results.append(FileResult(entry.name, "failed", None, error=error))
+        self.emit(FileFailed(entry.name, error, 0))
 
     def _skipped(self, planned: PlannedFile) -> None:
         self.results.append(FileResult(planned.name, "skipped", planned.size))
@@ -335,12 +357,15 @@ class _Run:
         else:
             if tracker.local_copy_kept:
                 self.emit(FileSkipped(planned.name, planned.size))
-                return FileResult(planned.name, "skipped", planned.size)
+                return FileResult(planned.name, "skipped", planned.size,
+                                  record_error=tracker.record_error)
             seconds = time.monotonic() - started
             self.emit(FileDone(planned.name, tracker.size, tracker.received,
-                               tracker.resumed_from, tracker.attempts, seconds, tracker.md5))
+                               tracker.resumed_from, tracker.attempts, seconds, tracker.md5,
+                               tracker.record_error))
             return FileResult(planned.name, "done", tracker.size, tracker.received,
-                              tracker.resumed_from, tracker.attempts, seconds, md5=tracker.md5)
+                              tracker.resumed_from, tracker.attempts, seconds, md5=tracker.md5,
+                              record_error=tracker.record_error)
         tracker.untrack()  # its segments stay on disk: the next run resumes them
         await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
         self.emit(FileFailed(planned.name, describe(error), tracker.attempts))
@@ -363,6 +388,7 @@ class _Attempts:
         self.md5: str | None = None  # the expected digest, once known
         self.mtime = planned.entry.mtime  # stamped on the final file and recorded
         self.local_copy_kept = False  # a "check" found the local copy right
+        self.record_error: str | None = None  # NAME is final, its record could not be written
         self._checksum: bytes | None = None  # NAME.md5's bytes, fetched once per digest
         self._checked = planned.action != "check"
         self._position = 0
@@ -631,7 +657,19 @@ class _Attempts:
         return RemoteFile(path, entry.size, self.mtime, self.md5)
 
     def _record(self) -> None:
-        """NAME is final: write NAME.md5 beside it, then vouch for both in the manifest."""
+        """NAME is final (or the local copy is right): record it. A record that cannot be
+        written (a full disk) does not make NAME wrong: the file is done, `record_error` says
+        what failed, and the next run, finding NAME unvouched for, confirms it by MD5 and
+        records it without fetching it."""
+        try:
+            self._write_record()
+        except LocalFileError as exc:
+            self.record_error = describe(exc)
+            log.warning("%s is final and correct, but not recorded: %s", self.entry.name,
+                        self.record_error)
+
+    def _write_record(self) -> None:
+        """Write NAME.md5 beside NAME, then vouch for both in the manifest."""
         now = time.time()
         dest, manifest, checksum = self.run.dest, self.run.manifest, self.planned.checksum
         if checksum is not None and self._checksum is not None:

@@ -29,6 +29,7 @@ __all__ = [
     "is_current",
     "make_plan",
     "select_files",
+    "unreadable_entries",
     "unsafe_name_reason",
 ]
 
@@ -76,6 +77,8 @@ class PlannedFile:
 @dataclass(frozen=True, slots=True)
 class MirrorPlan:
     files: tuple[PlannedFile, ...]
+    # listing lines we cannot read that may name a selected file: the run fails on each
+    unreadable: tuple[RemoteEntry, ...] = ()
 
     def with_action(self, *actions: Action) -> tuple[PlannedFile, ...]:
         return tuple(f for f in self.files if f.action in actions)
@@ -144,6 +147,27 @@ def select_files(entries: Sequence[RemoteEntry], selection: Selection
     return [(e, checksums.get(e.name)) for e in chosen]
 
 
+def unreadable_entries(entries: Sequence[RemoteEntry], selection: Selection
+                       ) -> tuple[RemoteEntry, ...]:
+    """The "unreadable" listing lines that may name a selected file or the NAME.md5 of one
+    (`--newest` and `--max-files` aside); the others are only logged. In every listing form
+    we know the name ends the line, so any tail of it after a space may be the name."""
+    found = []
+    for entry in entries:
+        if entry.kind != "unreadable":
+            continue
+        line = entry.name
+        tails = [line, *(line[m.end():] for m in re.finditer(r"\s+", line))]
+        if any(_selected(t, selection) or (t.endswith(CHECKSUM_SUFFIX) and
+                                           _selected(t[: -len(CHECKSUM_SUFFIX)], selection))
+               for t in tails if t):
+            found.append(entry)
+        else:
+            log.warning("ignoring a listing line we cannot read (it cannot name a selected "
+                        "file): %r", line)
+    return tuple(found)
+
+
 def is_current(local: Path, entry: RemoteEntry) -> bool:
     """The local copy has the remote size and (when known) the remote mtime."""
     try:
@@ -204,15 +228,16 @@ def _action(dest: Path, manifest: Manifest, entry: RemoteEntry,
 
 def make_plan(dest: Path, manifest: Manifest,
               files: Sequence[tuple[RemoteEntry, RemoteEntry | None]], *,
-              verify: bool = True) -> MirrorPlan:
+              verify: bool = True, unreadable: Sequence[RemoteEntry] = ()) -> MirrorPlan:
     """What to do with each selected file, given DEST and its manifest (blocking: stats).
-    With `verify`, a file recorded without its MD5 is checked against NAME.md5."""
+    With `verify`, a file recorded without its MD5 is checked against NAME.md5.
+    `unreadable`: the listing lines that may name a selected file (`unreadable_entries`)."""
     planned = []
     for entry, checksum in files:
         action = _action(dest, manifest, entry, checksum, verify)
         have = _part_length(dest / entry.name, entry) if action == "fetch" else 0
         planned.append(PlannedFile(entry, checksum, action, have))
-    return MirrorPlan(tuple(planned))
+    return MirrorPlan(tuple(planned), tuple(unreadable))
 
 
 def check_writable(dest: Path) -> None:

@@ -61,12 +61,13 @@ class Manifest:
     fetched), never trusted blindly. Thread-safe.
     """
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, read_only: bool = False) -> None:
         self.path = path
         self._lock = threading.Lock()
         # without `create`: a missing manifest reads as an empty one (nothing is written), and
-        # one we may not write (read-only DEST) is opened read-only: `writable` is then False
-        self.writable = create or _can_write(path)
+        # one we may not write (read-only DEST, or `read_only`) is opened read-only:
+        # `writable` is then False
+        self.writable = not read_only and (create or _can_write(path))
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,7 @@ class Manifest:
             known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
             self._columns = _COLUMNS if "bad" in known else _COLUMNS.replace("bad", "NULL")
         except (OSError, sqlite3.Error) as exc:
-            raise LocalFileError(f"cannot open the manifest {path}: {exc}") from exc
+            raise LocalFileError(f"cannot open the manifest {path}: {_reason(exc)}") from exc
 
     def _add_bad_column(self) -> None:
         """Manifests written before the `bad` column existed get it."""
@@ -108,8 +109,8 @@ class Manifest:
             return _opened(f"{uri}?immutable=1")
 
     @classmethod
-    def open(cls, dest: Path, *, create: bool = True) -> Manifest:
-        return cls(_manifest_path(dest), create=create)
+    def open(cls, dest: Path, *, create: bool = True, read_only: bool = False) -> Manifest:
+        return cls(_manifest_path(dest), create=create, read_only=read_only)
 
     @staticmethod
     def can_write(dest: Path) -> bool:
@@ -168,7 +169,20 @@ class Manifest:
         try:
             yield
         except sqlite3.Error as exc:
-            raise LocalFileError(f"cannot write the manifest {self.path}: {exc}") from exc
+            raise LocalFileError(f"cannot write the manifest {self.path}: {_reason(exc)}"
+                                 ) from exc
+
+
+# SQLite's names for a full disk: its database or log, or its shared-memory file
+_DISK_FULL = ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE")
+
+
+def _reason(exc: OSError | sqlite3.Error) -> str:
+    """SQLite's message, saying "disk full" when that is what it means ("disk I/O error" is
+    all it says when the shared-memory file finds no space)."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorname", "") in _DISK_FULL:
+        return f"disk full ({exc})"
+    return str(exc)
 
 
 def _manifest_path(dest: Path) -> Path:

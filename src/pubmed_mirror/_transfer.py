@@ -260,7 +260,11 @@ def write_atomically(dest: Path, data: bytes, mtime: float | None) -> None:
     """Write a small file whole: into NAME.part, then `finalize` it (never half a file)."""
     part = part_path(dest)
     with local_errors(dest):
-        part.write_bytes(data)
+        try:
+            part.write_bytes(data)
+        except OSError:
+            part.unlink(missing_ok=True)  # a full disk must not leave NAME.part behind
+            raise
     finalize(part, dest, RemoteFile(dest.name, len(data), mtime))
 
 

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DirectStream", "ReadStream", "RemoteEntry", "Session", "Source", "Transport"]
 
-EntryKind = Literal["file", "dir", "link", "other"]
+# "unreadable": a listing line in no format we know, named by the whole line; whatever it
+# describes is unknown, so it is reported, never dropped in silence
+EntryKind = Literal["file", "dir", "link", "other", "unreadable"]
 
 
 @dataclass(frozen=True, slots=True)

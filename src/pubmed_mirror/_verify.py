@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,13 +13,15 @@ from typing import Literal
 
 import anyio
 
-from ._errors import LocalFileError, ungrouped
+from ._errors import LocalFileError, describe, ungrouped
 from ._plan import CHECKSUM_SUFFIX, unsafe_name_reason
 from ._pubmed import file_order, parse_md5_file
 from ._state import STATE_DIR, DestLock, Manifest, ManifestEntry
 from ._transfer import file_md5
 
 __all__ = ["FileCheck", "VerifyReport", "verify"]
+
+log = logging.getLogger("pubmed_mirror")
 
 Verdict = Literal["ok", "unchecked", "corrupt", "missing"]
 
@@ -36,6 +40,9 @@ class FileCheck:
 class VerifyReport:
     files: tuple[FileCheck, ...]
     seconds: float
+    # why the verdicts could not be recorded in the manifest (a full disk, say); None when
+    # they were, or when DEST is read-only (nothing is recorded there, by design)
+    record_error: str | None = None
 
     def with_verdict(self, *verdicts: Verdict) -> tuple[FileCheck, ...]:
         return tuple(f for f in self.files if f.verdict in verdicts)
@@ -103,23 +110,75 @@ async def verify(
     """Re-hash every file of DEST that has a NAME.md5 or a manifest record, `workers` at a
     time. The manifest learns the verdicts (when DEST is writable; verify also works on a
     read-only DEST): a passing file's `verified_at` is updated, and a corrupt or missing
-    file's record is marked bad, so that the next mirror fetches it again."""
+    file's record is marked bad, so that the next mirror fetches it again. When the manifest
+    cannot be written (a full disk) every file is still checked and reported, and the
+    report's `record_error` says why the verdicts (from then on) were not recorded."""
     dest_path = Path(dest)
     if not await anyio.Path(dest_path).is_dir():
         raise LocalFileError(f"{dest_path} is not a directory")
     started = time.monotonic()
     # a mirror running into DEST would race with us: refuse, before reading anything
-    with DestLock(dest_path, shared=not Manifest.can_write(dest_path)), \
-            Manifest.open(dest_path, create=False) as manifest:
-        checks = await _check_all(dest_path, manifest, workers, on_file)
-        if manifest.writable:  # a verdict lost in a power cut would let a bad file be skipped
-            await anyio.to_thread.run_sync(manifest.checkpoint)
-    return VerifyReport(tuple(checks), time.monotonic() - started)
+    with DestLock(dest_path, shared=not Manifest.can_write(dest_path)):
+        manifest, error = _open_manifest(dest_path)
+        with manifest:
+            verdicts = _Verdicts(manifest, error)
+            checks = await _check_all(dest_path, verdicts, workers, on_file)
+            # a verdict lost in a power cut would let a bad file be skipped
+            await anyio.to_thread.run_sync(verdicts.checkpoint)
+    return VerifyReport(tuple(checks), time.monotonic() - started, verdicts.error)
 
 
-async def _check_all(dest: Path, manifest: Manifest, workers: int,
+def _open_manifest(dest: Path) -> tuple[Manifest, str | None]:
+    """The manifest, writable when it can be; on a full disk (no room even for SQLite's
+    shared-memory file) opened read-only, with the reason nothing will be recorded."""
+    try:
+        return Manifest.open(dest, create=False), None
+    except LocalFileError as exc:
+        if not Manifest.can_write(dest):
+            raise
+        log.warning("%s: the verdicts are not recorded (the files are still checked)", exc)
+        return Manifest.open(dest, create=False, read_only=True), describe(exc)
+
+
+class _Verdicts:
+    """Records verdicts in the manifest until a write fails (a full disk, say): from then on
+    the files are still checked and reported, and `error` says why they were not recorded.
+    Thread-safe."""
+
+    def __init__(self, manifest: Manifest, error: str | None) -> None:
+        self.manifest = manifest
+        self.error = error
+        self._lock = threading.Lock()
+
+    @property
+    def recording(self) -> bool:
+        return self.manifest.writable and self.error is None
+
+    def learn(self, check: FileCheck) -> None:
+        if check.verdict == "ok":
+            self._write(self.manifest.mark_verified, check.name, time.time())
+        elif check.verdict in ("corrupt", "missing"):
+            self._write(self.manifest.mark_bad, check.name, check.reason)
+
+    def checkpoint(self) -> None:
+        self._write(self.manifest.checkpoint)
+
+    def _write(self, write: Callable[..., None], *args: object) -> None:
+        if not self.recording:
+            return
+        try:
+            write(*args)
+        except LocalFileError as exc:
+            with self._lock:
+                first, self.error = self.error is None, self.error or describe(exc)
+            if first:
+                log.warning("%s: the verdicts are not recorded (the files are still checked)",
+                            self.error)
+
+
+async def _check_all(dest: Path, verdicts: _Verdicts, workers: int,
                      on_file: Callable[[FileCheck], None] | None) -> list[FileCheck]:
-    rows = {e.name: e for e in manifest.entries()}
+    rows = {e.name: e for e in verdicts.manifest.entries()}
     names = await anyio.to_thread.run_sync(_names, dest, rows)
     checks: dict[str, FileCheck] = {}
     limiter = anyio.CapacityLimiter(workers)
@@ -127,8 +186,8 @@ async def _check_all(dest: Path, manifest: Manifest, workers: int,
     async def one(name: str) -> None:
         check = await anyio.to_thread.run_sync(check_file, dest, name, rows.get(name),
                                                limiter=limiter)
-        if manifest.writable and name in rows:
-            await anyio.to_thread.run_sync(_learn, manifest, check)
+        if verdicts.recording and name in rows:
+            await anyio.to_thread.run_sync(verdicts.learn, check)
         checks[name] = check
         if on_file is not None:
             on_file(check)
@@ -138,10 +197,3 @@ async def _check_all(dest: Path, manifest: Manifest, workers: int,
             for name in names:
                 tg.start_soon(one, name)
     return [checks[n] for n in names]
-
-
-def _learn(manifest: Manifest, check: FileCheck) -> None:
-    if check.verdict == "ok":
-        manifest.mark_verified(check.name, time.time())
-    elif check.verdict in ("corrupt", "missing"):
-        manifest.mark_bad(check.name, check.reason)

@@ -345,10 +345,12 @@ def _file_line(event: Event) -> str | None:
         resumed = f", resumed at {human_bytes(event.resumed_from)}" if event.resumed_from else ""
         tries = f", {event.attempts} attempts" if event.attempts > 1 else ""
         checked = ", MD5 ok" if event.md5 else ""
+        unrecorded = (f" [yellow](not recorded: {escape(event.record_error)})[/]"
+                      if event.record_error else "")
         return (f"[green]done[/]    {escape(event.name)}  {human_bytes(event.size)}  "
-                f"{human_bytes(rate)}/s{resumed}{tries}{checked}")
+                f"{human_bytes(rate)}/s{resumed}{tries}{checked}{unrecorded}")
     if isinstance(event, FileFailed):
-        return f"[red]FAILED[/]  {escape(event.name)}: {escape(event.reason)}"
+        return f"[red]FAILED[/]  {escape(_shown(event.name))}: {escape(event.reason)}"
     if isinstance(event, FileRetrying):
         return (f"[yellow]retry[/]   {escape(event.name)} (attempt {event.attempt} failed, "
                 f"next in {event.delay:.1f} s): {escape(event.reason)}")
@@ -448,11 +450,23 @@ def summary_table(report: MirrorReport) -> Table:
         ("elapsed", f"{report.seconds:.1f} s"),
         ("mean rate", f"{human_bytes(rate)}/s"),
         ("retries", str(report.retries)),
+        *([("not recorded", f"{len(report.unrecorded)} (the next run records them, "
+                            f"fetching nothing)")] if report.unrecorded else []),
     ):
         table.add_row(label, value)
     for failure in report.failed:
-        table.add_row(Text(f"failed: {failure.name}", style="red"), Text(failure.error or ""))
+        table.add_row(Text(f"failed: {_shown(failure.name)}", style="red"),
+                      Text(failure.error or ""))
+    for file in report.unrecorded:
+        table.add_row(Text(f"not recorded: {_shown(file.name)}", style="yellow"),
+                      Text(file.record_error or ""))
     return table
+
+
+def _shown(name: str) -> str:
+    """A name (or a listing line we could not read) as printed: control and bidi characters
+    escaped, as in `repr`, so that what the server sent cannot drive the terminal."""
+    return name if name.isprintable() else repr(name)
 
 
 def _summary_json(report: MirrorReport) -> dict[str, Any]:
@@ -460,7 +474,8 @@ def _summary_json(report: MirrorReport) -> dict[str, Any]:
             "skipped": len(report.skipped), "failed": len(report.failed),
             "bytes_received": report.bytes_received, "seconds": round(report.seconds, 3),
             "retries": report.retries,
-            "failures": [{"name": f.name, "error": f.error} for f in report.failed]}
+            "failures": [{"name": f.name, "error": f.error} for f in report.failed],
+            "unrecorded": [{"name": f.name, "error": f.record_error} for f in report.unrecorded]}
 
 
 # -- running with Ctrl-C --------------------------------------------------------------------------
@@ -527,7 +542,7 @@ async def _dry_run(args: argparse.Namespace, console: Console) -> int:
         return _interrupted()
     if args.json:
         emit_json(_plan_json(plan))
-        return EXIT_OK
+        return EXIT_FAILED if plan.unreadable else EXIT_OK
     table = Table(title=escape(f"dry run: {args.url} -> {args.dest}"))
     for column in ("file", "size", "action"):
         table.add_column(column, justify="right" if column == "size" else "left")
@@ -535,19 +550,22 @@ async def _dry_run(args: argparse.Namespace, console: Console) -> int:
         action = {"fetch": f"fetch (resume at {human_bytes(f.have)})" if f.have else "fetch",
                   "check": "check local copy (MD5), fetch if wrong", "skip": "up to date"}
         table.add_row(Text(f.name), human_bytes(f.size), action[f.action])
+    for entry in plan.unreadable:
+        table.add_row(Text(repr(entry.name)), "", "FAIL: cannot read this listing line")
     console.print(table)
     fetch = plan.with_action("fetch", "check")
     console.print(f"would fetch up to {len(fetch)} files, {human_bytes(plan.bytes_to_fetch)}; "
                   f"{len(plan.with_action('skip'))} up to date; nothing was transferred",
                   highlight=False)
-    return EXIT_OK
+    return EXIT_FAILED if plan.unreadable else EXIT_OK
 
 
 def _plan_json(plan: MirrorPlan) -> dict[str, Any]:
     return {"event": "plan", "bytes_to_fetch": plan.bytes_to_fetch,
             "files": [{"name": f.name, "size": f.size, "action": f.action,
                        "resume_from": f.have, "md5_file": f.checksum is not None}
-                      for f in plan.files]}
+                      for f in plan.files],
+            "unreadable": [e.name for e in plan.unreadable]}
 
 
 async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
@@ -565,9 +583,16 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         return _interrupted()
     if args.json:
         emit_json({"event": "summary", "ok": report.ok,
-                   **{f"{v}_files": n for v, n in report.counts.items()}})
-    elif not args.quiet or not report.ok:
-        console.print(_verify_line(args.dest, report), highlight=False, soft_wrap=True)
+                   **{f"{v}_files": n for v, n in report.counts.items()},
+                   "record_error": report.record_error})
+    else:
+        if not args.quiet or not report.ok:
+            console.print(_verify_line(args.dest, report), highlight=False, soft_wrap=True)
+        if report.record_error:
+            console.print(f"[yellow]verdicts not recorded[/] in the manifest: "
+                          f"{escape(report.record_error)}; the next mirror does not know "
+                          f"them: run verify again once it can write", highlight=False,
+                          soft_wrap=True)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -595,15 +620,22 @@ async def cmd_ls(args: argparse.Namespace, console: Console) -> int:
     for column in ("name", "size", "modified (UTC)", "kind"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for e in entries:
-        unsafe = unsafe_name_reason(e.name)
-        name = e.name if unsafe is None else f"{e.name!r} (mirror skips it: {unsafe})"
-        table.add_row(Text(name), "" if e.size is None else f"{e.size:,}", _utc(e.mtime),
-                      e.kind)
+        table.add_row(Text(_ls_name(e)), "" if e.size is None else f"{e.size:,}",
+                      _utc(e.mtime), e.kind)
     console.print(table)
     files = [e for e in entries if e.kind == "file"]
-    console.print(f"{len(files)} files, {human_bytes(sum(e.size or 0 for e in files))}",
-                  highlight=False)
+    unreadable = sum(e.kind == "unreadable" for e in entries)
+    console.print(f"{len(files)} files, {human_bytes(sum(e.size or 0 for e in files))}"
+                  + (f"; {unreadable} listing lines we cannot read (a mirror that may need "
+                     f"them fails)" if unreadable else ""), highlight=False)
     return EXIT_OK
+
+
+def _ls_name(entry: RemoteEntry) -> str:
+    if entry.kind == "unreadable":
+        return f"{entry.name!r} (cannot read this listing line)"
+    unsafe = unsafe_name_reason(entry.name)
+    return entry.name if unsafe is None else f"{entry.name!r} (mirror skips it: {unsafe})"
 
 
 def _utc(mtime: float | None) -> str:
@@ -614,7 +646,9 @@ def _utc(mtime: float | None) -> str:
 
 def _entry_json(entry: RemoteEntry) -> dict[str, Any]:
     return {"name": entry.name, "size": entry.size, "mtime": entry.mtime,
-            "modified": _utc(entry.mtime) or None, "kind": entry.kind}
+            "modified": _utc(entry.mtime) or None, "kind": entry.kind,
+            # why the mirror would refuse the name (an unreadable line is no name: its kind says)
+            "refused": None if entry.kind == "unreadable" else unsafe_name_reason(entry.name)}
 
 
 async def cmd_demo(args: argparse.Namespace, console: Console) -> int:
