@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BaselineChanged",
     "Event",
+    "FileDeleted",
     "FileDone",
     "FileFailed",
     "FileProgress",
@@ -88,7 +90,24 @@ class FileFailed:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class BaselineChanged:
+    """The listing holds PubMed files of year `new` while DEST holds `old`'s: the new year is
+    fetched, the old one kept until the new one is complete (then it is superseded)."""
+
+    old: int
+    new: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileDeleted:
+    """NAME (with its NAME.md5 and manifest row) was removed from DEST (`delete`)."""
+
+    name: str
+    reason: str
+
+
 Event = (
     ListingDone | FileQueued | FileSkipped | FileStarted | FileProgress | FileRetrying
-    | FileDone | FileFailed
+    | FileDone | FileFailed | BaselineChanged | FileDeleted
 )

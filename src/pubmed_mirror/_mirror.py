@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, NoReturn
 
@@ -34,7 +34,9 @@ from ._errors import (
     ungrouped,
 )
 from ._events import (
+    BaselineChanged,
     Event,
+    FileDeleted,
     FileDone,
     FileFailed,
     FileProgress,
@@ -43,6 +45,17 @@ from ._events import (
     FileSkipped,
     FileStarted,
     ListingDone,
+)
+from ._lifecycle import (
+    Changeover,
+    DeleteLimit,
+    Deletions,
+    Listed,
+    changeover,
+    current_entries,
+    delete_files,
+    listed_files,
+    plan_deletions,
 )
 from ._plan import (
     MirrorPlan,
@@ -130,6 +143,10 @@ class MirrorOptions:
     # receive with os.splice (socket -> pipe -> file, no copy through Python) where the
     # platform has it; False: recv_into one buffer and write it (see `_direct`)
     splice: bool = True
+    # remove recorded files the listing no longer holds (within `max_delete`), and PubMed
+    # years superseded by a complete newer one (see `_lifecycle`)
+    delete: bool = False
+    max_delete: DeleteLimit = field(default_factory=DeleteLimit)
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -177,6 +194,9 @@ class FileResult:
 class MirrorReport:
     files: tuple[FileResult, ...]
     seconds: float
+    deleted: tuple[str, ...] = ()  # removed from DEST (`delete`), with their NAME.md5
+    superseded: tuple[str, ...] = ()  # of a PubMed year a complete newer one replaces
+    deletion_refused: str | None = None  # why files gone from the listing were kept
 
     def _with(self, status: Status) -> tuple[FileResult, ...]:
         return tuple(f for f in self.files if f.status == status)
@@ -208,8 +228,8 @@ class MirrorReport:
 
     @property
     def ok(self) -> bool:
-        """Every file is done or up to date, and recorded."""
-        return not self.failed and not self.unrecorded
+        """Every file is done or up to date, and recorded, and no deletion was refused."""
+        return not self.failed and not self.unrecorded and self.deletion_refused is None
 
 
 def _bytes_bucket(rate: int | None) -> TokenBucket | None:
@@ -239,6 +259,10 @@ class _Run:
         self.pool = SessionPool(transport, size=options.concurrency)
         self.tails = Tails(options.split_min)
         self.splittable: dict[FileTail, _Attempts] = {}  # the files being received
+        self.listed: Listed = Listed((), frozenset())
+        self.deleted: list[str] = []
+        self.superseded: tuple[str, ...] = ()
+        self.deletion_refused: str | None = None
         self.resume = True  # False once the server is caught unable to resume
 
     def no_resume(self, error: ResumeRefused) -> None:
@@ -252,13 +276,17 @@ class _Run:
 
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
-        entries = await self.options.retry.call(self._list)
+        entries = current_entries(await self.options.retry.call(self._list))
         selection = self.options.selection(self.source.default_include)
         files = select_files(entries, selection)
+        self.listed = listed_files(entries, selection)
         plan = await anyio.to_thread.run_sync(
             functools.partial(make_plan, self.dest, self.manifest, files,
                               verify=self.options.verify,
                               unreadable=unreadable_entries(entries, selection)))
+        plan = replace(plan, changeover=changeover(
+            (row.name for row in self.manifest.entries()), self.listed.names),
+            deletions=await self._deletions())
         log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
                  self.source, len(entries), len(plan.files), len(plan.with_action("fetch")),
                  len(plan.with_action("check")), len(plan.with_action("skip")))
@@ -271,10 +299,43 @@ class _Run:
                                   sum(f.size for f in plan.files)))
             for entry in plan.unreadable:
                 self._unreadable(entry)
+            if plan.changeover is not None:
+                self._changing(plan.changeover)
             with ungrouped():
                 await self._feed(plan)
         if self.fatal is not None:
             raise self.fatal
+        await self._retire(await self._deletions())
+
+    def _changing(self, change: Changeover) -> None:
+        log.warning("a new PubMed year is listed: fetching %d while %d stays in place until "
+                    "%d is complete", change.new, change.old, change.new)
+        self.emit(BaselineChanged(change.old, change.new))
+
+    async def _deletions(self) -> Deletions:
+        options = self.options
+        selection = options.selection(self.source.default_include)
+        return await anyio.to_thread.run_sync(functools.partial(
+            plan_deletions, self.dest, self.manifest.entries(), self.listed.names,
+            self.listed.checksums, include=selection.include, exclude=selection.exclude,
+            limit=options.max_delete))
+
+    async def _retire(self, deletions: Deletions) -> None:
+        """The run's end: remove what `delete` removes (see `_lifecycle`), else report the
+        superseded years."""
+        self.superseded = deletions.superseded
+        if not self.options.delete:
+            if deletions.superseded:
+                log.warning("%d files of an older PubMed year are superseded and kept "
+                            "(--delete removes them)", len(deletions.superseded))
+            return
+        if deletions.refused:
+            self.deletion_refused = deletions.refused
+            log.warning("%s", deletions.refused)
+        for name, reason in deletions.removable():
+            await anyio.to_thread.run_sync(delete_files, self.dest, self.manifest, [name])
+            self.deleted.append(name)
+            self.emit(FileDeleted(name, reason))
 
     async def _feed(self, plan: MirrorPlan) -> None:
         """Hand the files to `concurrency` workers, in order."""
@@ -789,7 +850,8 @@ async def mirror(
             if created:  # a failed listing leaves no empty DEST behind (still under our lock)
                 remove_unused_dest(dest_path)
             raise
-    return MirrorReport(tuple(run.results), time.monotonic() - started)
+    return MirrorReport(tuple(run.results), time.monotonic() - started, tuple(run.deleted),
+                        run.superseded, run.deletion_refused)
 
 
 class EventFeed:

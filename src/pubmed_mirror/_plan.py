@@ -13,13 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import LocalFileError
 from ._pubmed import file_order
 from ._state import STATE_DIR, Manifest, ManifestEntry
 from ._transfer import RemoteFile, part_path, resumable, segment_files
 from ._transport import RemoteEntry
+
+if TYPE_CHECKING:
+    from ._lifecycle import Changeover, Deletions
 
 __all__ = [
     "MirrorPlan",
@@ -79,6 +82,8 @@ class MirrorPlan:
     files: tuple[PlannedFile, ...]
     # listing lines we cannot read that may name a selected file: the run fails on each
     unreadable: tuple[RemoteEntry, ...] = ()
+    changeover: Changeover | None = None  # a newer PubMed year is listed than DEST holds
+    deletions: Deletions | None = None  # as DEST stands before the run (see `_lifecycle`)
 
     def with_action(self, *actions: Action) -> tuple[PlannedFile, ...]:
         return tuple(f for f in self.files if f.action in actions)
@@ -122,9 +127,14 @@ def _safe_files(entries: Sequence[RemoteEntry]) -> list[RemoteEntry]:
 
 
 def _selected(name: str, selection: Selection) -> bool:
-    if selection.include and not any(fnmatchcase(name, g) for g in selection.include):
+    return matches(name, selection.include, selection.exclude)
+
+
+def matches(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """The name matches one of `include` (when any) and none of `exclude`."""
+    if include and not any(fnmatchcase(name, g) for g in include):
         return False
-    return not any(fnmatchcase(name, g) for g in selection.exclude)
+    return not any(fnmatchcase(name, g) for g in exclude)
 
 
 def select_files(entries: Sequence[RemoteEntry], selection: Selection

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PRESETS", "file_order", "parse_md5_file"]
+__all__ = ["PRESETS", "file_order", "parse_md5_file", "pubmed_number", "pubmed_year"]
 
 NCBI_FTP = "ftp://ftp.ncbi.nlm.nih.gov"
 
@@ -50,3 +50,18 @@ def file_order(name: str) -> list[tuple[int, int | str]]:
     """A sort key putting files in PubMed's load order: pubmed26n0002 before pubmed26n0010
     (numbers compare as numbers, whatever their zero padding)."""
     return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
+_PUBMED_NAME = re.compile(r"pubmed(?P<yy>\d{2})n(?P<number>\d{4,})\.xml\.gz")
+
+
+def pubmed_year(name: str) -> int | None:
+    """The year of a PubMed file (`pubmed27n0001.xml.gz`: 2027); None for other names."""
+    match = _PUBMED_NAME.fullmatch(name)
+    return None if match is None else 2000 + int(match["yy"])
+
+
+def pubmed_number(name: str) -> int | None:
+    """The number of a PubMed file (`pubmed27n0042.xml.gz`: 42); None for other names."""
+    match = _PUBMED_NAME.fullmatch(name)
+    return None if match is None else int(match["number"])
