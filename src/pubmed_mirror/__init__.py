@@ -35,7 +35,9 @@ from ._errors import (
     TruncatedTransfer,
 )
 from ._events import (
+    BaselineChanged,
     Event,
+    FileDeleted,
     FileDone,
     FileFailed,
     FileProgress,
@@ -46,6 +48,7 @@ from ._events import (
     ListingDone,
 )
 from ._ftp import FtpSession, FtpTransport
+from ._lifecycle import DeleteLimit
 from ._mirror import (
     EventFeed,
     FileResult,
@@ -72,6 +75,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoSource",
+    "BaselineChanged",
+    "DeleteLimit",
+    "FileDeleted",
     "ChecksumMismatch",
     "ConnectTimeout",
     "ConnectionLost",

@@ -38,7 +38,9 @@ from rich.text import Text
 
 from ._errors import DestinationBusy, MirrorError, ungrouped
 from ._events import (
+    BaselineChanged,
     Event,
+    FileDeleted,
     FileDone,
     FileFailed,
     FileProgress,
@@ -48,6 +50,7 @@ from ._events import (
     FileStarted,
     ListingDone,
 )
+from ._lifecycle import DeleteLimit
 from ._mirror import (
     SPLIT_MIN,
     MirrorOptions,
@@ -83,6 +86,20 @@ def parse_rate(text: str) -> int:
     if value < 1 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"invalid rate {text!r}: must be at least 1 byte/s")
     return int(value)
+
+
+def parse_delete_limit(text: str) -> DeleteLimit:
+    """'10' (files) or '20%' (of the files the manifest records) -> DeleteLimit."""
+    number = text.strip().removesuffix("%")
+    try:
+        value = float(number) if text.strip().endswith("%") else int(number)
+        if text.strip().endswith("%"):
+            return DeleteLimit(share=value / 100)
+        return DeleteLimit(count=int(value), share=None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid --max-delete {text!r}: a number of files (10) or a percentage (20%) "
+            "from 0 to 100") from None
 
 
 def _whole_number(minimum: int) -> Callable[[str], int]:
@@ -199,6 +216,12 @@ def _mirror_options(p: argparse.ArgumentParser) -> None:
                    help="never split a large file over idle sessions at the end of a run")
     p.add_argument("--no-splice", action="store_true",
                    help="receive through a buffer (recv_into + write) instead of os.splice")
+    p.add_argument("--delete", action="store_true",
+                   help="remove recorded files the listing no longer holds, and PubMed years "
+                        "superseded by a complete newer one")
+    p.add_argument("--max-delete", type=parse_delete_limit, default=DeleteLimit(),
+                   metavar="N|P%", help="with --delete, refuse to remove more files than this "
+                                        "for leaving the listing (default 50%%)")
     p.add_argument("--progress-every", type=_seconds, default=5.0, metavar="S",
                    help="when stdout is not a terminal, a progress line every S seconds")
     _network_options(p)
@@ -252,6 +275,8 @@ def _options(args: argparse.Namespace) -> MirrorOptions:
         verify=not args.no_verify,
         split_min=None if args.no_split else SPLIT_MIN,
         splice=not args.no_splice,
+        delete=args.delete,
+        max_delete=args.max_delete,
         timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout,
                           file=args.file_timeout),
         retry=RetryPolicy(attempts=args.retries + 1),
@@ -354,6 +379,11 @@ def _file_line(event: Event) -> str | None:
     if isinstance(event, FileRetrying):
         return (f"[yellow]retry[/]   {escape(event.name)} (attempt {event.attempt} failed, "
                 f"next in {event.delay:.1f} s): {escape(event.reason)}")
+    if isinstance(event, FileDeleted):
+        return f"[magenta]deleted[/] {escape(event.name)}: {escape(event.reason)}"
+    if isinstance(event, BaselineChanged):
+        return (f"[cyan]new year[/] {event.new} is listed: fetching it; {event.old} stays "
+                f"until {event.new} is complete")
     return None
 
 
@@ -460,6 +490,13 @@ def summary_table(report: MirrorReport) -> Table:
     for file in report.unrecorded:
         table.add_row(Text(f"not recorded: {_shown(file.name)}", style="yellow"),
                       Text(file.record_error or ""))
+    for name in report.deleted:
+        table.add_row(Text(f"deleted: {_shown(name)}", style="magenta"), "")
+    if report.superseded and not report.deleted:
+        table.add_row("superseded (kept)", f"{len(report.superseded)} files of an older year "
+                                           "(--delete removes them)")
+    if report.deletion_refused:
+        table.add_row(Text("deletion refused", style="red"), Text(report.deletion_refused))
     return table
 
 
@@ -475,7 +512,9 @@ def _summary_json(report: MirrorReport) -> dict[str, Any]:
             "bytes_received": report.bytes_received, "seconds": round(report.seconds, 3),
             "retries": report.retries,
             "failures": [{"name": f.name, "error": f.error} for f in report.failed],
-            "unrecorded": [{"name": f.name, "error": f.record_error} for f in report.unrecorded]}
+            "unrecorded": [{"name": f.name, "error": f.record_error} for f in report.unrecorded],
+            "deleted": list(report.deleted), "superseded": list(report.superseded),
+            "deletion_refused": report.deletion_refused}
 
 
 # -- running with Ctrl-C --------------------------------------------------------------------------
@@ -541,7 +580,7 @@ async def _dry_run(args: argparse.Namespace, console: Console) -> int:
     if plan is None:
         return _interrupted()
     if args.json:
-        emit_json(_plan_json(plan))
+        emit_json(_plan_json(args, plan))
         return EXIT_FAILED if plan.unreadable else EXIT_OK
     table = Table(title=escape(f"dry run: {args.url} -> {args.dest}"))
     for column in ("file", "size", "action"):
@@ -552,7 +591,14 @@ async def _dry_run(args: argparse.Namespace, console: Console) -> int:
         table.add_row(Text(f.name), human_bytes(f.size), action[f.action])
     for entry in plan.unreadable:
         table.add_row(Text(repr(entry.name)), "", "FAIL: cannot read this listing line")
+    for name, reason in _would_delete(args, plan):
+        table.add_row(Text(name), "", f"delete ({reason})")
     console.print(table)
+    if plan.changeover is not None:
+        console.print(f"a new PubMed year is listed: {plan.changeover.new} would be fetched; "
+                      f"{plan.changeover.old} stays until it is complete", highlight=False)
+    if args.delete and plan.deletions is not None and plan.deletions.refused:
+        console.print(f"would refuse to delete: {plan.deletions.refused}", highlight=False)
     fetch = plan.with_action("fetch", "check")
     console.print(f"would fetch up to {len(fetch)} files, {human_bytes(plan.bytes_to_fetch)}; "
                   f"{len(plan.with_action('skip'))} up to date; nothing was transferred",
@@ -560,12 +606,23 @@ async def _dry_run(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FAILED if plan.unreadable else EXIT_OK
 
 
-def _plan_json(plan: MirrorPlan) -> dict[str, Any]:
+def _plan_json(args: argparse.Namespace, plan: MirrorPlan) -> dict[str, Any]:
     return {"event": "plan", "bytes_to_fetch": plan.bytes_to_fetch,
             "files": [{"name": f.name, "size": f.size, "action": f.action,
                        "resume_from": f.have, "md5_file": f.checksum is not None}
                       for f in plan.files],
-            "unreadable": [e.name for e in plan.unreadable]}
+            "unreadable": [e.name for e in plan.unreadable],
+            "changeover": None if plan.changeover is None else dataclasses.asdict(plan.changeover),
+            "delete": [{"name": name, "reason": reason}
+                       for name, reason in _would_delete(args, plan)],
+            "deletion_refused": plan.deletions.refused if args.delete and plan.deletions
+            else None}
+
+
+def _would_delete(args: argparse.Namespace, plan: MirrorPlan) -> list[tuple[str, str]]:
+    """What `--delete` would remove, as DEST stands now (a changeover's old year only once
+    the new one is complete)."""
+    return plan.deletions.removable() if args.delete and plan.deletions else []
 
 
 async def cmd_verify(args: argparse.Namespace, console: Console) -> int:

@@ -1,0 +1,180 @@
+"""The dataset's lifecycle: guarded deletion (`--delete`, `--max-delete`) and PubMed's yearly
+changeover, driven through the installed command against pyftpdlib on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import _random_bytes
+from pubmed_mirror import Manifest
+from pubmed_mirror.testing import FaultyFTPServer
+from test_cli import command, run
+
+
+def write_year(root: Path, year: int, numbers: range, size: int = 200_000) -> dict[str, bytes]:
+    """PubMed files of `year` with NCBI's NAME.md5 beside each; returns every file written."""
+    root.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for number in numbers:
+        name = f"pubmed{year % 100:02d}n{number:04d}.xml.gz"
+        data = _random_bytes(size + number, year * 10_000 + number)
+        md5 = f"MD5({name})= {hashlib.md5(data).hexdigest()}\n".encode()
+        (root / name).write_bytes(data)
+        (root / f"{name}.md5").write_bytes(md5)
+        written |= {name: data, f"{name}.md5": md5}
+    return written
+
+
+def clear(root: Path) -> None:
+    for path in root.iterdir():
+        path.unlink()
+
+
+def held(dest: Path) -> set[str]:
+    return {p.name for p in dest.iterdir() if p.is_file()}
+
+
+def events(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_changeover_survives_an_interrupt_and_retires_the_old_year(tmp_path: Path) -> None:
+    """2026 mirrored; the server switches to 2027: a run interrupted half way leaves 2026
+    whole beside part of 2027; the rerun with --delete completes 2027 and only then removes
+    2026 (more than --max-delete's 50%, which does not apply to a changeover)."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    old = write_year(root, 2026, range(1, 5))
+    with FaultyFTPServer(root, rate_per_connection=1_000_000) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        clear(root)
+        new = write_year(root, 2027, range(1, 5), size=1_000_000)
+        proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest),
+                                 "--delete", "--concurrency", "2", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not (dest / "pubmed27n0002.xml.gz").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert held(dest) >= set(old)  # the old year is whole and untouched
+        for name, data in old.items():
+            assert (dest / name).read_bytes() == data
+        assert not set(new) <= held(dest)  # the new one was not complete
+        assert any(e.get("event") == "baseline_changed" and e["new"] == 2027
+                   for e in events(out))
+        rerun = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    assert held(dest) == set(new)
+    for name, data in new.items():
+        assert (dest / name).read_bytes() == data
+    deleted = [e for e in events(rerun.stdout) if e.get("event") == "file_deleted"]
+    assert sorted(e["name"] for e in deleted) == sorted(n for n in old if n.endswith(".gz"))
+    assert all("superseded" in str(e["reason"]) for e in deleted)
+    with Manifest.open(dest, create=False) as manifest:
+        assert {row.name for row in manifest.entries()} == set(new)
+
+
+def test_changeover_without_delete_keeps_and_reports_the_old_year(tmp_path: Path) -> None:
+    """Without --delete the complete new year leaves the old one in place, reported as
+    superseded, and a changed year is never fetched into the old one's place."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    old = write_year(root, 2026, range(1, 4))
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        new = write_year(root, 2027, range(1, 4))  # both years listed, as NCBI may for a day
+        result = run("mirror", server.url, "--dest", str(dest), "--json")
+        retr = server.stats.retr
+    assert result.returncode == 0, result.stderr
+    assert held(dest) == set(old) | set(new)
+    summary = events(result.stdout)[-1]
+    assert sorted(summary["superseded"]) == sorted(n for n in old if n.endswith(".gz"))
+    assert summary["deleted"] == []
+    assert all(retr[name] == 1 for name in old)  # the old year was not fetched again
+
+
+@pytest.mark.parametrize(("keep", "limit", "why"), [
+    (0, None, "listing holds no file"),
+    (2, None, "more than --max-delete 50%"),
+    (7, "2", "more than --max-delete 2"),
+])
+def test_guards_refuse_and_delete_nothing(tmp_path: Path, keep: int, limit: str | None,
+                                          why: str) -> None:
+    """An emptied listing, a listing shrunk by 80%, or more than --max-delete N gone:
+    exit 1, one line saying why, every file still there."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    files = write_year(root, 2026, range(1, 11))
+    (dest).mkdir()
+    (dest / "notes.txt").write_text("mine")  # put there by hand: never ours to delete
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        for number in range(keep + 1, 11):
+            (root / f"pubmed26n{number:04d}.xml.gz").unlink()
+            (root / f"pubmed26n{number:04d}.xml.gz.md5").unlink()
+        extra = ["--max-delete", limit] if limit else []
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", *extra)
+    assert result.returncode == 1
+    assert why in result.stderr or why in result.stdout, result.stdout + result.stderr
+    assert held(dest) == set(files) | {"notes.txt"}
+
+
+def test_delete_within_the_limit_removes_exactly_the_recorded_files_gone(tmp_path: Path
+                                                                         ) -> None:
+    """With the limit raised, the files gone from the listing go with their NAME.md5 and
+    manifest rows; the hand-placed file stays; the dry run said so first."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    files = write_year(root, 2026, range(1, 11))
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine")
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        for number in range(3, 11):
+            (root / f"pubmed26n{number:04d}.xml.gz").unlink()
+        gone = {f"pubmed26n{n:04d}.xml.gz" for n in range(3, 11)}
+        dry = run("mirror", server.url, "--dest", str(dest), "--delete", "--max-delete", "80%",
+                  "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr
+        assert {d["name"] for d in json.loads(dry.stdout)["delete"]} == gone
+        assert held(dest) == set(files) | {"notes.txt"}  # a dry run deletes nothing
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", "--max-delete",
+                     "80%", "--json")
+    assert result.returncode == 0, result.stderr
+    kept = {n for n in files if not any(n.startswith(g) for g in gone)}
+    assert held(dest) == kept | {"notes.txt"}
+    assert {e["name"] for e in events(result.stdout) if e.get("event") == "file_deleted"} == gone
+    with Manifest.open(dest, create=False) as manifest:
+        assert {row.name for row in manifest.entries()} == kept
+
+
+def test_a_deletion_cut_short_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    """A run killed between removing a file and its manifest row (the row left, the file
+    gone): the next --delete run removes the row, and status of disk and manifest agree."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    write_year(root, 2026, range(1, 5))
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        (root / "pubmed26n0004.xml.gz").unlink()
+        (root / "pubmed26n0004.xml.gz.md5").unlink()
+        (dest / "pubmed26n0004.xml.gz").unlink()  # what the killed run had done
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "pubmed26n0004.xml.gz.md5" not in held(dest)
+    with Manifest.open(dest, create=False) as manifest:
+        names = {row.name for row in manifest.entries()}
+    assert "pubmed26n0004.xml.gz" not in names and "pubmed26n0004.xml.gz.md5" not in names
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "150%", "%", "nan%"])
+def test_a_bad_max_delete_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    """--max-delete takes a count or a percentage: anything else is exit 2 in one line."""
+    result = run("mirror", "ftp://127.0.0.1:1/", "--dest", str(tmp_path / "d"), "--delete",
+                 "--max-delete", value)
+    assert result.returncode == 2
+    assert "--max-delete" in result.stderr and not (tmp_path / "d").exists()
