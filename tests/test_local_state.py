@@ -15,7 +15,8 @@ import pytest
 
 from conftest import make_tree
 from pubmed_mirror import MirrorOptions, RetryPolicy, Timeouts, mirror
-from pubmed_mirror._transfer import RemoteFile, _meta_path, part_path, prepare_part, segment_path
+from pubmed_mirror._layout import meta_path, part_path, segment_path
+from pubmed_mirror._transfer import RemoteFile, prepare_part
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import run
 
@@ -106,7 +107,7 @@ def test_a_link_where_our_file_goes_is_replaced_never_written_through(tmp_path: 
     elif where == "checksum part":
         plant_link(part_path(dest / (NAME + ".md5")), target)
     elif where == "record tmp":
-        meta = _meta_path(part_path(dest / NAME))
+        meta = meta_path(part_path(dest / NAME))
         plant_link(meta.with_name(meta.name + ".tmp"), target)
     else:  # a segment left by a split, beside a part complete up to its start
         part = state_with_part(dest, data, 500_000)
@@ -133,7 +134,7 @@ def test_a_linked_record_is_not_believed(tmp_path: Path, layout: str) -> None:
     record.parent.mkdir()
     record.write_text(json.dumps({"size": len(data), "mtime": float(WHEN),
                                   "started": time.time()}))
-    meta = _meta_path(part) if layout == "current" else dest / (NAME + ".part.meta")
+    meta = meta_path(part) if layout == "current" else dest / (NAME + ".part.meta")
     plant_link(meta, record)
     before = record.read_bytes()
     with FaultyFTPServer(tmp_path / "remote") as server:
@@ -182,6 +183,8 @@ def test_a_linked_segments_directory_is_replaced(tmp_path: Path) -> None:
     dest = tmp_path / "local"
     part = state_with_part(dest, data, 500_000)
     folder = segment_path(part, 500_000).parent
+    if folder.is_dir():
+        folder.rmdir()
     outside = tmp_path / "outside"
     lookalike = outside / segment_path(part, 500_000).name
     outside.mkdir()
