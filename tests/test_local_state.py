@@ -152,8 +152,8 @@ def test_a_linked_record_is_not_believed(tmp_path: Path, layout: str) -> None:
 def test_a_linked_state_directory_manifest_or_lock_is_refused(tmp_path: Path, what: str,
                                                              command: str) -> None:
     """A state directory, lock or manifest that is a link out of DEST is refused with one
-    error line (mirror: exit 2 before any connection, like an unwritable DEST; a dry run
-    and verify: exit 1), and nothing is created or written where it points."""
+    error line (mirror, also a dry run: exit 2 before any connection, like an unwritable
+    DEST; verify: exit 1), and nothing is created or written where it points."""
     serve(tmp_path / "remote", {NAME: b"x" * 1000})
     dest = tmp_path / "local"
     dest.mkdir()
@@ -167,7 +167,7 @@ def test_a_linked_state_directory_manifest_or_lock_is_refused(tmp_path: Path, wh
             result = run("mirror", server.url, "--dest", str(dest),
                          *(["--dry-run"] if command == "dry-run" else []))
         connections = server.stats.connections
-    assert result.returncode == (2 if command == "mirror" else 1), result.stdout + result.stderr
+    assert result.returncode == (1 if command == "verify" else 2), result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and "symbolic link" in result.stderr, result.stderr
     assert connections == 0
     assert list(elsewhere.iterdir()) == []

@@ -92,8 +92,9 @@ def make_state_dir(dest: Path, sub: str | None = None) -> Path:
     is kept there (parts, their records, segments) is only ever started again."""
     folder = state_dir(dest)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _checked(folder, stat.S_IFDIR)  # exist_ok follows a link: look at what is there
+        if not _checked(folder, stat.S_IFDIR):
+            folder.mkdir(parents=True, exist_ok=True)
+            _checked(folder, stat.S_IFDIR)  # made meanwhile? exist_ok would follow a link
         if sub is None:
             return folder
         folder = folder / sub
