@@ -186,8 +186,8 @@ def _part_length(local: Path, entry: RemoteEntry) -> int:
     if have is None:
         return 0
     with contextlib.suppress(OSError):
-        have += sum(path.lstat().st_size for start, path in segment_files(part)
-                    if start >= have and path.is_file() and not path.is_symlink())
+        found = [path.lstat() for start, path in segment_files(part) if start >= have]
+        have += sum(st.st_size for st in found if stat.S_ISREG(st.st_mode))  # links: not ours
     return have
 
 
