@@ -365,7 +365,7 @@ def test_refused_port_for_ls_exits_1(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("disable_mlsd", [False, True])
 def test_hostile_names_never_leave_dest(tmp_path: Path, disable_mlsd: bool) -> None:
-    """Names with a backslash, control characters or our state directory's prefix, and a
+    """Names with a backslash, control characters or our state directory's name, and a
     symlink out of the tree, are refused with a warning; only the good file lands in DEST.
     (pyftpdlib's MLSD shows the link as a file and refuses its RETR with 550; LIST shows it
     as a link, which we skip.)"""
@@ -374,7 +374,7 @@ def test_hostile_names_never_leave_dest(tmp_path: Path, disable_mlsd: bool) -> N
     (tmp_path / "secret.txt").write_text("outside the tree\n")
     (remote / "good.xml.gz").write_bytes(b"good")
     (remote / "[bold]odd.xml.gz").write_bytes(b"odd but safe")
-    for name in ("evil\\name.xml.gz", "ctl\x01.xml.gz", ".pubmed-mirror-x.xml.gz"):
+    for name in ("evil\\name.xml.gz", "ctl\x01.xml.gz", ".pubmed-mirror"):
         (remote / name).write_bytes(b"bad")
     (remote / "link.xml.gz").symlink_to(tmp_path / "secret.txt")
     with FaultyFTPServer(remote, disable_mlsd=disable_mlsd) as server:

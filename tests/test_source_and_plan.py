@@ -72,7 +72,8 @@ def test_unsafe_names_are_rejected(name: str) -> None:
 @given(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_ .\-]{0,40}", fullmatch=True))
 def test_plain_names_are_accepted(name: str) -> None:
     """Ordinary names (no separators, no '..') pass the check."""
-    if ".." not in name and not name.endswith((".part", ".part.meta")) and name not in (".",):
+    if ".." not in name and not name.endswith((".part", ".part.meta", ".part.meta.tmp")) \
+            and name not in (".",):
         assert unsafe_name_reason(name) is None
 
 

@@ -848,7 +848,7 @@ async def mirror(
                         await anyio.to_thread.run_sync(sync_directory, dest_path)
         except BaseException:
             if created:  # a failed listing leaves no empty DEST behind (still under our lock)
-                remove_unused_dest(dest_path)
+                remove_unused_dest(created)
             raise
     return MirrorReport(tuple(run.results), time.monotonic() - started, tuple(run.deleted),
                         run.superseded, run.deletion_refused)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ._errors import LocalFileError
+from ._layout import OWN_SUFFIXES, part_path, segment_files
 from ._pubmed import file_order
-from ._state import STATE_DIR, Manifest, ManifestEntry
-from ._transfer import RemoteFile, part_path, resumable, segment_files
+from ._state import STATE_DIR, Manifest, ManifestEntry, check_state_dir
+from ._transfer import RemoteFile, resumable
 from ._transport import RemoteEntry
 
 if TYPE_CHECKING:
@@ -104,9 +107,11 @@ def unsafe_name_reason(name: str) -> str | None:
         return "contains '..'"
     if _CONTROL.search(name):
         return "contains NUL, control or bidi characters"
-    if name.endswith((".part", ".part.meta")):
+    # exactly the names we may create or remove in DEST: NAME + a suffix of ours, and the
+    # state directory (check_writable's probe takes a random name no file has: O_EXCL)
+    if any(name.endswith(s) and name != s for s in OWN_SUFFIXES):
         return "clashes with our partial-file names"
-    if name.startswith(STATE_DIR):
+    if name == STATE_DIR:
         return "clashes with our state directory"
     return None
 
@@ -179,12 +184,13 @@ def unreadable_entries(entries: Sequence[RemoteEntry], selection: Selection
 
 
 def is_current(local: Path, entry: RemoteEntry) -> bool:
-    """The local copy has the remote size and (when known) the remote mtime."""
+    """The local copy is a regular file (a link is not our copy, wherever it leads) with
+    the remote size and (when known) the remote mtime."""
     try:
-        st = local.stat()
+        st = local.lstat()
     except OSError:
         return False
-    if entry.size is None or st.st_size != entry.size:
+    if not stat.S_ISREG(st.st_mode) or entry.size is None or st.st_size != entry.size:
         return False
     return entry.mtime is None or same_time(st.st_mtime, entry)
 
@@ -214,7 +220,8 @@ def _part_length(local: Path, entry: RemoteEntry) -> int:
     if have is None:
         return 0
     with contextlib.suppress(OSError):
-        have += sum(path.stat().st_size for start, path in segment_files(part) if start >= have)
+        found = [path.lstat() for start, path in segment_files(part) if start >= have]
+        have += sum(st.st_size for st in found if stat.S_ISREG(st.st_mode))  # links: not ours
     return have
 
 
@@ -252,11 +259,13 @@ def make_plan(dest: Path, manifest: Manifest,
 
 def check_writable(dest: Path) -> None:
     """Fail before any network I/O when DEST cannot hold our files. A DEST that does not
-    exist yet is not created here: its nearest existing parent must be a writable directory."""
+    exist yet is not created here: its nearest existing parent must be a writable directory.
+    A state directory (or lock, or manifest) that is a link out of DEST is refused."""
     try:
         if dest.exists() or dest.is_symlink():
             with tempfile.NamedTemporaryFile(dir=dest, prefix=".pubmed-mirror-probe-"):
                 pass
+            check_state_dir(dest)
             return
         parent = next(p for p in dest.absolute().parents if p.exists())
         if not parent.is_dir():
@@ -267,22 +276,33 @@ def check_writable(dest: Path) -> None:
         raise LocalFileError(f"destination {dest} is not writable: {exc.strerror or exc}") from exc
 
 
-def create_dest(dest: Path) -> bool:
-    """Create DEST (and its parents) if needed; True if it did not exist."""
+def create_dest(dest: Path) -> list[Path]:
+    """Create DEST (and its parents) if needed: the directories this made, DEST last; none
+    when DEST was there (or someone else made it meanwhile)."""
     if dest.is_dir():
-        return False
-    try:
-        dest.mkdir(parents=True)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise LocalFileError(f"cannot create {dest}: {exc.strerror or exc}") from exc
-    return True
+        return []
+    dest = dest.absolute()
+    missing = [dest, *itertools.takewhile(lambda p: not p.exists() and not p.is_symlink(),
+                                          dest.parents)]
+    made = []
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:  # made by someone else meanwhile: not ours to remove
+            continue
+        except OSError as exc:
+            raise LocalFileError(f"cannot create {dest}: {exc.strerror or exc}") from exc
+        made.append(folder)
+    return made if made and made[-1] == dest else []
 
 
-def remove_unused_dest(dest: Path) -> None:
-    """Undo `create_dest` for a run that put no file into DEST (say the listing failed)."""
+def remove_unused_dest(made: Sequence[Path]) -> None:
+    """Undo `create_dest`, which made the directories `made` (DEST last), for a run that put
+    no file into DEST (say the listing failed): DEST goes, then each parent it made, as long
+    as they are empty."""
+    dest = made[-1]
     with contextlib.suppress(OSError):
         if all(p.name == STATE_DIR for p in dest.iterdir()):
             shutil.rmtree(dest / STATE_DIR, ignore_errors=True)
-            dest.rmdir()
+            for folder in reversed(made):
+                folder.rmdir()  # stops at one that someone else has put something in

@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from types import TracebackType
 
 from ._errors import DestinationBusy, LocalFileError
 
-__all__ = ["STATE_DIR", "DestLock", "Manifest", "ManifestEntry"]
+__all__ = ["STATE_DIR", "DestLock", "Manifest", "ManifestEntry", "check_state_dir",
+           "make_state_dir"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -51,6 +53,64 @@ def state_dir(dest: Path) -> Path:
     return dest / STATE_DIR
 
 
+# what the state directory holds that a link must never stand in for (SQLite puts the
+# journal beside the file a link points to)
+_KEPT = ("lock", "manifest.sqlite", "manifest.sqlite-wal", "manifest.sqlite-shm",
+         "manifest.sqlite-journal")
+
+
+def check_state_dir(dest: Path) -> None:
+    """Refuse a state directory, lock or manifest that is a link (it would put them outside
+    DEST) or not what it should be. Refused, not replaced: the link may be the user's, and
+    replacing it would silently drop the manifest it leads to."""
+    folder = state_dir(dest)
+    if _checked(folder, stat.S_IFDIR):
+        for name in _KEPT:
+            _checked(folder / name, stat.S_IFREG)
+
+
+def _checked(path: Path, kind: int) -> bool:
+    """Whether `path` exists; a LocalFileError if it is a link or not of `kind`."""
+    try:
+        mode = path.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # (DEST is a file: said elsewhere)
+        return False
+    except OSError as exc:
+        raise LocalFileError(f"cannot use {path}: {exc.strerror or exc}") from exc
+    if stat.S_ISLNK(mode):
+        raise LocalFileError(f"{path} is a symbolic link: pubmed-mirror keeps its state "
+                             "inside DEST and follows no link out of it; remove the link")
+    if stat.S_IFMT(mode) != kind:
+        what = "a directory" if kind == stat.S_IFDIR else "a regular file"
+        raise LocalFileError(f"{path} is not {what}: remove it")
+    return True
+
+
+def make_state_dir(dest: Path, sub: str | None = None) -> Path:
+    """DEST's state directory (or `sub` in it), created when missing (DEST too), never
+    through a link. A link or file where `sub` should be is replaced by a directory: what
+    is kept there (parts, their records, segments) is only ever started again."""
+    folder = state_dir(dest)
+    try:
+        if not _checked(folder, stat.S_IFDIR):
+            folder.mkdir(parents=True, exist_ok=True)
+            _checked(folder, stat.S_IFDIR)  # made meanwhile? exist_ok would follow a link
+        if sub is None:
+            return folder
+        folder = folder / sub
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if stat.S_ISDIR(folder.lstat().st_mode):
+                return folder
+            log.warning("%s is not a directory: replaced by one", folder)
+            folder.unlink()
+            folder.mkdir()
+    except OSError as exc:
+        raise LocalFileError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+    return folder
+
+
 class Manifest:
     """One row per final file in DEST, written after the file became final.
 
@@ -67,10 +127,11 @@ class Manifest:
         # without `create`: a missing manifest reads as an empty one (nothing is written), and
         # one we may not write (read-only DEST, or `read_only`) is opened read-only:
         # `writable` is then False
+        check_state_dir(path.parent.parent)
         self.writable = not read_only and (create or _can_write(path))
         try:
             if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_state_dir(path.parent.parent)
             if self.writable:
                 self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -239,14 +300,15 @@ class DestLock:
         self._fd = fd
 
     def _open(self) -> int | None:
+        check_state_dir(self.path.parent.parent)
         if self.shared:  # no lock file: no run has ever written here, nothing to wait for
             try:
-                return os.open(self.path, os.O_RDONLY)
+                return os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
             except OSError:
                 return None
+        make_state_dir(self.path.parent.parent)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise LocalFileError(f"cannot create the lock {self.path}: {exc.strerror}") from exc
 

@@ -2,8 +2,8 @@
 
 When fewer files remain than sessions, a session with nothing queued takes the second half of
 what remains of the span with the most left: REST at its middle, into a segment file
-.pubmed-mirror/segments/NAME.part.MIDDLE, while the span's own transfer stops at the middle.
-A file is then the spans [0, s1), [s1, s2), ... [sn, size); when all are complete they are
+.pubmed-mirror/segments/KEY.MIDDLE (`_layout`), while the span's own transfer stops at the
+middle. A file is then the spans [0, s1), [s1, s2), ... [sn, size); when all are complete they are
 appended to NAME.part in order and the whole is checked.
 
 NAME.part is always a prefix of the file and each segment file a prefix of its span, so an
@@ -13,14 +13,18 @@ files are removed whenever NAME.part starts again from another version of the fi
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 
 from ._errors import ProtocolError, ResumeRefused, TruncatedTransfer
-from ._transfer import OVERLAP, Span, local_errors, segment_files, segment_path
+from ._layout import open_read, segment_files, segment_path
+from ._transfer import OVERLAP, Span, local_errors
 
 __all__ = ["FileTail", "Tails", "segments_on_disk"]
 
@@ -95,7 +99,7 @@ class FileTail:
         first span (run in a thread). A file shorter than its span (a write that failed)
         leaves that span to be received again."""
         first = self.spans[0]
-        with local_errors(self.part), self.part.open("r+b", buffering=0) as out:
+        with local_errors(self.part), _open_update(self.part) as out:
             while True:
                 length = out.seek(0, os.SEEK_END)
                 if length != first.end:
@@ -106,7 +110,7 @@ class FileTail:
                     return
                 span = self.spans[1]
                 try:
-                    have = span.path.stat().st_size
+                    have = span.path.lstat().st_size
                 except FileNotFoundError:  # removed behind our back: receive it again
                     have = 0
                 if have != span.end - span.start:
@@ -114,7 +118,7 @@ class FileTail:
                     raise TruncatedTransfer(f"segment {span.path.name} holds {have} of "
                                             f"{span.end - span.start} bytes", path=self.part.name)
                 try:
-                    with span.path.open("rb") as segment:
+                    with open_read(span.path) as segment:
                         _check_start(segment.fileno(), out.fileno(), span)
                         _copy(segment.fileno(), out.fileno(), span.end - span.start)
                 except BaseException:
@@ -130,15 +134,20 @@ def segments_on_disk(part: Path, size: int, have: int) -> tuple[int, list[Span]]
     prefix of the span from its START (they are removed whenever NAME.part starts again
     from another version). A part that a crash left half-way through appending a segment
     is cut back to that segment's start. Run in a thread."""
-    found = []
+    found: list[Span] = []
     for start, path in sorted(segment_files(part)):
         try:
-            length = path.stat().st_size
+            st = path.lstat()
         except OSError:
+            continue
+        length = st.st_size
+        if not stat.S_ISREG(st.st_mode) or any(s.start == start for s in found):
+            with contextlib.suppress(OSError):  # not ours (a link: never followed), or a twin
+                path.unlink()
             continue
         if start < have < start + length and start + length <= size:
             with local_errors(part):
-                os.truncate(part, start)  # stitching was interrupted: redo it
+                _truncate(part, start)  # stitching was interrupted: redo it
             have = start
         if have <= start < size and start + length <= size:
             found.append(Span(path, start, start + length, size, head=part))
@@ -156,6 +165,19 @@ def _check_start(segment: int, part: int, span: Span) -> None:
     if os.pread(segment, length, 0) == os.pread(part, length, 0):
         raise ResumeRefused(f"segment {span.path.name} starts with the file's first bytes: "
                             f"the server ignored REST {span.start}", path=span.path.name)
+
+
+def _open_update(path: Path) -> BinaryIO:
+    """`path` opened for reading and writing, never through a link."""
+    return open(os.open(path, os.O_RDWR | os.O_NOFOLLOW), "r+b", buffering=0)
+
+
+def _truncate(path: Path, length: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        os.ftruncate(fd, length)
+    finally:
+        os.close(fd)
 
 
 def _copy(src: int, dst: int, count: int) -> None:

@@ -33,8 +33,19 @@ from ._errors import (
     TransferStalled,
     TruncatedTransfer,
 )
+from ._layout import (
+    create_file,
+    legacy_records,
+    make_part_dirs,
+    meta_path,
+    open_read,
+    part_path,
+    read_record,
+    regular_size,
+    segment_files,
+)
 from ._ratelimit import TokenBucket
-from ._state import STATE_DIR
+from ._state import STATE_DIR, make_state_dir
 from ._transport import DirectStream, Session
 
 log = logging.getLogger("pubmed_mirror")
@@ -61,14 +72,6 @@ class TransferResult:
     resumed_from: int  # bytes already in NAME.part when it started
 
 
-def part_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".part")
-
-
-def _meta_path(part: Path) -> Path:
-    return part.with_name(part.name + ".meta")
-
-
 @contextlib.contextmanager
 def local_errors(path: Path) -> Iterator[None]:
     try:
@@ -86,9 +89,11 @@ def _version(remote: RemoteFile) -> dict[str, float | None]:
 def resumable(part: Path, remote: RemoteFile) -> int | None:
     """The length of a NAME.part started from this remote version; None if there is none."""
     try:
-        started_from = json.loads(_meta_path(part).read_text())
-        have = part.stat().st_size
+        started_from = json.loads(read_record(part))
+        have = regular_size(part)
     except (OSError, ValueError):
+        return None
+    if not isinstance(started_from, dict):
         return None
     version = {k: started_from.get(k) for k in ("size", "mtime")}
     return have if version == _version(remote) and 0 <= have <= remote.size else None
@@ -97,7 +102,7 @@ def resumable(part: Path, remote: RemoteFile) -> int | None:
 def part_started(part: Path) -> float | None:
     """When NAME.part was started (this machine's clock, POSIX seconds); None if unknown."""
     try:
-        started = json.loads(_meta_path(part).read_text()).get("started")
+        started = json.loads(read_record(part)).get("started")
     except (OSError, ValueError, AttributeError):
         return None
     return float(started) if isinstance(started, int | float) else None
@@ -110,19 +115,24 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
 
 def start_part(part: Path, remote: RemoteFile) -> tuple[int, bool]:
     """`prepare_part`, also saying whether NAME.part (and its segments) started afresh."""
+    with local_errors(part):
+        make_part_dirs(part)  # a link there is replaced before anything is written
     have = resumable(part, remote)
     if have is not None:
         return have, False
-    meta = _meta_path(part)
+    meta = meta_path(part)
     with local_errors(part):
-        part.parent.mkdir(parents=True, exist_ok=True)
-        # truncate before writing the record: a crash in between leaves an empty part, still right
-        part.open("wb").close()
+        for legacy in legacy_records(part):
+            legacy.unlink(missing_ok=True)
+        # emptied before the record is written: a crash in between leaves an empty part,
+        # still right
+        os.close(create_file(part))
         for _, segment in segment_files(part):  # segments of another version
             segment.unlink()
         tmp = meta.with_name(meta.name + ".tmp")
         try:
-            tmp.write_text(json.dumps({**_version(remote), "started": time.time()}))
+            with open(create_file(tmp), "w") as f:
+                f.write(json.dumps({**_version(remote), "started": time.time()}))
             os.replace(tmp, meta)
         finally:
             tmp.unlink(missing_ok=True)
@@ -131,40 +141,23 @@ def start_part(part: Path, remote: RemoteFile) -> tuple[int, bool]:
 
 def discard_part(part: Path) -> None:
     """Remove NAME.part, its record and its segments."""
-    for path in (part, _meta_path(part), *(path for _, path in segment_files(part))):
+    for path in (part, meta_path(part), *legacy_records(part),
+                 *(path for _, path in segment_files(part))):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def segment_path(part: Path, start: int) -> Path:
-    """Where the span of NAME starting at `start` is received (see `_tail`): a file in the
-    state directory, out of the way of DEST's listing."""
-    return part.parent / STATE_DIR / "segments" / f"{part.name}.{start}"
-
-
-def segment_files(part: Path) -> list[tuple[int, Path]]:
-    """NAME's segment files, with their START."""
-    prefix = part.name + "."
-    found = []
-    with contextlib.suppress(OSError):
-        for path in segment_path(part, 0).parent.iterdir():
-            start = path.name[len(prefix):]
-            if path.name.startswith(prefix) and start.isdigit() and start.isascii():
-                found.append((int(start), path))
-    return found
 
 
 def discard_empty_part(dest: Path) -> None:
     """Remove NAME.part and its record when the part holds nothing worth resuming."""
     part = part_path(dest)
     with contextlib.suppress(OSError):
-        if part.stat().st_size == 0 and not segment_files(part):
+        if regular_size(part) == 0 and not segment_files(part):
             discard_part(part)
 
 
 def file_md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
+    with open_read(path) as f:
         while block := f.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
@@ -205,7 +198,7 @@ class PartDigest:
             self._busy = False
 
     def _update(self, upto: int | None) -> None:
-        with self._part.open("rb") as f:
+        with open_read(self._part) as f:
             f.seek(self._done)
             while upto is None or self._done < upto:
                 want = _HASH_BLOCK if upto is None else min(_HASH_BLOCK, upto - self._done)
@@ -233,15 +226,16 @@ def finalize(part: Path, dest: Path, remote: RemoteFile,
                 discard_part(part)
                 raise ChecksumMismatch(f"MD5 {actual} does not match the expected "
                                        f"{remote.md5.lower()}", path=remote.path)
-        fd = os.open(part, os.O_RDONLY)
+        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             os.fsync(fd)
+            if remote.mtime is not None:
+                os.utime(fd, (remote.mtime, remote.mtime))
         finally:
             os.close(fd)
-        if remote.mtime is not None:
-            os.utime(part, (remote.mtime, remote.mtime))
-        os.replace(part, dest)
-        _meta_path(part).unlink(missing_ok=True)
+        os.replace(part, dest)  # a link at NAME is replaced itself, never written through
+        for record in (meta_path(part), *legacy_records(part)):
+            record.unlink(missing_ok=True)
     # the directory is fsynced once per run (`sync_directory`), not per file: a rename lost
     # in a crash leaves the old NAME (or none), which the next run sees and fetches again
 
@@ -260,8 +254,10 @@ def write_atomically(dest: Path, data: bytes, mtime: float | None) -> None:
     """Write a small file whole: into NAME.part, then `finalize` it (never half a file)."""
     part = part_path(dest)
     with local_errors(dest):
+        make_part_dirs(part)
         try:
-            part.write_bytes(data)
+            with open(create_file(part), "wb") as f:
+                f.write(data)
         except OSError:
             part.unlink(missing_ok=True)  # a full disk must not leave NAME.part behind
             raise
@@ -449,7 +445,7 @@ def _file_head(span: Span, fd: int, length: int) -> bytes:
     """The first bytes of the file the span belongs to (as NAME.part holds them)."""
     if span.head is None:
         return os.pread(fd, length, 0)
-    with span.head.open("rb") as part:
+    with open_read(span.head) as part:
         return part.read(length)
 
 
@@ -492,12 +488,14 @@ def _scratch() -> Iterator[int]:
 def _open_part(path: Path) -> tuple[int, int]:
     """`path` opened for reading (a resume compares) and writing at its end (created, and
     its directory too, when missing): the descriptor and the length. Not O_APPEND: splice
-    cannot write to such a file."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+    cannot write to such a file. A link is refused, never written through."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
         fd = os.open(path, flags, 0o666)
-    except FileNotFoundError:  # a segment's directory, on the first split of a run
-        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileNotFoundError:  # a segment's directory, removed since the file started
+        if path.parent.parent.name != STATE_DIR:
+            raise
+        make_state_dir(path.parent.parent.parent, path.parent.name)
         fd = os.open(path, flags, 0o666)
     try:
         return fd, os.fstat(fd).st_size

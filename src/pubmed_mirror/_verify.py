@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +16,10 @@ from typing import Literal
 import anyio
 
 from ._errors import LocalFileError, describe, ungrouped
+from ._layout import open_read
 from ._plan import CHECKSUM_SUFFIX, unsafe_name_reason
 from ._pubmed import file_order, parse_md5_file
-from ._state import STATE_DIR, DestLock, Manifest, ManifestEntry
+from ._state import DestLock, Manifest, ManifestEntry
 from ._transfer import file_md5
 
 __all__ = ["FileCheck", "VerifyReport", "verify"]
@@ -58,8 +61,9 @@ class VerifyReport:
 
 
 def _names(dest: Path, rows: dict[str, ManifestEntry]) -> list[str]:
-    """The data files to check: those in the manifest, and any NAME beside a NAME.md5."""
-    local = {p.name for p in dest.iterdir() if p.is_file() and not p.name.startswith(STATE_DIR)}
+    """The data files to check: those in the manifest, and any NAME beside a NAME.md5 (a
+    link too, to be named as not ours)."""
+    local = {p.name for p in dest.iterdir() if p.is_file() or p.is_symlink()}
     names = {n for n in rows
              if not (n.endswith(CHECKSUM_SUFFIX) and n[: -len(CHECKSUM_SUFFIX)] in rows)}
     names |= {n[: -len(CHECKSUM_SUFFIX)] for n in local if n.endswith(CHECKSUM_SUFFIX)}
@@ -70,20 +74,42 @@ def _names(dest: Path, rows: dict[str, ManifestEntry]) -> list[str]:
 def _expected(dest: Path, name: str, row: ManifestEntry | None) -> str | None:
     """The digest NAME must have; ValueError when the sources disagree or are unreadable."""
     sidecar = dest / (name + CHECKSUM_SUFFIX)
-    from_file = parse_md5_file(sidecar.read_bytes(), name) if sidecar.is_file() else None
+    data = _sidecar(sidecar)
+    from_file = parse_md5_file(data, name) if data is not None else None
     from_manifest = row.md5 if row is not None else None
     if from_file and from_manifest and from_file != from_manifest:
         raise ValueError(f"{sidecar.name} says {from_file}, the manifest {from_manifest}")
     return from_file or from_manifest
 
 
+def _sidecar(path: Path) -> bytes | None:
+    """NAME.md5's bytes, if DEST has it (a name too long for the file system cannot be
+    there); a ValueError for a link, which is never read through."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENAMETOOLONG):
+            return None
+        raise
+    if stat.S_ISLNK(mode):
+        raise ValueError(f"{path.name} is a symbolic link")
+    if not stat.S_ISREG(mode):
+        return None
+    with open_read(path) as f:
+        return f.read()
+
+
 def check_file(dest: Path, name: str, row: ManifestEntry | None) -> FileCheck:
     """Hash one file and judge it (blocking)."""
     path = dest / name
     try:
-        size = path.stat().st_size
+        st = path.lstat()
     except FileNotFoundError:
         return FileCheck(name, "missing", "in the manifest but not in DEST")
+    if not stat.S_ISREG(st.st_mode):  # a link leads out of what we wrote: never hashed
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        return FileCheck(name, "corrupt", f"{what}, not a file this mirror wrote")
+    size = st.st_size
     if row is not None and size != row.size:
         return FileCheck(name, "corrupt", f"{size} bytes, the manifest says {row.size}")
     try:

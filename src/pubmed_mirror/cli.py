@@ -64,6 +64,7 @@ from ._plan import MirrorPlan, check_writable, unsafe_name_reason
 from ._pubmed import PRESETS
 from ._retry import RetryPolicy
 from ._source import TRANSPORTS, AutoSource, FtpSource, HttpSource, parse_source
+from ._state import check_state_dir
 from ._transport import RemoteEntry
 from ._verify import FileCheck, VerifyReport, verify
 
@@ -770,8 +771,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         level=logging.INFO if args.verbose else logging.WARNING)
     dest = getattr(args, "dest", None)
     try:
-        if args.command in ("mirror", "demo") and dest and not getattr(args, "dry_run", 0):
-            check_writable(dest)  # before any network I/O
+        if args.command in ("mirror", "demo") and dest:  # before any network I/O
+            if getattr(args, "dry_run", 0):
+                check_state_dir(dest)  # a dry run only reads: DEST may be read-only
+            else:
+                check_writable(dest)
         if hasattr(args, "url"):
             args.url = _make_source(args.url, getattr(args, "ca_file", None),
                                     getattr(args, "transport", None))
