@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pubmed_mirror import FtpSource, MirrorOptions, RemoteEntry
-from pubmed_mirror._mirror import _same_version
+from pubmed_mirror._attempts import _same_version
 from pubmed_mirror._plan import (
     Selection,
     is_current,

@@ -47,23 +47,16 @@ from ._events import (
     FileStarted,
     ListingDone,
 )
+from ._feed import EventFeed, mirror_events
 from ._ftp import FtpSession, FtpTransport
 from ._lifecycle import DeleteLimit
-from ._mirror import (
-    EventFeed,
-    FileResult,
-    MirrorOptions,
-    MirrorReport,
-    Timeouts,
-    list_remote,
-    mirror,
-    mirror_events,
-    plan_mirror,
-)
+from ._mirror import list_remote, mirror, plan_mirror
+from ._options import MirrorOptions, Timeouts
 from ._plan import MirrorPlan, PlannedFile
 from ._pool import PoolStats, SessionPool
 from ._pubmed import PRESETS, parse_md5_file
 from ._ratelimit import TokenBucket
+from ._report import FileResult, MirrorReport
 from ._retry import RetryPolicy
 from ._source import AutoSource, FtpSource, HttpSource
 from ._state import Manifest, ManifestEntry

@@ -7,29 +7,21 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._attempts import FileAttempts
 from ._direct import Mover
 from ._errors import (
-    ChecksumMismatch,
     FatalError,
     FileDeadlineExceeded,
-    LocalFileError,
     MirrorError,
-    PermanentError,
-    ProtocolError,
-    RemoteFileError,
     ResumeRefused,
-    TransientError,
-    TruncatedTransfer,
     describe,
     ungrouped,
 )
@@ -39,16 +31,12 @@ from ._events import (
     FileDeleted,
     FileDone,
     FileFailed,
-    FileProgress,
     FileQueued,
-    FileRetrying,
     FileSkipped,
-    FileStarted,
     ListingDone,
 )
 from ._lifecycle import (
     Changeover,
-    DeleteLimit,
     Deletions,
     Listed,
     changeover,
@@ -57,179 +45,33 @@ from ._lifecycle import (
     listed_files,
     plan_deletions,
 )
+from ._options import MirrorOptions, Timeouts
 from ._plan import (
     MirrorPlan,
     PlannedFile,
-    Selection,
     check_writable,
     create_dest,
     make_plan,
     remove_unused_dest,
-    same_time,
     select_files,
     unreadable_entries,
 )
 from ._pool import SessionPool
-from ._pubmed import file_order, parse_md5_file
+from ._pubmed import file_order
 from ._ratelimit import TokenBucket
+from ._report import FileResult, MirrorReport
 from ._retry import RetryPolicy
 from ._source import parse_source
-from ._state import DestLock, Manifest, ManifestEntry
-from ._tail import FileTail, Tails, segments_on_disk
-from ._transfer import (
-    PartDigest,
-    RemoteFile,
-    Span,
-    discard_empty_part,
-    discard_part,
-    fetch_small,
-    file_md5,
-    finalize,
-    local_errors,
-    part_path,
-    part_started,
-    receive_span,
-    start_part,
-    sync_directory,
-    write_atomically,
-)
-from ._transport import RemoteEntry, Session, Source
+from ._state import DestLock, Manifest
+from ._tail import FileTail, Tails
+from ._transfer import discard_empty_part, sync_directory
+from ._transport import RemoteEntry, Source
 
-__all__ = [
-    "FileResult",
-    "MirrorOptions",
-    "MirrorReport",
-    "Timeouts",
-    "mirror",
-    "list_remote",
-    "mirror_events",
-    "plan_mirror",
-]
+__all__ = ["list_remote", "mirror", "plan_mirror"]
 
 log = logging.getLogger("pubmed_mirror")
 
 EventCallback = Callable[[Event], None]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Timeouts:
-    connect: float = 30.0  # TCP connect + login
-    stall: float = 60.0  # no byte (or reply) for this long -> TransferStalled
-    file: float | None = None  # whole-file deadline over all attempts -> FileDeadlineExceeded
-
-    def __post_init__(self) -> None:
-        for name in ("connect", "stall", "file"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"timeout {name} must be a positive number of seconds")
-
-
-SPLIT_MIN = 8 << 20  # halves of >= 4 MiB: at a few MB/s per connection, worth a new RETR
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MirrorOptions:
-    concurrency: int = 4  # sessions (control connections) at most
-    rate_limit: int | None = None  # aggregate bytes/s over all sessions
-    command_rate: float | None = None  # FTP commands/s over all sessions
-    include: tuple[str, ...] = ()  # globs; a file must match one (when any is given)
-    exclude: tuple[str, ...] = ()  # globs; a file must match none
-    max_files: int | None = None  # the first N of the selection, in load order
-    newest: int | None = None  # only the last N files by PubMed file number
-    verify: bool = True  # check each file against its NAME.md5 when the server has one
-    # an idle session splits a file being received when it has this many bytes left (None:
-    # never); see `_tail`
-    split_min: int | None = SPLIT_MIN
-    # receive with os.splice (socket -> pipe -> file, no copy through Python) where the
-    # platform has it; False: recv_into one buffer and write it (see `_direct`)
-    splice: bool = True
-    # remove recorded files the listing no longer holds (within `max_delete`), and PubMed
-    # years superseded by a complete newer one (see `_lifecycle`)
-    delete: bool = False
-    max_delete: DeleteLimit = field(default_factory=DeleteLimit)
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
-        if self.rate_limit is not None and self.rate_limit < 1:
-            raise ValueError("rate_limit must be >= 1 byte/s")
-        if self.command_rate is not None and not self.command_rate > 0:
-            raise ValueError("command_rate must be > 0")
-        for name in ("max_files", "newest"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.split_min is not None and self.split_min < 2:
-            raise ValueError("split_min must be >= 2 bytes")
-        object.__setattr__(self, "include", tuple(self.include))
-        object.__setattr__(self, "exclude", tuple(self.exclude))
-
-    def selection(self, default_include: tuple[str, ...] = ()) -> Selection:
-        """The file selection; `default_include` (a preset's) applies when include is empty."""
-        return Selection(include=self.include or default_include, exclude=self.exclude,
-                         newest=self.newest, max_files=self.max_files)
-
-
-Status = Literal["done", "skipped", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class FileResult:
-    name: str
-    status: Status
-    size: int | None
-    received: int = 0  # bytes received in this run
-    resumed_from: int = 0
-    attempts: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    md5: str | None = None  # the digest the file was checked against (None: not checked)
-    # done or skipped, but its record could not be written (see FileDone.record_error)
-    record_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorReport:
-    files: tuple[FileResult, ...]
-    seconds: float
-    deleted: tuple[str, ...] = ()  # removed from DEST (`delete`), with their NAME.md5
-    superseded: tuple[str, ...] = ()  # of a PubMed year a complete newer one replaces
-    deletion_refused: str | None = None  # why files gone from the listing were kept
-
-    def _with(self, status: Status) -> tuple[FileResult, ...]:
-        return tuple(f for f in self.files if f.status == status)
-
-    @property
-    def done(self) -> tuple[FileResult, ...]:
-        return self._with("done")
-
-    @property
-    def skipped(self) -> tuple[FileResult, ...]:
-        return self._with("skipped")
-
-    @property
-    def failed(self) -> tuple[FileResult, ...]:
-        return self._with("failed")
-
-    @property
-    def bytes_received(self) -> int:
-        return sum(f.received for f in self.files)
-
-    @property
-    def retries(self) -> int:
-        return sum(max(0, f.attempts - 1) for f in self.files)
-
-    @property
-    def unrecorded(self) -> tuple[FileResult, ...]:
-        """Files that are final and correct but whose record could not be written."""
-        return tuple(f for f in self.files if f.record_error is not None)
-
-    @property
-    def ok(self) -> bool:
-        """Every file is done or up to date, and recorded, and no deletion was refused."""
-        return not self.failed and not self.unrecorded and self.deletion_refused is None
 
 
 def _bytes_bucket(rate: int | None) -> TokenBucket | None:
@@ -237,7 +79,7 @@ def _bytes_bucket(rate: int | None) -> TokenBucket | None:
     return None if rate is None else TokenBucket(rate, burst=min(1 << 20, max(16 << 10, rate / 4)))
 
 
-class _Run:
+class MirrorRun:
     """One mirror run's state: the workers, their results and the events they emit."""
 
     def __init__(self, source: Source, dest: Path, options: MirrorOptions,
@@ -258,7 +100,7 @@ class _Run:
             else TokenBucket(commands, burst=max(1.0, commands)))
         self.pool = SessionPool(transport, size=options.concurrency)
         self.tails = Tails(options.split_min)
-        self.splittable: dict[FileTail, _Attempts] = {}  # the files being received
+        self.splittable: dict[FileTail, FileAttempts] = {}  # the files being received
         self.listed: Listed = Listed((), frozenset())
         self.deleted: list[str] = []
         self.superseded: tuple[str, ...] = ()
@@ -391,7 +233,7 @@ class _Run:
                 await self.tails.changed()
 
     async def _fetch(self, planned: PlannedFile) -> FileResult:
-        tracker = _Attempts(planned, self)
+        tracker = FileAttempts(planned, self)
         self.tails.in_flight += 1
         try:
             return await self._attempts(tracker)
@@ -400,7 +242,7 @@ class _Run:
             self.tails.in_flight -= 1
             self.tails.notify()
 
-    async def _attempts(self, tracker: _Attempts) -> FileResult:
+    async def _attempts(self, tracker: FileAttempts) -> FileResult:
         planned = tracker.planned
         started = time.monotonic()
         deadline = self.options.timeouts.file
@@ -435,352 +277,9 @@ class _Run:
                           time.monotonic() - started, describe(error))
 
 
-class _Attempts:
-    """The attempts at one file: what each saw, for events, the report and the manifest."""
-
-    def __init__(self, planned: PlannedFile, run: _Run) -> None:
-        self.planned = planned
-        self.entry = planned.entry
-        self.run = run
-        self.size = planned.size
-        self.attempts = 0
-        self.received = 0
-        self.resumed_from = 0
-        self.md5: str | None = None  # the expected digest, once known
-        self.mtime = planned.entry.mtime  # stamped on the final file and recorded
-        self.local_copy_kept = False  # a "check" found the local copy right
-        self.record_error: str | None = None  # NAME is final, its record could not be written
-        self._checksum: bytes | None = None  # NAME.md5's bytes, fetched once per digest
-        self._checked = planned.action != "check"
-        self._position = 0
-        self._furthest = 0
-        self._furthest_before = 0  # at the start of the current attempt
-        self.remote: RemoteFile | None = None  # what the current attempt fetches
-        self.current = planned.entry  # the version it fetches, as listed or as SIZE/MDTM say
-        self.tail: FileTail | None = None  # its spans, once it is being received
-        self._digest: PartDigest | None = None  # the current attempt's
-        self._fresh = False  # the next attempt starts NAME.part again from byte 0
-
-    def furthest(self) -> int:
-        """The furthest byte any attempt reached: it grows only when a retry got further
-        (a refetch from zero after a checksum mismatch is no progress)."""
-        return self._furthest
-
-    def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
-        if isinstance(error, ChecksumMismatch):
-            self._checksum = None  # the server may have replaced both: ask again
-        self.run.emit(FileRetrying(self.entry.name, attempt, delay, describe(error)))
-
-    def _on_start(self, offset: int) -> None:
-        if self.attempts == 1:
-            self.resumed_from = offset
-        self._position = offset
-        log.info("%s: attempt %d, from byte %d of %d", self.entry.name, self.attempts, offset,
-                 self.size)
-        self.run.emit(FileStarted(self.entry.name, self.size, offset, self.attempts))
-
-    def _on_bytes(self, n: int) -> None:
-        self.received += n
-        self._position += n
-        self._furthest = max(self._furthest, self._position)
-        self.run.emit(FileProgress(self.entry.name, n, self._position, self.size))
-        if self.run.tails.waiting:  # a session may be waiting for a span to split
-            self.run.tails.notify()
-
-    async def attempt(self) -> None:
-        self.attempts += 1
-        verify = self.run.options.verify
-        remote = None
-        self._furthest_before = self._furthest
-        async with self.run.pool.session() as session:
-            if verify:
-                self.md5 = await self._expected_md5(session)
-            if not self._checked:
-                self._checked = True
-                self.local_copy_kept = await anyio.to_thread.run_sync(self._local_copy_is_right)
-            if not verify:
-                await self._companion(session)
-            if not self.local_copy_kept:
-                self.remote = remote = await self._remote(session)
-                try:
-                    await self._receive_first(session, remote)
-                except ResumeRefused as exc:
-                    await self._from_zero(exc)
-        if remote is not None:
-            try:
-                await self._complete(remote)  # which records it
-            except ResumeRefused as exc:  # a segment that came from byte 0
-                await self._from_zero(exc)
-        else:
-            await anyio.to_thread.run_sync(self._record)
-
-    async def _from_zero(self, error: ResumeRefused) -> NoReturn:
-        """The server cannot resume: no more resuming in this run, and this file starts again
-        from byte 0 (a transient failure, so the retry does that)."""
-        self.run.no_resume(error)
-        self.untrack()
-        if self.tail is not None:
-            self.tail.reset()
-            self.tail = None
-        self._furthest = self._furthest_before  # what it held is thrown away: no progress
-        raise TruncatedTransfer(f"fetching it again from byte 0: {describe(error)}",
-                                path=self.entry.name) from error
-
-    async def _receive_first(self, session: Session, remote: RemoteFile) -> None:
-        """Receive NAME.part's span (all of the file unless it was split)."""
-        part = part_path(self.run.dest / self.entry.name)
-        scan = self.tail is None or not self.tail.spans
-        fresh, self._fresh = self._fresh or not self.run.resume, False
-        have, found, restarted = await anyio.to_thread.run_sync(_prepare, part, remote, scan,
-                                                                fresh)
-        if restarted and self.tail is not None:  # another version, or its record was lost:
-            self.untrack()                       # the segments are gone with the part
-            self.tail.reset()
-            self.tail = None
-        if self.tail is None:
-            exact = (self.current.size is not None and self.current.mtime is not None
-                     and self.current.mtime_resolution <= 1)
-            self.tail = FileTail(part, remote.size, splittable=remote.md5 is not None or exact)
-        tail = self.tail
-        first = tail.start(have, found)
-        self._on_start(tail.have())
-        self.run.splittable[tail] = self
-        self.run.tails.notify()  # its segments left on disk, if any, are for idle sessions
-        # hashes the part while it is received (a new one each attempt: see PartDigest)
-        self._digest = PartDigest(part) if remote.md5 is not None else None
-        await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
-                           bucket=self.run.bucket, on_bytes=self._on_bytes,
-                           mover=self.run.mover, digest=self._digest)
-
-    async def _complete(self, remote: RemoteFile) -> None:
-        """Receive the segments nobody else is receiving (or split them further), wait for
-        the others, then stitch and finalize NAME."""
-        tail = self.tail
-        assert tail is not None
-        while not tail.complete():
-            span = tail.orphan(helper=False)
-            if span is None and (job := self.run.tails.steal([tail])) is not None:
-                span = job[1]
-            if span is not None:
-                try:
-                    await self.segment(tail, span, helper=False)
-                except (RemoteFileError, ResumeRefused) as exc:  # resuming cannot work here
-                    await self._unsplit(tail, exc)
-            else:
-                await self.run.tails.changed()
-        self.untrack()
-        try:
-            await anyio.to_thread.run_sync(self._finish, tail, remote)
-        except ChecksumMismatch:
-            self._furthest = self._furthest_before  # the bytes were thrown away: no progress
-            self.tail = None  # the part and its segments are gone (`finalize`)
-            raise
-
-    async def _unsplit(self, tail: FileTail, error: RemoteFileError | ResumeRefused) -> NoReturn:
-        """A segment the server will not serve: no more splitting in this run, and this file
-        is fetched again whole, from byte 0 (a file that is really gone fails then)."""
-        if isinstance(error, ResumeRefused):
-            self.run.no_resume(error)
-        self.run.tails.min_split = None
-        log.warning("%s: a segment was refused (%s): splitting off, fetching it whole",
-                    self.entry.name, describe(error))
-        self.untrack()
-        tail.reset()
-        self.tail = None
-        await anyio.to_thread.run_sync(discard_part, tail.part)
-        raise TruncatedTransfer(f"a segment was refused: {describe(error)}",
-                                path=self.entry.name) from error
-
-    def _finish(self, tail: FileTail, remote: RemoteFile) -> None:
-        """Stitch, check and rename NAME, then record it: one trip to a worker thread."""
-        tail.stitch()
-        finalize(tail.part, self.run.dest / self.entry.name, remote, self._digest)
-        self._record()
-
-    async def segment(self, tail: FileTail, span: Span, *, helper: bool) -> None:
-        """Receive one segment of `tail` (with retries). A helper that cannot leaves it to
-        the file's own attempt."""
-        assert self.remote is not None
-        remote = self.remote
-        span.taken = True
-        scope = anyio.CancelScope()  # cancelled when the file starts again or fails
-        tail.scopes.add(scope)
-        try:
-            with scope:
-                log.info("%s: bytes %d-%d on another session", self.entry.name, span.pos,
-                         span.end)
-                await self.run.options.retry.call(
-                    functools.partial(self._segment_attempt, tail, remote, span),
-                    progress=lambda: span.pos)
-        except (TransientError, PermanentError) as exc:
-            if isinstance(exc, ResumeRefused):
-                self.run.no_resume(exc)
-            if not helper:
-                raise
-            span.given_up = True
-            log.warning("%s: bytes %d-%d left to its first session: %s", self.entry.name,
-                        span.pos, span.end, describe(exc))
-        finally:
-            tail.scopes.discard(scope)
-            span.taken = False
-            self.run.tails.notify()
-
-    async def _segment_attempt(self, tail: FileTail, remote: RemoteFile, span: Span) -> None:
-        async with self.run.pool.session() as session:
-            if remote.md5 is None:
-                # another connection, another RETR: still the version the part holds? (with
-                # an MD5, a splice of two versions fails the check instead)
-                now = await session.stat(remote.path)
-                if now.size is None or now.mtime is None:
-                    raise ResumeRefused("the server gives no size or time to tell whether "
-                                        "a segment is of the same version", path=remote.path)
-                if not _same_version(self.current, now, None, checked=False):
-                    raise ProtocolError("changed on the server during the transfer",
-                                        path=remote.path)
-            await receive_span(session, remote, span,
-                               stall_timeout=self.run.options.timeouts.stall,
-                               bucket=self.run.bucket, on_bytes=self._on_bytes,
-                               mover=self.run.mover)
-
-    def untrack(self) -> None:
-        """No more splitting of this file: stop its helpers."""
-        if self.tail is not None and self.run.splittable.pop(self.tail, None) is not None:
-            self.tail.stop_helpers()
-
-    async def _expected_md5(self, session: Session) -> str | None:
-        """NAME's digest from NAME.md5 on the server (fetched once per digest, checked against
-        the listed size and parsed); None when the server has no NAME.md5. A short or
-        unreadable NAME.md5 is a transient error: it is fetched again."""
-        checksum = self.planned.checksum
-        if checksum is None:
-            return None
-        path = self.run.source.remote_path(checksum.name)
-        if self._checksum is None:
-            data = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
-                                     stall_timeout=self.run.options.timeouts.stall)
-            if checksum.size is not None and len(data) != checksum.size:
-                raise TruncatedTransfer(f"checksum file: {len(data)} bytes, the listing says "
-                                        f"{checksum.size}", path=path)
-            self._checksum = data
-        try:
-            return parse_md5_file(self._checksum, self.entry.name)
-        except ValueError as exc:
-            self._checksum = None
-            raise ProtocolError(f"cannot read the checksum file: {exc}", path=path) from None
-
-    async def _companion(self, session: Session) -> None:
-        """--no-verify: NAME.md5 still travels with NAME when it can, but never fails it."""
-        try:
-            await self._expected_md5(session)
-        except (TransientError, PermanentError) as exc:
-            self._checksum = None
-            log.warning("%s: not kept beside %s: %s", self.planned.checksum.name
-                        if self.planned.checksum else "", self.entry.name, describe(exc))
-
-    def _local_copy_is_right(self) -> bool:
-        """A "check": the local copy has the remote size and mtime; is it the right bytes?
-        A wrong copy stays in place until the fetched one replaces it (atomically)."""
-        local = self.run.dest / self.entry.name
-        row = self.run.manifest.get(self.entry.name)
-        if row is not None and row.bad is not None:
-            log.warning("%s: `verify` found it wrong (%s); fetching it again", local, row.bad)
-            return False
-        if self.md5 is None or (row is not None and row.md5 == self.md5 and row.size == self.size
-                                and same_time(row.mtime, self.entry)):
-            return True
-        with local_errors(local):
-            if file_md5(local) == self.md5:
-                return True
-        log.warning("%s: local copy does not match its MD5; fetching it again", local)
-        return False
-
-    async def _remote(self, session: Session) -> RemoteFile:
-        path = self.run.source.remote_path(self.entry.name)
-        entry = self.entry
-        if entry.size is None:  # the listing did not say: ask
-            entry = await session.stat(path)
-        elif self._furthest > 0:  # a retry that would resume: is it still the same file?
-            now = await session.stat(path)
-            started = await anyio.to_thread.run_sync(
-                part_started, part_path(self.run.dest / self.entry.name))
-            if not _same_version(entry, now, started, checked=self.md5 is not None):
-                log.warning("%s: changed on the server since the listing, or no way to tell "
-                            "(%s bytes, mtime %s; now %s, %s): fetching it from the start",
-                            path, entry.size, entry.mtime, now.size, now.mtime)
-                self._fresh = True
-                entry = RemoteEntry(entry.name, now.size if now.size is not None else entry.size,
-                                    now.mtime, entry.kind, 1.0)
-        if entry.size is None:  # never finalize without a size to check against
-            raise ProtocolError("the server gives no size for this file", path=path)
-        self.size = entry.size
-        self.mtime = entry.mtime if entry.mtime else self.entry.mtime
-        self.current = entry
-        return RemoteFile(path, entry.size, self.mtime, self.md5)
-
-    def _record(self) -> None:
-        """NAME is final (or the local copy is right): record it. A record that cannot be
-        written (a full disk) does not make NAME wrong: the file is done, `record_error` says
-        what failed, and the next run, finding NAME unvouched for, confirms it by MD5 and
-        records it without fetching it."""
-        try:
-            self._write_record()
-        except LocalFileError as exc:
-            self.record_error = describe(exc)
-            log.warning("%s is final and correct, but not recorded: %s", self.entry.name,
-                        self.record_error)
-
-    def _write_record(self) -> None:
-        """Write NAME.md5 beside NAME, then vouch for both in the manifest."""
-        now = time.time()
-        dest, manifest, checksum = self.run.dest, self.run.manifest, self.planned.checksum
-        if checksum is not None and self._checksum is not None:
-            write_atomically(dest / checksum.name, self._checksum, checksum.mtime)
-            manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
-                                          None, now))
-        manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
-                                      now, now if self.md5 else None))
-
-
-def _prepare(part: Path, remote: RemoteFile, scan: bool,
-             fresh: bool) -> tuple[int, list[Span], bool]:
-    """NAME.part's length (started afresh, its segments removed, unless it is of this
-    version and not `fresh`: `restarted`) and, when `scan`, the segments a previous attempt
-    or run left. Run in a thread."""
-    if fresh:
-        discard_part(part)
-    have, restarted = start_part(part, remote)
-    if scan and not restarted:
-        have, found = segments_on_disk(part, remote.size, have)
-        return have, found, restarted
-    return have, [], restarted
-
-
-def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None, *,
-                  checked: bool) -> bool:
-    """SIZE and MDTM describe the file the listing showed, whose part began at
-    `part_started`. MLSD's time is UTC to the second, like MDTM's: compared directly. An
-    `ls -l` time is coarse and often the server's local time, so MDTM (UTC) is compared with
-    when the part began instead: a file modified since then, or shortly before (the server's
-    clock may be behind), is taken for a new version. With no time to compare, only an MD5
-    (`checked`) would catch two versions spliced: without one, it is not the same."""
-    if now.size is not None and now.size != listed.size:
-        return False
-    if listed.mtime is None or now.mtime is None:
-        return checked
-    if listed.mtime_resolution <= 1:
-        return -1 < now.mtime - listed.mtime < 2
-    return part_started is not None and now.mtime < part_started - _CLOCK_SKEW
-
-
-_CLOCK_SKEW = 3600.0  # erring this way costs a restart from 0, never a splice
-
-
 async def _list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
     async with pool.session() as session:
         return await session.list(path)
-
-
-_CHECKSUM_LIMIT = 64 << 10  # an NCBI .md5 is ~60 bytes; anything this big is not one
 
 
 def _open_source(source: str | Source) -> Source:
@@ -811,7 +310,7 @@ async def plan_mirror(
     directory and compares it with DEST and its manifest."""
     dest_path = Path(dest)
     with Manifest.open(dest_path, create=False) as manifest:
-        run = _Run(_open_source(source), dest_path, options or MirrorOptions(),
+        run = MirrorRun(_open_source(source), dest_path, options or MirrorOptions(),
                    lambda event: None, manifest)
         async with run.pool:
             return await run.plan()
@@ -840,7 +339,7 @@ async def mirror(
     with DestLock(dest_path):
         try:
             with Manifest.open(dest_path) as manifest:
-                run = _Run(src, dest_path, options, on_event or (lambda event: None), manifest)
+                run = MirrorRun(src, dest_path, options, on_event or (lambda event: None), manifest)
                 try:
                     await run.run()
                 finally:
@@ -852,70 +351,3 @@ async def mirror(
             raise
     return MirrorReport(tuple(run.results), time.monotonic() - started, tuple(run.deleted),
                         run.superseded, run.deletion_refused)
-
-
-class EventFeed:
-    """The events of a running mirror as an async iterator; `report` once it has finished."""
-
-    def __init__(self, receive: MemoryObjectReceiveStream[Event]) -> None:
-        self._receive = receive
-        self.report: MirrorReport | None = None
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._receive.__aiter__()
-
-
-@asynccontextmanager
-async def mirror_events(
-    source: str | Source,
-    dest: str | os.PathLike[str],
-    options: MirrorOptions | None = None,
-    *,
-    buffer: int = 1024,
-) -> AsyncIterator[EventFeed]:
-    """Run `mirror()` in the background and iterate over its events.
-
-        async with mirror_events(url, dest) as feed:
-            async for event in feed:
-                ...
-        report = feed.report
-
-    FileProgress events are dropped while more than `buffer` events wait for a lagging
-    consumer; every other event always arrives. Leaving the block early cancels the mirror;
-    an error that stops the mirror is raised when the block exits.
-    """
-    send, receive = anyio.create_memory_object_stream[Event](max_buffer_size=math.inf)
-    feed = EventFeed(receive)
-    failure: list[MirrorError] = []
-
-    async def produce() -> None:
-        async with send:
-            try:
-                feed.report = await mirror(source, dest, options,
-                                           on_event=_sender(send, buffer))
-            except MirrorError as exc:
-                failure.append(exc)
-
-    with receive, ungrouped():  # receive closes after the task group: no worker sends then
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(produce)
-            try:
-                yield feed
-            finally:
-                tg.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
-
-
-def _sender(send: MemoryObjectSendStream[Event], buffer: int) -> EventCallback:
-    """An event callback feeding `send`; progress is dropped while the consumer lags."""
-
-    def emit(event: Event) -> None:
-        lagging = send.statistics().current_buffer_used > buffer
-        if not (lagging and isinstance(event, FileProgress)):
-            try:
-                send.send_nowait(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass  # the consumer left early; the mirror is being cancelled
-
-    return emit

@@ -51,17 +51,11 @@ from ._events import (
     ListingDone,
 )
 from ._lifecycle import DeleteLimit
-from ._mirror import (
-    SPLIT_MIN,
-    MirrorOptions,
-    MirrorReport,
-    Timeouts,
-    list_remote,
-    mirror,
-    plan_mirror,
-)
+from ._mirror import list_remote, mirror, plan_mirror
+from ._options import SPLIT_MIN, MirrorOptions, Timeouts
 from ._plan import MirrorPlan, check_writable, unsafe_name_reason
 from ._pubmed import PRESETS
+from ._report import MirrorReport
 from ._retry import RetryPolicy
 from ._source import TRANSPORTS, AutoSource, FtpSource, HttpSource, parse_source
 from ._state import check_state_dir

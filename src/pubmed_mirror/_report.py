@@ -1,0 +1,68 @@
+"""What a mirror run did: a result per file, and the run's report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["FileResult", "MirrorReport", "Status"]
+
+
+Status = Literal["done", "skipped", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    name: str
+    status: Status
+    size: int | None
+    received: int = 0  # bytes received in this run
+    resumed_from: int = 0
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    md5: str | None = None  # the digest the file was checked against (None: not checked)
+    # done or skipped, but its record could not be written (see FileDone.record_error)
+    record_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorReport:
+    files: tuple[FileResult, ...]
+    seconds: float
+    deleted: tuple[str, ...] = ()  # removed from DEST (`delete`), with their NAME.md5
+    superseded: tuple[str, ...] = ()  # of a PubMed year a complete newer one replaces
+    deletion_refused: str | None = None  # why files gone from the listing were kept
+
+    def _with(self, status: Status) -> tuple[FileResult, ...]:
+        return tuple(f for f in self.files if f.status == status)
+
+    @property
+    def done(self) -> tuple[FileResult, ...]:
+        return self._with("done")
+
+    @property
+    def skipped(self) -> tuple[FileResult, ...]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> tuple[FileResult, ...]:
+        return self._with("failed")
+
+    @property
+    def bytes_received(self) -> int:
+        return sum(f.received for f in self.files)
+
+    @property
+    def retries(self) -> int:
+        return sum(max(0, f.attempts - 1) for f in self.files)
+
+    @property
+    def unrecorded(self) -> tuple[FileResult, ...]:
+        """Files that are final and correct but whose record could not be written."""
+        return tuple(f for f in self.files if f.record_error is not None)
+
+    @property
+    def ok(self) -> bool:
+        """Every file is done or up to date, and recorded, and no deletion was refused."""
+        return not self.failed and not self.unrecorded and self.deletion_refused is None
