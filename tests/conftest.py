@@ -10,7 +10,7 @@ from pathlib import Path
 import aioftp
 import pytest
 
-from pubmed_mirror._transfer import OVERLAP
+from pubmed_mirror._resume import OVERLAP
 from pubmed_mirror.testing import FaultyFTPServer
 
 SIZES = [1_500_000, 700_000, 2_300_000, 64_000, 1_048_576, 3_000_001, 10, 0]

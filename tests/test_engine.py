@@ -27,7 +27,7 @@ from pubmed_mirror import (
     mirror,
     mirror_events,
 )
-from pubmed_mirror._transfer import OVERLAP
+from pubmed_mirror._resume import OVERLAP
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 
 FAST_RETRY = RetryPolicy(attempts=4, base=0.05, cap=0.2)

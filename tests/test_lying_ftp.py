@@ -13,7 +13,7 @@ import pytest
 
 from conftest import make_tree
 from pubmed_mirror import Event, FileRetrying, MirrorOptions, RetryPolicy, Timeouts, mirror
-from pubmed_mirror._transfer import OVERLAP
+from pubmed_mirror._resume import OVERLAP
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import run
 

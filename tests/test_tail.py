@@ -21,7 +21,7 @@ from pubmed_mirror import (
     mirror,
     plan_mirror,
 )
-from pubmed_mirror._transfer import OVERLAP
+from pubmed_mirror._resume import OVERLAP
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import run
 

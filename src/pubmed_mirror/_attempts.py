@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
+from ._digest import PartDigest, file_md5
 from ._errors import (
     ChecksumMismatch,
     LocalFileError,
@@ -20,6 +21,7 @@ from ._errors import (
     TransientError,
     TruncatedTransfer,
     describe,
+    local_errors,
 )
 from ._events import FileProgress, FileRetrying, FileStarted
 from ._plan import PlannedFile, same_time
@@ -27,14 +29,11 @@ from ._pubmed import parse_md5_file
 from ._state import ManifestEntry
 from ._tail import FileTail, segments_on_disk
 from ._transfer import (
-    PartDigest,
     RemoteFile,
     Span,
     discard_part,
     fetch_small,
-    file_md5,
     finalize,
-    local_errors,
     part_path,
     part_started,
     receive_span,

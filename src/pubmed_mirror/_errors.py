@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import aioftp
@@ -219,6 +221,17 @@ def map_ftp_errors(*, phase: Phase, path: str | None) -> Iterator[None]:
         raise ConnectionLost(f"network error during {phase}: {exc}", path=path) from exc
     except (ValueError, IndexError, UnicodeDecodeError, aioftp.AIOFTPException) as exc:
         raise ProtocolError(f"bad server response during {phase}: {exc!r}", path=path) from exc
+
+
+@contextlib.contextmanager
+def local_errors(path: Path) -> Iterator[None]:
+    """Writing (or reading) a local file failed: LocalFileError naming it ("disk full" for
+    ENOSPC)."""
+    try:
+        yield
+    except OSError as exc:
+        reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+        raise LocalFileError(f"cannot write {path}: {reason}", path=path.name) from exc
 
 
 def lone_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

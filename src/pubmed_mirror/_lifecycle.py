@@ -29,10 +29,11 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ._errors import local_errors
 from ._plan import CHECKSUM_SUFFIX, Selection, matches, select_files
 from ._pubmed import pubmed_year
 from ._state import Manifest, ManifestEntry
-from ._transfer import discard_part, local_errors, part_path
+from ._transfer import discard_part, part_path
 from ._transport import RemoteEntry
 
 __all__ = ["Changeover", "DeleteLimit", "Deletions", "Listed", "changeover",

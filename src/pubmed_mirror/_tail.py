@@ -22,9 +22,10 @@ from typing import BinaryIO
 
 import anyio
 
-from ._errors import ProtocolError, ResumeRefused, TruncatedTransfer
+from ._errors import ProtocolError, ResumeRefused, TruncatedTransfer, local_errors
 from ._layout import open_read, segment_files, segment_path
-from ._transfer import OVERLAP, Span, local_errors
+from ._resume import OVERLAP
+from ._transfer import Span
 
 __all__ = ["FileTail", "Tails", "segments_on_disk"]
 

@@ -2,49 +2,44 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import errno
 import functools
-import hashlib
 import json
 import logging
 import math
 import os
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 
+from ._digest import PartDigest, file_md5
 from ._direct import Mover
 from ._errors import (
     ChecksumMismatch,
-    LocalFileError,
     PartMismatch,
     ProtocolError,
     RemoteFileError,
-    ResumeRefused,
     TransferStalled,
     TruncatedTransfer,
+    local_errors,
 )
 from ._layout import (
     create_file,
     legacy_records,
     make_part_dirs,
     meta_path,
-    open_read,
     part_path,
     read_record,
     regular_size,
     segment_files,
 )
 from ._ratelimit import TokenBucket
+from ._resume import OVERLAP, check_overlap
 from ._state import STATE_DIR, make_state_dir
 from ._transport import DirectStream, Session
 
@@ -52,9 +47,6 @@ log = logging.getLogger("pubmed_mirror")
 
 __all__ = ["PartDigest", "RemoteFile", "Span", "TransferResult", "fetch_file", "part_path",
            "receive_span"]
-
-_HASH_BLOCK = 4 << 20
-
 
 @dataclass(frozen=True, slots=True)
 class RemoteFile:
@@ -70,15 +62,6 @@ class RemoteFile:
 class TransferResult:
     received: int  # bytes received in this call
     resumed_from: int  # bytes already in NAME.part when it started
-
-
-@contextlib.contextmanager
-def local_errors(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
-        raise LocalFileError(f"cannot write {path}: {reason}", path=path.name) from exc
 
 
 def _version(remote: RemoteFile) -> dict[str, float | None]:
@@ -153,66 +136,6 @@ def discard_empty_part(dest: Path) -> None:
     with contextlib.suppress(OSError):
         if regular_size(part) == 0 and not segment_files(part):
             discard_part(part)
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open_read(path) as f:
-        while block := f.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class PartDigest:
-    """The MD5 of NAME.part, computed behind the writer.
-
-    While the part is received, a worker thread hashes what is already written (read back
-    from the page cache), so the check before the rename reads only the rest: on a fast link
-    the hashing overlaps the transfer instead of following it. One belongs to one attempt,
-    made after the part was prepared: within an attempt the part only grows (its first span
-    appends, then the segments are appended), and a new attempt, which may start the part
-    again, makes a new one.
-    """
-
-    def __init__(self, part: Path) -> None:
-        self._part = part
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._done = 0  # bytes of the part hashed
-        self._lock = threading.Lock()  # one thread hashes at a time
-        self._busy = False  # a job is queued or running
-
-    def advance(self, written: int) -> None:
-        """The part holds `written` bytes: hash them in a worker thread, unless the last job
-        still runs (the next call catches up). Called on the event loop; never waits."""
-        if not self._busy and written > self._done:
-            self._busy = True
-            asyncio.get_running_loop().run_in_executor(None, self._job, written)
-
-    def _job(self, upto: int) -> None:
-        try:
-            with self._lock:
-                self._update(upto)
-        except OSError:
-            pass  # `hexdigest` reads on from where this stopped, and reports what is wrong
-        finally:
-            self._busy = False
-
-    def _update(self, upto: int | None) -> None:
-        with open_read(self._part) as f:
-            f.seek(self._done)
-            while upto is None or self._done < upto:
-                want = _HASH_BLOCK if upto is None else min(_HASH_BLOCK, upto - self._done)
-                block = f.read(want)
-                if not block:
-                    break
-                self._md5.update(block)
-                self._done += len(block)
-
-    def hexdigest(self) -> str:
-        """The MD5 of the whole part as it is now (blocking: call it in a worker thread)."""
-        with self._lock:
-            self._update(None)
-            return self._md5.hexdigest()
 
 
 def finalize(part: Path, dest: Path, remote: RemoteFile,
@@ -395,7 +318,7 @@ async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
     async with session.open_direct(remote.path, span.pos - back, buffer=buffer,
                                    mover=mover) as stream:
         if back:
-            await _check_overlap(stream, fd, span, back, remote.path, stall_timeout, bucket)
+            await check_overlap(stream, fd, span, back, remote.path, stall_timeout, bucket)
         span.active = True
         try:
             received = await _receive(stream, fd, span, remote, stall_timeout, bucket,
@@ -408,81 +331,6 @@ async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
         if span.end == remote.size or span.pos < span.end:
             await stream.finish()  # the final reply (the span stopped short otherwise)
     return received, False
-
-
-OVERLAP = 64 << 10  # a resume asks for this much before the part's end, to compare
-
-
-async def _check_overlap(stream: DirectStream, fd: int, span: Span, back: int, path: str,
-                         stall_timeout: float, bucket: TokenBucket | None) -> None:
-    """Receive the `back` bytes before span.pos once more and compare them with what the
-    span's file holds there: a resume proves where it landed.
-
-    A server that said yes to REST and sent from byte 0 anyway sends the file's first bytes:
-    ResumeRefused. Other bytes mean the part is not of the version being served (or went
-    wrong): PartMismatch, and the caller discards it.
-    """
-    offset = span.pos - span.start - back
-    with _scratch() as scratch:
-        got = await _receive_into(stream, scratch, back, path, stall_timeout, bucket)
-        if got < back:
-            await stream.finish()  # the server's final reply says why (a 426, say)
-            raise TruncatedTransfer(f"stream ended {got} bytes after byte {span.pos - back}",
-                                    path=path)
-        sent = os.pread(scratch, back, 0)
-    with local_errors(span.path):
-        if sent == os.pread(fd, back, offset):
-            return
-        head = _file_head(span, fd, back)
-    if span.pos - back > 0 and sent == head:
-        raise ResumeRefused(f"the server answered REST {span.pos - back} but sent the file "
-                            "from byte 0", path=path)
-    raise PartMismatch(f"bytes {span.pos - back}-{span.pos - 1} differ from the part's: "
-                       "it is discarded", path=path)
-
-
-def _file_head(span: Span, fd: int, length: int) -> bytes:
-    """The first bytes of the file the span belongs to (as NAME.part holds them)."""
-    if span.head is None:
-        return os.pread(fd, length, 0)
-    with open_read(span.head) as part:
-        return part.read(length)
-
-
-async def _receive_into(stream: DirectStream, fd: int, count: int, path: str,
-                        stall_timeout: float, bucket: TokenBucket | None) -> int:
-    """Move up to `count` bytes of the stream into `fd` from offset 0; return how many
-    arrived before the stream ended."""
-    got = 0
-    with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
-        while got < count:
-            try:
-                n = stream.move(fd, got, count - got)
-            except BlockingIOError:
-                await stream.readable()
-                continue
-            if n == 0:
-                break
-            got += n
-            await _account(n, bucket, None, stall)
-            stall.deadline = anyio.current_time() + stall_timeout
-    if stall.cancelled_caught:
-        raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
-    return got
-
-
-@contextlib.contextmanager
-def _scratch() -> Iterator[int]:
-    """A descriptor of an anonymous file in memory, for bytes that are only compared."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("pubmed-mirror-overlap", os.MFD_CLOEXEC)
-        try:
-            yield fd
-        finally:
-            os.close(fd)
-    else:
-        with tempfile.TemporaryFile() as file:
-            yield file.fileno()
 
 
 def _open_part(path: Path) -> tuple[int, int]:

@@ -15,12 +15,12 @@ from typing import Literal
 
 import anyio
 
+from ._digest import file_md5
 from ._errors import LocalFileError, describe, ungrouped
 from ._layout import open_read
 from ._plan import CHECKSUM_SUFFIX, unsafe_name_reason
 from ._pubmed import file_order, parse_md5_file
 from ._state import DestLock, Manifest, ManifestEntry
-from ._transfer import file_md5
 
 __all__ = ["FileCheck", "VerifyReport", "verify"]
 
