@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["OVERLAP", "check_overlap"]
 
 
-OVERLAP = 64 << 10  # a resume asks for this much before the part's end, to compare
+OVERLAP = 16 << 10  # a resume asks for this much before the part's end, to compare
 
 
 async def check_overlap(stream: DirectStream, fd: int, span: Span, back: int, path: str,

@@ -160,7 +160,7 @@ def segments_on_disk(part: Path, size: int, have: int) -> tuple[int, list[Span]]
 def _check_start(segment: int, part: int, span: Span) -> None:
     """ResumeRefused when the segment starts with the file's first bytes: what a server that
     answers REST with 350 and sends from byte 0 anyway would have sent. (A file whose bytes
-    at the segment's start really repeat its first 64 KiB is then fetched whole: a cost,
+    at the segment's start really repeat its first OVERLAP bytes is then fetched whole: a cost,
     never a wrong file.)"""
     length = min(OVERLAP, span.end - span.start)
     if os.pread(segment, length, 0) == os.pread(part, length, 0):
