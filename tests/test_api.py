@@ -9,20 +9,21 @@ def test_all_is_pinned() -> None:
     """__all__ lists exactly the public names (a change here is an API change)."""
     assert sorted(pubmed_mirror.__all__) == sorted([
         "AutoSource", "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused",
-        "DestinationBusy", "DirectStream", "Event", "EventFeed", "FatalError", "FileCheck",
+        "ConsumerCursor", "DatasetError", "DatasetStatus", "DestinationBusy", "DirectStream", "Event", "EventFeed", "FatalError", "FileCheck",
         "FileDeadlineExceeded",
         "FileDone", "FileFailed", "FileProgress", "FileQueued", "FileResult", "FileRetrying",
         "FileSkipped", "FileStarted", "FtpSession", "FtpSource", "FtpTransport", "HttpSource",
-        "ListingDone",
+        "ListingDone", "LoadFile", "LoadOrder",
         "LocalFileError", "LoginRefused", "Manifest", "ManifestEntry", "MirrorError",
         "MirrorOptions", "MirrorPlan", "MirrorReport", "PRESETS", "PartMismatch", "PermanentError",
         "PlannedFile",
         "PoolStats", "ProtocolError", "ReadStream", "RemoteEntry", "RemoteFile", "RemoteFileError",
-        "ResumeRefused", "RetryPolicy", "ServerBusy", "ServerUnreachable", "Session",
+        "ResumeRefused", "RetryPolicy", "RunRecord", "ServerBusy", "ServerUnreachable", "Session",
         "SessionPool", "Source",
         "Timeouts", "TokenBucket", "TooManyConnections", "TransferResult", "TransferStalled",
         "TransientError", "Transport", "TruncatedTransfer", "VerifyReport", "__version__",
-        "fetch_file", "list_remote", "mirror", "mirror_events", "parse_md5_file", "plan_mirror",
+        "acknowledge", "consumer_cursor", "dataset_status", "fetch_file", "list_remote",
+        "load_order", "mirror", "mirror_events", "parse_md5_file", "plan_mirror",
         "verify",
     ])
     for name in pubmed_mirror.__all__:

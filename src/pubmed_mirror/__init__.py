@@ -16,6 +16,7 @@ from ._errors import (
     ConnectionLost,
     ConnectionRefused,
     ConnectTimeout,
+    DatasetError,
     DestinationBusy,
     FatalError,
     FileDeadlineExceeded,
@@ -33,6 +34,15 @@ from ._errors import (
     TransferStalled,
     TransientError,
     TruncatedTransfer,
+)
+from ._dataset import (
+    DatasetStatus,
+    LoadFile,
+    LoadOrder,
+    acknowledge,
+    consumer_cursor,
+    dataset_status,
+    load_order,
 )
 from ._events import (
     Event,
@@ -63,7 +73,7 @@ from ._pubmed import PRESETS, parse_md5_file
 from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
 from ._source import AutoSource, FtpSource, HttpSource
-from ._state import Manifest, ManifestEntry
+from ._state import ConsumerCursor, Manifest, ManifestEntry, RunRecord
 from ._transfer import RemoteFile, TransferResult, fetch_file
 from ._transport import DirectStream, ReadStream, RemoteEntry, Session, Source, Transport
 from ._verify import FileCheck, VerifyReport, verify
@@ -76,6 +86,9 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLost",
     "ConnectionRefused",
+    "ConsumerCursor",
+    "DatasetError",
+    "DatasetStatus",
     "DestinationBusy",
     "DirectStream",
     "Event",
@@ -96,6 +109,8 @@ __all__ = [
     "FtpTransport",
     "HttpSource",
     "ListingDone",
+    "LoadFile",
+    "LoadOrder",
     "LocalFileError",
     "LoginRefused",
     "Manifest",
@@ -116,6 +131,7 @@ __all__ = [
     "RemoteFileError",
     "ResumeRefused",
     "RetryPolicy",
+    "RunRecord",
     "ServerBusy",
     "ServerUnreachable",
     "Session",
@@ -131,8 +147,12 @@ __all__ = [
     "TruncatedTransfer",
     "VerifyReport",
     "__version__",
+    "acknowledge",
+    "consumer_cursor",
+    "dataset_status",
     "fetch_file",
     "list_remote",
+    "load_order",
     "mirror",
     "mirror_events",
     "parse_md5_file",

@@ -60,6 +60,7 @@ from ._pool import SessionPool
 from ._pubmed import file_order, parse_md5_file
 from ._ratelimit import TokenBucket
 from ._retry import RetryPolicy
+from ._runlog import record_listing, recorded_run
 from ._source import parse_source
 from ._state import DestLock, Manifest, ManifestEntry
 from ._tail import FileTail, Tails, segments_on_disk
@@ -240,6 +241,7 @@ class _Run:
         self.tails = Tails(options.split_min)
         self.splittable: dict[FileTail, _Attempts] = {}  # the files being received
         self.resume = True  # False once the server is caught unable to resume
+        self.listed: list[RemoteEntry] = []  # the listing: the dataset's record of it
 
     def no_resume(self, error: ResumeRefused) -> None:
         """The server cannot resume (REST refused or ignored, or no way to tell a version):
@@ -252,7 +254,7 @@ class _Run:
 
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
-        entries = await self.options.retry.call(self._list)
+        entries = self.listed = await self.options.retry.call(self._list)
         selection = self.options.selection(self.source.default_include)
         files = select_files(entries, selection)
         plan = await anyio.to_thread.run_sync(
@@ -267,6 +269,8 @@ class _Run:
     async def run(self) -> None:
         async with self.pool:
             plan = await self.plan()
+            await record_listing(self.manifest, self.listed,
+                                 self.options.selection(self.source.default_include))
             self.emit(ListingDone(len(plan.files) + len(plan.unreadable),
                                   sum(f.size for f in plan.files)))
             for entry in plan.unreadable:
@@ -781,7 +785,8 @@ async def mirror(
             with Manifest.open(dest_path) as manifest:
                 run = _Run(src, dest_path, options, on_event or (lambda event: None), manifest)
                 try:
-                    await run.run()
+                    async with recorded_run(manifest, str(src), run.results):
+                        await run.run()
                 finally:
                     with anyio.CancelScope(shield=True):
                         await anyio.to_thread.run_sync(sync_directory, dest_path)
