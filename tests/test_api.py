@@ -9,22 +9,24 @@ def test_all_is_pinned() -> None:
     """__all__ lists exactly the public names (a change here is an API change)."""
     assert sorted(pubmed_mirror.__all__) == sorted([
         "AutoSource", "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused",
-        "ConsumerCursor", "DatasetError", "DatasetStatus", "DestinationBusy", "DirectStream", "Event", "EventFeed", "FatalError", "FileCheck",
+        "DestinationBusy", "DirectStream", "Event", "EventFeed", "FatalError", "FileCheck",
         "FileDeadlineExceeded",
         "FileDone", "FileFailed", "FileProgress", "FileQueued", "FileResult", "FileRetrying",
         "FileSkipped", "FileStarted", "FtpSession", "FtpSource", "FtpTransport", "HttpSource",
-        "ListingDone", "LoadFile", "LoadOrder",
+        "ListingDone",
         "LocalFileError", "LoginRefused", "Manifest", "ManifestEntry", "MirrorError",
         "MirrorOptions", "MirrorPlan", "MirrorReport", "PRESETS", "PartMismatch", "PermanentError",
         "PlannedFile",
         "PoolStats", "ProtocolError", "ReadStream", "RemoteEntry", "RemoteFile", "RemoteFileError",
-        "ResumeRefused", "RetryPolicy", "RunRecord", "ServerBusy", "ServerUnreachable", "Session",
+        "ResumeRefused", "RetryPolicy", "ServerBusy", "ServerUnreachable", "Session",
         "SessionPool", "Source",
         "Timeouts", "TokenBucket", "TooManyConnections", "TransferResult", "TransferStalled",
         "TransientError", "Transport", "TruncatedTransfer", "VerifyReport", "__version__",
-        "acknowledge", "consumer_cursor", "dataset_status", "fetch_file", "list_remote",
-        "load_order", "mirror", "mirror_events", "parse_md5_file", "plan_mirror",
+        "fetch_file", "list_remote", "mirror", "mirror_events", "parse_md5_file", "plan_mirror",
         "verify",
+        # the dataset view (issue 15)
+        "ConsumerCursor", "DatasetError", "DatasetStatus", "LoadFile", "LoadOrder", "RunRecord",
+        "acknowledge", "consumer_cursor", "dataset_status", "load_order",
     ])
     for name in pubmed_mirror.__all__:
         assert hasattr(pubmed_mirror, name), name

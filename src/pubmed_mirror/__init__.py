@@ -11,6 +11,15 @@
     anyio.run(main)
 """
 
+from ._dataset import (
+    DatasetStatus,
+    LoadFile,
+    LoadOrder,
+    acknowledge,
+    consumer_cursor,
+    dataset_status,
+    load_order,
+)
 from ._errors import (
     ChecksumMismatch,
     ConnectionLost,
@@ -34,15 +43,6 @@ from ._errors import (
     TransferStalled,
     TransientError,
     TruncatedTransfer,
-)
-from ._dataset import (
-    DatasetStatus,
-    LoadFile,
-    LoadOrder,
-    acknowledge,
-    consumer_cursor,
-    dataset_status,
-    load_order,
 )
 from ._events import (
     Event,

@@ -21,8 +21,9 @@ The definitions every command uses:
   year in the listing or the manifest is **incoming** (a changeover in progress);
 - **missing**: listed by the last listing, or recorded, but not final;
 - **unverified**: final but never checked against an MD5; **bad**: `verify` found it wrong;
-- **extra**: a regular file at DEST's top level that the manifest does not record (not our
-  state directory, not the `.part` of a known file, not the NAME.md5 of a recorded NAME);
+- **extra**: a regular file at DEST's top level that the manifest does not record and the
+  last listing does not hold (a listed file without a record is missing), other than our
+  state directory, the `.part` of a known file and the NAME.md5 of a known NAME;
 - **gaps**: numbers between the lowest and highest file number of the current year (in the
   manifest or the listing) that neither holds.
 """
@@ -104,12 +105,17 @@ class _Holdings:
         return None
 
 
+def _mirror_in(dest: str | os.PathLike[str]) -> Path:
+    """DEST, absolute; DatasetError when it holds no mirror (it is left as it is)."""
+    path = Path(dest).absolute()
+    if not (state_dir(path) / "manifest.sqlite").is_file():
+        raise DatasetError(f"{dest} holds no mirror (no {STATE_DIR}/manifest.sqlite)")
+    return path
+
+
 def _read(dest: str | os.PathLike[str]) -> _Holdings:
     """DEST's manifest and files; DatasetError when DEST holds no mirror."""
-    path = Path(dest).absolute()
-    manifest_file = state_dir(path) / "manifest.sqlite"
-    if not manifest_file.is_file():
-        raise DatasetError(f"{dest} holds no mirror (no {STATE_DIR}/manifest.sqlite)")
+    path = _mirror_in(dest)
     with Manifest.open(path, create=False, read_only=True) as manifest:
         rows = {e.name: e for e in manifest.entries()}
         listed = {f.name: f for f in manifest.listing()}
@@ -152,14 +158,13 @@ def _gaps(held: _Holdings, year: int | None) -> list[str]:
 
 
 def _extra(held: _Holdings) -> list[str]:
-    known = held.data_names() | set(held.listed)
+    known = held.rows.keys() | held.listed.keys()
 
     def ours(name: str) -> bool:
-        if name in held.rows or name.startswith(STATE_DIR):
+        if name in known or name.startswith(STATE_DIR):
             return True
-        if name.endswith(CHECKSUM_SUFFIX) and name[: -len(CHECKSUM_SUFFIX)] in held.rows:
-            return True
-        return any(name.endswith(s) and name[: -len(s)] in known for s in _PART_SUFFIXES)
+        return any(name.endswith(s) and name[: -len(s)] in known
+                   for s in (CHECKSUM_SUFFIX, *_PART_SUFFIXES))
 
     return sorted((n for n in held.local if not ours(n)), key=file_order)
 
@@ -275,6 +280,7 @@ class LoadOrder:
     reason: str | None = None
     consumer: str | None = None
     reload: bool = False
+    cursor: ConsumerCursor | None = None  # the consumer's, as it was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,13 +345,13 @@ def load_order(baseline: str | os.PathLike[str], updates: str | os.PathLike[str]
         after = pubmed_number(cursor.through)
     walk = _walk(sequence, year, after)
     return LoadOrder(walk.files, year, walk.reason is None, walk.stopped_at, walk.reason,
-                     consumer,
-                     reload=cursor is not None and cursor.year < year)
+                     consumer, reload=cursor is not None and cursor.year < year,
+                     cursor=cursor)
 
 
 def consumer_cursor(updates: str | os.PathLike[str], consumer: str) -> ConsumerCursor | None:
     """How far `consumer` has loaded (None: it never acknowledged a file). Blocking."""
-    return _get_cursor(_read(updates).dest, consumer)
+    return _get_cursor(_mirror_in(updates), consumer)
 
 
 def _get_cursor(dest: Path, consumer: str) -> ConsumerCursor | None:

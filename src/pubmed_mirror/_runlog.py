@@ -49,7 +49,9 @@ async def recorded_run(manifest: Manifest, source: str,
     """A row in `runs` for the run inside the block: written when it starts, given its
     outcome when it ends ("ok", "failed" from `results`, "interrupted", "error"), even when
     it is cancelled."""
-    run_id = await _best_effort("the run's start", manifest.start_run, source, time.time())
+    with anyio.CancelScope(shield=True):  # a row without its id could never be finished
+        run_id = await _best_effort("the run's start", manifest.start_run, source,
+                                    time.time())
     outcome, detail = "interrupted", None
     try:
         yield

@@ -33,15 +33,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
     order = load_order(args.baseline, args.updates, consumer=args.consumer)
-    if order.reload:
-        print(f"{order.consumer} must reload from the baseline: its cursor is of an older "
-              f"year than the current {order.year}", file=sys.stderr)
+    if order.reload and order.cursor is not None:
+        print(f"{order.consumer} must reload from the baseline: a new baseline ({order.year}) "
+              f"arrived after its cursor ({order.cursor.through}, of {order.cursor.year})",
+              file=sys.stderr)
     for f in order.files:
         if args.json:
             emit_json({"path": str(f.path), "name": f.name, "md5": f.md5, "year": f.year,
                        "number": f.number, "dest": str(f.dest)})
         else:
-            print(f.path, flush=False)
+            print(f.path)
     if args.json:
         emit_json({"complete": order.complete, "stopped_at": order.stopped_at,
                    "reason": order.reason, "reload": order.reload,

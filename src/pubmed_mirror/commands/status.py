@@ -61,7 +61,8 @@ def _text(status: DatasetStatus) -> list[str]:
                else f"[red]INCOMPLETE[/]: {escape(', '.join(status.problems))}")
     lines = [f"{escape(str(status.dest))}: {verdict}", f"  {_years(status)}",
              "  " + ", ".join(f"{len(getattr(status, kind))} {kind}" for kind in (
-                 "final", "verified", "missing", "superseded", "extra", "bad", "unverified")),
+                 "final", "verified", "missing", "superseded", "extra", "bad", "unverified",
+                 "gaps")),
              f"  last run: {_run(status.last_run)}"]
     for kind, names in (("missing", status.missing), ("bad", status.bad),
                         ("unverified, with an MD5 to check", status.unverified_with_md5),
