@@ -516,13 +516,31 @@ def test_pubmed_names() -> None:
     assert pubmed_name(2027, 12) == "pubmed27n0012.xml.gz"
 
 
-def test_removed_dest_copy_is_not_loaded(server: FaultyFTPServer, base: Path,
-                                         upd: Path) -> None:
-    """A recorded file gone from DEST is missing: load-order stops at it, status counts it."""
+@pytest.mark.parametrize("damage", ["removed", "corrupted"])
+def test_damaged_local_copy_is_not_loaded(server: FaultyFTPServer, base: Path, upd: Path,
+                                          damage: str) -> None:
+    """A recorded file gone from DEST is missing, one `verify` found corrupt is bad:
+    load-order stops at it saying so, status counts it and exits 1."""
     mirror_both(server, base, upd)
-    shutil.move(base / BASELINE_26[2], base.parent / "elsewhere")
+    victim = base / BASELINE_26[2]
+    if damage == "removed":
+        shutil.move(victim, base.parent / "elsewhere")
+    else:
+        victim.write_bytes(bytes(b ^ 1 for b in victim.read_bytes()))
+        assert run("verify", str(base)).returncode == 1
     code, files, last = order_json(base, upd)
     assert code == 1 and names_of(files) == BASELINE_26[:2]
-    assert last["stopped_at"] == BASELINE_26[2] and "does not hold it" in last["reason"]
+    assert last["stopped_at"] == BASELINE_26[2]
+    assert last["reason"].startswith("missing" if damage == "removed" else "bad: ")
     code, [obj] = status_json(base)
-    assert code == 1 and obj["missing"] == 1 and obj["final"] == 3
+    assert code == 1
+    assert (obj["missing"], obj["bad"]) == ((1, 0) if damage == "removed" else (0, 1))
+    assert obj["final"] == (3 if damage == "removed" else 4)
+
+
+async def test_one_dest_holding_both(server: FaultyFTPServer, base: Path) -> None:
+    """Given one DEST as both BASELINE and UPDATES, load_order lists its files once."""
+    assert (await mirror(f"{server.url}baseline/", base,
+                         MirrorOptions(include=("*.xml.gz",)))).ok
+    order = load_order(base, base)
+    assert order.complete and [f.name for f in order.files] == BASELINE_26

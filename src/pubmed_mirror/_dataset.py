@@ -71,10 +71,7 @@ class _Holdings:
     listed: dict[str, ListedFile]  # the last successful listing's data files
     local: dict[str, int]  # the regular files at DEST's top level, with their sizes
     last_run: RunRecord | None
-
-    def data_names(self) -> set[str]:
-        return {n for n in self.rows
-                if not (n.endswith(CHECKSUM_SUFFIX) and n[: -len(CHECKSUM_SUFFIX)] in self.rows)}
+    data: frozenset[str]  # the rows that are data files (not the NAME.md5 of another row)
 
     def final(self, name: str) -> bool:
         row = self.rows.get(name)
@@ -87,7 +84,7 @@ class _Holdings:
 
     def of_year(self, year: int) -> list[str]:
         """The PubMed data files of `year` recorded or listed, in load order."""
-        names = {n for n in self.data_names() | set(self.listed) if pubmed_year(n) == year}
+        names = {n for n in self.data | self.listed.keys() if pubmed_year(n) == year}
         return sorted(names, key=file_order)
 
     def unloadable(self, name: str) -> str | None:
@@ -120,7 +117,9 @@ def _read(dest: str | os.PathLike[str]) -> _Holdings:
         rows = {e.name: e for e in manifest.entries()}
         listed = {f.name: f for f in manifest.listing()}
         last_run = manifest.last_run()
-    return _Holdings(path, rows, listed, _local_files(path), last_run)
+    data = frozenset(n for n in rows if not (n.endswith(CHECKSUM_SUFFIX)
+                                             and n[: -len(CHECKSUM_SUFFIX)] in rows))
+    return _Holdings(path, rows, listed, _local_files(path), last_run, data)
 
 
 def _local_files(dest: Path) -> dict[str, int]:
@@ -140,7 +139,7 @@ def _years(names: Iterable[str]) -> set[int]:
 
 
 def _current_year(held: _Holdings) -> int | None:
-    years = sorted(_years(held.data_names()), reverse=True)
+    years = sorted(_years(held.data), reverse=True)
     for year in years:
         if all(held.verified(n) for n in held.listed if pubmed_year(n) == year):
             return year
@@ -218,9 +217,9 @@ def dataset_status(dest: str | os.PathLike[str]) -> DatasetStatus:
     read-only: works on a read-only DEST and beside a running mirror). DatasetError when
     DEST holds no mirror."""
     held = _read(dest)
-    data = held.data_names()
+    data = held.data
     current = _current_year(held)
-    newer = [y for y in _years(data | set(held.listed)) if current is not None and y > current]
+    newer = [y for y in _years(data | held.listed.keys()) if _older(current, y)]
     final = [n for n in data if held.final(n)]
     unverified = [n for n in final if held.rows[n].md5 is None and held.rows[n].bad is None]
 
@@ -234,7 +233,7 @@ def dataset_status(dest: str | os.PathLike[str]) -> DatasetStatus:
         incoming_year=max(newer) if newer else None,
         final=ordered(final),
         verified=ordered(n for n in final if held.verified(n)),
-        missing=ordered(n for n in data | set(held.listed) if not held.final(n)),
+        missing=ordered(n for n in data | held.listed.keys() if not held.final(n)),
         superseded=ordered(n for n in data if _older(pubmed_year(n), current)),
         extra=tuple(_extra(held)),
         bad=ordered(n for n in data if held.rows[n].bad is not None),
@@ -269,7 +268,7 @@ class LoadFile:
 class LoadOrder:
     """The files a loader must apply, in order: the current year's baseline, then that
     year's update files. `complete` is False when the list stopped early, at `stopped_at`
-    (a file's name; None when there is nothing to load at all), for `reason`. `reload`: the
+    (a file's name; None when it could not start at all), for `reason`. `reload`: the
     consumer's cursor is of an older year: a new baseline arrived, and it must reload from
     it (the list starts from the baseline)."""
 
@@ -335,7 +334,9 @@ def load_order(baseline: str | os.PathLike[str], updates: str | os.PathLike[str]
                          f"the consumer is at {cursor.through} of {cursor.year}, but "
                          f"{base.dest}'s current year is {year}: wait until it is complete "
                          f"again", consumer)
-    sequence = [(base, n) for n in base.of_year(year)] + [(upd, n) for n in upd.of_year(year)]
+    sequence = [(base, n) for n in base.of_year(year)]
+    if upd.dest != base.dest:  # one DEST may hold both (its update files then are its own)
+        sequence += [(upd, n) for n in upd.of_year(year)]
     after = None
     if cursor is not None and cursor.year == year:
         if cursor.through not in {name for _, name in sequence}:
@@ -365,9 +366,8 @@ def acknowledge(updates: str | os.PathLike[str], consumer: str,
     final, verified file of UPDATES, with every update file of its year before it; or a
     baseline file of the same year, numbered below UPDATES' first update file of that year,
     if it holds one yet: `load_order` stops at a cursor naming a file neither DEST
-    holds). The cursor
-    lives in UPDATES' manifest; `mirror` never moves it. DatasetError, with nothing
-    changed, for a file not in the list, or one before the cursor. Blocking."""
+    holds). The cursor lives in UPDATES' manifest; `mirror` never moves it. DatasetError,
+    with nothing changed, for a file not in the list, or one before the cursor. Blocking."""
     held = _read(updates)
     year, number = pubmed_year(through), pubmed_number(through)
     if year is None or number is None:
