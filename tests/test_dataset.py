@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -445,6 +446,44 @@ def test_status_and_load_order_beside_a_running_mirror(remote: Remote, server: F
     for name in UPDATES_26:
         assert (upd / name).read_bytes() == content(name)
     assert status_json(upd)[0] == 0
+
+
+@pytest.fixture
+def read_only_mount(tmp_path: Path) -> Iterator[Path]:
+    """A small tmpfs of this test's own (root only: skipped otherwise unless CI=true)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = (subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "pubmed-mirror-test",
+                            str(mount)], capture_output=True, text=True, check=False)
+            if shutil.which("mount") else None)
+    if done is None or done.returncode != 0:
+        reason = "cannot mount a tmpfs (needs root and mount(8))"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True, check=False)
+
+
+def test_read_only_dest(server: FaultyFTPServer, read_only_mount: Path) -> None:
+    """On DESTs whose file system is read-only, status and load-order answer as usual and
+    change nothing; ack says in one line that the cursor cannot be recorded (exit 1)."""
+    base, upd = read_only_mount / "baseline", read_only_mount / "updatefiles"
+    mirror_both(server, base, upd)
+    remount = subprocess.run(["mount", "-o", "remount,ro", str(read_only_mount)],
+                             capture_output=True, text=True, check=False)
+    assert remount.returncode == 0, remount.stderr
+    before = sorted(p.name for p in (upd / ".pubmed-mirror").iterdir())
+    code, objects = status_json(base, upd)
+    assert code == 0 and [o["complete"] for o in objects] == [True, True]
+    code, files, last = order_json(base, upd)
+    assert code == 0 and names_of(files) == BASELINE_26 + UPDATES_26 and last["complete"]
+    acked = run("ack", str(upd), "--consumer", "c", "--through", UPDATES_26[0])
+    assert acked.returncode == 1 and len(acked.stderr.splitlines()) == 1
+    assert "read-only" in acked.stderr
+    assert sorted(p.name for p in (upd / ".pubmed-mirror").iterdir()) == before
 
 
 # -- the library ----------------------------------------------------------------------------------

@@ -134,6 +134,8 @@ def test_final_file_whose_record_fails_is_done_and_repaired(
         [done] = [e for e in events(full.stdout) if e["event"] == "file_done"]
         assert done["name"] == NAME and "disk full" in done["record_error"]
     assert not [e for e in events(full.stdout) if e["event"] == "file_failed"]
+    if how == "checked":  # the run's own record (for `status`) found no page: only warned
+        assert "the run's start: not recorded in the manifest" in full.stderr
     assert again.returncode == 1, again.stdout + again.stderr
     assert "not recorded" in again.stdout and "FAILED" not in again.stdout
     assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr
