@@ -25,6 +25,9 @@ def test_all_is_pinned() -> None:
         "TransientError", "Transport", "TruncatedTransfer", "VerifyReport", "__version__",
         "fetch_file", "list_remote", "mirror", "mirror_events", "parse_md5_file", "plan_mirror",
         "verify",
+        # the dataset view (issue 15)
+        "ConsumerCursor", "DatasetError", "DatasetStatus", "LoadFile", "LoadOrder", "RunRecord",
+        "acknowledge", "consumer_cursor", "dataset_status", "load_order",
     ])
     for name in pubmed_mirror.__all__:
         assert hasattr(pubmed_mirror, name), name

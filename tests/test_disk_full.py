@@ -24,6 +24,8 @@ from test_cli import run
 PAGE = 4096  # tmpfs counts whole pages
 SHM_PAGES = 8  # the manifest's -shm file (32 KiB), taken when a run opens it
 META_PAGES = 1  # NAME.part.meta: taken before the data, given back at the rename
+# the manifest's log after a run recorded its start and its listing (3 frames), before data
+RUN_LOG_PAGES = -(-(32 + 3 * (24 + PAGE)) // PAGE)
 NAME = "pubmed26n0001.xml.gz"
 OTHER = "pubmed26n0002.xml.gz"
 
@@ -111,7 +113,7 @@ def test_final_file_whose_record_fails_is_done_and_repaired(
             Manifest.open(dest).close()  # DEST's state, as a first run leaves it
             # after the data, one page is free and the meta's comes back: NAME.md5 takes one,
             # the manifest's log needs more
-            filler = fill(disk, SHM_PAGES + META_PAGES + pages(size) + 1)
+            filler = fill(disk, SHM_PAGES + RUN_LOG_PAGES + META_PAGES + pages(size) + 1)
         else:
             prepared = run("mirror", server.url, "--dest", str(dest), "--include", NAME,
                            "--no-verify")
@@ -132,6 +134,8 @@ def test_final_file_whose_record_fails_is_done_and_repaired(
         [done] = [e for e in events(full.stdout) if e["event"] == "file_done"]
         assert done["name"] == NAME and "disk full" in done["record_error"]
     assert not [e for e in events(full.stdout) if e["event"] == "file_failed"]
+    if how == "checked":  # the run's own record (for `status`) found no page: only warned
+        assert "the run's start: not recorded in the manifest" in full.stderr
     assert again.returncode == 1, again.stdout + again.stderr
     assert "not recorded" in again.stdout and "FAILED" not in again.stdout
     assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr

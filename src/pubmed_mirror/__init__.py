@@ -11,11 +11,21 @@
     anyio.run(main)
 """
 
+from ._dataset import (
+    DatasetStatus,
+    LoadFile,
+    LoadOrder,
+    acknowledge,
+    consumer_cursor,
+    dataset_status,
+    load_order,
+)
 from ._errors import (
     ChecksumMismatch,
     ConnectionLost,
     ConnectionRefused,
     ConnectTimeout,
+    DatasetError,
     DestinationBusy,
     FatalError,
     FileDeadlineExceeded,
@@ -59,7 +69,7 @@ from ._ratelimit import TokenBucket
 from ._report import FileResult, MirrorReport
 from ._retry import RetryPolicy
 from ._source import AutoSource, FtpSource, HttpSource
-from ._state import Manifest, ManifestEntry
+from ._state import ConsumerCursor, Manifest, ManifestEntry, RunRecord
 from ._transfer import RemoteFile, TransferResult, fetch_file
 from ._transport import DirectStream, ReadStream, RemoteEntry, Session, Source, Transport
 from ._verify import FileCheck, VerifyReport, verify
@@ -75,6 +85,9 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLost",
     "ConnectionRefused",
+    "ConsumerCursor",
+    "DatasetError",
+    "DatasetStatus",
     "DestinationBusy",
     "DirectStream",
     "Event",
@@ -95,6 +108,8 @@ __all__ = [
     "FtpTransport",
     "HttpSource",
     "ListingDone",
+    "LoadFile",
+    "LoadOrder",
     "LocalFileError",
     "LoginRefused",
     "Manifest",
@@ -115,6 +130,7 @@ __all__ = [
     "RemoteFileError",
     "ResumeRefused",
     "RetryPolicy",
+    "RunRecord",
     "ServerBusy",
     "ServerUnreachable",
     "Session",
@@ -130,8 +146,12 @@ __all__ = [
     "TruncatedTransfer",
     "VerifyReport",
     "__version__",
+    "acknowledge",
+    "consumer_cursor",
+    "dataset_status",
     "fetch_file",
     "list_remote",
+    "load_order",
     "mirror",
     "mirror_events",
     "parse_md5_file",

@@ -18,10 +18,14 @@
     │   │                            whole files from then on: see `_mirror`)
     │   ├── FileDeadlineExceeded     the optional whole-file deadline ran out
     │   └── LocalFileError           writing the local copy failed (disk full, permissions)
-    └── FatalError                   the whole run stops
-        ├── LoginRefused             530 for credentials (not "too many connections")
-        ├── ServerUnreachable        no such host, or the port refused the first connection
-        └── DestinationBusy          another run holds DEST's lock
+    ├── FatalError                   the whole run stops
+    │   ├── LoginRefused             530 for credentials (not "too many connections")
+    │   ├── ServerUnreachable        no such host, or the port refused the first connection
+    │   └── DestinationBusy          another run holds DEST's lock
+    └── DatasetError                 a question about DEST as a dataset (`status`,
+                                     `load-order`, `ack`) that it cannot answer: DEST holds
+                                     no mirror, a file not in the consumer's list, an ack
+                                     backwards (nothing was changed)
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ __all__ = [
     "ConnectionLost",
     "DestinationBusy",
     "ConnectionRefused",
+    "DatasetError",
     "FatalError",
     "FileDeadlineExceeded",
     "LocalFileError",
@@ -163,6 +168,10 @@ class ServerUnreachable(FatalError):
 
 class DestinationBusy(FatalError):
     """Another run is mirroring into the same destination."""
+
+
+class DatasetError(MirrorError):
+    """DEST cannot answer this question as a dataset (bad usage: nothing was changed)."""
 
 
 Phase = Literal["connect", "login", "list", "stat", "retr", "transfer", "finish", "quit"]

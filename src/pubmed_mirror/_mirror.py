@@ -61,6 +61,7 @@ from ._pubmed import file_order
 from ._ratelimit import TokenBucket
 from ._report import FileResult, MirrorReport
 from ._retry import RetryPolicy
+from ._runlog import record_listing, recorded_run
 from ._source import parse_source
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
@@ -106,6 +107,7 @@ class MirrorRun:
         self.superseded: tuple[str, ...] = ()
         self.deletion_refused: str | None = None
         self.resume = True  # False once the server is caught unable to resume
+        self.entries: list[RemoteEntry] = []  # the listing, as the dataset records it
 
     def no_resume(self, error: ResumeRefused) -> None:
         """The server cannot resume (REST refused or ignored, or no way to tell a version):
@@ -118,7 +120,8 @@ class MirrorRun:
 
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
-        entries = current_entries(await self.options.retry.call(self._list))
+        self.entries = await self.options.retry.call(self._list)
+        entries = current_entries(self.entries)
         selection = self.options.selection(self.source.default_include)
         files = select_files(entries, selection)
         self.listed = listed_files(entries, selection)
@@ -137,6 +140,8 @@ class MirrorRun:
     async def run(self) -> None:
         async with self.pool:
             plan = await self.plan()
+            await record_listing(self.manifest, self.entries,
+                                 self.options.selection(self.source.default_include))
             self.emit(ListingDone(len(plan.files) + len(plan.unreadable),
                                   sum(f.size for f in plan.files)))
             for entry in plan.unreadable:
@@ -341,7 +346,8 @@ async def mirror(
             with Manifest.open(dest_path) as manifest:
                 run = MirrorRun(src, dest_path, options, on_event or (lambda event: None), manifest)
                 try:
-                    await run.run()
+                    async with recorded_run(manifest, str(src), run.results):
+                        await run.run()
                 finally:
                     with anyio.CancelScope(shield=True):
                         await anyio.to_thread.run_sync(sync_directory, dest_path)

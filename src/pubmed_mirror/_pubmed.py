@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PRESETS", "file_order", "parse_md5_file", "pubmed_number", "pubmed_year"]
+__all__ = ["PRESETS", "file_order", "parse_md5_file", "pubmed_name", "pubmed_number",
+           "pubmed_year"]
 
 NCBI_FTP = "ftp://ftp.ncbi.nlm.nih.gov"
 
@@ -52,16 +53,24 @@ def file_order(name: str) -> list[tuple[int, int | str]]:
     return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
 
 
+# NCBI's data files: pubmed26n0001.xml.gz, the year (2026) and the file number (1)
 _PUBMED_NAME = re.compile(r"pubmed(?P<yy>\d{2})n(?P<number>\d{4,})\.xml\.gz")
 
 
 def pubmed_year(name: str) -> int | None:
-    """The year of a PubMed file (`pubmed27n0001.xml.gz`: 2027); None for other names."""
+    """The year of a PubMed data file (`pubmed26n0001.xml.gz` -> 2026); None for any other
+    name (its NAME.md5 included)."""
     match = _PUBMED_NAME.fullmatch(name)
-    return None if match is None else 2000 + int(match["yy"])
+    return None if match is None else 2000 + int(match.group("yy"))
 
 
 def pubmed_number(name: str) -> int | None:
-    """The number of a PubMed file (`pubmed27n0042.xml.gz`: 42); None for other names."""
+    """The file number of a PubMed data file (`pubmed26n0001.xml.gz` -> 1), which gives
+    its place in the load order; None for any other name."""
     match = _PUBMED_NAME.fullmatch(name)
-    return None if match is None else int(match["number"])
+    return None if match is None else int(match.group("number"))
+
+
+def pubmed_name(year: int, number: int) -> str:
+    """The name NCBI gives file `number` of `year` (the inverse of the two above)."""
+    return f"pubmed{year % 100:02d}n{number:04d}.xml.gz"

@@ -10,15 +10,16 @@ import sqlite3
 import stat
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ._errors import DestinationBusy, LocalFileError
 
-__all__ = ["STATE_DIR", "DestLock", "Manifest", "ManifestEntry", "check_state_dir",
-           "make_state_dir"]
+__all__ = ["STATE_DIR", "ConsumerCursor", "DestLock", "ListedFile", "Manifest",
+           "ManifestEntry", "RunRecord", "check_state_dir", "make_state_dir"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -36,6 +37,16 @@ CREATE TABLE IF NOT EXISTS files (
 )
 """
 _COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad"
+# what the dataset view (`status`, `load-order`, `ack`) needs beyond the files: see _dataset
+_DATASET_TABLES = {
+    # the data files (not NAME.md5) of the selection in the last successful listing
+    "listing": "name TEXT PRIMARY KEY, size INTEGER, mtime REAL",
+    # one row per mirror run; outcome NULL until it ends (or forever, if it was killed)
+    "runs": "id INTEGER PRIMARY KEY, source TEXT, started REAL, finished REAL, "
+            "outcome TEXT, detail TEXT",
+    # how far each consumer has loaded (`ack`); `mirror` never touches it
+    "cursors": "consumer TEXT PRIMARY KEY, year INTEGER, through TEXT, updated REAL",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,37 @@ class ManifestEntry:
     fetched_at: float
     verified_at: float | None = None
     bad: str | None = None  # set by `verify`: the next mirror fetches the file again
+
+
+@dataclass(frozen=True, slots=True)
+class ListedFile:
+    name: str
+    size: int | None
+    mtime: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One mirror run into DEST. `outcome`: "ok", "failed" (a file failed or was not
+    recorded), "interrupted", "error" (the listing failed, or a fatal error); None while the
+    run goes on, or for ever when it was killed."""
+
+    id: int
+    source: str
+    started: float
+    finished: float | None
+    outcome: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerCursor:
+    """How far a consumer has loaded: every file up to `through` (of `year`)."""
+
+    consumer: str
+    year: int
+    through: str
+    updated: float
 
 
 def state_dir(dest: Path) -> Path:
@@ -138,8 +180,12 @@ class Manifest:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute(_SCHEMA)
                 self._add_bad_column()
+                _create_dataset_tables(self._db)
             else:
                 self._db = self._read_only(path)
+            # an older manifest opened read-only lacks the dataset tables: they read as empty
+            self._tables = {row[0] for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
             # an older manifest opened read-only has no `bad` column: read it as NULL
             known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
             self._columns = _COLUMNS if "bad" in known else _COLUMNS.replace("bad", "NULL")
@@ -156,6 +202,7 @@ class Manifest:
         if not path.exists():
             db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
             db.execute(_SCHEMA)
+            _create_dataset_tables(db)
             return db
         # a WAL database cannot be opened with mode=ro without its -shm file, which a clean
         # close removes and a read-only directory cannot get back: then read it as immutable
@@ -230,6 +277,70 @@ class Manifest:
         with self._lock, self._errors():
             self._db.execute("UPDATE files SET bad = ? WHERE name = ?", (reason, name))
 
+    def delete(self, name: str) -> None:
+        """NAME is no longer in DEST: forget its row."""
+        with self._lock, self._errors():
+            self._db.execute("DELETE FROM files WHERE name = ?", (name,))
+
+    # -- the dataset view's tables (see _dataset) ------------------------------------------
+
+    def replace_listing(self, files: Iterable[ListedFile]) -> None:
+        """The last successful listing's data files, instead of the previous ones (whole)."""
+        with self._lock, self._errors(), self._transaction():
+            self._db.execute("DELETE FROM listing")
+            self._db.executemany("INSERT INTO listing (name, size, mtime) VALUES (?, ?, ?)",
+                                 ((f.name, f.size, f.mtime) for f in files))
+
+    def listing(self) -> list[ListedFile]:
+        return [ListedFile(*row) for row in self._select("listing", "name, size, mtime")]
+
+    def start_run(self, source: str, started: float) -> int:
+        """A run begins: its row, with no outcome yet; returns its id."""
+        with self._lock, self._errors():
+            cursor = self._db.execute("INSERT INTO runs (source, started) VALUES (?, ?)",
+                                      (source, started))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, finished: float, outcome: str,
+                   detail: str | None) -> None:
+        with self._lock, self._errors():
+            self._db.execute("UPDATE runs SET finished = ?, outcome = ?, detail = ? "
+                             "WHERE id = ?", (finished, outcome, detail, run_id))
+
+    def last_run(self) -> RunRecord | None:
+        rows = self._select("runs", "id, source, started, finished, outcome, detail",
+                            "ORDER BY id DESC LIMIT 1")
+        return RunRecord(*rows[0]) if rows else None
+
+    def get_cursor(self, consumer: str) -> ConsumerCursor | None:
+        rows = self._select("cursors", "consumer, year, through, updated",
+                            "WHERE consumer = ?", (consumer,))
+        return ConsumerCursor(*rows[0]) if rows else None
+
+    def set_cursor(self, cursor: ConsumerCursor) -> None:
+        with self._lock, self._errors():
+            self._db.execute("INSERT OR REPLACE INTO cursors (consumer, year, through, "
+                             "updated) VALUES (?, ?, ?, ?)",
+                             (cursor.consumer, cursor.year, cursor.through, cursor.updated))
+
+    def _select(self, table: str, columns: str, tail: str = "",
+                args: tuple[object, ...] = ()) -> list[Any]:
+        if table not in self._tables:
+            return []
+        with self._lock:
+            return self._db.execute(f"SELECT {columns} FROM {table} {tail}", args).fetchall()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -250,6 +361,11 @@ def _reason(exc: OSError | sqlite3.Error) -> str:
     if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorname", "") in _DISK_FULL:
         return f"disk full ({exc})"
     return str(exc)
+
+
+def _create_dataset_tables(db: sqlite3.Connection) -> None:
+    for table, columns in _DATASET_TABLES.items():
+        db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
 
 
 def _manifest_path(dest: Path) -> Path:

@@ -36,7 +36,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ._errors import DestinationBusy, MirrorError, ungrouped
+from ._errors import DatasetError, DestinationBusy, MirrorError, ungrouped
 from ._events import (
     BaselineChanged,
     Event,
@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="RATE", help="the demo server's throttle, default 512K")
     d.add_argument("--concurrency", type=_positive_int, default=4, metavar="N")
     _output_options(d)
+    from .commands import add_parsers  # they import this module
+
+    add_parsers(commands)
     return parser
 
 
@@ -777,8 +780,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(exc)
         return EXIT_USAGE
     try:
-        return anyio.run(_COMMANDS[args.command], args, Console(highlight=False))
-    except DestinationBusy as exc:
+        command: Callable[[argparse.Namespace, Console], Awaitable[int]] = (
+            _COMMANDS.get(args.command) or args.func)  # func: see `commands`
+        return anyio.run(command, args, Console(highlight=False))
+    except (DestinationBusy, DatasetError) as exc:
         _fail(exc)
         return EXIT_USAGE
     except MirrorError as exc:

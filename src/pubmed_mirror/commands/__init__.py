@@ -1,0 +1,17 @@
+"""The commands with a module of their own (the others are still in `cli.py`).
+
+Each module has `add_parser(subparsers)`, which adds its subcommand and sets the parser's
+`func` to its `async def run(args, console) -> int` (the exit code)."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import ack, load_order, status
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for command in (status, load_order, ack):
+        command.add_parser(subparsers)
