@@ -33,7 +33,7 @@ from pubmed_mirror._events import (
 from pubmed_mirror._plan import Selection, make_plan, select_files
 from pubmed_mirror._pubmed import file_order
 from pubmed_mirror._state import DestLock
-from pubmed_mirror.cli import Tally
+from pubmed_mirror.commands._output import Tally
 
 NAME = "pubmed26n0001.xml.gz"
 DIGEST = hashlib.md5(b"x").hexdigest()

@@ -8,7 +8,7 @@ from pathlib import PurePath
 from rich.console import Console
 
 from .._dataset import acknowledge
-from ..cli import EXIT_OK, _directory
+from ._args import EXIT_OK, directory
 
 __all__ = ["add_parser", "consumer_name", "run"]
 
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Record in UPDATES_DEST's manifest that consumer NAME has loaded every "
                     "file of its load order up to FILE; `load-order --consumer NAME` lists "
                     "only what comes after it. `mirror` never moves the cursor.")
-    p.add_argument("updates", type=_directory, metavar="UPDATES_DEST")
+    p.add_argument("updates", type=directory, metavar="UPDATES_DEST")
     p.add_argument("--consumer", required=True, type=consumer_name, metavar="NAME")
     p.add_argument("--through", required=True, type=_file_name, metavar="FILE",
                    help="the last file loaded (its name, or the path load-order printed)")

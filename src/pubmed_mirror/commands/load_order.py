@@ -9,7 +9,8 @@ import sys
 from rich.console import Console
 
 from .._dataset import LoadOrder, load_order
-from ..cli import EXIT_FAILED, EXIT_OK, _directory, emit_json
+from ._args import EXIT_FAILED, EXIT_OK, directory
+from ._output import emit_json
 from .ack import consumer_name
 
 __all__ = ["add_parser", "run"]
@@ -22,8 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                     "files ascending: one absolute path per line, stopping at the first "
                     "gap, missing, bad or unverified file (exit 1, saying why on stderr). "
                     "Offline and read-only.")
-    p.add_argument("baseline", type=_directory, metavar="BASELINE_DEST")
-    p.add_argument("updates", type=_directory, metavar="UPDATES_DEST")
+    p.add_argument("baseline", type=directory, metavar="BASELINE_DEST")
+    p.add_argument("updates", type=directory, metavar="UPDATES_DEST")
     p.add_argument("--consumer", type=consumer_name, metavar="NAME",
                    help="only what NAME has not acknowledged (see `ack`)")
     p.add_argument("--json", action="store_true",

@@ -12,7 +12,8 @@ from rich.markup import escape
 
 from .._dataset import DatasetStatus, dataset_status
 from .._state import RunRecord
-from ..cli import EXIT_FAILED, EXIT_OK, _directory, _output_options, emit_json
+from ._args import EXIT_FAILED, EXIT_OK, directory, output_options
+from ._output import emit_json
 
 __all__ = ["add_parser", "run"]
 
@@ -26,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                     "final / verified / missing / superseded / extra / bad / unverified, "
                     "gaps, and the last run. Exit 0 when every DEST is complete and "
                     "consistent, 1 otherwise.")
-    p.add_argument("dests", nargs="+", type=_directory, metavar="DEST")
-    _output_options(p)
+    p.add_argument("dests", nargs="+", type=directory, metavar="DEST")
+    output_options(p)
     p.set_defaults(func=run)
 
 

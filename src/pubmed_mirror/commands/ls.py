@@ -1,0 +1,87 @@
+"""`pubmed-mirror ls URL`: list a remote directory."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from .._mirror import list_remote
+from .._options import Timeouts
+from .._plan import unsafe_name_reason
+from .._retry import RetryPolicy
+from .._transport import RemoteEntry
+from ._args import (
+    EXIT_OK,
+    URL_HELP,
+    network_options,
+    output_options,
+    source_url,
+)
+from ._output import (
+    emit_json,
+    human_bytes,
+    interrupted,
+    interruptible,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ls = subparsers.add_parser("ls", help="list a remote directory",
+                               description="List a remote directory with sizes and times.")
+    ls.add_argument("url", type=source_url, metavar="URL", help=URL_HELP)
+    network_options(ls)
+    output_options(ls)
+    ls.set_defaults(func=run)
+
+
+async def run(args: argparse.Namespace, console: Console) -> int:
+    entries = await interruptible(lambda: list_remote(
+        args.url, timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout),
+        retry=RetryPolicy(attempts=args.retries + 1)))
+    if entries is None:
+        return interrupted()
+    if args.json:
+        for e in entries:
+            emit_json(_entry_json(e))
+        return EXIT_OK
+    table = Table(title=escape(str(args.url)))
+    for column in ("name", "size", "modified (UTC)", "kind"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for e in entries:
+        table.add_row(Text(_ls_name(e)), "" if e.size is None else f"{e.size:,}",
+                      _utc(e.mtime), e.kind)
+    console.print(table)
+    files = [e for e in entries if e.kind == "file"]
+    unreadable = sum(e.kind == "unreadable" for e in entries)
+    console.print(f"{len(files)} files, {human_bytes(sum(e.size or 0 for e in files))}"
+                  + (f"; {unreadable} listing lines we cannot read (a mirror that may need "
+                     f"them fails)" if unreadable else ""), highlight=False)
+    return EXIT_OK
+
+
+def _ls_name(entry: RemoteEntry) -> str:
+    if entry.kind == "unreadable":
+        return f"{entry.name!r} (cannot read this listing line)"
+    unsafe = unsafe_name_reason(entry.name)
+    return entry.name if unsafe is None else f"{entry.name!r} (mirror skips it: {unsafe})"
+
+
+def _utc(mtime: float | None) -> str:
+    if mtime is None:
+        return ""
+    return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _entry_json(entry: RemoteEntry) -> dict[str, Any]:
+    return {"name": entry.name, "size": entry.size, "mtime": entry.mtime,
+            "modified": _utc(entry.mtime) or None, "kind": entry.kind,
+            # why the mirror would refuse the name (an unreadable line is no name: its kind says)
+            "refused": None if entry.kind == "unreadable" else unsafe_name_reason(entry.name)}

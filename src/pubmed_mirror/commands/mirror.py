@@ -1,0 +1,143 @@
+"""`pubmed-mirror mirror URL --dest DIR`: mirror one remote directory (or plan it: --dry-run)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from .._mirror import mirror, plan_mirror
+from .._options import SPLIT_MIN, MirrorOptions, Timeouts
+from .._plan import MirrorPlan
+from .._retry import RetryPolicy
+from ._args import (
+    EXIT_FAILED,
+    EXIT_OK,
+    URL_HELP,
+    directory,
+    mirror_options,
+    source_url,
+)
+from ._output import (
+    JsonReporter,
+    LineReporter,
+    LiveReporter,
+    emit_json,
+    human_bytes,
+    interrupted,
+    interruptible,
+    summary_json,
+    summary_table,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    m = subparsers.add_parser("mirror", help="mirror the files of one remote directory",
+                              description="Mirror the files of one remote directory into DIR.")
+    m.add_argument("url", type=source_url, metavar="URL", help=URL_HELP)
+    m.add_argument("--dest", required=True, type=directory, metavar="DIR")
+    m.add_argument("--dry-run", action="store_true",
+                   help="print what would be fetched; transfer nothing")
+    mirror_options(m)
+    m.set_defaults(func=run)
+
+
+def _reporter(args: argparse.Namespace, console: Console) -> LineReporter | JsonReporter:
+    if args.json:
+        return JsonReporter()
+    if console.is_terminal and not args.quiet:
+        return LiveReporter(console)
+    return LineReporter(console, quiet=args.quiet)
+
+
+async def run(args: argparse.Namespace, console: Console) -> int:
+    if args.dry_run:
+        return await _dry_run(args, console)
+    reporter = _reporter(args, console)
+    report = await interruptible(
+        lambda: mirror(args.url, args.dest, _options(args), on_event=reporter),
+        lambda: reporter.run(args.progress_every))
+    if report is None:
+        return interrupted()
+    if args.json:
+        emit_json(summary_json(report))
+    elif not args.quiet:
+        console.print(summary_table(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+async def _dry_run(args: argparse.Namespace, console: Console) -> int:
+    plan = await interruptible(lambda: plan_mirror(args.url, args.dest, _options(args)))
+    if plan is None:
+        return interrupted()
+    if args.json:
+        emit_json(_plan_json(args, plan))
+        return EXIT_FAILED if plan.unreadable else EXIT_OK
+    table = Table(title=escape(f"dry run: {args.url} -> {args.dest}"))
+    for column in ("file", "size", "action"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for f in plan.files:
+        action = {"fetch": f"fetch (resume at {human_bytes(f.have)})" if f.have else "fetch",
+                  "check": "check local copy (MD5), fetch if wrong", "skip": "up to date"}
+        table.add_row(Text(f.name), human_bytes(f.size), action[f.action])
+    for entry in plan.unreadable:
+        table.add_row(Text(repr(entry.name)), "", "FAIL: cannot read this listing line")
+    for name, reason in _would_delete(args, plan):
+        table.add_row(Text(name), "", f"delete ({reason})")
+    console.print(table)
+    if plan.changeover is not None:
+        console.print(f"a new PubMed year is listed: {plan.changeover.new} would be fetched; "
+                      f"{plan.changeover.old} stays until it is complete", highlight=False)
+    if args.delete and plan.deletions is not None and plan.deletions.refused:
+        console.print(f"would refuse to delete: {plan.deletions.refused}", highlight=False)
+    fetch = plan.with_action("fetch", "check")
+    console.print(f"would fetch up to {len(fetch)} files, {human_bytes(plan.bytes_to_fetch)}; "
+                  f"{len(plan.with_action('skip'))} up to date; nothing was transferred",
+                  highlight=False)
+    return EXIT_FAILED if plan.unreadable else EXIT_OK
+
+
+def _plan_json(args: argparse.Namespace, plan: MirrorPlan) -> dict[str, Any]:
+    return {"event": "plan", "bytes_to_fetch": plan.bytes_to_fetch,
+            "files": [{"name": f.name, "size": f.size, "action": f.action,
+                       "resume_from": f.have, "md5_file": f.checksum is not None}
+                      for f in plan.files],
+            "unreadable": [e.name for e in plan.unreadable],
+            "changeover": None if plan.changeover is None else dataclasses.asdict(plan.changeover),
+            "delete": [{"name": name, "reason": reason}
+                       for name, reason in _would_delete(args, plan)],
+            "deletion_refused": plan.deletions.refused if args.delete and plan.deletions
+            else None}
+
+
+def _would_delete(args: argparse.Namespace, plan: MirrorPlan) -> list[tuple[str, str]]:
+    """What `--delete` would remove, as DEST stands now (a changeover's old year only once
+    the new one is complete)."""
+    return plan.deletions.removable() if args.delete and plan.deletions else []
+
+
+def _options(args: argparse.Namespace) -> MirrorOptions:
+    return MirrorOptions(
+        concurrency=args.concurrency,
+        rate_limit=args.rate_limit,
+        command_rate=args.command_rate,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        max_files=args.max_files,
+        newest=args.newest,
+        verify=not args.no_verify,
+        split_min=None if args.no_split else SPLIT_MIN,
+        splice=not args.no_splice,
+        delete=args.delete,
+        max_delete=args.max_delete,
+        timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout,
+                          file=args.file_timeout),
+        retry=RetryPolicy(attempts=args.retries + 1),
+    )
