@@ -47,8 +47,9 @@ def events(stdout: str) -> list[dict[str, object]]:
 
 def test_changeover_survives_an_interrupt_and_retires_the_old_year(tmp_path: Path) -> None:
     """2026 mirrored; the server switches to 2027: a run interrupted half way leaves 2026
-    whole beside part of 2027; the rerun with --delete completes 2027 and only then removes
-    2026 (more than --max-delete's 50%, which does not apply to a changeover)."""
+    whole (load-order still gives it, status shows 2027 incoming); the rerun with --delete
+    completes 2027 and only then removes 2026 (more than --max-delete's 50%, which does not
+    apply to a changeover); then status exits 0 and load-order gives 2027."""
     root, dest = tmp_path / "remote", tmp_path / "local"
     old = write_year(root, 2026, range(1, 5))
     with FaultyFTPServer(root, rate_per_connection=1_000_000) as server:
@@ -70,8 +71,20 @@ def test_changeover_survives_an_interrupt_and_retires_the_old_year(tmp_path: Pat
         assert not set(new) <= held(dest)  # the new one was not complete
         assert any(e.get("event") == "baseline_changed" and e["new"] == 2027
                    for e in events(out))
+        during = run("load-order", str(dest), str(dest), "--json")
+        assert [e["name"] for e in events(during.stdout)[:-1]] == sorted(
+            n for n in old if n.endswith(".gz"))  # a loader still gets the whole old year
+        status = events(run("status", str(dest), "--json").stdout)[0]
+        assert (status["current_year"], status["incoming_year"]) == (2026, 2027)
         rerun = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
     assert rerun.returncode == 0, rerun.stderr
+    after = run("status", str(dest), "--json")
+    assert after.returncode == 0, after.stdout
+    assert events(after.stdout)[0]["current_year"] == 2027
+    order = run("load-order", str(dest), str(dest), "--json")
+    assert order.returncode == 0, order.stderr
+    assert [e["name"] for e in events(order.stdout)[:-1]] == sorted(
+        n for n in new if n.endswith(".gz"))
     assert held(dest) == set(new)
     for name, data in new.items():
         assert (dest / name).read_bytes() == data
