@@ -113,6 +113,22 @@ def test_changeover_without_delete_keeps_and_reports_the_old_year(tmp_path: Path
     assert all(retr[name] == 1 for name in old)  # the old year was not fetched again
 
 
+def test_both_years_listed_and_the_old_one_deleted_is_a_complete_dataset(tmp_path: Path
+                                                                         ) -> None:
+    """NCBI listing both years for a while: --delete retires the old one, and status finds
+    DEST complete (the old year's listed files are not 'missing': they are superseded)."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    old = write_year(root, 2026, range(1, 4))
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        new = write_year(root, 2027, range(1, 4))
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", "-q")
+    assert result.returncode == 0, result.stderr
+    assert held(dest) == set(new) and not set(old) & held(dest)
+    status = run("status", str(dest), "--json")
+    assert status.returncode == 0, status.stdout
+
+
 @pytest.mark.parametrize(("keep", "limit", "why"), [
     (0, None, "listing holds no file"),
     (2, None, "more than --max-delete 50%"),

@@ -120,8 +120,8 @@ class MirrorRun:
 
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
-        self.entries = await self.options.retry.call(self._list)
-        entries = current_entries(self.entries)
+        # older PubMed years than the newest listed are not the dataset any more
+        entries = self.entries = current_entries(await self.options.retry.call(self._list))
         selection = self.options.selection(self.source.default_include)
         files = select_files(entries, selection)
         self.listed = listed_files(entries, selection)
