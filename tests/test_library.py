@@ -67,7 +67,7 @@ def write_files(directory: Path, sizes: dict[str, int]) -> dict[str, bytes]:
     return files
 
 
-# -- the ordered stream -------------------------------------------------------------------------
+# -- the ordered stream --------------------------------------------------------------------
 
 SETTLED = (FileDone, FileFailed, FileSkipped)
 
@@ -141,7 +141,7 @@ async def test_ordered_callback_lands_files_and_unordered_runs_do_not(ftpd: Faul
     assert report.ok
 
 
-# -- errors as objects ----------------------------------------------------------------------------
+# -- errors as objects -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("reply", "times", "kind"), [
@@ -186,7 +186,7 @@ def test_json_output_has_no_exception_field(ftpd: FaultyFTPServer, dest: Path) -
     assert lines[-1]["failures"] == [{"name": pubmed(3), "error": failed["reason"]}]
 
 
-# -- a malformed source, a callback that raises ----------------------------------------------------
+# -- a malformed source, a callback that raises -----------------------------------------------
 
 BAD_SOURCES = ["ftp://bad host/", "gopher://example.org/dir/", "pubmed:nothing",
                "ftp://example.org:99999/", "https://user@example.org/dir/", "ftp://h/a?b"]
@@ -252,7 +252,7 @@ async def test_callback_exception_stops_the_run_and_is_raised(tmp_path: Path, de
     assert_mirrored(dest, files)
 
 
-# -- which mirror a log record belongs to ---------------------------------------------------------
+# -- which mirror a log record belongs to ----------------------------------------------------
 
 
 async def test_two_mirrors_tell_their_records_and_events_apart(
@@ -303,7 +303,7 @@ def test_records_outside_a_mirror_have_no_dest(caplog: pytest.LogCaptureFixture)
     assert record.dest is None  # type: ignore[attr-defined]
 
 
-# -- event loops ------------------------------------------------------------------------------------
+# -- event loops -------------------------------------------------------------------------------
 
 
 async def _mirror_call(url: str, dest: Path) -> None:
@@ -342,7 +342,7 @@ def test_trio_gets_one_clear_error(ftpd: FaultyFTPServer, dest: Path, call: obje
     assert ftpd.stats.connections == 0 and not dest.exists()
 
 
-# -- a long-lived client ----------------------------------------------------------------------------
+# -- a long-lived client -----------------------------------------------------------------------
 
 
 async def test_client_budget_holds_across_its_mirrors(tmp_path: Path) -> None:

@@ -18,10 +18,13 @@
     │   │                            whole files from then on: see `_mirror`)
     │   ├── FileDeadlineExceeded     the optional whole-file deadline ran out
     │   └── LocalFileError           writing the local copy failed (disk full, permissions)
-    └── FatalError                   the whole run stops
-        ├── LoginRefused             530 for credentials (not "too many connections")
-        ├── ServerUnreachable        no such host, or the port refused the first connection
-        └── DestinationBusy          another run holds DEST's lock
+    ├── FatalError                   the whole run stops
+    │   ├── LoginRefused             530 for credentials (not "too many connections")
+    │   ├── ServerUnreachable        no such host, or the port refused the first connection
+    │   └── DestinationBusy          another run holds DEST's lock
+    ├── BadSource                    a malformed source (URL, preset, host, port, path): raised
+    │                                when the call is made, nothing tried (also a ValueError)
+    └── AsyncioRequired              called under another event loop than asyncio (trio)
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from typing import Literal
 import aioftp
 
 __all__ = [
+    "AsyncioRequired",
+    "BadSource",
     "ChecksumMismatch",
     "ConnectTimeout",
     "ConnectionLost",
@@ -161,6 +166,28 @@ class ServerUnreachable(FatalError):
 
 class DestinationBusy(FatalError):
     """Another run is mirroring into the same destination."""
+
+
+class BadSource(MirrorError, ValueError):
+    """The source is malformed: a URL, preset, host, port or path we cannot use. A ValueError
+    too, as a bad argument is."""
+
+
+class AsyncioRequired(MirrorError):
+    """The library runs on asyncio only (aioftp, the FTP client it builds on, is
+    asyncio-only); it was called under another event loop (trio)."""
+
+
+def require_asyncio() -> None:
+    """AsyncioRequired unless an asyncio event loop runs this call: under trio, aioftp would
+    fail later with a bare RuntimeError from deep inside a connection."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise AsyncioRequired(
+            "pubmed-mirror runs on asyncio only (aioftp is asyncio-only), not under trio or "
+            "another event loop: use asyncio.run(...) or anyio.run(..., backend=\"asyncio\")"
+        ) from None
 
 
 Phase = Literal["connect", "login", "list", "stat", "retr", "transfer", "finish", "quit"]

@@ -36,6 +36,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ._client import list_remote, mirror, plan_mirror
 from ._errors import DestinationBusy, MirrorError, ungrouped
 from ._events import (
     BaselineChanged,
@@ -51,7 +52,6 @@ from ._events import (
     ListingDone,
 )
 from ._lifecycle import DeleteLimit
-from ._mirror import list_remote, mirror, plan_mirror
 from ._options import SPLIT_MIN, MirrorOptions, Timeouts
 from ._plan import MirrorPlan, check_writable, unsafe_name_reason
 from ._pubmed import PRESETS
@@ -449,7 +449,10 @@ class JsonReporter:
     """Newline-delimited JSON: one object per event, then one for the summary."""
 
     def __call__(self, event: Event) -> None:
-        emit_json({"event": _snake(type(event).__name__), **dataclasses.asdict(event)})
+        # shallow, and without an event's error object (`exception`), which is no JSON
+        emit_json({"event": _snake(type(event).__name__),
+                   **{f.name: getattr(event, f.name) for f in dataclasses.fields(event)
+                      if f.name != "exception"}})
 
     async def run(self, every: float) -> None:
         await anyio.sleep_forever()
