@@ -77,7 +77,7 @@ class MirrorClient:
         """Refuse new mirrors (the running ones are their callers' to finish or cancel)."""
         self._closed = True
 
-    def budget(self, source: Source) -> Budget:
+    def _budget_for(self, source: Source) -> Budget:
         """What a mirror of `source` spends from: the client's buckets, its server's cap."""
         server = str(getattr(source, "host", source)).lower()
         cap = self._caps.setdefault(server, ConnectionCap(self.concurrency))
@@ -120,7 +120,7 @@ class MirrorClient:
         src, dest_path, options = self._prepare(source, dest, options)
         callback = _Guarded(on_event)
         with callback.scope, logging_dest(dest_path):
-            async with open_run(src, dest_path, options, callback, self.budget(src),
+            async with open_run(src, dest_path, options, callback, self._budget_for(src),
                                 ordered=ordered) as run:
                 await run.run()
         if callback.error is not None:
@@ -153,7 +153,7 @@ class MirrorClient:
         """
         src, dest_path, options = self._prepare(source, dest, options)
         with EventChannel(buffer) as channel:
-            async with open_run(src, dest_path, options, channel.emit, self.budget(src),
+            async with open_run(src, dest_path, options, channel.emit, self._budget_for(src),
                                 ordered=ordered) as run, feeding(run, channel) as feed:
                 yield feed
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
@@ -16,9 +16,6 @@ from ._report import MirrorReport
 from ._runlog import logging_dest
 
 __all__ = ["EventChannel", "EventFeed", "feeding"]
-
-
-EventCallback = Callable[[Event], None]
 
 
 class EventFeed:
