@@ -8,6 +8,7 @@ import pubmed_mirror
 def test_all_is_pinned() -> None:
     """__all__ lists exactly the public names (a change here is an API change)."""
     assert sorted(pubmed_mirror.__all__) == sorted([
+        "AsyncioRequired", "BadSource", "FileLanded", "MirrorClient",
         "AutoSource", "BaselineChanged", "DeleteLimit", "FileDeleted",
         "ChecksumMismatch", "ConnectTimeout", "ConnectionLost", "ConnectionRefused",
         "DestinationBusy", "DirectStream", "Event", "EventFeed", "FatalError", "FileCheck",

@@ -11,6 +11,7 @@
     anyio.run(main)
 """
 
+from ._client import MirrorClient, list_remote, mirror, mirror_events, plan_mirror
 from ._dataset import (
     DatasetStatus,
     LoadFile,
@@ -21,6 +22,8 @@ from ._dataset import (
     load_order,
 )
 from ._errors import (
+    AsyncioRequired,
+    BadSource,
     ChecksumMismatch,
     ConnectionLost,
     ConnectionRefused,
@@ -50,6 +53,7 @@ from ._events import (
     FileDeleted,
     FileDone,
     FileFailed,
+    FileLanded,
     FileProgress,
     FileQueued,
     FileRetrying,
@@ -57,10 +61,9 @@ from ._events import (
     FileStarted,
     ListingDone,
 )
-from ._feed import EventFeed, mirror_events
+from ._feed import EventFeed
 from ._ftp import FtpSession, FtpTransport
 from ._lifecycle import DeleteLimit
-from ._mirror import list_remote, mirror, plan_mirror
 from ._options import MirrorOptions, Timeouts
 from ._plan import MirrorPlan, PlannedFile
 from ._pool import PoolStats, SessionPool
@@ -77,7 +80,9 @@ from ._verify import FileCheck, VerifyReport, verify
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncioRequired",
     "AutoSource",
+    "BadSource",
     "BaselineChanged",
     "DeleteLimit",
     "FileDeleted",
@@ -97,6 +102,7 @@ __all__ = [
     "FileDeadlineExceeded",
     "FileDone",
     "FileFailed",
+    "FileLanded",
     "FileProgress",
     "FileQueued",
     "FileResult",
@@ -114,6 +120,7 @@ __all__ = [
     "LoginRefused",
     "Manifest",
     "ManifestEntry",
+    "MirrorClient",
     "MirrorError",
     "MirrorOptions",
     "MirrorPlan",

@@ -1,112 +1,24 @@
 """What `pubmed-mirror demo` serves: an offline, PubMed-shaped tree on loopback.
 
-`make_pubmed_tree` writes a dozen gzipped PubMed-style XML files with NCBI's `.md5` files
-(plus a README and a stats page that the default selection leaves out); `DemoServer` serves a
-directory with aioftp's server on 127.0.0.1, in its own thread and event loop, throttled per
-connection so the progress display is worth watching.
+`make_pubmed_tree` (`pubmed_mirror.testing`'s, with its defaults) writes a dozen gzipped
+PubMed-style XML files with NCBI's `.md5` files (plus a README and a stats page that the
+default selection leaves out); `DemoServer` serves a directory with aioftp's server on
+127.0.0.1, in its own thread and event loop, throttled per connection so the progress display
+is worth watching.
 """
 
 from __future__ import annotations
 
 import asyncio
-import calendar
-import gzip
-import hashlib
-import os
-import random
 import threading
 from pathlib import Path
 from types import TracebackType
 
 import aioftp
 
+from .testing._trees import make_pubmed_tree
+
 __all__ = ["DemoServer", "make_pubmed_tree"]
-
-_DOCTYPE = ('<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN"'
-            ' "https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">')
-_JOURNALS = ("J Biomed Inform", "Nucleic Acids Res", "Bioinformatics", "Lancet", "BMJ",
-             "PLoS Comput Biol", "Nat Med", "JAMA", "Cell", "Genome Res")
-_DAY = 86_400
-_START = calendar.timegm((2026, 1, 1, 12, 0, 0))  # the first file's mtime, UTC
-_RATIO = 2.3  # raw XML bytes per gzip (level 1) byte, measured on this text
-
-
-class _Words:
-    """Pseudo-random prose, fast: slices of one long random word sequence (gzip's 32 KiB
-    window rarely sees a slice twice, so the text compresses about like real abstracts)."""
-
-    def __init__(self, rng: random.Random, vocabulary: int = 20_000, length: int = 400_000):
-        letters = "abcdefghijklmnopqrstuvwxyz"
-        words = ["".join(rng.choices(letters, k=rng.randint(2, 11))) for _ in range(vocabulary)]
-        self._sequence = rng.choices(words, k=length)
-        self._rng = rng
-
-    def __call__(self, n: int) -> str:
-        start = self._rng.randrange(len(self._sequence) - n)
-        return " ".join(self._sequence[start:start + n])
-
-
-def _article(rng: random.Random, text: _Words, pmid: int) -> str:
-    authors = "".join(
-        f"<Author ValidYN=\"Y\"><LastName>{text(1).title()}</LastName>"
-        f"<ForeName>{text(1).title()}</ForeName><Initials>{text(1)[0].upper()}</Initials></Author>"
-        for _ in range(rng.randint(1, 6)))
-    return (
-        f'<PubmedArticle><MedlineCitation Status="MEDLINE" Owner="NLM">'
-        f'<PMID Version="1">{pmid}</PMID><Article PubModel="Print"><Journal>'
-        f"<Title>{rng.choice(_JOURNALS)}</Title><JournalIssue><Volume>{rng.randint(1, 99)}"
-        f"</Volume><PubDate><Year>{rng.randint(1990, 2026)}</Year></PubDate></JournalIssue>"
-        f"</Journal><ArticleTitle>{text(rng.randint(6, 16)).capitalize()}.</ArticleTitle>"
-        f"<Abstract><AbstractText>{text(rng.randint(80, 260))} (n={rng.randint(10, 99999)}, "
-        f"p={rng.random():.4f}).</AbstractText></Abstract>"
-        f'<AuthorList CompleteYN="Y">{authors}</AuthorList></Article></MedlineCitation>'
-        f"</PubmedArticle>\n"
-    )
-
-
-def _xml_file(rng: random.Random, text: _Words, first_pmid: int, target: int
-              ) -> tuple[bytes, int]:
-    """A gzipped PubmedArticleSet of about `target` compressed bytes; (bytes, next PMID)."""
-    parts = ['<?xml version="1.0" encoding="utf-8"?>\n', _DOCTYPE, "\n<PubmedArticleSet>\n"]
-    pmid, raw = first_pmid, 0
-    goal = target * _RATIO
-    while raw < goal:
-        article = _article(rng, text, pmid)
-        parts.append(article)
-        raw += len(article)
-        pmid += rng.randint(1, 5)
-    parts.append("</PubmedArticleSet>\n")
-    return gzip.compress("".join(parts).encode(), compresslevel=1, mtime=0), pmid
-
-
-def make_pubmed_tree(root: Path, *, files: int = 12, first: int = 1335, seed: int = 26,
-                     target_bytes: int = 3 << 20) -> list[str]:
-    """Write `root/pubmed/updatefiles/` like NCBI's: `pubmed26nNNNN.xml.gz` with its
-    `NAME.md5` (`MD5(NAME)= <hex>`), a README.txt and one stats page; return the data names."""
-    directory = root / "pubmed" / "updatefiles"
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    text = _Words(rng)
-    names, pmid = [], 40_000_000
-    for i in range(files):
-        name = f"pubmed26n{first + i:04d}.xml.gz"
-        target = int(target_bytes * rng.uniform(0.8, 1.2))
-        data, pmid = _xml_file(rng, text, pmid, target)
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        _write(directory / name, data, _START + i * _DAY)
-        _write(directory / f"{name}.md5", f"MD5({name})= {md5}\n".encode(), _START + i * _DAY)
-        names.append(name)
-    _write(directory / "README.txt",
-           b"Generated by pubmed-mirror demo: PubMed-shaped, not PubMed data.\n", _START)
-    _write(directory / f"pubmed26n{first:04d}_stats.html", b"<html><body>stats</body></html>\n",
-           _START)
-    return names
-
-
-def _write(path: Path, data: bytes, mtime: float) -> None:
-    path.write_bytes(data)
-    os.utime(path, (mtime, mtime))
-
 
 class _Server(aioftp.Server):
     async def dispatcher(self, reader: asyncio.StreamReader,

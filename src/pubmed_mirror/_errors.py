@@ -22,6 +22,9 @@
     │   ├── LoginRefused             530 for credentials (not "too many connections")
     │   ├── ServerUnreachable        no such host, or the port refused the first connection
     │   └── DestinationBusy          another run holds DEST's lock
+    ├── BadSource                    a malformed source (URL, preset, host, port, path): raised
+    │                                when the call is made, nothing tried (also a ValueError)
+    ├── AsyncioRequired              called under another event loop than asyncio (trio)
     └── DatasetError                 a question about DEST as a dataset (`status`,
                                      `load-order`, `ack`) that it cannot answer: DEST holds
                                      no mirror, a file not in the consumer's list, an ack
@@ -42,6 +45,8 @@ from typing import Literal
 import aioftp
 
 __all__ = [
+    "AsyncioRequired",
+    "BadSource",
     "ChecksumMismatch",
     "ConnectTimeout",
     "ConnectionLost",
@@ -172,6 +177,28 @@ class DestinationBusy(FatalError):
 
 class DatasetError(MirrorError):
     """DEST cannot answer this question as a dataset (bad usage: nothing was changed)."""
+
+
+class BadSource(MirrorError, ValueError):
+    """The source is malformed: a URL, preset, host, port or path we cannot use. A ValueError
+    too, as a bad argument is."""
+
+
+class AsyncioRequired(MirrorError):
+    """The library runs on asyncio only (aioftp, the FTP client it builds on, is
+    asyncio-only); it was called under another event loop (trio)."""
+
+
+def require_asyncio() -> None:
+    """AsyncioRequired unless an asyncio event loop runs this call: under trio, aioftp would
+    fail later with a bare RuntimeError from deep inside a connection."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise AsyncioRequired(
+            "pubmed-mirror runs on asyncio only (aioftp is asyncio-only), not under trio or "
+            "another event loop: use asyncio.run(...) or anyio.run(..., backend=\"asyncio\")"
+        ) from None
 
 
 Phase = Literal["connect", "login", "list", "stat", "retr", "transfer", "finish", "quit"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ._errors import MirrorError
 
 __all__ = [
     "BaselineChanged",
@@ -10,6 +14,7 @@ __all__ = [
     "FileDeleted",
     "FileDone",
     "FileFailed",
+    "FileLanded",
     "FileProgress",
     "FileQueued",
     "FileRetrying",
@@ -86,8 +91,28 @@ class FileDone:
 @dataclass(frozen=True, slots=True)
 class FileFailed:
     name: str
-    reason: str
+    reason: str  # str(exception)
     attempts: int
+    # the error itself (the last one, after retries); not in the CLI's JSON
+    exception: MirrorError | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FileLanded:
+    """A selected file is settled, in load order (`ordered=True` runs only): every file
+    before it in the run's load order has landed already.
+
+    `path` is the absolute local path of a file done or skipped (up to date), None for one
+    that failed; `md5` the digest it was checked against (None: no NAME.md5, or not
+    verifying); `error` and `exception` say why it failed.
+    """
+
+    name: str
+    path: str | None
+    md5: str | None
+    status: Literal["done", "skipped", "failed"]
+    error: str | None = None
+    exception: MirrorError | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,5 +134,5 @@ class FileDeleted:
 
 Event = (
     ListingDone | FileQueued | FileSkipped | FileStarted | FileProgress | FileRetrying
-    | FileDone | FileFailed | BaselineChanged | FileDeleted
+    | FileDone | FileFailed | BaselineChanged | FileDeleted | FileLanded
 )

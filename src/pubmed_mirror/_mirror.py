@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,11 +16,13 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._attempts import FileAttempts
+from ._budget import Budget
 from ._direct import Mover
 from ._errors import (
     FatalError,
     FileDeadlineExceeded,
     MirrorError,
+    ProtocolError,
     ResumeRefused,
     describe,
     ungrouped,
@@ -35,6 +37,7 @@ from ._events import (
     FileSkipped,
     ListingDone,
 )
+from ._landing import Landings
 from ._lifecycle import (
     Changeover,
     Deletions,
@@ -45,7 +48,7 @@ from ._lifecycle import (
     listed_files,
     plan_deletions,
 )
-from ._options import MirrorOptions, Timeouts
+from ._options import MirrorOptions
 from ._plan import (
     MirrorPlan,
     PlannedFile,
@@ -57,10 +60,7 @@ from ._plan import (
     unreadable_entries,
 )
 from ._pool import SessionPool
-from ._pubmed import file_order
-from ._ratelimit import TokenBucket
 from ._report import FileResult, MirrorReport
-from ._retry import RetryPolicy
 from ._runlog import record_listing, recorded_run
 from ._source import parse_source
 from ._state import DestLock, Manifest
@@ -68,38 +68,40 @@ from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import RemoteEntry, Source
 
-__all__ = ["list_remote", "mirror", "plan_mirror"]
+__all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
 
 log = logging.getLogger("pubmed_mirror")
 
 EventCallback = Callable[[Event], None]
 
 
-def _bytes_bucket(rate: int | None) -> TokenBucket | None:
-    # a quarter second's worth of burst (16 KiB .. 1 MiB); a larger chunk waits off its debt
-    return None if rate is None else TokenBucket(rate, burst=min(1 << 20, max(16 << 10, rate / 4)))
-
-
 class MirrorRun:
-    """One mirror run's state: the workers, their results and the events they emit."""
+    """One mirror run's state: the workers, their results and the events they emit.
+
+    `budget` is what it spends (a client's, shared with its other runs; by default one of
+    its own, from `options`); `ordered` adds FileLanded events in load order (`_landing`).
+    """
 
     def __init__(self, source: Source, dest: Path, options: MirrorOptions,
-                 emit: EventCallback, manifest: Manifest) -> None:
+                 emit: EventCallback, manifest: Manifest, budget: Budget | None = None, *,
+                 ordered: bool = False) -> None:
         self.source = source
         self.dest = dest
         self.options = options
         self.emit = emit
         self.manifest = manifest
+        self.started = time.monotonic()
         self.results: list[FileResult] = []
         self.fatal: FatalError | None = None
-        self.bucket = _bytes_bucket(options.rate_limit)
+        budget = budget or Budget.of(options.rate_limit, options.command_rate)
+        self.bucket = budget.bytes
         self.mover: Mover = "splice" if options.splice else "recv"
-        commands = options.command_rate
         transport = source.transport(
             connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
-            command_bucket=None if commands is None
-            else TokenBucket(commands, burst=max(1.0, commands)))
-        self.pool = SessionPool(transport, size=options.concurrency)
+            command_bucket=budget.commands)
+        self.pool = SessionPool(transport, size=options.concurrency, cap=budget.connections)
+        self.ordered = ordered
+        self.landings: Landings | None = None
         self.tails = Tails(options.split_min)
         self.splittable: dict[FileTail, FileAttempts] = {}  # the files being received
         self.listed: Listed = Listed((), frozenset())
@@ -137,11 +139,29 @@ class MirrorRun:
                  len(plan.with_action("check")), len(plan.with_action("skip")))
         return plan
 
+    def report(self) -> MirrorReport:
+        return MirrorReport(tuple(self.results), time.monotonic() - self.started,
+                            tuple(self.deleted), self.superseded, self.deletion_refused)
+
+    def _settle(self, result: FileResult) -> None:
+        """A file is done, skipped or failed: into the report, and (ordered) to land."""
+        self.results.append(result)
+        if self.landings is not None:
+            self.landings.settle(result)
+
+    def _md5_of(self, name: str) -> str | None:
+        row = self.manifest.get(name)
+        return None if row is None else row.md5
+
     async def run(self) -> None:
         async with self.pool:
             plan = await self.plan()
             await record_listing(self.manifest, self.entries,
                                  self.options.selection(self.source.default_include))
+            if self.ordered:
+                self.landings = Landings(
+                    [e.name for e in plan.unreadable] + [f.name for f in plan.files],
+                    self.dest, self.emit, self._md5_of)
             self.emit(ListingDone(len(plan.files) + len(plan.unreadable),
                                   sum(f.size for f in plan.files)))
             for entry in plan.unreadable:
@@ -204,21 +224,22 @@ class MirrorRun:
         """A listing line that may name a selected file we cannot know: the run fails."""
         error = ("cannot read this listing line, so the file it may name is not mirrored "
                  "(a format we do not know)")
-        self.results.append(FileResult(entry.name, "failed", None, error=error))
-        self.emit(FileFailed(entry.name, error, 0))
+        exception = ProtocolError(error, path=entry.name)
+        self.emit(FileFailed(entry.name, error, 0, exception))
+        self._settle(FileResult(entry.name, "failed", None, error=error, exception=exception))
 
     def _skipped(self, planned: PlannedFile) -> None:
-        self.results.append(FileResult(planned.name, "skipped", planned.size))
         self.emit(FileSkipped(planned.name, planned.size))
+        self._settle(FileResult(planned.name, "skipped", planned.size))
 
     async def _list(self) -> list[RemoteEntry]:
-        return await _list_dir(self.pool, self.source.path)
+        return await list_dir(self.pool, self.source.path)
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup) -> None:
         try:
             async with jobs:
                 async for planned in jobs:
-                    self.results.append(await self._fetch(planned))
+                    self._settle(await self._fetch(planned))
             await self._help()
         except FatalError as exc:
             self.fatal = exc
@@ -276,84 +297,41 @@ class MirrorRun:
                               record_error=tracker.record_error)
         tracker.untrack()  # its segments stay on disk: the next run resumes them
         await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
-        self.emit(FileFailed(planned.name, describe(error), tracker.attempts))
+        self.emit(FileFailed(planned.name, describe(error), tracker.attempts, error))
         return FileResult(planned.name, "failed", planned.entry.size, tracker.received,
                           tracker.resumed_from, tracker.attempts,
-                          time.monotonic() - started, describe(error))
+                          time.monotonic() - started, describe(error), exception=error)
 
 
-async def _list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
+async def list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
     async with pool.session() as session:
         return await session.list(path)
 
 
-def _open_source(source: str | Source) -> Source:
+def open_source(source: str | Source) -> Source:
+    """A Source from a URL or preset (BadSource when it is malformed), or the Source given."""
     return parse_source(source) if isinstance(source, str) else source
 
 
-async def list_remote(
-    source: str | Source,
-    *,
-    timeouts: Timeouts | None = None,
-    retry: RetryPolicy | None = None,
-) -> list[RemoteEntry]:
-    """The entries of the source's directory (files, dirs, links), in PubMed load order."""
-    src = _open_source(source)
-    timeouts = timeouts or Timeouts()
-    transport = src.transport(connect_timeout=timeouts.connect, stall_timeout=timeouts.stall)
-    async with SessionPool(transport, size=1) as pool:
-        entries = await (retry or RetryPolicy()).call(lambda: _list_dir(pool, src.path))
-    return sorted(entries, key=lambda e: file_order(e.name))
-
-
-async def plan_mirror(
-    source: str | Source,
-    dest: str | os.PathLike[str],
-    options: MirrorOptions | None = None,
-) -> MirrorPlan:
-    """What `mirror()` would do, without transferring anything (a dry run): lists the remote
-    directory and compares it with DEST and its manifest."""
-    dest_path = Path(dest)
-    with Manifest.open(dest_path, create=False) as manifest:
-        run = MirrorRun(_open_source(source), dest_path, options or MirrorOptions(),
-                   lambda event: None, manifest)
-        async with run.pool:
-            return await run.plan()
-
-
-async def mirror(
-    source: str | Source,
-    dest: str | os.PathLike[str],
-    options: MirrorOptions | None = None,
-    *,
-    on_event: EventCallback | None = None,
-) -> MirrorReport:
-    """Mirror the files of one remote directory into `dest`; return what happened to each.
-
-    Files the manifest vouches for are skipped; partial files are resumed; a file with a
-    NAME.md5 beside it on the server is checked against it before it becomes final. A file
-    that fails is reported in the result, not raised; a FatalError (login refused, server
-    unreachable, DEST locked by another run) or a listing failure is raised.
-    """
-    options = options or MirrorOptions()
-    src = _open_source(source)
-    dest_path = Path(dest)
-    await anyio.to_thread.run_sync(check_writable, dest_path)
-    started = time.monotonic()
-    created = await anyio.to_thread.run_sync(create_dest, dest_path)
-    with DestLock(dest_path):
+@asynccontextmanager
+async def open_run(source: Source, dest: Path, options: MirrorOptions, emit: EventCallback,
+                   budget: Budget, *, ordered: bool = False) -> AsyncIterator[MirrorRun]:
+    """A run ready to start: DEST checked, created (and removed again if the run leaves
+    nothing in it), locked against other runs, its manifest open; synced when it ends."""
+    await anyio.to_thread.run_sync(check_writable, dest)
+    created = await anyio.to_thread.run_sync(create_dest, dest)
+    with DestLock(dest):
         try:
-            with Manifest.open(dest_path) as manifest:
-                run = MirrorRun(src, dest_path, options, on_event or (lambda event: None), manifest)
+            with Manifest.open(dest) as manifest:
                 try:
-                    async with recorded_run(manifest, str(src), run.results):
-                        await run.run()
+                    run = MirrorRun(source, dest, options, emit, manifest, budget,
+                                    ordered=ordered)
+                    async with recorded_run(manifest, str(source), run.results):
+                        yield run
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(sync_directory, dest_path)
+                        await anyio.to_thread.run_sync(sync_directory, dest)
         except BaseException:
             if created:  # a failed listing leaves no empty DEST behind (still under our lock)
                 remove_unused_dest(created)
             raise
-    return MirrorReport(tuple(run.results), time.monotonic() - started, tuple(run.deleted),
-                        run.superseded, run.deletion_refused)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
 import anyio
 
+from ._budget import ConnectionCap
 from ._errors import ConnectionRefused, ServerUnreachable, TooManyConnections
 from ._transport import Session, Transport
 
@@ -40,6 +41,10 @@ class SessionPool:
     seconds without a refusal. A port that refuses the pool's very first connection means
     a wrong address: that is fatal (ServerUnreachable). Resets and timeouts, before the first
     login as after it, are transient: the caller's retry policy decides.
+
+    `cap`, when given, bounds the connections of every pool that shares it (a MirrorClient's
+    pools to one server): a session is opened only with a slot of it, and one the pool is
+    done with is closed rather than kept idle while another pool waits for a slot.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class SessionPool:
         size: int = 4,
         recover_after: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        cap: ConnectionCap | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("size must be >= 1")
@@ -66,6 +72,7 @@ class SessionPool:
         self._last_refusal = 0.0
         self._changed = anyio.Event()
         self._closed = False
+        self._cap = cap
 
     def __repr__(self) -> str:
         s = self.stats
@@ -88,18 +95,36 @@ class SessionPool:
         self._closed = True
         idle, self._idle = self._idle, []
         for session in idle:
-            await session.aclose()
+            try:
+                await session.aclose()
+            finally:
+                self._closed_one()
         self._notify()
 
     # Decisions: plain synchronous methods that say what to do.
     def _live(self) -> int:
         return len(self._idle) + self._active + self._opening
 
-    def _decide(self) -> Literal["reuse", "open", "wait"]:
+    def _decide(self) -> Literal["reuse", "open", "wait", "queue"]:
         if self._idle:
             return "reuse"
         self._maybe_recover()
-        return "open" if self._live() < self._limit else "wait"
+        if self._live() >= self._limit:
+            return "wait"
+        if self._cap is not None and not self._cap.take(self):
+            return "queue"  # for a slot of the shared cap
+        return "open"  # with a slot taken: `_open` gives it back if it fails
+
+    def _keep(self, session: Session) -> bool:
+        """A session back from use stays for reuse: in sync, the pool open, and no other
+        pool waiting for its slot."""
+        return (session.healthy and not self._closed
+                and not (self._cap is not None and self._cap.wanted_by_others(self)))
+
+    def _closed_one(self) -> None:
+        """A session's connection is gone: its slot of the shared cap is free."""
+        if self._cap is not None:
+            self._cap.give()
 
     def _maybe_recover(self) -> None:
         if self._limit < self._max and self._clock() - self._last_refusal >= self._recover_after:
@@ -124,19 +149,24 @@ class SessionPool:
     # I/O: thin async methods.
     async def acquire(self) -> Session:
         """A logged-in session: an idle one, a new one, or the next one released."""
-        while True:
-            if self._closed:
-                raise anyio.ClosedResourceError("the session pool is closed")
-            decision = self._decide()
-            if decision == "reuse":
-                self._active += 1
-                return self._idle.pop()
-            if decision == "wait":
-                await self._changed.wait()
-                continue
-            session = await self._open()
-            if session is not None:
-                return session
+        with ExitStack() as queue:  # once queued for the shared cap, until it has a session
+            queued = False
+            while True:
+                if self._closed:
+                    raise anyio.ClosedResourceError("the session pool is closed")
+                decision = self._decide()
+                if decision == "reuse":
+                    self._active += 1
+                    return self._idle.pop()
+                if decision == "queue" and self._cap is not None and not queued:
+                    queue.enter_context(self._cap.queued(self, self._notify))
+                    queued = True
+                if decision in ("wait", "queue"):
+                    await self._changed.wait()
+                    continue
+                session = await self._open()
+                if session is not None:
+                    return session
 
     async def _open(self) -> Session | None:
         self._opening += 1
@@ -144,12 +174,14 @@ class SessionPool:
             session = await self._transport.connect()
         except TooManyConnections:
             self._opening -= 1
+            self._closed_one()
             if self._on_refused():
                 return None  # wait for one of ours to come back
             self._notify()
             raise
         except ConnectionRefused as exc:
             self._opening -= 1
+            self._closed_one()
             self._notify()
             if self._logins == 0:
                 raise ServerUnreachable(f"cannot reach the server: {exc.message}",
@@ -157,6 +189,7 @@ class SessionPool:
             raise
         except BaseException:
             self._opening -= 1
+            self._closed_one()
             self._notify()
             raise
         self._opening -= 1
@@ -181,6 +214,7 @@ class SessionPool:
             # only now is the connection gone: freeing the slot earlier lets a waiter open
             # one more than the cap (and be refused by a server enforcing it)
             self._active -= 1
+            self._closed_one()
             self._notify()
 
     @asynccontextmanager
@@ -193,7 +227,7 @@ class SessionPool:
         try:
             yield session
         except Exception:
-            if session.healthy and not self._closed:
+            if self._keep(session):
                 self.release(session)
             else:
                 with anyio.CancelScope(shield=True):
@@ -203,7 +237,7 @@ class SessionPool:
             with anyio.CancelScope(shield=True):
                 await self.discard(session)
             raise
-        if session.healthy and not self._closed:
+        if self._keep(session):
             self.release(session)
         else:
             await self.discard(session)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ._errors import MirrorError
 
 __all__ = ["FileResult", "MirrorReport", "Status"]
 
@@ -24,6 +27,7 @@ class FileResult:
     md5: str | None = None  # the digest the file was checked against (None: not checked)
     # done or skipped, but its record could not be written (see FileDone.record_error)
     record_error: str | None = None
+    exception: MirrorError | None = field(default=None, compare=False)  # failed: the error
 
 
 @dataclass(frozen=True, slots=True)

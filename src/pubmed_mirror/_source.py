@@ -15,7 +15,13 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from ._errors import ConnectionLost, ConnectTimeout, LoginRefused, ServerUnreachable
+from ._errors import (
+    BadSource,
+    ConnectionLost,
+    ConnectTimeout,
+    LoginRefused,
+    ServerUnreachable,
+)
 from ._ftp import FtpSession, FtpTransport
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
@@ -38,13 +44,13 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-]+$|^\[[0-9A-Fa-f:.]+\]$")
 def _check_location(host: str, port: int, path: str) -> None:
     """ValueError unless host, port and the remote directory are well formed."""
     if not host or not _HOST.match(host):
-        raise ValueError(f"invalid host name {host!r}")
+        raise BadSource(f"invalid host name {host!r}")
     if not 0 < port < 65536:
-        raise ValueError(f"invalid port {port}")
+        raise BadSource(f"invalid port {port}")
     if not path.startswith("/"):
-        raise ValueError(f"the remote path must be absolute, got {path!r}")
+        raise BadSource(f"the remote path must be absolute, got {path!r}")
     if any(c in path for c in "\r\n\0"):
-        raise ValueError("the remote path contains control characters")
+        raise BadSource("the remote path contains control characters")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,20 +91,20 @@ class FtpSource:
             preset_url, include = PRESETS[url]
             return replace(cls.parse(preset_url, netrc_file=netrc_file), default_include=include)
         if url.startswith("pubmed:"):
-            raise ValueError(f"unknown preset {url!r}: use one of {', '.join(PRESETS)}")
+            raise BadSource(f"unknown preset {url!r}: use one of {', '.join(PRESETS)}")
         try:
             parts = urlsplit(url)
             port = parts.port or 21
         except ValueError as exc:
-            raise ValueError(f"malformed URL {url!r}: {exc}") from None
+            raise BadSource(f"malformed URL {url!r}: {exc}") from None
         if parts.scheme.lower() != "ftp":
-            raise ValueError(f"unsupported URL {url!r}: expected ftp://host/dir/")
+            raise BadSource(f"unsupported URL {url!r}: expected ftp://host/dir/")
         if parts.password is not None:
-            raise ValueError(
+            raise BadSource(
                 f"do not put a password in the URL; set {PASSWORD_ENV} or use ~/.netrc"
             )
         if parts.query or parts.fragment:
-            raise ValueError(f"malformed URL {url!r}: unexpected '?' or '#'")
+            raise BadSource(f"malformed URL {url!r}: unexpected '?' or '#'")
         host = parts.hostname or ""
         user = unquote(parts.username) if parts.username else None
         path = unquote(parts.path) or "/"
@@ -140,7 +146,7 @@ class HttpSource:
 
     def __post_init__(self) -> None:
         if self.scheme not in _DEFAULT_PORTS:
-            raise ValueError(f"unsupported scheme {self.scheme!r}")
+            raise BadSource(f"unsupported scheme {self.scheme!r}")
         _check_location(self.host, self.port, self.path)
 
     def __str__(self) -> str:
@@ -172,13 +178,13 @@ class HttpSource:
             scheme = parts.scheme.lower()
             port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
         except ValueError as exc:
-            raise ValueError(f"malformed URL {url!r}: {exc}") from None
+            raise BadSource(f"malformed URL {url!r}: {exc}") from None
         if scheme not in _DEFAULT_PORTS:
-            raise ValueError(f"unsupported URL {url!r}: expected http(s)://host/dir/")
+            raise BadSource(f"unsupported URL {url!r}: expected http(s)://host/dir/")
         if parts.username is not None or parts.password is not None:
-            raise ValueError(f"malformed URL {url!r}: no user names in http(s) URLs")
+            raise BadSource(f"malformed URL {url!r}: no user names in http(s) URLs")
         if parts.query or parts.fragment:
-            raise ValueError(f"malformed URL {url!r}: unexpected '?' or '#'")
+            raise BadSource(f"malformed URL {url!r}: unexpected '?' or '#'")
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
@@ -198,6 +204,10 @@ class AutoSource:
     @property
     def path(self) -> str:
         return self.ftp.path
+
+    @property
+    def host(self) -> str:
+        return self.ftp.host
 
     @property
     def default_include(self) -> tuple[str, ...]:
@@ -261,7 +271,7 @@ def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
     """An `ftp://`, `http://` or `https://` directory URL, or a preset; a preset over
     `transport` ("ftp", "https", or "auto": FTP, falling back to HTTPS)."""
     if transport not in TRANSPORTS:
-        raise ValueError(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
+        raise BadSource(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
     scheme = url.split(":", 1)[0].lower()
     if scheme in _DEFAULT_PORTS:
         return HttpSource.parse(url, ca_file=ca_file)

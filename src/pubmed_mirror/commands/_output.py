@@ -221,7 +221,10 @@ class JsonReporter:
     """Newline-delimited JSON: one object per event, then one for the summary."""
 
     def __call__(self, event: Event) -> None:
-        emit_json({"event": _snake(type(event).__name__), **dataclasses.asdict(event)})
+        # shallow, and without an event's error object (`exception`), which is no JSON
+        emit_json({"event": _snake(type(event).__name__),
+                   **{f.name: getattr(event, f.name) for f in dataclasses.fields(event)
+                      if f.name != "exception"}})
 
     async def run(self, every: float) -> None:
         await anyio.sleep_forever()

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .._mirror import list_remote
+from .._client import list_remote
 from .._options import Timeouts
 from .._plan import unsafe_name_reason
 from .._retry import RetryPolicy

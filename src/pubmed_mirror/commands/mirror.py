@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .._mirror import mirror, plan_mirror
+from .._client import mirror, plan_mirror
 from .._options import SPLIT_MIN, MirrorOptions, Timeouts
 from .._plan import MirrorPlan
 from .._retry import RetryPolicy

@@ -641,6 +641,10 @@ class FaultyFTPServer:
 
     @property
     def url(self) -> str:
+        """`ftp://127.0.0.1:PORT/`, once the server has listened (port 0 would mean 21)."""
+        if not self.port:
+            raise RuntimeError("FaultyFTPServer.url: the server has no port until start() "
+                               "(or `with FaultyFTPServer(...) as server:`)")
         return f"ftp://{self.host}:{self.port}/"
 
     @property
@@ -687,7 +691,8 @@ class FaultyFTPServer:
 
     def __repr__(self) -> str:
         state = "running" if self._thread is not None else "stopped"
-        return f"<FaultyFTPServer {self.url} {state}, {self._tally.open} open>"
+        return (f"<FaultyFTPServer ftp://{self.host}:{self.port}/ {state}, "
+                f"{self._tally.open} open>")
 
 
 def _reset(sock: socket.socket) -> None:
