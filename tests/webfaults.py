@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -33,6 +34,8 @@ class WebStats:
     ranges: dict[str, list[int]] = field(default_factory=dict)  # each GET's start offset
     sent: dict[str, int] = field(default_factory=dict)
     statuses: list[tuple[str, int]] = field(default_factory=list)
+    # each request as it arrived: (time.monotonic(), method, name, the client's port)
+    arrivals: list[tuple[float, str, str, int]] = field(default_factory=list)
 
 
 class FaultyWebServer:
@@ -55,7 +58,7 @@ class FaultyWebServer:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[FaultyWebServer]:
-        app = web.Application()
+        app = web.Application(middlewares=[self._arrived])
         app.router.add_get("/pubmed/", self._listing)
         app.router.add_route("*", "/pubmed/{name}", self._file)
         runner = web.AppRunner(app, access_log=None)
@@ -67,6 +70,14 @@ class FaultyWebServer:
             yield self
         finally:
             await runner.cleanup()
+
+    @web.middleware
+    async def _arrived(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.stats.arrivals.append((time.monotonic(), request.method,
+                                    request.match_info.get("name", ""), peer[1] if peer else 0))
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def _listing(self, request: web.Request) -> web.Response:
         lines = ['<html><body><h1>Index of /pubmed/</h1><hr><pre><a href="../">../</a>']

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ._backoff import ServerGate
 from ._ratelimit import TokenBucket
 
 __all__ = ["Budget", "ConnectionCap", "bytes_bucket", "command_bucket"]
@@ -81,6 +82,7 @@ class Budget:
     bytes: TokenBucket | None  # all bytes received
     commands: TokenBucket | None  # FTP commands and HTTP requests
     connections: ConnectionCap | None  # sessions to the run's server
+    gate: ServerGate = field(default_factory=ServerGate)  # the run's server's back-off
 
     @classmethod
     def of(cls, rate_limit: int | None, command_rate: float | None,

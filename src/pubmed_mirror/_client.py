@@ -13,6 +13,7 @@ from types import TracebackType
 
 import anyio
 
+from ._backoff import ServerGate
 from ._budget import Budget, ConnectionCap, bytes_bucket, command_bucket
 from ._errors import require_asyncio
 from ._events import Event
@@ -57,6 +58,7 @@ class MirrorClient:
         self._bytes = bytes_bucket(rate_limit)
         self._commands = command_bucket(command_rate)
         self._caps: dict[str, ConnectionCap] = {}  # per server (host name)
+        self._gates: dict[str, ServerGate] = {}  # per server: one back-off for its mirrors
         self._closed = False
 
     def __repr__(self) -> str:
@@ -81,7 +83,8 @@ class MirrorClient:
         """What a mirror of `source` spends from: the client's buckets, its server's cap."""
         server = str(getattr(source, "host", source)).lower()
         cap = self._caps.setdefault(server, ConnectionCap(self.concurrency))
-        return Budget(self._bytes, self._commands, cap)
+        return Budget(self._bytes, self._commands, cap,
+                      self._gates.setdefault(server, ServerGate()))
 
     def _prepare(self, source: str | Source, dest: str | os.PathLike[str],
                  options: MirrorOptions | None) -> tuple[Source, Path, MirrorOptions]:

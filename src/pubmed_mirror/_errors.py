@@ -233,6 +233,15 @@ def classify_reply(
     return ProtocolError(f"unexpected reply during {phase}", path=path, reply=reply)
 
 
+def busy_reply(exc: aioftp.StatusCodeError) -> str | None:
+    """The reply, when it says the whole server is busy (421 "service not available", or
+    530 "too many"), so that every session should pause; None for any other reply."""
+    code, reply = _reply_text(exc)
+    if code == "421" or (code == "530" and _TOO_MANY.search(reply)):
+        return reply
+    return None
+
+
 @contextlib.contextmanager
 def map_ftp_errors(*, phase: Phase, path: str | None) -> Iterator[None]:
     """Translate aioftp, socket and timeout errors into the project's tree (the only such place)."""

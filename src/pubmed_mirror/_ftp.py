@@ -7,19 +7,21 @@ import calendar
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import aioftp
 import anyio
 
+from ._backoff import ServerGate
 from ._direct import MIN_BUFFER, DirectReceiver, Mover, chunk_for, connect_socket
 from ._errors import (
     Phase,
     ProtocolError,
     RemoteFileError,
     ResumeRefused,
+    busy_reply,
     map_ftp_errors,
 )
 from ._listing import read_list_line
@@ -66,29 +68,40 @@ def parse_mlsx_time(value: str) -> float | None:
 
 
 class _Client(aioftp.Client):
-    """aioftp's client, with every command sent charged to the shared command bucket.
+    """aioftp's client, with every command sent charged to the shared command bucket, and
+    held at the server's gate while the server is busy.
 
-    A step that runs under a deadline pays for its commands first (`prepay`), so waiting for
-    command tokens is never mistaken for a silent server.
+    A step that runs under a deadline pays for its commands first (`prepay`: the gate, then
+    the tokens), so waiting is never mistaken for a silent server; its commands then go out
+    without waiting. A busy reply (421, 530 "too many") to any command closes the gate.
     """
 
-    def __init__(self, *, command_bucket: TokenBucket | None, **kwargs: Any) -> None:
+    def __init__(self, *, command_bucket: TokenBucket | None, gate: ServerGate,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._command_bucket = command_bucket
+        self._gate = gate
         self._credit = 0
 
     async def prepay(self, commands: int) -> None:
+        await self._gate.wait()
         if self._command_bucket is not None:
             await self._command_bucket.acquire(commands)
-            self._credit += commands
+        self._credit += commands
 
     async def command(self, command: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        if command and self._command_bucket is not None:
+        if command:
             if self._credit:
                 self._credit -= 1
             else:
-                await self._command_bucket.acquire(1)
-        return await super().command(command, *args, **kwargs)
+                await self.prepay(1)
+                self._credit -= 1
+        try:
+            return await super().command(command, *args, **kwargs)
+        except aioftp.StatusCodeError as exc:
+            if (reply := busy_reply(exc)) is not None:
+                self._gate.close(reply=reply)
+            raise
 
 
 @contextlib.contextmanager
@@ -109,6 +122,7 @@ class FtpTransport:
     connect_timeout: float = 30.0
     stall_timeout: float = 60.0
     command_bucket: TokenBucket | None = None
+    gate: ServerGate = field(default_factory=ServerGate)  # shared by the sessions it opens
 
     def __repr__(self) -> str:  # never show the password
         return f"FtpTransport({self.user}@{self.address})"
@@ -120,6 +134,7 @@ class FtpTransport:
     async def connect(self) -> FtpSession:
         client = _Client(
             command_bucket=self.command_bucket,
+            gate=self.gate,
             socket_timeout=self.stall_timeout,
             connection_timeout=self.connect_timeout,
         )

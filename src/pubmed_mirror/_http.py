@@ -18,13 +18,14 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import aiohttp
 import anyio
 
 from ._autoindex import parse_autoindex
+from ._backoff import ServerGate
 from ._direct import DirectReceiver, Mover, chunk_for, connect_socket, write_all
 from ._errors import (
     ConnectionLost,
@@ -48,7 +49,6 @@ _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the 
 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
 _HEAD_LIMIT = 64 << 10  # an answer's headers
-_RETRY_AFTER_CAP = 300.0  # seconds; a longer Retry-After is waited for this long at most
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -64,6 +64,7 @@ class HttpTransport:
     stall_timeout: float = 60.0
     command_bucket: TokenBucket | None = None
     ssl_context: ssl.SSLContext | None = None  # https: None means the system's trust store
+    gate: ServerGate = field(default_factory=ServerGate)  # shared by the sessions it opens
 
     def __repr__(self) -> str:
         return f"HttpTransport({self.scheme}://{self.address})"
@@ -88,6 +89,7 @@ class HttpTransport:
             headers={"Accept-Encoding": "identity", "User-Agent": "pubmed-mirror"})
         session = HttpSession(client, self)
         try:
+            await self.gate.wait()  # not within the connect timeout
             with anyio.fail_after(self.connect_timeout):
                 await session.stat(self.probe, phase="connect", kind_check=False,
                                    label=f"{self.scheme}://{self.address}{self.probe}")
@@ -120,6 +122,7 @@ class HttpSession:
         return f"<HttpSession {self.transport.address}>"
 
     async def _pay(self) -> None:
+        await self.transport.gate.wait()
         if self.transport.command_bucket is not None:
             await self.transport.command_bucket.acquire(1)
 
@@ -134,7 +137,7 @@ class HttpSession:
             async with self.client.request(method, _quote(path), headers=headers,
                                            allow_redirects=False) as response:
                 if response.status >= 300:
-                    await _raise_for(response, label or path)
+                    await _raise_for(response, label or path, self.transport.gate)
                 yield response
 
     async def list(self, path: str) -> _Entries:
@@ -251,7 +254,7 @@ class HttpSession:
         try:
             status, reason, headers = _parse_head(head, path)
             if status >= 300:
-                await _raise_for_status(status, reason, headers, path)
+                await _raise_for_status(status, reason, headers, path, transport.gate)
             plain = ("transfer-encoding" not in headers
                      and headers.get("content-encoding", "identity") == "identity")
             if not plain or (status == 200 and offset) or status not in (200, 206):
@@ -352,19 +355,18 @@ def _parse_head(head: bytes, path: str) -> tuple[int, str, dict[str, str]]:
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
 
-async def _raise_for(response: aiohttp.ClientResponse, path: str) -> None:
+async def _raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGate) -> None:
     await _raise_for_status(response.status, response.reason or "",
-                            {k.lower(): v for k, v in response.headers.items()}, path)
+                            {k.lower(): v for k, v in response.headers.items()}, path, gate)
 
 
 async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
-                            path: str) -> None:
+                            path: str, gate: ServerGate) -> None:
     reply = f"{status} {reason}".strip()
     if status in (408, 429) or status >= 500:
         wait = _retry_after(headers.get("retry-after"))
-        if wait:  # honoured here, before the retry policy adds its own backoff
-            log.info("%s: %s, retrying after %g s as the server asks", path, reply, wait)
-            await anyio.sleep(min(wait, _RETRY_AFTER_CAP))
+        if status in (429, 503) or wait is not None:  # every session pauses (`_backoff`)
+            gate.close(wait, reply=f"{path}: {reply}")
         raise ServerBusy(f"the server answered {reply}", path=path, reply=reply)
     if 300 <= status < 400:
         raise RemoteFileError(f"redirected ({reply}) to {headers.get('location')}",

@@ -98,7 +98,7 @@ class MirrorRun:
         self.mover: Mover = "splice" if options.splice else "recv"
         transport = source.transport(
             connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
-            command_bucket=budget.commands)
+            command_bucket=budget.commands, gate=budget.gate)
         self.pool = SessionPool(transport, size=options.concurrency, cap=budget.connections)
         self.ordered = ordered
         self.landings: Landings | None = None

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
+from ._backoff import ServerGate
 from ._errors import (
     BadSource,
     ConnectionLost,
@@ -76,11 +77,13 @@ class FtpSource:
         return f"{self.path.rstrip('/')}/{name}"
 
     def transport(self, *, connect_timeout: float, stall_timeout: float,
-                  command_bucket: TokenBucket | None = None) -> FtpTransport:
+                  command_bucket: TokenBucket | None = None,
+                  gate: ServerGate | None = None) -> FtpTransport:
         """The transport that opens sessions to this source's server."""
         return FtpTransport(host=self.host, port=self.port, user=self.user,
                             password=self.password, connect_timeout=connect_timeout,
-                            stall_timeout=stall_timeout, command_bucket=command_bucket)
+                            stall_timeout=stall_timeout, command_bucket=command_bucket,
+                            gate=gate or ServerGate())
 
     @classmethod
     def parse(cls, url: str, *, netrc_file: str | os.PathLike[str] | None = None) -> FtpSource:
@@ -157,7 +160,8 @@ class HttpSource:
         return f"{self.path.rstrip('/')}/{name}"
 
     def transport(self, *, connect_timeout: float, stall_timeout: float,
-                  command_bucket: TokenBucket | None = None) -> HttpTransport:
+                  command_bucket: TokenBucket | None = None,
+                  gate: ServerGate | None = None) -> HttpTransport:
         from ._http import HttpTransport
 
         context = None
@@ -168,7 +172,7 @@ class HttpSource:
         return HttpTransport(scheme=self.scheme, host=self.host.strip("[]"), port=self.port,
                              probe=directory, connect_timeout=connect_timeout,
                              stall_timeout=stall_timeout, command_bucket=command_bucket,
-                             ssl_context=context)
+                             ssl_context=context, gate=gate or ServerGate())
 
     @classmethod
     def parse(cls, url: str, *, ca_file: str | os.PathLike[str] | None = None) -> HttpSource:
@@ -220,12 +224,13 @@ class AutoSource:
         return self.ftp.remote_path(name)
 
     def transport(self, *, connect_timeout: float, stall_timeout: float,
-                  command_bucket: TokenBucket | None = None) -> FallbackTransport:
+                  command_bucket: TokenBucket | None = None,
+                  gate: ServerGate | None = None) -> FallbackTransport:
         return FallbackTransport(
             self.ftp.transport(connect_timeout=connect_timeout, stall_timeout=stall_timeout,
-                               command_bucket=command_bucket),
+                               command_bucket=command_bucket, gate=gate),
             self.https.transport(connect_timeout=connect_timeout, stall_timeout=stall_timeout,
-                                 command_bucket=command_bucket))
+                                 command_bucket=command_bucket, gate=gate))
 
 
 class FallbackTransport:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
+    from ._backoff import ServerGate
     from ._direct import Mover
     from ._ratelimit import TokenBucket
 
@@ -144,6 +145,8 @@ class Source(Protocol):
         ...
 
     def transport(self, *, connect_timeout: float, stall_timeout: float,
-                  command_bucket: TokenBucket | None = None) -> Transport:
-        """A transport to the source's server with these timeouts and command budget."""
+                  command_bucket: TokenBucket | None = None,
+                  gate: ServerGate | None = None) -> Transport:
+        """A transport to the source's server with these timeouts, command budget and
+        back-off (`gate`: its own when None)."""
         ...

@@ -145,6 +145,9 @@ class ServerStats:
     rest_offsets: dict[str, list[int]] = field(default_factory=dict)
     bytes_sent: dict[str, int] = field(default_factory=dict)
     commands: int = 0
+    # each command as it arrived: (time.monotonic(), its line (PASS: the verb alone), the
+    # control connection's ordinal)
+    command_log: list[tuple[float, str, int]] = field(default_factory=list)
 
     def snapshot(self) -> ServerStats:
         """A deep enough copy that later server activity cannot change it."""
@@ -153,6 +156,7 @@ class ServerStats:
             retr=dict(self.retr),
             rest_offsets={name: list(offsets) for name, offsets in self.rest_offsets.items()},
             bytes_sent=dict(self.bytes_sent),
+            command_log=list(self.command_log),
         )
 
 
@@ -197,9 +201,10 @@ class _Tally:
         with self._lock:
             self._stats.logins += 1
 
-    def command(self) -> None:
+    def command(self, line: str, connection: int) -> None:
         with self._lock:
             self._stats.commands += 1
+            self._stats.command_log.append((time.monotonic(), line, connection))
 
     def retr(self, name: str, offset: int) -> None:
         with self._lock:
@@ -392,6 +397,7 @@ class _Session(FTPHandler):  # type: ignore[misc]
         config: _Config = server.config
         self._config = config
         self._admitted = False
+        self._ordinal = 0
         self._arming: tuple[str, Fault | None] | None = None
         self._delayed: deque[tuple[float, str | None]] = deque()
         self._flush_timer: Any = None
@@ -408,7 +414,8 @@ class _Session(FTPHandler):  # type: ignore[misc]
         """Greet, or refuse at the greeting (421), or greet and refuse at PASS (530); or
         reset the connection before any greeting (the first `reset_connections` ones)."""
         config = self._config
-        if config.tally.arrive() <= config.reset_connections:
+        self._ordinal = config.tally.arrive()
+        if self._ordinal <= config.reset_connections:
             _reset(self.socket)
             self.close()
             return
@@ -434,7 +441,7 @@ class _Session(FTPHandler):  # type: ignore[misc]
         super().handle_auth_failed(_LOGIN_INCORRECT, password)
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
-        self._config.tally.command()
+        self._config.tally.command(cmd if cmd == "PASS" else line, self._ordinal)
         canned = self._config.replies.get(cmd)
         if canned is not None and self.authenticated:
             self.respond(canned)
