@@ -9,11 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from conftest import FakeClock
 from pubmed_mirror import FileRetrying, MirrorOptions, RetryPolicy, Timeouts, mirror
 from pubmed_mirror._backoff import RETRY_AFTER_CAP, ServerGate
+from pubmed_mirror._ftp import FtpTransport
+from pubmed_mirror._pool import SessionPool
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from webfaults import FaultyWebServer, WebFault
 
@@ -117,3 +120,49 @@ async def test_ftp_421_burst_pauses_every_session(tmp_path: Path, splice: bool) 
         assert first >= 0.5  # the gate's shortest first pause (half its 1 s base)
     assert sum(isinstance(e, FileRetrying) for e in events) == 2
 
+
+
+@pytest.mark.parametrize("splice", [True, False], ids=["splice", "recv"])
+async def test_session_closed_while_idle_is_replaced_silently(tmp_path: Path,
+                                                                splice: bool) -> None:
+    """A pooled session the server closed for idling (2 s) is replaced with a new login
+    when it is next taken: the file that takes it spends no attempt on it."""
+    names = ["pubmed26n0001.xml.gz", "pubmed26n0002.xml.gz"]
+    files = _tree(tmp_path / "ftp", {n: 50_000 for n in names})
+    with FaultyFTPServer(tmp_path / "ftp", idle_timeout=2.0) as server:
+        # the first file's first RETR stalls until the client gives up on it (2.5 s): its
+        # retry then takes the second file's session, idle for longer than 2 s by then
+        server.faults.add(names[0], Fault(kind="stall", after_bytes=1000))
+        events: list[Any] = []
+        options = MirrorOptions(concurrency=2, splice=splice, include=("*.xml.gz",),
+                                split_min=None,
+                                retry=RetryPolicy(attempts=4, base=0.05, cap=0.2),
+                                timeouts=Timeouts(connect=5, stall=2.5))
+        report = await mirror(server.url, tmp_path / "m", options, on_event=events.append)
+        stats = server.stats
+    assert report.ok, report.failed
+    for name, data in files.items():
+        assert (tmp_path / "m" / name).read_bytes() == data
+    retries = [e for e in events if isinstance(e, FileRetrying)]
+    print(f"retries: {[(e.name, e.reason) for e in retries]}; logins {stats.logins}")
+    assert [e.name for e in retries] == [names[0]]  # the stall only
+    assert {r.name: r.attempts for r in report.files} == {names[0]: 2, names[1]: 1}
+    assert stats.logins == 3  # the listing's (then the first file's), the second's, the new one
+
+
+async def test_pool_counts_stale_sessions(tmp_path: Path) -> None:
+    """The pool's stats and repr count an idle session the server closed, and the session
+    it hands out instead is a new login that works."""
+    (tmp_path / "f").write_bytes(b"x")
+    with FaultyFTPServer(tmp_path, idle_timeout=1.0) as server:
+        transport = FtpTransport(host=server.host, port=server.port, connect_timeout=5,
+                                 stall_timeout=5)
+        async with SessionPool(transport, size=1) as pool:
+            async with pool.session():
+                pass
+            await anyio.sleep(1.5)
+            async with pool.session() as session:
+                entry = await session.stat("/f")
+            assert pool.stats.stale == 1 and pool.stats.logins == 2
+            assert "1 stale replaced" in repr(pool)
+        assert entry.size == 1 and server.stats.logins == 2

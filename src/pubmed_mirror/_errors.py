@@ -237,9 +237,14 @@ def busy_reply(exc: aioftp.StatusCodeError) -> str | None:
     """The reply, when it says the whole server is busy (421 "service not available", or
     530 "too many"), so that every session should pause; None for any other reply."""
     code, reply = _reply_text(exc)
+    if code == "421" and _IDLE.search(reply):  # that session idled too long: not load
+        return None
     if code == "421" or (code == "530" and _TOO_MANY.search(reply)):
         return reply
     return None
+
+
+_IDLE = re.compile(r"idle|time ?out|timed out", re.IGNORECASE)
 
 
 @contextlib.contextmanager

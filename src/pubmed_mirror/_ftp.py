@@ -228,6 +228,14 @@ class FtpSession:
     def __repr__(self) -> str:
         return f"<FtpSession {'healthy' if self.healthy else 'broken'}>"
 
+    @property
+    def stale(self) -> bool:
+        """The server closed the control connection (EOF, reset), or spoke unasked (a
+        "421 Idle timeout" before closing), while the session sat idle: its next command
+        would fail. Nothing is sent to find out."""
+        reader: Any = self.client.stream.reader
+        return bool(reader.exception() is not None or reader._eof or reader._buffer)
+
     async def _open_data(self, command: str, connect: Callable[[str, int], Awaitable[_C]], *,
                          phase: Phase, path: str, offset: int = 0) -> _C:
         """TYPE I, EPSV (PASV after a 5xx), `connect`, REST, `command`: the data connection.

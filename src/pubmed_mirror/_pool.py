@@ -31,6 +31,7 @@ class PoolStats:
     logins: int  # sessions opened successfully over the pool's life
     refusals: int  # connections refused by the server for being over its limit
     peak: int  # most sessions open at once
+    stale: int = 0  # idle sessions found closed by the server, replaced without a failure
 
 
 class SessionPool:
@@ -69,6 +70,7 @@ class SessionPool:
         self._logins = 0
         self._refusals = 0
         self._peak = 0
+        self._stale = 0
         self._last_refusal = 0.0
         self._changed = anyio.Event()
         self._closed = False
@@ -77,12 +79,12 @@ class SessionPool:
     def __repr__(self) -> str:
         s = self.stats
         return (f"<SessionPool {s.active} active, {s.idle} idle, {s.opening} opening, "
-                f"limit {s.limit}/{s.max_size}>")
+                f"limit {s.limit}/{s.max_size}, {s.stale} stale replaced>")
 
     @property
     def stats(self) -> PoolStats:
         return PoolStats(self._limit, self._max, len(self._idle), self._active, self._opening,
-                         self._logins, self._refusals, self._peak)
+                         self._logins, self._refusals, self._peak, self._stale)
 
     async def __aenter__(self) -> SessionPool:
         return self
@@ -157,7 +159,11 @@ class SessionPool:
                 decision = self._decide()
                 if decision == "reuse":
                     self._active += 1
-                    return self._idle.pop()
+                    idle = self._idle.pop()
+                    if not getattr(idle, "stale", False):  # HTTP: aiohttp reconnects
+                        return idle
+                    await self._replace(idle)
+                    continue
                 if decision == "queue" and self._cap is not None and not queued:
                     queue.enter_context(self._cap.queued(self, self._notify))
                     queued = True
@@ -197,6 +203,14 @@ class SessionPool:
         self._logins += 1
         self._peak = max(self._peak, self._live())
         return session
+
+    async def _replace(self, session: Session) -> None:
+        """An idle session the server closed (an idle timeout): closed, and not a failure
+        of the file that found it; the caller opens another in its place."""
+        self._stale += 1
+        log.info("a session closed by the server while idle: replacing it")
+        with anyio.CancelScope(shield=True):
+            await self.discard(session)
 
     def release(self, session: Session) -> None:
         """Give a healthy session back for reuse."""

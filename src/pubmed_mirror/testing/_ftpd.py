@@ -233,6 +233,7 @@ class _Config:
     passive_ports: range | None
     list_lines: tuple[str, ...] | None
     replies: Mapping[str, str]
+    idle_timeout: float
 
 
 class _Retr:
@@ -404,6 +405,8 @@ class _Session(FTPHandler):  # type: ignore[misc]
         self.authorizer = config.authorizer
         self.proto_cmds = config.proto_cmds
         self.passive_ports = config.passive_ports
+        if config.idle_timeout:
+            self.timeout = config.idle_timeout  # then "421 Control connection timed out."
         super().__init__(conn, server, ioloop=ioloop)
         if not self._closed:
             server.channels.add(self)
@@ -600,7 +603,9 @@ class FaultyFTPServer:
     such listings), whatever the files in `root` are: RETR still serves those. `replies`
     answers the commands it names (after login) with its reply line instead of running them:
     `{"MDTM": "502 Not implemented", "EPSV": "522 Use PASV"}` makes a server without MDTM
-    and EPSV, `{"REST": "502 ..."}` one that cannot resume. Stats
+    and EPSV, `{"REST": "502 ..."}` one that cannot resume. `idle_timeout` (seconds, 0:
+    pyftpdlib's 300) closes a control connection idle that long, saying "421 Control
+    connection timed out." first. Stats
     accumulate across restart(). pyftpdlib's logger is set to CRITICAL unless its level was
     set already: set it to DEBUG to watch the sessions.
     """
@@ -621,6 +626,7 @@ class FaultyFTPServer:
         reset_connections: int = 0,
         list_lines: Sequence[str] | None = None,
         replies: Mapping[str, str] | None = None,
+        idle_timeout: float = 0.0,
     ) -> None:
         _check_options(max_connections, limit_reply, rate_per_connection, reply_delay,
                        user, password)
@@ -642,6 +648,7 @@ class FaultyFTPServer:
             passive_ports=passive_ports,
             list_lines=None if list_lines is None else tuple(list_lines),
             replies=_check_replies(replies or {}),
+            idle_timeout=idle_timeout,
         )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
