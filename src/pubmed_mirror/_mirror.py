@@ -175,7 +175,7 @@ class MirrorRun:
         await self._retire(await self._deletions())
 
     def _changing(self, change: Changeover) -> None:
-        log.warning("a new PubMed year is listed: fetching %d while %d stays in place until "
+        log.info("a new PubMed year is listed: fetching %d while %d stays in place until "
                     "%d is complete", change.new, change.old, change.new)
         self.emit(BaselineChanged(change.old, change.new))
 
