@@ -176,7 +176,7 @@ class MirrorRun:
 
     def _changing(self, change: Changeover) -> None:
         log.info("a new PubMed year is listed: fetching %d while %d stays in place until "
-                    "%d is complete", change.new, change.old, change.new)
+                 "%d is complete", change.new, change.old, change.new)
         self.emit(BaselineChanged(change.old, change.new))
 
     async def _deletions(self) -> Deletions:
