@@ -8,6 +8,7 @@
     │   ├── ConnectionLost           resets, drops, EOF on the control or data connection
     │   │   └── ConnectionRefused    nothing listens on the port (fatal before the first login)
     │   ├── ProtocolError            a reply we could not parse
+    │   │   └── WrongVersion         an answer of another version than the part (restarted from 0)
     │   ├── ServerBusy               a 4xx reply (421, 425, 426, 450, 451, 452)
     │   │   └── TooManyConnections   421 at greeting, or 530 "too many" after login
     │   └── ChecksumMismatch         the bytes do not hash to the expected MD5 (refetched from 0)
@@ -52,6 +53,7 @@ __all__ = [
     "TransferStalled",
     "TransientError",
     "TruncatedTransfer",
+    "WrongVersion",
 ]
 
 
@@ -101,6 +103,12 @@ class ConnectionRefused(ConnectionLost):
 
 class ProtocolError(TransientError):
     """The server sent something we could not parse."""
+
+
+class WrongVersion(ProtocolError):
+    """The server answered with other bytes than those of the version the part holds
+    (another size or total, validator, or a content-coding not asked for): none of them
+    reach the part, which is thrown away; the file is fetched again from 0."""
 
 
 class ServerBusy(TransientError):

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from ._errors import (
     RemoteFileError,
     TransientError,
     TruncatedTransfer,
+    WrongVersion,
     describe,
     ungrouped,
 )
@@ -72,8 +73,10 @@ from ._transfer import (
     local_errors,
     part_path,
     part_started,
+    part_validator,
     receive_span,
     start_part,
+    started_from,
     sync_directory,
     write_atomically,
 )
@@ -403,17 +406,33 @@ class _Attempts:
                 await self._companion(session)
             if not self.local_copy_kept:
                 self.remote = remote = await self._remote(session)
-                await self._receive_first(session, remote)
+                await self._restarting(self._receive_first(session, remote))
         if remote is not None:
-            await self._complete(remote)  # which records it
+            await self._restarting(self._complete(remote))  # which records it
         else:
             await anyio.to_thread.run_sync(self._record)
+
+    async def _restarting(self, receiving: Awaitable[None]) -> None:
+        """An answer of another version than the part's (in any span) means the part is
+        of a version the server no longer serves: all of it goes, the retry starts at 0."""
+        try:
+            await receiving
+        except WrongVersion:
+            self.untrack()
+            if self.tail is not None:
+                self.tail.reset()
+                self.tail = None
+            await anyio.to_thread.run_sync(discard_part,
+                                           part_path(self.run.dest / self.entry.name))
+            raise
 
     async def _receive_first(self, session: Session, remote: RemoteFile) -> None:
         """Receive NAME.part's span (all of the file unless it was split)."""
         part = part_path(self.run.dest / self.entry.name)
         scan = self.tail is None or not self.tail.spans
-        have, found, restarted = await anyio.to_thread.run_sync(_prepare, part, remote, scan)
+        have, found, restarted, remote = await anyio.to_thread.run_sync(_prepare, part, remote,
+                                                                        scan)
+        self.remote = remote  # with the validator the part was started from
         if restarted and self.tail is not None:  # another version, or its record was lost:
             self.untrack()                       # the segments are gone with the part
             self.tail.reset()
@@ -503,6 +522,8 @@ class _Attempts:
             self.run.tails.notify()
 
     async def _segment_attempt(self, tail: FileTail, remote: RemoteFile, span: Span) -> None:
+        # the validator the part's first answer recorded, which a segment's request names
+        remote = await anyio.to_thread.run_sync(started_from, tail.part, remote)
         async with self.run.pool.session() as session:
             if remote.md5 is None:
                 # another connection, another RETR: still the version the part holds? (with
@@ -575,9 +596,11 @@ class _Attempts:
             entry = await session.stat(path)
         elif self._furthest > 0:  # a retry that would resume: is it still the same file?
             now = await session.stat(path)
-            started = await anyio.to_thread.run_sync(
-                part_started, part_path(self.run.dest / self.entry.name))
-            if not _same_version(entry, now, started):
+            part = part_path(self.run.dest / self.entry.name)
+            started = await anyio.to_thread.run_sync(part_started, part)
+            recorded = await anyio.to_thread.run_sync(part_validator, part)
+            if not _same_version(entry, now, started) or (
+                    None not in (recorded, now.validator) and recorded != now.validator):
                 # the part's record then names another version: it starts again from 0
                 log.warning("%s: changed on the server since the listing (%s bytes, mtime %s;"
                             " now %s, %s): fetching it from the start", path, entry.size,
@@ -588,7 +611,7 @@ class _Attempts:
         self.size = entry.size
         self.mtime = entry.mtime if entry.mtime else self.entry.mtime
         self.current = entry
-        return RemoteFile(path, entry.size, self.mtime, self.md5)
+        return RemoteFile(path, entry.size, self.mtime, self.md5, entry.validator)
 
     def _record(self) -> None:
         """NAME is final: write NAME.md5 beside it, then vouch for both in the manifest."""
@@ -602,15 +625,17 @@ class _Attempts:
                                       now, now if self.md5 else None))
 
 
-def _prepare(part: Path, remote: RemoteFile, scan: bool) -> tuple[int, list[Span], bool]:
+def _prepare(part: Path, remote: RemoteFile, scan: bool
+             ) -> tuple[int, list[Span], bool, RemoteFile]:
     """NAME.part's length (started afresh, its segments removed, unless it is of this
-    version: `restarted`) and, when `scan`, the segments a previous attempt or run left.
-    Run in a thread."""
+    version: `restarted`), when `scan` the segments a previous attempt or run left, and
+    `remote` with the validator the part was started from. Run in a thread."""
     have, restarted = start_part(part, remote)
+    remote = started_from(part, remote)
     if scan and not restarted:
         have, found = segments_on_disk(part, remote.size, have)
-        return have, found, restarted
-    return have, [], restarted
+        return have, found, restarted, remote
+    return have, [], restarted, remote
 
 
 def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None) -> bool:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -29,6 +29,7 @@ from ._errors import (
     RemoteFileError,
     TransferStalled,
     TruncatedTransfer,
+    WrongVersion,
 )
 from ._ratelimit import TokenBucket
 from ._state import STATE_DIR
@@ -44,12 +45,14 @@ _HASH_BLOCK = 4 << 20
 
 @dataclass(frozen=True, slots=True)
 class RemoteFile:
-    """What the transfer needs to know of a remote file; `md5` is the expected hex digest."""
+    """What the transfer needs to know of a remote file; `md5` is the expected hex digest,
+    `validator` what names the version over HTTP (see RemoteEntry), when known."""
 
     path: str
     size: int
     mtime: float | None
     md5: str | None = None
+    validator: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,20 +78,60 @@ def local_errors(path: Path) -> Iterator[None]:
         raise LocalFileError(f"cannot write {path}: {reason}", path=path.name) from exc
 
 
-def _version(remote: RemoteFile) -> dict[str, float | None]:
-    """What NAME.part.meta records: the remote version a part was started from."""
-    return {"size": remote.size, "mtime": remote.mtime}
+def _version(remote: RemoteFile) -> dict[str, float | str | None]:
+    """What NAME.part.meta records: the remote version a part was started from (its
+    validator, when not known yet, is recorded by the answer that starts it:
+    `record_validator`)."""
+    return {"size": remote.size, "mtime": remote.mtime, "validator": remote.validator}
 
 
 def resumable(part: Path, remote: RemoteFile) -> int | None:
-    """The length of a NAME.part started from this remote version; None if there is none."""
+    """The length of a NAME.part started from this remote version; None if there is none.
+    Validators are compared when both are known (a listing gives none)."""
     try:
         started_from = json.loads(_meta_path(part).read_text())
         have = part.stat().st_size
     except (OSError, ValueError):
         return None
     version = {k: started_from.get(k) for k in ("size", "mtime")}
-    return have if version == _version(remote) and 0 <= have <= remote.size else None
+    validator = started_from.get("validator")
+    same = version == {"size": remote.size, "mtime": remote.mtime} and (
+        None in (validator, remote.validator) or validator == remote.validator)
+    return have if same and 0 <= have <= remote.size else None
+
+
+def part_validator(part: Path) -> str | None:
+    """The validator NAME.part was started from, when its record has one."""
+    try:
+        validator = json.loads(_meta_path(part).read_text()).get("validator")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return validator if isinstance(validator, str) else None
+
+
+def started_from(part: Path, remote: RemoteFile) -> RemoteFile:
+    """`remote` with the validator NAME.part was started from, when its record has one:
+    what a resumed request names (HTTP's If-Range)."""
+    validator = part_validator(part)
+    return remote if validator is None else replace(remote, validator=validator)
+
+
+def record_validator(part: Path, validator: str) -> None:
+    """Record in NAME.part.meta the validator of the answer that started the part."""
+    meta = _meta_path(part)
+    tmp = meta.with_name(meta.name + ".tmp")
+    with local_errors(part):
+        try:
+            record = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return  # no record: the part is not resumed anyway
+        if not isinstance(record, dict):
+            return
+        try:
+            tmp.write_text(json.dumps({**record, "validator": validator}))
+            os.replace(tmp, meta)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def part_started(part: Path) -> float | None:
@@ -298,6 +341,7 @@ async def fetch_file(
     """
     part = part_path(dest)
     offset = await anyio.to_thread.run_sync(prepare_part, part, remote)
+    remote = await anyio.to_thread.run_sync(started_from, part, remote)
     if on_start is not None:
         on_start(offset)
     span = Span(part, 0, offset, remote.size)
@@ -360,6 +404,9 @@ async def receive_span(
         if not over:
             received, over = await _retr(session, remote, span, fd, stall_timeout, bucket,
                                          on_bytes, mover, digest)
+    except WrongVersion:  # the part is of a version the server no longer serves
+        over = True
+        raise
     finally:
         with local_errors(span.path):
             os.close(fd)
@@ -382,8 +429,12 @@ async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
     than the remote size (then its final reply is not awaited: a 426 can follow)."""
     buffer = _read_ahead(span.end - span.pos, bucket)
     received = 0
-    async with session.open_direct(remote.path, span.pos, buffer=buffer,
-                                   mover=mover) as stream:
+    async with session.open_direct(remote.path, span.pos, buffer=buffer, mover=mover,
+                                   expect=remote) as stream:
+        validator = stream.validator
+        if span.pos == 0 and validator is not None and validator != remote.validator:
+            # the answer starting the part names its version: a resume will ask for it
+            await anyio.to_thread.run_sync(record_validator, span.path, validator)
         span.active = True
         try:
             received = await _receive(stream, fd, span, remote, stall_timeout, bucket,

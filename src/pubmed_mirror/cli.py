@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -15,12 +16,13 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -528,19 +530,27 @@ async def _dry_run(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         emit_json(_plan_json(plan))
         return EXIT_OK
-    table = Table(title=escape(f"dry run: {args.url} -> {args.dest}"))
-    for column in ("file", "size", "action"):
-        table.add_column(column, justify="right" if column == "size" else "left")
-    for f in plan.files:
-        action = {"fetch": f"fetch (resume at {human_bytes(f.have)})" if f.have else "fetch",
-                  "check": "check local copy (MD5), fetch if wrong", "skip": "up to date"}
-        table.add_row(Text(f.name), human_bytes(f.size), action[f.action])
-    console.print(table)
+    console.out(f"dry run: {args.url} -> {args.dest}", highlight=False)
+    lines = _plan_lines(plan)
+    while batch := list(itertools.islice(lines, 1000)):
+        console.out("\n".join(batch), highlight=False)
     fetch = plan.with_action("fetch", "check")
     console.print(f"would fetch up to {len(fetch)} files, {human_bytes(plan.bytes_to_fetch)}; "
                   f"{len(plan.with_action('skip'))} up to date; nothing was transferred",
                   highlight=False)
     return EXIT_OK
+
+
+def _plan_lines(plan: MirrorPlan) -> Iterator[str]:
+    """The plan's table as aligned lines, made as they are printed (a rich Table of
+    300,000 rows took 560 MB and two minutes to lay out)."""
+    width = max((cell_len(f.name) for f in plan.files), default=0)
+    yield f"{'file':{max(width, 4)}}  {'size':>10}  action"
+    for f in plan.files:
+        action = {"fetch": f"fetch (resume at {human_bytes(f.have)})" if f.have else "fetch",
+                  "check": "check local copy (MD5), fetch if wrong", "skip": "up to date"}
+        pad = " " * (max(width, 4) - cell_len(f.name))
+        yield f"{f.name}{pad}  {human_bytes(f.size):>10}  {action[f.action]}"
 
 
 def _plan_json(plan: MirrorPlan) -> dict[str, Any]:
