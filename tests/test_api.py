@@ -19,7 +19,8 @@ def test_all_is_pinned() -> None:
         "PoolStats", "ProtocolError", "ReadStream", "RemoteEntry", "RemoteFile", "RemoteFileError",
         "RetryPolicy", "ServerBusy", "ServerUnreachable", "Session", "SessionPool", "Source",
         "Timeouts", "TokenBucket", "TooManyConnections", "TransferResult", "TransferStalled",
-        "TransientError", "Transport", "TruncatedTransfer", "VerifyReport", "__version__",
+        "TransientError", "Transport", "TruncatedTransfer", "VerifyReport", "WrongVersion",
+        "__version__",
         "fetch_file", "list_remote", "mirror", "mirror_events", "parse_md5_file", "plan_mirror",
         "verify",
     ])

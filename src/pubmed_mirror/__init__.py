@@ -31,6 +31,7 @@ from ._errors import (
     TransferStalled,
     TransientError,
     TruncatedTransfer,
+    WrongVersion,
 )
 from ._events import (
     Event,
@@ -126,6 +127,7 @@ __all__ = [
     "Transport",
     "TruncatedTransfer",
     "VerifyReport",
+    "WrongVersion",
     "__version__",
     "fetch_file",
     "list_remote",

@@ -371,7 +371,7 @@ class _Attempts:
         return self._furthest
 
     def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
-        if isinstance(error, ChecksumMismatch):
+        if isinstance(error, ChecksumMismatch | WrongVersion):
             self._checksum = None  # the server may have replaced both: ask again
         self.run.emit(FileRetrying(self.entry.name, attempt, delay, describe(error)))
 
