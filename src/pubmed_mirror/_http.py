@@ -134,12 +134,13 @@ class HttpSession:
 
     @contextlib.asynccontextmanager
     async def _request(self, method: str, path: str, *, phase: Phase,
-                       headers: dict[str, str] | None = None, label: str | None = None
-                       ) -> AsyncIterator[aiohttp.ClientResponse]:
+                       headers: dict[str, str] | None = None, label: str | None = None,
+                       paid: bool = False) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request whose answer is a success (2xx); anything else is raised, classified
         (naming `label`, the path by default). Its headers must be in within the stall
-        timeout of the request being sent."""
-        await self._pay()
+        timeout of the request being sent. `paid`: its command token was taken already."""
+        if not paid:
+            await self._pay()
         waiting = _AnswerWait(self.transport.stall_timeout)
         with _mapped(phase, label or path):
             with waiting.scope:
@@ -158,6 +159,7 @@ class HttpSession:
         """The entries of a directory's index page; a rounded size is asked for with HEAD."""
         directory = path if path.endswith("/") else path + "/"
         deadline = listing_deadline(self.transport.stall_timeout)
+        await self._pay()  # (waiting for its turn is not the listing's time)
         with anyio.move_on_after(deadline) as whole:
             listed = await self._index(directory, path)
         if whole.cancelled_caught:
@@ -176,7 +178,7 @@ class HttpSession:
 
     async def _index(self, directory: str, path: str) -> _Entries:
         """The entries of the index page, parsed as the page arrives (never held whole)."""
-        async with self._request("GET", directory, phase="list") as response:
+        async with self._request("GET", directory, phase="list", paid=True) as response:
             _check_page(response, path)
             parser = AutoindexParser(response.charset)
             entries: _Entries = []

@@ -42,8 +42,9 @@ def request_headers(offset: int, expect: RemoteFile | None) -> dict[str, str]:
     """Range from `offset`; resuming a part of a known version, If-Range with its
     validator: a server whose file changed then answers the whole new file (200)."""
     headers = {"Range": f"bytes={offset}-"}
-    if offset and expect is not None and expect.validator:
-        headers["If-Range"] = expect.validator
+    named = expect.validator if expect is not None else None
+    if offset and named and named.isascii() and named.isprintable():  # (a header's value)
+        headers["If-Range"] = named
     return headers
 
 
