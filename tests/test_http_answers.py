@@ -362,3 +362,28 @@ async def main(count, root):
 
 asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 """
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+async def test_a_split_file_replaced_on_the_server_starts_again(
+        files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
+        splice: bool) -> None:
+    """A file split over two sessions (checked by its NAME.md5) is replaced on the server
+    when its second half is asked for: that answer (to If-Range) is the whole new version,
+    so the part and its segments start again from 0, and the file ends as the new
+    version, within the run and within a few seconds."""
+    root, data = files
+    (root / f"{BIG}.md5").write_text(f"MD5({BIG})= {hashlib.md5(data[BIG]).hexdigest()}\n")
+    other = _data("B", len(data[BIG]))
+    server = _server(root, scheme, certificate, rate=1 << 20)
+    server.add(BIG, WebFault("ok"), WebFault("new_version", data=other))
+    async with server.running():
+        start = anyio.current_time()
+        report = await mirror(_source(server, certificate), tmp_path / "m",
+                              opts(splice=splice, concurrency=2, split_min=1 << 20))
+        elapsed = anyio.current_time() - start
+    assert report.ok, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == other
+    assert server.stats.if_ranges[BIG][1] is not None  # the segment named the part's version
+    assert server.stats.ranges[BIG].count(0) >= 2  # the part started again
+    assert elapsed < 15, elapsed

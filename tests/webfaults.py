@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import email.utils
 import gzip
+import hashlib
 import html
 import os
 import ssl
@@ -31,8 +32,9 @@ class WebFault:
     "version" (another version, `data`, answers a Range: 206 for the range asked up to the
     listed file's end, with `data`'s total), "version_whole" (200 with all of `data`), "gzip"
     (200 with the whole file gzipped, Content-Encoding: gzip, though the client asked for
-    identity), "ignore_if_range" (the Range is honoured whatever If-Range says), "ok" (no
-    fault: a place in the queue).
+    identity), "ignore_if_range" (the Range is honoured whatever If-Range says),
+    "new_version" (before this GET is answered the file becomes `data`, and its NAME.md5,
+    if any, says so), "ok" (no fault: a place in the queue).
 
     With `replace`, the file on disk becomes those bytes once this GET is over (stamped
     `mtime`, if given): a new version appears between two requests."""
@@ -148,6 +150,12 @@ class FaultyWebServer:
         self.stats.if_ranges.setdefault(name, []).append(request.headers.get("If-Range"))
         queue = self.faults.get(name) or []
         fault = queue.pop(0) if queue else None
+        if fault is not None and fault.kind == "new_version" and fault.data is not None:
+            data = fault.data
+            path.write_bytes(data)
+            checksum = path.with_name(name + ".md5")
+            if checksum.exists():
+                checksum.write_text(f"MD5({name})= {hashlib.md5(data).hexdigest()}\n")
         try:
             return await self._answer(request, name, path, data, start, fault)
         finally:
