@@ -183,6 +183,32 @@ async def test_a_same_size_replacement_is_not_resumed_by_the_next_run(
 
 
 @pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+async def test_a_range_whose_validator_is_not_the_parts_is_refused(
+        files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
+        splice: bool) -> None:
+    """A server that honours Range but ignores If-Range answers a resume with a range of
+    the new version (same size, same listed minute): its own ETag is not the one the part
+    was started from, so nothing of it is kept and the file starts again from 0."""
+    root, data = files
+    dest = tmp_path / "m"
+    other = _data("B", len(data[BIG]))
+    listed = (root / BIG).stat().st_mtime
+    server = _server(root, scheme, certificate)
+    server.add(BIG, WebFault("close", after=DROP), WebFault("ignore_if_range"))
+    async with server.running():
+        source = _source(server, certificate)
+        first = await mirror(source, dest, opts(splice=splice, retry=RetryPolicy(attempts=1)))
+        assert [f.name for f in first.failed] == [BIG]
+        (root / BIG).write_bytes(other)
+        os.utime(root / BIG, (listed + 30, listed + 30))
+        second = await mirror(source, dest, opts(splice=splice))
+    assert second.ok, second.failed
+    assert (dest / BIG).read_bytes() == other
+    assert server.stats.statuses[1:] == [(BIG, 206), (BIG, 200)]  # the range, then from 0
+    assert server.stats.ranges[BIG] == [0, DROP, 0]
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
 async def test_a_version_a_day_older_is_not_resumed_within_a_run(
         files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
         splice: bool) -> None:
