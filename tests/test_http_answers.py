@@ -343,7 +343,7 @@ RSS_BOUND_MB = 150
 def test_a_huge_index_dry_run_within_a_memory_bound(tmp_path: Path) -> None:
     """`mirror --dry-run` of an index of 100,000 entries plans every file and peaks under
     150 MB of RSS: the page, its parse and the plan are never all held at once (it measured
-    99 MB here; the code before took over 55 s, and 864 MB for 300,000 entries)."""
+    99 MB here; the code before took over 55 s, and 850 MB for 300,000 entries)."""
     script = tmp_path / "serve.py"
     script.write_text(_BIG_SERVER)
     (tmp_path / "web").mkdir()
