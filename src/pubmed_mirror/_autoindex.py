@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._transport import RemoteEntry
 
-__all__ = ["AutoindexParser", "parse_autoindex"]
+__all__ = ["AutoindexParser"]
 
 _TIME = re.compile(  # 2026-11-29 12:00[:59] (Apache) or 29-Nov-2026 12:00[:59] (nginx)
     r"(?:(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})|(?P<dd>\d{1,2})-(?P<mon>[A-Z][a-z]{2})-"
@@ -140,12 +140,6 @@ class _Page(HTMLParser):
         size = None if is_dir else _size(_TIME.sub(" ", text))
         self._done.append(RemoteEntry(name, size, mtime, "dir" if is_dir else "file",
                                       resolution))
-
-
-def parse_autoindex(html: str) -> list[RemoteEntry]:
-    """The entries of a whole autoindex page (see `AutoindexParser`)."""
-    parser = AutoindexParser()
-    return parser.feed(html.encode()) + parser.close()
 
 
 def _name(href: str) -> str | None:
