@@ -36,7 +36,7 @@ class AutoindexParser:
 
     `is_index` says whether the page is a directory index at all: Apache's, nginx's and
     NCBI's are titled "Index of /path" (in <title> and <h1>); a login or welcome page is
-    not, whatever links it holds. `title` is the page's first such heading, for errors.
+    not, whatever links it holds. `title` is the page's first <title> or <h1>, for errors.
     """
 
     def __init__(self, charset: str | None = None) -> None:
