@@ -1,11 +1,18 @@
-"""A small aiohttp web server for the HTTP transport's fault tests: a directory listing in
-nginx's format, files with Range support, and faults injected per GET of a file."""
+"""Small web servers for the HTTP transport's fault tests: `FaultyWebServer` (aiohttp) serves
+a directory listing in nginx's format and files with Range and If-Range support, with faults
+injected per GET of a file; `TricklingWebServer` (plain asyncio) answers a listing one byte at
+a time."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import gzip
+import hashlib
 import html
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,31 +29,62 @@ class WebFault:
     """kind: "close" (send `after` bytes, then drop the connection), "stall" (send `after`
     bytes, then nothing for `seconds`), "429" / "503" (that status, with Retry-After
     `seconds` if given), "ignore_range" (answer 200 with the whole file), "linger" (the
-    whole body, then keep the connection open for `seconds` despite Connection: close)."""
+    whole body, then keep the connection open for `seconds` despite Connection: close),
+    "version" (another version, `data`, answers a Range: 206 for the range asked up to the
+    listed file's end, with `data`'s total), "version_whole" (200 with all of `data`), "gzip"
+    (200 with the whole file gzipped, Content-Encoding: gzip, though the client asked for
+    identity), "ignore_if_range" (the Range is honoured whatever If-Range says),
+    "new_version" (before this GET is answered the file becomes `data`, and its NAME.md5,
+    if any, says so), "ok" (no fault: a place in the queue).
+
+    With `replace`, the file on disk becomes those bytes once this GET is over (stamped
+    `mtime`, if given): a new version appears between two requests."""
 
     kind: str
     after: int = 0
     seconds: float | None = None
+    data: bytes | None = None
+    replace: bytes | None = None
+    mtime: float | None = None
 
 
 @dataclass
 class WebStats:
     ranges: dict[str, list[int]] = field(default_factory=dict)  # each GET's start offset
+    if_ranges: dict[str, list[str | None]] = field(default_factory=dict)  # each GET's If-Range
     sent: dict[str, int] = field(default_factory=dict)
     statuses: list[tuple[str, int]] = field(default_factory=list)
     # each request as it arrived: (time.monotonic(), method, name, the client's port)
     arrivals: list[tuple[float, str, str, int]] = field(default_factory=list)
 
 
+def server_context(tls: tuple[Path, Path] | None) -> ssl.SSLContext | None:
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls[0], tls[1])
+    return context
+
+
 class FaultyWebServer:
+    """`validators`: GET and HEAD answers carry ETag and Last-Modified (as nginx's and
+    Apache's do); without, neither. `head_modified`: HEAD carries Last-Modified (when
+    `validators`). `page`: served instead of the directory listing (a login page, say)."""
+
     def __init__(self, root: Path, *, extra_names: list[str] | None = None,
-                 rate: int = 0, rounded: bool = False) -> None:
+                 rate: int = 0, rounded: bool = False, validators: bool = True,
+                 head_modified: bool = True, page: str | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.root = root
         self.faults: dict[str, list[WebFault]] = {}
         self.stats = WebStats()
         self.extra_names = extra_names or []  # listed (hostile names), never served
         self.rate = rate  # bytes/s per response, 0: unlimited
         self.rounded = rounded  # sizes shown as Apache and NCBI do: "1.4M"
+        self.validators = validators
+        self.head_modified = head_modified
+        self.page = page
+        self.tls = tls
         self.port = 0
 
     def add(self, name: str, *faults: WebFault) -> None:
@@ -54,7 +92,7 @@ class FaultyWebServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/pubmed/"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/pubmed/"
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[FaultyWebServer]:
@@ -63,7 +101,7 @@ class FaultyWebServer:
         app.router.add_route("*", "/pubmed/{name}", self._file)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(self.tls))
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         try:
@@ -80,7 +118,10 @@ class FaultyWebServer:
         return response
 
     async def _listing(self, request: web.Request) -> web.Response:
-        lines = ['<html><body><h1>Index of /pubmed/</h1><hr><pre><a href="../">../</a>']
+        if self.page is not None:
+            return web.Response(text=self.page, content_type="text/html")
+        lines = ['<html><head><title>Index of /pubmed/</title></head><body>'
+                 '<h1>Index of /pubmed/</h1><hr><pre><a href="../">../</a>']
         names = sorted(p.name for p in self.root.iterdir()) + self.extra_names
         for name in names:
             path = self.root / name
@@ -93,6 +134,16 @@ class FaultyWebServer:
         lines.append("</pre><hr></body></html>")
         return web.Response(text="\n".join(lines), content_type="text/html")
 
+    def _validators(self, path: Path, *, head: bool = False) -> dict[str, str]:
+        """As nginx: ETag "<mtime hex>-<size hex>", Last-Modified."""
+        if not self.validators:
+            return {}
+        st = path.stat()
+        found = {"ETag": f'"{int(st.st_mtime):x}-{st.st_size:x}"'}
+        if self.head_modified or not head:
+            found["Last-Modified"] = email.utils.formatdate(st.st_mtime, usegmt=True)
+        return found
+
     async def _file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         path = self.root / name
@@ -100,31 +151,78 @@ class FaultyWebServer:
             raise web.HTTPNotFound()
         data = path.read_bytes()
         if request.method == "HEAD":
-            modified = email.utils.formatdate(path.stat().st_mtime, usegmt=True)
             return web.Response(headers={"Content-Length": str(len(data)),
-                                         "Last-Modified": modified})
+                                         **self._validators(path, head=True)})
         start = 0
         header = request.headers.get("Range", "")
         if header.startswith("bytes=") and header.endswith("-"):
             start = int(header[6:-1])
         self.stats.ranges.setdefault(name, []).append(start)
+        self.stats.if_ranges.setdefault(name, []).append(request.headers.get("If-Range"))
         queue = self.faults.get(name) or []
         fault = queue.pop(0) if queue else None
-        if fault is not None and fault.kind in ("429", "503"):
+        if fault is not None and fault.kind == "new_version" and fault.data is not None:
+            data = fault.data
+            path.write_bytes(data)
+            checksum = path.with_name(name + ".md5")
+            if checksum.exists():
+                checksum.write_text(f"MD5({name})= {hashlib.md5(data).hexdigest()}\n")
+        try:
+            return await self._answer(request, name, path, data, start, fault)
+        finally:
+            if fault is not None and fault.replace is not None:
+                path.write_bytes(fault.replace)
+                if fault.mtime is not None:
+                    os.utime(path, (fault.mtime, fault.mtime))
+
+    def _range_holds(self, request: web.Request, path: Path, fault: WebFault | None) -> bool:
+        """If-Range: the range is served only when the validator is the current one."""
+        if_range = request.headers.get("If-Range")
+        if if_range is None or (fault is not None and fault.kind == "ignore_if_range"):
+            return True
+        return if_range in self._validators(path).values()
+
+    async def _answer(self, request: web.Request, name: str, path: Path, data: bytes,
+                      start: int, fault: WebFault | None) -> web.StreamResponse:
+        kind = fault.kind if fault is not None else None
+        if fault is not None and kind in ("429", "503"):
             headers = {} if fault.seconds is None else {"Retry-After": f"{fault.seconds:g}"}
-            self.stats.statuses.append((name, int(fault.kind)))
-            return web.Response(status=int(fault.kind), headers=headers)
-        if fault is not None and fault.kind == "ignore_range":
+            self.stats.statuses.append((name, int(kind)))
+            return web.Response(status=int(kind), headers=headers)
+        if kind == "ignore_range" or not self._range_holds(request, path, fault):
             start = 0
+        headers = self._validators(path)
+        body, total, end = data[start:], len(data), len(data)
+        if fault is not None and fault.data is not None and kind == "version":
+            body, total = fault.data[start:len(data)], len(fault.data)  # up to the listed end
+        elif fault is not None and fault.data is not None and kind == "version_whole":
+            start, body, total, end = 0, fault.data, len(fault.data), len(fault.data)
+        elif kind == "gzip":
+            start, body = 0, gzip.compress(data)
+            headers["Content-Encoding"] = "gzip"
         status = 206 if start else 200
-        response = web.StreamResponse(status=status)
-        response.content_length = len(data) - start
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = len(body)
         if start:
-            response.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
         self.stats.statuses.append((name, status))
         await response.prepare(request)
-        body = data[start:]
-        cut = fault.after if fault is not None and fault.kind in ("close", "stall") else None
+        cut = fault.after if fault is not None and kind in ("close", "stall") else None
+        await self._send(response, name, body, cut)
+        if fault is not None and kind == "stall":
+            await asyncio.sleep(fault.seconds or 30)
+        if fault is not None and kind == "linger":
+            await response.write_eof()
+            await asyncio.sleep(fault.seconds or 30)
+            return response
+        if cut is not None and request.transport is not None:
+            request.transport.close()  # mid-body: the client sees the connection end early
+            return response
+        await response.write_eof()
+        return response
+
+    async def _send(self, response: web.StreamResponse, name: str, body: bytes,
+                    cut: int | None) -> None:
         sent = 0
         step = 64 << 10
         while sent < len(body):
@@ -136,14 +234,79 @@ class FaultyWebServer:
             sent = end
             if self.rate:
                 await asyncio.sleep(step / self.rate)
-        if fault is not None and fault.kind == "stall":
-            await asyncio.sleep(fault.seconds or 30)
-        if fault is not None and fault.kind == "linger":
-            await response.write_eof()
-            await asyncio.sleep(fault.seconds or 30)
-            return response
-        if cut is not None and request.transport is not None:
-            request.transport.close()  # mid-body: the client sees the connection end early
-            return response
-        await response.write_eof()
-        return response
+
+
+class TricklingWebServer:
+    """Answers HEAD at once and a GET of the listing one byte every `interval` seconds:
+    `part` "head" trickles the status line and headers, "body" the page after prompt
+    headers. `sent` counts the bytes of GET answers written."""
+
+    def __init__(self, *, part: str, interval: float = 0.5, length: int = 400,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        self.part = part
+        self.interval = interval
+        self.length = length  # bytes of page to trickle (then the rest, at once)
+        self.tls = tls
+        self.port = 0
+        self.sent = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/pubmed/"
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[TricklingWebServer]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0,
+                                            ssl=server_context(self.tls))
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+
+    def _page(self) -> bytes:
+        rows = "".join(f'<a href="pubmed26n{i:04d}.xml.gz">pubmed26n{i:04d}.xml.gz</a>'
+                       f"   01-Jan-2026 00:00   {1000 + i}\n" for i in range(40))
+        return ("<html><head><title>Index of /pubmed/</title></head><body>"
+                f"<h1>Index of /pubmed/</h1><pre>\n{rows}</pre></body></html>").encode()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            while True:
+                request = await reader.readuntil(b"\r\n\r\n")
+                if request.startswith(b"HEAD "):
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                                 b"Content-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    continue
+                await self._trickle(writer)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError,
+                ssl.SSLError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _trickle(self, writer: asyncio.StreamWriter) -> None:
+        page = self._page()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                f"Content-Length: {len(page)}\r\n\r\n").encode()
+        slow, fast = (head, page) if self.part == "head" else (page[:self.length],
+                                                                page[self.length:])
+        if self.part != "head":
+            writer.write(head)
+        for i in range(len(slow)):
+            writer.write(slow[i:i + 1])
+            await writer.drain()
+            self.sent += 1
+            await asyncio.sleep(self.interval)
+        writer.write(fast)
+        await writer.drain()

@@ -69,10 +69,12 @@ def served_copy(root: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def apache(docroot: Path, *, style: str = "table",
-           tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+def apache(docroot: Path, *, style: str = "table", tls: tuple[Path, Path] | None = None,
+           gzip_encoding: bool = False) -> Iterator[int]:
     """Apache on 127.0.0.1:PORT serving `docroot` with autoindex; `style` "table" (Debian's
-    default: FancyIndexing HTMLTable), "pre" (FancyIndexing, as NCBI's pages) or "plain"."""
+    default: FancyIndexing HTMLTable), "pre" (FancyIndexing, as NCBI's pages) or "plain".
+    `gzip_encoding`: `AddEncoding x-gzip .gz` (commented out in Debian's mime.conf): .gz
+    files are answered with `Content-Encoding: x-gzip`, their bytes as they are."""
     port = free_port()
     run = Path(tempfile.mkdtemp(prefix="pm-apache-"))
     options = {"table": "FancyIndexing HTMLTable NameWidth=* Charset=UTF-8",
@@ -88,6 +90,8 @@ def apache(docroot: Path, *, style: str = "table",
             "TypesConfig /etc/mime.types", f"DocumentRoot {docroot}",
             f"<Directory {docroot}>", "  Options +Indexes", "  Require all granted",
             "</Directory>", f"IndexOptions {options}"]
+    if gzip_encoding:
+        conf.append("AddEncoding x-gzip .gz")
     if tls:
         conf += ["SSLEngine on", f"SSLCertificateFile {tls[0]}",
                  f"SSLCertificateKeyFile {tls[1]}", f"SSLSessionCache shmcb:{run}/scache"]

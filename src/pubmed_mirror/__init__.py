@@ -35,7 +35,6 @@ from ._errors import (
     LocalFileError,
     LoginRefused,
     MirrorError,
-    PartMismatch,
     PermanentError,
     ProtocolError,
     RemoteFileError,
@@ -46,6 +45,7 @@ from ._errors import (
     TransferStalled,
     TransientError,
     TruncatedTransfer,
+    WrongVersion,
 )
 from ._events import (
     BaselineChanged,
@@ -126,7 +126,6 @@ __all__ = [
     "MirrorPlan",
     "MirrorReport",
     "PRESETS",
-    "PartMismatch",
     "PermanentError",
     "PlannedFile",
     "PoolStats",
@@ -152,6 +151,7 @@ __all__ = [
     "Transport",
     "TruncatedTransfer",
     "VerifyReport",
+    "WrongVersion",
     "__version__",
     "acknowledge",
     "consumer_cursor",

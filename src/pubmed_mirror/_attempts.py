@@ -20,6 +20,7 @@ from ._errors import (
     ResumeRefused,
     TransientError,
     TruncatedTransfer,
+    WrongVersion,
     describe,
     local_errors,
 )
@@ -36,8 +37,10 @@ from ._transfer import (
     finalize,
     part_path,
     part_started,
+    part_validator,
     receive_span,
     start_part,
+    started_from,
     write_atomically,
 )
 from ._transport import RemoteEntry, Session
@@ -82,7 +85,7 @@ class FileAttempts:
         return self._furthest
 
     def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
-        if isinstance(error, ChecksumMismatch):
+        if isinstance(error, ChecksumMismatch | WrongVersion):
             self._checksum = None  # the server may have replaced both: ask again
         self.run.emit(FileRetrying(self.entry.name, attempt, delay, describe(error)))
 
@@ -119,25 +122,31 @@ class FileAttempts:
                 self.remote = remote = await self._remote(session)
                 try:
                     await self._receive_first(session, remote)
-                except ResumeRefused as exc:
+                except (ResumeRefused, WrongVersion) as exc:
                     await self._from_zero(exc)
         if remote is not None:
             try:
                 await self._complete(remote)  # which records it
-            except ResumeRefused as exc:  # a segment that came from byte 0
+            except (ResumeRefused, WrongVersion) as exc:  # in a segment, or at the stitch
                 await self._from_zero(exc)
         else:
             await anyio.to_thread.run_sync(self._record)
 
-    async def _from_zero(self, error: ResumeRefused) -> NoReturn:
-        """The server cannot resume: no more resuming in this run, and this file starts again
-        from byte 0 (a transient failure, so the retry does that)."""
-        self.run.no_resume(error)
+    async def _from_zero(self, error: ResumeRefused | WrongVersion) -> NoReturn:
+        """This file starts again from byte 0, at the retry: the server cannot resume (then
+        no more resuming in this run), or an answer in any span was of another version than
+        the part (then the part and its segments go now: never resumed again)."""
         self.untrack()
         if self.tail is not None:
             self.tail.reset()
             self.tail = None
+        self._fresh = True
         self._furthest = self._furthest_before  # what it held is thrown away: no progress
+        if isinstance(error, WrongVersion):
+            await anyio.to_thread.run_sync(discard_part,
+                                           part_path(self.run.dest / self.entry.name))
+            raise error
+        self.run.no_resume(error)
         raise TruncatedTransfer(f"fetching it again from byte 0: {describe(error)}",
                                 path=self.entry.name) from error
 
@@ -146,8 +155,9 @@ class FileAttempts:
         part = part_path(self.run.dest / self.entry.name)
         scan = self.tail is None or not self.tail.spans
         fresh, self._fresh = self._fresh or not self.run.resume, False
-        have, found, restarted = await anyio.to_thread.run_sync(_prepare, part, remote, scan,
-                                                                fresh)
+        have, found, restarted, remote = await anyio.to_thread.run_sync(
+            _prepare, part, remote, scan, fresh)
+        self.remote = remote  # with the validator the part was started from
         if restarted and self.tail is not None:  # another version, or its record was lost:
             self.untrack()                       # the segments are gone with the part
             self.tail.reset()
@@ -241,6 +251,8 @@ class FileAttempts:
             self.run.tails.notify()
 
     async def _segment_attempt(self, tail: FileTail, remote: RemoteFile, span: Span) -> None:
+        # the validator the part's first answer recorded, which a segment's request names
+        remote = await anyio.to_thread.run_sync(started_from, tail.part, remote)
         async with self.run.pool.session() as session:
             if remote.md5 is None:
                 # another connection, another RETR: still the version the part holds? (with
@@ -316,21 +328,23 @@ class FileAttempts:
             entry = await session.stat(path)
         elif self._furthest > 0:  # a retry that would resume: is it still the same file?
             now = await session.stat(path)
-            started = await anyio.to_thread.run_sync(
-                part_started, part_path(self.run.dest / self.entry.name))
-            if not _same_version(entry, now, started, checked=self.md5 is not None):
+            part = part_path(self.run.dest / self.entry.name)
+            started = await anyio.to_thread.run_sync(part_started, part)
+            recorded = await anyio.to_thread.run_sync(part_validator, part)
+            if not _same_version(entry, now, started, checked=self.md5 is not None) or (
+                    None not in (recorded, now.validator) and recorded != now.validator):
                 log.warning("%s: changed on the server since the listing, or no way to tell "
                             "(%s bytes, mtime %s; now %s, %s): fetching it from the start",
                             path, entry.size, entry.mtime, now.size, now.mtime)
                 self._fresh = True
                 entry = RemoteEntry(entry.name, now.size if now.size is not None else entry.size,
-                                    now.mtime, entry.kind, 1.0)
+                                    now.mtime, entry.kind, 1.0, now.validator)
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self.size = entry.size
         self.mtime = entry.mtime if entry.mtime else self.entry.mtime
         self.current = entry
-        return RemoteFile(path, entry.size, self.mtime, self.md5)
+        return RemoteFile(path, entry.size, self.mtime, self.md5, entry.validator)
 
     def _record(self) -> None:
         """NAME is final (or the local copy is right): record it. A record that cannot be
@@ -357,17 +371,18 @@ class FileAttempts:
 
 
 def _prepare(part: Path, remote: RemoteFile, scan: bool,
-             fresh: bool) -> tuple[int, list[Span], bool]:
+             fresh: bool) -> tuple[int, list[Span], bool, RemoteFile]:
     """NAME.part's length (started afresh, its segments removed, unless it is of this
-    version and not `fresh`: `restarted`) and, when `scan`, the segments a previous attempt
-    or run left. Run in a thread."""
+    version and not `fresh`: `restarted`), when `scan` the segments a previous attempt or run
+    left, and `remote` with the validator the part was started from. Run in a thread."""
     if fresh:
         discard_part(part)
     have, restarted = start_part(part, remote)
+    remote = started_from(part, remote)
     if scan and not restarted:
         have, found = segments_on_disk(part, remote.size, have)
-        return have, found, restarted
-    return have, [], restarted
+        return have, found, restarted, remote
+    return have, [], restarted, remote
 
 
 def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None, *,

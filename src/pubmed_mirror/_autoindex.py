@@ -4,83 +4,121 @@ nginx's autoindex, which is what NCBI serves under https://ftp.ncbi.nlm.nih.gov/
 Each entry is an `<a href>` whose target is a name in this directory, followed (in the same
 line or table row) by its modification time and size. Sizes are exact when the server gives
 bytes (nginx by default) and approximate when it rounds them (Apache: `1.4M`, NCBI: `24M`):
-those are returned as `Listed.size_hint` with `size` None, for the caller to ask (HEAD).
+those entries have `size` None, for the caller to ask (HEAD). Times are the server's clock
+as shown, read as UTC; minutes unless seconds are shown. The page is parsed as it arrives:
+a directory of 300,000 entries is never held as a page, a parse and a listing at once.
 """
 
 from __future__ import annotations
 
-import calendar
+import codecs
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Listed", "parse_autoindex"]
+from ._transport import RemoteEntry
 
-_TIME = re.compile(
-    r"(?P<iso>\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?)"
-    r"|(?P<dmy>\d{1,2}-[A-Z][a-z]{2}-\d{4} \d{2}:\d{2}(?::\d{2})?)")
+__all__ = ["AutoindexParser"]
+
+_TIME = re.compile(  # 2026-11-29 12:00[:59] (Apache) or 29-Nov-2026 12:00[:59] (nginx)
+    r"(?:(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})|(?P<dd>\d{1,2})-(?P<mon>[A-Z][a-z]{2})-"
+    r"(?P<yy>\d{4})) (?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?")
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"), start=1)}
 _SIZE = re.compile(r"(?<![\w.:-])(?P<n>\d+(?:\.\d+)?)(?P<unit>[KMGTP]?)(?![\w.:-])")
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 
 
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """One entry of a listing. `mtime` is POSIX seconds as the page shows it (the server's
-    clock, usually UTC; minutes unless seconds are shown); `size` exact bytes or None."""
+class AutoindexParser:
+    """An index page parsed as it arrives: `feed` its bytes (in `charset`), take the
+    entries they completed; each is an `<a href>` with the text that follows it up to the
+    next anchor or line/row end (no parent, sort links or links elsewhere).
 
-    name: str
-    is_dir: bool
-    mtime: float | None
-    mtime_resolution: float
-    size: int | None
-    size_hint: int | None  # the rounded size the page shows, when it rounds
+    `is_index` says whether the page is a directory index at all: Apache's, nginx's and
+    NCBI's are titled "Index of /path" (in <title> and <h1>); a login or welcome page is
+    not, whatever links it holds. `title` is the page's first <title> or <h1>, for errors.
+    """
+
+    def __init__(self, charset: str | None = None) -> None:
+        try:
+            self._decoder = codecs.getincrementaldecoder(charset or "utf-8")(errors="replace")
+        except LookupError:  # a charset Python does not know
+            self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._page = _Page()
+
+    @property
+    def is_index(self) -> bool:
+        return self._page.is_index
+
+    @property
+    def title(self) -> str | None:
+        return self._page.title
+
+    def feed(self, data: bytes) -> list[RemoteEntry]:
+        """The entries completed by `data`."""
+        self._page.feed(self._decoder.decode(data))
+        return self._page.take()
+
+    def close(self) -> list[RemoteEntry]:
+        """The entries left at the end of the page."""
+        self._page.feed(self._decoder.decode(b"", final=True))
+        self._page.close()
+        return self._page.take()
 
 
-def parse_autoindex(html: str) -> list[Listed]:
-    """The entries of an autoindex page (no parent, no sort links, no links elsewhere)."""
-    parser = _Anchors()
-    parser.feed(html)
-    parser.close()
-    entries: dict[str, Listed] = {}
-    for href, text in parser.anchors:
-        name = _name(href)
-        if name is None or name in entries:
-            continue
-        is_dir = href.split("?", 1)[0].endswith("/")
-        mtime, resolution = _mtime(text)
-        size, hint = (None, None) if is_dir else _size(_TIME.sub(" ", text))
-        entries[name] = Listed(name, is_dir, mtime, resolution, size, hint)
-    return list(entries.values())
-
-
-class _Anchors(HTMLParser):
-    """Each `<a href>` with the text that follows it up to the next anchor or line/row end."""
+class _Page(HTMLParser):
+    """The handlers behind `AutoindexParser`: entries as their anchors' lines end."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.anchors: list[tuple[str, str]] = []
+        self.is_index = False
+        self.title: str | None = None
+        self._done: list[RemoteEntry] = []
+        self._seen: set[str] = set()
         self._href: str | None = None
         self._in_anchor = False
         self._after: list[str] = []
+        self._heading: list[str] | None = None  # the text of a <title> or <h1> being read
+
+    def take(self) -> list[RemoteEntry]:
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
             self._flush()
-            href = dict(attrs).get("href")
-            self._href = href
+            self._href = dict(attrs).get("href")
             self._in_anchor = True
         elif tag == "tr":
             self._flush()
+        elif tag in ("title", "h1"):
+            self._heading = []
+        self._separate()
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a":
             self._in_anchor = False
         elif tag in ("tr", "li", "table", "pre"):
             self._flush()
+        elif tag in ("title", "h1") and self._heading is not None:
+            heading = " ".join("".join(self._heading).split())
+            self.title = self.title or heading
+            self.is_index = self.is_index or heading.startswith("Index of ")
+            self._heading = None
+        self._separate()
+
+    def _separate(self) -> None:
+        """A tag separates words (table cells); text split between two feeds does not."""
+        if self._href is not None:
+            self._after.append(" ")
 
     def handle_data(self, data: str) -> None:
+        if self._heading is not None:
+            self._heading.append(data)
         if self._href is None or self._in_anchor:
             return
         line, newline, _ = data.partition("\n")
@@ -89,22 +127,31 @@ class _Anchors(HTMLParser):
             self._flush()
 
     def _flush(self) -> None:
-        if self._href is not None:
-            self.anchors.append((self._href, " ".join(self._after)))
-        self._href = None
-        self._after = []
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
+        href, self._href = self._href, None
+        text, self._after = "".join(self._after), []
+        if href is None:
+            return
+        name = _name(href)
+        if name is None or name in self._seen:
+            return
+        self._seen.add(name)
+        is_dir = href.split("?", 1)[0].endswith("/")
+        mtime, resolution = _mtime(text)
+        size = None if is_dir else _size(_TIME.sub(" ", text))
+        self._done.append(RemoteEntry(name, size, mtime, "dir" if is_dir else "file",
+                                      resolution))
 
 
 def _name(href: str) -> str | None:
     """The entry an href names, if it is one of this directory's."""
-    parts = urlsplit(href)
-    if parts.scheme or parts.netloc or parts.query or parts.fragment:
-        return None  # another site, or a sort link (?C=N;O=D)
-    path = parts.path
+    path = href
+    # urlsplit is slow: only for what it changes (a scheme, query or fragment, spaces and
+    # control characters it strips)
+    if ":" in href or "?" in href or "#" in href or href[:1] == " " or not href.isprintable():
+        parts = urlsplit(href)
+        if parts.scheme or parts.netloc or parts.query or parts.fragment:
+            return None  # another site, or a sort link (?C=N;O=D)
+        path = parts.path
     if path.startswith("./"):
         path = path[2:]
     path = path.removesuffix("/")
@@ -117,26 +164,25 @@ def _name(href: str) -> str | None:
 
 
 def _mtime(text: str) -> tuple[float | None, float]:
+    """The time shown (read as UTC) and its resolution; read without strptime, which took
+    half the time of parsing a listing."""
     match = _TIME.search(text)
     if match is None:
         return None, 1.0
-    value = match.group(0)
-    seconds = value.count(":") == 2
-    fmt = ("%Y-%m-%d %H:%M" if match.group("iso") else "%d-%b-%Y %H:%M") + (
-        ":%S" if seconds else "")
+    year, day = match.group("y") or match.group("yy"), match.group("d") or match.group("dd")
+    month = int(match.group("mo")) if match.group("mo") else _MONTHS.get(match.group("mon"), 0)
+    second = match.group("S")
     try:
-        stamp = datetime.strptime(value, fmt)
+        stamp = datetime(int(year), month, int(day), int(match.group("H")),
+                         int(match.group("M")), int(second or 0), tzinfo=UTC)
     except ValueError:
         return None, 1.0
-    return float(calendar.timegm(stamp.timetuple())), 1.0 if seconds else 60.0
+    return stamp.timestamp(), 60.0 if second is None else 1.0
 
 
-def _size(text: str) -> tuple[int | None, int | None]:
-    """(exact bytes, None) or (None, rounded bytes) or (None, None)."""
+def _size(text: str) -> int | None:
+    """The exact bytes shown; None when the page shows none, or rounds them (`1.4M`)."""
     match = _SIZE.search(text)
-    if match is None:
-        return None, None
-    number, unit = match.group("n"), match.group("unit")
-    if not unit and number.isdigit():
-        return int(number), None
-    return None, int(float(number) * _UNITS[unit])
+    if match is None or match.group("unit") or not match.group("n").isdigit():
+        return None
+    return int(match.group("n"))

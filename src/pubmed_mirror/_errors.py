@@ -8,10 +8,11 @@
     │   ├── ConnectionLost           resets, drops, EOF on the control or data connection
     │   │   └── ConnectionRefused    nothing listens on the port (fatal before the first login)
     │   ├── ProtocolError            a reply we could not parse
+    │   │   └── WrongVersion         an answer of another version than the part, or bytes
+    │   │                            before a resume point that differ (restarted from 0)
     │   ├── ServerBusy               a 4xx reply (421, 425, 426, 450, 451, 452)
     │   │   └── TooManyConnections   421 at greeting, or 530 "too many" after login
-    │   ├── ChecksumMismatch         the bytes do not hash to the expected MD5 (refetched from 0)
-    │   └── PartMismatch             the bytes before a resume point differ from the part's
+    │   └── ChecksumMismatch         the bytes do not hash to the expected MD5 (refetched from 0)
     ├── PermanentError               that file fails at once, never retried
     │   ├── RemoteFileError          a 5xx reply about the file (550, 553, ...)
     │   ├── ResumeRefused            the server refused or ignored REST (the run fetches
@@ -58,7 +59,6 @@ __all__ = [
     "LocalFileError",
     "LoginRefused",
     "MirrorError",
-    "PartMismatch",
     "PermanentError",
     "ProtocolError",
     "RemoteFileError",
@@ -69,6 +69,7 @@ __all__ = [
     "TransferStalled",
     "TransientError",
     "TruncatedTransfer",
+    "WrongVersion",
 ]
 
 
@@ -120,6 +121,13 @@ class ProtocolError(TransientError):
     """The server sent something we could not parse."""
 
 
+class WrongVersion(ProtocolError):
+    """The server answered with other bytes than those of the version the part holds
+    (another size or total, validator, a content-coding not asked for, or bytes before a
+    resume point that differ from the part's): none of them reach the part, which is
+    thrown away; the file is fetched again from 0."""
+
+
 class ServerBusy(TransientError):
     """The server answered with a transient (4xx) reply."""
 
@@ -130,11 +138,6 @@ class TooManyConnections(ServerBusy):
 
 class ChecksumMismatch(TransientError):
     """The downloaded bytes do not match the expected MD5; the copy is discarded."""
-
-
-class PartMismatch(TransientError):
-    """The bytes the server sent again before the resume point are not those the part
-    holds: another version, or a part gone wrong. The part is discarded."""
 
 
 class PermanentError(MirrorError):

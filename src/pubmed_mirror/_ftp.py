@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aioftp
 import anyio
@@ -21,13 +21,17 @@ from ._errors import (
     ProtocolError,
     RemoteFileError,
     ResumeRefused,
+    TransferStalled,
     busy_reply,
     map_ftp_errors,
 )
 from ._listing import read_list_line
 from ._ratelimit import TokenBucket
 from ._receiver import TARGET, Receiver
-from ._transport import EntryKind, RemoteEntry
+from ._transport import EntryKind, RemoteEntry, listing_deadline
+
+if TYPE_CHECKING:
+    from ._transfer import RemoteFile
 
 __all__ = ["FtpSession", "FtpTransport", "parse_mlsx_time"]
 
@@ -187,6 +191,8 @@ class FtpReadStream(_DataStream):
 class FtpDirectStream(_DataStream):
     """Received straight into a file (see `_direct`): the files mirrored."""
 
+    validator: str | None = None  # an FTP answer does not name its version
+
     def __init__(self, session: FtpSession, path: str, receiver: DirectReceiver) -> None:
         super().__init__(session, path)
         self._receiver = receiver
@@ -294,7 +300,8 @@ class FtpSession:
 
     @contextlib.asynccontextmanager
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
-                          mover: Mover = "splice") -> AsyncIterator[FtpDirectStream]:
+                          mover: Mover = "splice", expect: RemoteFile | None = None
+                          ) -> AsyncIterator[FtpDirectStream]:
         async def connect(host: str, port: int) -> DirectReceiver:
             sock = await connect_socket(host, port, buffer)
             try:
@@ -328,15 +335,20 @@ class FtpSession:
                                          path=path)
         stream = FtpReadStream(self, path, receiver, phase="list")
         data = bytearray()
+        deadline = listing_deadline(self.stall_timeout)
         try:
-            while True:
-                with _deadline(self.stall_timeout, phase="list", path=path):
-                    chunk = await stream.read()
-                if not chunk:
-                    break
-                data += chunk
+            with anyio.move_on_after(deadline) as whole:
+                while True:
+                    with _deadline(self.stall_timeout, phase="list", path=path):
+                        chunk = await stream.read()
+                    if not chunk:
+                        break
+                    data += chunk
         finally:
             stream.close()
+        if whole.cancelled_caught:
+            raise TransferStalled(f"the listing was not complete within {deadline:g} s",
+                                  path=path)
         await stream.finish()
         return tuple(line for line in bytes(data).splitlines() if line.strip())
 

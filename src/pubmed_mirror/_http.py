@@ -2,9 +2,14 @@
 
 A session is one aiohttp ClientSession holding at most one connection (kept alive across
 requests), so a pool of N sessions is N connections, as with FTP. A directory is listed by
-parsing its autoindex page (`_autoindex`); a file's size and time come from HEAD; reading
-from an offset is a `Range` request, and an answer that is not the range asked for is never
-appended to a part.
+parsing its autoindex page as it arrives (`_autoindex`); a file's size and time come from
+HEAD; reading from an offset is a `Range` request (with `If-Range` when resuming), and an
+answer that is not the range asked for, of the part's version, is never appended to a part
+(`_httpcheck`).
+
+Timeouts: an answer's headers must be in within the stall timeout of the request being
+sent (headers trickling in are no progress); a body may not go silent for longer; a
+listing must be complete within `listing_deadline`.
 """
 
 from __future__ import annotations
@@ -13,18 +18,19 @@ import asyncio
 import contextlib
 import email.utils
 import logging
-import re
+import math
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import anyio
 
-from ._autoindex import parse_autoindex
+from ._autoindex import AutoindexParser
 from ._backoff import ServerGate
 from ._direct import DirectReceiver, Mover, chunk_for, connect_socket, write_all
 from ._errors import (
@@ -38,8 +44,10 @@ from ._errors import (
     ServerUnreachable,
     TransferStalled,
 )
+from ._httpcheck import check_answer, request_headers, validator
 from ._ratelimit import TokenBucket
-from ._transport import EntryKind, RemoteEntry
+from ._transfer import RemoteFile
+from ._transport import RemoteEntry, listing_deadline
 
 __all__ = ["HttpSession", "HttpTransport"]
 
@@ -49,7 +57,7 @@ _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the 
 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
 _HEAD_LIMIT = 64 << 10  # an answer's headers
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_PAGE_TYPES = ("text/html", "application/xhtml+xml")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +92,7 @@ class HttpTransport:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                           sock_read=self.stall_timeout),
             auto_decompress=False, raise_for_status=False, trust_env=False,
+            trace_configs=[_ANSWER_TRACE],
             # never compressed: a gzipped index page is not a listing, a compressed body
             # not the file (Debian's nginx and Apache compress text/html by default)
             headers={"Accept-Encoding": "identity", "User-Agent": "pubmed-mirror"})
@@ -128,57 +137,75 @@ class HttpSession:
 
     @contextlib.asynccontextmanager
     async def _request(self, method: str, path: str, *, phase: Phase,
-                       headers: dict[str, str] | None = None, label: str | None = None
-                       ) -> AsyncIterator[aiohttp.ClientResponse]:
+                       headers: dict[str, str] | None = None, label: str | None = None,
+                       paid: bool = False) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request whose answer is a success (2xx); anything else is raised, classified
-        (naming `label`, the path by default)."""
-        await self._pay()
+        (naming `label`, the path by default). Its headers must be in within the stall
+        timeout of the request being sent. `paid`: its command token was taken already."""
+        if not paid:
+            await self._pay()
+        waiting = _AnswerWait(self.transport.stall_timeout)
         with _mapped(phase, label or path):
-            async with self.client.request(method, _quote(path), headers=headers,
-                                           allow_redirects=False) as response:
+            with waiting.scope:
+                response = await self.client.request(
+                    method, _quote(path), headers=headers, allow_redirects=False,
+                    trace_request_ctx=waiting)
+            if waiting.scope.cancelled_caught:
+                raise TransferStalled(f"no answer within {self.transport.stall_timeout:g} s "
+                                      f"of the request during {phase}", path=label or path)
+            async with response:
                 if response.status >= 300:
                     await _raise_for(response, label or path, self.transport.gate)
                 yield response
 
     async def list(self, path: str) -> _Entries:
-        """The entries of a directory page; a rounded size is asked for with HEAD."""
+        """The entries of a directory's index page; a rounded size is asked for with HEAD."""
         directory = path if path.endswith("/") else path + "/"
-        async with self._request("GET", directory, phase="list") as response:
-            body = bytearray()
-            with _mapped("list", path):
-                while chunk := await response.content.readany():  # to the end of the page
-                    body += chunk
-                    if len(body) > _LISTING_LIMIT:
-                        raise ProtocolError(f"a listing larger than {_LISTING_LIMIT} bytes",
-                                            path=path)
-            charset = response.charset or "utf-8"
-            if response.headers.get("Content-Encoding", "identity") != "identity":
-                raise ProtocolError("the listing came compressed although asked not to be",
-                                    path=path)
+        deadline = listing_deadline(self.transport.stall_timeout)
+        await self._pay()  # (waiting for its turn is not the listing's time)
+        with anyio.move_on_after(deadline) as whole:
+            listed = await self._index(directory, path)
+        if whole.cancelled_caught:
+            raise TransferStalled(f"the listing was not complete within {deadline:g} s",
+                                  path=path)
         entries = []
-        try:
-            text = body.decode(charset, errors="replace")
-        except LookupError:  # a charset Python does not know
-            text = body.decode("utf-8", errors="replace")
-        for listed in parse_autoindex(text):
-            kind: EntryKind = "dir" if listed.is_dir else "file"
-            entry = RemoteEntry(listed.name, listed.size, listed.mtime, kind,
-                                listed.mtime_resolution)
-            if kind == "file" and listed.size is None:
+        for entry in listed:
+            if entry.kind == "file" and entry.size is None:
                 try:
-                    entry = await self.stat(directory + listed.name)
+                    entry = _with_head(entry, await self.stat(directory + entry.name))
                 except (RemoteFileError, ServerBusy, ProtocolError) as exc:
                     # that file alone: its size is asked again when it is fetched
-                    log.warning("%s: no size from HEAD (%s)", listed.name, exc)
+                    log.warning("%s: no size from HEAD (%s)", entry.name, exc)
             entries.append(entry)
+        return entries
+
+    async def _index(self, directory: str, path: str) -> _Entries:
+        """The entries of the index page, parsed as the page arrives (never held whole)."""
+        async with self._request("GET", directory, phase="list", paid=True) as response:
+            _check_page(response, path)
+            parser = AutoindexParser(response.charset)
+            entries: _Entries = []
+            received = 0
+            with _mapped("list", path):
+                while chunk := await response.content.readany():  # to the end of the page
+                    received += len(chunk)
+                    if received > _LISTING_LIMIT:
+                        raise ProtocolError(f"a listing larger than {_LISTING_LIMIT} bytes",
+                                            path=path)
+                    entries += parser.feed(chunk)
+            entries += parser.close()
+        if not parser.is_index:
+            shown = f"a page titled {parser.title!r}" if parser.title else "no 'Index of' title"
+            raise RemoteFileError(f"not a directory index ({shown})", path=path)
         return entries
 
     async def stat(self, path: str, *, phase: Phase = "stat", kind_check: bool = True,
                    label: str | None = None) -> RemoteEntry:
-        """Size (Content-Length) and time (Last-Modified) from HEAD."""
+        """Size (Content-Length), time (Last-Modified) and validator from HEAD."""
         async with self._request("HEAD", path, phase=phase, label=label) as response:
             length = response.headers.get("Content-Length")
             modified = response.headers.get("Last-Modified")
+            named = validator(response.headers)
         size = int(length) if length is not None and length.isdigit() else None
         mtime = None
         if modified:
@@ -187,19 +214,17 @@ class HttpSession:
         name = path.rstrip("/").rsplit("/", 1)[-1]
         if kind_check and size is None:
             raise ProtocolError("no Content-Length in the answer to HEAD", path=path)
-        return RemoteEntry(name, size, mtime)
+        return RemoteEntry(name, size, mtime, validator=named)
 
     @contextlib.asynccontextmanager
-    async def open_read(self, path: str, offset: int, *, buffer: int | None = None
-                        ) -> AsyncIterator[_Body]:
-        """The ranged GET through aiohttp (its buffer: `buffer` is not applied)."""
-        headers = {"Range": f"bytes={offset}-"}
+    async def open_read(self, path: str, offset: int, *, buffer: int | None = None,
+                        expect: RemoteFile | None = None) -> AsyncIterator[_Body]:
+        """The ranged GET through aiohttp (its buffer: `buffer` is not applied); an answer
+        not of `expect` raises WrongVersion (see `_httpcheck`)."""
+        headers = request_headers(offset, expect)
         async with self._request("GET", path, phase="retr", headers=headers) as response:
-            rest = b""
-            if response.status == 206:
-                _check_range(response.headers.get("Content-Range", ""), offset, path)
-            elif offset:  # a 200 for a range: the whole file; what we hold is read past
-                rest = await _skip(response, offset, path)
+            skip = check_answer(response.status, response.headers, path, offset, expect)
+            rest = await _skip(response, skip, path) if skip else b""
             body = _Body(response, path, rest)
             try:
                 yield body
@@ -208,36 +233,38 @@ class HttpSession:
 
     @contextlib.asynccontextmanager
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
-                          mover: Mover = "splice") -> AsyncIterator[_Body | DirectReceiver]:
+                          mover: Mover = "splice", expect: RemoteFile | None = None
+                          ) -> AsyncIterator[_Body | _RawBody]:
         """Plain HTTP: the ranged GET on a connection of its own, its body then received
         like an FTP data connection (spliced by `mover`). HTTPS, or an answer that is not
         a plain body: copied from aiohttp's buffer."""
         if self.transport.scheme == "http":
-            receiver = await self._raw_get(path, offset, buffer, mover)
+            receiver = await self._raw_get(path, offset, buffer, mover, expect)
             if receiver is not None:
                 try:
                     yield receiver  # the body ends with the connection: `finish` closes it
                 finally:
                     receiver.close()
                 return
-        async with self.open_read(path, offset) as body:
+        async with self.open_read(path, offset, expect=expect) as body:
             yield body
 
-    async def _raw_get(self, path: str, offset: int, buffer: int | None,
-                       mover: Mover) -> DirectReceiver | None:
+    async def _raw_get(self, path: str, offset: int, buffer: int | None, mover: Mover,
+                       expect: RemoteFile | None) -> _RawBody | None:
         """GET with Range and `Connection: close` on a socket of our own, up to the end of
         the headers: the body's receiver (holding the body bytes that came with the
-        headers), or None when the answer is not one to receive so (a 200 to a range,
-        chunked or encoded: asked again through aiohttp)."""
+        headers), or None when the answer is not one to receive so (a 200 to a range, or
+        chunked: asked again through aiohttp). An answer of another version is raised."""
         await self._pay()
         transport = self.transport
+        asked = "".join(f"{k}: {v}\r\n" for k, v in request_headers(offset, expect).items())
         loop = asyncio.get_running_loop()
         with _mapped("retr", path), anyio.fail_after(transport.stall_timeout):
             sock = await connect_socket(transport.host, transport.port, buffer)
             try:
                 await loop.sock_sendall(sock, (
-                    f"GET {_quote(path)} HTTP/1.1\r\nHost: {transport.address}\r\n"
-                    f"Range: bytes={offset}-\r\nAccept-Encoding: identity\r\n"
+                    f"GET {_quote(path)} HTTP/1.1\r\nHost: {transport.address}\r\n{asked}"
+                    "Accept-Encoding: identity\r\n"
                     "Connection: close\r\nUser-Agent: pubmed-mirror\r\n\r\n").encode())
                 data = b""
                 while b"\r\n\r\n" not in data:
@@ -255,23 +282,52 @@ class HttpSession:
             status, reason, headers = _parse_head(head, path)
             if status >= 300:
                 await _raise_for_status(status, reason, headers, path, transport.gate)
-            plain = ("transfer-encoding" not in headers
-                     and headers.get("content-encoding", "identity") == "identity")
-            if not plain or (status == 200 and offset) or status not in (200, 206):
+            skip = check_answer(status, headers, path, offset, expect)
+            if skip or "transfer-encoding" in headers:
                 sock.close()
                 return None
-            if status == 206:
-                _check_range(headers.get("content-range", ""), offset, path)
         except BaseException:
             sock.close()
             raise
         length = headers.get("content-length", "")
-        return DirectReceiver(sock, mover=mover, chunk=chunk_for(buffer), path=path,
-                              prefix=body, length=int(length) if length.isdigit() else None)
+        return _RawBody(sock, mover=mover, chunk=chunk_for(buffer), path=path, prefix=body,
+                        length=int(length) if length.isdigit() else None,
+                        validator=validator(headers))
 
     async def aclose(self) -> None:
         self.healthy = False
         await _close(self.client)
+
+
+class _AnswerWait:
+    """The stall timeout for an answer's headers, from the request being sent (traced:
+    a new connection's connect has its own timeout) until its headers are in."""
+
+    def __init__(self, stall: float) -> None:
+        self.scope = anyio.CancelScope(deadline=math.inf)
+        self._stall = stall
+
+    def sent(self) -> None:
+        self.scope.deadline = anyio.current_time() + self._stall
+
+
+async def _on_headers_sent(session: aiohttp.ClientSession, context: object,
+                           params: aiohttp.TraceRequestHeadersSentParams) -> None:
+    waiting = getattr(context, "trace_request_ctx", None)
+    if isinstance(waiting, _AnswerWait):
+        waiting.sent()
+
+
+_ANSWER_TRACE = aiohttp.TraceConfig()
+_ANSWER_TRACE.on_request_headers_sent.append(_on_headers_sent)
+
+
+class _RawBody(DirectReceiver):
+    """A plain HTTP body on a connection of its own, received like an FTP data connection."""
+
+    def __init__(self, sock: socket.socket, *, validator: str | None, **kwargs: Any) -> None:
+        super().__init__(sock, **kwargs)
+        self.validator: str | None = validator
 
 
 class _Body:
@@ -283,6 +339,7 @@ class _Body:
         self._response = response
         self._path = path
         self._stash = first  # received, not yet handed out
+        self.validator: str | None = validator(response.headers)
 
     async def readable(self) -> None:
         if not self._stash and not self._response.content.at_eof():
@@ -317,6 +374,26 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
+def _check_page(response: aiohttp.ClientResponse, path: str) -> None:
+    """A listing comes as HTML, not compressed (it was asked for as identity)."""
+    kind = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if kind and kind not in _PAGE_TYPES:
+        raise RemoteFileError(f"not a directory index (Content-Type {kind})", path=path)
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        raise ProtocolError("the listing came compressed although asked not to be",
+                            path=path)
+
+
+def _with_head(listed: RemoteEntry, head: RemoteEntry) -> RemoteEntry:
+    """A listed entry completed by HEAD: its exact size; its time and validator when HEAD
+    gives them (a HEAD without Last-Modified keeps the listed time: never None, which would
+    take any later version for this one)."""
+    if head.mtime is None:
+        return RemoteEntry(listed.name, head.size, listed.mtime, "file",
+                           listed.mtime_resolution, head.validator)
+    return RemoteEntry(listed.name, head.size, head.mtime, "file", 1.0, head.validator)
+
+
 async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> bytes:
     """Read past the first `offset` bytes of a whole-file answer to a range request (the
     server ignores Range): never appended, they are what the part holds already. Each read
@@ -333,12 +410,6 @@ async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> byt
                 return chunk[left:]
             left -= len(chunk)
     return b""
-
-
-def _check_range(content_range: str, offset: int, path: str) -> None:
-    match = _CONTENT_RANGE.fullmatch(content_range)
-    if match is None or int(match.group(1)) != offset:
-        raise ProtocolError(f"asked for bytes from {offset}, got {content_range!r}", path=path)
 
 
 def _parse_head(head: bytes, path: str) -> tuple[int, str, dict[str, str]]:

@@ -47,10 +47,20 @@ def parse_md5_file(text: bytes, name: str) -> str:
     raise ValueError(f"no MD5 digest in {lines[0][:80]!r}")
 
 
-def file_order(name: str) -> list[tuple[int, int | str]]:
+def file_order(name: str) -> str:
     """A sort key putting files in PubMed's load order: pubmed26n0002 before pubmed26n0010
-    (numbers compare as numbers, whatever their zero padding)."""
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+    (numbers compare as numbers, whatever their zero padding, and before text). One short
+    string per name, each run of digits written as NUL, its length without leading zeros,
+    the digits: a key of tuples took ~600 bytes a name, 180 MB for 300,000 names."""
+    return _DIGITS.sub(_number, name)
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _number(match: re.Match[str]) -> str:
+    digits = match.group().lstrip("0")
+    return f"\0{chr(len(digits))}{digits}"
 
 
 # NCBI's data files: pubmed26n0001.xml.gz, the year (2026) and the file number (1)

@@ -5,7 +5,7 @@ what a part (or segment) holds, receives those bytes again into memory and compa
 with the part. A server that answered REST (or Range) and sent the file from byte 0 anyway
 sends the file's first bytes instead: `ResumeRefused`, and the run stops resuming. Other
 bytes mean the part is not the version the server serves now (or went wrong):
-`PartMismatch`, and the part is discarded. Either way no byte of a wrong answer is ever
+`WrongVersion`, and the part is discarded. Either way no byte of a wrong answer is ever
 appended to a part.
 """
 
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._errors import (
-    PartMismatch,
     ResumeRefused,
     TransferStalled,
     TruncatedTransfer,
+    WrongVersion,
     local_errors,
 )
 from ._layout import open_read
@@ -47,7 +47,7 @@ async def check_overlap(stream: DirectStream, fd: int, span: Span, back: int, pa
 
     A server that said yes to REST and sent from byte 0 anyway sends the file's first bytes:
     ResumeRefused. Other bytes mean the part is not of the version being served (or went
-    wrong): PartMismatch, and the caller discards it.
+    wrong): WrongVersion, and the caller discards it.
     """
     offset = span.pos - span.start - back
     with _scratch() as scratch:
@@ -64,7 +64,7 @@ async def check_overlap(stream: DirectStream, fd: int, span: Span, back: int, pa
     if span.pos - back > 0 and sent == head:
         raise ResumeRefused(f"the server answered REST {span.pos - back} but sent the file "
                             "from byte 0", path=path)
-    raise PartMismatch(f"bytes {span.pos - back}-{span.pos - 1} differ from the part's: "
+    raise WrongVersion(f"bytes {span.pos - back}-{span.pos - 1} differ from the part's: "
                        "it is discarded", path=path)
 
 

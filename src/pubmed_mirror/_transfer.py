@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -21,11 +21,11 @@ from ._digest import PartDigest, file_md5
 from ._direct import Mover
 from ._errors import (
     ChecksumMismatch,
-    PartMismatch,
     ProtocolError,
     RemoteFileError,
     TransferStalled,
     TruncatedTransfer,
+    WrongVersion,
     local_errors,
 )
 from ._layout import (
@@ -50,12 +50,14 @@ __all__ = ["PartDigest", "RemoteFile", "Span", "TransferResult", "fetch_file", "
 
 @dataclass(frozen=True, slots=True)
 class RemoteFile:
-    """What the transfer needs to know of a remote file; `md5` is the expected hex digest."""
+    """What the transfer needs to know of a remote file; `md5` is the expected hex digest,
+    `validator` what names the version over HTTP (see RemoteEntry), when known."""
 
     path: str
     size: int
     mtime: float | None
     md5: str | None = None
+    validator: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +66,16 @@ class TransferResult:
     resumed_from: int  # bytes already in NAME.part when it started
 
 
-def _version(remote: RemoteFile) -> dict[str, float | None]:
-    """What NAME.part.meta records: the remote version a part was started from."""
-    return {"size": remote.size, "mtime": remote.mtime}
+def _version(remote: RemoteFile) -> dict[str, float | str | None]:
+    """What NAME.part.meta records: the remote version a part was started from (its
+    validator, when not known yet, is recorded by the answer that starts it:
+    `record_validator`)."""
+    return {"size": remote.size, "mtime": remote.mtime, "validator": remote.validator}
 
 
 def resumable(part: Path, remote: RemoteFile) -> int | None:
-    """The length of a NAME.part started from this remote version; None if there is none."""
+    """The length of a NAME.part started from this remote version; None if there is none.
+    Validators are compared when both are known (a listing gives none)."""
     try:
         started_from = json.loads(read_record(part))
         have = regular_size(part)
@@ -79,7 +84,52 @@ def resumable(part: Path, remote: RemoteFile) -> int | None:
     if not isinstance(started_from, dict):
         return None
     version = {k: started_from.get(k) for k in ("size", "mtime")}
-    return have if version == _version(remote) and 0 <= have <= remote.size else None
+    validator = started_from.get("validator")
+    same = version == {"size": remote.size, "mtime": remote.mtime} and (
+        None in (validator, remote.validator) or validator == remote.validator)
+    return have if same and 0 <= have <= remote.size else None
+
+
+def part_validator(part: Path) -> str | None:
+    """The validator NAME.part was started from, when its record has one."""
+    try:
+        validator = json.loads(read_record(part)).get("validator")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return validator if isinstance(validator, str) else None
+
+
+def started_from(part: Path, remote: RemoteFile) -> RemoteFile:
+    """`remote` with the validator NAME.part was started from, when its record has one:
+    what a resumed request names (HTTP's If-Range)."""
+    validator = part_validator(part)
+    return remote if validator is None else replace(remote, validator=validator)
+
+
+def record_validator(part: Path, validator: str) -> None:
+    """Add to the part's record the validator of the answer that started the part."""
+    with local_errors(part):
+        try:
+            record = json.loads(read_record(part))
+        except (OSError, ValueError):
+            return  # no record: the part is not resumed anyway
+        if isinstance(record, dict):
+            _write_record(part, {**record, "validator": validator})
+
+
+def _write_record(part: Path, record: dict[str, object]) -> None:
+    """The part's record, written whole (a temporary file renamed), in the state directory;
+    one an earlier version left beside the part goes."""
+    meta = meta_path(part)
+    tmp = meta.with_name(meta.name + ".tmp")
+    try:
+        with open(create_file(tmp), "w") as f:
+            f.write(json.dumps(record))
+        os.replace(tmp, meta)
+    finally:
+        tmp.unlink(missing_ok=True)
+    for legacy in legacy_records(part):
+        legacy.unlink(missing_ok=True)
 
 
 def part_started(part: Path) -> float | None:
@@ -103,7 +153,6 @@ def start_part(part: Path, remote: RemoteFile) -> tuple[int, bool]:
     have = resumable(part, remote)
     if have is not None:
         return have, False
-    meta = meta_path(part)
     with local_errors(part):
         for legacy in legacy_records(part):
             legacy.unlink(missing_ok=True)
@@ -112,13 +161,7 @@ def start_part(part: Path, remote: RemoteFile) -> tuple[int, bool]:
         os.close(create_file(part))
         for _, segment in segment_files(part):  # segments of another version
             segment.unlink()
-        tmp = meta.with_name(meta.name + ".tmp")
-        try:
-            with open(create_file(tmp), "w") as f:
-                f.write(json.dumps({**_version(remote), "started": time.time()}))
-            os.replace(tmp, meta)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_record(part, {**_version(remote), "started": time.time()})
     return 0, True
 
 
@@ -224,6 +267,7 @@ async def fetch_file(
     """
     part = part_path(dest)
     offset = await anyio.to_thread.run_sync(prepare_part, part, remote)
+    remote = await anyio.to_thread.run_sync(started_from, part, remote)
     if on_start is not None:
         on_start(offset)
     span = Span(part, 0, offset, remote.size)
@@ -289,8 +333,8 @@ async def receive_span(
         if not over:
             received, over = await _retr(session, remote, span, fd, stall_timeout, bucket,
                                          on_bytes, mover, digest)
-    except PartMismatch:
-        over = True  # the part is not what the server holds: never resume it
+    except WrongVersion:  # the part is of a version the server no longer serves
+        over = True
         raise
     finally:
         with local_errors(span.path):
@@ -315,10 +359,14 @@ async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
     buffer = _read_ahead(span.end - span.pos, bucket)
     received = 0
     back = min(OVERLAP, span.pos - span.start)  # resumed: the bytes before span.pos again
-    async with session.open_direct(remote.path, span.pos - back, buffer=buffer,
-                                   mover=mover) as stream:
+    async with session.open_direct(remote.path, span.pos - back, buffer=buffer, mover=mover,
+                                   expect=remote) as stream:
         if back:
             await check_overlap(stream, fd, span, back, remote.path, stall_timeout, bucket)
+        validator = stream.validator
+        if span.pos == 0 and validator is not None and validator != remote.validator:
+            # the answer starting the part names its version: a resume will ask for it
+            await anyio.to_thread.run_sync(record_validator, span.path, validator)
         span.active = True
         try:
             received = await _receive(stream, fd, span, remote, stall_timeout, bucket,

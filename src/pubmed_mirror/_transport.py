@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from ._backoff import ServerGate
     from ._direct import Mover
     from ._ratelimit import TokenBucket
+    from ._transfer import RemoteFile
 
-__all__ = ["DirectStream", "ReadStream", "RemoteEntry", "Session", "Source", "Transport"]
+__all__ = ["DirectStream", "ReadStream", "RemoteEntry", "Session", "Source", "Transport",
+           "listing_deadline"]
 
 # "unreadable": a listing line in no format we know, named by the whole line; whatever it
 # describes is unknown, so it is reported, never dropped in silence
@@ -26,13 +28,22 @@ EntryKind = Literal["file", "dir", "link", "other", "unreadable"]
 class RemoteEntry:
     """One entry of a remote directory. `mtime` is POSIX seconds (UTC); None when unknown.
     `mtime_resolution`: how coarse the listing's time is, in seconds (an `ls -l` line gives
-    minutes, or only the day for files older than six months)."""
+    minutes, or only the day for files older than six months). `validator`: what names
+    this version over HTTP (a strong ETag, else Last-Modified), when a HEAD gave one."""
 
     name: str
     size: int | None
     mtime: float | None
     kind: EntryKind = "file"
     mtime_resolution: float = 1.0
+    validator: str | None = None
+
+
+def listing_deadline(stall_timeout: float) -> float:
+    """A whole listing's deadline: ten stall timeouts (10 minutes at the default 60 s, time
+    for a 64 MiB page at 110 KB/s). The stall timeout bounds each wait for a byte; this
+    bounds a server that sends a byte now and then and never ends."""
+    return 10 * stall_timeout
 
 
 class ReadStream(Protocol):
@@ -60,6 +71,12 @@ class DirectStream(Protocol):
     @property
     def mover(self) -> Mover:
         """How bytes are moved: "splice" (no copy through user space) or "recv"."""
+        ...
+
+    @property
+    def validator(self) -> str | None:
+        """The version the answer is of, when the protocol names it (HTTP: a strong ETag,
+        else Last-Modified); None for FTP."""
         ...
 
     def move(self, fd: int, offset: int, limit: int) -> int:
@@ -109,9 +126,15 @@ class Session(Protocol):
         ...
 
     def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
-                    mover: Mover = "splice") -> AbstractAsyncContextManager[DirectStream]:
+                    mover: Mover = "splice", expect: RemoteFile | None = None
+                    ) -> AbstractAsyncContextManager[DirectStream]:
         """Like `open_read`, for a stream moved into a file (the files mirrored): by
-        `mover` where the platform and the connection allow it, else by "recv"."""
+        `mover` where the platform and the connection allow it, else by "recv".
+
+        `expect` is the version the part holds: an answer that says it is of another
+        (HTTP: its length, range total, validator or content-coding) raises WrongVersion
+        before any byte is moved. FTP's answers do not say (SIZE and MDTM are asked apart).
+        """
         ...
 
     async def aclose(self) -> None:

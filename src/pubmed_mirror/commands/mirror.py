@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from .._client import mirror, plan_mirror
 from .._options import SPLIT_MIN, MirrorOptions, Timeouts
-from .._plan import MirrorPlan
+from .._plan import MirrorPlan, PlannedFile
 from .._retry import RetryPolicy
 from ._args import (
     EXIT_FAILED,
@@ -80,18 +80,10 @@ async def _dry_run(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         emit_json(_plan_json(args, plan))
         return EXIT_FAILED if plan.unreadable else EXIT_OK
-    table = Table(title=escape(f"dry run: {args.url} -> {args.dest}"))
-    for column in ("file", "size", "action"):
-        table.add_column(column, justify="right" if column == "size" else "left")
-    for f in plan.files:
-        action = {"fetch": f"fetch (resume at {human_bytes(f.have)})" if f.have else "fetch",
-                  "check": "check local copy (MD5), fetch if wrong", "skip": "up to date"}
-        table.add_row(Text(f.name), human_bytes(f.size), action[f.action])
-    for entry in plan.unreadable:
-        table.add_row(Text(repr(entry.name)), "", "FAIL: cannot read this listing line")
-    for name, reason in _would_delete(args, plan):
-        table.add_row(Text(name), "", f"delete ({reason})")
-    console.print(table)
+    console.out(f"dry run: {args.url} -> {args.dest}", highlight=False)
+    lines = _plan_lines(args, plan)
+    while batch := list(itertools.islice(lines, 1000)):
+        console.out("\n".join(batch), highlight=False)
     if plan.changeover is not None:
         console.print(f"a new PubMed year is listed: {plan.changeover.new} would be fetched; "
                       f"{plan.changeover.old} stays until it is complete", highlight=False)
@@ -102,6 +94,26 @@ async def _dry_run(args: argparse.Namespace, console: Console) -> int:
                   f"{len(plan.with_action('skip'))} up to date; nothing was transferred",
                   highlight=False)
     return EXIT_FAILED if plan.unreadable else EXIT_OK
+
+
+def _plan_lines(args: argparse.Namespace, plan: MirrorPlan) -> Iterator[str]:
+    """The plan as aligned lines, made as they are printed (a rich Table of 300,000 rows
+    took 560 MB and two minutes to lay out)."""
+    rows: Iterator[tuple[str, str, str]] = itertools.chain(
+        ((f.name, human_bytes(f.size), _action(f)) for f in plan.files),
+        ((repr(e.name), "", "FAIL: cannot read this listing line") for e in plan.unreadable),
+        ((name, "", f"delete ({reason})") for name, reason in _would_delete(args, plan)))
+    width = max([4, *(cell_len(f.name) for f in plan.files)])
+    yield f"{'file':{width}}  {'size':>10}  action"
+    for name, size, action in rows:
+        yield f"{name}{' ' * max(0, width - cell_len(name))}  {size:>10}  {action}"
+
+
+def _action(planned: PlannedFile) -> str:
+    if planned.action == "fetch" and planned.have:
+        return f"fetch (resume at {human_bytes(planned.have)})"
+    return {"fetch": "fetch", "check": "check local copy (MD5), fetch if wrong",
+            "skip": "up to date"}[planned.action]
 
 
 def _plan_json(args: argparse.Namespace, plan: MirrorPlan) -> dict[str, Any]:

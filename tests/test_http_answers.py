@@ -1,0 +1,415 @@
+"""Web servers that lie: answers of another version (a Content-Range total, a Content-Length,
+a validator that is not the part's), encodings nobody asked for, listings that trickle, pages
+that are not indexes. Faults are injected in the server (`webfaults`); every body path is
+covered: plain HTTP spliced or copied into the part, and HTTPS through aiohttp."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from pubmed_mirror import MirrorOptions, RetryPolicy, Timeouts, mirror
+from pubmed_mirror._source import HttpSource
+from pubmed_mirror._transfer import part_path
+from pubmed_mirror.testing import FaultyFTPServer
+from test_cli import command, run
+from webfaults import FaultyWebServer, TricklingWebServer, WebFault
+from webservers import make_certificate
+
+Tree = tuple[Path, dict[str, bytes]]
+BIG = "pubmed26n0001.xml.gz"
+DROP = 1_000_000  # where the first GET of a test is cut
+
+# (scheme, splice): plain HTTP spliced, plain HTTP copied (recv_into), HTTPS (aiohttp)
+PATHS = [("http", True), ("http", False), ("https", True)]
+PATH_IDS = ["http-splice", "http-recv", "https"]
+
+
+@pytest.fixture(scope="module")
+def certificate() -> Iterator[tuple[Path, Path]]:
+    directory = Path(tempfile.mkdtemp(prefix="pm-cert-"))
+    try:
+        yield make_certificate(directory)
+    finally:
+        shutil.rmtree(directory)
+
+
+def _data(seed: str, size: int) -> bytes:
+    block = b"".join(hashlib.sha256(f"{seed}:{i}".encode()).digest() for i in range(64))
+    return (block * (size // len(block) + 1))[:size]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Tree:
+    """Two files without NAME.md5 (nothing but the transfer itself keeps them right),
+    dated ten days ago on a minute boundary plus 5 s."""
+    root = tmp_path / "web"
+    root.mkdir()
+    found = {BIG: _data("A", 3_000_001), "pubmed26n0002.xml.gz": _data("small", 200_000)}
+    when = (int(time.time()) // 60 - 14_400) * 60 + 5
+    for name, data in found.items():
+        (root / name).write_bytes(data)
+        os.utime(root / name, (when, when))
+    return root, found
+
+
+def _server(root: Path, scheme: str, certificate: tuple[Path, Path],
+            **kwargs: Any) -> FaultyWebServer:
+    return FaultyWebServer(root, tls=certificate if scheme == "https" else None, **kwargs)
+
+
+def _source(server: FaultyWebServer, certificate: tuple[Path, Path]) -> HttpSource:
+    return HttpSource.parse(server.url, ca_file=certificate[0] if server.tls else None)
+
+
+def opts(**kwargs: Any) -> MirrorOptions:
+    kwargs.setdefault("retry", RetryPolicy(attempts=6, base=0.02, cap=0.1))
+    kwargs.setdefault("timeouts", Timeouts(connect=5, stall=5))
+    kwargs.setdefault("include", (BIG,))
+    return MirrorOptions(**kwargs)
+
+
+# -- 10: a Content-Range of another version ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+async def test_a_range_of_another_version_is_never_appended(
+        files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
+        splice: bool) -> None:
+    """After a drop, a 206 for the range asked whose total is another version's is refused
+    before any of its bytes reach the part: the file starts again from 0 and ends as the
+    listed version, byte for byte."""
+    root, data = files
+    other = _data("B", len(data[BIG]) + 777)
+    server = _server(root, scheme, certificate)
+    server.add(BIG, WebFault("close", after=DROP), WebFault("version", data=other))
+    async with server.running():
+        report = await mirror(_source(server, certificate), tmp_path / "m",
+                              opts(splice=splice))
+    assert report.ok, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == data[BIG]
+    assert server.stats.ranges[BIG] == [0, DROP, 0]
+
+
+# -- 11: a 200 whose length is not the file's size -------------------------------------------
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+async def test_a_whole_answer_of_another_size_is_never_skipped_into(
+        files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
+        splice: bool) -> None:
+    """A 200 to a Range whose Content-Length is not the listed size (another version, sent
+    whole) is refused, never read past and appended: the final file is the listed one."""
+    root, data = files
+    other = _data("B", len(data[BIG]) - 200_000)
+    server = _server(root, scheme, certificate)
+    server.add(BIG, WebFault("close", after=DROP), WebFault("version_whole", data=other),
+               WebFault("version_whole", data=other))
+    async with server.running():
+        report = await mirror(_source(server, certificate), tmp_path / "m",
+                              opts(splice=splice))
+    assert report.ok, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == data[BIG]
+    assert server.stats.ranges[BIG][-1] == 0  # it was fetched again from the start
+
+
+# -- 12: content-codings nobody asked for ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("name", [BIG, "README.txt"])
+async def test_an_encoded_answer_is_never_saved(files: Tree, certificate: tuple[Path, Path],
+                                                tmp_path: Path, scheme: str, splice: bool,
+                                                name: str) -> None:
+    """A body gzip-encoded though identity was asked (for a .gz file and for a text file)
+    never reaches the part: the answer is refused and asked again, and the final file is
+    the file's own bytes."""
+    root, data = files
+    if name not in data:
+        data[name] = ("Not a gzip file.\n" * 30_000).encode()
+        (root / name).write_bytes(data[name])
+        when = (root / BIG).stat().st_mtime  # not recent: the retry must not see it as new
+        os.utime(root / name, (when, when))
+    server = _server(root, scheme, certificate)
+    server.add(name, WebFault("gzip"), WebFault("gzip"))
+    async with server.running():
+        report = await mirror(_source(server, certificate), tmp_path / "m",
+                              opts(splice=splice, include=(name,)))
+    assert report.ok, report.failed
+    final = (tmp_path / "m" / name).read_bytes()
+    assert final == data[name], final[:3].hex()
+
+
+# -- 13: two versions spliced on resume -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+async def test_a_same_size_replacement_is_not_resumed_by_the_next_run(
+        files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
+        splice: bool) -> None:
+    """A run that failed leaves a part of version A; the server then has B, same size and
+    the same listed minute: the next run resumes with If-Range, the server answers the
+    whole of B, and the part starts again from 0 (the final file is B)."""
+    root, data = files
+    dest = tmp_path / "m"
+    other = _data("B", len(data[BIG]))
+    listed = (root / BIG).stat().st_mtime
+    server = _server(root, scheme, certificate)
+    server.add(BIG, WebFault("close", after=DROP))
+    async with server.running():
+        source = _source(server, certificate)
+        first = await mirror(source, dest, opts(splice=splice, retry=RetryPolicy(attempts=1)))
+        assert [f.name for f in first.failed] == [BIG]
+        assert part_path(dest / BIG).stat().st_size == DROP
+        (root / BIG).write_bytes(other)
+        os.utime(root / BIG, (listed + 30, listed + 30))  # the same minute in the listing
+        second = await mirror(source, dest, opts(splice=splice))
+    assert second.ok, second.failed
+    assert (dest / BIG).read_bytes() == other
+    assert server.stats.if_ranges[BIG][1] is not None  # the resume said which version
+    assert server.stats.ranges[BIG][-1] == 0
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+async def test_a_range_whose_validator_is_not_the_parts_is_refused(
+        files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
+        splice: bool) -> None:
+    """A server that honours Range but ignores If-Range answers a resume with a range of
+    the new version (same size, same listed minute): its own ETag is not the one the part
+    was started from, so nothing of it is kept and the file starts again from 0."""
+    root, data = files
+    dest = tmp_path / "m"
+    other = _data("B", len(data[BIG]))
+    listed = (root / BIG).stat().st_mtime
+    server = _server(root, scheme, certificate)
+    server.add(BIG, WebFault("close", after=DROP), WebFault("ignore_if_range"))
+    async with server.running():
+        source = _source(server, certificate)
+        first = await mirror(source, dest, opts(splice=splice, retry=RetryPolicy(attempts=1)))
+        assert [f.name for f in first.failed] == [BIG]
+        (root / BIG).write_bytes(other)
+        os.utime(root / BIG, (listed + 30, listed + 30))
+        second = await mirror(source, dest, opts(splice=splice))
+    assert second.ok, second.failed
+    assert (dest / BIG).read_bytes() == other
+    assert server.stats.statuses[1:] == [(BIG, 206), (BIG, 200)]  # the range, then from 0
+    assert server.stats.ranges[BIG] == [0, DROP, 0]
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+async def test_a_version_a_day_older_is_not_resumed_within_a_run(
+        files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
+        splice: bool) -> None:
+    """The file is replaced during a drop by a same-size version dated a day earlier: the
+    retry does not take it for the part's version; it starts again from 0 (final: B)."""
+    root, data = files
+    other = _data("B", len(data[BIG]))
+    earlier = (root / BIG).stat().st_mtime - 86_400
+    server = _server(root, scheme, certificate)
+    server.add(BIG, WebFault("close", after=DROP, replace=other, mtime=earlier))
+    async with server.running():
+        report = await mirror(_source(server, certificate), tmp_path / "m",
+                              opts(splice=splice))
+    assert report.ok, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == other
+    assert server.stats.ranges[BIG][-1] == 0
+
+
+async def test_a_head_without_last_modified_keeps_the_listed_time(files: Tree,
+                                                                    tmp_path: Path) -> None:
+    """A server with rounded sizes (asked with HEAD) that gives no Last-Modified and no
+    ETag: the listed time still identifies the version, so a same-size file dated three
+    days later is fetched from 0 (not resumed), and one dated later again is fetched (not
+    reported up to date)."""
+    root, data = files
+    dest = tmp_path / "m"
+    listed = (root / BIG).stat().st_mtime
+    server = FaultyWebServer(root, rounded=True, validators=False)
+    server.add(BIG, WebFault("close", after=DROP))
+    versions = [_data("B", len(data[BIG])), _data("C", len(data[BIG]))]
+    async with server.running():
+        first = await mirror(server.url, dest, opts(retry=RetryPolicy(attempts=1)))
+        assert [f.name for f in first.failed] == [BIG]
+        for days, version in zip((3, 6), versions, strict=True):
+            (root / BIG).write_bytes(version)
+            os.utime(root / BIG, (listed + days * 86_400, listed + days * 86_400))
+            again = await mirror(server.url, dest, opts())
+            assert [f.name for f in again.done] == [BIG], (days, again.files)
+            assert (dest / BIG).read_bytes() == version, days
+    assert server.stats.ranges[BIG] == [0, 0, 0]
+
+
+# -- 14: listings that trickle --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+async def test_a_trickling_listing_is_bounded(certificate: tuple[Path, Path], part: str,
+                                              tls: bool) -> None:
+    """A listing whose headers trickle in a byte at a time fails after the stall timeout
+    (headers are not progress); one whose page trickles fails at the whole-listing deadline
+    (ten stall timeouts): exit 1 with one line, never a listing held for as long as the
+    server likes."""
+    server = TricklingWebServer(part=part, interval=0.25, length=100,
+                                tls=certificate if tls else None)
+    async with server.running():
+        trust = ["--ca-file", str(certificate[0])] if tls else []
+        start = time.monotonic()
+        done = await anyio.to_thread.run_sync(functools.partial(
+            run, "ls", server.url, "--stall-timeout", "1", "--retries", "0", *trust))
+        elapsed = time.monotonic() - start
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    if part == "head":
+        assert elapsed < 6, elapsed
+        assert "no answer" in done.stderr, done.stderr
+    else:
+        assert 9 < elapsed < 16, elapsed
+        assert "not complete within 10 s" in done.stderr, done.stderr
+
+
+def test_a_trickling_ftp_listing_is_bounded(tmp_path: Path) -> None:
+    """An FTP listing that arrives at 40 bytes/s (never a stall) fails at the whole-listing
+    deadline, ten stall timeouts, with one line."""
+    (tmp_path / "remote").mkdir()
+    lines = [f"-rw-r--r-- 1 ftp ftp {1000 + i} Nov 29  2026 pubmed26n{i:04d}.xml.gz"
+             for i in range(40)]
+    with FaultyFTPServer(tmp_path / "remote", list_lines=lines,
+                         rate_per_connection=40) as server:
+        start = time.monotonic()
+        done = run("ls", server.url, "--stall-timeout", "1", "--retries", "0")
+        elapsed = time.monotonic() - start
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert 9 < elapsed < 16, elapsed
+    assert "not complete within 10 s" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+# -- 15: pages that are not indexes, a huge index ---------------------------------------------
+
+LOGIN = ("<!DOCTYPE html><html><head><title>Sign in</title></head><body><h1>Sign in</h1>"
+         '<form action="session" method="post"><input name="user"><input name="password">'
+         '</form><a href="forgot-password.html">Forgot your password?</a> '
+         '<a href="register">Register</a> <a href="terms.pdf">Terms</a> 2026-01-01 10:00 1234'
+         "</body></html>")
+WELCOME = ("<html><head><title>Welcome</title></head><body><h1>It works!</h1>"
+           "<p>This is the default page.</p></body></html>")
+
+
+@pytest.mark.parametrize("page", [LOGIN, WELCOME], ids=["login", "welcome"])
+async def test_a_page_that_is_not_an_index_fails(tmp_path: Path, page: str) -> None:
+    """An HTML page that is not a directory index (a login page with links, a welcome page
+    without) is not a listing: `ls` and `mirror` exit 1 with one line saying so, and nothing
+    is fetched or written."""
+    server = FaultyWebServer(tmp_path, page=page)
+    dest = tmp_path / "m"
+    async with server.running():
+        listed = await anyio.to_thread.run_sync(run, "ls", server.url)
+        mirrored = await anyio.to_thread.run_sync(run, "mirror", server.url, "--dest", str(dest))
+    for done in (listed, mirrored):
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "not a directory index" in done.stderr, done.stderr
+    assert server.stats.ranges == {}
+    assert not dest.exists()
+
+
+async def test_an_empty_index_is_an_empty_directory(tmp_path: Path) -> None:
+    """A real index of an empty directory is a listing of nothing: exit 0."""
+    (tmp_path / "web").mkdir()
+    server = FaultyWebServer(tmp_path / "web")
+    async with server.running():
+        done = await anyio.to_thread.run_sync(run, "mirror", server.url, "--dest",
+                                              str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr
+
+
+ENTRIES = 100_000
+RSS_BOUND_MB = 150
+
+
+def test_a_huge_index_dry_run_within_a_memory_bound(tmp_path: Path) -> None:
+    """`mirror --dry-run` of an index of 100,000 entries plans every file and peaks under
+    150 MB of RSS: the page, its parse and the plan are never all held at once (it measured
+    99 MB here; the code before took over 55 s, and 850 MB for 300,000 entries)."""
+    script = tmp_path / "serve.py"
+    script.write_text(_BIG_SERVER)
+    (tmp_path / "web").mkdir()
+    server = subprocess.Popen([sys.executable, str(script), str(ENTRIES), str(tmp_path / "web")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        done = subprocess.run([sys.executable, "-c", _PEAK_RSS, *command(), "mirror", url,
+                               "--dest", str(tmp_path / "m"), "--dry-run"],
+                              capture_output=True, text=True, timeout=55, check=False)
+    finally:
+        server.terminate()
+        server.wait(5)
+        if server.stdout is not None:
+            server.stdout.close()
+    assert done.returncode == 0, done.stderr
+    assert f"would fetch up to {ENTRIES} files" in done.stdout
+    assert f"pubmed26n{ENTRIES - 1:06d}.xml.gz" in done.stdout
+    peak_mb = int(done.stderr.split()[-1]) / 1024
+    print(f"mirror --dry-run of {ENTRIES:,} entries: peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < RSS_BOUND_MB
+
+
+# runs the command as its only child and prints the child's peak RSS (KiB) on stderr
+_PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+             "sys.exit(code)")
+
+# the fault server in a process of its own, listing N entries that have no files
+_BIG_SERVER = f"""
+import asyncio, pathlib, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from webfaults import FaultyWebServer
+
+async def main(count, root):
+    names = [f"pubmed26n{{i:06d}}.xml.gz" for i in range(count)]
+    server = FaultyWebServer(pathlib.Path(root), extra_names=names)
+    async with server.running():
+        print(server.url, flush=True)
+        await asyncio.sleep(600)
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize(("scheme", "splice"), PATHS, ids=PATH_IDS)
+async def test_a_split_file_replaced_on_the_server_starts_again(
+        files: Tree, certificate: tuple[Path, Path], tmp_path: Path, scheme: str,
+        splice: bool) -> None:
+    """A file split over two sessions (checked by its NAME.md5) is replaced on the server
+    when its second half is asked for: that answer (to If-Range) is the whole new version,
+    so the part and its segments start again from 0, and the file ends as the new
+    version, within the run and within a few seconds."""
+    root, data = files
+    (root / f"{BIG}.md5").write_text(f"MD5({BIG})= {hashlib.md5(data[BIG]).hexdigest()}\n")
+    other = _data("B", len(data[BIG]))
+    server = _server(root, scheme, certificate, rate=1 << 20)
+    server.add(BIG, WebFault("ok"), WebFault("new_version", data=other))
+    async with server.running():
+        start = anyio.current_time()
+        report = await mirror(_source(server, certificate), tmp_path / "m",
+                              opts(splice=splice, concurrency=2, split_min=1 << 20))
+        elapsed = anyio.current_time() - start
+    assert report.ok, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == other
+    assert server.stats.if_ranges[BIG][1] is not None  # the segment named the part's version
+    assert server.stats.ranges[BIG].count(0) >= 2  # the part started again
+    assert elapsed < 15, elapsed
