@@ -62,6 +62,7 @@ from ._plan import (
 from ._pool import SessionPool
 from ._report import FileResult, MirrorReport
 from ._runlog import record_listing, recorded_run
+from ._sizes import exact_sizes
 from ._source import parse_source
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
@@ -123,8 +124,12 @@ class MirrorRun:
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
         # older PubMed years than the newest listed are not the dataset any more
-        entries = self.entries = current_entries(await self.options.retry.call(self._list))
+        entries = current_entries(await self.options.retry.call(self._list))
         selection = self.options.selection(self.source.default_include)
+        wanted = {e.name for pair in select_files(entries, selection) for e in pair if e}
+        entries = self.entries = await self.options.retry.call(functools.partial(
+            exact_sizes, self.pool, self.source, entries, wanted=wanted,
+            recorded=self.manifest.get, dest=self.dest))
         files = select_files(entries, selection)
         self.listed = listed_files(entries, selection)
         plan = await anyio.to_thread.run_sync(
