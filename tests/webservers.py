@@ -70,11 +70,12 @@ def served_copy(root: Path) -> Iterator[Path]:
 
 @contextmanager
 def apache(docroot: Path, *, style: str = "table", tls: tuple[Path, Path] | None = None,
-           gzip_encoding: bool = False) -> Iterator[int]:
+           gzip_encoding: bool = False, access_log: Path | None = None) -> Iterator[int]:
     """Apache on 127.0.0.1:PORT serving `docroot` with autoindex; `style` "table" (Debian's
     default: FancyIndexing HTMLTable), "pre" (FancyIndexing, as NCBI's pages) or "plain".
     `gzip_encoding`: `AddEncoding x-gzip .gz` (commented out in Debian's mime.conf): .gz
-    files are answered with `Content-Encoding: x-gzip`, their bytes as they are."""
+    files are answered with `Content-Encoding: x-gzip`, their bytes as they are.
+    `access_log`: a file that gets a line `METHOD PATH STATUS` per request answered."""
     port = free_port()
     run = Path(tempfile.mkdtemp(prefix="pm-apache-"))
     options = {"table": "FancyIndexing HTMLTable NameWidth=* Charset=UTF-8",
@@ -92,6 +93,8 @@ def apache(docroot: Path, *, style: str = "table", tls: tuple[Path, Path] | None
             "</Directory>", f"IndexOptions {options}"]
     if gzip_encoding:
         conf.append("AddEncoding x-gzip .gz")
+    if access_log is not None:
+        conf += ['LogFormat "%m %U %>s" requests', f"CustomLog {access_log} requests"]
     if tls:
         conf += ["SSLEngine on", f"SSLCertificateFile {tls[0]}",
                  f"SSLCertificateKeyFile {tls[1]}", f"SSLSessionCache shmcb:{run}/scache"]

@@ -47,6 +47,8 @@ from ._transport import RemoteEntry, Session
 
 if TYPE_CHECKING:
     from ._mirror import MirrorRun
+    from ._pool import SessionPool
+    from ._transport import Source
 
 __all__ = ["FileAttempts"]
 
@@ -56,10 +58,13 @@ log = logging.getLogger("pubmed_mirror")
 class FileAttempts:
     """The attempts at one file: what each saw, for events, the report and the manifest."""
 
-    def __init__(self, planned: PlannedFile, run: MirrorRun) -> None:
+    def __init__(self, planned: PlannedFile, run: MirrorRun, *,
+                 over: tuple[SessionPool, Source] | None = None) -> None:
         self.planned = planned
         self.entry = planned.entry
         self.run = run
+        # where it is fetched from: the run's, or (`_repair`) the other protocol's
+        self.pool, self.source = over or (run.pool, run.source)
         self.size = planned.size
         self.attempts = 0
         self.received = 0
@@ -110,7 +115,7 @@ class FileAttempts:
         verify = self.run.options.verify
         remote = None
         self._furthest_before = self._furthest
-        async with self.run.pool.session() as session:
+        async with self.pool.session() as session:
             if verify:
                 self.md5 = await self._expected_md5(session)
             if not self._checked:
@@ -253,7 +258,7 @@ class FileAttempts:
     async def _segment_attempt(self, tail: FileTail, remote: RemoteFile, span: Span) -> None:
         # the validator the part's first answer recorded, which a segment's request names
         remote = await anyio.to_thread.run_sync(started_from, tail.part, remote)
-        async with self.run.pool.session() as session:
+        async with self.pool.session() as session:
             if remote.md5 is None:
                 # another connection, another RETR: still the version the part holds? (with
                 # an MD5, a splice of two versions fails the check instead)
@@ -281,7 +286,7 @@ class FileAttempts:
         checksum = self.planned.checksum
         if checksum is None:
             return None
-        path = self.run.source.remote_path(checksum.name)
+        path = self.source.remote_path(checksum.name)
         if self._checksum is None:
             data = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
                                      stall_timeout=self.run.options.timeouts.stall)
@@ -322,7 +327,7 @@ class FileAttempts:
         return False
 
     async def _remote(self, session: Session) -> RemoteFile:
-        path = self.run.source.remote_path(self.entry.name)
+        path = self.source.remote_path(self.entry.name)
         entry = self.entry
         if entry.size is None:  # the listing did not say: ask
             entry = await session.stat(path)

@@ -4,7 +4,8 @@ nginx's autoindex, which is what NCBI serves under https://ftp.ncbi.nlm.nih.gov/
 Each entry is an `<a href>` whose target is a name in this directory, followed (in the same
 line or table row) by its modification time and size. Sizes are exact when the server gives
 bytes (nginx by default) and approximate when it rounds them (Apache: `1.4M`, NCBI: `24M`):
-those entries have `size` None, for the caller to ask (HEAD). Times are the server's clock
+those entries have `size` None and the bounds the display stands for (`size_shown`), for
+the caller to settle (`_sizes`). Times are the server's clock
 as shown, read as UTC; minutes unless seconds are shown. The page is parsed as it arrives:
 a directory of 300,000 entries is never held as a page, a parse and a listing at once.
 """
@@ -12,6 +13,7 @@ a directory of 300,000 entries is never held as a page, a parse and a listing at
 from __future__ import annotations
 
 import codecs
+import math
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -137,9 +139,9 @@ class _Page(HTMLParser):
         self._seen.add(name)
         is_dir = href.split("?", 1)[0].endswith("/")
         mtime, resolution = _mtime(text)
-        size = None if is_dir else _size(_TIME.sub(" ", text))
+        size, shown = (None, None) if is_dir else _size(_TIME.sub(" ", text))
         self._done.append(RemoteEntry(name, size, mtime, "dir" if is_dir else "file",
-                                      resolution))
+                                      resolution, size_shown=shown))
 
 
 def _name(href: str) -> str | None:
@@ -180,9 +182,17 @@ def _mtime(text: str) -> tuple[float | None, float]:
     return stamp.timestamp(), 60.0 if second is None else 1.0
 
 
-def _size(text: str) -> int | None:
-    """The exact bytes shown; None when the page shows none, or rounds them (`1.4M`)."""
+def _size(text: str) -> tuple[int | None, tuple[int, int] | None]:
+    """The exact bytes shown, else (None, the bounds of a rounded size: `1.4M`), else
+    (None, None). The bounds are wide: one unit of the last digit shown either way, read
+    as 1000- or 1024-based (servers round, floor or ceil, in either base)."""
     match = _SIZE.search(text)
-    if match is None or match.group("unit") or not match.group("n").isdigit():
-        return None
-    return int(match.group("n"))
+    if match is None:
+        return None, None
+    number, unit = match.group("n"), match.group("unit")
+    if not unit:
+        return (int(number), None) if number.isdigit() else (None, None)
+    power = " KMGTP".index(unit)
+    step = 10.0 ** -len(number.partition(".")[2])
+    low = math.floor((float(number) - step) * 1000 ** power)
+    return None, (max(0, low), math.ceil((float(number) + step) * 1024 ** power))

@@ -26,6 +26,7 @@ from ._pool import SessionPool
 from ._pubmed import file_order
 from ._report import MirrorReport
 from ._retry import RetryPolicy
+from ._sizes import exact_sizes
 from ._state import Manifest
 from ._transport import RemoteEntry, Source
 
@@ -238,7 +239,9 @@ async def list_remote(
     timeouts = timeouts or Timeouts()
     transport = src.transport(connect_timeout=timeouts.connect, stall_timeout=timeouts.stall)
     async with SessionPool(transport, size=1) as pool:
-        entries = await (retry or RetryPolicy()).call(lambda: list_dir(pool, src.path))
+        listed = await (retry or RetryPolicy()).call(lambda: list_dir(pool, src.path))
+        # `ls` shows exact sizes: a rounded one is asked with HEAD
+        entries = await (retry or RetryPolicy()).call(lambda: exact_sizes(pool, src, listed))
     return sorted(entries, key=lambda e: file_order(e.name))
 
 

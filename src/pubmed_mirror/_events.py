@@ -86,6 +86,7 @@ class FileDone:
     # NAME is final and correct, but its record (manifest row, NAME.md5) could not be written,
     # a full disk say: why. The next run confirms it by MD5 and records it, fetching nothing.
     record_error: str | None = None
+    via: str = ""  # the protocol it came over ("ftp", "https", "http")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,9 @@
 A session is one aiohttp ClientSession holding at most one connection (kept alive across
 requests), so a pool of N sessions is N connections, as with FTP. A directory is listed by
 parsing its autoindex page as it arrives (`_autoindex`); a file's size and time come from
-HEAD; reading from an offset is a `Range` request (with `If-Range` when resuming), and an
-answer that is not the range asked for, of the part's version, is never appended to a part
-(`_httpcheck`).
+HEAD (a rounded listed size is settled by `_sizes`); reading from an offset is a `Range`
+request (with `If-Range` when resuming), and an answer that is not the range asked for,
+of the part's version, is never appended to a part (`_httpcheck`).
 
 Timeouts: an answer's headers must be in within the stall timeout of the request being
 sent (headers trickling in are no progress); a body may not go silent for longer; a
@@ -159,7 +159,8 @@ class HttpSession:
                 yield response
 
     async def list(self, path: str) -> _Entries:
-        """The entries of a directory's index page; a rounded size is asked for with HEAD."""
+        """The entries of a directory's index page; a rounded size stays None, with the
+        bounds it was shown as, for the caller to settle (`_sizes`: the manifest or HEAD)."""
         directory = path if path.endswith("/") else path + "/"
         deadline = listing_deadline(self.transport.stall_timeout)
         await self._pay()  # (waiting for its turn is not the listing's time)
@@ -168,16 +169,7 @@ class HttpSession:
         if whole.cancelled_caught:
             raise TransferStalled(f"the listing was not complete within {deadline:g} s",
                                   path=path)
-        entries = []
-        for entry in listed:
-            if entry.kind == "file" and entry.size is None:
-                try:
-                    entry = _with_head(entry, await self.stat(directory + entry.name))
-                except (RemoteFileError, ServerBusy, ProtocolError) as exc:
-                    # that file alone: its size is asked again when it is fetched
-                    log.warning("%s: no size from HEAD (%s)", entry.name, exc)
-            entries.append(entry)
-        return entries
+        return listed
 
     async def _index(self, directory: str, path: str) -> _Entries:
         """The entries of the index page, parsed as the page arrives (never held whole)."""
@@ -382,16 +374,6 @@ def _check_page(response: aiohttp.ClientResponse, path: str) -> None:
     if response.headers.get("Content-Encoding", "identity") != "identity":
         raise ProtocolError("the listing came compressed although asked not to be",
                             path=path)
-
-
-def _with_head(listed: RemoteEntry, head: RemoteEntry) -> RemoteEntry:
-    """A listed entry completed by HEAD: its exact size; its time and validator when HEAD
-    gives them (a HEAD without Last-Modified keeps the listed time: never None, which would
-    take any later version for this one)."""
-    if head.mtime is None:
-        return RemoteEntry(listed.name, head.size, listed.mtime, "file",
-                           listed.mtime_resolution, head.validator)
-    return RemoteEntry(listed.name, head.size, head.mtime, "file", 1.0, head.validator)
 
 
 async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> bytes:

@@ -60,8 +60,10 @@ from ._plan import (
     unreadable_entries,
 )
 from ._pool import SessionPool
+from ._repair import Repair
 from ._report import FileResult, MirrorReport
 from ._runlog import record_listing, recorded_run
+from ._sizes import exact_sizes
 from ._source import parse_source
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
@@ -100,6 +102,8 @@ class MirrorRun:
             connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
             command_bucket=budget.commands, gate=budget.gate)
         self.pool = SessionPool(transport, size=options.concurrency, cap=budget.connections)
+        self.repair = Repair.of(source, transport, options.concurrency)
+        self._scheme = getattr(source, "scheme", "ftp")
         self.ordered = ordered
         self.landings: Landings | None = None
         self.tails = Tails(options.split_min)
@@ -123,8 +127,12 @@ class MirrorRun:
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
         # older PubMed years than the newest listed are not the dataset any more
-        entries = self.entries = current_entries(await self.options.retry.call(self._list))
+        entries = current_entries(await self.options.retry.call(self._list))
         selection = self.options.selection(self.source.default_include)
+        wanted = {e.name for pair in select_files(entries, selection) for e in pair if e}
+        entries = self.entries = await self.options.retry.call(functools.partial(
+            exact_sizes, self.pool, self.source, entries, wanted=wanted,
+            recorded=self.manifest.get, dest=self.dest))
         files = select_files(entries, selection)
         self.listed = listed_files(entries, selection)
         plan = await anyio.to_thread.run_sync(
@@ -154,6 +162,13 @@ class MirrorRun:
         return None if row is None else row.md5
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self.repair is not None:
+                await self.repair.aclose()
+
+    async def _run(self) -> None:
         async with self.pool:
             plan = await self.plan()
             await record_listing(self.manifest, self.entries,
@@ -272,35 +287,67 @@ class MirrorRun:
         planned = tracker.planned
         started = time.monotonic()
         deadline = self.options.timeouts.file
+        trackers = [tracker]
         try:
             with anyio.fail_after(deadline if deadline is not None else math.inf):
-                await self.options.retry.call(tracker.attempt, on_retry=tracker.on_retry,
-                                              progress=tracker.furthest)
+                error = await self._over(tracker)
+                if error is not None and self.repair is not None and self.repair.available:
+                    log.warning("%s: failed over FTP (%s); fetching it over %s", planned.name,
+                                describe(error), self.repair.via.upper())
+                    tracker.untrack()
+                    tracker = FileAttempts(planned, self,
+                                           over=(self.repair.pool, self.repair.source))
+                    trackers.append(tracker)
+                    error = await self._over(tracker)
         except TimeoutError:
-            error: MirrorError = FileDeadlineExceeded(
-                f"not complete within {deadline:g} s", path=planned.name)
+            error = FileDeadlineExceeded(f"not complete within {deadline:g} s",
+                                         path=planned.name)
+        received = sum(t.received for t in trackers)
+        attempts = sum(t.attempts for t in trackers)
+        if error is None:
+            return self._done(tracker, received, attempts, time.monotonic() - started,
+                              via=self._via() if len(trackers) == 1 else self.repair_via)
+        tracker.untrack()  # its segments stay on disk: the next run resumes them
+        await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
+        self.emit(FileFailed(planned.name, describe(error), attempts, error))
+        return FileResult(planned.name, "failed", planned.entry.size, received,
+                          trackers[0].resumed_from, attempts,
+                          time.monotonic() - started, describe(error), exception=error)
+
+    @property
+    def repair_via(self) -> str:
+        return self.repair.via if self.repair is not None else self._scheme
+
+    def _via(self) -> str:
+        """What the run's own pool fetches over (an auto run's HTTPS for the whole run)."""
+        if self.repair is not None and not self.repair.available:
+            return self.repair.via
+        return self._scheme
+
+    async def _over(self, tracker: FileAttempts) -> MirrorError | None:
+        """The file's attempts (with retries) through the tracker's pool: None when done,
+        else the last error (a fatal one is raised)."""
+        try:
+            await self.options.retry.call(tracker.attempt, on_retry=tracker.on_retry,
+                                          progress=tracker.furthest)
         except FatalError:
             raise
         except MirrorError as exc:
-            error = exc
-        else:
-            if tracker.local_copy_kept:
-                self.emit(FileSkipped(planned.name, planned.size))
-                return FileResult(planned.name, "skipped", planned.size,
-                                  record_error=tracker.record_error)
-            seconds = time.monotonic() - started
-            self.emit(FileDone(planned.name, tracker.size, tracker.received,
-                               tracker.resumed_from, tracker.attempts, seconds, tracker.md5,
-                               tracker.record_error))
-            return FileResult(planned.name, "done", tracker.size, tracker.received,
-                              tracker.resumed_from, tracker.attempts, seconds, md5=tracker.md5,
+            return exc
+        return None
+
+    def _done(self, tracker: FileAttempts, received: int, attempts: int, seconds: float, *,
+              via: str) -> FileResult:
+        planned = tracker.planned
+        if tracker.local_copy_kept:
+            self.emit(FileSkipped(planned.name, planned.size))
+            return FileResult(planned.name, "skipped", planned.size,
                               record_error=tracker.record_error)
-        tracker.untrack()  # its segments stay on disk: the next run resumes them
-        await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
-        self.emit(FileFailed(planned.name, describe(error), tracker.attempts, error))
-        return FileResult(planned.name, "failed", planned.entry.size, tracker.received,
-                          tracker.resumed_from, tracker.attempts,
-                          time.monotonic() - started, describe(error), exception=error)
+        self.emit(FileDone(planned.name, tracker.size, received, tracker.resumed_from,
+                           attempts, seconds, tracker.md5, tracker.record_error, via))
+        return FileResult(planned.name, "done", tracker.size, received,
+                          tracker.resumed_from, attempts, seconds, md5=tracker.md5,
+                          record_error=tracker.record_error, via=via)
 
 
 async def list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:

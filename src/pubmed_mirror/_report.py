@@ -28,6 +28,7 @@ class FileResult:
     # done or skipped, but its record could not be written (see FileDone.record_error)
     record_error: str | None = None
     exception: MirrorError | None = field(default=None, compare=False)  # failed: the error
+    via: str = ""  # done: the protocol it came over ("ftp", "https", "http")
 
 
 @dataclass(frozen=True, slots=True)

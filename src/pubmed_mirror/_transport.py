@@ -29,7 +29,9 @@ class RemoteEntry:
     """One entry of a remote directory. `mtime` is POSIX seconds (UTC); None when unknown.
     `mtime_resolution`: how coarse the listing's time is, in seconds (an `ls -l` line gives
     minutes, or only the day for files older than six months). `validator`: what names
-    this version over HTTP (a strong ETag, else Last-Modified), when a HEAD gave one."""
+    this version over HTTP (a strong ETag, else Last-Modified), when a HEAD gave one.
+    `size_shown`: when `size` is None because the listing rounds it (`24M`), the bounds
+    (inclusive) of the exact sizes that display could stand for."""
 
     name: str
     size: int | None
@@ -37,6 +39,7 @@ class RemoteEntry:
     kind: EntryKind = "file"
     mtime_resolution: float = 1.0
     validator: str | None = None
+    size_shown: tuple[int, int] | None = None
 
 
 def listing_deadline(stall_timeout: float) -> float:
