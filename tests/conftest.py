@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aioftp
@@ -45,6 +49,44 @@ def _random_bytes(size: int, seed: int) -> bytes:
         out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 64
         counter += 1
     return bytes(out[:size])
+
+
+@contextmanager
+def tmpfs(where: Path, size: str = "4m") -> Iterator[Path]:
+    """A small tmpfs mounted at `where` for one test (root and mount(8) needed: skipped
+    otherwise, failed under CI=true), unmounted after it."""
+    where.mkdir()
+    done = (subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "pubmed-mirror-test",
+                            str(where)], capture_output=True, text=True, check=False)
+            if shutil.which("mount") else None)
+    if done is None or done.returncode != 0:
+        reason = ("cannot mount a tmpfs (needs root and mount(8)): "
+                  + (done.stderr.strip() if done else "no mount command"))
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield where
+    finally:
+        done = subprocess.run(["umount", str(where)], capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:  # something of ours still holds it: detach it all the same
+            subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def certificate() -> Iterator[tuple[Path, Path]]:
+    """A self-signed certificate and key for 127.0.0.1 (made with openssl), for the TLS
+    servers the tests start."""
+    from webservers import make_certificate
+
+    directory = Path(tempfile.mkdtemp(prefix="pm-cert-"))
+    directory.chmod(0o755)
+    try:
+        yield make_certificate(directory)
+    finally:
+        shutil.rmtree(directory)
 
 
 def rest_at(have: int) -> int:

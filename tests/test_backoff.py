@@ -23,7 +23,8 @@ from webfaults import FaultyWebServer, WebFault
 
 def test_gate_arithmetic() -> None:
     """Retry-After is kept (capped); without it the pause doubles per busy answer heard
-    after the gate opened, never below half its ceiling, and starts again after quiet."""
+    after the gate opened, never below half its ceiling, and starts again after quiet or
+    after a request served normally once the gate opened."""
     clock = FakeClock()
     gate = ServerGate(base=1.0, cap=8.0, forget_after=30.0, clock=clock, jitter=lambda: 0.0)
     assert gate.closed_for() == 0
@@ -41,6 +42,14 @@ def test_gate_arithmetic() -> None:
         clock.now += pauses[-1]
     assert pauses == [0.5, 1.0, 2.0, 4.0, 4.0]  # half of 1, 2, 4, 8, 8 (the cap)
     clock.now += 31.0
+    gate.close()
+    assert gate.closed_for() == 0.5
+    clock.now += 0.5
+    gate.close()
+    assert gate.closed_for() == 1.0  # heard after the gate opened: doubled
+    gate.served()  # an answer while closed proves nothing
+    clock.now += 1.0
+    gate.served()  # a request answered normally since it opened: the server recovered
     gate.close()
     assert gate.closed_for() == 0.5
 

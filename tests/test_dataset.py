@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from conftest import tmpfs
 from pubmed_mirror import (
     DatasetError,
     MirrorOptions,
@@ -451,20 +451,8 @@ def test_status_and_load_order_beside_a_running_mirror(remote: Remote, server: F
 @pytest.fixture
 def read_only_mount(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs of this test's own (root only: skipped otherwise unless CI=true)."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = (subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "pubmed-mirror-test",
-                            str(mount)], capture_output=True, text=True, check=False)
-            if shutil.which("mount") else None)
-    if done is None or done.returncode != 0:
-        reason = "cannot mount a tmpfs (needs root and mount(8))"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
+    with tmpfs(tmp_path / "ro") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True, check=False)
 
 
 def test_read_only_dest(server: FaultyFTPServer, read_only_mount: Path) -> None:

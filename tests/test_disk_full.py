@@ -8,15 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import make_tree
+from conftest import make_tree, tmpfs
 from pubmed_mirror import Manifest, ManifestEntry
 from pubmed_mirror.testing import FaultyFTPServer
 from test_cli import run
@@ -33,25 +31,8 @@ OTHER = "pubmed26n0002.xml.gz"
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs mounted for this test alone, unmounted after it."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = (subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "pubmed-mirror-test",
-                            str(mount)], capture_output=True, text=True, check=False)
-            if shutil.which("mount") else None)
-    if done is None or done.returncode != 0:
-        reason = ("cannot mount a tmpfs (needs root and mount(8)): "
-                  + (done.stderr.strip() if done else "no mount command"))
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
+    with tmpfs(tmp_path / "disk") as mount:
         yield mount
-    finally:
-        done = subprocess.run(["umount", str(mount)], capture_output=True, text=True,
-                              check=False)
-        if done.returncode != 0:  # something of ours still holds it: detach it all the same
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
-        assert done.returncode == 0, done.stderr
 
 
 def fill(disk: Path, leave_pages: int) -> Path:

@@ -38,7 +38,7 @@ from pubmed_mirror._source import AutoSource, FtpSource, HttpSource, parse_sourc
 from pubmed_mirror._transfer import part_path, prepare_part
 from test_cli import run
 from webfaults import FaultyWebServer, WebFault
-from webservers import apache, make_certificate, missing, nginx, served_copy
+from webservers import apache, missing, nginx, served_copy
 
 Tree = tuple[Path, dict[str, bytes]]
 DIRECTORY = "pubmed/updatefiles/"
@@ -56,15 +56,6 @@ def served() -> Iterator[tuple[Path, dict[str, bytes]]]:
     finally:
         shutil.rmtree(source)
 
-
-@pytest.fixture(scope="module")
-def certificate() -> Iterator[tuple[Path, Path]]:
-    directory = Path(tempfile.mkdtemp(prefix="pm-cert-"))
-    directory.chmod(0o755)
-    try:
-        yield make_certificate(directory)
-    finally:
-        shutil.rmtree(directory)
 
 
 SERVERS = [("apache", "table", False), ("apache", "pre", True), ("apache", "plain", False),

@@ -8,12 +8,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,6 @@ from pubmed_mirror._transfer import part_path
 from pubmed_mirror.testing import FaultyFTPServer
 from test_cli import command, run
 from webfaults import FaultyWebServer, TricklingWebServer, WebFault
-from webservers import make_certificate
 
 Tree = tuple[Path, dict[str, bytes]]
 BIG = "pubmed26n0001.xml.gz"
@@ -36,15 +32,6 @@ DROP = 1_000_000  # where the first GET of a test is cut
 # (scheme, splice): plain HTTP spliced, plain HTTP copied (recv_into), HTTPS (aiohttp)
 PATHS = [("http", True), ("http", False), ("https", True)]
 PATH_IDS = ["http-splice", "http-recv", "https"]
-
-
-@pytest.fixture(scope="module")
-def certificate() -> Iterator[tuple[Path, Path]]:
-    directory = Path(tempfile.mkdtemp(prefix="pm-cert-"))
-    try:
-        yield make_certificate(directory)
-    finally:
-        shutil.rmtree(directory)
 
 
 def _data(seed: str, size: int) -> bytes:

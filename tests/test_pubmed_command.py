@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tree
+from conftest import make_tree, tmpfs
 from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import command, free_port, run
 
@@ -393,17 +393,9 @@ def test_hostile_names_never_leave_dest(tmp_path: Path, disable_mlsd: bool) -> N
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MiB tmpfs (needs root; skipped where mounting is not allowed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    """A 3 MiB tmpfs of this test's own."""
+    with tmpfs(tmp_path / "disk", "3m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_disk_full_fails_that_file_cleanly(tmp_path: Path, small_disk: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from pubmed_mirror._demo import make_pubmed_tree
 from test_cli import run
-from webservers import apache, make_certificate, missing, served_copy
+from webservers import apache, missing, served_copy
 
 DIRECTORY = "/pubmed/updatefiles/"
 
@@ -31,15 +31,6 @@ def tree() -> Iterator[Path]:
     finally:
         shutil.rmtree(source)
 
-
-@pytest.fixture
-def certificate() -> Iterator[tuple[Path, Path]]:
-    directory = Path(tempfile.mkdtemp(prefix="pm-cert-"))
-    directory.chmod(0o755)
-    try:
-        yield make_certificate(directory)
-    finally:
-        shutil.rmtree(directory)
 
 
 def _requests(log: Path, since: int) -> list[tuple[str, str]]:

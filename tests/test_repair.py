@@ -13,7 +13,7 @@ from pubmed_mirror import FileDone, MirrorOptions, RetryPolicy, Timeouts, mirror
 from pubmed_mirror._demo import make_pubmed_tree
 from pubmed_mirror._source import AutoSource, FtpSource, HttpSource
 from pubmed_mirror.testing import Fault, FaultPlan, FaultyFTPServer
-from webservers import apache, make_certificate, missing, served_copy
+from webservers import apache, missing, served_copy
 
 DIRECTORY = "/pubmed/updatefiles/"
 
@@ -28,15 +28,6 @@ def tree() -> Iterator[Path]:
     finally:
         shutil.rmtree(source)
 
-
-@pytest.fixture
-def certificate() -> Iterator[tuple[Path, Path]]:
-    directory = Path(tempfile.mkdtemp(prefix="pm-cert-"))
-    directory.chmod(0o755)
-    try:
-        yield make_certificate(directory)
-    finally:
-        shutil.rmtree(directory)
 
 
 FAULTS = {"550": lambda: Fault(kind="reply", reply="550 No such file"),

@@ -31,7 +31,8 @@ class ServerGate:
     how long (capped at RETRY_AFTER_CAP), else for an exponential delay with jitter that
     doubles with each busy answer heard after the gate opened again (answers to requests
     already in flight while it was closed do not double it), and starts again from `base`
-    once the server has been quiet for `forget_after` seconds. Clock and jitter are
+    once the server has answered a request normally since (`served`), or been quiet for
+    `forget_after` seconds. Clock and jitter are
     injected so the arithmetic is tested without sleeping.
     """
 
@@ -80,6 +81,14 @@ class ServerGate:
             self._until = until
             log.info("the server is busy (%s): pausing every session for %.1f s",
                      reply or "busy", seconds)
+
+    def served(self) -> None:
+        """A request sent while the gate was open was answered normally: the server has
+        recovered, so the next busy answer pauses for `base` again, not for double the last
+        pause (answers to requests sent before the gate closed prove nothing: they are
+        among those a pause holds back, so they must come after it ended)."""
+        if self._streak and self._clock() >= self._until:
+            self._streak = 0
 
     async def wait(self) -> None:
         """Return once the gate is open (at once when it is)."""

@@ -101,11 +101,13 @@ class _Client(aioftp.Client):
                 await self.prepay(1)
                 self._credit -= 1
         try:
-            return await super().command(command, *args, **kwargs)
+            answer = await super().command(command, *args, **kwargs)
         except aioftp.StatusCodeError as exc:
             if (reply := busy_reply(exc)) is not None:
                 self._gate.close(reply=reply)
             raise
+        self._gate.served()
+        return answer
 
 
 @contextlib.contextmanager

@@ -156,6 +156,7 @@ class HttpSession:
             async with response:
                 if response.status >= 300:
                     await _raise_for(response, label or path, self.transport.gate)
+                self.transport.gate.served()
                 yield response
 
     async def list(self, path: str) -> _Entries:
@@ -274,6 +275,7 @@ class HttpSession:
             status, reason, headers = _parse_head(head, path)
             if status >= 300:
                 await _raise_for_status(status, reason, headers, path, transport.gate)
+            transport.gate.served()
             skip = check_answer(status, headers, path, offset, expect)
             if skip or "transfer-encoding" in headers:
                 sock.close()
