@@ -175,6 +175,7 @@ def test_proxy_demanding_credentials(served: tuple[Path, dict[str, bytes]],
         lines = [line for line in failed.stderr.splitlines() if "error" in line.lower()]
         assert len(lines) == 1, failed.stderr
         assert len(failed.stderr.strip().splitlines()) == 1 or "-v" in failed.args
+        assert len(lines[0]) < 300, lines  # never the proxy's error page
         if scheme == "https":
             assert "proxy" in lines[0] and ("401" in lines[0] or "407" in lines[0]), lines
         assert SECRET not in failed.stdout + failed.stderr

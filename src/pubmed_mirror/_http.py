@@ -485,6 +485,15 @@ def _retry_after(value: str | None) -> float | None:
     return None
 
 
+def _first_line(exc: BaseException) -> str:
+    """What an error says, in one short line: a parser's message (ClientResponseError)
+    goes on to quote the bytes it choked on (a proxy's whole error page)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        text = (exc.message or "").splitlines()
+        return f"{exc.status}, {text[0]}" if text else str(exc.status)
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 @contextlib.contextmanager
 def _mapped(phase: Phase, path: str) -> Iterator[None]:
     """aiohttp's and the network's errors as the engine's classes."""
@@ -516,9 +525,8 @@ def _mapped(phase: Phase, path: str) -> Iterator[None]:
         raise ConnectionRefused(f"connection refused during {phase}", path=path) from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
             aiohttp.ClientOSError, aiohttp.ClientResponseError, ConnectionError) as exc:
-        # one line: a parser's message quotes the bytes it choked on
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConnectionLost(f"connection lost during {phase} ({first})", path=path) from exc
+        raise ConnectionLost(f"connection lost during {phase} ({_first_line(exc)})",
+                             path=path) from exc
     except TimeoutError as exc:
         raise TransferStalled(f"no answer during {phase}", path=path) from exc
     except OSError as exc:  # socket.gaierror, an unreachable network: not a local file
