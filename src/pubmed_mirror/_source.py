@@ -24,6 +24,7 @@ from ._errors import (
     ServerUnreachable,
 )
 from ._ftp import FtpSession, FtpTransport
+from ._proxy import Proxy, parse_proxy, proxy_for
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
 
@@ -146,6 +147,7 @@ class HttpSource:
     path: str = "/"
     default_include: tuple[str, ...] = ()
     ca_file: Path | None = None  # https: trust these certificates (PEM) too
+    proxy: Proxy | None = None  # the forward proxy its requests go through (`_proxy`)
 
     def __post_init__(self) -> None:
         if self.scheme not in _DEFAULT_PORTS:
@@ -172,11 +174,15 @@ class HttpSource:
         return HttpTransport(scheme=self.scheme, host=self.host.strip("[]"), port=self.port,
                              probe=directory, connect_timeout=connect_timeout,
                              stall_timeout=stall_timeout, command_bucket=command_bucket,
-                             ssl_context=context, gate=gate or ServerGate())
+                             ssl_context=context, gate=gate or ServerGate(),
+                             proxy=self.proxy)
 
     @classmethod
-    def parse(cls, url: str, *, ca_file: str | os.PathLike[str] | None = None) -> HttpSource:
-        """Parse `http[s]://host[:port]/dir/`."""
+    def parse(cls, url: str, *, ca_file: str | os.PathLike[str] | None = None,
+              proxy: Proxy | None = None,
+              netrc_file: str | os.PathLike[str] | None = None) -> HttpSource:
+        """Parse `http[s]://host[:port]/dir/`; its requests go through `proxy` (--proxy)
+        or the environment's proxy for it (`_proxy.proxy_for`)."""
         try:
             parts = urlsplit(url)
             scheme = parts.scheme.lower()
@@ -194,7 +200,9 @@ class HttpSource:
             host = f"[{host}]"
         path = unquote(parts.path) or "/"
         return cls(scheme=scheme, host=host, port=port, path=path,
-                   ca_file=Path(ca_file) if ca_file is not None else None)
+                   ca_file=Path(ca_file) if ca_file is not None else None,
+                   proxy=proxy_for(scheme, host, port, explicit=proxy,
+                                   netrc_file=netrc_file))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,18 +280,24 @@ class FallbackTransport:
 
 def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
                  ca_file: str | os.PathLike[str] | None = None,
-                 transport: str = "auto") -> FtpSource | HttpSource | AutoSource:
+                 transport: str = "auto", proxy: str | Proxy | None = None
+                 ) -> FtpSource | HttpSource | AutoSource:
     """An `ftp://`, `http://` or `https://` directory URL, or a preset; a preset over
-    `transport` ("ftp", "https", or "auto": FTP, falling back to HTTPS)."""
+    `transport` ("ftp", "https", or "auto": FTP, falling back to HTTPS). HTTP(S) goes
+    through `proxy` (a URL as --proxy takes it: no password) or the environment's."""
     if transport not in TRANSPORTS:
         raise BadSource(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
+    if isinstance(proxy, str):
+        proxy = parse_proxy(proxy, from_argv=True, netrc_file=netrc_file)
     scheme = url.split(":", 1)[0].lower()
     if scheme in _DEFAULT_PORTS:
-        return HttpSource.parse(url, ca_file=ca_file)
+        return HttpSource.parse(url, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file)
     ftp = FtpSource.parse(url, netrc_file=netrc_file)
     if url not in PRESETS or transport == "ftp":
         return ftp
     https = HttpSource(scheme="https", host=ftp.host, port=443, path=ftp.path,
                        default_include=ftp.default_include,
-                       ca_file=Path(ca_file) if ca_file is not None else None)
+                       ca_file=Path(ca_file) if ca_file is not None else None,
+                       proxy=proxy_for("https", ftp.host, 443, explicit=proxy,
+                                       netrc_file=netrc_file))
     return https if transport == "https" else AutoSource(ftp=ftp, https=https)

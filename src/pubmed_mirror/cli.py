@@ -39,13 +39,15 @@ def _fail(error: BaseException) -> None:
     print(f"{PROG}: error: {error}", file=sys.stderr)
 
 
-def _make_source(text: str, ca_file: Path | None,
-                 transport: str | None) -> FtpSource | HttpSource | AutoSource:
+def _make_source(text: str, ca_file: Path | None, transport: str | None,
+                 proxy: str | None = None) -> FtpSource | HttpSource | AutoSource:
     """The source the URL names, trusting `ca_file` too for https (checked now: a bad file
-    is bad usage), over `transport` for a preset."""
+    is bad usage), over `transport` for a preset, through `proxy` (--proxy) for HTTP(S)."""
     if transport is not None and text not in PRESETS:
         raise ValueError("--transport is for the pubmed: presets (a URL's scheme chooses)")
-    source = parse_source(text, ca_file=ca_file, transport=transport or "auto")
+    source = parse_source(text, ca_file=ca_file, transport=transport or "auto", proxy=proxy)
+    if proxy is not None and isinstance(source, FtpSource):
+        raise ValueError("--proxy is for http(s):// URLs and the presets over HTTPS")
     if ca_file is not None:
         if isinstance(source, FtpSource):
             raise ValueError("--ca-file is for https:// URLs")
@@ -70,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_writable(dest)
         if hasattr(args, "url"):
             args.url = _make_source(args.url, getattr(args, "ca_file", None),
-                                    getattr(args, "transport", None))
+                                    getattr(args, "transport", None),
+                                    getattr(args, "proxy", None))
     except (MirrorError, ValueError) as exc:
         _fail(exc)
         return EXIT_USAGE
