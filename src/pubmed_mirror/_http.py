@@ -24,6 +24,7 @@ from urllib.parse import quote
 import aiohttp
 import anyio
 
+from . import __version__  # the package is loaded first: this module is imported lazily
 from ._autoindex import parse_autoindex
 from ._backoff import ServerGate
 from ._direct import DirectReceiver, Mover, chunk_for, connect_socket, write_all
@@ -41,7 +42,7 @@ from ._errors import (
 from ._ratelimit import TokenBucket
 from ._transport import EntryKind, RemoteEntry
 
-__all__ = ["HttpSession", "HttpTransport"]
+__all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -50,6 +51,14 @@ _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
 _HEAD_LIMIT = 64 << 10  # an answer's headers
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+USER_AGENT = f"pubmed-mirror/{__version__}"
+
+
+def user_agent(address: str | None) -> str:
+    """Who is asking: the tool and version, and a contact when the user gave one (the
+    etiquette NCBI asks of anonymous FTP, kept over HTTP)."""
+    return USER_AGENT if address is None else f"{USER_AGENT} (+mailto:{address})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +74,7 @@ class HttpTransport:
     command_bucket: TokenBucket | None = None
     ssl_context: ssl.SSLContext | None = None  # https: None means the system's trust store
     gate: ServerGate = field(default_factory=ServerGate)  # shared by the sessions it opens
+    user_agent: str = USER_AGENT  # may hold the user's address: never in repr
 
     def __repr__(self) -> str:
         return f"HttpTransport({self.scheme}://{self.address})"
@@ -86,7 +96,7 @@ class HttpTransport:
             auto_decompress=False, raise_for_status=False, trust_env=False,
             # never compressed: a gzipped index page is not a listing, a compressed body
             # not the file (Debian's nginx and Apache compress text/html by default)
-            headers={"Accept-Encoding": "identity", "User-Agent": "pubmed-mirror"})
+            headers={"Accept-Encoding": "identity", "User-Agent": self.user_agent})
         session = HttpSession(client, self)
         try:
             await self.gate.wait()  # not within the connect timeout
@@ -238,7 +248,7 @@ class HttpSession:
                 await loop.sock_sendall(sock, (
                     f"GET {_quote(path)} HTTP/1.1\r\nHost: {transport.address}\r\n"
                     f"Range: bytes={offset}-\r\nAccept-Encoding: identity\r\n"
-                    "Connection: close\r\nUser-Agent: pubmed-mirror\r\n\r\n").encode())
+                    f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
                 data = b""
                 while b"\r\n\r\n" not in data:
                     if len(data) > _HEAD_LIMIT:

@@ -130,6 +130,9 @@ def network_options(p: argparse.ArgumentParser) -> None:
                    help="retries in a row without progress, default 5")
     p.add_argument("--ca-file", type=Path, metavar="PEM",
                    help="https: also trust the certificates in this file")
+    p.add_argument("--email", metavar="ADDR",  # checked in main: one line, like the variable
+                   help="anonymous FTP password and User-Agent contact (default: "
+                        "$PUBMED_MIRROR_EMAIL, else anonymous@ and none)")
     p.add_argument("--transport", choices=TRANSPORTS,
                    help="for the pubmed: presets: ftp, https, or auto (default: FTP, "
                         "falling back to HTTPS for the run when FTP cannot connect or log in)")
