@@ -3,6 +3,7 @@ and in the User-Agent, refused in one line when it is not an address, and never 
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 import pubmed_mirror
 from conftest import assert_mirrored
-from pubmed_mirror._source import FtpSource, HttpSource, parse_source
+from pubmed_mirror import FtpSource, HttpSource, parse_source
 from pubmed_mirror.testing import FaultyFTPServer
 from test_cli import command
 from webfaults import FaultyWebServer
@@ -126,8 +127,8 @@ async def test_user_agent_names_the_version_and_the_email(tree: Tree, tmp_path: 
         for n, email in enumerate([None, ADDRESS]):
             agents_before = len(server.stats.user_agents)
             extra = [] if email is None else ["--email", email]
-            result = await anyio.to_thread.run_sync(lambda: run(
-                "mirror", server.url, "--dest", str(tmp_path / f"m{n}"), *flags, *extra,
+            result = await anyio.to_thread.run_sync(functools.partial(
+                run, "mirror", server.url, "--dest", str(tmp_path / f"m{n}"), *flags, *extra,
                 home=tmp_path))
             assert result.returncode == 0, result.stderr
             assert_mirrored(tmp_path / f"m{n}", tree[1])
