@@ -30,6 +30,7 @@ from urllib.parse import quote
 import aiohttp
 import anyio
 
+from . import __version__  # the package is loaded first: this module is imported lazily
 from ._autoindex import AutoindexParser
 from ._backoff import ServerGate
 from ._direct import DirectReceiver, Mover, chunk_for, connect_socket, write_all
@@ -51,7 +52,7 @@ from ._ratelimit import TokenBucket
 from ._transfer import RemoteFile
 from ._transport import RemoteEntry, listing_deadline
 
-__all__ = ["HttpSession", "HttpTransport"]
+__all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -60,6 +61,14 @@ _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
 _HEAD_LIMIT = 64 << 10  # an answer's headers
 _PAGE_TYPES = ("text/html", "application/xhtml+xml")
+
+USER_AGENT = f"pubmed-mirror/{__version__}"
+
+
+def user_agent(address: str | None) -> str:
+    """Who is asking: the tool and version, and a contact when the user gave one (the
+    etiquette NCBI asks of anonymous FTP, kept over HTTP)."""
+    return USER_AGENT if address is None else f"{USER_AGENT} (+mailto:{address})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +85,7 @@ class HttpTransport:
     ssl_context: ssl.SSLContext | None = None  # https: None means the system's trust store
     gate: ServerGate = field(default_factory=ServerGate)  # shared by the sessions it opens
     proxy: Proxy | None = None  # every request goes through it (CONNECT for https)
+    user_agent: str = USER_AGENT  # may hold the user's address: never in repr
 
     def __repr__(self) -> str:
         via = f" via {self.proxy}" if self.proxy else ""
@@ -103,7 +113,7 @@ class HttpTransport:
             trace_configs=[_ANSWER_TRACE],
             # never compressed: a gzipped index page is not a listing, a compressed body
             # not the file (Debian's nginx and Apache compress text/html by default)
-            headers={"Accept-Encoding": "identity", "User-Agent": "pubmed-mirror"})
+            headers={"Accept-Encoding": "identity", "User-Agent": self.user_agent})
         session = HttpSession(client, self)
         try:
             await self.gate.wait()  # not within the connect timeout
@@ -273,7 +283,7 @@ class HttpSession:
                 await loop.sock_sendall(sock, (
                     f"GET {target} HTTP/1.1\r\nHost: {transport.address}\r\n{asked}"
                     "Accept-Encoding: identity\r\n"
-                    "Connection: close\r\nUser-Agent: pubmed-mirror\r\n\r\n").encode())
+                    f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
                 data = b""
                 while b"\r\n\r\n" not in data:
                     if len(data) > _HEAD_LIMIT:

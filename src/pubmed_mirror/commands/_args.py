@@ -145,6 +145,9 @@ def network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", type=proxy_url, metavar="URL",
                    help="http(s) through this http:// proxy (beats https_proxy/http_proxy; "
                         "credentials from the environment's proxy URL or ~/.netrc)")
+    p.add_argument("--email", metavar="ADDR",  # checked in main: one line, like the variable
+                   help="anonymous FTP password and User-Agent contact (default: "
+                        "$PUBMED_MIRROR_EMAIL, else anonymous@ and none)")
     p.add_argument("--transport", choices=TRANSPORTS,
                    help="for the pubmed: presets: ftp, https, or auto (default: FTP, "
                         "falling back to HTTPS for the run when FTP cannot connect or log in)")
