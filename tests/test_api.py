@@ -30,6 +30,8 @@ def test_all_is_pinned() -> None:
         # the dataset view (issue 15)
         "ConsumerCursor", "DatasetError", "DatasetStatus", "LoadFile", "LoadOrder", "RunRecord",
         "acknowledge", "consumer_cursor", "dataset_status", "load_order",
+        # a URL or preset with its options, e.g. the anonymous FTP email (issue 16)
+        "parse_source",
     ])
     for name in pubmed_mirror.__all__:
         assert hasattr(pubmed_mirror, name), name

@@ -56,6 +56,7 @@ class WebStats:
     statuses: list[tuple[str, int]] = field(default_factory=list)
     # each request as it arrived: (time.monotonic(), method, name, the client's port)
     arrivals: list[tuple[float, str, str, int]] = field(default_factory=list)
+    user_agents: list[str] = field(default_factory=list)  # each request's, as it arrived
 
 
 def server_context(tls: tuple[Path, Path] | None) -> ssl.SSLContext | None:
@@ -114,6 +115,7 @@ class FaultyWebServer:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.stats.arrivals.append((time.monotonic(), request.method,
                                     request.match_info.get("name", ""), peer[1] if peer else 0))
+        self.stats.user_agents.append(request.headers.get("User-Agent", ""))
         response: web.StreamResponse = await handler(request)
         return response
 

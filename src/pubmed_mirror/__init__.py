@@ -71,7 +71,7 @@ from ._pubmed import PRESETS, parse_md5_file
 from ._ratelimit import TokenBucket
 from ._report import FileResult, MirrorReport
 from ._retry import RetryPolicy
-from ._source import AutoSource, FtpSource, HttpSource
+from ._source import AutoSource, FtpSource, HttpSource, parse_source
 from ._state import ConsumerCursor, Manifest, ManifestEntry, RunRecord
 from ._transfer import RemoteFile, TransferResult, fetch_file
 from ._transport import DirectStream, ReadStream, RemoteEntry, Session, Source, Transport
@@ -162,6 +162,7 @@ __all__ = [
     "mirror",
     "mirror_events",
     "parse_md5_file",
+    "parse_source",
     "plan_mirror",
     "verify",
 ]

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import aiohttp
 import anyio
 
+from . import __version__  # the package is loaded first: this module is imported lazily
 from ._autoindex import AutoindexParser
 from ._backoff import ServerGate
 from ._direct import DirectReceiver, Mover, chunk_for, connect_socket, write_all
@@ -37,6 +38,7 @@ from ._errors import (
     ConnectionLost,
     ConnectionRefused,
     ConnectTimeout,
+    LoginRefused,
     Phase,
     ProtocolError,
     RemoteFileError,
@@ -45,11 +47,12 @@ from ._errors import (
     TransferStalled,
 )
 from ._httpcheck import check_answer, request_headers, validator
+from ._proxy import Proxy
 from ._ratelimit import TokenBucket
 from ._transfer import RemoteFile
 from ._transport import RemoteEntry, listing_deadline
 
-__all__ = ["HttpSession", "HttpTransport"]
+__all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -58,6 +61,14 @@ _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
 _HEAD_LIMIT = 64 << 10  # an answer's headers
 _PAGE_TYPES = ("text/html", "application/xhtml+xml")
+
+USER_AGENT = f"pubmed-mirror/{__version__}"
+
+
+def user_agent(address: str | None) -> str:
+    """Who is asking: the tool and version, and a contact when the user gave one (the
+    etiquette NCBI asks of anonymous FTP, kept over HTTP)."""
+    return USER_AGENT if address is None else f"{USER_AGENT} (+mailto:{address})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,9 +84,12 @@ class HttpTransport:
     command_bucket: TokenBucket | None = None
     ssl_context: ssl.SSLContext | None = None  # https: None means the system's trust store
     gate: ServerGate = field(default_factory=ServerGate)  # shared by the sessions it opens
+    proxy: Proxy | None = None  # every request goes through it (CONNECT for https)
+    user_agent: str = USER_AGENT  # may hold the user's address: never in repr
 
     def __repr__(self) -> str:
-        return f"HttpTransport({self.scheme}://{self.address})"
+        via = f" via {self.proxy}" if self.proxy else ""
+        return f"HttpTransport({self.scheme}://{self.address}{via})"
 
     @property
     def address(self) -> str:
@@ -91,11 +105,15 @@ class HttpTransport:
             base_url=f"{self.scheme}://{self.address}", connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                           sock_read=self.stall_timeout),
-            auto_decompress=False, raise_for_status=False, trust_env=False,
+            auto_decompress=False, raise_for_status=False,
+            # the proxy is chosen by `_proxy` (curl's rules), not by aiohttp's reading
+            trust_env=False, proxy=self.proxy.url if self.proxy else None,
+            proxy_auth=(aiohttp.BasicAuth(self.proxy.user, self.proxy.password or "")
+                        if self.proxy and self.proxy.user is not None else None),
             trace_configs=[_ANSWER_TRACE],
             # never compressed: a gzipped index page is not a listing, a compressed body
             # not the file (Debian's nginx and Apache compress text/html by default)
-            headers={"Accept-Encoding": "identity", "User-Agent": "pubmed-mirror"})
+            headers={"Accept-Encoding": "identity", "User-Agent": self.user_agent})
         session = HttpSession(client, self)
         try:
             await self.gate.wait()  # not within the connect timeout
@@ -251,14 +269,22 @@ class HttpSession:
         await self._pay()
         transport = self.transport
         asked = "".join(f"{k}: {v}\r\n" for k, v in request_headers(offset, expect).items())
+        # through a proxy: the absolute-form request to the proxy (RFC 9112 3.2.2), which
+        # passes the body on as it came, so the splice path stays
+        target, peer = _quote(path), (transport.host, transport.port)
+        if transport.proxy is not None:
+            target = f"http://{transport.address}{target}"
+            peer = (transport.proxy.host, transport.proxy.port)
+            if (credentials := transport.proxy.authorization()) is not None:
+                asked += f"Proxy-Authorization: {credentials}\r\n"
         loop = asyncio.get_running_loop()
         with _mapped("retr", path), anyio.fail_after(transport.stall_timeout):
-            sock = await connect_socket(transport.host, transport.port, buffer)
+            sock = await connect_socket(*peer, buffer)
             try:
                 await loop.sock_sendall(sock, (
-                    f"GET {_quote(path)} HTTP/1.1\r\nHost: {transport.address}\r\n{asked}"
+                    f"GET {target} HTTP/1.1\r\nHost: {transport.address}\r\n{asked}"
                     "Accept-Encoding: identity\r\n"
-                    "Connection: close\r\nUser-Agent: pubmed-mirror\r\n\r\n").encode())
+                    f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
                 data = b""
                 while b"\r\n\r\n" not in data:
                     if len(data) > _HEAD_LIMIT:
@@ -418,6 +444,8 @@ async def _raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGa
 async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
                             path: str, gate: ServerGate) -> None:
     reply = f"{status} {reason}".strip()
+    if status == 407:  # only a proxy asks this (plain http: its answer to the request)
+        raise _proxy_refused(status, reason, path)
     if status in (408, 429) or status >= 500:
         wait = _retry_after(headers.get("retry-after"))
         if status in (429, 503) or wait is not None:  # every session pauses (`_backoff`)
@@ -427,6 +455,17 @@ async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
         raise RemoteFileError(f"redirected ({reply}) to {headers.get('location')}",
                               path=path, reply=reply)
     raise RemoteFileError(f"the server answered {reply}", path=path, reply=reply)
+
+
+def _proxy_refused(status: int, reason: str, path: str) -> LoginRefused | ServerUnreachable:
+    """The proxy's refusal, fatal for the run (no retry gets past a proxy that says no)."""
+    reply = f"{status} {reason}".strip()
+    if status in (401, 407):  # tinyproxy answers a CONNECT without credentials 401
+        return LoginRefused("the proxy demands credentials it did not accept (set them in "
+                            "the proxy URL in https_proxy/http_proxy or in ~/.netrc)",
+                            path=path, reply=reply)
+    return ServerUnreachable("the proxy refused the connection to the server",
+                             path=path, reply=reply)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -440,6 +479,15 @@ def _retry_after(value: str | None) -> float | None:
     return None
 
 
+def _first_line(exc: BaseException) -> str:
+    """What an error says, in one short line: a parser's message (ClientResponseError)
+    goes on to quote the bytes it choked on (a proxy's whole error page)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        text = (exc.message or "").splitlines()
+        return f"{exc.status}, {text[0]}" if text else str(exc.status)
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 @contextlib.contextmanager
 def _mapped(phase: Phase, path: str) -> Iterator[None]:
     """aiohttp's and the network's errors as the engine's classes."""
@@ -448,6 +496,12 @@ def _mapped(phase: Phase, path: str) -> Iterator[None]:
     except aiohttp.ClientConnectorCertificateError as exc:
         raise ServerUnreachable(f"the server's certificate is not trusted: "
                                 f"{exc.certificate_error}", path=path) from exc
+    except aiohttp.ClientHttpProxyError as exc:  # the proxy's answer to CONNECT
+        raise _proxy_refused(exc.status, exc.message, path) from exc
+    except aiohttp.ClientProxyConnectionError as exc:
+        raise (ConnectionRefused if isinstance(exc.os_error, ConnectionRefusedError)
+               else ConnectionLost)(f"cannot connect to the proxy during {phase}: "
+                                    f"{exc.os_error}", path=path) from exc
     except aiohttp.ClientConnectorDNSError as exc:
         raise ConnectionRefused(f"no such host ({exc.os_error})", path=path) from exc
     except aiohttp.ClientConnectorError as exc:
@@ -465,7 +519,8 @@ def _mapped(phase: Phase, path: str) -> Iterator[None]:
         raise ConnectionRefused(f"connection refused during {phase}", path=path) from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
             aiohttp.ClientOSError, aiohttp.ClientResponseError, ConnectionError) as exc:
-        raise ConnectionLost(f"connection lost during {phase} ({exc})", path=path) from exc
+        raise ConnectionLost(f"connection lost during {phase} ({_first_line(exc)})",
+                             path=path) from exc
     except TimeoutError as exc:
         raise TransferStalled(f"no answer during {phase}", path=path) from exc
     except OSError as exc:  # socket.gaierror, an unreachable network: not a local file

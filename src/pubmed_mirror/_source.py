@@ -24,22 +24,39 @@ from ._errors import (
     ServerUnreachable,
 )
 from ._ftp import FtpSession, FtpTransport
+from ._proxy import Proxy, parse_proxy, proxy_for
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
 
 if TYPE_CHECKING:  # aiohttp takes ~150 ms to import: only runs over HTTP pay for it
     from ._http import HttpSession, HttpTransport
 
-__all__ = ["PASSWORD_ENV", "TRANSPORTS", "AutoSource", "FtpSource", "HttpSource",
-           "parse_source"]
+__all__ = ["EMAIL_ENV", "PASSWORD_ENV", "TRANSPORTS", "AutoSource", "FtpSource", "HttpSource",
+           "check_email", "parse_source"]
 
 log = logging.getLogger("pubmed_mirror")
 
 TRANSPORTS = ("ftp", "https", "auto")  # for the presets
 
 PASSWORD_ENV = "PUBMED_MIRROR_PASSWORD"
+EMAIL_ENV = "PUBMED_MIRROR_EMAIL"  # read by the command; the library takes email=
 _ANONYMOUS = ("anonymous", "ftp")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+$|^\[[0-9A-Fa-f:.]+\]$")
+
+
+_SPECIALS = set('()<>[]\\,;:"')  # RFC 5322's, which an unquoted address cannot hold
+
+
+def check_email(address: str, *, what: str = "email") -> str:
+    """The address, when it is one (one '@' between a non-empty name and domain, printable
+    ASCII without spaces or specials: it goes into a PASS command and a User-Agent comment);
+    else BadSource naming `what`, never quoting the address (it is not printed either)."""
+    name, at, domain = address.partition("@")
+    if (not (name and at and domain) or "@" in domain
+            or any(not "!" <= c <= "~" or c in _SPECIALS for c in address)):
+        raise BadSource(f"{what} is not an e-mail address: use one '@' between a name and a "
+                        "domain, without spaces, control or special characters")
+    return address
 
 
 def _check_location(host: str, port: int, path: str) -> None:
@@ -86,13 +103,16 @@ class FtpSource:
                             gate=gate or ServerGate())
 
     @classmethod
-    def parse(cls, url: str, *, netrc_file: str | os.PathLike[str] | None = None) -> FtpSource:
+    def parse(cls, url: str, *, netrc_file: str | os.PathLike[str] | None = None,
+              email: str | None = None) -> FtpSource:
         """Parse `ftp://[user@]host[:port]/dir/` or a preset (`pubmed:baseline`,
         `pubmed:updatefiles`). A password comes from $PUBMED_MIRROR_PASSWORD or ~/.netrc,
-        never from the URL (it would be visible in the process list)."""
+        never from the URL (it would be visible in the process list); without one, an
+        anonymous login gives `email` as its password (NCBI asks for it), else `anonymous@`."""
         if url in PRESETS:
             preset_url, include = PRESETS[url]
-            return replace(cls.parse(preset_url, netrc_file=netrc_file), default_include=include)
+            return replace(cls.parse(preset_url, netrc_file=netrc_file, email=email),
+                           default_include=include)
         if url.startswith("pubmed:"):
             raise BadSource(f"unknown preset {url!r}: use one of {', '.join(PRESETS)}")
         try:
@@ -111,14 +131,16 @@ class FtpSource:
         host = parts.hostname or ""
         user = unquote(parts.username) if parts.username else None
         path = unquote(parts.path) or "/"
-        user, password = _credentials(host, user, netrc_file)
+        email = check_email(email) if email is not None else None
+        user, password = _credentials(host, user, netrc_file, email)
         return cls(host=host, port=port, path=path, user=user, password=password)
 
 
 def _credentials(
-    host: str, user: str | None, netrc_file: str | os.PathLike[str] | None
+    host: str, user: str | None, netrc_file: str | os.PathLike[str] | None, email: str | None
 ) -> tuple[str, str]:
-    """(user, password): the environment first, then ~/.netrc (like curl -n), else anonymous."""
+    """(user, password): the environment first, then ~/.netrc (like curl -n), else anonymous
+    (with `email` as the password, for an anonymous user)."""
     if os.environ.get(PASSWORD_ENV):
         return user or "anonymous", os.environ[PASSWORD_ENV]
     path = Path(netrc_file) if netrc_file else Path.home() / ".netrc"
@@ -130,7 +152,8 @@ def _credentials(
             entry = None
     if entry and entry[2] and (user is None or entry[0] == user):
         return entry[0] or user or "anonymous", entry[2]
-    return user or "anonymous", "anonymous@"
+    user = user or "anonymous"
+    return user, email if email is not None and user in _ANONYMOUS else "anonymous@"
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -146,8 +169,12 @@ class HttpSource:
     path: str = "/"
     default_include: tuple[str, ...] = ()
     ca_file: Path | None = None  # https: trust these certificates (PEM) too
+    proxy: Proxy | None = None  # the forward proxy its requests go through (`_proxy`)
+    email: str | None = field(default=None, repr=False)  # a contact in the User-Agent
 
     def __post_init__(self) -> None:
+        if self.email is not None:
+            check_email(self.email)
         if self.scheme not in _DEFAULT_PORTS:
             raise BadSource(f"unsupported scheme {self.scheme!r}")
         _check_location(self.host, self.port, self.path)
@@ -162,7 +189,7 @@ class HttpSource:
     def transport(self, *, connect_timeout: float, stall_timeout: float,
                   command_bucket: TokenBucket | None = None,
                   gate: ServerGate | None = None) -> HttpTransport:
-        from ._http import HttpTransport
+        from ._http import HttpTransport, user_agent
 
         context = None
         if self.scheme == "https" and self.ca_file is not None:
@@ -172,11 +199,16 @@ class HttpSource:
         return HttpTransport(scheme=self.scheme, host=self.host.strip("[]"), port=self.port,
                              probe=directory, connect_timeout=connect_timeout,
                              stall_timeout=stall_timeout, command_bucket=command_bucket,
-                             ssl_context=context, gate=gate or ServerGate())
+                             ssl_context=context, gate=gate or ServerGate(),
+                             proxy=self.proxy, user_agent=user_agent(self.email))
 
     @classmethod
-    def parse(cls, url: str, *, ca_file: str | os.PathLike[str] | None = None) -> HttpSource:
-        """Parse `http[s]://host[:port]/dir/`."""
+    def parse(cls, url: str, *, ca_file: str | os.PathLike[str] | None = None,
+              proxy: Proxy | None = None,
+              netrc_file: str | os.PathLike[str] | None = None,
+              email: str | None = None) -> HttpSource:
+        """Parse `http[s]://host[:port]/dir/`; its requests go through `proxy` (--proxy)
+        or the environment's proxy for it (`_proxy.proxy_for`)."""
         try:
             parts = urlsplit(url)
             scheme = parts.scheme.lower()
@@ -194,7 +226,10 @@ class HttpSource:
             host = f"[{host}]"
         path = unquote(parts.path) or "/"
         return cls(scheme=scheme, host=host, port=port, path=path,
-                   ca_file=Path(ca_file) if ca_file is not None else None)
+                   ca_file=Path(ca_file) if ca_file is not None else None,
+                   proxy=proxy_for(scheme, host, port, explicit=proxy,
+                                   netrc_file=netrc_file),
+                   email=email)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,18 +307,27 @@ class FallbackTransport:
 
 def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
                  ca_file: str | os.PathLike[str] | None = None,
-                 transport: str = "auto") -> FtpSource | HttpSource | AutoSource:
+                 transport: str = "auto", proxy: str | Proxy | None = None,
+                 email: str | None = None) -> FtpSource | HttpSource | AutoSource:
     """An `ftp://`, `http://` or `https://` directory URL, or a preset; a preset over
-    `transport` ("ftp", "https", or "auto": FTP, falling back to HTTPS)."""
+    `transport` ("ftp", "https", or "auto": FTP, falling back to HTTPS). HTTP(S) goes
+    through `proxy` (a URL as --proxy takes it: no password) or the environment's. `email`
+    is the anonymous FTP password and a contact in the HTTP User-Agent."""
     if transport not in TRANSPORTS:
         raise BadSource(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
+    if isinstance(proxy, str):
+        proxy = parse_proxy(proxy, from_argv=True, netrc_file=netrc_file)
     scheme = url.split(":", 1)[0].lower()
     if scheme in _DEFAULT_PORTS:
-        return HttpSource.parse(url, ca_file=ca_file)
-    ftp = FtpSource.parse(url, netrc_file=netrc_file)
+        return HttpSource.parse(url, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file,
+                                email=email)
+    ftp = FtpSource.parse(url, netrc_file=netrc_file, email=email)
     if url not in PRESETS or transport == "ftp":
         return ftp
     https = HttpSource(scheme="https", host=ftp.host, port=443, path=ftp.path,
                        default_include=ftp.default_include,
-                       ca_file=Path(ca_file) if ca_file is not None else None)
+                       ca_file=Path(ca_file) if ca_file is not None else None,
+                       proxy=proxy_for("https", ftp.host, 443, explicit=proxy,
+                                       netrc_file=netrc_file),
+                       email=email)
     return https if transport == "https" else AutoSource(ftp=ftp, https=https)

@@ -18,7 +18,7 @@ from rich.console import Console
 from ._errors import DatasetError, DestinationBusy, MirrorError
 from ._plan import check_writable
 from ._pubmed import PRESETS
-from ._source import AutoSource, FtpSource, HttpSource, parse_source
+from ._source import EMAIL_ENV, AutoSource, FtpSource, HttpSource, check_email, parse_source
 from ._state import check_state_dir
 from .commands import add_parsers
 from .commands._args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, PROG
@@ -39,13 +39,25 @@ def _fail(error: BaseException) -> None:
     print(f"{PROG}: error: {error}", file=sys.stderr)
 
 
-def _make_source(text: str, ca_file: Path | None,
-                 transport: str | None) -> FtpSource | HttpSource | AutoSource:
+def _email(flag: str | None) -> str | None:
+    """--email, else $PUBMED_MIRROR_EMAIL (unset or empty: none), checked now."""
+    if flag is not None:
+        return check_email(flag, what="--email")
+    value = os.environ.get(EMAIL_ENV)
+    return check_email(value, what=f"${EMAIL_ENV}") if value else None
+
+
+def _make_source(text: str, ca_file: Path | None, transport: str | None,
+                 proxy: str | None = None, email: str | None = None
+                 ) -> FtpSource | HttpSource | AutoSource:
     """The source the URL names, trusting `ca_file` too for https (checked now: a bad file
-    is bad usage), over `transport` for a preset."""
+    is bad usage), over `transport` for a preset, through `proxy` (--proxy) for HTTP(S)."""
     if transport is not None and text not in PRESETS:
         raise ValueError("--transport is for the pubmed: presets (a URL's scheme chooses)")
-    source = parse_source(text, ca_file=ca_file, transport=transport or "auto")
+    source = parse_source(text, ca_file=ca_file, transport=transport or "auto", proxy=proxy,
+                          email=email)
+    if proxy is not None and isinstance(source, FtpSource):
+        raise ValueError("--proxy is for http(s):// URLs and the presets over HTTPS")
     if ca_file is not None:
         if isinstance(source, FtpSource):
             raise ValueError("--ca-file is for https:// URLs")
@@ -70,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_writable(dest)
         if hasattr(args, "url"):
             args.url = _make_source(args.url, getattr(args, "ca_file", None),
-                                    getattr(args, "transport", None))
+                                    getattr(args, "transport", None),
+                                    getattr(args, "proxy", None),
+                                    _email(getattr(args, "email", None)))
     except (MirrorError, ValueError) as exc:
         _fail(exc)
         return EXIT_USAGE

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from .._lifecycle import DeleteLimit
+from .._proxy import parse_proxy
 from .._pubmed import PRESETS
 from .._source import TRANSPORTS, parse_source
 
@@ -115,6 +117,16 @@ def source_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def proxy_url(text: str) -> str:
+    """--proxy as given, once it is `http://host[:port]` without a password (the proxy is
+    made in `main`, with the source)."""
+    try:
+        parse_proxy(text, from_argv=True, netrc_file=os.devnull)
+        return text
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 URL_HELP = (f"ftp://[user@]host[:port]/dir/, http[s]://host[:port]/dir/ or a preset: "
@@ -130,6 +142,12 @@ def network_options(p: argparse.ArgumentParser) -> None:
                    help="retries in a row without progress, default 5")
     p.add_argument("--ca-file", type=Path, metavar="PEM",
                    help="https: also trust the certificates in this file")
+    p.add_argument("--proxy", type=proxy_url, metavar="URL",
+                   help="http(s) through this http:// proxy (beats https_proxy/http_proxy; "
+                        "credentials from the environment's proxy URL or ~/.netrc)")
+    p.add_argument("--email", metavar="ADDR",  # checked in main: one line, like the variable
+                   help="anonymous FTP password and User-Agent contact (default: "
+                        "$PUBMED_MIRROR_EMAIL, else anonymous@ and none)")
     p.add_argument("--transport", choices=TRANSPORTS,
                    help="for the pubmed: presets: ftp, https, or auto (default: FTP, "
                         "falling back to HTTPS for the run when FTP cannot connect or log in)")

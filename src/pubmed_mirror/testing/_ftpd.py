@@ -148,6 +148,9 @@ class ServerStats:
     # each command as it arrived: (time.monotonic(), its line (PASS: the verb alone), the
     # control connection's ordinal)
     command_log: list[tuple[float, str, int]] = field(default_factory=list)
+    # the password of each anonymous login, as given (an address by etiquette); a named
+    # user's password is a secret and never recorded
+    anonymous_passwords: list[str] = field(default_factory=list)
 
     def snapshot(self) -> ServerStats:
         """A deep enough copy that later server activity cannot change it."""
@@ -157,6 +160,7 @@ class ServerStats:
             rest_offsets={name: list(offsets) for name, offsets in self.rest_offsets.items()},
             bytes_sent=dict(self.bytes_sent),
             command_log=list(self.command_log),
+            anonymous_passwords=list(self.anonymous_passwords),
         )
 
 
@@ -197,9 +201,11 @@ class _Tally:
         with self._lock:
             self._open -= 1
 
-    def login(self) -> None:
+    def login(self, anonymous_password: str | None) -> None:
         with self._lock:
             self._stats.logins += 1
+            if anonymous_password is not None:
+                self._stats.anonymous_passwords.append(anonymous_password)
 
     def command(self, line: str, connection: int) -> None:
         with self._lock:
@@ -437,7 +443,8 @@ class _Session(FTPHandler):  # type: ignore[misc]
         self.close_when_done()
 
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
-        self._config.tally.login()  # before the 230 goes out, so a client never sees it early
+        # counted before the 230 goes out, so a client never sees it early
+        self._config.tally.login(password if self.username == "anonymous" else None)
         super().handle_auth_success(home, password, msg_login)
 
     def handle_auth_failed(self, msg: str, password: str) -> None:
