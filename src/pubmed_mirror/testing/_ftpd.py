@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
-import re
 import socket
 import struct
 import threading
@@ -29,8 +27,8 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from dataclasses import dataclass
+from typing import Any, Literal
 
 with warnings.catch_warnings():
     # pyftpdlib is built on asyncore/asynchat, deprecated in 3.11: importing them first from
@@ -41,15 +39,13 @@ with warnings.catch_warnings():
     from pyftpdlib.ioloop import IOLoop
     from pyftpdlib.servers import FTPServer
 
-__all__ = ["Fault", "FaultKind", "FaultPlan", "FaultyFTPServer", "ServerStats"]
+from ._faults import REPLY, Fault, FaultKind, FaultPlan, ServerStats, Tally
 
-FaultKind = Literal["close_426", "close_226", "reset", "stall", "kill_control", "reply",
-                    "corrupt", "none"]
+__all__ = ["Fault", "FaultKind", "FaultPlan", "FaultyFTPServer", "ServerStats"]
 
 _LOG = logging.getLogger("pyftpdlib")
 _TICK = 0.05  # the server thread checks for stop() this often, at the latest
 _JOIN_SECONDS = 5.0
-_REPLY = re.compile(r"[1-5]\d\d [^\r\n]*")
 _ABORTED = "426 Connection closed; transfer aborted."
 _COMPLETE = "226 Transfer complete."
 _TOO_MANY_421 = "421 Too many connections"
@@ -57,178 +53,12 @@ _TOO_MANY_530 = "530 Sorry, too many connections"
 _LOGIN_INCORRECT = "Login incorrect."
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fault:
-    """One misbehaviour, applied to one RETR.
-
-    - close_426: close the data connection (FIN), reply "426 Connection closed; transfer
-      aborted." -- the honest drop.
-    - close_226: close it and reply "226 Transfer complete." -- silent truncation.
-    - reset: close it with SO_LINGER 0 (RST: the client gets ECONNRESET and loses whatever
-      was still queued), then reply 426.
-    - stall: send nothing for `stall_seconds`, closing nothing and replying nothing; then, if
-      the client is still there, carry on and finish the file normally.
-    - kill_control: close data and control connections (FIN, as when a server process dies),
-      no reply.
-    - reply: answer RETR with `reply` verbatim, send no data, close any data connection.
-    - corrupt: flip the byte at `after_bytes` (all its bits) and finish normally with 226:
-      the full size arrives, with wrong contents -- only a checksum can tell.
-    - none: serve the RETR normally (with `ignore_rest`, the lie alone).
-
-    `ignore_rest`: the REST before this RETR was answered "350 Restarting at position N",
-    yet the data starts at byte 0 (a server that lies about resuming).
-
-    Data faults fire once exactly `after_bytes` bytes of *this* RETR (counted from its REST
-    offset) have been handed to the kernel; a RETR that ends before that is served normally
-    and the fault is spent anyway. `after_bytes` equal to what remains fires after the last
-    byte, instead of the normal 226.
-    """
-
-    kind: FaultKind
-    after_bytes: int = 0
-    reply: str = "450 Injected transient failure"
-    stall_seconds: float = 3600.0
-    ignore_rest: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in get_args(FaultKind):
-            raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.after_bytes < 0:
-            raise ValueError("after_bytes must be >= 0")
-        if self.stall_seconds < 0:
-            raise ValueError("stall_seconds must be >= 0")
-        if not _REPLY.fullmatch(self.reply):
-            raise ValueError(f"reply must be one FTP reply line like '450 Busy': {self.reply!r}")
-
-
-class FaultPlan:
-    """Thread-safe: per file name, a FIFO of faults; each RETR of that file pops the next one.
-
-    None left means the RETR is served normally. Names are base names (a path given to `add`
-    is reduced to its last component), because that is how the server tallies RETRs too.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queues: dict[str, deque[Fault]] = {}
-
-    def add(self, name: str, *faults: Fault) -> None:
-        """Queue `faults` for the next RETRs of `name`, after any already queued."""
-        with self._lock:
-            self._queues.setdefault(posixpath.basename(name), deque()).extend(faults)
-
-    def pending(self, name: str) -> int:
-        """How many faults are still waiting for RETRs of `name`."""
-        with self._lock:
-            return len(self._queues.get(posixpath.basename(name), ()))
-
-    def _pop(self, name: str) -> Fault | None:
-        with self._lock:
-            queue = self._queues.get(name)
-            return queue.popleft() if queue else None
-
-    def __repr__(self) -> str:
-        with self._lock:
-            waiting = {name: len(q) for name, q in self._queues.items() if q}
-        return f"<FaultPlan {waiting}>"
-
-
-@dataclass
-class ServerStats:
-    """What the server saw; `FaultyFTPServer.stats` hands out copies, never the live one."""
-
-    logins: int = 0
-    connections: int = 0
-    refused: int = 0
-    max_concurrent: int = 0
-    retr: dict[str, int] = field(default_factory=dict)
-    rest_offsets: dict[str, list[int]] = field(default_factory=dict)
-    bytes_sent: dict[str, int] = field(default_factory=dict)
-    commands: int = 0
-    # each command as it arrived: (time.monotonic(), its line (PASS: the verb alone), the
-    # control connection's ordinal)
-    command_log: list[tuple[float, str, int]] = field(default_factory=list)
-    # the password of each anonymous login, as given (an address by etiquette); a named
-    # user's password is a secret and never recorded
-    anonymous_passwords: list[str] = field(default_factory=list)
-
-    def snapshot(self) -> ServerStats:
-        """A deep enough copy that later server activity cannot change it."""
-        return replace(
-            self,
-            retr=dict(self.retr),
-            rest_offsets={name: list(offsets) for name, offsets in self.rest_offsets.items()},
-            bytes_sent=dict(self.bytes_sent),
-            command_log=list(self.command_log),
-            anonymous_passwords=list(self.anonymous_passwords),
-        )
-
-
-class _Tally:
-    """The live `ServerStats` plus the open-connection count, all behind one lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stats = ServerStats()
-        self._open = 0
-
-    def snapshot(self) -> ServerStats:
-        with self._lock:
-            return self._stats.snapshot()
-
-    @property
-    def open(self) -> int:
-        with self._lock:
-            return self._open
-
-    def arrive(self) -> int:
-        """Count a new control connection; return its ordinal (1 for the first)."""
-        with self._lock:
-            self._stats.connections += 1
-            return self._stats.connections
-
-    def admit(self, limit: int) -> bool:
-        """False when a new connection is over `limit` open ones (0 = no limit)."""
-        with self._lock:
-            if limit and self._open >= limit:
-                self._stats.refused += 1
-                return False
-            self._open += 1
-            self._stats.max_concurrent = max(self._stats.max_concurrent, self._open)
-            return True
-
-    def leave(self) -> None:
-        with self._lock:
-            self._open -= 1
-
-    def login(self, anonymous_password: str | None) -> None:
-        with self._lock:
-            self._stats.logins += 1
-            if anonymous_password is not None:
-                self._stats.anonymous_passwords.append(anonymous_password)
-
-    def command(self, line: str, connection: int) -> None:
-        with self._lock:
-            self._stats.commands += 1
-            self._stats.command_log.append((time.monotonic(), line, connection))
-
-    def retr(self, name: str, offset: int) -> None:
-        with self._lock:
-            self._stats.retr[name] = self._stats.retr.get(name, 0) + 1
-            self._stats.rest_offsets.setdefault(name, []).append(offset)
-            self._stats.bytes_sent.setdefault(name, 0)
-
-    def sent(self, name: str, size: int) -> None:
-        with self._lock:
-            self._stats.bytes_sent[name] = self._stats.bytes_sent.get(name, 0) + size
-
-
 @dataclass(frozen=True, slots=True)
 class _Config:
     """Everything a session needs from its server, reached through `handler.server.config`."""
 
     faults: FaultPlan
-    tally: _Tally
+    tally: Tally
     max_connections: int
     limit_reply: str
     rate: int
@@ -245,7 +75,7 @@ class _Config:
 class _Retr:
     """One RETR in flight: its file producer, its fault, and how far it has got."""
 
-    def __init__(self, producer: Any, name: str, fault: Fault | None, tally: _Tally) -> None:
+    def __init__(self, producer: Any, name: str, fault: Fault | None, tally: Tally) -> None:
         self.name = name
         self.fault = fault
         self.sent = 0
@@ -641,7 +471,7 @@ class FaultyFTPServer:
         self.port = 0
         self.root = os.path.realpath(root)
         self.faults = faults if faults is not None else FaultPlan()
-        self._tally = _Tally()
+        self._tally = Tally()
         self._config = _Config(
             faults=self.faults,
             tally=self._tally,
@@ -733,7 +563,7 @@ def _check_options(max_connections: int, limit_reply: str, rate: int, reply_dela
 
 def _check_replies(replies: Mapping[str, str]) -> dict[str, str]:
     for command, reply in replies.items():
-        if not _REPLY.fullmatch(reply):
+        if not REPLY.fullmatch(reply):
             raise ValueError(f"{command}: one FTP reply line like '502 No', not {reply!r}")
     return {command.upper(): reply for command, reply in replies.items()}
 
