@@ -622,8 +622,12 @@ def scenario_f(report: Report, work: Path, quick: bool) -> None:
 
 
 def kept_bytes(dest: Path, name: str) -> int:
-    """What a run has kept of NAME: its part and its segments (see src/pubmed_mirror/_tail)."""
-    paths = [dest / f"{name}.part", *(dest / ".pubmed-mirror" / "segments").glob(f"{name}.part.*")]
+    """What a run has kept of NAME: its part and its segments, wherever the library keeps
+    them (src/pubmed_mirror/_layout.py names them)."""
+    from pubmed_mirror._layout import part_path, segment_files
+
+    part = part_path(dest / name)
+    paths = [part, *(path for _, path in segment_files(part))]
     total = 0
     for path in paths:
         with contextlib.suppress(FileNotFoundError):  # stitched and removed meanwhile
