@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from webservers import _wait, free_port
+from webservers import _wait, free_port, stop_process
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
 _REQUEST = re.compile(r"Request \(file descriptor \d+\): (\S+) (\S+) HTTP/")
@@ -69,11 +69,5 @@ def tinyproxy(*, basic_auth: tuple[str, str] | None = None) -> Iterator[RunningP
         _wait(port, server, log)
         yield RunningProxy(port, log)
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(5)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        stop_process(server)
         shutil.rmtree(run, ignore_errors=True)

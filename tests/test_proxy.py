@@ -18,7 +18,7 @@ from pubmed_mirror import MirrorOptions, mirror
 from pubmed_mirror._demo import make_pubmed_tree
 from pubmed_mirror._source import AutoSource, FtpSource, HttpSource
 from test_cli import command, free_port
-from webservers import apache, make_certificate, missing, served_copy
+from webservers import apache, missing, served_copy
 
 DIRECTORY = "pubmed/updatefiles/"
 PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
@@ -37,16 +37,6 @@ def served() -> Iterator[tuple[Path, dict[str, bytes]]]:
             yield base, files
     finally:
         shutil.rmtree(source)
-
-
-@pytest.fixture(scope="module")
-def certificate() -> Iterator[tuple[Path, Path]]:
-    directory = Path(tempfile.mkdtemp(prefix="pm-cert-"))
-    directory.chmod(0o755)
-    try:
-        yield make_certificate(directory)
-    finally:
-        shutil.rmtree(directory)
 
 
 @pytest.fixture(autouse=True)

@@ -133,7 +133,7 @@ def _serving(cmd: list[str], port: int, run: Path) -> Iterator[None]:
         _wait(port, server, run / "error.log")
         yield
     finally:
-        _stop(server)
+        stop_process(server)
         shutil.rmtree(run, ignore_errors=True)
 
 
@@ -146,14 +146,15 @@ def _wait(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
         except OSError:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
-            _stop(server)
+            stop_process(server)
             err = server.stderr.read().decode() if server.stderr else ""
             text = log.read_text() if log.exists() else ""
             raise RuntimeError(f"the web server did not start: {err}{text}")
         time.sleep(0.05)
 
 
-def _stop(server: subprocess.Popen[bytes]) -> None:
+def stop_process(server: subprocess.Popen[bytes]) -> None:
+    """Terminate a server the tests started (killed if it does not go within 5 s)."""
     if server.poll() is None:
         server.terminate()
         try:
