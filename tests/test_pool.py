@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -59,7 +60,7 @@ async def test_refusal_lowers_then_time_raises_the_limit(tree: Tree, limit_reply
             first = await pool.acquire()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_borrow_briefly, pool)
-                await anyio.sleep(0.5)  # the borrower was refused and now waits for ours
+                await _settled(lambda: pool.stats.refusals == 1)  # refused, now waits for ours
                 assert pool.stats.limit == 1 and pool.stats.refusals == 1
                 pool.release(first)
             assert repr(pool).startswith("<SessionPool 0 active, 1 idle")
@@ -69,10 +70,20 @@ async def test_refusal_lowers_then_time_raises_the_limit(tree: Tree, limit_reply
             third_attempt = anyio.create_task_group()
             async with third_attempt as tg:
                 tg.start_soon(_borrow_briefly, pool)  # limit back to 2: tries, refused again
-                await anyio.sleep(0.5)
+                await _settled(lambda: pool.stats.refusals == 2)  # (after the server's pause)
                 assert pool.stats.refusals == 2 and pool.stats.limit == 1
                 pool.release(second)
         assert server.stats.max_concurrent == 1
+
+
+async def _settled(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait until `condition` holds, then a moment more (so that a wrong extra step would
+    show); at most `seconds`: a refusal closes the server's gate, whose pause (0.5-2 s,
+    jittered) the next attempt waits out first, longer on a loaded machine."""
+    with anyio.move_on_after(seconds):
+        while not condition():  # noqa: ASYNC110 (watching the pool's counters)
+            await anyio.sleep(0.02)
+    await anyio.sleep(0.2)
 
 
 async def _borrow_briefly(pool: SessionPool) -> None:
