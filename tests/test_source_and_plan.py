@@ -19,6 +19,7 @@ from pubmed_mirror._plan import (
     unsafe_name_reason,
 )
 from pubmed_mirror._pubmed import file_order
+from pubmed_mirror._tree import unsafe_path_reason
 
 
 def test_url_defaults_to_anonymous(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -99,12 +100,28 @@ def test_plan_sorts_naturally_and_filters() -> None:
 
 
 def test_plan_drops_hostile_names() -> None:
-    """Entries trying to escape DEST never reach the plan."""
-    entries = _entries("ok.gz", "../evil.gz", "a/b.gz", "x\x01.gz")
-    assert names(select_files(entries, Selection())) == ["ok.gz"]
+    """Entries trying to escape DEST never reach the plan; a nested name (`a/b.gz`, as a
+    recursive listing or an S3 key gives it) does, and lands below DEST."""
+    entries = _entries("ok.gz", "../evil.gz", "a/b.gz", "x\x01.gz", "/abs.gz", "a//b.gz",
+                       "a/../../b.gz", "a/.pubmed-mirror/x.gz", "a/x.gz.part", "a/")
+    assert names(select_files(entries, Selection())) == ["a/b.gz", "ok.gz"]
 
 
 # -- properties of the name check and the selection ----------------------------------------------
+
+
+@given(st.lists(st.sampled_from(["a", "b", "..", ".", "", "x\x00", "c\\d", ".pubmed-mirror",
+                                 "é", "f.part", "g h"]), min_size=1, max_size=4))
+def test_a_path_that_passes_stays_below_dest(parts: list[str]) -> None:
+    """Any relative path the path check lets through joins DEST to a path strictly below
+    it, with no '..', '.' or empty component and no component the name check refuses."""
+    path = "/".join(parts)
+    if unsafe_path_reason(path) is not None:
+        return
+    dest = Path("/srv/dest")
+    joined = Path(os.path.normpath(dest / path))
+    assert joined.parts[:3] == dest.parts and len(joined.parts) == 3 + len(parts)
+    assert all(unsafe_name_reason(p) is None for p in parts)
 
 
 @given(st.text(max_size=30))

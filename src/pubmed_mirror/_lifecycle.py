@@ -23,6 +23,7 @@ which the next run sees as still to delete (or to fetch, when listed again).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
@@ -35,10 +36,13 @@ from ._pubmed import pubmed_year
 from ._state import Manifest, ManifestEntry
 from ._transfer import discard_part, part_path
 from ._transport import RemoteEntry
+from ._tree import behind_link
 
 __all__ = ["Changeover", "DeleteLimit", "Deletions", "Listed", "changeover",
            "current_entries", "delete_files", "listed_files", "newest_year", "plan_deletions",
            "retired"]
+
+log = logging.getLogger("pubmed_mirror")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeleteLimit:
@@ -188,12 +192,32 @@ def plan_deletions(dest: Path, rows: Sequence[ManifestEntry], listed: Sequence[s
 
 def delete_files(dest: Path, manifest: Manifest, names: Sequence[str]) -> None:
     """Remove each NAME with its NAME.md5, any part of either, and then their manifest rows
-    (files first: see the module's docstring). Blocking."""
+    (files first: see the module's docstring); then the directories of a nested NAME that
+    this left empty (they held only what the server no longer has). A NAME behind a link
+    in DEST is not ours to remove: its rows go, the link and what it leads to stay. Blocking."""
     for name in names:
-        for each in (name, name + CHECKSUM_SUFFIX):
-            path = dest / each
-            with local_errors(path):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                discard_part(part_path(path))
+        if behind_link(dest, name):
+            log.warning("%s: not deleted, a directory on its way is a link (or not a "
+                        "directory): only its record goes", dest / name)
+        else:
+            for each in (name, name + CHECKSUM_SUFFIX):
+                path = dest / each
+                with local_errors(path):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    discard_part(part_path(path, dest))
         manifest.forget(name, name + CHECKSUM_SUFFIX)
+        if not behind_link(dest, name):
+            _remove_emptied(dest, name)
+
+
+def _remove_emptied(dest: Path, name: str) -> None:
+    """Remove the directories of `DEST/name` below DEST, deepest first, while they are
+    empty (rmdir never removes one that holds anything, nor a link)."""
+    folder = (dest / name).parent
+    while folder != dest:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent

@@ -69,6 +69,7 @@ from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import RemoteEntry, Source
+from ._tree import probe_folding, without_clashes
 
 __all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
 
@@ -128,6 +129,8 @@ class MirrorRun:
         """List the remote directory (with retries) and decide what each file needs."""
         # older PubMed years than the newest listed are not the dataset any more
         entries = current_entries(await self.options.retry.call(self._list))
+        fold = await anyio.to_thread.run_sync(probe_folding, self.dest)
+        entries = without_clashes(entries, fold)
         selection = self.options.selection(self.source.default_include)
         wanted = {e.name for pair in select_files(entries, selection) for e in pair if e}
         entries = self.entries = await self.options.retry.call(functools.partial(
@@ -308,7 +311,7 @@ class MirrorRun:
             return self._done(tracker, received, attempts, time.monotonic() - started,
                               via=self._via() if len(trackers) == 1 else self.repair_via)
         tracker.untrack()  # its segments stay on disk: the next run resumes them
-        await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
+        await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name, self.dest)
         self.emit(FileFailed(planned.name, describe(error), attempts, error))
         return FileResult(planned.name, "failed", planned.entry.size, received,
                           trackers[0].resumed_from, attempts,

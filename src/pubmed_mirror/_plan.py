@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ._errors import LocalFileError
-from ._layout import OWN_SUFFIXES, part_path, segment_files
+from ._layout import part_path, segment_files
 from ._pubmed import file_order
 from ._state import STATE_DIR, Manifest, ManifestEntry, check_state_dir
 from ._transfer import RemoteFile, resumable
 from ._transport import RemoteEntry
+from ._tree import SEPARATOR, behind_link, unsafe_name_reason, unsafe_path_reason
 
 if TYPE_CHECKING:
     from ._lifecycle import Changeover, Deletions
@@ -42,8 +43,6 @@ __all__ = [
 log = logging.getLogger("pubmed_mirror")
 
 CHECKSUM_SUFFIX = ".md5"
-# C0 and C1 controls, and the bidi marks and overrides that make a name display as another
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 Action = Literal["fetch", "check", "skip"]
 
@@ -97,25 +96,6 @@ class MirrorPlan:
         return sum(f.size - f.have for f in self.with_action("fetch", "check"))
 
 
-def unsafe_name_reason(name: str) -> str | None:
-    """Why a name from the server must not become a local path (None when it is safe)."""
-    if not name or name in (".", ".."):
-        return "empty or dot name"
-    if "/" in name or "\\" in name:
-        return "contains a path separator"
-    if ".." in name:
-        return "contains '..'"
-    if _CONTROL.search(name):
-        return "contains NUL, control or bidi characters"
-    # exactly the names we may create or remove in DEST: NAME + a suffix of ours, and the
-    # state directory (check_writable's probe takes a random name no file has: O_EXCL)
-    if any(name.endswith(s) and name != s for s in OWN_SUFFIXES):
-        return "clashes with our partial-file names"
-    if name == STATE_DIR:
-        return "clashes with our state directory"
-    return None
-
-
 def _safe_files(entries: Sequence[RemoteEntry]) -> list[RemoteEntry]:
     safe = []
     for entry in entries:
@@ -123,7 +103,7 @@ def _safe_files(entries: Sequence[RemoteEntry]) -> list[RemoteEntry]:
             if entry.kind == "link":
                 log.warning("skipping symlink entry %r", entry.name)
             continue
-        reason = unsafe_name_reason(entry.name)
+        reason = unsafe_path_reason(entry.name)
         if reason is not None:
             log.warning("skipping entry %r: %s", entry.name, reason)
             continue
@@ -137,9 +117,17 @@ def _selected(name: str, selection: Selection) -> bool:
 
 def matches(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     """The name matches one of `include` (when any) and none of `exclude`."""
-    if include and not any(fnmatchcase(name, g) for g in include):
+    if include and not any(glob_matches(name, g) for g in include):
         return False
-    return not any(fnmatchcase(name, g) for g in exclude)
+    return not any(glob_matches(name, g) for g in exclude)
+
+
+def glob_matches(name: str, glob: str) -> bool:
+    """As lftp's `mirror --include-glob`: a glob with k `/` is matched against the last k+1
+    components of a nested name (`*.xml` against the file's own name, at any depth;
+    `xml/*.xml` against `xml/NAME`)."""
+    parts = name.split(SEPARATOR)
+    return fnmatchcase(SEPARATOR.join(parts[-(glob.count(SEPARATOR) + 1):]), glob)
 
 
 def select_files(entries: Sequence[RemoteEntry], selection: Selection
@@ -211,11 +199,11 @@ def _vouched(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
             and row.size == entry.size and same_time(row.mtime, entry))
 
 
-def _part_length(local: Path, entry: RemoteEntry) -> int:
+def _part_length(dest: Path, entry: RemoteEntry) -> int:
     """What a fetch would resume from: NAME.part of this version and its segments."""
     if entry.size is None:
         return 0
-    part = part_path(local)
+    part = part_path(dest / entry.name, dest)
     have = resumable(part, RemoteFile(entry.name, entry.size, entry.mtime))
     if have is None:
         return 0
@@ -228,8 +216,8 @@ def _part_length(local: Path, entry: RemoteEntry) -> int:
 def _action(dest: Path, manifest: Manifest, entry: RemoteEntry,
             checksum: RemoteEntry | None, verify: bool) -> Action:
     local = dest / entry.name
-    if not is_current(local, entry):
-        return "fetch"
+    if behind_link(dest, entry.name) or not is_current(local, entry):
+        return "fetch"  # (behind a link: the fetch fails, see `_tree.make_parents`)
     row = manifest.get(entry.name)
     if not _vouched(row, entry):
         return "check"
@@ -252,7 +240,7 @@ def make_plan(dest: Path, manifest: Manifest,
     planned = []
     for entry, checksum in files:
         action = _action(dest, manifest, entry, checksum, verify)
-        have = _part_length(dest / entry.name, entry) if action == "fetch" else 0
+        have = _part_length(dest, entry) if action == "fetch" else 0
         planned.append(PlannedFile(entry, checksum, action, have))
     return MirrorPlan(tuple(planned), tuple(unreadable))
 
