@@ -70,6 +70,7 @@ from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import RemoteEntry, Source
 from ._tree import probe_folding, without_clashes
+from ._walk import list_tree
 
 __all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
 
@@ -128,7 +129,7 @@ class MirrorRun:
     async def plan(self) -> MirrorPlan:
         """List the remote directory (with retries) and decide what each file needs."""
         # older PubMed years than the newest listed are not the dataset any more
-        entries = current_entries(await self.options.retry.call(self._list))
+        entries = current_entries(await self._list())
         fold = await anyio.to_thread.run_sync(probe_folding, self.dest)
         entries = without_clashes(entries, fold)
         selection = self.options.selection(self.source.default_include)
@@ -242,6 +243,8 @@ class MirrorRun:
         """A listing line that may name a selected file we cannot know: the run fails."""
         error = ("cannot read this listing line, so the file it may name is not mirrored "
                  "(a format we do not know)")
+        if entry.kind == "unlisted":
+            error = "cannot list this directory, so the files it may hold are not mirrored"
         exception = ProtocolError(error, path=entry.name)
         self.emit(FileFailed(entry.name, error, 0, exception))
         self._settle(FileResult(entry.name, "failed", None, error=error, exception=exception))
@@ -251,7 +254,13 @@ class MirrorRun:
         self._settle(FileResult(planned.name, "skipped", planned.size))
 
     async def _list(self) -> list[RemoteEntry]:
-        return await list_dir(self.pool, self.source.path)
+        """The source's directory (with `recursive`, its tree), each listing retried."""
+        async def one(folder: str) -> list[RemoteEntry]:
+            path = self.source.remote_path(folder) if folder else self.source.path
+            return await self.options.retry.call(functools.partial(list_dir, self.pool, path))
+
+        depth = (self.options.max_depth if self.options.recursive else 0)
+        return await list_tree(one, max_depth=depth)
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup) -> None:
         try:

@@ -157,6 +157,8 @@ def unreadable_entries(entries: Sequence[RemoteEntry], selection: Selection
     we know the name ends the line, so any tail of it after a space may be the name."""
     found = []
     for entry in entries:
+        if entry.kind == "unlisted":  # a directory we could not list may hold any file
+            found.append(entry)
         if entry.kind != "unreadable":
             continue
         line = entry.name

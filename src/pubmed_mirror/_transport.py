@@ -20,8 +20,9 @@ __all__ = ["DirectStream", "ReadStream", "RemoteEntry", "Session", "Source", "Tr
            "listing_deadline"]
 
 # "unreadable": a listing line in no format we know, named by the whole line; whatever it
-# describes is unknown, so it is reported, never dropped in silence
-EntryKind = Literal["file", "dir", "link", "other", "unreadable"]
+# describes is unknown, so it is reported, never dropped in silence. "unlisted": a
+# subdirectory a recursive listing could not list (`_walk`): reported the same way
+EntryKind = Literal["file", "dir", "link", "other", "unreadable", "unlisted"]
 
 
 @dataclass(frozen=True, slots=True)

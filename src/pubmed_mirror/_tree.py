@@ -91,9 +91,7 @@ class FoldRule:
         """What the file system sees as the same name (equal keys: the same file)."""
         if self.normalise:
             path = unicodedata.normalize("NFC", path)
-        if self.case:
-            path = unicodedata.normalize("NFC", path.casefold())
-        return path
+        return path.casefold() if self.case else path
 
 
 _PROBE = "\u00c5"  # Å, NFC: its NFD form is A + a combining ring; its lower case å

@@ -90,8 +90,10 @@ _per_second = _positive_number("commands per second")
 
 
 def _glob(text: str) -> str:
-    if not text or "/" in text or "\0" in text:
-        raise argparse.ArgumentTypeError(f"invalid glob {text!r}: a file-name pattern, no '/'")
+    if not text or "\0" in text or "" in text.split("/"):
+        raise argparse.ArgumentTypeError(
+            f"invalid glob {text!r}: a file-name pattern, or a path pattern (`dir/*.xml`) "
+            "without an empty component")
     depth = 0
     for c in text:  # fnmatch silently takes an unclosed '[' literally: refuse it instead
         depth += c == "["
@@ -171,6 +173,11 @@ def mirror_options(p: argparse.ArgumentParser) -> None:
                    help="cap on FTP commands per second over all sessions")
     p.add_argument("--include", type=_glob, action="append", default=[], metavar="GLOB")
     p.add_argument("--exclude", type=_glob, action="append", default=[], metavar="GLOB")
+    p.add_argument("--recursive", action="store_true",
+                   help="mirror the subdirectories too (symbolic links are skipped)")
+    p.add_argument("--max-depth", type=_count, metavar="N",
+                   help="at most N levels of subdirectories below URL (0: URL's own files; "
+                        "implies --recursive)")
     p.add_argument("--newest", type=_count, metavar="N",
                    help="only the last N files by PubMed file number")
     p.add_argument("--max-files", type=_count, metavar="N")

@@ -149,6 +149,8 @@ def _options(args: argparse.Namespace) -> MirrorOptions:
         splice=not args.no_splice,
         delete=args.delete,
         max_delete=args.max_delete,
+        recursive=args.recursive or args.max_depth is not None,
+        max_depth=args.max_depth,
         timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout,
                           file=args.file_timeout),
         retry=RetryPolicy(attempts=args.retries + 1),
