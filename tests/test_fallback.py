@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from forwardproxy import missing as proxy_missing
+from forwardproxy import tinyproxy
 from pubmed_mirror import AutoSource, BadSource, HttpSource, parse_source
 from pubmed_mirror.testing import Fault, FaultPlan, FaultyFTPServer, make_pubmed_tree
 from test_cli import command, free_port
@@ -123,6 +125,28 @@ def test_the_summary_says_files_per_protocol_and_names_the_repaired(
     # 4 files (each with its NAME.md5), README.txt and a stats page, all but `bad` over FTP
     assert re.search(r"│ fetched over\s+│ ftp 5, https 1\s+│", result.stdout), result.stdout
     assert re.search(rf"│ repaired over https\s+│ {re.escape(bad)}\s+│", result.stdout)
+
+
+def test_the_fallback_goes_through_the_proxy(tree: Path, certificate: tuple[Path, Path],
+                                             tmp_path: Path) -> None:
+    """A file repaired over an https --fallback reaches it only through --proxy (CONNECTs),
+    while FTP goes straight to its server."""
+    for reason in (missing("apache"), proxy_missing()):
+        if reason:
+            pytest.skip(reason)
+    names = sorted(p.name for p in (tree / DIRECTORY.strip("/")).glob("*.xml.gz"))
+    plan = FaultPlan()
+    plan.add(names[0], FAULTS["550"]())
+    with FaultyFTPServer(tree, faults=plan) as ftp, apache(tree, tls=certificate) as port, \
+            tinyproxy() as proxy:
+        result = run("mirror", f"{ftp.url.rstrip('/')}{DIRECTORY}", "--dest",
+                     str(tmp_path / "m"), "--fallback", f"https://127.0.0.1:{port}{DIRECTORY}",
+                     "--ca-file", str(certificate[0]), "--proxy", proxy.url,
+                     "--include", "*.xml.gz", "--json")
+        seen = proxy.requests()
+    assert result.returncode == 0, result.stderr
+    assert json_lines(result.stdout)[-1]["repaired"] == [names[0]]
+    assert seen and all(r == ("CONNECT", f"127.0.0.1:{port}") for r in seen), seen
 
 
 @pytest.mark.parametrize("scheme", ["https", "http"])
