@@ -318,7 +318,8 @@ class MirrorRun:
         attempts = sum(t.attempts for t in trackers)
         if error is None:
             return self._done(tracker, received, attempts, time.monotonic() - started,
-                              via=self._via() if len(trackers) == 1 else self.repair_via)
+                              via=self._via() if len(trackers) == 1 else self.repair_via,
+                              repaired=len(trackers) > 1)
         tracker.untrack()  # its segments stay on disk: the next run resumes them
         await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name, self.dest)
         self.emit(FileFailed(planned.name, describe(error), attempts, error))
@@ -349,7 +350,7 @@ class MirrorRun:
         return None
 
     def _done(self, tracker: FileAttempts, received: int, attempts: int, seconds: float, *,
-              via: str) -> FileResult:
+              via: str, repaired: bool) -> FileResult:
         planned = tracker.planned
         if tracker.local_copy_kept:
             self.emit(FileSkipped(planned.name, planned.size))
@@ -359,7 +360,7 @@ class MirrorRun:
                            attempts, seconds, tracker.md5, tracker.record_error, via))
         return FileResult(planned.name, "done", tracker.size, received,
                           tracker.resumed_from, attempts, seconds, md5=tracker.md5,
-                          record_error=tracker.record_error, via=via)
+                          record_error=tracker.record_error, via=via, repaired=repaired)
 
 
 async def list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:

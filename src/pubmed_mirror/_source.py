@@ -218,7 +218,8 @@ class HttpSource:
         if scheme not in _DEFAULT_PORTS:
             raise BadSource(f"unsupported URL {url!r}: expected http(s)://host/dir/")
         if parts.username is not None or parts.password is not None:
-            raise BadSource(f"malformed URL {url!r}: no user names in http(s) URLs")
+            # not quoted: what follows the user name may be a password
+            raise BadSource("malformed http(s) URL: no user names or passwords in it")
         if parts.query or parts.fragment:
             raise BadSource(f"malformed URL {url!r}: unexpected '?' or '#'")
         host = parts.hostname or ""
@@ -234,8 +235,8 @@ class HttpSource:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AutoSource:
-    """One directory served over FTP and HTTPS (as NCBI's): FTP, unless FTP cannot connect
-    or log in at the start of a run; then HTTPS for the rest of that run."""
+    """One directory served over FTP and HTTPS (as NCBI's; or plain HTTP, a --fallback): FTP,
+    unless FTP cannot connect or log in at the start of a run; then HTTP(S) for that run."""
 
     ftp: FtpSource
     https: HttpSource
@@ -297,8 +298,8 @@ class FallbackTransport:
         try:
             session = await self.ftp.connect()
         except self._UNUSABLE as exc:
-            log.warning("FTP to %s failed (%s): using HTTPS (%s) for this run",
-                        self.ftp.address, exc, self.https.address)
+            log.warning("FTP to %s failed (%s): using %s (%s) for this run",
+                        self.ftp.address, exc, self.https.scheme.upper(), self.https.address)
             self.using = "https"  # decided, even if HTTPS fails too (its error then says why)
             return await self.https.connect()
         self.using = "ftp"
@@ -308,26 +309,47 @@ class FallbackTransport:
 def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
                  ca_file: str | os.PathLike[str] | None = None,
                  transport: str = "auto", proxy: str | Proxy | None = None,
-                 email: str | None = None) -> FtpSource | HttpSource | AutoSource:
-    """An `ftp://`, `http://` or `https://` directory URL, or a preset; a preset over
-    `transport` ("ftp", "https", or "auto": FTP, falling back to HTTPS). HTTP(S) goes
-    through `proxy` (a URL as --proxy takes it: no password) or the environment's. `email`
-    is the anonymous FTP password and a contact in the HTTP User-Agent."""
+                 email: str | None = None,
+                 fallback: str | None = None) -> FtpSource | HttpSource | AutoSource:
+    """An `ftp://`, `http://` or `https://` directory URL, or a preset; a preset, or an FTP
+    URL with a `fallback` (an `http(s)://` directory holding the same files, in place of a
+    preset's NCBI HTTPS tree), over `transport` ("ftp", "https": the HTTP(S) tree alone, or
+    "auto": FTP, falling back to HTTP(S)). HTTP(S) goes through `proxy` (a URL as --proxy
+    takes it: no password) or the environment's. `email` is the anonymous FTP password and
+    a contact in the HTTP User-Agent."""
     if transport not in TRANSPORTS:
         raise BadSource(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
     if isinstance(proxy, str):
         proxy = parse_proxy(proxy, from_argv=True, netrc_file=netrc_file)
     scheme = url.split(":", 1)[0].lower()
     if scheme in _DEFAULT_PORTS:
+        if fallback is not None:
+            raise BadSource("fallback: only for ftp:// URLs and the presets, not http(s) ones")
         return HttpSource.parse(url, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file,
                                 email=email)
     ftp = FtpSource.parse(url, netrc_file=netrc_file, email=email)
-    if url not in PRESETS or transport == "ftp":
+    if fallback is not None and transport == "ftp":
+        raise BadSource("fallback: not with transport 'ftp' (FTP alone: nothing would use it)")
+    if fallback is not None:
+        https = _fallback(fallback, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file,
+                          email=email)
+    elif url in PRESETS and transport != "ftp":
+        https = HttpSource(scheme="https", host=ftp.host, port=443, path=ftp.path,
+                           ca_file=Path(ca_file) if ca_file is not None else None,
+                           proxy=proxy_for("https", ftp.host, 443, explicit=proxy,
+                                           netrc_file=netrc_file),
+                           email=email)
+    else:
         return ftp
-    https = HttpSource(scheme="https", host=ftp.host, port=443, path=ftp.path,
-                       default_include=ftp.default_include,
-                       ca_file=Path(ca_file) if ca_file is not None else None,
-                       proxy=proxy_for("https", ftp.host, 443, explicit=proxy,
-                                       netrc_file=netrc_file),
-                       email=email)
+    https = replace(https, default_include=ftp.default_include)
     return https if transport == "https" else AutoSource(ftp=ftp, https=https)
+
+
+def _fallback(url: str, *, ca_file: str | os.PathLike[str] | None, proxy: Proxy | None,
+              netrc_file: str | os.PathLike[str] | None, email: str | None) -> HttpSource:
+    """The fallback's HttpSource; BadSource saying it is the fallback that is wrong."""
+    try:
+        return HttpSource.parse(url, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file,
+                                email=email)
+    except BadSource as exc:
+        raise BadSource(f"fallback: {exc}") from None

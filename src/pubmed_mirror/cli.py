@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from ._errors import DatasetError, DestinationBusy, MirrorError
+from ._errors import BadSource, DatasetError, DestinationBusy, MirrorError
 from ._plan import check_writable
 from ._pubmed import PRESETS
 from ._source import EMAIL_ENV, AutoSource, FtpSource, HttpSource, check_email, parse_source
@@ -48,14 +48,21 @@ def _email(flag: str | None) -> str | None:
 
 
 def _make_source(text: str, ca_file: Path | None, transport: str | None,
-                 proxy: str | None = None, email: str | None = None
-                 ) -> FtpSource | HttpSource | AutoSource:
+                 proxy: str | None = None, email: str | None = None,
+                 fallback: str | None = None) -> FtpSource | HttpSource | AutoSource:
     """The source the URL names, trusting `ca_file` too for https (checked now: a bad file
-    is bad usage), over `transport` for a preset, through `proxy` (--proxy) for HTTP(S)."""
-    if transport is not None and text not in PRESETS:
-        raise ValueError("--transport is for the pubmed: presets (a URL's scheme chooses)")
-    source = parse_source(text, ca_file=ca_file, transport=transport or "auto", proxy=proxy,
-                          email=email)
+    is bad usage), over `transport` for a preset or with a `fallback` (--fallback), through
+    `proxy` (--proxy) for HTTP(S)."""
+    if transport is not None and text not in PRESETS and fallback is None:
+        raise ValueError("--transport is for the pubmed: presets and --fallback (a URL's "
+                         "scheme chooses)")
+    try:
+        source = parse_source(text, ca_file=ca_file, transport=transport or "auto",
+                              proxy=proxy, email=email, fallback=fallback)
+    except BadSource as exc:
+        if not str(exc).startswith("fallback: "):
+            raise
+        raise ValueError(f"--{exc}") from None  # the flag, as the user wrote it
     if proxy is not None and isinstance(source, FtpSource):
         raise ValueError("--proxy is for http(s):// URLs and the presets over HTTPS")
     if ca_file is not None:
@@ -84,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.url = _make_source(args.url, getattr(args, "ca_file", None),
                                     getattr(args, "transport", None),
                                     getattr(args, "proxy", None),
-                                    _email(getattr(args, "email", None)))
+                                    _email(getattr(args, "email", None)),
+                                    getattr(args, "fallback", None))
     except (MirrorError, ValueError) as exc:
         _fail(exc)
         return EXIT_USAGE

@@ -151,8 +151,13 @@ def network_options(p: argparse.ArgumentParser) -> None:
                    help="anonymous FTP password and User-Agent contact (default: "
                         "$PUBMED_MIRROR_EMAIL, else anonymous@ and none)")
     p.add_argument("--transport", choices=TRANSPORTS,
-                   help="for the pubmed: presets: ftp, https, or auto (default: FTP, "
-                        "falling back to HTTPS for the run when FTP cannot connect or log in)")
+                   help="for the pubmed: presets (and --fallback): ftp, https, or auto "
+                        "(default: FTP, falling back to HTTPS for the run when FTP cannot "
+                        "connect or log in)")
+    p.add_argument("--fallback", metavar="URL",  # checked in main: one line, no usage block
+                   help="for an ftp:// URL or a preset: an http(s):// directory holding the "
+                        "same files, for a file FTP cannot deliver and for a run FTP cannot "
+                        "start (a preset's default: NCBI's HTTPS tree)")
 
 
 def output_options(p: argparse.ArgumentParser) -> None:

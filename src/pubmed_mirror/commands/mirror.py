@@ -15,6 +15,7 @@ from .._client import mirror, plan_mirror
 from .._options import SPLIT_MIN, MirrorOptions, Timeouts
 from .._plan import MirrorPlan, PlannedFile
 from .._retry import RetryPolicy
+from .._source import AutoSource, FtpSource
 from ._args import (
     EXIT_FAILED,
     EXIT_OK,
@@ -52,9 +53,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _reporter(args: argparse.Namespace, console: Console) -> LineReporter | JsonReporter:
     if args.json:
         return JsonReporter()
+    # FTP with HTTP(S) beside it says which files came over the other
+    primary = "ftp" if isinstance(args.url, FtpSource | AutoSource) else args.url.scheme
     if console.is_terminal and not args.quiet:
-        return LiveReporter(console)
-    return LineReporter(console, quiet=args.quiet)
+        return LiveReporter(console, primary=primary)
+    return LineReporter(console, quiet=args.quiet, primary=primary)
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
