@@ -372,8 +372,10 @@ class FileAttempts:
             write_atomically(dest / checksum.name, self._checksum, checksum.mtime)
             manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
                                           None, now))
+        etag = self.current.validator  # a strong ETag names the version (S3: vouched by)
         manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
-                                      now, now if self.md5 else None))
+                                      now, now if self.md5 else None,
+                                      etag=etag if etag and etag.startswith('"') else None))
 
 
 def _prepare(part: Path, remote: RemoteFile, scan: bool,

@@ -12,7 +12,6 @@ botocore's SigV4 signer (an optional extra), on top of our own requests.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -51,8 +50,7 @@ def check_bucket(name: str) -> str:
     if not _BUCKET.fullmatch(name) or ".." in name or ".-" in name or "-." in name:
         raise BadSource(f"invalid S3 bucket name {name!r}: 3-63 lowercase letters, digits, "
                         "dots and hyphens, beginning and ending with a letter or digit")
-    with contextlib.suppress(ValueError):
-        ipaddress.IPv4Address(name)
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
         raise BadSource(f"invalid S3 bucket name {name!r}: an IP address")
     return name
 
