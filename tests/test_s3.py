@@ -291,3 +291,23 @@ def test_s3_anonymous_requests_carry_no_credentials(
     env = {"AWS_ACCESS_KEY_ID": "AKIDTESTING", "AWS_SECRET_ACCESS_KEY": "secret"}
     assert mirror(proxy, bucket, tmp_path / "dest", env=env).returncode == 0
     assert proxy.seen and all("authorization" not in s.headers for s in proxy.seen)
+
+
+def test_s3_hostile_keys_are_refused_and_the_rest_mirrored(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """Keys whose names must not become local paths (dot names, our own suffixes, control
+    characters, nested until nested names are supported) are skipped, never requested, and
+    the other objects are mirrored."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    hostile = ["..", ".pubmed-mirror", "x.xml.part", "bad\x1b[31m.xml", "sub/../../evil",
+               "sub/c.xml"]
+    for key in [*hostile, "good.xml"]:
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=b"payload\n")
+    dest = tmp_path / "dest"
+    result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                 str(dest))
+    assert result.returncode == 0, result.stderr
+    assert object_gets(proxy, name) == ["data/good.xml"]
+    assert_files(dest, {"good.xml": b"payload\n"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]

@@ -12,6 +12,7 @@ botocore's SigV4 signer (an optional extra), on top of our own requests.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -123,8 +124,9 @@ class S3Source:
 
     @classmethod
     def parse(cls, url: str, *, endpoint: str | None = None, sign: bool = False,
-              requester_pays: bool = False, ca_file: str | Path | None = None,
-              proxy: Proxy | None = None, netrc_file: str | Path | None = None,
+              requester_pays: bool = False, ca_file: str | os.PathLike[str] | None = None,
+              proxy: Proxy | None = None,
+              netrc_file: str | os.PathLike[str] | None = None,
               email: str | None = None) -> S3Source:
         """`s3://BUCKET/PREFIX/` (the prefix may be empty: the whole bucket)."""
         if not url.startswith("s3://"):

@@ -62,7 +62,7 @@ class PageParser:
     def __init__(self, prefix: str, path: str) -> None:
         self._prefix = prefix
         self._path = path
-        self._parser = ET.XMLPullParser(events=("start", "end"))
+        self._parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
         self._root: ET.Element | None = None
         self.truncated: bool | None = None
         self.token: str | None = None
@@ -87,12 +87,12 @@ class PageParser:
                                 path=self._path)
 
     def _events(self) -> Iterator[RemoteEntry]:
-        for event, element in self._parser.read_events():
+        for event, element in self._parser.read_events():  # type: ignore[misc]
+            assert isinstance(element, ET.Element)
             if event == "start":
                 if self._root is None:
-                    self._root = element  # type: ignore[assignment]
+                    self._root = element
                 continue
-            assert isinstance(element, ET.Element)
             tag = element.tag.removeprefix(_NS)
             if tag == "Contents":
                 entry = self._entry(element)
