@@ -287,11 +287,12 @@ class FileAttempts:
 
     async def _expected_md5(self, session: Session) -> str | None:
         """NAME's digest from NAME.md5 on the server (fetched once per digest, checked against
-        the listed size and parsed); None when the server has no NAME.md5. A short or
-        unreadable NAME.md5 is a transient error: it is fetched again."""
+        the listed size and parsed), else the MD5 the listing gave (S3's single-part ETag);
+        None when there is neither. A short or unreadable NAME.md5 is a transient error: it
+        is fetched again."""
         checksum = self.planned.checksum
         if checksum is None:
-            return None
+            return self.entry.md5
         path = self.source.remote_path(checksum.name)
         if self._checksum is None:
             data = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
@@ -377,8 +378,10 @@ class FileAttempts:
             write_atomically(dest / checksum.name, self._checksum, checksum.mtime, dest)
             manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
                                           None, now))
+        etag = self.current.validator  # a strong ETag names the version (S3: vouched by)
         manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
-                                      now, now if self.md5 else None))
+                                      now, now if self.md5 else None,
+                                      etag=etag if etag and etag.startswith('"') else None))
 
 
 def _prepare(part: Path, remote: RemoteFile, scan: bool,

@@ -195,10 +195,19 @@ def same_time(mtime: float | None, entry: RemoteEntry) -> bool:
 
 
 def _vouched(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
-    """The manifest recorded this file complete at exactly the remote size and mtime, and
-    `verify` has not found it wrong since."""
+    """The manifest recorded this file complete at exactly the remote size and mtime (and
+    ETag, when both the record and the listing name one: S3's), and `verify` has not found
+    it wrong since."""
     return (row is not None and row.bad is None and entry.size is not None
-            and row.size == entry.size and same_time(row.mtime, entry))
+            and row.size == entry.size and same_time(row.mtime, entry)
+            and not _other_etag(row, entry))
+
+
+def _other_etag(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
+    """The record and the listing name different versions by ETag (S3's): whatever size and
+    time say, the local copy is not of the listed version."""
+    return (row is not None and row.etag is not None and entry.validator is not None
+            and row.etag != entry.validator)
 
 
 def _part_length(dest: Path, entry: RemoteEntry) -> int:
@@ -221,6 +230,8 @@ def _action(dest: Path, manifest: Manifest, entry: RemoteEntry,
     if behind_link(dest, entry.name) or not is_current(local, entry):
         return "fetch"  # (behind a link: the fetch fails, see `_tree.make_parents`)
     row = manifest.get(entry.name)
+    if _other_etag(row, entry):
+        return "fetch"
     if not _vouched(row, entry):
         return "check"
     if checksum is None:

@@ -27,12 +27,13 @@ from ._ftp import FtpSession, FtpTransport
 from ._proxy import Proxy, parse_proxy, proxy_for
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
+from ._s3 import S3Source
 
 if TYPE_CHECKING:  # aiohttp takes ~150 ms to import: only runs over HTTP pay for it
     from ._http import HttpSession, HttpTransport
 
 __all__ = ["EMAIL_ENV", "PASSWORD_ENV", "TRANSPORTS", "AutoSource", "FtpSource", "HttpSource",
-           "check_email", "parse_source"]
+           "S3Options", "check_email", "parse_source"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -157,6 +158,16 @@ def _credentials(
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class S3Options:
+    """How an s3:// source is reached: `endpoint` an S3-compatible server (path-style; else
+    AWS), `sign` with the standard AWS credentials (else anonymous), `requester_pays`."""
+
+    endpoint: str | None = None
+    sign: bool = False
+    requester_pays: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -309,22 +320,32 @@ class FallbackTransport:
 def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
                  ca_file: str | os.PathLike[str] | None = None,
                  transport: str = "auto", proxy: str | Proxy | None = None,
-                 email: str | None = None,
-                 fallback: str | None = None) -> FtpSource | HttpSource | AutoSource:
-    """An `ftp://`, `http://` or `https://` directory URL, or a preset; a preset, or an FTP
-    URL with a `fallback` (an `http(s)://` directory holding the same files, in place of a
-    preset's NCBI HTTPS tree), over `transport` ("ftp", "https": the HTTP(S) tree alone, or
-    "auto": FTP, falling back to HTTP(S)). HTTP(S) goes through `proxy` (a URL as --proxy
-    takes it: no password) or the environment's. `email` is the anonymous FTP password and
-    a contact in the HTTP User-Agent."""
+                 email: str | None = None, fallback: str | None = None,
+                 s3: S3Options | None = None
+                 ) -> FtpSource | HttpSource | AutoSource | S3Source:
+    """An `ftp://`, `http://`, `https://` directory URL, an `s3://BUCKET/PREFIX/`, or a
+    preset; a preset, or an FTP URL with a `fallback` (an `http(s)://` directory holding the
+    same files, in place of a preset's NCBI HTTPS tree), over `transport` ("ftp", "https":
+    the HTTP(S) tree alone, or "auto": FTP, falling back to HTTP(S)). HTTP(S) goes through
+    `proxy` (a URL as --proxy takes it: no password) or the environment's. `email` is the
+    anonymous FTP password and a contact in the HTTP User-Agent. `s3`: how an s3:// URL is
+    reached (endpoint, signing)."""
+    s3 = s3 or S3Options()
     if transport not in TRANSPORTS:
         raise BadSource(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
     if isinstance(proxy, str):
         proxy = parse_proxy(proxy, from_argv=True, netrc_file=netrc_file)
     scheme = url.split(":", 1)[0].lower()
+    if fallback is not None and scheme in ("s3", *_DEFAULT_PORTS):
+        raise BadSource("fallback: only for ftp:// URLs and the presets, not "
+                        f"{scheme}:// ones")
+    if scheme == "s3":
+        return S3Source.parse(url, endpoint=s3.endpoint, sign=s3.sign,
+                              requester_pays=s3.requester_pays, ca_file=ca_file, proxy=proxy,
+                              netrc_file=netrc_file, email=email)
+    if s3 != S3Options():
+        raise BadSource("the --s3-* options are for s3:// URLs")
     if scheme in _DEFAULT_PORTS:
-        if fallback is not None:
-            raise BadSource("fallback: only for ftp:// URLs and the presets, not http(s) ones")
         return HttpSource.parse(url, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file,
                                 email=email)
     ftp = FtpSource.parse(url, netrc_file=netrc_file, email=email)

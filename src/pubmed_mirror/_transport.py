@@ -41,6 +41,7 @@ class RemoteEntry:
     mtime_resolution: float = 1.0
     validator: str | None = None
     size_shown: tuple[int, int] | None = None
+    md5: str | None = None
 
 
 def listing_deadline(stall_timeout: float) -> float:

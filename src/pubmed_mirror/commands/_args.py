@@ -17,6 +17,8 @@ from .._pubmed import PRESETS
 from .._source import TRANSPORTS, parse_source
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_CONCURRENCY = 4  # NCBI's FTP and HTTPS: polite
+S3_CONCURRENCY, S3_MAX_CONCURRENCY = 16, 64  # S3 is built for many connections
 PROG = "pubmed-mirror"
 T = TypeVar("T")
 
@@ -131,8 +133,8 @@ def proxy_url(text: str) -> str:
 
 # -- the parser -----------------------------------------------------------------------------------
 
-URL_HELP = (f"ftp://[user@]host[:port]/dir/, http[s]://host[:port]/dir/ or a preset: "
-             f"{', '.join(PRESETS)}")
+URL_HELP = (f"ftp://[user@]host[:port]/dir/, http[s]://host[:port]/dir/, "
+            f"s3://BUCKET/PREFIX/ or a preset: {', '.join(PRESETS)}")
 
 
 def network_options(p: argparse.ArgumentParser) -> None:
@@ -150,6 +152,14 @@ def network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email", metavar="ADDR",  # checked in main: one line, like the variable
                    help="anonymous FTP password and User-Agent contact (default: "
                         "$PUBMED_MIRROR_EMAIL, else anonymous@ and none)")
+    p.add_argument("--s3-endpoint", metavar="URL",  # checked in main, with the source
+                   help="s3:// from this S3-compatible server, http[s]://host[:port] "
+                        "(path-style; default: AWS)")
+    p.add_argument("--s3-sign", action="store_true",
+                   help="s3://: sign requests with the standard AWS credentials (AWS_* "
+                        "variables, AWS_PROFILE, ~/.aws); needs pubmed-mirror[s3]")
+    p.add_argument("--s3-requester-pays", action="store_true",
+                   help="s3://, with --s3-sign: a requester-pays bucket")
     p.add_argument("--transport", choices=TRANSPORTS,
                    help="for the pubmed: presets (and --fallback): ftp, https, or auto "
                         "(default: FTP, falling back to HTTPS for the run when FTP cannot "
@@ -170,8 +180,9 @@ def output_options(p: argparse.ArgumentParser) -> None:
 
 
 def mirror_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=positive_int, default=4, metavar="N",
-                   help="parallel sessions (control connections), default 4")
+    p.add_argument("--concurrency", type=positive_int, metavar="N",
+                   help=f"parallel sessions (control connections), default 4 (s3://: "
+                        f"{S3_CONCURRENCY}, at most {S3_MAX_CONCURRENCY})")
     p.add_argument("--rate-limit", type=parse_rate, metavar="RATE",
                    help="cap on total bytes/s, e.g. 500K, 20M, 1.5G (1024-based)")
     p.add_argument("--command-rate", type=_per_second, metavar="N",
