@@ -75,7 +75,9 @@ def mirror(proxy: S3FaultProxy, bucket: str, dest: Path, *args: str,
 
 
 def assert_files(dest: Path, files: dict[str, bytes]) -> None:
-    got = {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()}
+    """DEST holds exactly `files` (relative paths), our state directory aside."""
+    got = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*")
+           if p.is_file() and ".pubmed-mirror" not in p.relative_to(dest).parts}
     assert got == files
 
 
@@ -296,18 +298,18 @@ def test_s3_anonymous_requests_carry_no_credentials(
 def test_s3_hostile_keys_are_refused_and_the_rest_mirrored(
         proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
     """Keys whose names must not become local paths (dot names, our own suffixes, control
-    characters, nested until nested names are supported) are skipped, never requested, and
-    the other objects are mirrored."""
+    characters, `..` or empty components below the prefix) are skipped, never requested, and
+    the other objects, nested ones too, are mirrored."""
     name = f"bucket-{next(_names)}"
     make_bucket(client, name)
     hostile = ["..", ".pubmed-mirror", "x.xml.part", "bad\x1b[31m.xml", "sub/../../evil",
-               "sub/c.xml"]
-    for key in [*hostile, "good.xml"]:
+               "sub//d.xml", "sub/.pubmed-mirror/e.xml", "sub/./f.xml"]
+    for key in [*hostile, "good.xml", "sub/c.xml"]:
         client.put_object(Bucket=name, Key=f"data/{key}", Body=b"payload\n")
     dest = tmp_path / "dest"
     result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
                  str(dest))
     assert result.returncode == 0, result.stderr
-    assert object_gets(proxy, name) == ["data/good.xml"]
-    assert_files(dest, {"good.xml": b"payload\n"})
+    assert sorted(object_gets(proxy, name)) == ["data/good.xml", "data/sub/c.xml"]
+    assert_files(dest, {"good.xml": b"payload\n", "sub/c.xml": b"payload\n"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
