@@ -179,6 +179,39 @@ def test_proxy_demanding_credentials(served: tuple[Path, dict[str, bytes]],
           f"{len(seen) - refusals} for two complete mirrors")
 
 
+@pytest.mark.parametrize("refusal", ["no credentials", "wrong credentials", "filtered"])
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_refusing_proxy_stops_the_run_at_once(served: tuple[Path, dict[str, bytes]],
+                                              certificate: tuple[Path, Path],
+                                              tmp_path: Path, scheme: str,
+                                              refusal: str) -> None:
+    """A proxy that demands credentials (407, or 401 to a CONNECT) or refuses the server
+    (403) ends the run after at most two requests to it: exit 1, one line naming the proxy
+    and its answer, never the password, no file fetched."""
+    base, _ = served
+    tls = certificate if scheme == "https" else None
+    trust = ["--ca-file", str(certificate[0])] if tls else []
+    auth = None if refusal == "filtered" else ("alice", SECRET)
+    with (apache(base, tls=tls) as port,
+          tinyproxy(basic_auth=auth, refused_hosts=("127.0.0.1",) if not auth else ())
+          as proxy):
+        user = f"alice:wrong-{SECRET}@" if refusal == "wrong credentials" else ""
+        result = run("mirror", f"{scheme}://127.0.0.1:{port}/{DIRECTORY}", "--dest",
+                     str(tmp_path / "m"), *trust, home=tmp_path,
+                     **{f"{scheme}_proxy": f"http://{user}127.0.0.1:{proxy.port}"})
+        seen = proxy.requests()
+    print(f"{scheme}, {refusal}: {len(seen)} requests seen by the proxy; {result.stderr}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300, result.stderr
+    assert f"proxy http://127.0.0.1:{proxy.port}" in lines[0], lines
+    answers = ("403",) if refusal == "filtered" else ("401", "407")
+    assert any(answer in lines[0] for answer in answers), lines
+    assert SECRET not in result.stdout + result.stderr
+    assert 1 <= len(seen) <= 2, seen  # no retries against a refusal
+    assert not list((tmp_path / "m").glob("*.xml.gz"))
+
+
 @pytest.mark.parametrize("scheme", ["https", "http"])
 def test_dead_proxy_is_one_line(served: tuple[Path, dict[str, bytes]],
                                 certificate: tuple[Path, Path], tmp_path: Path,
