@@ -303,3 +303,47 @@ def test_repr_and_errors_hide_the_password() -> None:
     for text in (repr(proxy), str(proxy), repr(source), str(source), repr(transport)):
         assert SECRET not in text, text
     assert "alice" in repr(proxy)
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+async def test_connects_cancelled_at_random_points_leave_nothing_open(
+        served: tuple[Path, dict[str, bytes]], certificate: tuple[Path, Path],
+        scheme: str) -> None:
+    """Sessions opened through the proxy and cancelled at random points of the connect
+    (TCP, CONNECT, TLS, the opening HEAD) leave no transport or socket unclosed."""
+    import asyncio
+    import gc
+    import random
+    import ssl
+    import warnings
+
+    from pubmed_mirror._http import HttpTransport
+    from pubmed_mirror._proxy import Proxy
+
+    base, _ = served
+    tls = certificate if scheme == "https" else None
+    context = ssl.create_default_context(cafile=str(certificate[0])) if tls else None
+    rng = random.Random(407)
+    opened = 0
+    with (apache(base, tls=tls) as port, tinyproxy() as proxy,
+          warnings.catch_warnings(record=True) as caught):
+        warnings.simplefilter("always")
+        transport = HttpTransport(scheme=scheme, host="127.0.0.1", port=port,
+                                  probe=f"/{DIRECTORY}", ssl_context=context,
+                                  proxy=Proxy(host="127.0.0.1", port=proxy.port))
+        for _ in range(150):
+            task = asyncio.create_task(transport.connect())
+            await asyncio.sleep(rng.uniform(0, 0.04))
+            task.cancel()
+            try:
+                session = await task
+            except asyncio.CancelledError:
+                continue
+            opened += 1
+            await session.aclose()
+        await asyncio.sleep(0.1)
+        gc.collect()
+    print(f"{scheme}: {opened} of 150 connects completed before their cancel")
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
+    assert opened < 150  # most were cancelled part way
