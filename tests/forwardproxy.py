@@ -50,16 +50,22 @@ class RunningProxy:
 
 
 @contextmanager
-def tinyproxy(*, basic_auth: tuple[str, str] | None = None) -> Iterator[RunningProxy]:
+def tinyproxy(*, basic_auth: tuple[str, str] | None = None,
+              refused_hosts: tuple[str, ...] = ()) -> Iterator[RunningProxy]:
     """tinyproxy on 127.0.0.1:PORT, demanding `basic_auth` (user, password) when given (407
-    without it)."""
+    without it), refusing the destinations `refused_hosts` (a `Filter` rule: 403
+    "Filtered", to a CONNECT as to a request)."""
     port = free_port()
     run = Path(tempfile.mkdtemp(prefix="pm-proxy-"))
+    run.chmod(0o755)  # its filter file is read by tinyproxy's unprivileged user
     conf = [f"Port {port}", "Listen 127.0.0.1", "Timeout 60", "LogLevel Info",
             "MaxClients 64", "Allow 127.0.0.1", "User nobody", "Group nogroup",
             "DisableViaHeader Yes"]
     if basic_auth:
         conf.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
+    if refused_hosts:
+        (run / "filter").write_text("".join(f"^{host}$\n" for host in refused_hosts))
+        conf += [f'Filter "{run / "filter"}"', "FilterDefaultDeny No"]
     (run / "tinyproxy.conf").write_text("\n".join(conf) + "\n")
     log = run / "tinyproxy.log"
     with log.open("wb") as out:

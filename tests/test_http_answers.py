@@ -23,7 +23,7 @@ from pubmed_mirror._source import HttpSource
 from pubmed_mirror._transfer import part_path
 from pubmed_mirror.testing import FaultyFTPServer
 from test_cli import command, run
-from webfaults import FaultyWebServer, TricklingWebServer, WebFault
+from webfaults import BodyToHeadServer, FaultyWebServer, TricklingWebServer, WebFault
 
 Tree = tuple[Path, dict[str, bytes]]
 BIG = "pubmed26n0001.xml.gz"
@@ -283,6 +283,23 @@ def test_a_trickling_ftp_listing_is_bounded(tmp_path: Path) -> None:
     assert 9 < elapsed < 16, elapsed
     assert "not complete within 10 s" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(("status", "said"), [
+    ("403 Forbidden", "answered 403 Forbidden"),
+    ("407 Proxy Authentication Required", "demands credentials")])
+async def test_a_refusal_with_a_body_after_head_is_not_retried(status: str,
+                                                               said: str) -> None:
+    """A refusal whose answer to HEAD carries a body after `Connection: close` (which
+    aiohttp cannot parse) is classified by its status line: exit 1 with one line naming
+    it, after the HEAD and one more asking what it said, never retried."""
+    server = BodyToHeadServer(status)
+    async with server.running():
+        done = await anyio.to_thread.run_sync(run, "ls", server.url, "--retries", "2")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert said in done.stderr, done.stderr
+    assert server.requests == ["HEAD /pubmed/ HTTP/1.1"] * 2, server.requests
 
 
 # -- 15: pages that are not indexes, a huge index ---------------------------------------------

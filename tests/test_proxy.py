@@ -139,7 +139,7 @@ def test_proxy_demanding_credentials(served: tuple[Path, dict[str, bytes]],
     ~/.netrc for --proxy, the mirror completes through it and the password is never
     printed (even with -v). (tinyproxy answers a CONNECT 401, a request 407; its 407 to
     the HEAD that opens a plain http session carries a body, which aiohttp refuses as a
-    malformed answer: then the line says so.)"""
+    malformed answer: its status is then read on a connection of our own.)"""
     base, files = served
     tls = certificate if scheme == "https" else None
     trust = ["--ca-file", str(certificate[0])] if tls else []
@@ -166,17 +166,48 @@ def test_proxy_demanding_credentials(served: tuple[Path, dict[str, bytes]],
         assert len(lines) == 1, failed.stderr
         assert len(failed.stderr.strip().splitlines()) == 1 or "-v" in failed.args
         assert len(lines[0]) < 300, lines  # never the proxy's error page
-        if scheme == "https":
-            assert "proxy" in lines[0] and ("401" in lines[0] or "407" in lines[0]), lines
+        assert "proxy" in lines[0] and ("401" in lines[0] or "407" in lines[0]), lines
         assert SECRET not in failed.stdout + failed.stderr
-    if scheme == "https":
-        assert refusals <= 4, refusals  # no retries against a refusal
+    assert refusals <= 4, refusals  # no retries against a refusal
     for done, dest in ((from_env, "c"), (from_netrc, "d")):
         assert done.returncode == 0, done.stderr
         assert SECRET not in done.stdout + done.stderr
         assert_mirrored(tmp_path / dest, files)
     print(f"requests seen by the proxy ({scheme}): {refusals} refused, "
           f"{len(seen) - refusals} for two complete mirrors")
+
+
+@pytest.mark.parametrize("refusal", ["no credentials", "wrong credentials", "filtered"])
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_refusing_proxy_stops_the_run_at_once(served: tuple[Path, dict[str, bytes]],
+                                              certificate: tuple[Path, Path],
+                                              tmp_path: Path, scheme: str,
+                                              refusal: str) -> None:
+    """A proxy that demands credentials (407, or 401 to a CONNECT) or refuses the server
+    (403) ends the run after at most two requests to it: exit 1, one line naming the proxy
+    and its answer, never the password, no file fetched."""
+    base, _ = served
+    tls = certificate if scheme == "https" else None
+    trust = ["--ca-file", str(certificate[0])] if tls else []
+    auth = None if refusal == "filtered" else ("alice", SECRET)
+    with (apache(base, tls=tls) as port,
+          tinyproxy(basic_auth=auth, refused_hosts=("127.0.0.1",) if not auth else ())
+          as proxy):
+        user = f"alice:wrong-{SECRET}@" if refusal == "wrong credentials" else ""
+        result = run("mirror", f"{scheme}://127.0.0.1:{port}/{DIRECTORY}", "--dest",
+                     str(tmp_path / "m"), *trust, home=tmp_path,
+                     **{f"{scheme}_proxy": f"http://{user}127.0.0.1:{proxy.port}"})
+        seen = proxy.requests()
+    print(f"{scheme}, {refusal}: {len(seen)} requests seen by the proxy; {result.stderr}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300, result.stderr
+    assert f"proxy http://127.0.0.1:{proxy.port}" in lines[0], lines
+    answers = ("403",) if refusal == "filtered" else ("401", "407")
+    assert any(answer in lines[0] for answer in answers), lines
+    assert SECRET not in result.stdout + result.stderr
+    assert 1 <= len(seen) <= 2, seen  # no retries against a refusal
+    assert not list((tmp_path / "m").glob("*.xml.gz"))
 
 
 @pytest.mark.parametrize("scheme", ["https", "http"])
@@ -272,3 +303,47 @@ def test_repr_and_errors_hide_the_password() -> None:
     for text in (repr(proxy), str(proxy), repr(source), str(source), repr(transport)):
         assert SECRET not in text, text
     assert "alice" in repr(proxy)
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+async def test_connects_cancelled_at_random_points_leave_nothing_open(
+        served: tuple[Path, dict[str, bytes]], certificate: tuple[Path, Path],
+        scheme: str) -> None:
+    """Sessions opened through the proxy and cancelled at random points of the connect
+    (TCP, CONNECT, TLS, the opening HEAD) leave no transport or socket unclosed."""
+    import asyncio
+    import gc
+    import random
+    import ssl
+    import warnings
+
+    from pubmed_mirror._http import HttpTransport
+    from pubmed_mirror._proxy import Proxy
+
+    base, _ = served
+    tls = certificate if scheme == "https" else None
+    context = ssl.create_default_context(cafile=str(certificate[0])) if tls else None
+    rng = random.Random(407)
+    opened = 0
+    with (apache(base, tls=tls) as port, tinyproxy() as proxy,
+          warnings.catch_warnings(record=True) as caught):
+        warnings.simplefilter("always")
+        transport = HttpTransport(scheme=scheme, host="127.0.0.1", port=port,
+                                  probe=f"/{DIRECTORY}", ssl_context=context,
+                                  proxy=Proxy(host="127.0.0.1", port=proxy.port))
+        for _ in range(150):
+            task = asyncio.create_task(transport.connect())
+            await asyncio.sleep(rng.uniform(0, 0.04))
+            task.cancel()
+            try:
+                session = await task
+            except asyncio.CancelledError:
+                continue
+            opened += 1
+            await session.aclose()
+        await asyncio.sleep(0.1)
+        gc.collect()
+    print(f"{scheme}: {opened} of 150 connects completed before their cancel")
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
+    assert opened < 150  # most were cancelled part way

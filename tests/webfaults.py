@@ -312,3 +312,42 @@ class TricklingWebServer:
             await asyncio.sleep(self.interval)
         writer.write(fast)
         await writer.drain()
+
+
+class BodyToHeadServer:
+    """Answers every request (HEAD included) `status` with `Connection: close` and an error
+    page, all in one write, as tinyproxy answers its refusals: a body after a HEAD's answer
+    that aiohttp's parser refuses. `requests` holds each request line."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        self.port = 0
+        self.requests: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/pubmed/"
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[BodyToHeadServer]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+            self.requests.append(request.split(b"\r\n", 1)[0].decode("latin-1"))
+            page = f"<html><body><h1>{self.status}</h1></body></html>\n".encode()
+            writer.write(f"HTTP/1.0 {self.status}\r\nContent-Type: text/html\r\n"
+                         f"Connection: close\r\n\r\n".encode() + page)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()

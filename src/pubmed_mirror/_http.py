@@ -46,6 +46,7 @@ from ._errors import (
     ServerBusy,
     ServerUnreachable,
     TransferStalled,
+    TransientError,
 )
 from ._httpcheck import check_answer, request_headers, validator
 from ._proxy import Proxy
@@ -184,21 +185,28 @@ class HttpSession:
         if not paid:
             await self._pay()
         target = _quote(path) + (f"?{query}" if query else "")
-        headers = self._signed(method, target, headers or {})
+        unsigned = headers or {}
+        headers = self._signed(method, target, unsigned)
         waiting = _AnswerWait(self.transport.stall_timeout)
-        with _mapped(phase, label or path):
-            with waiting.scope:
-                response = await self.client.request(
-                    method, yarl.URL(target, encoded=True), headers=headers,
-                    allow_redirects=False, trace_request_ctx=waiting)
+        shown, proxy = label or path, self.transport.proxy
+        with _mapped(phase, shown, proxy):
+            try:
+                with waiting.scope:
+                    response = await self.client.request(
+                        method, yarl.URL(target, encoded=True), headers=headers,
+                        allow_redirects=False, trace_request_ctx=waiting)
+            except aiohttp.ClientResponseError as exc:
+                if _unparsed(exc) and self.transport.scheme == "http":
+                    await self._raise_status(method, target, unsigned, phase, shown)
+                raise
             if waiting.scope.cancelled_caught:
                 raise TransferStalled(f"no answer within {self.transport.stall_timeout:g} s "
-                                      f"of the request during {phase}", path=label or path)
+                                      f"of the request during {phase}", path=shown)
             async with response:
                 if response.status >= 300:
                     if on_error is not None:
-                        await on_error(response, label or path)
-                    await _raise_for(response, label or path, self.transport.gate)
+                        await on_error(response, shown)
+                    await _raise_for(response, shown, self.transport.gate, proxy)
                 self.transport.gate.served()
                 yield response
 
@@ -302,41 +310,14 @@ class HttpSession:
         chunked: asked again through aiohttp). An answer of another version is raised."""
         await self._pay()
         transport = self.transport
-        target = _quote(path)
-        asked = "".join(f"{k}: {v}\r\n" for k, v in self._signed(
-            "GET", target, request_headers(offset, expect)).items())
-        # through a proxy: the absolute-form request to the proxy (RFC 9112 3.2.2), which
-        # passes the body on as it came, so the splice path stays
-        peer = (transport.host, transport.port)
-        if transport.proxy is not None:
-            target = f"http://{transport.address}{target}"
-            peer = (transport.proxy.host, transport.proxy.port)
-            if (credentials := transport.proxy.authorization()) is not None:
-                asked += f"Proxy-Authorization: {credentials}\r\n"
-        loop = asyncio.get_running_loop()
-        with _mapped("retr", path), anyio.fail_after(transport.stall_timeout):
-            sock = await connect_socket(*peer, buffer)
-            try:
-                await loop.sock_sendall(sock, (
-                    f"GET {target} HTTP/1.1\r\nHost: {transport.host_header}\r\n{asked}"
-                    "Accept-Encoding: identity\r\n"
-                    f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    if len(data) > _HEAD_LIMIT:
-                        raise ProtocolError("an answer's headers over 64 KiB", path=path)
-                    chunk = await loop.sock_recv(sock, 1 << 16)
-                    if not chunk:
-                        raise ConnectionLost("connection closed before the answer", path=path)
-                    data += chunk
-            except BaseException:
-                sock.close()
-                raise
-        head, _, body = data.partition(b"\r\n\r\n")
+        sock, head, body = await self._raw_request(
+            "GET", _quote(path), request_headers(offset, expect), phase="retr", label=path,
+            buffer=buffer)
         try:
             status, reason, headers = _parse_head(head, path)
             if status >= 300:
-                await _raise_for_status(status, reason, headers, path, transport.gate)
+                await _raise_for_status(status, reason, headers, path, transport.gate,
+                                        transport.proxy)
             transport.gate.served()
             skip = check_answer(status, headers, path, offset, expect)
             if skip or "transfer-encoding" in headers:
@@ -349,6 +330,65 @@ class HttpSession:
         return _RawBody(sock, mover=mover, chunk=chunk_for(buffer), path=path, prefix=body,
                         length=int(length) if length.isdigit() else None,
                         validator=validator(headers))
+
+    async def _raw_request(self, method: str, target: str, headers: dict[str, str], *,
+                           phase: Phase, label: str, buffer: int | None = None
+                           ) -> tuple[socket.socket, bytes, bytes]:
+        """`method` of `target` (the encoded path and query) with `headers` (signed here, when
+        the transport signs) and `Connection: close` on a socket of our own, read up to the
+        end of the answer's headers: the socket, the head and the body bytes that came with
+        it."""
+        transport = self.transport
+        asked = "".join(f"{k}: {v}\r\n" for k, v in
+                        self._signed(method, target, headers).items())
+        # through a proxy: the absolute-form request to the proxy (RFC 9112 3.2.2), which
+        # passes the body on as it came, so the splice path stays
+        peer = (transport.host, transport.port)
+        if transport.proxy is not None:
+            target = f"http://{transport.address}{target}"
+            peer = (transport.proxy.host, transport.proxy.port)
+            if (credentials := transport.proxy.authorization()) is not None:
+                asked += f"Proxy-Authorization: {credentials}\r\n"
+        loop = asyncio.get_running_loop()
+        with _mapped(phase, label, transport.proxy), anyio.fail_after(transport.stall_timeout):
+            sock = await connect_socket(*peer, buffer)
+            try:
+                await loop.sock_sendall(sock, (
+                    f"{method} {target} HTTP/1.1\r\nHost: {transport.host_header}\r\n{asked}"
+                    "Accept-Encoding: identity\r\n"
+                    f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    if len(data) > _HEAD_LIMIT:
+                        raise ProtocolError("an answer's headers over 64 KiB", path=label)
+                    chunk = await loop.sock_recv(sock, 1 << 16)
+                    if not chunk:
+                        raise ConnectionLost("connection closed before the answer", path=label)
+                    data += chunk
+            except BaseException:
+                sock.close()
+                raise
+        head, _, body = data.partition(b"\r\n\r\n")
+        return sock, head, body
+
+    async def _raise_status(self, method: str, target: str, headers: dict[str, str],
+                            phase: Phase, label: str) -> None:
+        """Raise what the status of an answer aiohttp could not parse says, read by asking
+        again on a socket of our own: llhttp refuses a body after a HEAD's answer that says
+        `Connection: close` (tinyproxy's 407 and 403 carry their error page), and the status
+        line is lost with the answer. Returns when the status is a success or cannot be
+        read: the caller's error stands."""
+        await self._pay()
+        try:
+            sock, head, _ = await self._raw_request(method, target, headers, phase=phase,
+                                                    label=label)
+            sock.close()
+            status, reason, answer = _parse_head(head, label)
+        except TransientError:
+            return
+        if status >= 300:
+            await _raise_for_status(status, reason, answer, label, self.transport.gate,
+                                    self.transport.proxy)
 
     async def aclose(self) -> None:
         self.healthy = False
@@ -472,36 +512,49 @@ def _parse_head(head: bytes, path: str) -> tuple[int, str, dict[str, str]]:
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
 
-async def _raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGate) -> None:
+async def _raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGate,
+                     proxy: Proxy | None) -> None:
     await _raise_for_status(response.status, response.reason or "",
-                            {k.lower(): v for k, v in response.headers.items()}, path, gate)
+                            {k.lower(): v for k, v in response.headers.items()}, path, gate,
+                            proxy)
 
 
 async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
-                            path: str, gate: ServerGate) -> None:
+                            path: str, gate: ServerGate, proxy: Proxy | None) -> None:
     reply = f"{status} {reason}".strip()
     if status == 407:  # only a proxy asks this (plain http: its answer to the request)
-        raise _proxy_refused(status, reason, path)
+        raise _proxy_refused(status, reason, path, proxy)
+    # plain http through a proxy: the answer may be the proxy's own (its 403 for a
+    # destination it refuses, its 502 for one it cannot reach), nothing tells which
+    server = "the server" if proxy is None else f"the server (through the proxy {proxy.url})"
     if status in (408, 429) or status >= 500:
         wait = _retry_after(headers.get("retry-after"))
         if status in (429, 503) or wait is not None:  # every session pauses (`_backoff`)
             gate.close(wait, reply=f"{path}: {reply}")
-        raise ServerBusy(f"the server answered {reply}", path=path, reply=reply)
+        raise ServerBusy(f"{server} answered {reply}", path=path, reply=reply)
     if 300 <= status < 400:
         raise RemoteFileError(f"redirected ({reply}) to {headers.get('location')}",
                               path=path, reply=reply)
-    raise RemoteFileError(f"the server answered {reply}", path=path, reply=reply)
+    raise RemoteFileError(f"{server} answered {reply}", path=path, reply=reply)
 
 
-def _proxy_refused(status: int, reason: str, path: str) -> LoginRefused | ServerUnreachable:
+def _proxy_refused(status: int, reason: str, path: str,
+                   proxy: Proxy | None) -> LoginRefused | ServerUnreachable:
     """The proxy's refusal, fatal for the run (no retry gets past a proxy that says no)."""
     reply = f"{status} {reason}".strip()
+    named = "the proxy" if proxy is None else f"the proxy {proxy.url}"  # (no credentials)
     if status in (401, 407):  # tinyproxy answers a CONNECT without credentials 401
-        return LoginRefused("the proxy demands credentials it did not accept (set them in "
+        return LoginRefused(f"{named} demands credentials it did not accept (set them in "
                             "the proxy URL in https_proxy/http_proxy or in ~/.netrc)",
                             path=path, reply=reply)
-    return ServerUnreachable("the proxy refused the connection to the server",
+    return ServerUnreachable(f"{named} refused the connection to the server",
                              path=path, reply=reply)
+
+
+def _unparsed(exc: aiohttp.ClientResponseError) -> bool:
+    """Whether aiohttp raised it for an answer its parser refused (its `status` is then
+    aiohttp's own 400, not the answer's: see ClientResponse.start)."""
+    return isinstance(exc.__cause__, aiohttp.http_exceptions.HttpProcessingError)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -525,15 +578,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _mapped(phase: Phase, path: str) -> Iterator[None]:
-    """aiohttp's and the network's errors as the engine's classes."""
+def _mapped(phase: Phase, path: str, proxy: Proxy | None = None) -> Iterator[None]:
+    """aiohttp's and the network's errors as the engine's classes (`proxy`: the one the
+    request goes through, named in its refusals)."""
     try:
         yield
     except aiohttp.ClientConnectorCertificateError as exc:
         raise ServerUnreachable(f"the server's certificate is not trusted: "
                                 f"{exc.certificate_error}", path=path) from exc
     except aiohttp.ClientHttpProxyError as exc:  # the proxy's answer to CONNECT
-        raise _proxy_refused(exc.status, exc.message, path) from exc
+        raise _proxy_refused(exc.status, exc.message, path, proxy) from exc
     except aiohttp.ClientProxyConnectionError as exc:
         raise (ConnectionRefused if isinstance(exc.os_error, ConnectionRefusedError)
                else ConnectionLost)(f"cannot connect to the proxy during {phase}: "
