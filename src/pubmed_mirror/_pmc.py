@@ -6,9 +6,9 @@ Datasets Using Amazon Web Services"): one prefix per article version at the root
 licence permits, the PDF and media files; `metadata/PMC13901.1.json`, the same JSON for
 every version under one prefix; `inventory-reports/` (a daily S3 inventory of metadata/);
 `README.txt`; and `deprecated/`, the legacy prefixes (`oa_comm/`, `oa_noncomm/`, ...) until
-PMC removes them. Every article-version prefix, and nothing else at the root, begins with
-`PMC` (keys sort bytewise: `PMC...` before `README.txt`, `deprecated/`, ...), so the whole
-articles' listing is ListObjectsV2 with the prefix `PMC`.
+PMC removes them. In that layout every article-version prefix, and nothing else at the
+root, begins with `PMC`, so the articles' listing is ListObjectsV2 with the prefix `PMC`:
+none of metadata/, the inventory or deprecated/ is paged through.
 """
 
 from __future__ import annotations
