@@ -166,6 +166,17 @@ def test_pmc_articles_corrupt_object_is_refetched(
     assert len(proxy.gets(BUCKET, key)) == 2
 
 
+def test_pmc_articles_include_glob_selects_across_versions(
+        proxy: S3FaultProxy, tmp_path: Path) -> None:
+    """`--include '*.xml'` with pmc:articles fetches every version's JATS XML and no other
+    object."""
+    expected = {n: d for n, d in article_files().items() if n.endswith(".xml")}
+    result = mirror(proxy, "pmc:articles", tmp_path / "dest", "--include", "*.xml")
+    assert result.returncode == 0, result.stderr
+    assert_files(tmp_path / "dest", expected)
+    assert sorted(object_gets(proxy, BUCKET)) == sorted(expected)
+
+
 @pytest.mark.parametrize("preset", ["pmc:oa_comm", "pmc:oa_noncomm"])
 def test_pmc_retired_prefix_names_exit_2_in_one_line_before_any_request(
         proxy: S3FaultProxy, tmp_path: Path, preset: str) -> None:
