@@ -79,12 +79,16 @@ class S3Source:
     """The objects of `bucket` whose keys begin with `prefix` ("" or ending in "/"); keys
     relative to it are the entry names. `endpoint`: an S3-compatible server's
     `http[s]://host[:port]` (path-style), else AWS. `sign`: with credentials from the
-    standard AWS chain (botocore), else anonymous; `requester_pays` says so in each request."""
+    standard AWS chain (botocore), else anonymous; `requester_pays` says so in each request.
+    `narrow`: only the keys beginning with `prefix + narrow` are listed (a preset's: PMC's
+    article versions, `PMC...`, among other keys at the bucket's root), still named
+    relative to `prefix`."""
 
     scheme: ClassVar[str] = "s3"
 
     bucket: str
     prefix: str = ""
+    narrow: str = ""
     endpoint: str | None = None
     sign: bool = False
     requester_pays: bool = False
@@ -100,6 +104,8 @@ class S3Source:
             raise BadSource(f"the S3 prefix must end with '/', got {self.prefix!r}")
         if any(c in self.prefix for c in "\r\n\0") or self.prefix.startswith("/"):
             raise BadSource(f"invalid S3 prefix {self.prefix!r}")
+        if any(c in self.narrow for c in "/\r\n\0"):
+            raise BadSource(f"invalid S3 key narrowing {self.narrow!r}: one level, no '/'")
         if self.endpoint is not None:
             _check_endpoint(self.endpoint)
         if self.requester_pays and not self.sign:
@@ -107,7 +113,8 @@ class S3Source:
 
     def __str__(self) -> str:
         where = f" at {self.endpoint}" if self.endpoint else ""
-        return f"s3://{self.bucket}/{self.prefix}{where}"
+        narrow = f"{self.narrow}*" if self.narrow else ""
+        return f"s3://{self.bucket}/{self.prefix}{narrow}{where}"
 
     @property
     def path(self) -> str:
@@ -267,7 +274,9 @@ class S3Session:
 
         from ._errors import TransferStalled
 
-        listing = self.transport.listings.setdefault(path, Listing(path))
+        source = self.transport.source
+        narrow = source.narrow if path == source.prefix else ""
+        listing = self.transport.listings.setdefault(path, Listing(path, narrow))
         deadline = listing_deadline(self.http.transport.stall_timeout)
         while not listing.done:
             with anyio.move_on_after(deadline) as page_time:
@@ -286,7 +295,7 @@ class S3Session:
         received = 0
         async with self.http._request(
                 "GET", self.transport.url_path(""), phase="list", label=label,
-                query=page_query(listing.prefix, listing.token),
+                query=page_query(listing.prefix + listing.narrow, listing.token),
                 on_error=self._error) as response:
             while chunk := await response.content.readany():
                 received += len(chunk)

@@ -28,9 +28,11 @@ _MD5 = re.compile(r"[0-9a-f]{32}")
 @dataclass(slots=True)
 class Listing:
     """A listing under way: what the pages read so far held, and where the next begins
-    (None: at the start; `done` once a page said it was the last)."""
+    (None: at the start; `done` once a page said it was the last). Pages are asked for the
+    keys beginning with `prefix + narrow`; names are relative to `prefix`."""
 
     prefix: str
+    narrow: str = ""
     entries: list[RemoteEntry] = field(default_factory=list)
     token: str | None = None
     done: bool = False

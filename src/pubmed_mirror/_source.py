@@ -24,6 +24,7 @@ from ._errors import (
     ServerUnreachable,
 )
 from ._ftp import FtpSession, FtpTransport
+from ._pmc import pmc_source
 from ._proxy import Proxy, parse_proxy, proxy_for
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
@@ -328,8 +329,8 @@ def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
     same files, in place of a preset's NCBI HTTPS tree), over `transport` ("ftp", "https":
     the HTTP(S) tree alone, or "auto": FTP, falling back to HTTP(S)). HTTP(S) goes through
     `proxy` (a URL as --proxy takes it: no password) or the environment's. `email` is the
-    anonymous FTP password and a contact in the HTTP User-Agent. `s3`: how an s3:// URL is
-    reached (endpoint, signing)."""
+    anonymous FTP password and a contact in the HTTP User-Agent. `s3`: how an s3:// URL or
+    a `pmc:` preset (PMC's bucket, `_pmc`) is reached (endpoint, signing)."""
     s3 = s3 or S3Options()
     if transport not in TRANSPORTS:
         raise BadSource(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
@@ -339,6 +340,12 @@ def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
     if fallback is not None and scheme in ("s3", *_DEFAULT_PORTS):
         raise BadSource("fallback: only for ftp:// URLs and the presets, not "
                         f"{scheme}:// ones")
+    if fallback is not None and scheme == "pmc":
+        raise BadSource("fallback: only for ftp:// URLs and the pubmed: presets")
+    if scheme == "pmc":  # PMC's bucket: an s3:// source, reached as `s3` says
+        return pmc_source(url, endpoint=s3.endpoint, sign=s3.sign,
+                          requester_pays=s3.requester_pays, ca_file=ca_file, proxy=proxy,
+                          netrc_file=netrc_file, email=email)
     if scheme == "s3":
         return S3Source.parse(url, endpoint=s3.endpoint, sign=s3.sign,
                               requester_pays=s3.requester_pays, ca_file=ca_file, proxy=proxy,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .._lifecycle import DeleteLimit
+from .._pmc import PMC_PRESETS, RETIRED_PRESETS
 from .._proxy import parse_proxy
 from .._pubmed import PRESETS
 from .._source import TRANSPORTS, parse_source
@@ -113,7 +114,10 @@ def directory(text: str) -> Path:
 
 def source_url(text: str) -> str:
     """The URL or preset as given, once it parses (the source is made in `main`, with
-    --ca-file and --transport)."""
+    --ca-file and --transport). A retired preset passes: `main` says why in one line,
+    without the usage text, which would bury the explanation."""
+    if text in RETIRED_PRESETS:
+        return text
     try:
         parse_source(text)
         return text
@@ -134,7 +138,7 @@ def proxy_url(text: str) -> str:
 # -- the parser -----------------------------------------------------------------------------------
 
 URL_HELP = (f"ftp://[user@]host[:port]/dir/, http[s]://host[:port]/dir/, "
-            f"s3://BUCKET/PREFIX/ or a preset: {', '.join(PRESETS)}")
+            f"s3://BUCKET/PREFIX/ or a preset: {', '.join([*PRESETS, *PMC_PRESETS])}")
 
 
 def network_options(p: argparse.ArgumentParser) -> None:
