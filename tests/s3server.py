@@ -180,6 +180,8 @@ class S3FaultProxy:
 
     def _fault(self, seen: Seen) -> S3Fault | None:
         for fault in self.faults:
+            if fault.kind in ("cut", "corrupt") and seen.method != "GET":
+                continue  # a body's faults: a HEAD has none
             if fault.match(seen):
                 self.faults.remove(fault)
                 return fault

@@ -91,7 +91,7 @@ def test_s3_checksums_asked_once_checked_recorded_and_verified(
     assert got["sha256.xml"][0] == hashlib.md5(SINGLE["sha256.xml"]).hexdigest()
     checked = run("verify", str(dest), "-v")
     assert checked.returncode == 0, checked.stderr
-    lines = {line.split()[1]: line for line in checked.stdout.splitlines()
+    lines = {line.split()[1].rstrip(":"): line for line in checked.stdout.splitlines()
              if line.split()[:1] in (["ok"], ["unchecked"])}
     assert lines["full.bin"].startswith("ok")
     assert "only its size checked" in lines["composite.bin"]

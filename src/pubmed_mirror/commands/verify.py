@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         elif args.verbose:
             reason = f": {check.reason}" if check.verdict == "unchecked" else ""
             console.print(f"{check.verdict:9} {check.name}{reason}", highlight=False,
-                          markup=False)
+                          markup=False, soft_wrap=True)
 
     report = await interruptible(lambda: verify(args.dest, on_file=show))
     if report is None:
