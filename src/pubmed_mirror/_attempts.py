@@ -405,12 +405,12 @@ class FileAttempts:
             manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
                                           None, now))
         etag = self.current.validator  # a strong ETag names the version (S3: vouched by)
-        checksum = self.object_checksum
-        checked = self.md5 is not None or (checksum is not None and checksum.checkable)
+        own = self.object_checksum  # S3's checksum of the object (checked when it can be)
+        checked = self.md5 is not None or (own is not None and own.checkable)
         manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
                                       now, now if checked else None,
                                       etag=etag if etag and etag.startswith('"') else None,
-                                      checksum=str(checksum) if checksum else None))
+                                      checksum=str(own) if own else None))
 
 
 def _prepare(part: Path, remote: RemoteFile, scan: bool,
