@@ -73,14 +73,21 @@ def make_bucket(client: Any, name: str, *, public: bool = True) -> None:
                 "Resource": f"arn:aws:s3:::{name}/*"}]}))
 
 
-def put_multipart(client: Any, bucket: str, key: str, parts: list[bytes]) -> str:
-    """An object uploaded in parts (all but the last >= 5 MiB); its ETag."""
-    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+def put_multipart(client: Any, bucket: str, key: str, parts: list[bytes], *,
+                  algorithm: str | None = None, kind: str | None = None) -> str:
+    """An object uploaded in parts (all but the last >= 5 MiB), with a checksum by
+    `algorithm` ("SHA256", "CRC32", ...) of type `kind` ("FULL_OBJECT", "COMPOSITE") when
+    given; its ETag."""
+    extra = {"ChecksumAlgorithm": algorithm} if algorithm else {}
+    upload = client.create_multipart_upload(
+        Bucket=bucket, Key=key, **extra, **({"ChecksumType": kind} if kind else {}))["UploadId"]
     done = []
     for number, data in enumerate(parts, 1):
-        etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload,
-                                  PartNumber=number, Body=data)["ETag"]
-        done.append({"PartNumber": number, "ETag": etag})
+        answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload,
+                                    PartNumber=number, Body=data, **extra)
+        done.append({"PartNumber": number, "ETag": answer["ETag"]})
+        if algorithm:
+            done[-1][f"Checksum{algorithm}"] = answer[f"Checksum{algorithm}"]
     answer = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,
                                               MultipartUpload={"Parts": done})
     return str(answer["ETag"])
@@ -89,7 +96,7 @@ def put_multipart(client: Any, bucket: str, key: str, parts: list[bytes]) -> str
 @dataclass
 class S3Fault:
     """kind: "cut" (the GET's headers and `after` bytes of its body, then the connection
-    drops), "corrupt" (the body with its first byte changed), "slowdown" (503 SlowDown,
+    drops), "corrupt" (the body with its byte at `after` changed), "slowdown" (503 SlowDown,
     Retry-After `seconds`), "error" (500 InternalError), "deny" (403 AccessDenied).
     `match` says which request it is for (the first that matches takes it)."""
 
@@ -133,6 +140,9 @@ class S3FaultProxy:
     def gets(self, bucket: str, key: str) -> list[Seen]:
         return [s for s in self.seen if s.method == "GET" and s.key(bucket) == key]
 
+    def heads(self, bucket: str) -> list[Seen]:
+        return [s for s in self.seen if s.method == "HEAD" and s.key(bucket)]
+
     def listings(self) -> list[Seen]:
         return [s for s in self.seen if s.listing]
 
@@ -170,6 +180,8 @@ class S3FaultProxy:
 
     def _fault(self, seen: Seen) -> S3Fault | None:
         for fault in self.faults:
+            if fault.kind in ("cut", "corrupt") and seen.method != "GET":
+                continue  # a body's faults: a HEAD has none
             if fault.match(seen):
                 self.faults.remove(fault)
                 return fault
@@ -194,8 +206,9 @@ class S3FaultProxy:
             self.seen.append(Seen(**{**seen.__dict__, "status": answer.status}))
             kept = {k: v for k, v in answer.headers.items()
                     if k.lower() not in ("connection", "transfer-encoding", "server", "date")}
-        if fault is not None and fault.kind == "corrupt" and body:
-            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        if fault is not None and fault.kind == "corrupt" and len(body) > fault.after:
+            at = fault.after
+            body = body[:at] + bytes([body[at] ^ 0xFF]) + body[at + 1:]
         response = web.StreamResponse(status=answer.status, headers=kept)
         if request.method == "HEAD":
             response.content_length = int(kept.get("Content-Length", "0"))

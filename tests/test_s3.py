@@ -269,15 +269,17 @@ def test_s3_bad_input_exits_2_before_any_request(
 
 def test_s3_signed_requests_carry_sigv4_and_requester_pays(
         proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
-    """--s3-sign signs every request (listing and GETs) with SigV4 from the AWS
-    environment variables, and --s3-requester-pays says so in each."""
+    """--s3-sign signs every request (listing, GETs, the multipart object's checksum HEAD)
+    with SigV4 from the AWS environment variables, and --s3-requester-pays says so in each."""
     env = {"AWS_ACCESS_KEY_ID": "AKIDTESTING", "AWS_SECRET_ACCESS_KEY": "secret",
            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
     dest = tmp_path / "dest"
     result = mirror(proxy, bucket, dest, "--s3-sign", "--s3-requester-pays", env=env)
     assert result.returncode == 0, result.stderr
     assert_files(dest, FILES)
-    assert len(proxy.seen) == 4
+    assert [s.method for s in proxy.seen].count("HEAD") == 1 and len(proxy.seen) == 5
+    head = next(s for s in proxy.seen if s.method == "HEAD")
+    assert "x-amz-checksum-mode" in head.headers.get("authorization", "")  # signed too
     for seen in proxy.seen:
         auth = seen.headers.get("authorization", "")
         assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDTESTING/"), seen

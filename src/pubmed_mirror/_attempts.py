@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
-from ._digest import PartDigest, file_md5
+from ._digest import Checksum, PartDigest, file_md5
 from ._errors import (
     ChecksumMismatch,
     LocalFileError,
@@ -27,6 +27,7 @@ from ._errors import (
 from ._events import FileProgress, FileRetrying, FileStarted
 from ._plan import PlannedFile, same_time
 from ._pubmed import parse_md5_file
+from ._s3 import S3Session
 from ._state import ManifestEntry
 from ._tail import FileTail, segments_on_disk
 from ._transfer import (
@@ -35,6 +36,7 @@ from ._transfer import (
     discard_part,
     fetch_small,
     finalize,
+    part_digest,
     part_path,
     part_started,
     part_validator,
@@ -75,6 +77,9 @@ class FileAttempts:
         self.local_copy_kept = False  # a "check" found the local copy right
         self.record_error: str | None = None  # NAME is final, its record could not be written
         self._checksum: bytes | None = None  # NAME.md5's bytes, fetched once per digest
+        # S3: the object's own checksum (`_object_checksum`), asked once per version
+        self.object_checksum: Checksum | None = None
+        self._object_asked = False
         self._checked = planned.action != "check"
         self._position = 0
         self._furthest = 0
@@ -93,6 +98,7 @@ class FileAttempts:
     def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
         if isinstance(error, ChecksumMismatch | WrongVersion):
             self._checksum = None  # the server may have replaced both: ask again
+            self._object_asked = False
         self.run.emit(FileRetrying(self.entry.name, attempt, delay, describe(error)))
 
     def _on_start(self, offset: int) -> None:
@@ -125,6 +131,8 @@ class FileAttempts:
             if not verify:
                 await self._companion(session)
             if not self.local_copy_kept:
+                if verify:
+                    await self._object_checksum(session)
                 self.remote = remote = await self._remote(session)
                 try:
                     await self._receive_first(session, remote)
@@ -172,14 +180,15 @@ class FileAttempts:
         if self.tail is None:
             exact = (self.current.size is not None and self.current.mtime is not None
                      and self.current.mtime_resolution <= 1)
-            self.tail = FileTail(part, remote.size, splittable=remote.md5 is not None or exact)
+            self.tail = FileTail(part, remote.size,
+                                 splittable=remote.digest_algorithm is not None or exact)
         tail = self.tail
         first = tail.start(have, found)
         self._on_start(tail.have())
         self.run.splittable[tail] = self
         self.run.tails.notify()  # its segments left on disk, if any, are for idle sessions
         # hashes the part while it is received (a new one each attempt: see PartDigest)
-        self._digest = PartDigest(part) if remote.md5 is not None else None
+        self._digest = part_digest(part, remote)
         await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
                            bucket=self.run.bucket, on_bytes=self._on_bytes,
                            mover=self.run.mover, digest=self._digest)
@@ -262,9 +271,9 @@ class FileAttempts:
         # the validator the part's first answer recorded, which a segment's request names
         remote = await anyio.to_thread.run_sync(started_from, tail.part, remote)
         async with self.pool.session() as session:
-            if remote.md5 is None:
+            if remote.digest_algorithm is None:
                 # another connection, another RETR: still the version the part holds? (with
-                # an MD5, a splice of two versions fails the check instead)
+                # an MD5 or checksum, a splice of two versions fails the check instead)
                 now = await session.stat(remote.path)
                 if now.size is None or now.mtime is None:
                     raise ResumeRefused("the server gives no size or time to tell whether "
@@ -306,6 +315,22 @@ class FileAttempts:
         except ValueError as exc:
             self._checksum = None
             raise ProtocolError(f"cannot read the checksum file: {exc}", path=path) from None
+
+    async def _object_checksum(self, session: Session) -> None:
+        """S3, an object with no MD5 (a multipart ETag): its own full-object checksum, asked
+        by one HEAD with checksum mode per version fetched (again only after a mismatch).
+        HEAD, not the GET: every GET here is ranged (`bytes=N-`), and S3 leaves a
+        full-object checksum out of a ranged answer, while the digest must be known before
+        the first byte, to hash the part behind the writer, for a resumed or split transfer
+        as for a fresh one."""
+        if self.md5 is not None or not isinstance(session, S3Session) or self._object_asked:
+            return
+        path = self.source.remote_path(self.entry.name)
+        self.object_checksum = await session.checksum(path, self.entry.validator)
+        self._object_asked = True
+        if self.object_checksum is not None and not self.object_checksum.checkable:
+            log.info("%s: %s: recorded, not checked", self.entry.name,
+                     self.object_checksum.why_unchecked())
 
     async def _companion(self, session: Session) -> None:
         """--no-verify: NAME.md5 still travels with NAME when it can, but never fails it."""
@@ -356,7 +381,8 @@ class FileAttempts:
         self.size = entry.size
         self.mtime = entry.mtime if entry.mtime else self.entry.mtime
         self.current = entry
-        return RemoteFile(path, entry.size, self.mtime, self.md5, entry.validator)
+        return RemoteFile(path, entry.size, self.mtime, self.md5, entry.validator,
+                          self.object_checksum)
 
     def _record(self) -> None:
         """NAME is final (or the local copy is right): record it. A record that cannot be
@@ -379,9 +405,12 @@ class FileAttempts:
             manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
                                           None, now))
         etag = self.current.validator  # a strong ETag names the version (S3: vouched by)
+        own = self.object_checksum  # S3's checksum of the object (checked when it can be)
+        checked = self.md5 is not None or (own is not None and own.checkable)
         manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
-                                      now, now if self.md5 else None,
-                                      etag=etag if etag and etag.startswith('"') else None))
+                                      now, now if checked else None,
+                                      etag=etag if etag and etag.startswith('"') else None,
+                                      checksum=str(own) if own else None))
 
 
 def _prepare(part: Path, remote: RemoteFile, scan: bool,

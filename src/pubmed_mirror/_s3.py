@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from ._backoff import ServerGate
-from ._errors import BadSource, ConnectionLost, LoginRefused, ServerUnreachable
+from ._digest import Checksum
+from ._errors import BadSource, ConnectionLost, LoginRefused, ProtocolError, ServerUnreachable
 from ._proxy import Proxy, proxy_for
 from ._ratelimit import TokenBucket
 from ._s3list import Listing, PageParser, error_code, etag_md5, page_query
@@ -34,12 +35,14 @@ if TYPE_CHECKING:
     from ._http import HttpSession, HttpTransport, Signer
     from ._transfer import RemoteFile
 
-__all__ = ["S3Source", "S3Transport", "check_bucket"]
+__all__ = ["S3Session", "S3Source", "S3Transport", "check_bucket", "object_checksum"]
 
 DEFAULT_REGION = "us-east-1"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ERROR_LIMIT = 64 << 10
 _LISTING_PAGE_LIMIT = 64 << 20
+_MULTIPART = re.compile(r'-\d+"?$')  # an ETag `"...-N"`: of an upload in N parts
+_CHECKSUMS = ("sha256", "sha1", "crc32", "crc32c", "crc64nvme")
 _CREDENTIALS_HELP = ("give credentials with --s3-sign (AWS_ACCESS_KEY_ID and "
                      "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials)")
 
@@ -54,6 +57,22 @@ def check_bucket(name: str) -> str:
     if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
         raise BadSource(f"invalid S3 bucket name {name!r}: an IP address")
     return name
+
+
+def object_checksum(headers: Mapping[str, str], *, multipart: bool) -> Checksum | None:
+    """The object's own checksum from an answer asked with `x-amz-checksum-mode: ENABLED`
+    (header names lowercased), None when it carries none. Of a `multipart` upload it is of
+    the whole file only when `x-amz-checksum-type: FULL_OBJECT` says so (CRC64NVME is never
+    anything else); otherwise it is composite, of the parts' checksums: AWS says so with the
+    type and a `-N` ending, older servers (and moto's HEAD) with neither."""
+    kind = headers.get("x-amz-checksum-type", "").strip().upper()
+    for algorithm in _CHECKSUMS:
+        value = headers.get(f"x-amz-checksum-{algorithm}", "").strip()
+        if value:
+            whole = kind == "FULL_OBJECT" or algorithm == "crc64nvme" or (
+                not multipart and kind != "COMPOSITE")
+            return Checksum(algorithm, value, composite=not whole or "-" in value)
+    return None
 
 
 def _check_endpoint(url: str) -> tuple[str, str, int]:
@@ -332,6 +351,20 @@ class S3Session:
                     "InvalidToken", "AuthorizationHeaderMalformed"):
             raise LoginRefused(f"the credentials were refused ({code})", path=str(source),
                                reply=reply)
+
+    async def checksum(self, path: str, etag: str | None) -> Checksum | None:
+        """The object's own checksum (HEAD with `x-amz-checksum-mode: ENABLED`), None when
+        it has none; ProtocolError when the object is no longer the version of `etag`."""
+        async with self.http._request(
+                "HEAD", self.transport.url_path(path), phase="stat", label=path,
+                headers={"x-amz-checksum-mode": "ENABLED"}) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+        now = headers.get("etag")
+        if etag is not None and now is not None and now != etag:
+            raise ProtocolError(f"changed on the server since the listing (ETag {now}, "
+                                f"listed {etag})", path=path)
+        multipart = _MULTIPART.search(now or etag or "") is not None
+        return object_checksum(headers, multipart=multipart)
 
     async def stat(self, path: str) -> RemoteEntry:
         """Size, time and ETag of one object (HEAD)."""

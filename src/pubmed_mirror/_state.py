@@ -34,10 +34,11 @@ CREATE TABLE IF NOT EXISTS files (
     fetched_at REAL NOT NULL,   -- when the file became final
     verified_at REAL,           -- when its MD5 last matched (fetch or `verify`)
     bad TEXT,                   -- why `verify` found the local copy wrong; NULL if it did not
-    etag TEXT                   -- the remote version's strong ETag (S3's), NULL if none
+    etag TEXT,                  -- the remote version's strong ETag (S3's), NULL if none
+    checksum TEXT               -- the server's own checksum, ALGORITHM:VALUE (S3's), or NULL
 )
 """
-_COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad, etag"
+_COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad, etag, checksum"
 # what the dataset view (`status`, `load-order`, `ack`) needs beyond the files: see _dataset
 _DATASET_TABLES = {
     # the data files (not NAME.md5) of the selection in the last successful listing
@@ -60,6 +61,7 @@ class ManifestEntry:
     verified_at: float | None = None
     bad: str | None = None  # set by `verify`: the next mirror fetches the file again
     etag: str | None = None  # the version's strong ETag, when the server named one (S3)
+    checksum: str | None = None  # the server's own for the object, ALGORITHM:VALUE (S3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,7 @@ class Manifest:
             # an older manifest opened read-only lacks the dataset tables: they read as empty
             self._tables = {row[0] for row in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            # an older manifest opened read-only lacks `bad` or `etag`: read them as NULL
+            # an older manifest opened read-only lacks `bad`, `etag` or `checksum`: read as NULL
             known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
             self._columns = ", ".join(c if c in known else "NULL"
                                       for c in _COLUMNS.split(", "))
@@ -196,9 +198,9 @@ class Manifest:
             raise LocalFileError(f"cannot open the manifest {path}: {_reason(exc)}") from exc
 
     def _add_bad_column(self) -> None:
-        """Manifests written before the `bad` (or `etag`) column existed get it."""
+        """Manifests written before the `bad` (`etag`, `checksum`) column existed get it."""
         known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
-        for column in ("bad", "etag"):
+        for column in ("bad", "etag", "checksum"):
             if column not in known:
                 self._db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
 
@@ -257,9 +259,9 @@ class Manifest:
     def record(self, entry: ManifestEntry) -> None:
         with self._lock, self._errors():
             self._db.execute(
-                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (entry.name, entry.size, entry.mtime, entry.md5, entry.fetched_at,
-                 entry.verified_at, entry.bad, entry.etag))
+                 entry.verified_at, entry.bad, entry.etag, entry.checksum))
 
     def forget(self, *names: str) -> None:
         """Remove these files' rows (their files were deleted), in one statement."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 
-from ._digest import PartDigest, file_md5
+from ._digest import Checksum, PartDigest
 from ._direct import Mover
 from ._errors import (
     ChecksumMismatch,
@@ -52,13 +52,24 @@ __all__ = ["PartDigest", "RemoteFile", "Span", "TransferResult", "fetch_file", "
 @dataclass(frozen=True, slots=True)
 class RemoteFile:
     """What the transfer needs to know of a remote file; `md5` is the expected hex digest,
-    `validator` what names the version over HTTP (see RemoteEntry), when known."""
+    `validator` what names the version over HTTP (see RemoteEntry), when known; `checksum`
+    the server's own for the whole object (S3's, asked for when there is no MD5)."""
 
     path: str
     size: int
     mtime: float | None
     md5: str | None = None
     validator: str | None = None
+    checksum: Checksum | None = None
+
+    @property
+    def digest_algorithm(self) -> str | None:
+        """What the part is hashed with to be checked before the rename (None: unchecked)."""
+        if self.md5 is not None:
+            return "md5"
+        if self.checksum is not None and self.checksum.checkable:
+            return self.checksum.algorithm
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,12 +201,7 @@ def finalize(part: Path, dest: Path, remote: RemoteFile,
     if root is not None:
         make_parents(root, dest.relative_to(root).as_posix())
     with local_errors(dest):
-        if remote.md5 is not None:
-            actual = file_md5(part) if digest is None else digest.hexdigest()
-            if actual != remote.md5.lower():
-                discard_part(part)
-                raise ChecksumMismatch(f"MD5 {actual} does not match the expected "
-                                       f"{remote.md5.lower()}", path=remote.path)
+        _check_digest(part, remote, digest)
         fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             os.fsync(fd)
@@ -208,6 +214,31 @@ def finalize(part: Path, dest: Path, remote: RemoteFile,
             record.unlink(missing_ok=True)
     # the directory is fsynced once per run (`sync_directory`), not per file: a rename lost
     # in a crash leaves the old NAME (or none), which the next run sees and fetches again
+
+
+def _check_digest(part: Path, remote: RemoteFile, digest: PartDigest | None) -> None:
+    """The part's MD5, else the server's full-object checksum, matches (what `digest` has
+    not hashed yet is read now; without one, the whole part); else it is discarded."""
+    algorithm = remote.digest_algorithm
+    if algorithm is None:
+        return
+    if digest is None or digest.algorithm != algorithm:
+        digest = PartDigest(part, algorithm)
+    if remote.md5 is not None:
+        actual, expected = digest.hexdigest(), remote.md5.lower()
+    else:
+        assert remote.checksum is not None
+        actual, expected = remote.checksum.encode(digest.digest()), remote.checksum.value
+    if actual != expected:
+        discard_part(part)
+        raise ChecksumMismatch(f"{algorithm.upper()} {actual} does not match the expected "
+                               f"{expected}", path=remote.path)
+
+
+def part_digest(part: Path, remote: RemoteFile) -> PartDigest | None:
+    """What hashes NAME.part while it is received, when it is to be checked."""
+    algorithm = remote.digest_algorithm
+    return PartDigest(part, algorithm) if algorithm is not None else None
 
 
 def sync_directory(directory: Path) -> None:
@@ -277,7 +308,7 @@ async def fetch_file(
     if on_start is not None:
         on_start(offset)
     span = Span(part, 0, offset, remote.size)
-    digest = PartDigest(part) if remote.md5 is not None else None
+    digest = part_digest(part, remote)
     received = await receive_span(session, remote, span, stall_timeout=stall_timeout,
                                   bucket=bucket, on_bytes=on_bytes, mover=mover, digest=digest)
     await anyio.to_thread.run_sync(finalize, part, dest, remote, digest)

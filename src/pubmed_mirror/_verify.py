@@ -15,7 +15,7 @@ from typing import Literal
 
 import anyio
 
-from ._digest import file_md5
+from ._digest import Checksum, file_checksum, file_md5
 from ._errors import LocalFileError, describe, ungrouped
 from ._layout import open_read
 from ._plan import CHECKSUM_SUFFIX
@@ -33,7 +33,8 @@ Verdict = Literal["ok", "unchecked", "corrupt", "missing"]
 @dataclass(frozen=True, slots=True)
 class FileCheck:
     """One file's verdict. `unchecked`: present with the recorded size, but no digest to
-    check it against (no NAME.md5 and none in the manifest)."""
+    check it against (no NAME.md5, no MD5 in the manifest, no server checksum it can
+    compute: the reason says which)."""
 
     name: str
     verdict: Verdict
@@ -122,13 +123,33 @@ def check_file(dest: Path, name: str, row: ManifestEntry | None) -> FileCheck:
     except (ValueError, OSError) as exc:
         return FileCheck(name, "corrupt", f"checksum unreadable: {exc}")
     if expected is None:
-        return FileCheck(name, "unchecked", "no MD5 known")
+        return _by_checksum(path, name, row)
     try:
         actual = file_md5(path)
     except OSError as exc:
         return FileCheck(name, "corrupt", f"unreadable: {exc.strerror or exc}")
     if actual != expected:
         return FileCheck(name, "corrupt", f"MD5 {actual}, expected {expected}")
+    return FileCheck(name, "ok")
+
+
+def _by_checksum(path: Path, name: str, row: ManifestEntry | None) -> FileCheck:
+    """No MD5: the server's own checksum the manifest recorded, when it can be computed
+    (S3's full-object SHA-256, SHA-1, CRC32); otherwise only the size was checked."""
+    try:
+        checksum = Checksum.parse(row.checksum) if row and row.checksum else None
+    except ValueError as exc:
+        return FileCheck(name, "corrupt", f"checksum unreadable: {exc}")
+    if checksum is None or not checksum.checkable:
+        why = checksum.why_unchecked() if checksum else "no MD5 or checksum known"
+        return FileCheck(name, "unchecked", f"only its size checked: {why}")
+    try:
+        actual = checksum.encode(file_checksum(path, checksum.algorithm))
+    except OSError as exc:
+        return FileCheck(name, "corrupt", f"unreadable: {exc.strerror or exc}")
+    if actual != checksum.value:
+        return FileCheck(name, "corrupt",
+                         f"{checksum.algorithm.upper()} {actual}, expected {checksum.value}")
     return FileCheck(name, "ok")
 
 

@@ -42,7 +42,9 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[red]{check.verdict.upper()}[/]  {escape(check.name)}: "
                           f"{escape(check.reason)}", highlight=False)
         elif args.verbose:
-            console.print(f"{check.verdict:9} {check.name}", highlight=False, markup=False)
+            reason = f": {check.reason}" if check.verdict == "unchecked" else ""
+            console.print(f"{check.verdict:9} {check.name}{reason}", highlight=False,
+                          markup=False, soft_wrap=True)
 
     report = await interruptible(lambda: verify(args.dest, on_file=show))
     if report is None:
@@ -67,6 +69,6 @@ def _verify_line(dest: Path, report: VerifyReport) -> str:
         return f"verify {escape(str(dest))}: nothing to verify (no manifest records, no .md5 files)"
     counts = report.counts
     verdict = "[green]all good[/]" if report.ok else "[red]PROBLEMS FOUND[/]"
-    return (f"verify {escape(str(dest))}: {verdict}: {counts['ok']} match their MD5, "
-            f"{counts['corrupt']} corrupt, {counts['missing']} missing, "
-            f"{counts['unchecked']} without an MD5 ({report.seconds:.1f} s)")
+    return (f"verify {escape(str(dest))}: {verdict}: {counts['ok']} match their MD5 or "
+            f"checksum, {counts['corrupt']} corrupt, {counts['missing']} missing, "
+            f"{counts['unchecked']} without one (size only) ({report.seconds:.1f} s)")

@@ -1,0 +1,163 @@
+"""S3 objects whose ETag is not an MD5 (multipart uploads): their own `x-amz-checksum-*`
+asked for and checked before the rename, recorded, and what `verify` then says; the
+installed command against moto's S3 server, faults injected by the proxy in front of it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import os
+import sqlite3
+import zlib
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3server import S3Fault, S3FaultProxy, make_bucket, moto_server, put_multipart, s3_client
+from test_s3 import assert_files, run
+
+_names = itertools.count()
+PARTS = {name: [os.urandom(5 << 20), os.urandom(200_000)]
+         for name in ("full.bin", "composite.bin", "plain.bin")}
+SINGLE = {"sha256.xml": b"<a>sha256</a>\n" * 50, "sha1.xml": b"<a>sha1</a>\n" * 40}
+FILES = {**{k: b"".join(v) for k, v in PARTS.items()}, **SINGLE}
+FULL_CRC32 = base64.b64encode(zlib.crc32(FILES["full.bin"]).to_bytes(4, "big")).decode()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(moto: str) -> str:
+    """A public bucket under data/: full.bin in parts with a full-object CRC32,
+    composite.bin in parts with a composite SHA256, plain.bin in parts without a checksum,
+    and two single-part objects uploaded with a SHA256 and a SHA1."""
+    client: Any = s3_client(moto)
+    name = f"sums-{next(_names)}"
+    make_bucket(client, name)
+    put_multipart(client, name, "data/full.bin", PARTS["full.bin"], algorithm="CRC32",
+                  kind="FULL_OBJECT")
+    put_multipart(client, name, "data/composite.bin", PARTS["composite.bin"],
+                  algorithm="SHA256")
+    put_multipart(client, name, "data/plain.bin", PARTS["plain.bin"])
+    for key, algorithm in (("sha256.xml", "SHA256"), ("sha1.xml", "SHA1")):
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=SINGLE[key],
+                          ChecksumAlgorithm=algorithm)
+    return name
+
+
+@pytest.fixture
+def proxy(moto: str) -> Iterator[S3FaultProxy]:
+    with S3FaultProxy(moto).running() as server:
+        yield server
+
+
+def mirror(proxy: S3FaultProxy, bucket: str, dest: Path, *args: str) -> Any:
+    return run("mirror", f"s3://{bucket}/data/", "--s3-endpoint", proxy.url, "--dest",
+               str(dest), "--retries", "3", *args)
+
+
+def rows(dest: Path) -> dict[str, tuple[Any, ...]]:
+    with closing(sqlite3.connect(dest / ".pubmed-mirror" / "manifest.sqlite")) as db:
+        return {r[0]: r[1:] for r in db.execute(
+            "SELECT name, md5, checksum, verified_at FROM files").fetchall()}
+
+
+def test_s3_checksums_asked_once_checked_recorded_and_verified(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """Each multipart object is asked for its checksum by one HEAD with checksum mode, a
+    full-object one is recorded as checked, a composite one recorded as such, and `verify`
+    re-hashes the CRC32 and says that the others had only their size checked."""
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, FILES)
+    heads = proxy.heads(bucket)
+    assert sorted(s.key(bucket) or "" for s in heads) == [
+        "data/composite.bin", "data/full.bin", "data/plain.bin"]
+    assert all(s.headers.get("x-amz-checksum-mode") == "ENABLED" for s in heads)
+    got = rows(dest)
+    assert got["full.bin"][:2] == (None, f"crc32:{FULL_CRC32}") and got["full.bin"][2]
+    assert got["composite.bin"][1].startswith("sha256-composite:")
+    assert got["composite.bin"][2] is None  # not claimed verified
+    assert got["plain.bin"] == (None, None, None)
+    assert got["sha256.xml"][0] == hashlib.md5(SINGLE["sha256.xml"]).hexdigest()
+    checked = run("verify", str(dest), "-v")
+    assert checked.returncode == 0, checked.stderr
+    lines = {line.split()[1].rstrip(":"): line for line in checked.stdout.splitlines()
+             if line.split()[:1] in (["ok"], ["unchecked"])}
+    assert lines["full.bin"].startswith("ok")
+    assert "only its size checked" in lines["composite.bin"]
+    assert "composite" in lines["composite.bin"]
+    assert "only its size checked: no MD5 or checksum known" in lines["plain.bin"]
+    assert "3 match their MD5 or checksum" in checked.stdout
+    assert "2 without one (size only)" in checked.stdout
+
+
+def test_s3_verify_finds_a_full_object_checksum_file_corrupted_on_disk(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """A file checked by its recorded CRC32 whose local bytes change is corrupt to `verify`."""
+    dest = tmp_path / "dest"
+    assert mirror(proxy, bucket, dest).returncode == 0
+    data = bytearray(FILES["full.bin"])
+    data[1000] ^= 0xFF
+    (dest / "full.bin").write_bytes(bytes(data))
+    checked = run("verify", str(dest))
+    assert checked.returncode == 1
+    assert "full.bin" in checked.stdout and "CRC32" in checked.stdout
+
+
+def test_s3_corrupt_object_with_checksum_is_refetched(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """A multipart object whose bytes do not match its full-object CRC32 is fetched again."""
+    proxy.faults.append(S3Fault("corrupt", lambda s: s.key(bucket) == "data/full.bin"
+                                and s.method == "GET", after=3 << 20))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 0, result.stderr
+    assert [s.headers.get("range") for s in proxy.gets(bucket, "data/full.bin")] == [
+        "bytes=0-", "bytes=0-"]
+    assert_files(dest, FILES)
+
+
+def test_s3_always_corrupt_object_with_checksum_fails_cleanly(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """A multipart object corrupt at every attempt fails (exit 1, its CRC32 named) and
+    leaves no final file."""
+    for _ in range(4):
+        proxy.faults.append(S3Fault("corrupt", lambda s: s.key(bucket) == "data/full.bin"
+                                    and s.method == "GET", after=3 << 20))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 1
+    assert "CRC32" in result.stdout + result.stderr
+    assert len(proxy.gets(bucket, "data/full.bin")) == 4
+    assert not (dest / "full.bin").exists()
+    assert_files(dest, {k: v for k, v in FILES.items() if k != "full.bin"})
+
+
+@pytest.mark.parametrize("mover", [[], ["--no-splice"]], ids=["splice", "recv"])
+def test_s3_resumed_object_is_checked_whole(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path, mover: list[str]) -> None:
+    """A multipart object cut short, then resumed with an answer corrupt beyond the resume
+    point, fails its CRC32 over the whole file and is fetched again from 0."""
+    key = "data/full.bin"
+    proxy.faults.append(S3Fault("cut", lambda s: s.key(bucket) == key and s.method == "GET",
+                                after=2 << 20))
+    proxy.faults.append(S3Fault("corrupt", lambda s: s.key(bucket) == key
+                                and s.method == "GET", after=1 << 20))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, *mover)
+    assert result.returncode == 0, result.stderr
+    ranges = [s.headers.get("range") for s in proxy.gets(bucket, key)]
+    assert len(ranges) == 3 and ranges[0] == ranges[2] == "bytes=0-"
+    assert ranges[1] is not None and int(ranges[1][6:-1]) >= 1 << 20
+    assert "CRC32" in result.stdout + result.stderr
+    assert_files(dest, FILES)
