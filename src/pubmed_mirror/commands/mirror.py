@@ -12,6 +12,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from .._client import mirror, plan_mirror
+from .._mirror import open_source
 from .._options import SPLIT_MIN, MirrorOptions, Timeouts
 from .._plan import MirrorPlan, PlannedFile
 from .._retry import RetryPolicy
@@ -54,7 +55,9 @@ def _reporter(args: argparse.Namespace, console: Console) -> LineReporter | Json
     if args.json:
         return JsonReporter()
     # FTP with HTTP(S) beside it says which files came over the other
-    primary = "ftp" if isinstance(args.url, FtpSource | AutoSource) else args.url.scheme
+    source = open_source(args.url)  # a URL still, when another command built the arguments
+    primary = "ftp" if isinstance(source, FtpSource | AutoSource) else getattr(
+        source, "scheme", "ftp")
     if console.is_terminal and not args.quiet:
         return LiveReporter(console, primary=primary)
     return LineReporter(console, quiet=args.quiet, primary=primary)
