@@ -518,6 +518,148 @@ def scenario_e(report: Report, work: Path, quick: bool) -> None:
          {"measured": points, "configured": (points[0], points[0])})
 
 
+FAR_RTT = 0.2  # seconds: a far client of us-east-1
+FAR_BUCKET = "pm-bench"
+
+# moto's S3 application under waitress (HTTP/1.1 keep-alive; moto_server's own Werkzeug
+# server answers every request with `Connection: close`, which would cost each object of
+# every client a new connection, one more round trip on a far link)
+_S3_SERVER = (
+    "import os, sys\n"
+    "os.environ['MOTO_PORT'] = sys.argv[1]\n"
+    "from moto.server import DomainDispatcherApplication, create_backend_app\n"
+    "from waitress import serve\n"
+    "serve(DomainDispatcherApplication(create_backend_app), host='127.0.0.1',\n"
+    "      port=int(sys.argv[1]), threads=8, connection_limit=256, _quiet=True)\n")
+
+
+@contextmanager
+def far_s3(work: Path, objects: dict[str, bytes]) -> Iterator[str]:
+    """An S3 server holding `objects` (keys) in a public bucket, behind a far link of
+    FAR_RTT (benchmarks/farlink.py, its own process); yields the far endpoint's URL."""
+    port, far = free_port(), free_port()
+    ready = work / "farlink.ready"
+    server = subprocess.Popen([sys.executable, "-c", _S3_SERVER, str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    relay = subprocess.Popen([sys.executable, str(Path(__file__).with_name("farlink.py")),
+                              "--listen", str(far), "--target", str(port),
+                              "--rtt-ms", str(FAR_RTT * 1000), "--ready", str(ready)])
+    try:
+        _fill_bucket(f"http://127.0.0.1:{port}", objects)
+        while not ready.exists():
+            if relay.poll() is not None:
+                raise RuntimeError("the far-link relay did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{far}"
+    finally:
+        for proc in (relay, server):
+            proc.terminate()
+            proc.wait()
+
+
+def _fill_bucket(endpoint: str, objects: dict[str, bytes]) -> None:
+    """The bucket, readable by anyone (policy), filled over the near side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="bench", aws_secret_access_key="bench")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket=FAR_BUCKET)
+            break
+        except Exception:  # not listening yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    client.put_bucket_policy(Bucket=FAR_BUCKET, Policy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{FAR_BUCKET}/*"}]}))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda kv: client.put_object(Bucket=FAR_BUCKET, Key=kv[0], Body=kv[1]),
+                      objects.items()))
+
+
+def s3_cmd(tool: str, endpoint: str, prefix: str, dest: Path, n: int, work: Path) -> list[str]:
+    """Copy every object under s3://FAR_BUCKET/prefix into dest over n connections."""
+    url = f"s3://{FAR_BUCKET}/{prefix}"
+    if tool == "pubmed-mirror":
+        return [*pubmed_mirror(), "mirror", url, "--s3-endpoint", endpoint, "--dest",
+                str(dest), "--concurrency", str(n), "-q"]
+    if tool == "rclone":  # it refuses to start with AWS_CA_BUNDLE set
+        return ["env", "-u", "AWS_CA_BUNDLE", "rclone", "copy", "-q", "--s3-provider", "Other",
+                "--s3-endpoint", endpoint, "--s3-env-auth=false", f":s3:{FAR_BUCKET}/{prefix}",
+                str(dest), "--transfers", str(n), "--checkers", str(n)]
+    if tool == "aws":
+        config = work / "aws-config"
+        config.write_text(f"[default]\nregion = us-east-1\ns3 =\n"
+                          f"  max_concurrent_requests = {n}\n")
+        return ["env", f"AWS_CONFIG_FILE={config}", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+                "AWS_EC2_METADATA_DISABLED=true", "aws", "s3", "sync", "--only-show-errors",
+                url, str(dest), "--endpoint-url", endpoint, "--no-sign-request"]
+    raise ValueError(tool)
+
+
+def scenario_s(report: Report, work: Path, quick: bool) -> None:
+    """Small objects on a far link: 2,000 x 4 KiB from S3 at 200 ms RTT, 32 connections."""
+    title = "s. Small S3 objects on a far link"
+    missing = [m for m in ("moto", "waitress", "botocore")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        report.add(title, [f"not run: needs {', '.join(missing)} (pip install '.[bench]')"])
+        return
+    count, size, n = (300 if quick else 2000), 4096, 32
+    rounds = 1 if quick else 3
+    objects = {f"far/o{i:05d}.bin": os.urandom(size) for i in range(count)}
+    tools = ["pubmed-mirror", *peers(report, "rclone", "aws")]
+    runs: dict[str, list[Run]] = {t: [] for t in tools}
+    with far_s3(work, objects) as endpoint:
+        for round_ in range(rounds):
+            for tool in rotated(tools, round_):
+                dest = work / f"s-{tool}"
+                shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir()
+                runs[tool].append(timed(s3_cmd(tool, endpoint, "far/", dest, n, work)))
+                for key, data in objects.items():
+                    if (dest / key.removeprefix("far/")).read_bytes() != data:
+                        raise RuntimeError(f"{tool} left a wrong copy of {key}")
+        in_run = _in_run_objects(endpoint, work / "s-in-run", n)
+    ideal, target = n / FAR_RTT, 0.8 * n / FAR_RTT
+    rate = {t: count / median(r, "wall") for t, r in runs.items()}
+    lines = [f"{count:,} objects of {size // 1024} KiB in a public bucket (moto's S3 "
+             f"application under waitress, keep-alive), behind a relay adding "
+             f"{FAR_RTT * 1000:.0f} ms of round trip (benchmarks/farlink.py: a new "
+             f"connection costs one more), {n} connections each (`--concurrency {n}`, "
+             f"rclone `--transfers {n} --checkers {n}`, awscli `max_concurrent_requests "
+             f"{n}`). Objects/s of the whole process (start-up and listing included), median "
+             f"of {rounds} rotated rounds; CPU seconds (user + sys) of the client. Ideal "
+             f"(one GET per object, {n} at a time): {ideal:.0f}/s; target >= {target:.0f}/s "
+             f"and faster than both peers. `in-run`: pubmed-mirror's own summary (objects "
+             "over its run's seconds: no Python start-up), from one more run.", "",
+             "| client | objects/s | vs pubmed-mirror | CPU s | target |", "|---|---|---|---|---|"]
+    for tool in tools:
+        lines.append(f"| {tool} | {rate[tool]:.0f} | "
+                     f"{rate[tool] / rate['pubmed-mirror']:.2f}x | "
+                     f"{median(runs[tool], 'cpu'):.2f} | "
+                     f"{'met' if rate[tool] >= target else 'missed'} |")
+    lines.append(f"| pubmed-mirror in-run | {in_run:.0f} | | | |")
+    report.add(title, lines)
+
+
+def _in_run_objects(endpoint: str, dest: Path, n: int) -> float:
+    """Objects/s by pubmed-mirror's own --json summary (from its listing to its end)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    done = subprocess.run([*pubmed_mirror(), "mirror", f"s3://{FAR_BUCKET}/far/",
+                           "--s3-endpoint", endpoint, "--dest", str(dest), "--concurrency",
+                           str(n), "--json"], capture_output=True, text=True, check=True)
+    summary = json.loads(done.stdout.splitlines()[-1])
+    return float(summary["done"]) / float(summary["seconds"])
+
+
 def json_lines(cmd: list[str]) -> list[tuple[float, dict[str, Any]]]:
     """The JSON objects a command prints, each with the monotonic time its line arrived."""
     stamped = []
@@ -690,7 +832,7 @@ def compile_bytecode() -> None:
 
 SCENARIOS: dict[str, Callable[[Report, Path, bool], None]] = {
     "a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e,
-    "f": scenario_f, "g": scenario_g, "h": scenario_h}
+    "f": scenario_f, "g": scenario_g, "h": scenario_h, "s": scenario_s}
 
 
 def main() -> None:

@@ -114,6 +114,7 @@ class Seen:
     headers: dict[str, str]
     status: int = 0
     at: float = field(default_factory=time.monotonic)
+    peer: int = 0  # the client's port: one per connection
 
     @property
     def listing(self) -> bool:
@@ -190,8 +191,10 @@ class S3FaultProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         raw = request.raw_path
         parts = urlsplit(raw)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         seen = Seen(request.method, parts.path, parse_qs(parts.query),
-                    {k.lower(): v for k, v in request.headers.items()})
+                    {k.lower(): v for k, v in request.headers.items()},
+                    peer=peer[1] if peer else 0)
         fault = self._fault(seen)
         canned = _canned(fault)
         if canned is not None:

@@ -245,6 +245,36 @@ async def test_early_close_resumes_at_the_offset(web_tree: Tree, tmp_path: Path)
     assert server.stats.ranges[BIG] == [0, rest_at(1_234_567)]
 
 
+@pytest.mark.parametrize("splice", [True, False], ids=["splice", "recv"])
+async def test_small_files_share_kept_alive_connections(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, splice: bool) -> None:
+    """Over plain HTTP, small files cost one GET each on the sessions' kept-alive
+    connections (a connection of their own is one more round trip per file on a far link),
+    while a large body is still received on its own connection by the mover asked for."""
+    root = tmp_path / "web"
+    root.mkdir()
+    files = {f"s{i:02d}.bin": os.urandom(4096) for i in range(12)}
+    files["large.bin"] = os.urandom(2 << 20)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    server = FaultyWebServer(root)
+    async with server.running():
+        with caplog.at_level(logging.DEBUG, logger="pubmed_mirror"):
+            report = await mirror(server.url, tmp_path / "m", opts(concurrency=2,
+                                                                   splice=splice))
+    assert report.ok, report.failed
+    for name, data in files.items():
+        assert (tmp_path / "m" / name).read_bytes() == data
+    small = [(method, name, port) for _, method, name, port in server.stats.arrivals
+             if name.startswith("s")]
+    assert sorted(name for _, name, _ in small) == sorted(n for n in files if n[0] == "s")
+    assert {method for method, _, _ in small} == {"GET"}
+    assert len({port for _, _, port in small}) <= 2
+    large = [r.message.rsplit("/", 1)[-1] for r in caplog.records
+             if "large.bin: " in r.message and " bytes by " in r.message]
+    assert large == [f"large.bin: {2 << 20} bytes by {'splice' if splice else 'recv'}"]
+
+
 async def test_stall_times_out_and_resumes(web_tree: Tree, tmp_path: Path) -> None:
     server = FaultyWebServer(web_tree[0])
     server.add(BIG, WebFault("stall", after=500_000, seconds=30))
@@ -369,8 +399,9 @@ async def test_receive_path_by_scheme(served: tuple[Path, dict[str, bytes]],
                                       certificate: tuple[Path, Path], tmp_path: Path,
                                       caplog: pytest.LogCaptureFixture, tls: bool,
                                       splice: bool, expected: str) -> None:
-    """Plain HTTP bodies are spliced into the part (after the headers, on a connection of
-    their own) unless splice is off; HTTPS bodies are copied from aiohttp."""
+    """Plain HTTP bodies of 256 KiB and more are spliced into the part (after the headers,
+    on a connection of their own) unless splice is off, smaller ones are copied from the
+    kept-alive connection; HTTPS bodies are copied from aiohttp."""
     if reason := missing("nginx"):
         pytest.skip(reason)
     base, files = served
@@ -383,9 +414,10 @@ async def test_receive_path_by_scheme(served: tuple[Path, dict[str, bytes]],
     assert report.ok, report.failed
     for name, data in files.items():
         assert (tmp_path / "m" / name).read_bytes() == data
-    paths = {r.message.rsplit(" by ", 1)[1] for r in caplog.records
+    paths = {(int(r.message.split(": ")[-1].split()[0]) >= 256 << 10,
+              r.message.rsplit(" by ", 1)[1]) for r in caplog.records
              if " bytes by " in r.message}
-    assert paths == {expected}
+    assert paths == {(True, expected), (False, "recv")}
 
 
 def test_ftp_runs_do_not_import_aiohttp() -> None:

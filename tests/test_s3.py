@@ -154,6 +154,25 @@ def test_s3_get_cut_short_is_resumed_with_range(
     assert_files(dest, FILES)
 
 
+@pytest.mark.parametrize("mover", [[], ["--no-splice"]], ids=["splice", "recv"])
+def test_s3_small_objects_share_kept_alive_connections(
+        proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path,
+        mover: list[str]) -> None:
+    """Small objects cost one GET each on the sessions' kept-alive connections, never a
+    connection of their own (on a far link, one more round trip per object)."""
+    small = {f"s{i:02d}.bin": os.urandom(4096) for i in range(12)}
+    for name, data in small.items():
+        client.put_object(Bucket=bucket, Key=f"data/{name}", Body=data)
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, "--concurrency", "2", *mover)
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, {**FILES, **small})
+    asked = [s for s in proxy.seen if s.key(bucket) in {f"data/{n}" for n in small}]
+    assert sorted(s.key(bucket) or "" for s in asked) == sorted(f"data/{n}" for n in small)
+    assert {s.method for s in asked} == {"GET"}
+    assert len({s.peer for s in asked}) <= 2
+
+
 def test_s3_corrupt_single_part_object_is_refetched(
         proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
     """A single-part object whose bytes do not hash to its ETag is fetched again from 0."""
