@@ -53,6 +53,8 @@ def app(n: int) -> web.Application:
     async def index(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/html"})
         await response.prepare(request)
+        if request.method == "HEAD":
+            return response
         for chunk in _page(n):
             await response.write(chunk)
         await response.write_eof()

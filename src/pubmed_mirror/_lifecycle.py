@@ -38,7 +38,7 @@ from ._transport import RemoteEntry
 
 __all__ = ["Changeover", "DeleteLimit", "Deletions", "Listed", "changeover",
            "current_entries", "delete_files", "listed_files", "newest_year", "plan_deletions",
-           "retired"]
+           "refusal", "retired"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeleteLimit:
@@ -176,14 +176,19 @@ def plan_deletions(dest: Path, rows: Sequence[ManifestEntry], listed: Sequence[s
     gone = tuple(r.name for r in data
                  if r.name not in listed_set and not retired(r.name, new)
                  and matches(r.name, include, exclude))
-    refused = None
-    if gone and not listed:
-        refused = (f"the listing holds no file: {len(gone)} recorded files would go; "
-                   "nothing deleted")
-    elif gone and not limit.allows(len(gone), len(data)):
-        refused = (f"{len(gone)} of the {len(data)} recorded files are no longer listed, "
-                   f"more than --max-delete {limit}: nothing deleted")
+    refused = refusal(len(gone), len(data), len(listed), limit)
     return Deletions(gone, superseded, refused)
+
+
+def refusal(gone: int, recorded: int, listed: int, limit: DeleteLimit) -> str | None:
+    """Why `gone` recorded files (of `recorded`) may not be deleted after a listing of
+    `listed` data files; None when they may."""
+    if gone and not listed:
+        return f"the listing holds no file: {gone} recorded files would go; nothing deleted"
+    if gone and not limit.allows(gone, recorded):
+        return (f"{gone} of the {recorded} recorded files are no longer listed, "
+                f"more than --max-delete {limit}: nothing deleted")
+    return None
 
 
 def delete_files(dest: Path, manifest: Manifest, names: Sequence[str]) -> None:

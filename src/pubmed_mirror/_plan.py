@@ -11,7 +11,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -26,10 +26,13 @@ from ._transport import RemoteEntry
 
 if TYPE_CHECKING:
     from ._lifecycle import Changeover, Deletions
+    from ._staging import PlanCounts
 
 __all__ = [
     "MirrorPlan",
     "PlannedFile",
+    "action_of",
+    "part_length",
     "Selection",
     "check_writable",
     "is_current",
@@ -82,18 +85,31 @@ class PlannedFile:
 
 @dataclass(frozen=True, slots=True)
 class MirrorPlan:
-    files: tuple[PlannedFile, ...]
+    """What a run would do. `files`: every selected file in load order; a run's own plan
+    iterates them from the staged listing (`_staging`) batch by batch, and `counts` then
+    gives their numbers without iterating (`plan_mirror` returns them as a tuple)."""
+
+    files: Collection[PlannedFile]
     # listing lines we cannot read that may name a selected file: the run fails on each
     unreadable: tuple[RemoteEntry, ...] = ()
     changeover: Changeover | None = None  # a newer PubMed year is listed than DEST holds
     deletions: Deletions | None = None  # as DEST stands before the run (see `_lifecycle`)
+    counts: PlanCounts | None = None
 
     def with_action(self, *actions: Action) -> tuple[PlannedFile, ...]:
         return tuple(f for f in self.files if f.action in actions)
 
+    def count(self, *actions: Action) -> int:
+        """How many files have these actions."""
+        if self.counts is not None:
+            return self.counts.of(*actions)
+        return len(self.with_action(*actions))
+
     @property
     def bytes_to_fetch(self) -> int:
         """Bytes a run would receive at most (checks that pass receive nothing)."""
+        if self.counts is not None:
+            return self.counts.bytes_to_fetch
         return sum(f.size - f.have for f in self.with_action("fetch", "check"))
 
 
@@ -211,7 +227,7 @@ def _vouched(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
             and row.size == entry.size and same_time(row.mtime, entry))
 
 
-def _part_length(local: Path, entry: RemoteEntry) -> int:
+def part_length(local: Path, entry: RemoteEntry) -> int:
     """What a fetch would resume from: NAME.part of this version and its segments."""
     if entry.size is None:
         return 0
@@ -225,20 +241,21 @@ def _part_length(local: Path, entry: RemoteEntry) -> int:
     return have
 
 
-def _action(dest: Path, manifest: Manifest, entry: RemoteEntry,
-            checksum: RemoteEntry | None, verify: bool) -> Action:
+def action_of(dest: Path, entry: RemoteEntry, checksum: RemoteEntry | None,
+              row: ManifestEntry | None, checksum_row: ManifestEntry | None,
+              verify: bool) -> Action:
+    """What a selected file needs, given its manifest row and its NAME.md5's (blocking:
+    stats the local copies)."""
     local = dest / entry.name
     if not is_current(local, entry):
         return "fetch"
-    row = manifest.get(entry.name)
     if not _vouched(row, entry):
         return "check"
     if checksum is None:
         return "skip"
     if verify and row is not None and row.md5 is None:
         return "check"  # recorded by a --no-verify run: confirm it by MD5 now
-    if _vouched(manifest.get(checksum.name), checksum) and is_current(dest / checksum.name,
-                                                                        checksum):
+    if _vouched(checksum_row, checksum) and is_current(dest / checksum.name, checksum):
         return "skip"
     return "check"
 
@@ -251,8 +268,9 @@ def make_plan(dest: Path, manifest: Manifest,
     `unreadable`: the listing lines that may name a selected file (`unreadable_entries`)."""
     planned = []
     for entry, checksum in files:
-        action = _action(dest, manifest, entry, checksum, verify)
-        have = _part_length(dest / entry.name, entry) if action == "fetch" else 0
+        action = action_of(dest, entry, checksum, manifest.get(entry.name),
+                           None if checksum is None else manifest.get(checksum.name), verify)
+        have = part_length(dest / entry.name, entry) if action == "fetch" else 0
         planned.append(PlannedFile(entry, checksum, action, have))
     return MirrorPlan(tuple(planned), tuple(unreadable))
 
