@@ -199,11 +199,11 @@ def unreadable_entries(entries: Sequence[RemoteEntry], selection: Selection
     return tuple(found)
 
 
-def is_current(local: Path, entry: RemoteEntry) -> bool:
+def is_current(local: Path | str, entry: RemoteEntry) -> bool:
     """The local copy is a regular file (a link is not our copy, wherever it leads) with
     the remote size and (when known) the remote mtime."""
     try:
-        st = local.lstat()
+        st = os.lstat(local)
     except OSError:
         return False
     if not stat.S_ISREG(st.st_mode) or entry.size is None or st.st_size != entry.size:
@@ -245,9 +245,8 @@ def action_of(dest: Path, entry: RemoteEntry, checksum: RemoteEntry | None,
               row: ManifestEntry | None, checksum_row: ManifestEntry | None,
               verify: bool) -> Action:
     """What a selected file needs, given its manifest row and its NAME.md5's (blocking:
-    stats the local copies)."""
-    local = dest / entry.name
-    if not is_current(local, entry):
+    stats the local copies; paths as strings: pathlib cost more than the stat)."""
+    if not is_current(os.path.join(dest, entry.name), entry):
         return "fetch"
     if not _vouched(row, entry):
         return "check"
@@ -255,7 +254,8 @@ def action_of(dest: Path, entry: RemoteEntry, checksum: RemoteEntry | None,
         return "skip"
     if verify and row is not None and row.md5 is None:
         return "check"  # recorded by a --no-verify run: confirm it by MD5 now
-    if _vouched(checksum_row, checksum) and is_current(dest / checksum.name, checksum):
+    if _vouched(checksum_row, checksum) and is_current(os.path.join(dest, checksum.name),
+                                                       checksum):
         return "skip"
     return "check"
 

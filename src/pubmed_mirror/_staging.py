@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._layout import recorded_parts
 from ._lifecycle import Changeover, DeleteLimit, Deletions, refusal
 from ._plan import (
     CHECKSUM_SUFFIX,
@@ -42,8 +43,8 @@ BATCH = 5_000  # rows per transaction or fetch: big enough to amortise, small to
 
 _TABLE = """
 CREATE TEMP TABLE staged (
-    name TEXT PRIMARY KEY,      -- a name listed twice: the first entry wins
-    seq INTEGER NOT NULL,       -- listing order: ties of the load order keep it
+    seq INTEGER PRIMARY KEY,    -- listing order: ties of the load order keep it
+    name TEXT NOT NULL UNIQUE,  -- a name listed twice: the first entry wins
     size INTEGER, mtime REAL, kind TEXT NOT NULL, resolution REAL NOT NULL,
     validator TEXT, shown_lo INTEGER, shown_hi INTEGER,
     ord BLOB NOT NULL,          -- file_order(name) in UTF-8: bytes sort as the key does
@@ -199,15 +200,17 @@ class Staging:
         """Each planned file's action (`_plan.action_of`), from one join of the staged
         listing with the manifest, in batches (blocking: stats)."""
         after: tuple[bytes, int] = (b"", 0)
+        may_resume = recorded_parts(dest)
         while batch := self._joined(after):
             decided = []
-            for entry, checksum, row, checksum_row, _ in batch:
+            for entry, checksum, row, checksum_row, key in batch:
                 action = action_of(dest, entry, checksum, row, checksum_row, verify)
-                have = part_length(dest / entry.name, entry) if action == "fetch" else 0
-                decided.append((action, have, entry.name))
+                have = (part_length(dest / entry.name, entry)
+                        if action == "fetch" and may_resume(entry.name) else 0)
+                decided.append((action, have, key[1]))
             with self._connection() as db:
                 db.execute("BEGIN")
-                db.executemany("UPDATE staged SET action = ?, have = ? WHERE name = ?",
+                db.executemany("UPDATE staged SET action = ?, have = ? WHERE seq = ?",
                                decided)
                 db.execute("COMMIT")
             after = batch[-1][4]
