@@ -12,6 +12,7 @@ on a read-only manifest too (a dry run into a read-only DEST).
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ._plan import (
     PlannedFile,
     Selection,
     action_of,
+    is_current,
     matches,
     part_length,
     unreadable_entries,
@@ -53,6 +55,7 @@ CREATE TEMP TABLE staged (
     safe INTEGER NOT NULL,      -- a file whose name may become a local path
     selected INTEGER NOT NULL,  -- and it matches the globs
     companion INTEGER NOT NULL DEFAULT 0,  -- NAME.md5 of a safe NAME: goes with NAME only
+    paired INTEGER NOT NULL DEFAULT 0,     -- a NAME whose NAME.md5 is its companion
     listed INTEGER NOT NULL DEFAULT 0,     -- a data file of the selection (the dataset's)
     chosen INTEGER NOT NULL DEFAULT 0,     -- one this run plans (--newest, --max-files)
     action TEXT, have INTEGER NOT NULL DEFAULT 0
@@ -105,7 +108,9 @@ class Staging:
         """An empty table (again, for a listing retried from the start)."""
         self._seq = 0
         with self._connection() as db:
-            db.execute("PRAGMA temp.cache_size = -16384")  # 16 MiB, then the temp file
+            # 16 MiB each, then the files: the joins read both in load order
+            db.execute("PRAGMA temp.cache_size = -16384")
+            db.execute("PRAGMA main.cache_size = -16384")
             db.execute("DROP TABLE IF EXISTS temp.staged")
             db.execute(_TABLE)
             db.create_function("pubmed_year", 1, pubmed_year, deterministic=True)
@@ -144,6 +149,8 @@ class Staging:
             db.execute("UPDATE staged SET companion = 1 WHERE checksum AND safe AND "
                        "substr(name, 1, length(name) - 4) IN (SELECT name FROM staged "
                        "WHERE safe)")
+            db.execute("UPDATE staged SET paired = 1 WHERE name IN (SELECT substr(name, 1, "
+                       "length(name) - 4) FROM staged WHERE companion)")
             self.newest = db.execute("SELECT max(year) FROM staged WHERE kind = 'file' "
                                      "AND NOT checksum").fetchone()[0]
             db.execute("UPDATE staged SET listed = 1 WHERE safe AND selected AND NOT "
@@ -197,45 +204,78 @@ class Staging:
     # -- the plan -------------------------------------------------------------------------
 
     def compare(self, dest: Path, *, verify: bool) -> PlanCounts:
-        """Each planned file's action (`_plan.action_of`), from one join of the staged
-        listing with the manifest, in batches (blocking: stats)."""
+        """Each planned file's action (`_plan.action_of`) from a join of the staged listing
+        with the manifest, in batches (blocking: stats). A file without NAME.md5 that the
+        manifest vouches for (decided in SQL) needs only its stat; the others are read
+        whole and decided by `action_of`."""
         after: tuple[bytes, int] = (b"", 0)
         may_resume = recorded_parts(dest)
-        while batch := self._joined(after):
-            decided = []
-            for entry, checksum, row, checksum_row, key in batch:
+        folder = str(dest)
+        while batch := self._vouched(after):
+            decided, others = [], []
+            for seq, name, size, mtime, resolution, vouched, _ in batch:
+                if not vouched:
+                    others.append(seq)
+                    continue
+                entry = RemoteEntry(name, size, mtime, "file", resolution)
+                kept = is_current(os.path.join(folder, name), entry)
+                decided.append(("skip", 0, seq) if kept else
+                               ("fetch", self._have(dest, entry, "fetch", may_resume), seq))
+            for entry, checksum, row, checksum_row, key in self._joined(others):
                 action = action_of(dest, entry, checksum, row, checksum_row, verify)
-                have = (part_length(dest / entry.name, entry)
-                        if action == "fetch" and may_resume(entry.name) else 0)
-                decided.append((action, have, key[1]))
+                decided.append((action, self._have(dest, entry, action, may_resume), key))
             with self._connection() as db:
                 db.execute("BEGIN")
                 db.executemany("UPDATE staged SET action = ?, have = ? WHERE seq = ?",
                                decided)
                 db.execute("COMMIT")
-            after = batch[-1][4]
+            after = batch[-1][6]
         return self.counts()
 
-    def _joined(self, after: tuple[bytes, int]) -> list[tuple[
-            RemoteEntry, RemoteEntry | None, ManifestEntry | None, ManifestEntry | None,
-            tuple[bytes, int]]]:
+    @staticmethod
+    def _have(dest: Path, entry: RemoteEntry, action: Action,
+              may_resume: Callable[[str], bool]) -> int:
+        if action == "fetch" and may_resume(entry.name):
+            return part_length(dest / entry.name, entry)
+        return 0
+
+    def _vouched(self, after: tuple[bytes, int]) -> list[tuple[Any, ...]]:
+        """The next batch of planned files in load order: (seq, name, size, mtime,
+        resolution, vouched, key), `vouched` when the manifest vouches for a file without
+        a NAME.md5 (`_plan._vouched`, in SQL)."""
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT s.seq, s.name, s.size, s.mtime, s.resolution, NOT s.paired AND "
+                "f.name IS NOT NULL AND f.bad IS NULL AND s.size IS NOT NULL AND f.size = "
+                "s.size AND CASE WHEN f.mtime IS NULL OR s.mtime IS NULL THEN f.mtime IS "
+                "s.mtime ELSE f.mtime > s.mtime - 1 AND f.mtime < s.mtime + "
+                "max(s.resolution, 1.0) END, s.ord FROM staged s "
+                "LEFT JOIN main.files f ON f.name = s.name "
+                "WHERE s.chosen AND (s.ord, s.seq) > (?, ?) ORDER BY s.ord, s.seq LIMIT ?",
+                (*after, BATCH)).fetchall()
+        return [(*r[:6], (r[6], r[0])) for r in rows]
+
+    def _joined(self, seqs: list[int]) -> list[tuple[
+            RemoteEntry, RemoteEntry | None, ManifestEntry | None, ManifestEntry | None, int]]:
+        """These planned files whole: entry, NAME.md5's, their manifest rows, seq."""
+        if not seqs:
+            return []
         width = len(self._columns("f").split(","))
         with self._connection() as db:
             rows = db.execute(
                 f"SELECT {_ENTRY.format('s')}, {_ENTRY.format('c')}, {self._columns('f')}, "
-                f"{self._columns('fc')}, s.ord, s.seq FROM staged s "
+                f"{self._columns('fc')}, s.seq FROM staged s "
                 "LEFT JOIN staged c ON c.name = s.name || '.md5' AND c.companion "
                 "LEFT JOIN main.files f ON f.name = s.name "
                 "LEFT JOIN main.files fc ON fc.name = s.name || '.md5' "
-                "WHERE s.chosen AND (s.ord, s.seq) > (?, ?) ORDER BY s.ord, s.seq LIMIT ?",
-                (*after, BATCH)).fetchall()
+                f"WHERE s.seq IN ({', '.join('?' * len(seqs))})", seqs).fetchall()
         out = []
         for r in rows:
-            row, checksum_row = r[16:16 + width], r[16 + width:-2]
+            row, checksum_row = r[16:16 + width], r[16 + width:-1]
             out.append((_entry(r[:8]), None if r[8] is None else _entry(r[8:16]),
                         None if row[0] is None else ManifestEntry(*row),
                         None if checksum_row[0] is None else ManifestEntry(*checksum_row),
-                        (r[-2], r[-1])))
+                        r[-1]))
         return out
 
     def counts(self) -> PlanCounts:
