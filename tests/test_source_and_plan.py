@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,13 +14,39 @@ from hypothesis import strategies as st
 from pubmed_mirror import FtpSource, MirrorOptions, RemoteEntry
 from pubmed_mirror._attempts import _same_version
 from pubmed_mirror._plan import (
+    PlannedFile,
     Selection,
     is_current,
     same_time,
-    select_files,
     unsafe_name_reason,
 )
 from pubmed_mirror._pubmed import file_order
+from pubmed_mirror._staging import PlanCounts, Staging
+from pubmed_mirror._state import Manifest
+from pubmed_mirror._tree import FoldRule, unsafe_path_reason
+
+_EVERY = Selection()
+
+
+def staged_plan(dest: Path, manifest: Manifest, entries: Sequence[RemoteEntry],
+                selection: Selection = _EVERY, *, verify: bool = True
+                ) -> tuple[list[PlannedFile], PlanCounts]:
+    """The plan of `entries` over DEST as a run makes it: staged in the manifest's
+    database, selected, compared (`_staging`)."""
+    staging = Staging(manifest.connection, manifest.columns, selection)
+    staging.start()
+    staging.add(entries)
+    staging.finish(FoldRule())
+    counts = staging.compare(dest, verify=verify)
+    return list(staging.files()), counts
+
+
+def select_files(entries: Sequence[RemoteEntry], selection: Selection
+                 ) -> list[tuple[RemoteEntry, RemoteEntry | None]]:
+    """The files a run over an empty DEST plans, each with its NAME.md5."""
+    with tempfile.TemporaryDirectory() as tmp, Manifest.open(Path(tmp)) as manifest:
+        files, _ = staged_plan(Path(tmp), manifest, entries, selection)
+    return [(f.entry, f.checksum) for f in files]
 
 
 def test_url_defaults_to_anonymous(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -99,12 +127,28 @@ def test_plan_sorts_naturally_and_filters() -> None:
 
 
 def test_plan_drops_hostile_names() -> None:
-    """Entries trying to escape DEST never reach the plan."""
-    entries = _entries("ok.gz", "../evil.gz", "a/b.gz", "x\x01.gz")
-    assert names(select_files(entries, Selection())) == ["ok.gz"]
+    """Entries trying to escape DEST never reach the plan; a nested name (`a/b.gz`, as a
+    recursive listing or an S3 key gives it) does, and lands below DEST."""
+    entries = _entries("ok.gz", "../evil.gz", "a/b.gz", "x\x01.gz", "/abs.gz", "a//b.gz",
+                       "a/../../b.gz", "a/.pubmed-mirror/x.gz", "a/x.gz.part", "a/")
+    assert names(select_files(entries, Selection())) == ["a/b.gz", "ok.gz"]
 
 
 # -- properties of the name check and the selection ----------------------------------------------
+
+
+@given(st.lists(st.sampled_from(["a", "b", "..", ".", "", "x\x00", "c\\d", ".pubmed-mirror",
+                                 "é", "f.part", "g h"]), min_size=1, max_size=4))
+def test_a_path_that_passes_stays_below_dest(parts: list[str]) -> None:
+    """Any relative path the path check lets through joins DEST to a path strictly below
+    it, with no '..', '.' or empty component and no component the name check refuses."""
+    path = "/".join(parts)
+    if unsafe_path_reason(path) is not None:
+        return
+    dest = Path("/srv/dest")
+    joined = Path(os.path.normpath(dest / path))
+    assert joined.parts[:3] == dest.parts and len(joined.parts) == 3 + len(parts)
+    assert all(unsafe_name_reason(p) is None for p in parts)
 
 
 @given(st.text(max_size=30))

@@ -44,6 +44,7 @@ from ._transfer import (
     write_atomically,
 )
 from ._transport import RemoteEntry, Session
+from ._tree import make_parents
 
 if TYPE_CHECKING:
     from ._mirror import MirrorRun
@@ -148,8 +149,7 @@ class FileAttempts:
         self._fresh = True
         self._furthest = self._furthest_before  # what it held is thrown away: no progress
         if isinstance(error, WrongVersion):
-            await anyio.to_thread.run_sync(discard_part,
-                                           part_path(self.run.dest / self.entry.name))
+            await anyio.to_thread.run_sync(discard_part, self._part())
             raise error
         self.run.no_resume(error)
         raise TruncatedTransfer(f"fetching it again from byte 0: {describe(error)}",
@@ -157,7 +157,9 @@ class FileAttempts:
 
     async def _receive_first(self, session: Session, remote: RemoteFile) -> None:
         """Receive NAME.part's span (all of the file unless it was split)."""
-        part = part_path(self.run.dest / self.entry.name)
+        part = self._part()
+        # the directories NAME goes in, before any byte is fetched: a link there fails it
+        await anyio.to_thread.run_sync(make_parents, self.run.dest, self.entry.name)
         scan = self.tail is None or not self.tail.spans
         fresh, self._fresh = self._fresh or not self.run.resume, False
         have, found, restarted, remote = await anyio.to_thread.run_sync(
@@ -224,7 +226,8 @@ class FileAttempts:
     def _finish(self, tail: FileTail, remote: RemoteFile) -> None:
         """Stitch, check and rename NAME, then record it: one trip to a worker thread."""
         tail.stitch()
-        finalize(tail.part, self.run.dest / self.entry.name, remote, self._digest)
+        finalize(tail.part, self.run.dest / self.entry.name, remote, self._digest,
+                 root=self.run.dest)
         self._record()
 
     async def segment(self, tail: FileTail, span: Span, *, helper: bool) -> None:
@@ -274,6 +277,9 @@ class FileAttempts:
                                bucket=self.run.bucket, on_bytes=self._on_bytes,
                                mover=self.run.mover)
 
+    def _part(self) -> Path:
+        return part_path(self.run.dest / self.entry.name, self.run.dest)
+
     def untrack(self) -> None:
         """No more splitting of this file: stop its helpers."""
         if self.tail is not None and self.run.splittable.pop(self.tail, None) is not None:
@@ -281,11 +287,12 @@ class FileAttempts:
 
     async def _expected_md5(self, session: Session) -> str | None:
         """NAME's digest from NAME.md5 on the server (fetched once per digest, checked against
-        the listed size and parsed); None when the server has no NAME.md5. A short or
-        unreadable NAME.md5 is a transient error: it is fetched again."""
+        the listed size and parsed), else the MD5 the listing gave (S3's single-part ETag);
+        None when there is neither. A short or unreadable NAME.md5 is a transient error: it
+        is fetched again."""
         checksum = self.planned.checksum
         if checksum is None:
-            return None
+            return self.entry.md5
         path = self.source.remote_path(checksum.name)
         if self._checksum is None:
             data = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
@@ -333,7 +340,7 @@ class FileAttempts:
             entry = await session.stat(path)
         elif self._furthest > 0:  # a retry that would resume: is it still the same file?
             now = await session.stat(path)
-            part = part_path(self.run.dest / self.entry.name)
+            part = self._part()
             started = await anyio.to_thread.run_sync(part_started, part)
             recorded = await anyio.to_thread.run_sync(part_validator, part)
             if not _same_version(entry, now, started, checked=self.md5 is not None) or (
@@ -368,11 +375,13 @@ class FileAttempts:
         now = time.time()
         dest, manifest, checksum = self.run.dest, self.run.manifest, self.planned.checksum
         if checksum is not None and self._checksum is not None:
-            write_atomically(dest / checksum.name, self._checksum, checksum.mtime)
+            write_atomically(dest / checksum.name, self._checksum, checksum.mtime, dest)
             manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
                                           None, now))
+        etag = self.current.validator  # a strong ETag names the version (S3: vouched by)
         manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
-                                      now, now if self.md5 else None))
+                                      now, now if self.md5 else None,
+                                      etag=etag if etag and etag.startswith('"') else None))
 
 
 def _prepare(part: Path, remote: RemoteFile, scan: bool,

@@ -21,9 +21,10 @@ The definitions every command uses:
   year in the listing or the manifest is **incoming** (a changeover in progress);
 - **missing**: listed by the last listing, or recorded, but not final;
 - **unverified**: final but never checked against an MD5; **bad**: `verify` found it wrong;
-- **extra**: a regular file at DEST's top level that the manifest does not record and the
-  last listing does not hold (a listed file without a record is missing), other than our
-  state directory, the `.part` of a known file and the NAME.md5 of a known NAME;
+- **extra**: a regular file in DEST's tree (links not entered) that the manifest does not
+  record and the last listing does not hold (a listed file without a record is missing),
+  other than our state directory, the `.part` of a known file and the NAME.md5 of a known
+  NAME;
 - **gaps**: numbers between the lowest and highest file number of the current year (in the
   manifest or the listing) that neither holds.
 """
@@ -31,6 +32,7 @@ The definitions every command uses:
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ from ._state import (
     RunRecord,
     state_dir,
 )
+from ._tree import local_tree
 
 __all__ = [
     "DatasetStatus",
@@ -69,7 +72,7 @@ class _Holdings:
     dest: Path  # absolute
     rows: dict[str, ManifestEntry]  # every manifest row, NAME.md5 rows included
     listed: dict[str, ListedFile]  # the last successful listing's data files
-    local: dict[str, int]  # the regular files at DEST's top level, with their sizes
+    local: dict[str, int]  # the regular files of DEST's tree, with their sizes
     last_run: RunRecord | None
     data: frozenset[str]  # the rows that are data files (not the NAME.md5 of another row)
 
@@ -123,10 +126,10 @@ def _read(dest: str | os.PathLike[str]) -> _Holdings:
 
 
 def _local_files(dest: Path) -> dict[str, int]:
+    """The regular files of DEST's tree (nested names `a/b/c`), links neither entered nor
+    counted."""
     try:
-        with os.scandir(dest) as entries:
-            return {e.name: e.stat(follow_symlinks=False).st_size for e in entries
-                    if e.is_file(follow_symlinks=False)}
+        return {name: st.st_size for name, st in local_tree(dest) if stat.S_ISREG(st.st_mode)}
     except OSError as exc:
         raise LocalFileError(f"cannot read {dest}: {exc.strerror or exc}") from exc
 

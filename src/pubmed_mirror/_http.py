@@ -22,13 +22,14 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import anyio
+import yarl
 
 from . import __version__  # the package is loaded first: this module is imported lazily
 from ._autoindex import AutoindexParser
@@ -64,6 +65,12 @@ _PAGE_TYPES = ("text/html", "application/xhtml+xml")
 
 USER_AGENT = f"pubmed-mirror/{__version__}"
 
+# (method, absolute URL as sent, headers) -> headers to add: a request's signature (`_s3`)
+Signer = Callable[[str, str, Mapping[str, str]], Mapping[str, str]]
+# an answer that is not a success, before the generic classification: may raise its own error
+# after reading the body (S3's <Error><Code>), else returns and the generic error is raised
+ErrorReader = Callable[[aiohttp.ClientResponse, str], Awaitable[None]]
+
 
 def user_agent(address: str | None) -> str:
     """Who is asking: the tool and version, and a contact when the user gave one (the
@@ -78,7 +85,9 @@ class HttpTransport:
     scheme: str
     host: str
     port: int
-    probe: str = "/"  # a path requested (HEAD) when a session opens: the source directory
+    # a path requested (HEAD) when a session opens: the source directory (None: no probe,
+    # the first request connects)
+    probe: str | None = "/"
     connect_timeout: float = 30.0
     stall_timeout: float = 60.0
     command_bucket: TokenBucket | None = None
@@ -86,6 +95,7 @@ class HttpTransport:
     gate: ServerGate = field(default_factory=ServerGate)  # shared by the sessions it opens
     proxy: Proxy | None = None  # every request goes through it (CONNECT for https)
     user_agent: str = USER_AGENT  # may hold the user's address: never in repr
+    signer: Signer | None = None  # signs every request (S3 with credentials)
 
     def __repr__(self) -> str:
         via = f" via {self.proxy}" if self.proxy else ""
@@ -95,6 +105,12 @@ class HttpTransport:
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def host_header(self) -> str:
+        """The Host a request names (aiohttp's form: no port when it is the scheme's)."""
+        default = {"http": 80, "https": 443}.get(self.scheme)
+        return self.address if self.port != default else self.address.rsplit(":", 1)[0]
 
     async def connect(self) -> HttpSession:
         """A session whose first connection is made (and, for https, verified) at once."""
@@ -115,6 +131,8 @@ class HttpTransport:
             # not the file (Debian's nginx and Apache compress text/html by default)
             headers={"Accept-Encoding": "identity", "User-Agent": self.user_agent})
         session = HttpSession(client, self)
+        if self.probe is None:
+            return session
         try:
             await self.gate.wait()  # not within the connect timeout
             with anyio.fail_after(self.connect_timeout):
@@ -156,26 +174,42 @@ class HttpSession:
     @contextlib.asynccontextmanager
     async def _request(self, method: str, path: str, *, phase: Phase,
                        headers: dict[str, str] | None = None, label: str | None = None,
-                       paid: bool = False) -> AsyncIterator[aiohttp.ClientResponse]:
+                       paid: bool = False, query: str = "",
+                       on_error: ErrorReader | None = None
+                       ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request whose answer is a success (2xx); anything else is raised, classified
-        (naming `label`, the path by default). Its headers must be in within the stall
-        timeout of the request being sent. `paid`: its command token was taken already."""
+        (by `on_error` first, when given; naming `label`, the path by default). Its headers
+        must be in within the stall timeout of the request being sent. `paid`: its command
+        token was taken already. `query`: the query string, encoded."""
         if not paid:
             await self._pay()
+        target = _quote(path) + (f"?{query}" if query else "")
+        headers = self._signed(method, target, headers or {})
         waiting = _AnswerWait(self.transport.stall_timeout)
         with _mapped(phase, label or path):
             with waiting.scope:
                 response = await self.client.request(
-                    method, _quote(path), headers=headers, allow_redirects=False,
-                    trace_request_ctx=waiting)
+                    method, yarl.URL(target, encoded=True), headers=headers,
+                    allow_redirects=False, trace_request_ctx=waiting)
             if waiting.scope.cancelled_caught:
                 raise TransferStalled(f"no answer within {self.transport.stall_timeout:g} s "
                                       f"of the request during {phase}", path=label or path)
             async with response:
                 if response.status >= 300:
+                    if on_error is not None:
+                        await on_error(response, label or path)
                     await _raise_for(response, label or path, self.transport.gate)
                 self.transport.gate.served()
                 yield response
+
+    def _signed(self, method: str, target: str, headers: dict[str, str]) -> dict[str, str]:
+        """`headers` with the transport's signature for this request, if it signs."""
+        signer = self.transport.signer
+        if signer is None:
+            return headers
+        url = f"{self.transport.scheme}://{self.transport.host_header}{target}"
+        return {**headers, **signer(method, url, {**headers,
+                                                  "Host": self.transport.host_header})}
 
     async def list(self, path: str, sink: EntrySink | None = None) -> _Entries:
         """The entries of a directory's index page; a rounded size stays None, with the
@@ -272,10 +306,12 @@ class HttpSession:
         chunked: asked again through aiohttp). An answer of another version is raised."""
         await self._pay()
         transport = self.transport
-        asked = "".join(f"{k}: {v}\r\n" for k, v in request_headers(offset, expect).items())
+        target = _quote(path)
+        asked = "".join(f"{k}: {v}\r\n" for k, v in self._signed(
+            "GET", target, request_headers(offset, expect)).items())
         # through a proxy: the absolute-form request to the proxy (RFC 9112 3.2.2), which
         # passes the body on as it came, so the splice path stays
-        target, peer = _quote(path), (transport.host, transport.port)
+        peer = (transport.host, transport.port)
         if transport.proxy is not None:
             target = f"http://{transport.address}{target}"
             peer = (transport.proxy.host, transport.proxy.port)
@@ -286,7 +322,7 @@ class HttpSession:
             sock = await connect_socket(*peer, buffer)
             try:
                 await loop.sock_sendall(sock, (
-                    f"GET {target} HTTP/1.1\r\nHost: {transport.address}\r\n{asked}"
+                    f"GET {target} HTTP/1.1\r\nHost: {transport.host_header}\r\n{asked}"
                     "Accept-Encoding: identity\r\n"
                     f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
                 data = b""

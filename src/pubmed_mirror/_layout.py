@@ -1,8 +1,9 @@
 """Where a file being received keeps its state in DEST, and how those files are opened.
 
-Beside NAME there is only NAME.part, and only when that name fits the file system.
-Everything else lives in DEST's state directory under NAME's key (a hash: short, whatever
-NAME's length):
+Beside NAME there is only NAME.part, and only when that name fits the file system and NAME
+is at DEST's top level (a nested name `a/b/NAME` keeps its part in the state directory).
+Everything else lives in DEST's state directory under NAME's key (a hash of NAME, or of
+`a/b/NAME`: short, whatever NAME's length):
 
     STATE/parts/KEY.meta        the remote version the part was started from (its record),
                                 written through KEY.meta.tmp
@@ -54,9 +55,14 @@ _SEGMENTS = "segments"
 _KEY = re.compile("[0-9a-f]{32}")
 
 
-def part_path(dest: Path) -> Path:
+def part_path(dest: Path, root: Path | None = None) -> Path:
     """Where NAME (`dest`) is received: NAME.part beside it when that name fits, else
-    STATE/parts/KEY.part."""
+    STATE/parts/KEY.part. A nested name (`root`/a/b/NAME, see `_tree`) is always received
+    in `root`'s STATE/parts, under the key of `a/b/NAME`: its record and segments go there
+    too, so the directories of the tree hold only the files themselves."""
+    if root is not None and dest.parent != root:
+        relative = dest.relative_to(root).as_posix()
+        return root / STATE_DIR / _PARTS / f"{_key(relative)}{PART_SUFFIX}"
     beside = dest.with_name(dest.name + PART_SUFFIX)
     if len(_encoded(beside.name)) <= _name_max(dest.parent):
         return beside

@@ -50,7 +50,9 @@ from ._staging import PlanCounts, StagedFiles, Staging
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
-from ._transport import RemoteEntry, Source
+from ._transport import EntrySink, RemoteEntry, Source
+from ._tree import probe_folding
+from ._walk import list_tree
 
 __all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
 
@@ -97,6 +99,7 @@ class MirrorRun:
         self.staging = Staging(manifest.connection, manifest.columns,
                                options.selection(source.default_include))
         self.up_to_date = 0  # files skipped as the manifest vouches for them
+        self._folder_mark = 0  # what was staged before the directory listed last
 
     def no_resume(self, error: ResumeRefused) -> None:
         """The server cannot resume (REST refused or ignored, or no way to tell a version):
@@ -112,9 +115,10 @@ class MirrorRun:
         each file needs there (`_staging`): the plan's files are read from it, in order."""
         started = time.monotonic()
         staging = self.staging
-        await self.options.retry.call(self._list)
+        await self._list()
         listed = time.monotonic()
-        await anyio.to_thread.run_sync(staging.finish)
+        fold = await anyio.to_thread.run_sync(probe_folding, self.dest)
+        await anyio.to_thread.run_sync(staging.finish, fold)
         await self.options.retry.call(self._exact_sizes)
         counts = await anyio.to_thread.run_sync(functools.partial(
             staging.compare, self.dest, verify=self.options.verify))
@@ -235,6 +239,8 @@ class MirrorRun:
         """A listing line that may name a selected file we cannot know: the run fails."""
         error = ("cannot read this listing line, so the file it may name is not mirrored "
                  "(a format we do not know)")
+        if entry.kind == "unlisted":
+            error = "cannot list this directory, so the files it may hold are not mirrored"
         exception = ProtocolError(error, path=entry.name)
         self.emit(FileFailed(entry.name, error, 0, exception))
         self._settle(FileResult(entry.name, "failed", None, error=error, exception=exception))
@@ -247,11 +253,41 @@ class MirrorRun:
             self.landings.settle(FileResult(planned.name, "skipped", planned.size))
 
     async def _list(self) -> None:
-        """The listing, into the staged listing as it arrives (from empty: a retry starts
-        it again)."""
+        """The source's directory (with `recursive`, its tree) into the staged listing as
+        it arrives, each directory's listing retried on its own (`_walk`)."""
         await anyio.to_thread.run_sync(self.staging.start)
-        async with self.pool.session() as session:
-            await session.list(self.source.path, sink=self._stage)
+        depth = self.options.max_depth if self.options.recursive else 0
+        await list_tree(self._list_folder, self._stage, self._drop_folder, max_depth=depth)
+
+    async def _list_folder(self, folder: str, sink: EntrySink) -> None:
+        """One directory into `sink`, retried: what a failed attempt staged is forgotten
+        first, but for what its session gives once (`Session.list`: S3's whole pages)."""
+        path = self.source.remote_path(folder) if folder else self.source.path
+        self._folder_mark = kept = self.staging.staged
+
+        async def attempt() -> None:
+            nonlocal kept
+            await anyio.to_thread.run_sync(self.staging.rollback, kept)
+            async with self.pool.session() as session:
+                once = getattr(type(session), "resumes_listings", False)
+
+                async def given(entries: list[RemoteEntry]) -> None:
+                    nonlocal kept
+                    await sink(entries)
+                    if once:
+                        kept = self.staging.staged
+
+                await session.list(path, sink=given)
+
+        try:
+            await self.options.retry.call(attempt)
+        except MirrorError:  # what the last attempt staged is not the directory's listing
+            await anyio.to_thread.run_sync(self.staging.rollback, kept)
+            raise
+
+    async def _drop_folder(self) -> None:
+        """The directory listed last was a loop: its entries go."""
+        await anyio.to_thread.run_sync(self.staging.rollback, self._folder_mark)
 
     async def _stage(self, entries: list[RemoteEntry]) -> None:
         await anyio.to_thread.run_sync(self.staging.add, entries)
@@ -312,9 +348,10 @@ class MirrorRun:
         attempts = sum(t.attempts for t in trackers)
         if error is None:
             return self._done(tracker, received, attempts, time.monotonic() - started,
-                              via=self._via() if len(trackers) == 1 else self.repair_via)
+                              via=self._via() if len(trackers) == 1 else self.repair_via,
+                              repaired=len(trackers) > 1)
         tracker.untrack()  # its segments stay on disk: the next run resumes them
-        await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name)
+        await anyio.to_thread.run_sync(discard_empty_part, self.dest / planned.name, self.dest)
         self.emit(FileFailed(planned.name, describe(error), attempts, error))
         return FileResult(planned.name, "failed", planned.entry.size, received,
                           trackers[0].resumed_from, attempts,
@@ -343,7 +380,7 @@ class MirrorRun:
         return None
 
     def _done(self, tracker: FileAttempts, received: int, attempts: int, seconds: float, *,
-              via: str) -> FileResult:
+              via: str, repaired: bool) -> FileResult:
         planned = tracker.planned
         if tracker.local_copy_kept:
             self.emit(FileSkipped(planned.name, planned.size))
@@ -353,7 +390,7 @@ class MirrorRun:
                            attempts, seconds, tracker.md5, tracker.record_error, via))
         return FileResult(planned.name, "done", tracker.size, received,
                           tracker.resumed_from, attempts, seconds, md5=tracker.md5,
-                          record_error=tracker.record_error, via=via)
+                          record_error=tracker.record_error, via=via, repaired=repaired)
 
 
 async def list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:

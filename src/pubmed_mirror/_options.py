@@ -48,6 +48,10 @@ class MirrorOptions:
     # years superseded by a complete newer one (see `_lifecycle`)
     delete: bool = False
     max_delete: DeleteLimit = field(default_factory=DeleteLimit)
+    # list subdirectories too, down to `max_depth` levels below the start (None: all); a
+    # file's name is then its path below the start, `a/b/c` (see `_walk`, `_tree`)
+    recursive: bool = False
+    max_depth: int | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -62,6 +66,8 @@ class MirrorOptions:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if self.max_depth is not None and (self.max_depth < 0 or not self.recursive):
+            raise ValueError("max_depth must be >= 0, and needs recursive")
         if self.split_min is not None and self.split_min < 2:
             raise ValueError("split_min must be >= 2 bytes")
         object.__setattr__(self, "include", tuple(self.include))

@@ -27,8 +27,10 @@ def parse_md5_file(text: bytes, name: str) -> str:
     """The lowercase hex digest an NCBI `.md5` file gives for `name`.
 
     Accepts `MD5(NAME)= <hex>` (NCBI's), `<hex>  NAME` (md5sum's) and a bare `<hex>`; a file
-    naming another file, or anything else, raises ValueError.
+    naming another file, or anything else, raises ValueError. A nested `name` (`a/b/NAME`)
+    is named by NAME: a `.md5` file names its file as it is in its own directory.
     """
+    name = name.rsplit("/", 1)[-1]
     try:
         decoded = text.decode("utf-8").strip()
     except UnicodeDecodeError:

@@ -7,7 +7,7 @@ to HTTPS for the whole run (`_source.FallbackTransport`) has no other protocol l
 from __future__ import annotations
 
 from ._pool import SessionPool
-from ._source import AutoSource, FallbackTransport
+from ._source import AutoSource, FallbackTransport, HttpSource
 from ._transport import Source, Transport
 
 __all__ = ["Repair"]
@@ -16,7 +16,8 @@ __all__ = ["Repair"]
 class Repair:
     """The fallback's own pool of sessions (opened only when a file needs it)."""
 
-    def __init__(self, source: Source, pool: SessionPool, fallback: FallbackTransport) -> None:
+    def __init__(self, source: HttpSource, pool: SessionPool,
+                 fallback: FallbackTransport) -> None:
         self.source = source
         self.pool = pool
         self._fallback = fallback
@@ -30,7 +31,8 @@ class Repair:
 
     @property
     def via(self) -> str:
-        return "https"
+        """The fallback's protocol: "https" (NCBI's tree), or "http" for a plain --fallback."""
+        return self.source.scheme
 
     @property
     def available(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +30,7 @@ class FileResult:
     record_error: str | None = None
     exception: MirrorError | None = field(default=None, compare=False)  # failed: the error
     via: str = ""  # done: the protocol it came over ("ftp", "https", "http")
+    repaired: bool = False  # done over the fallback after it failed over FTP (`_repair`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,16 @@ class MirrorReport:
     @property
     def retries(self) -> int:
         return sum(max(0, f.attempts - 1) for f in self.files)
+
+    @property
+    def via(self) -> dict[str, int]:
+        """How many files were fetched over each protocol ({"ftp": 7, "https": 1})."""
+        return dict(Counter(f.via for f in self.done if f.via))
+
+    @property
+    def repaired(self) -> tuple[str, ...]:
+        """The files fetched over the fallback because FTP could not deliver them."""
+        return tuple(f.name for f in self.done if f.repaired)
 
     @property
     def unrecorded(self) -> tuple[FileResult, ...]:

@@ -27,12 +27,13 @@ from ._ftp import FtpSession, FtpTransport
 from ._proxy import Proxy, parse_proxy, proxy_for
 from ._pubmed import PRESETS
 from ._ratelimit import TokenBucket
+from ._s3 import S3Source
 
 if TYPE_CHECKING:  # aiohttp takes ~150 ms to import: only runs over HTTP pay for it
     from ._http import HttpSession, HttpTransport
 
 __all__ = ["EMAIL_ENV", "PASSWORD_ENV", "TRANSPORTS", "AutoSource", "FtpSource", "HttpSource",
-           "check_email", "parse_source"]
+           "S3Options", "check_email", "parse_source"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -160,6 +161,16 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class S3Options:
+    """How an s3:// source is reached: `endpoint` an S3-compatible server (path-style; else
+    AWS), `sign` with the standard AWS credentials (else anonymous), `requester_pays`."""
+
+    endpoint: str | None = None
+    sign: bool = False
+    requester_pays: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpSource:
     """A directory of a web server that lists it (an autoindex page, as NCBI's)."""
 
@@ -218,7 +229,8 @@ class HttpSource:
         if scheme not in _DEFAULT_PORTS:
             raise BadSource(f"unsupported URL {url!r}: expected http(s)://host/dir/")
         if parts.username is not None or parts.password is not None:
-            raise BadSource(f"malformed URL {url!r}: no user names in http(s) URLs")
+            # not quoted: what follows the user name may be a password
+            raise BadSource("malformed http(s) URL: no user names or passwords in it")
         if parts.query or parts.fragment:
             raise BadSource(f"malformed URL {url!r}: unexpected '?' or '#'")
         host = parts.hostname or ""
@@ -234,8 +246,8 @@ class HttpSource:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AutoSource:
-    """One directory served over FTP and HTTPS (as NCBI's): FTP, unless FTP cannot connect
-    or log in at the start of a run; then HTTPS for the rest of that run."""
+    """One directory served over FTP and HTTPS (as NCBI's; or plain HTTP, a --fallback): FTP,
+    unless FTP cannot connect or log in at the start of a run; then HTTP(S) for that run."""
 
     ftp: FtpSource
     https: HttpSource
@@ -297,8 +309,8 @@ class FallbackTransport:
         try:
             session = await self.ftp.connect()
         except self._UNUSABLE as exc:
-            log.warning("FTP to %s failed (%s): using HTTPS (%s) for this run",
-                        self.ftp.address, exc, self.https.address)
+            log.warning("FTP to %s failed (%s): using %s (%s) for this run",
+                        self.ftp.address, exc, self.https.scheme.upper(), self.https.address)
             self.using = "https"  # decided, even if HTTPS fails too (its error then says why)
             return await self.https.connect()
         self.using = "ftp"
@@ -308,26 +320,57 @@ class FallbackTransport:
 def parse_source(url: str, *, netrc_file: str | os.PathLike[str] | None = None,
                  ca_file: str | os.PathLike[str] | None = None,
                  transport: str = "auto", proxy: str | Proxy | None = None,
-                 email: str | None = None) -> FtpSource | HttpSource | AutoSource:
-    """An `ftp://`, `http://` or `https://` directory URL, or a preset; a preset over
-    `transport` ("ftp", "https", or "auto": FTP, falling back to HTTPS). HTTP(S) goes
-    through `proxy` (a URL as --proxy takes it: no password) or the environment's. `email`
-    is the anonymous FTP password and a contact in the HTTP User-Agent."""
+                 email: str | None = None, fallback: str | None = None,
+                 s3: S3Options | None = None
+                 ) -> FtpSource | HttpSource | AutoSource | S3Source:
+    """An `ftp://`, `http://`, `https://` directory URL, an `s3://BUCKET/PREFIX/`, or a
+    preset; a preset, or an FTP URL with a `fallback` (an `http(s)://` directory holding the
+    same files, in place of a preset's NCBI HTTPS tree), over `transport` ("ftp", "https":
+    the HTTP(S) tree alone, or "auto": FTP, falling back to HTTP(S)). HTTP(S) goes through
+    `proxy` (a URL as --proxy takes it: no password) or the environment's. `email` is the
+    anonymous FTP password and a contact in the HTTP User-Agent. `s3`: how an s3:// URL is
+    reached (endpoint, signing)."""
+    s3 = s3 or S3Options()
     if transport not in TRANSPORTS:
         raise BadSource(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
     if isinstance(proxy, str):
         proxy = parse_proxy(proxy, from_argv=True, netrc_file=netrc_file)
     scheme = url.split(":", 1)[0].lower()
+    if fallback is not None and scheme in ("s3", *_DEFAULT_PORTS):
+        raise BadSource("fallback: only for ftp:// URLs and the presets, not "
+                        f"{scheme}:// ones")
+    if scheme == "s3":
+        return S3Source.parse(url, endpoint=s3.endpoint, sign=s3.sign,
+                              requester_pays=s3.requester_pays, ca_file=ca_file, proxy=proxy,
+                              netrc_file=netrc_file, email=email)
+    if s3 != S3Options():
+        raise BadSource("the --s3-* options are for s3:// URLs")
     if scheme in _DEFAULT_PORTS:
         return HttpSource.parse(url, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file,
                                 email=email)
     ftp = FtpSource.parse(url, netrc_file=netrc_file, email=email)
-    if url not in PRESETS or transport == "ftp":
+    if fallback is not None and transport == "ftp":
+        raise BadSource("fallback: not with transport 'ftp' (FTP alone: nothing would use it)")
+    if fallback is not None:
+        https = _fallback(fallback, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file,
+                          email=email)
+    elif url in PRESETS and transport != "ftp":
+        https = HttpSource(scheme="https", host=ftp.host, port=443, path=ftp.path,
+                           ca_file=Path(ca_file) if ca_file is not None else None,
+                           proxy=proxy_for("https", ftp.host, 443, explicit=proxy,
+                                           netrc_file=netrc_file),
+                           email=email)
+    else:
         return ftp
-    https = HttpSource(scheme="https", host=ftp.host, port=443, path=ftp.path,
-                       default_include=ftp.default_include,
-                       ca_file=Path(ca_file) if ca_file is not None else None,
-                       proxy=proxy_for("https", ftp.host, 443, explicit=proxy,
-                                       netrc_file=netrc_file),
-                       email=email)
+    https = replace(https, default_include=ftp.default_include)
     return https if transport == "https" else AutoSource(ftp=ftp, https=https)
+
+
+def _fallback(url: str, *, ca_file: str | os.PathLike[str] | None, proxy: Proxy | None,
+              netrc_file: str | os.PathLike[str] | None, email: str | None) -> HttpSource:
+    """The fallback's HttpSource; BadSource saying it is the fallback that is wrong."""
+    try:
+        return HttpSource.parse(url, ca_file=ca_file, proxy=proxy, netrc_file=netrc_file,
+                                email=email)
+    except BadSource as exc:
+        raise BadSource(f"fallback: {exc}") from None

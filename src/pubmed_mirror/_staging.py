@@ -11,6 +11,7 @@ on a read-only manifest too (a dry run into a read-only DEST).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -22,20 +23,21 @@ from typing import Any
 from ._layout import recorded_parts
 from ._lifecycle import Changeover, DeleteLimit, Deletions, refusal
 from ._plan import (
+    ACTION,
     CHECKSUM_SUFFIX,
     Action,
     PlannedFile,
     Selection,
-    action_of,
-    is_current,
+    current_at,
     matches,
     part_length,
     unreadable_entries,
-    unsafe_name_reason,
+    within,
 )
 from ._pubmed import file_order, pubmed_year
 from ._state import ManifestEntry
 from ._transport import RemoteEntry
+from ._tree import SEPARATOR, FoldRule, behind_link, folders, unsafe_path_reason
 
 __all__ = ["PlanCounts", "StagedFiles", "Staging"]
 
@@ -48,7 +50,7 @@ CREATE TEMP TABLE staged (
     seq INTEGER PRIMARY KEY,    -- listing order: ties of the load order keep it
     name TEXT NOT NULL UNIQUE,  -- a name listed twice: the first entry wins
     size INTEGER, mtime REAL, kind TEXT NOT NULL, resolution REAL NOT NULL,
-    validator TEXT, shown_lo INTEGER, shown_hi INTEGER,
+    validator TEXT, shown_lo INTEGER, shown_hi INTEGER, md5 TEXT,
     ord BLOB NOT NULL,          -- file_order(name) in UTF-8: bytes sort as the key does
     year INTEGER,               -- pubmed_year of the name (of NAME, for NAME.md5)
     checksum INTEGER NOT NULL,  -- the name ends in .md5
@@ -58,12 +60,14 @@ CREATE TEMP TABLE staged (
     paired INTEGER NOT NULL DEFAULT 0,     -- a NAME whose NAME.md5 is its companion
     listed INTEGER NOT NULL DEFAULT 0,     -- a data file of the selection (the dataset's)
     chosen INTEGER NOT NULL DEFAULT 0,     -- one this run plans (--newest, --max-files)
+    fold TEXT,                  -- a file's name as DEST's file system compares it
     action TEXT, have INTEGER NOT NULL DEFAULT 0
 )
 """
 _ENTRY = "{0}.name, {0}.size, {0}.mtime, {0}.kind, {0}.resolution, {0}.validator, " \
-         "{0}.shown_lo, {0}.shown_hi"
-_ROWS = ("name, seq, size, mtime, kind, resolution, validator, shown_lo, shown_hi, ord, "
+         "{0}.shown_lo, {0}.shown_hi, {0}.md5"
+_WIDTH = 9  # columns of _ENTRY
+_ROWS = ("name, seq, size, mtime, kind, resolution, validator, shown_lo, shown_hi, md5, ord, "
          "year, checksum, safe, selected")
 
 
@@ -82,9 +86,9 @@ class PlanCounts:
 
 
 def _entry(row: tuple[Any, ...]) -> RemoteEntry:
-    name, size, mtime, kind, resolution, validator, low, high = row
+    name, size, mtime, kind, resolution, validator, low, high, md5 = row
     return RemoteEntry(name, size, mtime, kind, resolution, validator,
-                       None if low is None else (low, high))
+                       None if low is None else (low, high), md5)
 
 
 class Staging:
@@ -114,18 +118,24 @@ class Staging:
             db.execute("DROP TABLE IF EXISTS temp.staged")
             db.execute(_TABLE)
             db.create_function("pubmed_year", 1, pubmed_year, deterministic=True)
+            db.create_function("same_time", 3, within, deterministic=True)
             db.create_function("selected_name", 1, self._selected, deterministic=True)
 
     def _selected(self, name: str) -> int:
         return int(matches(name, self.selection.include, self.selection.exclude))
 
     def add(self, entries: Iterable[RemoteEntry]) -> None:
-        """Stage a batch of the listing, in one transaction (blocking)."""
+        """Stage a batch of the listing, in one transaction (blocking). A name listed
+        twice keeps its first entry; a directory that could not be listed ("unlisted")
+        takes the place of its "dir" entry."""
         rows = [self._row(e) for e in entries]
+        marks = ", ".join("?" * len(_ROWS.split(", ")))
         with self._connection() as db:
             db.execute("BEGIN")
-            db.executemany(f"INSERT OR IGNORE INTO staged ({_ROWS}) VALUES "
-                           "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(f"INSERT OR IGNORE INTO staged ({_ROWS}) VALUES ({marks})",
+                           (r for r in rows if r[4] != "unlisted"))
+            db.executemany(f"INSERT OR REPLACE INTO staged ({_ROWS}) VALUES ({marks})",
+                           (r for r in rows if r[4] == "unlisted"))
             db.execute("COMMIT")
 
     def _row(self, entry: RemoteEntry) -> tuple[Any, ...]:
@@ -136,23 +146,29 @@ class Staging:
         safe = entry.kind == "file" and _safe(entry)
         shown = entry.size_shown or (None, None)
         return (name, self._seq, entry.size, entry.mtime, entry.kind, entry.mtime_resolution,
-                entry.validator, shown[0], shown[1], file_order(name).encode(),
+                entry.validator, shown[0], shown[1], entry.md5, file_order(name).encode(),
                 pubmed_year(name.removesuffix(CHECKSUM_SUFFIX)),
                 name.endswith(CHECKSUM_SUFFIX), safe, safe and self._selected(name))
 
-    def finish(self) -> None:
-        """The listing is complete: mark NAME.md5 companions, the retired years, the
-        dataset's files and the ones this run plans, as `_plan.select_files` says."""
+    def finish(self, fold: FoldRule) -> None:
+        """The listing is complete: the files of the retired PubMed years (older than the
+        newest listed) and those that clash on DEST's file system (`fold`) drop out; then
+        NAME.md5 companions, the dataset's files and the ones this run plans are marked.
+
+        A NAME.md5 whose NAME is listed is never a file of its own: it goes with NAME when
+        NAME is selected, and not at all otherwise. The plan is in PubMed load order;
+        `--newest N` keeps the last N of the selection, `--max-files N` then the first N."""
         sel = self.selection
         with self._connection() as db:
             db.execute("CREATE INDEX temp.staged_order ON staged (ord, seq)")
+            self.newest = db.execute("SELECT max(year) FROM staged WHERE kind = 'file' "
+                                     "AND NOT checksum").fetchone()[0]
+            self._drop_clashes(db, fold)
             db.execute("UPDATE staged SET companion = 1 WHERE checksum AND safe AND "
                        "substr(name, 1, length(name) - 4) IN (SELECT name FROM staged "
                        "WHERE safe)")
             db.execute("UPDATE staged SET paired = 1 WHERE name IN (SELECT substr(name, 1, "
                        "length(name) - 4) FROM staged WHERE companion)")
-            self.newest = db.execute("SELECT max(year) FROM staged WHERE kind = 'file' "
-                                     "AND NOT checksum").fetchone()[0]
             db.execute("UPDATE staged SET listed = 1 WHERE safe AND selected AND NOT "
                        f"companion AND NOT {self._retired()}", self._newest())
             total = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
@@ -163,17 +179,65 @@ class Staging:
             db.execute("UPDATE staged SET chosen = 1 WHERE name IN (SELECT name FROM staged "
                        "WHERE listed ORDER BY ord, seq LIMIT ? OFFSET ?)", (count, start))
 
+    def _drop_clashes(self, db: sqlite3.Connection, fold: FoldRule) -> None:
+        """`_tree`'s rule for paths that cannot land beside the others, each dropped with a
+        warning: one that lands on the same local file as another under `fold`, one that is
+        another's directory, one whose directory is another file; the first in sorted order
+        stays (of those the first two rules keep). Flat names compared as they are cannot
+        clash (a name is staged once): nothing to do, at any size."""
+        live = f"kind = 'file' AND NOT {self._retired()}"
+        nested = db.execute(f"SELECT 1 FROM staged WHERE {live} AND instr(name, '/') "
+                            "LIMIT 1", self._newest()).fetchone()
+        if not nested and fold == FoldRule():
+            return
+        db.create_function("fold_key", 1, fold.key, deterministic=True)
+        db.execute(f"UPDATE staged SET fold = fold_key(name) WHERE {live}", self._newest())
+        db.execute("CREATE INDEX temp.staged_fold ON staged (fold, name)")
+        self._drop(db, "SELECT s.seq, s.name, 'lands on the same local file as ' || "
+                   "quote(o.name) || ' on this file system' FROM staged s JOIN staged o ON "
+                   "o.fold = s.fold AND o.name < s.name GROUP BY s.seq")
+        db.execute("CREATE TEMP TABLE folders (key TEXT, name TEXT, owner TEXT)")
+        rows = db.execute("SELECT name FROM staged WHERE fold IS NOT NULL AND "
+                          "instr(name, '/')")
+        while batch := rows.fetchmany(BATCH):
+            db.executemany("INSERT INTO folders VALUES (?, ?, ?)", [
+                (fold.key(f), f, name) for (name,) in batch for f in folders(name)])
+        db.execute("CREATE INDEX temp.folders_key ON folders (key, owner)")
+        self._drop(db, "SELECT s.seq, s.name, 'is a directory of ' || quote(min(d.owner)) "
+                   "FROM staged s JOIN folders d ON d.key = s.fold AND d.owner < s.name "
+                   "GROUP BY s.seq")
+        self._drop(db, "SELECT s.seq, s.name, 'its directory ' || quote(d.name) || ' is the "
+                   "file ' || quote(o.name) FROM folders d JOIN staged s ON s.name = d.owner "
+                   "AND s.fold IS NOT NULL JOIN staged o ON o.fold = d.key AND o.name < "
+                   "s.name GROUP BY s.seq")
+        db.execute("DROP TABLE temp.folders")
+
+    @staticmethod
+    def _drop(db: sqlite3.Connection, query: str) -> None:
+        """The files `query` finds (seq, name, why) are not safe to land: dropped, logged."""
+        found = db.execute(query).fetchall()
+        for _, name, why in found:
+            log.warning("skipping entry %r: %s", name, why)
+        db.executemany("UPDATE staged SET safe = 0, selected = 0, fold = NULL WHERE seq = ?",
+                       [(seq,) for seq, _, _ in found])
+
     def _retired(self, alias: str = "") -> str:
         return f"coalesce({alias}year < :newest, 0)"
 
     def _newest(self) -> dict[str, int | None]:
         return {"newest": self.newest}
 
+    def rollback(self, mark: int) -> None:
+        """Forget the entries staged after `mark` (`staged` then): a listing that failed
+        part way and is asked again, or a directory found to be a loop (blocking)."""
+        with self._connection() as db:
+            db.execute("DELETE FROM staged WHERE seq > ?", (mark,))
+
     def unreadable(self) -> tuple[RemoteEntry, ...]:
         """The unreadable listing lines that may name a selected file (`_plan`'s rule)."""
         with self._connection() as db:
-            rows = db.execute(f"SELECT {_ENTRY.format('staged')} FROM staged WHERE kind = "
-                              "'unreadable' ORDER BY seq").fetchall()
+            rows = db.execute(f"SELECT {_ENTRY.format('staged')} FROM staged WHERE kind IN "
+                              "('unreadable', 'unlisted') ORDER BY seq").fetchall()
         return unreadable_entries([_entry(r) for r in rows], self.selection)
 
     # -- sizes ----------------------------------------------------------------------------
@@ -188,7 +252,8 @@ class Staging:
                 "s.kind = 'file' AND s.seq > ? AND (s.chosen OR (s.companion AND "
                 "substr(s.name, 1, length(s.name) - 4) IN (SELECT name FROM staged "
                 "WHERE chosen))) ORDER BY s.seq LIMIT ?", (after, BATCH)).fetchall()
-        return [(r[0], _entry(r[1:9]), None if r[9] is None else ManifestEntry(*r[9:]))
+        return [(r[0], _entry(r[1:1 + _WIDTH]),
+                 None if r[1 + _WIDTH] is None else ManifestEntry(*r[1 + _WIDTH:]))
                 for r in rows]
 
     def set_sizes(self, entries: Iterable[RemoteEntry]) -> None:
@@ -204,79 +269,46 @@ class Staging:
     # -- the plan -------------------------------------------------------------------------
 
     def compare(self, dest: Path, *, verify: bool) -> PlanCounts:
-        """Each planned file's action (`_plan.action_of`) from a join of the staged listing
-        with the manifest, in batches (blocking: stats). A file without NAME.md5 that the
-        manifest vouches for (decided in SQL) needs only its stat; the others are read
-        whole and decided by `action_of`."""
-        after: tuple[bytes, int] = (b"", 0)
+        """Each planned file's action (`_plan.ACTION`), in one statement over the staged
+        listing joined with the manifest: no Python object per file, one stat each (in
+        `current`); then what a fetch would resume from, where a part is recorded
+        (blocking)."""
+        folder, links = str(dest), dict[str, bool]()
+
+        def current(name: str, size: int | None, mtime: float | None,
+                    resolution: float) -> bool:
+            if SEPARATOR in name:  # a link on the way: not our copy (one look per folder)
+                parent = name.rsplit(SEPARATOR, 1)[0]
+                if links.setdefault(parent, behind_link(dest, name)):
+                    return False
+            return current_at(os.path.join(folder, name), size, mtime, resolution)
+
         may_resume = recorded_parts(dest)
-        folder = str(dest)
-        while batch := self._vouched(after):
-            decided, others = [], []
-            for seq, name, size, mtime, resolution, vouched, _ in batch:
-                if not vouched:
-                    others.append(seq)
-                    continue
-                entry = RemoteEntry(name, size, mtime, "file", resolution)
-                kept = is_current(os.path.join(folder, name), entry)
-                decided.append(("skip", 0, seq) if kept else
-                               ("fetch", self._have(dest, entry, "fetch", may_resume), seq))
-            for entry, checksum, row, checksum_row, key in self._joined(others):
-                action = action_of(dest, entry, checksum, row, checksum_row, verify)
-                decided.append((action, self._have(dest, entry, action, may_resume), key))
-            with self._connection() as db:
-                db.execute("BEGIN")
-                db.executemany("UPDATE staged SET action = ?, have = ? WHERE seq = ?",
-                               decided)
-                db.execute("COMMIT")
-            after = batch[-1][6]
+        with self._connection() as db:
+            db.create_function("current", 4, current)
+            db.create_function("may_resume", 1, may_resume)
+            db.create_function("have", 4, lambda *row: part_length(dest, RemoteEntry(
+                row[0], row[1], row[2], "file", row[3])))
+            db.execute("BEGIN")
+            db.execute(
+                f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
+                f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
+                f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
+                f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
+                "WHERE s.seq = staged.seq) WHERE chosen", {"verify": verify})
+            db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
+                       "WHERE chosen AND action = 'fetch' AND may_resume(name)")
+            db.execute("COMMIT")
         return self.counts()
 
-    @staticmethod
-    def _have(dest: Path, entry: RemoteEntry, action: Action,
-              may_resume: Callable[[str], bool]) -> int:
-        if action == "fetch" and may_resume(entry.name):
-            return part_length(dest / entry.name, entry)
-        return 0
-
-    def _vouched(self, after: tuple[bytes, int]) -> list[tuple[Any, ...]]:
-        """The next batch of planned files in load order: (seq, name, size, mtime,
-        resolution, vouched, key), `vouched` when the manifest vouches for a file without
-        a NAME.md5 (`_plan._vouched`, in SQL)."""
-        with self._connection() as db:
-            rows = db.execute(
-                "SELECT s.seq, s.name, s.size, s.mtime, s.resolution, NOT s.paired AND "
-                "f.name IS NOT NULL AND f.bad IS NULL AND s.size IS NOT NULL AND f.size = "
-                "s.size AND CASE WHEN f.mtime IS NULL OR s.mtime IS NULL THEN f.mtime IS "
-                "s.mtime ELSE f.mtime > s.mtime - 1 AND f.mtime < s.mtime + "
-                "max(s.resolution, 1.0) END, s.ord FROM staged s "
-                "LEFT JOIN main.files f ON f.name = s.name "
-                "WHERE s.chosen AND (s.ord, s.seq) > (?, ?) ORDER BY s.ord, s.seq LIMIT ?",
-                (*after, BATCH)).fetchall()
-        return [(*r[:6], (r[6], r[0])) for r in rows]
-
-    def _joined(self, seqs: list[int]) -> list[tuple[
-            RemoteEntry, RemoteEntry | None, ManifestEntry | None, ManifestEntry | None, int]]:
-        """These planned files whole: entry, NAME.md5's, their manifest rows, seq."""
-        if not seqs:
-            return []
-        width = len(self._columns("f").split(","))
-        with self._connection() as db:
-            rows = db.execute(
-                f"SELECT {_ENTRY.format('s')}, {_ENTRY.format('c')}, {self._columns('f')}, "
-                f"{self._columns('fc')}, s.seq FROM staged s "
-                "LEFT JOIN staged c ON c.name = s.name || '.md5' AND c.companion "
-                "LEFT JOIN main.files f ON f.name = s.name "
-                "LEFT JOIN main.files fc ON fc.name = s.name || '.md5' "
-                f"WHERE s.seq IN ({', '.join('?' * len(seqs))})", seqs).fetchall()
-        out = []
-        for r in rows:
-            row, checksum_row = r[16:16 + width], r[16 + width:-1]
-            out.append((_entry(r[:8]), None if r[8] is None else _entry(r[8:16]),
-                        None if row[0] is None else ManifestEntry(*row),
-                        None if checksum_row[0] is None else ManifestEntry(*checksum_row),
-                        r[-1]))
-        return out
+    def _manifest(self) -> str:
+        """The manifest's files as a table with every column (NULL for those an older
+        manifest opened read-only lacks)."""
+        names = [f.name for f in dataclasses.fields(ManifestEntry)]
+        picked = self._columns("m").split(", ")
+        return ("(SELECT " + ", ".join(f"{p} AS {n}" for p, n in zip(picked, names,
+                                                                       strict=True))
+                + " FROM main.files m)")
 
     def counts(self) -> PlanCounts:
         with self._connection() as db:
@@ -301,9 +333,10 @@ class Staging:
                 f" AND c.companion WHERE s.chosen AND s.action IN ({marks}) AND "
                 "(s.ord, s.seq) > (?, ?) ORDER BY s.ord, s.seq LIMIT ?",
                 (*actions, *after, BATCH)).fetchall()
-        files = [PlannedFile(_entry(r[:8]), None if r[8] is None else _entry(r[8:16]),
-                             r[16], r[17]) for r in rows]
-        return files, ((rows[-1][18], rows[-1][19]) if rows else after)
+        w = _WIDTH
+        files = [PlannedFile(_entry(r[:w]), None if r[w] is None else _entry(r[w:2 * w]),
+                             r[2 * w], r[2 * w + 1]) for r in rows]
+        return files, ((rows[-1][-2], rows[-1][-1]) if rows else after)
 
     def files(self, *actions: Action) -> Iterator[PlannedFile]:
         """Every planned file with these actions (all: none given), in load order
@@ -389,7 +422,7 @@ _DATA = ("NOT (f.name GLOB '*.md5' AND substr(f.name, 1, length(f.name) - 4) IN 
 
 
 def _safe(entry: RemoteEntry) -> bool:
-    reason = unsafe_name_reason(entry.name)
+    reason = unsafe_path_reason(entry.name)
     if reason is not None:
         log.warning("skipping entry %r: %s", entry.name, reason)
     return reason is None

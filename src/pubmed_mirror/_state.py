@@ -33,10 +33,11 @@ CREATE TABLE IF NOT EXISTS files (
     md5 TEXT,                   -- hex digest the file was checked against, NULL if none
     fetched_at REAL NOT NULL,   -- when the file became final
     verified_at REAL,           -- when its MD5 last matched (fetch or `verify`)
-    bad TEXT                    -- why `verify` found the local copy wrong; NULL if it did not
+    bad TEXT,                   -- why `verify` found the local copy wrong; NULL if it did not
+    etag TEXT                   -- the remote version's strong ETag (S3's), NULL if none
 )
 """
-_COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad"
+_COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad, etag"
 # what the dataset view (`status`, `load-order`, `ack`) needs beyond the files: see _dataset
 _DATASET_TABLES = {
     # the data files (not NAME.md5) of the selection in the last successful listing
@@ -58,6 +59,7 @@ class ManifestEntry:
     fetched_at: float
     verified_at: float | None = None
     bad: str | None = None  # set by `verify`: the next mirror fetches the file again
+    etag: str | None = None  # the version's strong ETag, when the server named one (S3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +188,19 @@ class Manifest:
             # an older manifest opened read-only lacks the dataset tables: they read as empty
             self._tables = {row[0] for row in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            # an older manifest opened read-only has no `bad` column: read it as NULL
+            # an older manifest opened read-only lacks `bad` or `etag`: read them as NULL
             known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
-            self._columns = _COLUMNS if "bad" in known else _COLUMNS.replace("bad", "NULL")
+            self._columns = ", ".join(c if c in known else "NULL"
+                                      for c in _COLUMNS.split(", "))
         except (OSError, sqlite3.Error) as exc:
             raise LocalFileError(f"cannot open the manifest {path}: {_reason(exc)}") from exc
 
     def _add_bad_column(self) -> None:
-        """Manifests written before the `bad` column existed get it."""
-        if "bad" not in {row[1] for row in self._db.execute("PRAGMA table_info(files)")}:
-            self._db.execute("ALTER TABLE files ADD COLUMN bad TEXT")
+        """Manifests written before the `bad` (or `etag`) column existed get it."""
+        known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        for column in ("bad", "etag"):
+            if column not in known:
+                self._db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
 
     @staticmethod
     def _read_only(path: Path) -> sqlite3.Connection:
@@ -264,9 +269,9 @@ class Manifest:
     def record(self, entry: ManifestEntry) -> None:
         with self._lock, self._errors():
             self._db.execute(
-                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (entry.name, entry.size, entry.mtime, entry.md5, entry.fetched_at,
-                 entry.verified_at, entry.bad))
+                 entry.verified_at, entry.bad, entry.etag))
 
     def forget(self, *names: str) -> None:
         """Remove these files' rows (their files were deleted), in one statement."""

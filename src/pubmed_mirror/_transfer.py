@@ -42,6 +42,7 @@ from ._ratelimit import TokenBucket
 from ._resume import OVERLAP, check_overlap
 from ._state import STATE_DIR, make_state_dir
 from ._transport import DirectStream, Session
+from ._tree import make_parents
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -173,18 +174,21 @@ def discard_part(part: Path) -> None:
             path.unlink()
 
 
-def discard_empty_part(dest: Path) -> None:
+def discard_empty_part(dest: Path, root: Path | None = None) -> None:
     """Remove NAME.part and its record when the part holds nothing worth resuming."""
-    part = part_path(dest)
+    part = part_path(dest, root)
     with contextlib.suppress(OSError):
         if regular_size(part) == 0 and not segment_files(part):
             discard_part(part)
 
 
 def finalize(part: Path, dest: Path, remote: RemoteFile,
-             digest: PartDigest | None = None) -> None:
+             digest: PartDigest | None = None, root: Path | None = None) -> None:
     """Check the MD5 (what `digest` has not hashed yet is read now), fsync the data, stamp
-    the remote mtime and rename into place."""
+    the remote mtime and rename into place. `root`: DEST, for a nested name, whose
+    directories below `root` are made first, never through a link (`_tree.make_parents`)."""
+    if root is not None:
+        make_parents(root, dest.relative_to(root).as_posix())
     with local_errors(dest):
         if remote.md5 is not None:
             actual = file_md5(part) if digest is None else digest.hexdigest()
@@ -216,9 +220,11 @@ def sync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-def write_atomically(dest: Path, data: bytes, mtime: float | None) -> None:
-    """Write a small file whole: into NAME.part, then `finalize` it (never half a file)."""
-    part = part_path(dest)
+def write_atomically(dest: Path, data: bytes, mtime: float | None,
+                     root: Path | None = None) -> None:
+    """Write a small file whole: into NAME.part, then `finalize` it (never half a file).
+    `root`: as `finalize`'s."""
+    part = part_path(dest, root)
     with local_errors(dest):
         make_part_dirs(part)
         try:
@@ -227,7 +233,7 @@ def write_atomically(dest: Path, data: bytes, mtime: float | None) -> None:
         except OSError:
             part.unlink(missing_ok=True)  # a full disk must not leave NAME.part behind
             raise
-    finalize(part, dest, RemoteFile(dest.name, len(data), mtime))
+    finalize(part, dest, RemoteFile(dest.name, len(data), mtime), root=root)
 
 
 async def fetch_small(session: Session, path: str, *, limit: int,

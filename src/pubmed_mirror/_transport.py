@@ -21,8 +21,9 @@ __all__ = ["DirectStream", "EntrySink", "ReadStream", "RemoteEntry", "Session", 
            "Transport", "listing_deadline"]
 
 # "unreadable": a listing line in no format we know, named by the whole line; whatever it
-# describes is unknown, so it is reported, never dropped in silence
-EntryKind = Literal["file", "dir", "link", "other", "unreadable"]
+# describes is unknown, so it is reported, never dropped in silence. "unlisted": a
+# subdirectory a recursive listing could not list (`_walk`): reported the same way
+EntryKind = Literal["file", "dir", "link", "other", "unreadable", "unlisted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class RemoteEntry:
     mtime_resolution: float = 1.0
     validator: str | None = None
     size_shown: tuple[int, int] | None = None
+    md5: str | None = None
 
 
 # where a listing's entries go, batch by batch, when it is not returned whole (`_staging`)
@@ -117,7 +119,10 @@ class Session(Protocol):
 
     async def list(self, path: str, sink: EntrySink | None = None) -> list[RemoteEntry]:
         """The entries of a directory (without . and ..). With `sink`, they go to it in
-        batches as the listing arrives (as far as the protocol can) and none is returned."""
+        batches as the listing arrives (as far as the protocol can) and none is returned.
+        A listing that fails part way gives every entry again when asked again, unless the
+        session's class says `resumes_listings = True` (S3: each batch is a whole page,
+        given once; the listing goes on from the page that failed)."""
         ...
 
     async def stat(self, path: str) -> RemoteEntry:

@@ -18,9 +18,10 @@ import anyio
 from ._digest import file_md5
 from ._errors import LocalFileError, describe, ungrouped
 from ._layout import open_read
-from ._plan import CHECKSUM_SUFFIX, unsafe_name_reason
+from ._plan import CHECKSUM_SUFFIX
 from ._pubmed import file_order, parse_md5_file
 from ._state import DestLock, Manifest, ManifestEntry
+from ._tree import behind_link, local_tree, unsafe_path_reason
 
 __all__ = ["FileCheck", "VerifyReport", "verify"]
 
@@ -63,12 +64,13 @@ class VerifyReport:
 def _names(dest: Path, rows: dict[str, ManifestEntry]) -> list[str]:
     """The data files to check: those in the manifest, and any NAME beside a NAME.md5 (a
     link too, to be named as not ours)."""
-    local = {p.name for p in dest.iterdir() if p.is_file() or p.is_symlink()}
+    local = {name for name, st in local_tree(dest)
+             if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)}
     names = {n for n in rows
              if not (n.endswith(CHECKSUM_SUFFIX) and n[: -len(CHECKSUM_SUFFIX)] in rows)}
     names |= {n[: -len(CHECKSUM_SUFFIX)] for n in local if n.endswith(CHECKSUM_SUFFIX)}
     names |= {n for n in local if n + CHECKSUM_SUFFIX in local}
-    return sorted((n for n in names if unsafe_name_reason(n) is None), key=file_order)
+    return sorted((n for n in names if unsafe_path_reason(n) is None), key=file_order)
 
 
 def _expected(dest: Path, name: str, row: ManifestEntry | None) -> str | None:
@@ -102,6 +104,9 @@ def _sidecar(path: Path) -> bytes | None:
 def check_file(dest: Path, name: str, row: ManifestEntry | None) -> FileCheck:
     """Hash one file and judge it (blocking)."""
     path = dest / name
+    if behind_link(dest, name):
+        return FileCheck(name, "corrupt", "a directory on its way is a symbolic link (or not "
+                                          "a directory), not one this mirror wrote")
     try:
         st = path.lstat()
     except FileNotFoundError:

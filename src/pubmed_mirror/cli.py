@@ -15,13 +15,30 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from ._errors import DatasetError, DestinationBusy, MirrorError
+from ._errors import BadSource, DatasetError, DestinationBusy, MirrorError
 from ._plan import check_writable
 from ._pubmed import PRESETS
-from ._source import EMAIL_ENV, AutoSource, FtpSource, HttpSource, check_email, parse_source
+from ._s3 import S3Source
+from ._source import (
+    EMAIL_ENV,
+    AutoSource,
+    FtpSource,
+    HttpSource,
+    S3Options,
+    check_email,
+    parse_source,
+)
 from ._state import check_state_dir
 from .commands import add_parsers
-from .commands._args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, PROG
+from .commands._args import (
+    DEFAULT_CONCURRENCY,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    S3_CONCURRENCY,
+    S3_MAX_CONCURRENCY,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,14 +65,22 @@ def _email(flag: str | None) -> str | None:
 
 
 def _make_source(text: str, ca_file: Path | None, transport: str | None,
-                 proxy: str | None = None, email: str | None = None
-                 ) -> FtpSource | HttpSource | AutoSource:
+                 proxy: str | None = None, email: str | None = None,
+                 fallback: str | None = None, s3: S3Options | None = None
+                 ) -> FtpSource | HttpSource | AutoSource | S3Source:
     """The source the URL names, trusting `ca_file` too for https (checked now: a bad file
-    is bad usage), over `transport` for a preset, through `proxy` (--proxy) for HTTP(S)."""
-    if transport is not None and text not in PRESETS:
-        raise ValueError("--transport is for the pubmed: presets (a URL's scheme chooses)")
-    source = parse_source(text, ca_file=ca_file, transport=transport or "auto", proxy=proxy,
-                          email=email)
+    is bad usage), over `transport` for a preset or with a `fallback` (--fallback), through
+    `proxy` (--proxy) for HTTP(S) and S3, reaching S3 as `s3` says."""
+    if transport is not None and text not in PRESETS and fallback is None:
+        raise ValueError("--transport is for the pubmed: presets and --fallback (a URL's "
+                         "scheme chooses)")
+    try:
+        source = parse_source(text, ca_file=ca_file, transport=transport or "auto",
+                              proxy=proxy, email=email, fallback=fallback, s3=s3)
+    except BadSource as exc:
+        if not str(exc).startswith("fallback: "):
+            raise
+        raise ValueError(f"--{exc}") from None  # the flag, as the user wrote it
     if proxy is not None and isinstance(source, FtpSource):
         raise ValueError("--proxy is for http(s):// URLs and the presets over HTTPS")
     if ca_file is not None:
@@ -67,6 +92,25 @@ def _make_source(text: str, ca_file: Path | None, transport: str | None,
             raise ValueError(f"--ca-file {ca_file}: not a readable PEM certificate file "
                              f"({getattr(exc, 'strerror', None) or exc})") from None
     return source
+
+
+def _s3_options(args: argparse.Namespace) -> S3Options:
+    return S3Options(endpoint=getattr(args, "s3_endpoint", None),
+                     sign=getattr(args, "s3_sign", False),
+                     requester_pays=getattr(args, "s3_requester_pays", False))
+
+
+def _concurrency(args: argparse.Namespace) -> None:
+    """--concurrency's default by source (S3 is built for many connections, NCBI's servers
+    are asked for few), and S3's ceiling."""
+    if args.command != "mirror":
+        return
+    s3 = isinstance(args.url, S3Source)
+    if args.concurrency is None:
+        args.concurrency = S3_CONCURRENCY if s3 else DEFAULT_CONCURRENCY
+    elif s3 and args.concurrency > S3_MAX_CONCURRENCY:
+        raise ValueError(f"--concurrency for s3:// is at most {S3_MAX_CONCURRENCY}, "
+                         f"got {args.concurrency}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.url = _make_source(args.url, getattr(args, "ca_file", None),
                                     getattr(args, "transport", None),
                                     getattr(args, "proxy", None),
-                                    _email(getattr(args, "email", None)))
+                                    _email(getattr(args, "email", None)),
+                                    getattr(args, "fallback", None), _s3_options(args))
+            _concurrency(args)
     except (MirrorError, ValueError) as exc:
         _fail(exc)
         return EXIT_USAGE

@@ -17,6 +17,8 @@ from .._pubmed import PRESETS
 from .._source import TRANSPORTS, parse_source
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_CONCURRENCY = 4  # NCBI's FTP and HTTPS: polite
+S3_CONCURRENCY, S3_MAX_CONCURRENCY = 16, 64  # S3 is built for many connections
 PROG = "pubmed-mirror"
 T = TypeVar("T")
 
@@ -90,8 +92,10 @@ _per_second = _positive_number("commands per second")
 
 
 def _glob(text: str) -> str:
-    if not text or "/" in text or "\0" in text:
-        raise argparse.ArgumentTypeError(f"invalid glob {text!r}: a file-name pattern, no '/'")
+    if not text or "\0" in text or "" in text.split("/"):
+        raise argparse.ArgumentTypeError(
+            f"invalid glob {text!r}: a file-name pattern, or a path pattern (`dir/*.xml`) "
+            "without an empty component")
     depth = 0
     for c in text:  # fnmatch silently takes an unclosed '[' literally: refuse it instead
         depth += c == "["
@@ -129,8 +133,8 @@ def proxy_url(text: str) -> str:
 
 # -- the parser -----------------------------------------------------------------------------------
 
-URL_HELP = (f"ftp://[user@]host[:port]/dir/, http[s]://host[:port]/dir/ or a preset: "
-             f"{', '.join(PRESETS)}")
+URL_HELP = (f"ftp://[user@]host[:port]/dir/, http[s]://host[:port]/dir/, "
+            f"s3://BUCKET/PREFIX/ or a preset: {', '.join(PRESETS)}")
 
 
 def network_options(p: argparse.ArgumentParser) -> None:
@@ -148,9 +152,22 @@ def network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email", metavar="ADDR",  # checked in main: one line, like the variable
                    help="anonymous FTP password and User-Agent contact (default: "
                         "$PUBMED_MIRROR_EMAIL, else anonymous@ and none)")
+    p.add_argument("--s3-endpoint", metavar="URL",  # checked in main, with the source
+                   help="s3:// from this S3-compatible server, http[s]://host[:port] "
+                        "(path-style; default: AWS)")
+    p.add_argument("--s3-sign", action="store_true",
+                   help="s3://: sign requests with the standard AWS credentials (AWS_* "
+                        "variables, AWS_PROFILE, ~/.aws); needs pubmed-mirror[s3]")
+    p.add_argument("--s3-requester-pays", action="store_true",
+                   help="s3://, with --s3-sign: a requester-pays bucket")
     p.add_argument("--transport", choices=TRANSPORTS,
-                   help="for the pubmed: presets: ftp, https, or auto (default: FTP, "
-                        "falling back to HTTPS for the run when FTP cannot connect or log in)")
+                   help="for the pubmed: presets (and --fallback): ftp, https, or auto "
+                        "(default: FTP, falling back to HTTPS for the run when FTP cannot "
+                        "connect or log in)")
+    p.add_argument("--fallback", metavar="URL",  # checked in main: one line, no usage block
+                   help="for an ftp:// URL or a preset: an http(s):// directory holding the "
+                        "same files, for a file FTP cannot deliver and for a run FTP cannot "
+                        "start (a preset's default: NCBI's HTTPS tree)")
 
 
 def output_options(p: argparse.ArgumentParser) -> None:
@@ -163,14 +180,20 @@ def output_options(p: argparse.ArgumentParser) -> None:
 
 
 def mirror_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=positive_int, default=4, metavar="N",
-                   help="parallel sessions (control connections), default 4")
+    p.add_argument("--concurrency", type=positive_int, metavar="N",
+                   help=f"parallel sessions (control connections), default 4 (s3://: "
+                        f"{S3_CONCURRENCY}, at most {S3_MAX_CONCURRENCY})")
     p.add_argument("--rate-limit", type=parse_rate, metavar="RATE",
                    help="cap on total bytes/s, e.g. 500K, 20M, 1.5G (1024-based)")
     p.add_argument("--command-rate", type=_per_second, metavar="N",
                    help="cap on FTP commands per second over all sessions")
     p.add_argument("--include", type=_glob, action="append", default=[], metavar="GLOB")
     p.add_argument("--exclude", type=_glob, action="append", default=[], metavar="GLOB")
+    p.add_argument("--recursive", action="store_true",
+                   help="mirror the subdirectories too (symbolic links are skipped)")
+    p.add_argument("--max-depth", type=_count, metavar="N",
+                   help="at most N levels of subdirectories below URL (0: URL's own files; "
+                        "implies --recursive)")
     p.add_argument("--newest", type=_count, metavar="N",
                    help="only the last N files by PubMed file number")
     p.add_argument("--max-files", type=_count, metavar="N")

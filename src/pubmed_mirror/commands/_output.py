@@ -134,17 +134,19 @@ class Tally:
                 f"ETA {human_seconds(self.eta())}")
 
 
-def _file_line(event: Event) -> str | None:
-    """The line a finished, failed or retried file gets (rich markup), None for the others."""
+def _file_line(event: Event, primary: str) -> str | None:
+    """The line a finished, failed or retried file gets (rich markup), None for the others;
+    a file that came over another protocol than the source's `primary` one says so."""
     if isinstance(event, FileDone):
         rate = event.received / event.seconds if event.seconds > 0 else 0.0
         resumed = f", resumed at {human_bytes(event.resumed_from)}" if event.resumed_from else ""
         tries = f", {event.attempts} attempts" if event.attempts > 1 else ""
         checked = ", MD5 ok" if event.md5 else ""
+        over = f", over {event.via}" if event.via and event.via != primary else ""
         unrecorded = (f" [yellow](not recorded: {escape(event.record_error)})[/]"
                       if event.record_error else "")
         return (f"[green]done[/]    {escape(event.name)}  {human_bytes(event.size)}  "
-                f"{human_bytes(rate)}/s{resumed}{tries}{checked}{unrecorded}")
+                f"{human_bytes(rate)}/s{resumed}{tries}{checked}{over}{unrecorded}")
     if isinstance(event, FileFailed):
         return f"[red]FAILED[/]  {escape(shown(event.name))}: {escape(event.reason)}"
     if isinstance(event, FileRetrying):
@@ -161,14 +163,15 @@ def _file_line(event: Event) -> str | None:
 class LineReporter:
     """Not a terminal: a line per finished, failed or retried file, and `tick()` lines."""
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+    def __init__(self, console: Console, *, quiet: bool = False, primary: str = "") -> None:
         self.console = console
         self.quiet = quiet
+        self.primary = primary  # the source's own protocol ("ftp" for FTP with a fallback)
         self.tally = Tally()
 
     def __call__(self, event: Event) -> None:
         self.tally.on(event)
-        line = _file_line(event)
+        line = _file_line(event, self.primary)
         if line is not None and (not self.quiet or isinstance(event, FileFailed)):
             self.console.print(line, highlight=False, soft_wrap=True)  # one line each
 
@@ -192,8 +195,8 @@ class _SpeedColumn(ProgressColumn):
 class LiveReporter(LineReporter):
     """A terminal: an overall bar and a bar per active transfer, file lines above them."""
 
-    def __init__(self, console: Console) -> None:
-        super().__init__(console)
+    def __init__(self, console: Console, *, primary: str = "") -> None:
+        super().__init__(console, primary=primary)
         self.progress = Progress(
             TextColumn("{task.description}", markup=False), BarColumn(),
             DownloadColumn(binary_units=True), _SpeedColumn(), TimeRemainingColumn(),
@@ -254,10 +257,14 @@ def summary_table(report: MirrorReport) -> Table:
         ("elapsed", f"{report.seconds:.1f} s"),
         ("mean rate", f"{human_bytes(rate)}/s"),
         ("retries", str(report.retries)),
+        *([("fetched over", _per_protocol(report))] if report.via else []),
         *([("not recorded", f"{len(report.unrecorded)} (the next run records them, "
                             f"fetching nothing)")] if report.unrecorded else []),
     ):
         table.add_row(label, value)
+    if report.repaired:
+        table.add_row(Text(f"repaired over {_fallback_via(report)}", style="yellow"),
+                      Text(_few(report.repaired)))
     for failure in report.failed:
         table.add_row(Text(f"failed: {shown(failure.name)}", style="red"),
                       Text(failure.error or ""))
@@ -274,6 +281,21 @@ def summary_table(report: MirrorReport) -> Table:
     return table
 
 
+def _per_protocol(report: MirrorReport) -> str:
+    """Files fetched per protocol: "ftp 7, https 1"."""
+    return ", ".join(f"{via} {n}" for via, n in sorted(report.via.items()))
+
+
+def _fallback_via(report: MirrorReport) -> str:
+    return "/".join(sorted({f.via for f in report.done if f.repaired}))
+
+
+def _few(names: tuple[str, ...], most: int = 3) -> str:
+    """The first `most` names, and how many more: a summary stays short."""
+    more = f" and {len(names) - most} more (--json names them all)" if len(names) > most else ""
+    return ", ".join(shown(n) for n in names[:most]) + more
+
+
 def shown(name: str) -> str:
     """A name (or a listing line we could not read) as printed: control and bidi characters
     escaped, as in `repr`, so that what the server sent cannot drive the terminal."""
@@ -284,7 +306,7 @@ def summary_json(report: MirrorReport) -> dict[str, Any]:
     return {"event": "summary", "ok": report.ok, "done": len(report.done),
             "skipped": report.skipped_count, "failed": len(report.failed),
             "bytes_received": report.bytes_received, "seconds": round(report.seconds, 3),
-            "retries": report.retries,
+            "retries": report.retries, "via": report.via, "repaired": list(report.repaired),
             "failures": [{"name": f.name, "error": f.error} for f in report.failed],
             "unrecorded": [{"name": f.name, "error": f.record_error} for f in report.unrecorded],
             "deleted": list(report.deleted), "superseded": list(report.superseded),

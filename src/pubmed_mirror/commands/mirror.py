@@ -16,6 +16,7 @@ from .._client import mirror, planning
 from .._options import SPLIT_MIN, MirrorOptions, Timeouts
 from .._plan import MirrorPlan, PlannedFile
 from .._retry import RetryPolicy
+from .._source import AutoSource, FtpSource
 from ._args import (
     EXIT_FAILED,
     EXIT_OK,
@@ -53,9 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _reporter(args: argparse.Namespace, console: Console) -> LineReporter | JsonReporter:
     if args.json:
         return JsonReporter()
+    # FTP with HTTP(S) beside it says which files came over the other
+    primary = "ftp" if isinstance(args.url, FtpSource | AutoSource) else args.url.scheme
     if console.is_terminal and not args.quiet:
-        return LiveReporter(console)
-    return LineReporter(console, quiet=args.quiet)
+        return LiveReporter(console, primary=primary)
+    return LineReporter(console, quiet=args.quiet, primary=primary)
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
@@ -161,6 +164,8 @@ def _options(args: argparse.Namespace) -> MirrorOptions:
         splice=not args.no_splice,
         delete=args.delete,
         max_delete=args.max_delete,
+        recursive=args.recursive or args.max_depth is not None,
+        max_depth=args.max_depth,
         timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout,
                           file=args.file_timeout),
         retry=RetryPolicy(attempts=args.retries + 1),

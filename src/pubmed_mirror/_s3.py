@@ -1,0 +1,359 @@
+"""The S3 source: the objects of a bucket under a prefix, anonymous unless told to sign.
+
+Listed with ListObjectsV2 (`_s3list`: pages parsed as they arrive, a failed page asked
+again from its own continuation token), read with the HTTP transport's ranged GETs over
+kept-alive connections (`_http`: resume, answer checks, stall timeout, the server gate for
+503 SlowDown, proxies). Addressing: AWS's virtual-hosted `https://BUCKET.s3.amazonaws.com/`
+(another region once the bucket's answer names it in `x-amz-bucket-region`), or path-style
+`ENDPOINT/BUCKET/KEY` on an S3-compatible server (`--s3-endpoint`). Signed requests use
+botocore's SigV4 signer (an optional extra), on top of our own requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from ._backoff import ServerGate
+from ._errors import BadSource, ConnectionLost, LoginRefused, ServerUnreachable
+from ._proxy import Proxy, proxy_for
+from ._ratelimit import TokenBucket
+from ._s3list import Listing, PageParser, error_code, etag_md5, page_query
+from ._transport import EntrySink, RemoteEntry, listing_deadline
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ._direct import Mover
+    from ._http import HttpSession, HttpTransport, Signer
+    from ._transfer import RemoteFile
+
+__all__ = ["S3Source", "S3Transport", "check_bucket"]
+
+DEFAULT_REGION = "us-east-1"
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_ERROR_LIMIT = 64 << 10
+_LISTING_PAGE_LIMIT = 64 << 20
+_CREDENTIALS_HELP = ("give credentials with --s3-sign (AWS_ACCESS_KEY_ID and "
+                     "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials)")
+
+
+def check_bucket(name: str) -> str:
+    """The name, when it follows S3's bucket naming rules (3-63 lowercase letters, digits,
+    dots and hyphens, beginning and ending with a letter or digit, no '..', not an IP
+    address); else BadSource."""
+    if not _BUCKET.fullmatch(name) or ".." in name or ".-" in name or "-." in name:
+        raise BadSource(f"invalid S3 bucket name {name!r}: 3-63 lowercase letters, digits, "
+                        "dots and hyphens, beginning and ending with a letter or digit")
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        raise BadSource(f"invalid S3 bucket name {name!r}: an IP address")
+    return name
+
+
+def _check_endpoint(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of `--s3-endpoint http[s]://host[:port]`; else BadSource."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError as exc:
+        raise BadSource(f"malformed --s3-endpoint {url!r}: {exc}") from None
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise BadSource(f"malformed --s3-endpoint {url!r}: expected http[s]://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise BadSource(f"malformed --s3-endpoint {url!r}: only http[s]://host[:port]")
+    host = parts.hostname
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]+", host):
+        raise BadSource(f"malformed --s3-endpoint {url!r}: invalid host name")
+    return scheme, host, port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class S3Source:
+    """The objects of `bucket` whose keys begin with `prefix` ("" or ending in "/"); keys
+    relative to it are the entry names. `endpoint`: an S3-compatible server's
+    `http[s]://host[:port]` (path-style), else AWS. `sign`: with credentials from the
+    standard AWS chain (botocore), else anonymous; `requester_pays` says so in each request."""
+
+    scheme: ClassVar[str] = "s3"
+
+    bucket: str
+    prefix: str = ""
+    endpoint: str | None = None
+    sign: bool = False
+    requester_pays: bool = False
+    region: str = DEFAULT_REGION
+    default_include: tuple[str, ...] = ()
+    ca_file: Path | None = None
+    proxy: Proxy | None = None
+    email: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_bucket(self.bucket)
+        if self.prefix and not self.prefix.endswith("/"):
+            raise BadSource(f"the S3 prefix must end with '/', got {self.prefix!r}")
+        if any(c in self.prefix for c in "\r\n\0") or self.prefix.startswith("/"):
+            raise BadSource(f"invalid S3 prefix {self.prefix!r}")
+        if self.endpoint is not None:
+            _check_endpoint(self.endpoint)
+        if self.requester_pays and not self.sign:
+            raise BadSource("--s3-requester-pays needs --s3-sign (AWS bills the signer)")
+
+    def __str__(self) -> str:
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        return f"s3://{self.bucket}/{self.prefix}{where}"
+
+    @property
+    def path(self) -> str:
+        return self.prefix
+
+    def remote_path(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def transport(self, *, connect_timeout: float, stall_timeout: float,
+                  command_bucket: TokenBucket | None = None,
+                  gate: ServerGate | None = None) -> S3Transport:
+        return S3Transport(self, connect_timeout=connect_timeout, stall_timeout=stall_timeout,
+                           command_bucket=command_bucket, gate=gate or ServerGate())
+
+    @classmethod
+    def parse(cls, url: str, *, endpoint: str | None = None, sign: bool = False,
+              requester_pays: bool = False, ca_file: str | os.PathLike[str] | None = None,
+              proxy: Proxy | None = None,
+              netrc_file: str | os.PathLike[str] | None = None,
+              email: str | None = None) -> S3Source:
+        """`s3://BUCKET/PREFIX/` (the prefix may be empty: the whole bucket)."""
+        if not url.startswith("s3://"):
+            raise BadSource(f"unsupported URL {url!r}: expected s3://BUCKET/PREFIX/")
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        if "?" in url or "#" in url or "@" in bucket or ":" in bucket:
+            raise BadSource(f"malformed URL {url!r}: expected s3://BUCKET/PREFIX/")
+        if prefix and not prefix.endswith("/"):
+            raise BadSource(f"malformed URL {url!r}: the prefix must end with '/'")
+        if sign:
+            _botocore()  # a missing extra is bad usage, said before any I/O
+        scheme, host, port = (_check_endpoint(endpoint) if endpoint is not None
+                              else ("https", f"{check_bucket(bucket)}.s3.amazonaws.com", 443))
+        return cls(bucket=bucket, prefix=prefix, endpoint=endpoint, sign=sign,
+                   requester_pays=requester_pays,
+                   ca_file=Path(ca_file) if ca_file is not None else None,
+                   proxy=proxy_for(scheme, host, port, explicit=proxy, netrc_file=netrc_file),
+                   email=email)
+
+
+def _botocore() -> Any:
+    try:
+        import botocore.session
+    except ImportError:
+        raise BadSource("signed S3 requests need botocore: pip install "
+                        "'pubmed-mirror[s3]'") from None
+    return botocore.session
+
+
+def aws_signer(region: str, requester_pays: bool) -> Signer:
+    """SigV4 headers for a request, by botocore, from the standard credential chain
+    (environment, AWS_PROFILE, ~/.aws/config and credentials); LoginRefused when it finds
+    none."""
+    session = _botocore().get_session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise LoginRefused(f"--s3-sign found no AWS credentials: {_CREDENTIALS_HELP}")
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    def sign(method: str, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
+        extra = {"x-amz-request-payer": "requester"} if requester_pays else {}
+        request = AWSRequest(method=method, url=url, headers={**headers, **extra})
+        S3SigV4Auth(credentials.get_frozen_credentials(), "s3", region).add_auth(request)
+        return {k: v for k, v in request.headers.items() if k.lower() != "host"}
+
+    return sign
+
+
+class S3Transport:
+    """Opens S3 sessions (HTTP sessions to the bucket's endpoint) and keeps what outlives
+    one: the listing under way and the bucket's region once learned."""
+
+    def __init__(self, source: S3Source, *, connect_timeout: float, stall_timeout: float,
+                 command_bucket: TokenBucket | None, gate: ServerGate) -> None:
+        self.source = source
+        self.region = source.region
+        self._options: dict[str, Any] = dict(
+            connect_timeout=connect_timeout, stall_timeout=stall_timeout,
+            command_bucket=command_bucket, gate=gate)
+        self.listings: dict[str, Listing] = {}
+        self.http = self._http()
+
+    def __repr__(self) -> str:
+        return f"S3Transport({self.source})"
+
+    @property
+    def gate(self) -> ServerGate:
+        return self.http.gate
+
+    @property
+    def address(self) -> str:
+        return self.http.address
+
+    @property
+    def path_style(self) -> bool:
+        return self.source.endpoint is not None
+
+    def _http(self) -> HttpTransport:
+        import ssl
+
+        from ._http import HttpTransport, user_agent
+
+        source = self.source
+        if source.endpoint is not None:
+            scheme, host, port = _check_endpoint(source.endpoint)
+        else:
+            region = "" if self.region == DEFAULT_REGION else f".{self.region}"
+            scheme, host, port = "https", f"{source.bucket}.s3{region}.amazonaws.com", 443
+        context = None
+        if scheme == "https" and source.ca_file is not None:
+            context = ssl.create_default_context()
+            context.load_verify_locations(cafile=source.ca_file)
+        signer = aws_signer(self.region, source.requester_pays) if source.sign else None
+        return HttpTransport(scheme=scheme, host=host.strip("[]"), port=port, probe=None,
+                             ssl_context=context, proxy=source.proxy,
+                             user_agent=user_agent(source.email), signer=signer,
+                             **self._options)
+
+    def moved(self, region: str) -> None:
+        """The bucket answered that it lives in `region`: sessions opened from now on go
+        (and sign) there."""
+        if region != self.region:
+            self.region = region
+            self.http = replace(self._http(), gate=self.http.gate)
+
+    def url_path(self, key: str) -> str:
+        """The path of a key (or of the bucket, for "") as the server is addressed."""
+        return f"/{self.source.bucket}/{key}" if self.path_style else f"/{key}"
+
+    async def connect(self) -> S3Session:
+        return S3Session(await self.http.connect(), self)
+
+
+_Page = list[RemoteEntry]  # (in the class, `list` is the method)
+
+class S3Session:
+    """One HTTP session to the bucket's endpoint, speaking S3 on top of it."""
+
+    def __init__(self, http: HttpSession, transport: S3Transport) -> None:
+        self.http = http
+        self.transport = transport
+        self._region = transport.region  # the one it was opened for
+
+    def __repr__(self) -> str:
+        return f"<S3Session {self.transport.source}>"
+
+    @property
+    def healthy(self) -> bool:
+        return self.http.healthy and self._region == self.transport.region
+
+    @healthy.setter
+    def healthy(self, value: bool) -> None:
+        self.http.healthy = value
+
+    # a whole page goes to a listing's sink once: asked again, the listing goes on from the
+    # page that failed (see `Session.list`)
+    resumes_listings = True
+
+    async def list(self, path: str, sink: EntrySink | None = None) -> list[RemoteEntry]:
+        """Every object under the prefix `path`, page by page; a listing left unfinished by
+        an error goes on from its next page when asked again (on any session). With `sink`,
+        each page's entries go to it once the page is whole, and none is returned."""
+        import anyio
+
+        from ._errors import TransferStalled
+
+        listing = self.transport.listings.setdefault(path, Listing(path))
+        deadline = listing_deadline(self.http.transport.stall_timeout)
+        while not listing.done:
+            with anyio.move_on_after(deadline) as page_time:
+                page = await self._page(listing)
+            if page_time.cancelled_caught:
+                raise TransferStalled(f"a listing page was not complete within {deadline:g} s",
+                                      path=path)
+            if sink is None:
+                listing.entries.extend(page)
+            else:
+                await sink(page)
+        del self.transport.listings[path]
+        return listing.entries
+
+    async def _page(self, listing: Listing) -> _Page:
+        """One page's entries; `listing` moves on only once the page is whole."""
+        label = f"{self.transport.source} (listing page {listing.pages + 1})"
+        parser = PageParser(listing.prefix, label)
+        found: list[RemoteEntry] = []
+        received = 0
+        async with self.http._request(
+                "GET", self.transport.url_path(""), phase="list", label=label,
+                query=page_query(listing.prefix, listing.token),
+                on_error=self._error) as response:
+            while chunk := await response.content.readany():
+                received += len(chunk)
+                if received > _LISTING_PAGE_LIMIT:
+                    raise ConnectionLost("a listing page over 64 MiB", path=label)
+                found.extend(parser.feed(chunk))
+        found.extend(parser.close())
+        listing.token, listing.done = parser.token, not parser.truncated
+        listing.pages += 1
+        return found
+
+    async def _error(self, response: aiohttp.ClientResponse, label: str) -> None:
+        """S3's refusals of a listing that no retry gets past, one line each; others go on
+        to the generic classification (503 SlowDown: the server gate)."""
+        body = await response.content.read(_ERROR_LIMIT) if response.status != 304 else b""
+        code, message = error_code(body)
+        region = response.headers.get("x-amz-bucket-region")
+        source = self.transport.source
+        if region and region != self.transport.region and response.status in (301, 307, 400):
+            self.transport.moved(region)
+            raise ConnectionLost(f"the bucket is in {region}: asking there", path=label)
+        reply = f"{response.status} {code or response.reason or ''}".strip()
+        if code == "NoSuchBucket" or (code is None and response.status == 404):
+            raise ServerUnreachable(f"no such bucket: {source.bucket}", path=str(source),
+                                    reply=reply)
+        if code in ("AccessDenied", "AllAccessDisabled") or response.status == 403:
+            if not source.sign:
+                raise LoginRefused(f"the bucket is not public (it refuses anonymous "
+                                   f"listing): {_CREDENTIALS_HELP}", path=str(source),
+                                   reply=reply)
+            raise LoginRefused(f"access denied to these credentials: {message or code}",
+                               path=str(source), reply=reply)
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                    "InvalidToken", "AuthorizationHeaderMalformed"):
+            raise LoginRefused(f"the credentials were refused ({code})", path=str(source),
+                               reply=reply)
+
+    async def stat(self, path: str) -> RemoteEntry:
+        """Size, time and ETag of one object (HEAD)."""
+        entry = await self.http.stat(self.transport.url_path(path), label=path)
+        return replace(entry, name=path.rsplit("/", 1)[-1], md5=etag_md5(entry.validator))
+
+    @contextlib.asynccontextmanager
+    async def open_read(self, path: str, offset: int, *, buffer: int | None = None,
+                        expect: RemoteFile | None = None) -> AsyncIterator[Any]:
+        async with self.http.open_read(self.transport.url_path(path), offset, buffer=buffer,
+                                       expect=expect) as body:
+            yield body
+
+    @contextlib.asynccontextmanager
+    async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
+                          mover: Mover = "splice", expect: RemoteFile | None = None
+                          ) -> AsyncIterator[Any]:
+        async with self.http.open_direct(self.transport.url_path(path), offset, buffer=buffer,
+                                         mover=mover, expect=expect) as body:
+            yield body
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -1,0 +1,144 @@
+"""ListObjectsV2, one page at a time: the query for a page, and its answer parsed as it
+arrives (an XMLPullParser fed chunk by chunk, each `<Contents>` turned into an entry and
+dropped), so neither a page nor the listing is ever held as text or as a tree.
+
+A listing is a `Listing`: the entries so far and the continuation token of the next page.
+It outlives the session that reads it, so a page that fails is asked again from its own
+token by the next attempt, never the listing from the start.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import quote, unquote_plus
+
+from ._errors import ProtocolError
+from ._transport import RemoteEntry
+
+__all__ = ["Listing", "PageParser", "error_code", "etag_md5", "page_query"]
+
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(slots=True)
+class Listing:
+    """A listing under way: what the pages read so far held, and where the next begins
+    (None: at the start; `done` once a page said it was the last)."""
+
+    prefix: str
+    entries: list[RemoteEntry] = field(default_factory=list)
+    token: str | None = None
+    done: bool = False
+    pages: int = 0
+
+
+def page_query(prefix: str, token: str | None) -> str:
+    """The query string of a ListObjectsV2 page (keys URL-encoded in the answer: a key may
+    hold characters XML 1.0 cannot carry)."""
+    params = [("list-type", "2"), ("encoding-type", "url"), ("prefix", prefix)]
+    if token is not None:
+        params.append(("continuation-token", token))
+    return "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in params)
+
+
+def etag_md5(etag: str | None) -> str | None:
+    """A single-part ETag (32 hex digits, no `-N`) is the object's MD5; any other is not."""
+    if etag is None:
+        return None
+    bare = etag.strip('"').lower()
+    return bare if _MD5.fullmatch(bare) else None
+
+
+class PageParser:
+    """One page of a ListObjectsV2 answer, fed as it arrives; `feed` yields its entries
+    (names relative to the prefix) as their elements end. After `close`: `truncated` and
+    `token` say whether and where the listing goes on."""
+
+    def __init__(self, prefix: str, path: str) -> None:
+        self._prefix = prefix
+        self._path = path
+        self._parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
+        self._root: ET.Element | None = None
+        self.truncated: bool | None = None
+        self.token: str | None = None
+
+    def feed(self, chunk: bytes) -> Iterator[RemoteEntry]:
+        try:
+            self._parser.feed(chunk)
+            yield from self._events()
+        except ET.ParseError as exc:
+            raise ProtocolError(f"not a ListObjectsV2 answer: {exc}", path=self._path) from None
+
+    def close(self) -> Iterator[RemoteEntry]:
+        try:
+            self._parser.close()
+            yield from self._events()
+        except ET.ParseError as exc:
+            raise ProtocolError(f"not a ListObjectsV2 answer: {exc}", path=self._path) from None
+        if self._root is None or self._root.tag != f"{_NS}ListBucketResult":
+            raise ProtocolError("not a ListObjectsV2 answer", path=self._path)
+        if self.truncated is None or (self.truncated and not self.token):
+            raise ProtocolError("a listing page that does not say where the next begins",
+                                path=self._path)
+
+    def _events(self) -> Iterator[RemoteEntry]:
+        for event, element in self._parser.read_events():  # type: ignore[misc]
+            assert isinstance(element, ET.Element)
+            if event == "start":
+                if self._root is None:
+                    self._root = element
+                continue
+            tag = element.tag.removeprefix(_NS)
+            if tag == "Contents":
+                entry = self._entry(element)
+                if entry is not None:
+                    yield entry
+                self._drop(element)
+            elif tag == "IsTruncated":
+                self.truncated = (element.text or "").strip() == "true"
+            elif tag == "NextContinuationToken":
+                self.token = (element.text or "").strip()
+
+    def _drop(self, element: ET.Element) -> None:
+        """Forget an element read (the root would otherwise keep every one)."""
+        element.clear()
+        if self._root is not None and len(self._root) and self._root[-1] is element:
+            del self._root[-1]
+
+    def _entry(self, element: ET.Element) -> RemoteEntry | None:
+        fields = {child.tag.removeprefix(_NS): child.text or "" for child in element}
+        key = unquote_plus(fields.get("Key", ""))
+        size = fields.get("Size", "")
+        if not key.startswith(self._prefix) or key == self._prefix:
+            return None
+        if not size.isdigit():
+            raise ProtocolError(f"a listing entry without a size: {key!r}", path=self._path)
+        name = key[len(self._prefix):]
+        etag = fields.get("ETag") or None
+        if name.endswith("/"):  # a "folder" marker, not a file
+            return RemoteEntry(name.rstrip("/"), None, None, "dir")
+        return RemoteEntry(name, int(size), _time(fields.get("LastModified", "")),
+                           validator=etag, md5=etag_md5(etag))
+
+
+def _time(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        return None
+
+
+def error_code(body: bytes) -> tuple[str | None, str | None]:
+    """An S3 error answer's `<Code>` and `<Message>` (None when the body is not one)."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None, None
+    if root.tag != "Error":
+        return None, None
+    return root.findtext("Code"), root.findtext("Message")

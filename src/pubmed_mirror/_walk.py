@@ -1,0 +1,106 @@
+"""A whole tree from directory listings (FTP, HTTP(S) autoindex): `--recursive`.
+
+The start directory is listed as always; with a depth to go, each subdirectory it lists
+(an entry of kind "dir": MLSD's `type=dir`, LIST's `d`, an autoindex link ending in `/`
+that stays in the directory) is listed too, its entries named by their path below the
+start (`a/b/c`, see `_tree`). Links are never entered (FTP lists them as links; the
+autoindex parser takes no link leading above or away from the directory). A directory whose
+listing is the same as one of its ancestors' is a loop (a link the server follows for us):
+it is not entered, with a warning. Each directory listing has its own retries and its own
+whole-listing deadline (`listing_deadline`, in the session). A subdirectory that cannot be
+listed (a 550, retries exhausted) becomes an entry of kind "unlisted": the run mirrors the
+rest and then fails naming it (the start directory's failure fails the run, as always).
+The entries go to a sink as each listing arrives (`_staging`): a tree of a million files is
+never held.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ._errors import FatalError, MirrorError, describe
+from ._transport import EntrySink, RemoteEntry
+from ._tree import SEPARATOR, unsafe_name_reason
+
+__all__ = ["list_tree"]
+
+log = logging.getLogger("pubmed_mirror")
+
+# a relative directory, and where its entries go as they arrive (its retries are its own)
+Lister = Callable[[str, EntrySink], Awaitable[None]]
+# drops what the last directory listed gave the sink (a loop's entries)
+Dropper = Callable[[], Awaitable[None]]
+_Fingerprint = tuple[int, int]
+_MASK = (1 << 64) - 1
+
+
+async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
+                    max_depth: int | None) -> None:
+    """The start directory's entries (`list_dir("")`) and, down to `max_depth` levels of
+    subdirectories below it (None: all), theirs, named by their path below the start, into
+    `sink` as they arrive. Every directory is listed once, breadth first; only the
+    subdirectories to enter and each directory's fingerprint are kept, never the entries."""
+    pending: list[tuple[str, int, tuple[_Fingerprint, ...]]] = [("", 0, ())]
+    while pending:
+        folder, depth, ancestors = pending.pop(0)
+        seen = _Seen(folder + SEPARATOR if folder else "", sink)
+        try:
+            await list_dir(folder, seen.add)
+        except FatalError:
+            raise
+        except MirrorError as exc:
+            if not folder:
+                raise
+            log.warning("cannot list directory %r: %s", folder, describe(exc))
+            await sink([RemoteEntry(folder, None, None, "unlisted")])
+            continue
+        if seen.fingerprint in ancestors:
+            log.warning("not entering %r: it lists the same entries as a directory above it "
+                        "(a loop)", folder)
+            await drop_last()
+            continue
+        if max_depth is None or depth < max_depth:
+            pending.extend((seen.prefix + name, depth + 1, (*ancestors, seen.fingerprint))
+                           for name in seen.folders if _enterable(name, seen.prefix))
+
+
+@dataclass(slots=True)
+class _Seen:
+    """One directory's listing on its way to the sink: names below the start, the
+    subdirectories it holds, and a fingerprint of its entries (a count and a sum of their
+    hashes: the same entries in any order give the same one, without keeping them)."""
+
+    prefix: str
+    sink: EntrySink
+    folders: list[str] = field(default_factory=list)
+    count: int = 0
+    total: int = 0
+
+    @property
+    def fingerprint(self) -> _Fingerprint:
+        return self.count, self.total
+
+    async def add(self, entries: list[RemoteEntry]) -> None:
+        for entry in entries:
+            self.count += 1
+            self.total = (self.total + hash((entry.name, entry.size, entry.mtime,
+                                             entry.kind))) & _MASK
+            if entry.kind == "dir":
+                self.folders.append(entry.name)
+        await self.sink([_below(e, self.prefix) for e in entries] if self.prefix else entries)
+
+
+def _below(entry: RemoteEntry, prefix: str) -> RemoteEntry:
+    return RemoteEntry(prefix + entry.name, entry.size, entry.mtime, entry.kind,
+                       entry.mtime_resolution, entry.validator, entry.size_shown, entry.md5)
+
+
+def _enterable(name: str, prefix: str) -> bool:
+    """A subdirectory is listed only when its name is one of this directory's (never
+    `..`, `a/b`, a control character or our state directory)."""
+    reason = unsafe_name_reason(name)
+    if reason is not None:
+        log.warning("not entering directory %r: %s", prefix + name, reason)
+    return reason is None

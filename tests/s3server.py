@@ -1,0 +1,228 @@
+"""An S3-compatible server for the s3:// tests: moto's standalone server on 127.0.0.1, filled
+with botocore, and `S3FaultProxy`, a small aiohttp server in front of it (in a thread of its
+own) that records every request and injects faults: a GET cut short, a corrupt body, 503
+SlowDown, an error for one listing page, AccessDenied."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import botocore.session
+from aiohttp import web
+
+from webservers import stop_process
+
+_RUNNING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server on a port the system picks; its URL."""
+    exe = Path(sys.executable).parent / "moto_server"
+    server = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert server.stdout is not None
+        deadline = time.monotonic() + 30
+        port = None
+        drain = threading.Thread()
+        while port is None and time.monotonic() < deadline:
+            line = server.stdout.readline()
+            if not line:
+                raise RuntimeError("moto_server ended before it listened")
+            if match := _RUNNING.search(line):
+                port = int(match.group(1))
+        assert port is not None, "moto_server did not say where it listens"
+        # its log goes on: drain it so that the pipe never fills
+        drain = threading.Thread(target=server.stdout.read, daemon=True)
+        drain.start()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(server)
+        if server.stdout is not None:
+            drain.join(5)
+            server.stdout.close()
+
+
+def s3_client(endpoint: str) -> Any:
+    return botocore.session.get_session().create_client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def make_bucket(client: Any, name: str, *, public: bool = True) -> None:
+    """A bucket; `public`: anonymous GETs allowed by policy (moto lists to anyone)."""
+    client.create_bucket(Bucket=name)
+    if public:
+        client.put_bucket_policy(Bucket=name, Policy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{name}/*"}]}))
+
+
+def put_multipart(client: Any, bucket: str, key: str, parts: list[bytes]) -> str:
+    """An object uploaded in parts (all but the last >= 5 MiB); its ETag."""
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    done = []
+    for number, data in enumerate(parts, 1):
+        etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload,
+                                  PartNumber=number, Body=data)["ETag"]
+        done.append({"PartNumber": number, "ETag": etag})
+    answer = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,
+                                              MultipartUpload={"Parts": done})
+    return str(answer["ETag"])
+
+
+@dataclass
+class S3Fault:
+    """kind: "cut" (the GET's headers and `after` bytes of its body, then the connection
+    drops), "corrupt" (the body with its first byte changed), "slowdown" (503 SlowDown,
+    Retry-After `seconds`), "error" (500 InternalError), "deny" (403 AccessDenied).
+    `match` says which request it is for (the first that matches takes it)."""
+
+    kind: str
+    match: Callable[[Seen], bool]
+    after: int = 0
+    seconds: int = 1
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str  # as sent (percent-encoded)
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    status: int = 0
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def listing(self) -> bool:
+        return self.query.get("list-type") == ["2"]
+
+    def key(self, bucket: str) -> str | None:
+        prefix = f"/{bucket}/"
+        return self.path[len(prefix):] if self.path.startswith(prefix) else None
+
+
+@dataclass
+class S3FaultProxy:
+    """In front of `upstream`; `url` is the --s3-endpoint to give."""
+
+    upstream: str
+    faults: list[S3Fault] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def gets(self, bucket: str, key: str) -> list[Seen]:
+        return [s for s in self.seen if s.method == "GET" and s.key(bucket) == key]
+
+    def listings(self) -> list[Seen]:
+        return [s for s in self.seen if s.listing]
+
+    @contextmanager
+    def running(self) -> Iterator[S3FaultProxy]:
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        stop: asyncio.Event | None = None
+
+        async def serve() -> None:
+            nonlocal stop
+            stop = asyncio.Event()
+            async with aiohttp.ClientSession(auto_decompress=False) as self._client:
+                app = web.Application()
+                app.router.add_route("*", "/{tail:.*}", self._forward)
+                runner = web.AppRunner(app, access_log=None)
+                await runner.setup()
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                started.set()
+                await stop.wait()
+                await runner.cleanup()
+
+        thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+        thread.start()
+        assert started.wait(10)
+        try:
+            yield self
+        finally:
+            assert stop is not None
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(10)
+            loop.close()
+
+    def _fault(self, seen: Seen) -> S3Fault | None:
+        for fault in self.faults:
+            if fault.match(seen):
+                self.faults.remove(fault)
+                return fault
+        return None
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        raw = request.raw_path
+        parts = urlsplit(raw)
+        seen = Seen(request.method, parts.path, parse_qs(parts.query),
+                    {k.lower(): v for k, v in request.headers.items()})
+        fault = self._fault(seen)
+        canned = _canned(fault)
+        if canned is not None:
+            self.seen.append(Seen(**{**seen.__dict__, "status": canned.status}))
+            return canned
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("host", "connection", "content-length")}
+        async with self._client.request(request.method, self.upstream + raw, headers=headers,
+                                        data=await request.read(),
+                                        allow_redirects=False) as answer:
+            body = await answer.read()
+            self.seen.append(Seen(**{**seen.__dict__, "status": answer.status}))
+            kept = {k: v for k, v in answer.headers.items()
+                    if k.lower() not in ("connection", "transfer-encoding", "server", "date")}
+        if fault is not None and fault.kind == "corrupt" and body:
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        response = web.StreamResponse(status=answer.status, headers=kept)
+        if request.method == "HEAD":
+            response.content_length = int(kept.get("Content-Length", "0"))
+            await response.prepare(request)
+            return response
+        await response.prepare(request)
+        if fault is not None and fault.kind == "cut":
+            await response.write(body[:fault.after])
+            await asyncio.sleep(0.05)
+            if request.transport is not None:
+                request.transport.close()  # mid-body: the client sees the connection end
+            return response
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+
+def _canned(fault: S3Fault | None) -> web.Response | None:
+    """The error answers a fault makes in S3's own form."""
+    if fault is None or fault.kind in ("cut", "corrupt"):
+        return None
+    status, code, extra = {
+        "slowdown": (503, "SlowDown", {"Retry-After": str(fault.seconds)}),
+        "error": (500, "InternalError", {}),
+        "deny": (403, "AccessDenied", {}),
+    }[fault.kind]
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>injected</Message><RequestId>1</RequestId></Error>")
+    return web.Response(status=status, body=body.encode(), headers=extra,
+                        content_type="application/xml")

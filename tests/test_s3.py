@@ -1,0 +1,315 @@
+"""s3://BUCKET/PREFIX/ end to end: the installed command against moto's S3 server on
+127.0.0.1, faults injected by a proxy in front of it (`s3server`)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3server import S3Fault, S3FaultProxy, make_bucket, moto_server, put_multipart, s3_client
+
+_names = itertools.count()
+SMALL = b"<article>one</article>\n" * 100
+ODD = b"odd name\n" * 7
+MULTI = [os.urandom(5 << 20), os.urandom(300_000)]
+FILES = {"a.xml": SMALL, "b c+d&e=f.txt": ODD, "multi.bin": b"".join(MULTI)}
+
+
+def command() -> list[str]:
+    exe = Path(sys.executable).parent / "pubmed-mirror"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "pubmed_mirror"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return subprocess.run([*command(), *args], capture_output=True, text=True, timeout=55,
+                          env={**clean, **(env or {})}, check=False)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def client(moto: str) -> Any:
+    return s3_client(moto)
+
+
+@pytest.fixture
+def bucket(client: Any) -> str:
+    """A public bucket holding FILES under data/ (multi.bin in two parts) and a key
+    outside the prefix."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    for key, data in FILES.items():
+        if key == "multi.bin":
+            put_multipart(client, name, f"data/{key}", MULTI)
+        else:
+            client.put_object(Bucket=name, Key=f"data/{key}", Body=data)
+    client.put_object(Bucket=name, Key="other/x.txt", Body=b"not mirrored")
+    return name
+
+
+@pytest.fixture
+def proxy(moto: str) -> Iterator[S3FaultProxy]:
+    with S3FaultProxy(moto).running() as server:
+        yield server
+
+
+def mirror(proxy: S3FaultProxy, bucket: str, dest: Path, *args: str,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run("mirror", f"s3://{bucket}/data/", "--s3-endpoint", proxy.url, "--dest",
+               str(dest), "--retries", "3", *args, env=env)
+
+
+def assert_files(dest: Path, files: dict[str, bytes]) -> None:
+    """DEST holds exactly `files` (relative paths), our state directory aside."""
+    got = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*")
+           if p.is_file() and ".pubmed-mirror" not in p.relative_to(dest).parts}
+    assert got == files
+
+
+def object_gets(proxy: S3FaultProxy, bucket: str) -> list[str]:
+    return [s.key(bucket) or "" for s in proxy.seen
+            if s.method == "GET" and not s.listing]
+
+
+def test_s3_mirror_then_nothing_then_only_the_changed_object(
+        proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path) -> None:
+    """A bucket prefix mirrors byte for byte (single-part ETags checked as MD5s), a second
+    run transfers nothing, and after one object changes only it is fetched again."""
+    dest = tmp_path / "dest"
+    first = mirror(proxy, bucket, dest)
+    assert first.returncode == 0, first.stderr
+    assert_files(dest, FILES)
+    assert "MD5 ok" in first.stdout  # the single-part objects were checked
+    proxy.seen.clear()
+    second = mirror(proxy, bucket, dest, "--json")
+    assert second.returncode == 0, second.stderr
+    assert object_gets(proxy, bucket) == []
+    assert [s.method for s in proxy.seen] == ["GET"]  # one listing page, nothing else
+    changed = b"<article>two</article>\n" * 120
+    client.put_object(Bucket=bucket, Key="data/a.xml", Body=changed)
+    proxy.seen.clear()
+    third = mirror(proxy, bucket, dest)
+    assert third.returncode == 0, third.stderr
+    assert object_gets(proxy, bucket) == ["data/a.xml"]
+    assert_files(dest, {**FILES, "a.xml": changed})
+
+
+def test_s3_etag_recorded_and_a_changed_etag_refetches(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """The manifest records each object's ETag, and an ETag that no longer matches the
+    listing (same size and time) makes the object fetched again."""
+    dest = tmp_path / "dest"
+    assert mirror(proxy, bucket, dest).returncode == 0
+    manifest = dest / ".pubmed-mirror" / "manifest.sqlite"
+    with closing(sqlite3.connect(manifest)) as db, db:
+        etags = dict(db.execute("SELECT name, etag FROM files").fetchall())
+        db.execute("UPDATE files SET etag = '\"0123\"' WHERE name = 'multi.bin'")
+    assert etags["a.xml"] == f'"{hashlib.md5(SMALL).hexdigest()}"'
+    assert etags["multi.bin"].endswith('-2"')
+    proxy.seen.clear()
+    again = mirror(proxy, bucket, dest)
+    assert again.returncode == 0, again.stderr
+    assert object_gets(proxy, bucket) == ["data/multi.bin"]
+    assert_files(dest, FILES)
+
+
+def test_s3_delete_removes_keys_gone_from_the_listing(
+        proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path) -> None:
+    """With --delete, an object deleted from the bucket is deleted from DEST too."""
+    dest = tmp_path / "dest"
+    assert mirror(proxy, bucket, dest).returncode == 0
+    client.delete_object(Bucket=bucket, Key="data/a.xml")
+    result = mirror(proxy, bucket, dest, "--delete")
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, {k: v for k, v in FILES.items() if k != "a.xml"})
+
+
+@pytest.mark.parametrize("mover", [[], ["--no-splice"]], ids=["splice", "recv"])
+def test_s3_get_cut_short_is_resumed_with_range(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path, mover: list[str]) -> None:
+    """A GET cut short mid-body is resumed from where it stopped with a Range request."""
+    proxy.faults.append(S3Fault("cut", lambda s: s.key(bucket) == "data/multi.bin",
+                                after=2 << 20))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, *mover)
+    assert result.returncode == 0, result.stderr
+    ranges = [s.headers.get("range") for s in proxy.gets(bucket, "data/multi.bin")]
+    assert len(ranges) == 2 and ranges[0] == "bytes=0-"
+    assert ranges[1] is not None and int(ranges[1][6:-1]) >= 1 << 20
+    assert_files(dest, FILES)
+
+
+def test_s3_corrupt_single_part_object_is_refetched(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """A single-part object whose bytes do not hash to its ETag is fetched again from 0."""
+    proxy.faults.append(S3Fault("corrupt", lambda s: s.key(bucket) == "data/a.xml"))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 0, result.stderr
+    assert [s.headers.get("range") for s in proxy.gets(bucket, "data/a.xml")] == [
+        "bytes=0-", "bytes=0-"]
+    assert_files(dest, FILES)
+
+
+def test_s3_always_corrupt_object_fails_cleanly(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """An object corrupt at every attempt fails the run (exit 1) and leaves no final file."""
+    for _ in range(4):
+        proxy.faults.append(S3Fault("corrupt", lambda s: s.key(bucket) == "data/a.xml"))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 1
+    assert "MD5" in result.stdout + result.stderr
+    assert len(proxy.gets(bucket, "data/a.xml")) == 4
+    assert not (dest / "a.xml").exists()
+    assert_files(dest, {k: v for k, v in FILES.items() if k != "a.xml"})
+
+
+def test_s3_slowdown_pauses_and_is_not_a_failure(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """503 SlowDown with Retry-After pauses the requests that follow for that long, and
+    the run still succeeds."""
+    proxy.faults.append(S3Fault("slowdown", lambda s: s.key(bucket) == "data/a.xml",
+                                seconds=2))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 0, result.stderr
+    refused = next(s for s in proxy.seen if s.status == 503)
+    again = [s.at - refused.at for s in proxy.gets(bucket, "data/a.xml")][1:]
+    assert len(again) == 1 and again[0] >= 1.9
+    # no session sent anything during the pause (those in flight when it began aside)
+    assert not [s for s in proxy.seen if 0.3 < s.at - refused.at < 1.9]
+    assert_files(dest, FILES)
+
+
+def test_s3_listing_page_error_is_retried_from_that_page(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A listing page that fails is asked again with its own continuation token: the
+    first page is asked once."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    keys = {f"k{i:05d}.txt": f"{i}\n".encode() for i in range(1005)}
+    for key, data in keys.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=data)
+    proxy.faults.append(S3Fault("error", lambda s: s.listing
+                                and "continuation-token" in s.query))
+    dest = tmp_path / "dest"
+    result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                 str(dest), "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    pages = [(s.query.get("continuation-token"), s.status) for s in proxy.listings()]
+    assert len(pages) == 3
+    assert pages[0] == (None, 200)
+    assert pages[1][1] == 500 and pages[2] == (pages[1][0], 200)
+    assert result.stdout.count('"name": "k0') == 1005
+
+
+def test_s3_no_such_bucket_is_one_line(proxy: S3FaultProxy, tmp_path: Path) -> None:
+    """A bucket that does not exist: exit 1, one line saying so."""
+    result = run("mirror", "s3://no-such-bucket/data/", "--s3-endpoint", proxy.url,
+                 "--dest", str(tmp_path / "d"))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "no such bucket" in result.stderr
+
+
+def test_s3_access_denied_anonymous_is_one_line(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """AccessDenied to an anonymous listing: exit 1, one line saying the bucket is not
+    public and how credentials are given."""
+    proxy.faults.append(S3Fault("deny", lambda s: s.listing))
+    result = mirror(proxy, bucket, tmp_path / "d")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "not public" in result.stderr and "--s3-sign" in result.stderr
+    assert len(proxy.listings()) == 1  # not retried
+
+
+@pytest.mark.parametrize("args", [
+    ["s3://Bad_Bucket/data/"],
+    ["s3://ab/data/"],
+    ["s3://bucket..x/data/"],
+    ["s3://192.168.1.1/data/"],
+    ["s3://bucket/data"],
+    ["s3://bucket/data/?x=1"],
+    ["s3:///data/"],
+    ["s3://bucket/data/", "--s3-endpoint", "ftp://127.0.0.1:1"],
+    ["s3://bucket/data/", "--s3-endpoint", "http://127.0.0.1:1/base"],
+    ["s3://bucket/data/", "--s3-endpoint", "http://"],
+    ["s3://bucket/data/", "--s3-endpoint", "http://127.0.0.1:99999"],
+    ["s3://bucket/data/", "--s3-requester-pays"],
+    ["s3://bucket/data/", "--concurrency", "65"],
+    ["ftp://127.0.0.1/data/", "--s3-endpoint", "http://127.0.0.1:1"],
+])
+def test_s3_bad_input_exits_2_before_any_request(
+        proxy: S3FaultProxy, tmp_path: Path, args: list[str]) -> None:
+    """A malformed s3:// URL or --s3-* option: exit 2, one line, no request made."""
+    endpoint = [] if "--s3-endpoint" in args or args[0].startswith("ftp") else [
+        "--s3-endpoint", proxy.url]
+    result = run("mirror", *args, *endpoint, "--dest", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("pubmed-mirror")
+    assert proxy.seen == []
+    assert not (tmp_path / "d").exists()
+
+
+def test_s3_signed_requests_carry_sigv4_and_requester_pays(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """--s3-sign signs every request (listing and GETs) with SigV4 from the AWS
+    environment variables, and --s3-requester-pays says so in each."""
+    env = {"AWS_ACCESS_KEY_ID": "AKIDTESTING", "AWS_SECRET_ACCESS_KEY": "secret",
+           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, "--s3-sign", "--s3-requester-pays", env=env)
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, FILES)
+    assert len(proxy.seen) == 4
+    for seen in proxy.seen:
+        auth = seen.headers.get("authorization", "")
+        assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDTESTING/"), seen
+        assert "/us-east-1/s3/aws4_request" in auth
+        assert seen.headers.get("x-amz-request-payer") == "requester"
+        assert "x-amz-request-payer" in auth  # a signed header
+
+
+def test_s3_anonymous_requests_carry_no_credentials(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """Without --s3-sign no request is signed, even with AWS credentials in the
+    environment."""
+    env = {"AWS_ACCESS_KEY_ID": "AKIDTESTING", "AWS_SECRET_ACCESS_KEY": "secret"}
+    assert mirror(proxy, bucket, tmp_path / "dest", env=env).returncode == 0
+    assert proxy.seen and all("authorization" not in s.headers for s in proxy.seen)
+
+
+def test_s3_hostile_keys_are_refused_and_the_rest_mirrored(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """Keys whose names must not become local paths (dot names, our own suffixes, control
+    characters, `..` or empty components below the prefix) are skipped, never requested, and
+    the other objects, nested ones too, are mirrored."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    hostile = ["..", ".pubmed-mirror", "x.xml.part", "bad\x1b[31m.xml", "sub/../../evil",
+               "sub//d.xml", "sub/.pubmed-mirror/e.xml", "sub/./f.xml"]
+    for key in [*hostile, "good.xml", "sub/c.xml"]:
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=b"payload\n")
+    dest = tmp_path / "dest"
+    result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                 str(dest))
+    assert result.returncode == 0, result.stderr
+    assert sorted(object_gets(proxy, name)) == ["data/good.xml", "data/sub/c.xml"]
+    assert_files(dest, {"good.xml": b"payload\n", "sub/c.xml": b"payload\n"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]

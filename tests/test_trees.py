@@ -1,0 +1,337 @@
+"""Whole trees (`--recursive [--max-depth N]`): the installed command against pyftpdlib,
+proftpd and Apache serving a tree of three levels, and the nested names' local layout:
+links in DEST never written through, `--delete`, `verify` and `status` over a tree."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pubmed_mirror import RemoteEntry
+from pubmed_mirror._plan import Selection
+from pubmed_mirror._staging import Staging
+from pubmed_mirror._state import Manifest
+from pubmed_mirror._tree import FoldRule
+from pubmed_mirror.testing import FaultyFTPServer
+from real_ftpd import real_server
+from test_cli import run
+from webservers import apache, missing
+
+SPLIT = [[], ["--no-split"]]
+
+
+def _md5_line(name: str, data: bytes) -> bytes:
+    return f"MD5({name})= {hashlib.md5(data).hexdigest()}\n".encode()
+
+
+def make_remote_tree(root: Path) -> dict[str, bytes]:
+    """Three levels below `root`, an empty directory and a NAME.md5 in a subdirectory; the
+    files (relative name -> bytes) a recursive mirror must land."""
+    files = {
+        "top.xml": b"top level\n" * 100,
+        "a/one.xml": b"level one\n" * 2000,
+        "a/b/two.xml": bytes(range(256)) * 40_000,  # 10 MiB: big enough to split
+        "a/b/c/three.xml": b"level three\n" * 50,
+        "z/caf\u00e9.xml": b"non-ascii directory sibling\n",
+    }
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    (root / "a/b/two.xml.md5").write_bytes(_md5_line("two.xml", files["a/b/two.xml"]))
+    files["a/b/two.xml.md5"] = (root / "a/b/two.xml.md5").read_bytes()
+    (root / "empty").mkdir()
+    return files
+
+
+def landed(dest: Path) -> dict[str, bytes]:
+    """Every regular file below DEST but our state directory, by relative name."""
+    return {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*")
+            if p.is_file() and not p.is_symlink()
+            and p.relative_to(dest).parts[0] != ".pubmed-mirror"}
+
+
+def summary(out: str) -> dict[str, Any]:
+    last = json.loads(out.splitlines()[-1])
+    assert last["event"] == "summary"
+    return last
+
+
+def events(out: str, kind: str) -> list[dict[str, Any]]:
+    return [e for e in map(json.loads, out.splitlines()) if e["event"] == kind]
+
+
+@pytest.fixture
+def world_readable() -> Iterator[Path]:
+    """A directory outside pytest's private temp directory, which servers running as an
+    unprivileged user can read."""
+    root = Path(tempfile.mkdtemp(prefix="pm-trees-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root)
+
+
+def _readable(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+# -- pyftpdlib --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", SPLIT, ids=["split", "no-split"])
+@pytest.mark.parametrize("disable_mlsd", [False, True], ids=["mlsd", "list"])
+def test_recursive_ftp_tree(tmp_path: Path, disable_mlsd: bool, split: list[str]) -> None:
+    """A three-level tree lands at DEST/a/b/c byte for byte (the empty directory listed,
+    nothing from a symlinked directory or a hostile name); the second run transfers
+    nothing."""
+    remote, dest, outside = tmp_path / "remote", tmp_path / "local", tmp_path / "outside"
+    files = make_remote_tree(remote)
+    outside.mkdir()
+    (outside / "secret.xml").write_bytes(b"outside the served tree")
+    (remote / "a/linked").symlink_to(outside)
+    for hostile in ("a/ctl\x01dir/x.xml", "a/b/x.xml.part", "a/.pubmed-mirror/x.xml",
+                    "a/back\\slash.xml"):
+        (remote / hostile).parent.mkdir(parents=True, exist_ok=True)
+        (remote / hostile).write_bytes(b"hostile")
+    with FaultyFTPServer(remote, disable_mlsd=disable_mlsd) as server:
+        first = run("mirror", server.url, "--dest", str(dest), "--recursive", "--json",
+                    "--concurrency", "3", *split)
+        retr_after_first = dict(server.stats.retr)
+        second = run("mirror", server.url, "--dest", str(dest), "--recursive", "--json")
+        retr_after_second = dict(server.stats.retr)
+    assert landed(dest) == files
+    assert "skipping entry 'a/b/x.xml.part'" in first.stderr
+    assert "'a/ctl\\x01dir'" in first.stderr and "'a/back\\\\slash.xml'" in first.stderr
+    assert "'a/.pubmed-mirror'" in first.stderr
+    if disable_mlsd:  # LIST shows the link as a link: skipped
+        assert first.returncode == 0, first.stderr
+        assert "skipping symlink entry 'a/linked'" in first.stderr
+    else:  # pyftpdlib's MLSD follows links, then refuses to list outside its root: failed
+        assert first.returncode == 1
+        failed = events(first.stdout, "file_failed")
+        assert [e["name"] for e in failed] == ["a/linked"]
+        assert "cannot list this directory" in failed[0]["reason"]
+    done = {e["name"]: e for e in events(first.stdout, "file_done")}
+    assert sorted(done) == sorted(n for n in files if not n.endswith(".md5"))
+    assert done["a/b/two.xml"]["md5"] == hashlib.md5(files["a/b/two.xml"]).hexdigest()
+    assert (dest / "empty").is_dir() is False  # an empty directory holds no file to land
+    assert not (dest / "a/linked").exists() and not (dest / "a/ctl\x01dir").exists()
+    assert not [p for p in dest.rglob("*.part")]
+    assert summary(second.stdout)["done"] == 0
+    assert summary(second.stdout)["skipped"] == len(done)
+    assert retr_after_second == retr_after_first
+
+
+@pytest.mark.parametrize("depth, expected", [
+    (0, ["top.xml"]),
+    (1, ["a/one.xml", "top.xml", "z/caf\u00e9.xml"]),
+    (2, ["a/b/two.xml", "a/b/two.xml.md5", "a/one.xml", "top.xml", "z/caf\u00e9.xml"]),
+])
+def test_max_depth(tmp_path: Path, depth: int, expected: list[str]) -> None:
+    """`--max-depth N` lists N levels of subdirectories below the URL, no deeper (and the
+    server sees no listing of a deeper one)."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    make_remote_tree(remote)
+    with FaultyFTPServer(remote) as server:
+        result = run("mirror", server.url, "--dest", str(dest), "--max-depth", str(depth))
+    assert result.returncode == 0, result.stderr
+    assert sorted(landed(dest)) == expected
+
+
+def test_without_recursive_a_directory_stays_flat(tmp_path: Path) -> None:
+    """Without `--recursive` only the URL's own files are mirrored, as before."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    make_remote_tree(remote)
+    with FaultyFTPServer(remote) as server:
+        result = run("mirror", server.url, "--dest", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert sorted(landed(dest)) == ["top.xml"]
+
+
+def test_globs_match_names_at_any_depth_and_paths_by_their_tail(tmp_path: Path) -> None:
+    """`--include '*.xml'` matches a file's own name at any depth; a glob with a `/`
+    matches as many trailing components (`b/*.xml`: a/b/two.xml only)."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    make_remote_tree(remote)
+    (remote / "a/skip.txt").write_bytes(b"not xml")
+    with FaultyFTPServer(remote) as server:
+        any_depth = run("mirror", server.url, "--dest", str(dest), "--recursive",
+                        "--include", "*.xml", "--exclude", "three*")
+        tail = run("mirror", server.url, "--dest", str(tmp_path / "tail"), "--recursive",
+                   "--include", "b/*.xml")
+    assert any_depth.returncode == 0 and tail.returncode == 0, any_depth.stderr + tail.stderr
+    assert sorted(landed(dest)) == ["a/b/two.xml", "a/b/two.xml.md5", "a/one.xml",
+                                    "top.xml", "z/caf\u00e9.xml"]
+    assert sorted(landed(tmp_path / "tail")) == ["a/b/two.xml", "a/b/two.xml.md5"]
+
+
+def test_delete_removes_a_nested_file_and_the_directories_it_emptied(tmp_path: Path) -> None:
+    """With `--delete`, a nested file gone from the server goes with its NAME.md5 and the
+    directories that held only it; the rest of the tree stays."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    files = make_remote_tree(remote)
+    with FaultyFTPServer(remote) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "--recursive").returncode == 0
+        shutil.rmtree(remote / "a/b")
+        result = run("mirror", server.url, "--dest", str(dest), "--recursive", "--delete",
+                     "--max-delete", "100%", "--json")
+    assert result.returncode == 0, result.stderr
+    deleted = sorted(e["name"] for e in events(result.stdout, "file_deleted"))
+    assert deleted == ["a/b/c/three.xml", "a/b/two.xml"]
+    assert landed(dest) == {n: d for n, d in files.items() if not n.startswith("a/b/")}
+    assert not (dest / "a/b").exists() and (dest / "a").is_dir()
+
+
+# -- a link inside DEST ---------------------------------------------------------------------
+
+
+def test_a_linked_directory_in_dest_is_never_written_through(tmp_path: Path) -> None:
+    """DEST/a a link to a directory outside: the files below it fail (exit 1), nothing is
+    written, deleted or hashed through it, `verify` calls them corrupt; the rest lands."""
+    remote, dest, outside = tmp_path / "remote", tmp_path / "local", tmp_path / "outside"
+    files = make_remote_tree(remote)
+    with FaultyFTPServer(remote) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "--recursive").returncode == 0
+        shutil.copytree(dest / "a", outside)
+        before = landed(outside)
+        shutil.rmtree(dest / "a")
+        (dest / "a").symlink_to(outside)
+        (remote / "a/one.xml").write_bytes(b"a new version")  # would be written anew
+        again = run("mirror", server.url, "--dest", str(dest), "--recursive", "--json")
+        shutil.rmtree(remote / "a")
+        deleting = run("mirror", server.url, "--dest", str(dest), "--recursive", "--json",
+                       "--delete", "--max-delete", "100%")
+    assert again.returncode == 1
+    failed = {e["name"]: e["reason"] for e in events(again.stdout, "file_failed")}
+    assert sorted(failed) == ["a/b/c/three.xml", "a/b/two.xml", "a/one.xml"]
+    assert all("symbolic link" in error for error in failed.values())
+    assert deleting.returncode == 0, deleting.stderr
+    assert "not deleted, a directory on its way is a link" in deleting.stderr
+    assert landed(outside) == before  # untouched: not written, not deleted
+    assert (dest / "a").is_symlink()
+    assert {n: d for n, d in landed(dest).items() if not n.startswith("a/")} == {
+        n: d for n, d in files.items() if not n.startswith("a/")}
+
+
+def test_verify_calls_a_file_behind_a_linked_directory_corrupt(tmp_path: Path) -> None:
+    """`verify` over a tree hashes the nested files, names a corrupt one, and calls a file
+    reached only through a link in DEST corrupt without hashing what it leads to."""
+    remote, dest, outside = tmp_path / "remote", tmp_path / "local", tmp_path / "outside"
+    make_remote_tree(remote)
+    with FaultyFTPServer(remote) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "--recursive").returncode == 0
+    good = run("verify", str(dest), "--json")
+    assert good.returncode == 0, good.stdout + good.stderr
+    checks = {e["name"]: e["verdict"] for e in map(json.loads, good.stdout.splitlines())
+              if e.get("event") == "check"}
+    assert checks["a/b/two.xml"] == "ok" and checks["a/b/c/three.xml"] == "unchecked"
+    (dest / "a/b/two.xml").write_bytes(b"x" * (dest / "a/b/two.xml").stat().st_size)
+    shutil.move(dest / "z", outside)
+    (dest / "z").symlink_to(outside)
+    bad = run("verify", str(dest), "--json")
+    assert bad.returncode == 1
+    verdicts = {e["name"]: (e["verdict"], e["reason"])
+                for e in map(json.loads, bad.stdout.splitlines())
+                if e.get("event") == "check"}
+    assert verdicts["a/b/two.xml"][0] == "corrupt" and "MD5" in verdicts["a/b/two.xml"][1]
+    assert verdicts["z/caf\u00e9.xml"][0] == "corrupt"
+    assert "symbolic link" in verdicts["z/caf\u00e9.xml"][1]
+
+
+# -- clashes --------------------------------------------------------------------------------
+
+
+def test_nfc_and_nfd_names_both_land_where_the_file_system_keeps_them_apart(
+        tmp_path: Path) -> None:
+    """The probe at DEST finds this file system keeps é (NFC) and e + combining accent (NFD)
+    apart, so both files land, each with its own bytes."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    nfc, nfd = "d/caf\u00e9.xml", unicodedata.normalize("NFD", "d/caf\u00e9.xml")
+    (remote / "d").mkdir(parents=True)
+    (remote / nfc).write_bytes(b"composed")
+    (remote / nfd).write_bytes(b"decomposed")
+    with FaultyFTPServer(remote) as server:
+        result = run("mirror", server.url, "--dest", str(dest), "--recursive")
+    assert result.returncode == 0, result.stderr
+    assert landed(dest) == {nfc: b"composed", nfd: b"decomposed"}
+
+
+def _files(*names: str) -> list[RemoteEntry]:
+    return [RemoteEntry(n, 1, 0.0) for n in names]
+
+
+@pytest.mark.parametrize("fold, kept", [
+    (FoldRule(), ["A/x", "a", "be\u0301", "b\u00e9"]),
+    (FoldRule(case=True), ["A/x", "be\u0301", "b\u00e9"]),
+    (FoldRule(normalise=True), ["A/x", "a", "be\u0301"]),
+])
+def test_clashing_paths_keep_the_first_in_sorted_order(fold: FoldRule, kept: list[str],
+                                                       tmp_path: Path) -> None:
+    """Paths that land on one local file under the file system's folding, or a file that
+    is another's directory (`a` and `a/x`), keep only the first in sorted order."""
+    entries = _files("a", "a/x", "A/x", "be\u0301", "b\u00e9")
+    with Manifest.open(tmp_path) as manifest:
+        staging = Staging(manifest.connection, manifest.columns, Selection())
+        staging.start()
+        staging.add(entries)
+        staging.finish(fold)
+        staging.compare(tmp_path, verify=True)
+        assert sorted(f.name for f in staging.files()) == kept
+
+
+# -- real servers ---------------------------------------------------------------------------
+
+
+def test_recursive_tree_from_proftpd(world_readable: Path, tmp_path: Path) -> None:
+    """proftpd's tree lands whole (its MLSD lists the directories); a second run fetches
+    nothing and `status` counts the nested files as final, none extra."""
+    remote = world_readable / "tree"
+    files = make_remote_tree(remote)
+    _readable(world_readable)
+    dest = tmp_path / "local"
+    with real_server("proftpd", world_readable, tmp_path / "server") as server:
+        url = server.url + "tree/"
+        first = run("mirror", url, "--dest", str(dest), "--recursive", "--json")
+        second = run("mirror", url, "--dest", str(dest), "--recursive", "--json")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    assert landed(dest) == files
+    assert summary(second.stdout)["done"] == 0 and summary(second.stdout)["bytes_received"] == 0
+    status = json.loads(run("status", str(dest), "--json").stdout.splitlines()[0])
+    assert status["extra"] == 0 and status["missing"] == 0
+
+
+@pytest.mark.parametrize("style", ["table", "pre"])
+def test_recursive_tree_from_apache_autoindex(world_readable: Path, tmp_path: Path,
+                                              style: str) -> None:
+    """Apache's autoindex pages of a tree: every file lands at its path (directory links
+    followed below the start only, never the parent link), `--max-depth 1` stops a level
+    down, and a second run transfers nothing."""
+    if reason := missing("apache"):
+        pytest.skip(reason)
+    docroot = world_readable / "www"
+    files = make_remote_tree(docroot / "tree")
+    (docroot / "sibling").mkdir()
+    (docroot / "sibling/not-below.xml").write_bytes(b"beside the start directory")
+    _readable(world_readable)
+    dest = tmp_path / "local"
+    with apache(docroot, style=style) as port:
+        url = f"http://127.0.0.1:{port}/tree/"
+        first = run("mirror", url, "--dest", str(dest), "--recursive", "--json")
+        second = run("mirror", url, "--dest", str(dest), "--recursive", "--json")
+        shallow = run("mirror", url, "--dest", str(tmp_path / "shallow"), "--max-depth", "1")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    assert landed(dest) == files
+    assert summary(second.stdout)["done"] == 0 and summary(second.stdout)["bytes_received"] == 0
+    assert shallow.returncode == 0, shallow.stderr
+    assert sorted(landed(tmp_path / "shallow")) == ["a/one.xml", "top.xml", "z/caf\u00e9.xml"]
