@@ -1,9 +1,10 @@
 """Scale: peak RSS and wall time of `pubmed-mirror mirror URL --dest D --dry-run` (a fresh
 DEST: every object to fetch) and of a no-op incremental run (a DEST whose manifest vouches
-for every object) over a generated autoindex page of N PMC-shaped names
-(tests/bigindex.py, streamed by an aiohttp server in its own process).
+for every object) over N generated PMC-shaped names: a generated ListObjectsV2 stream
+(tests/bigbucket.py: `s3://bucket/pmc/ --s3-endpoint`, pages of 1,000 keys) or, with
+`--autoindex`, one autoindex page (tests/bigindex.py); each server in its own process.
 
-    python benchmarks/scale.py 100000 [1000000 ...]
+    python benchmarks/scale.py [--autoindex] 100000 [1000000 ...]
 
 Prints one JSON object per (N, case); the phases (listing, comparison) come from the run's
 own `-v` log line ("planned in ...").
@@ -23,6 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIGINDEX = ROOT / "tests" / "bigindex.py"
+BIGBUCKET = ROOT / "tests" / "bigbucket.py"
 _PHASES = re.compile(r"listed (\d+) entries in ([\d.]+) s, compared in ([\d.]+) s")
 
 # runs the command as its only child: wall seconds, CPU seconds, peak RSS (KiB), stderr tail
@@ -54,26 +56,30 @@ def probe(argv: list[str]) -> dict[str, Any]:
     return result
 
 
-def measure(n: int, work: Path) -> list[dict[str, Any]]:
-    server = subprocess.Popen([sys.executable, str(BIGINDEX), "serve", str(n)],
-                              stdout=subprocess.PIPE, text=True)
+def measure(n: int, work: Path, s3: bool = True) -> list[dict[str, Any]]:
+    server = subprocess.Popen([sys.executable, str(BIGBUCKET if s3 else BIGINDEX), "serve",
+                               str(n)], stdout=subprocess.PIPE, text=True, cwd=BIGINDEX.parent)
     try:
         assert server.stdout is not None
-        url = f"http://127.0.0.1:{server.stdout.readline().strip()}/pmc/"
+        port = server.stdout.readline().strip()
+        source = (["s3://bucket/pmc/", "--s3-endpoint", f"http://127.0.0.1:{port}"] if s3
+                  else [f"http://127.0.0.1:{port}/pmc/"])
+        listing = "ListObjectsV2 stream" if s3 else "autoindex page"
         results = []
         fresh = work / f"fresh{n}"
-        run = probe([*command(), "mirror", url, "--dest", str(fresh), "--dry-run", "-v"])
-        results.append({"n": n, "case": "dry-run, fresh DEST", **run})
+        run = probe([*command(), "mirror", *source, "--dest", str(fresh), "--dry-run", "-v"])
+        results.append({"n": n, "listing": listing, "case": "dry-run, fresh DEST", **run})
         shutil.rmtree(fresh, ignore_errors=True)
         vouched = work / f"vouched{n}"
         started = time.perf_counter()
-        subprocess.run([sys.executable, str(BIGINDEX), "dest", str(n), str(vouched)],
-                       check=True)
+        subprocess.run([sys.executable, str(BIGINDEX), "dest", str(n), str(vouched),
+                        *(["s3"] if s3 else [])], check=True, cwd=BIGINDEX.parent)
         setup = time.perf_counter() - started
         for case, extra in (("dry-run, vouched DEST", ["--dry-run"]),
                             ("no-op incremental run", [])):
-            run = probe([*command(), "mirror", url, "--dest", str(vouched), "-v", *extra])
-            results.append({"n": n, "case": case, "setup_s": round(setup, 1), **run})
+            run = probe([*command(), "mirror", *source, "--dest", str(vouched), "-v", *extra])
+            results.append({"n": n, "listing": listing, "case": case,
+                            "setup_s": round(setup, 1), **run})
         shutil.rmtree(vouched, ignore_errors=True)
         return results
     finally:
@@ -81,13 +87,14 @@ def measure(n: int, work: Path) -> list[dict[str, Any]]:
         server.wait()
 
 
-def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [100_000]
+def main(argv: list[str]) -> None:
+    s3 = "--autoindex" not in argv
+    sizes = [int(a) for a in argv if a != "--autoindex"] or [100_000]
     with tempfile.TemporaryDirectory(prefix="pm-scale-") as tmp:
         for n in sizes:
-            for result in measure(n, Path(tmp)):
+            for result in measure(n, Path(tmp), s3):
                 print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

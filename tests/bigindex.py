@@ -4,7 +4,8 @@ holding them, and a DEST prepared as a mirror of it would leave it (files + mani
 for a no-op incremental run.
 
     python tests/bigindex.py serve N          # prints the port, serves until killed
-    python tests/bigindex.py dest N DEST      # writes the vouched-for DEST
+    python tests/bigindex.py dest N DEST [s3] # writes the vouched-for DEST (s3: with the
+                                              # ETags tests/bigbucket.py lists)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,11 +77,12 @@ async def serve(n: int) -> None:
     await asyncio.Event().wait()
 
 
-def vouched_dest(dest: Path, n: int) -> None:
+def vouched_dest(dest: Path, n: int, etag: Callable[[int], str] | None = None) -> None:
     """DEST as a complete mirror of the generated directory would leave it: each file
     (sparse, at its size, stamped with its time) and a manifest row vouching for it.
     The schema comes from the project's Manifest; the rows go in by executemany, since a
-    million single records would take minutes."""
+    million single records would take minutes. `etag`: each file's recorded ETag (an S3
+    listing's), none by default."""
     from pubmed_mirror._state import Manifest
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -95,8 +97,9 @@ def vouched_dest(dest: Path, n: int) -> None:
     now = time.time()
     with db:
         db.executemany("INSERT OR REPLACE INTO files (name, size, mtime, md5, fetched_at, "
-                       "verified_at, bad) VALUES (?, ?, ?, NULL, ?, NULL, NULL)",
-                       ((name, size, MTIME, now) for name, size in entries(n)))
+                       "verified_at, bad, etag) VALUES (?, ?, ?, NULL, ?, NULL, NULL, ?)",
+                       ((name_of(i), size_of(i), MTIME, now, etag and etag(i))
+                        for i in range(n)))
     db.close()
 
 
@@ -104,4 +107,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         asyncio.run(serve(int(sys.argv[2])))
     else:
-        vouched_dest(Path(sys.argv[3]), int(sys.argv[2]))
+        from bigbucket import etag_of
+        vouched_dest(Path(sys.argv[3]), int(sys.argv[2]),
+                     etag_of if sys.argv[4:] == ["s3"] else None)
