@@ -273,7 +273,7 @@ class Staging:
         listing joined with the manifest: no Python object per file, one stat each (in
         `current`); then what a fetch would resume from, where a part is recorded
         (blocking)."""
-        folder, links = str(dest), dict[str, bool]()
+        folder, links = os.path.join(dest, ""), dict[str, bool]()  # (joined by hand: cheaper)
 
         def current(name: str, size: int | None, mtime: float | None,
                     resolution: float) -> bool:
@@ -281,7 +281,7 @@ class Staging:
                 parent = name.rsplit(SEPARATOR, 1)[0]
                 if links.setdefault(parent, behind_link(dest, name)):
                     return False
-            return current_at(os.path.join(folder, name), size, mtime, resolution)
+            return current_at(folder + name, size, mtime, resolution)
 
         may_resume = recorded_parts(dest)
         with self._connection() as db:
