@@ -763,6 +763,24 @@ def scenario_f(report: Report, work: Path, quick: bool) -> None:
         f"| {kept:,} | {summary['bytes_received']:,} | {extra:,} |"])
 
 
+def scenario_i(report: Report, work: Path, quick: bool) -> None:
+    """Scale (benchmarks/scale.py): peak RSS and phases over a generated ListObjectsV2
+    stream of 1,000,000 objects (100,000 with --quick)."""
+    from scale import measure  # (this directory: benchmarks/scale.py runs alone too)
+
+    n = 100_000 if quick else 1_000_000
+    lines = [f"{n:,} PMC-shaped objects listed as a generated ListObjectsV2 stream (pages of "
+             "1,000 keys, tests/bigbucket.py) through `s3://bucket/pmc/ --s3-endpoint URL`; "
+             "a fresh DEST, and a DEST whose manifest vouches for every object.", "",
+             "| case | peak RSS | wall | listing | comparison | compared objects/s |",
+             "|---|---|---|---|---|---|"]
+    for r in measure(n, work):
+        lines.append(f"| {r['case']} | {r['rss_kib'] / 1024:.0f} MB | {r['wall']:.1f} s | "
+                     f"{r.get('listing_s', '?')} s | {r.get('comparison_s', '?')} s | "
+                     f"{r.get('comparison_per_s', '?'):,} |")
+    report.add("i. Scale", lines)
+
+
 def kept_bytes(dest: Path, name: str) -> int:
     """What a run has kept of NAME: its part and its segments, wherever the library keeps
     them (src/pubmed_mirror/_layout.py names them)."""
@@ -832,7 +850,7 @@ def compile_bytecode() -> None:
 
 SCENARIOS: dict[str, Callable[[Report, Path, bool], None]] = {
     "a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e,
-    "f": scenario_f, "g": scenario_g, "h": scenario_h, "s": scenario_s}
+    "f": scenario_f, "g": scenario_g, "h": scenario_h, "i": scenario_i, "s": scenario_s}
 
 
 def main() -> None:

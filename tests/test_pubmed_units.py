@@ -30,10 +30,11 @@ from pubmed_mirror._events import (
     FileStarted,
     ListingDone,
 )
-from pubmed_mirror._plan import Selection, make_plan, select_files
+from pubmed_mirror._plan import Selection
 from pubmed_mirror._pubmed import file_order
 from pubmed_mirror._state import DestLock
 from pubmed_mirror.commands._output import Tally
+from test_source_and_plan import select_files, staged_plan
 
 NAME = "pubmed26n0001.xml.gz"
 DIGEST = hashlib.md5(b"x").hexdigest()
@@ -171,9 +172,9 @@ def test_plan_decisions(tmp_path: Path) -> None:
     (tmp_path / "f3").write_bytes(b"abc")  # wrong size
     with Manifest.open(tmp_path) as manifest:
         manifest.record(ManifestEntry("f2", 4, 1000.0, None, 1.0))
-        plan = make_plan(tmp_path, manifest, [(e, None) for e in files.values()])
-    assert [f.action for f in plan.files] == ["fetch", "check", "skip", "fetch"]
-    assert plan.bytes_to_fetch == 12
+        planned, counts = staged_plan(tmp_path, manifest, list(files.values()))
+    assert [f.action for f in planned] == ["fetch", "check", "skip", "fetch"]
+    assert counts.bytes_to_fetch == 12
 
 
 def test_plan_checks_what_verify_found_bad_or_was_never_verified(tmp_path: Path) -> None:
@@ -188,8 +189,8 @@ def test_plan_checks_what_verify_found_bad_or_was_never_verified(tmp_path: Path)
         manifest.record(ManifestEntry("f", 4, 1000.0, None, 1.0))
 
         def action(verify: bool = True) -> str:
-            return make_plan(tmp_path, manifest, [(entry, checksum)], verify=verify
-                             ).files[0].action
+            planned, _ = staged_plan(tmp_path, manifest, [entry, checksum], verify=verify)
+            return planned[0].action
 
         assert (action(), action(verify=False)) == ("check", "skip")
         manifest.record(ManifestEntry("f", 4, 1000.0, DIGEST, 1.0, 1.0))

@@ -88,7 +88,8 @@ def test_mirror_verify_and_rerun(server_name: str, tree: Tree, tmp_path: Path) -
     assert summary(second.stdout) | {"seconds": 0} == {
         "event": "summary", "ok": True, "done": 0, "skipped": len(data_files), "failed": 0,
         "bytes_received": 0, "seconds": 0, "retries": 0, "failures": [], "unrecorded": [],
-            "deleted": [], "superseded": [], "deletion_refused": None}
+            "deleted": [], "superseded": [], "deletion_refused": None, "via": {},
+        "repaired": []}
 
 
 def test_resume_after_an_interrupted_run(server_name: str, tree: Tree, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,14 +14,39 @@ from hypothesis import strategies as st
 from pubmed_mirror import FtpSource, MirrorOptions, RemoteEntry
 from pubmed_mirror._attempts import _same_version
 from pubmed_mirror._plan import (
+    PlannedFile,
     Selection,
     is_current,
     same_time,
-    select_files,
     unsafe_name_reason,
 )
 from pubmed_mirror._pubmed import file_order
-from pubmed_mirror._tree import unsafe_path_reason
+from pubmed_mirror._staging import PlanCounts, Staging
+from pubmed_mirror._state import Manifest
+from pubmed_mirror._tree import FoldRule, unsafe_path_reason
+
+_EVERY = Selection()
+
+
+def staged_plan(dest: Path, manifest: Manifest, entries: Sequence[RemoteEntry],
+                selection: Selection = _EVERY, *, verify: bool = True
+                ) -> tuple[list[PlannedFile], PlanCounts]:
+    """The plan of `entries` over DEST as a run makes it: staged in the manifest's
+    database, selected, compared (`_staging`)."""
+    staging = Staging(manifest.connection, manifest.columns, selection)
+    staging.start()
+    staging.add(entries)
+    staging.finish(FoldRule())
+    counts = staging.compare(dest, verify=verify)
+    return list(staging.files()), counts
+
+
+def select_files(entries: Sequence[RemoteEntry], selection: Selection
+                 ) -> list[tuple[RemoteEntry, RemoteEntry | None]]:
+    """The files a run over an empty DEST plans, each with its NAME.md5."""
+    with tempfile.TemporaryDirectory() as tmp, Manifest.open(Path(tmp)) as manifest:
+        files, _ = staged_plan(Path(tmp), manifest, entries, selection)
+    return [(f.entry, f.checksum) for f in files]
 
 
 def test_url_defaults_to_anonymous(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 
 from pubmed_mirror import RemoteEntry
-from pubmed_mirror._tree import FoldRule, without_clashes
+from pubmed_mirror._plan import Selection
+from pubmed_mirror._staging import Staging
+from pubmed_mirror._state import Manifest
+from pubmed_mirror._tree import FoldRule
 from pubmed_mirror.testing import FaultyFTPServer
 from real_ftpd import real_server
 from test_cli import run
@@ -273,12 +276,18 @@ def _files(*names: str) -> list[RemoteEntry]:
     (FoldRule(case=True), ["A/x", "be\u0301", "b\u00e9"]),
     (FoldRule(normalise=True), ["A/x", "a", "be\u0301"]),
 ])
-def test_clashing_paths_keep_the_first_in_sorted_order(fold: FoldRule,
-                                                       kept: list[str]) -> None:
+def test_clashing_paths_keep_the_first_in_sorted_order(fold: FoldRule, kept: list[str],
+                                                       tmp_path: Path) -> None:
     """Paths that land on one local file under the file system's folding, or a file that
     is another's directory (`a` and `a/x`), keep only the first in sorted order."""
     entries = _files("a", "a/x", "A/x", "be\u0301", "b\u00e9")
-    assert sorted(e.name for e in without_clashes(entries, fold)) == kept
+    with Manifest.open(tmp_path) as manifest:
+        staging = Staging(manifest.connection, manifest.columns, Selection())
+        staging.start()
+        staging.add(entries)
+        staging.finish(fold)
+        staging.compare(tmp_path, verify=True)
+        assert sorted(f.name for f in staging.files()) == kept
 
 
 # -- real servers ---------------------------------------------------------------------------

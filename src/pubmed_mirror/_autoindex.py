@@ -34,19 +34,21 @@ _SIZE = re.compile(r"(?<![\w.:-])(?P<n>\d+(?:\.\d+)?)(?P<unit>[KMGTP]?)(?![\w.:-
 class AutoindexParser:
     """An index page parsed as it arrives: `feed` its bytes (in `charset`), take the
     entries they completed; each is an `<a href>` with the text that follows it up to the
-    next anchor or line/row end (no parent, sort links or links elsewhere).
+    next anchor or line/row end (no parent, sort links or links elsewhere). A name linked
+    twice is an entry once (the first), unless `dedupe` is off: then the caller keeps the
+    first (a set of a million names is ~100 MB).
 
     `is_index` says whether the page is a directory index at all: Apache's, nginx's and
     NCBI's are titled "Index of /path" (in <title> and <h1>); a login or welcome page is
     not, whatever links it holds. `title` is the page's first <title> or <h1>, for errors.
     """
 
-    def __init__(self, charset: str | None = None) -> None:
+    def __init__(self, charset: str | None = None, *, dedupe: bool = True) -> None:
         try:
             self._decoder = codecs.getincrementaldecoder(charset or "utf-8")(errors="replace")
         except LookupError:  # a charset Python does not know
             self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._page = _Page()
+        self._page = _Page(dedupe)
 
     @property
     def is_index(self) -> bool:
@@ -71,8 +73,9 @@ class AutoindexParser:
 class _Page(HTMLParser):
     """The handlers behind `AutoindexParser`: entries as their anchors' lines end."""
 
-    def __init__(self) -> None:
+    def __init__(self, dedupe: bool = True) -> None:
         super().__init__(convert_charrefs=True)
+        self._dedupe = dedupe
         self.is_index = False
         self.title: str | None = None
         self._done: list[RemoteEntry] = []
@@ -136,7 +139,8 @@ class _Page(HTMLParser):
         name = _name(href)
         if name is None or name in self._seen:
             return
-        self._seen.add(name)
+        if self._dedupe:
+            self._seen.add(name)
         is_dir = href.split("?", 1)[0].endswith("/")
         mtime, resolution = _mtime(text)
         size, shown = (None, None) if is_dir else _size(_TIME.sub(" ", text))

@@ -30,7 +30,8 @@ from ._sizes import exact_sizes
 from ._state import Manifest
 from ._transport import RemoteEntry, Source
 
-__all__ = ["MirrorClient", "list_remote", "mirror", "mirror_events", "plan_mirror"]
+__all__ = ["MirrorClient", "list_remote", "mirror", "mirror_events", "plan_mirror",
+           "planning"]
 
 
 class MirrorClient:
@@ -251,7 +252,20 @@ async def plan_mirror(
     options: MirrorOptions | None = None,
 ) -> MirrorPlan:
     """What `mirror()` would do, without transferring anything (a dry run): lists the remote
-    directory and compares it with DEST and its manifest."""
+    directory and compares it with DEST and its manifest. Its `files` are a tuple (every
+    selected file: `planning` reads them one batch at a time instead)."""
+    async with planning(source, dest, options) as plan:
+        return replace(plan, files=tuple(plan.files))
+
+
+@asynccontextmanager
+async def planning(
+    source: str | Source,
+    dest: str | os.PathLike[str],
+    options: MirrorOptions | None = None,
+) -> AsyncIterator[MirrorPlan]:
+    """`plan_mirror`'s plan, whose files are read from the staged listing as they are
+    iterated, inside the block (the dry run of a million files)."""
     require_asyncio()
     src = open_source(source)
     dest_path = Path(dest)
@@ -259,4 +273,5 @@ async def plan_mirror(
         run = MirrorRun(src, dest_path, options or MirrorOptions(), lambda event: None,
                         manifest)
         async with run.pool:
-            return await run.plan()
+            plan = await run.plan()
+        yield plan

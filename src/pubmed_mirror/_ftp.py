@@ -28,7 +28,7 @@ from ._errors import (
 from ._listing import read_list_line
 from ._ratelimit import TokenBucket
 from ._receiver import TARGET, Receiver
-from ._transport import EntryKind, RemoteEntry, listing_deadline
+from ._transport import EntryKind, EntrySink, RemoteEntry, listing_deadline
 
 if TYPE_CHECKING:
     from ._transfer import RemoteFile
@@ -320,17 +320,20 @@ class FtpSession:
         finally:
             stream.close()
 
-    async def list(self, path: str) -> _Entries:
+    async def list(self, path: str, sink: EntrySink | None = None) -> _Entries:
+        """The directory's entries; with `sink`, handed to it in batches (the listing's
+        lines are read whole first: a failed LIST gives the sink nothing)."""
         if self._mlsd:
             try:
                 lines = await self._list_lines(f"MLSD {path}", path)
-                return [e for line in lines if (e := _mlsd_list_entry(self.client, line))]
+                return await _parsed(lines, lambda line: _mlsd_list_entry(self.client, line),
+                                     sink)
             except RemoteFileError as exc:
                 if not (exc.reply or "").startswith("50"):  # 500-504: MLSD not understood
                     raise
                 self._mlsd = False
         lines = await self._list_lines(f"LIST {path}", path)
-        return [e for line in lines if (e := read_list_line(line))]
+        return await _parsed(lines, read_list_line, sink)
 
     async def _list_lines(self, command: str, path: str) -> tuple[bytes, ...]:
         receiver = await self._open_data(command, _receiver(_LIST_BUFFER), phase="list",
@@ -477,3 +480,13 @@ def _entry(name: str, facts: Mapping[str, Any], kind: EntryKind) -> RemoteEntry 
     size = str(facts.get("size", ""))
     return RemoteEntry(name, int(size) if size.isdigit() else None,
                        parse_mlsx_time(str(facts.get("modify", ""))), kind)
+
+
+async def _parsed(lines: tuple[bytes, ...], read: Callable[[bytes], RemoteEntry | None],
+                  sink: EntrySink | None, batch: int = 5_000) -> _Entries:
+    """The listing's lines read as entries: returned, or handed to `sink` batch by batch."""
+    if sink is None:
+        return [e for line in lines if (e := read(line))]
+    for start in range(0, len(lines), batch):
+        await sink([e for line in lines[start:start + batch] if (e := read(line))])
+    return []

@@ -52,7 +52,7 @@ from ._httpcheck import check_answer, request_headers, validator
 from ._proxy import Proxy
 from ._ratelimit import TokenBucket
 from ._transfer import RemoteFile
-from ._transport import RemoteEntry, listing_deadline
+from ._transport import EntrySink, RemoteEntry, listing_deadline
 
 __all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
 
@@ -225,24 +225,26 @@ class HttpSession:
         return {**headers, **signer(method, url, {**headers,
                                                   "Host": self.transport.host_header})}
 
-    async def list(self, path: str) -> _Entries:
+    async def list(self, path: str, sink: EntrySink | None = None) -> _Entries:
         """The entries of a directory's index page; a rounded size stays None, with the
-        bounds it was shown as, for the caller to settle (`_sizes`: the manifest or HEAD)."""
+        bounds it was shown as, for the caller to settle (`_sizes`: the manifest or HEAD).
+        With `sink`, they go to it as the page arrives, a name listed twice included (the
+        sink keeps the first), and none is returned."""
         directory = path if path.endswith("/") else path + "/"
         deadline = listing_deadline(self.transport.stall_timeout)
         await self._pay()  # (waiting for its turn is not the listing's time)
         with anyio.move_on_after(deadline) as whole:
-            listed = await self._index(directory, path)
+            listed = await self._index(directory, path, sink)
         if whole.cancelled_caught:
             raise TransferStalled(f"the listing was not complete within {deadline:g} s",
                                   path=path)
         return listed
 
-    async def _index(self, directory: str, path: str) -> _Entries:
+    async def _index(self, directory: str, path: str, sink: EntrySink | None) -> _Entries:
         """The entries of the index page, parsed as the page arrives (never held whole)."""
         async with self._request("GET", directory, phase="list", paid=True) as response:
             _check_page(response, path)
-            parser = AutoindexParser(response.charset)
+            parser = AutoindexParser(response.charset, dedupe=sink is None)
             entries: _Entries = []
             received = 0
             with _mapped("list", path):
@@ -252,11 +254,13 @@ class HttpSession:
                         raise ProtocolError(f"a listing larger than {_LISTING_LIMIT} bytes",
                                             path=path)
                     entries += parser.feed(chunk)
+                    if sink is not None and len(entries) >= _SINK_BATCH:
+                        entries = await _sunk(sink, entries, parser)
             entries += parser.close()
         if not parser.is_index:
             shown = f"a page titled {parser.title!r}" if parser.title else "no 'Index of' title"
             raise RemoteFileError(f"not a directory index ({shown})", path=path)
-        return entries
+        return entries if sink is None else await _sunk(sink, entries, parser)
 
     async def stat(self, path: str, *, phase: Phase = "stat", kind_check: bool = True,
                    label: str | None = None) -> RemoteEntry:
@@ -629,3 +633,14 @@ def _mapped(phase: Phase, path: str, proxy: Proxy | None = None) -> Iterator[Non
     except OSError as exc:  # socket.gaierror, an unreachable network: not a local file
         raise ConnectionLost(f"network error during {phase}: {exc}", path=path) from exc
 
+
+
+_SINK_BATCH = 5_000  # entries handed to a listing's sink at once
+
+
+async def _sunk(sink: EntrySink, entries: _Entries, parser: AutoindexParser) -> _Entries:
+    """Hand `entries` to the sink (none of a page that is not an index: a login page's
+    links are not a listing) and start a new batch."""
+    if entries and parser.is_index:
+        await sink(entries)
+    return []

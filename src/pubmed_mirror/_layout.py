@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,6 +41,7 @@ __all__ = [
     "owner",
     "part_path",
     "read_record",
+    "recorded_parts",
     "regular_size",
     "segment_files",
     "segment_path",
@@ -90,6 +92,20 @@ def legacy_records(part: Path) -> list[Path]:
     meta = part.with_name(part.name + ".meta")
     return [p for p in (meta, meta.with_name(meta.name + ".tmp"))
             if len(_encoded(p.name)) <= longest]
+
+
+def recorded_parts(dest: Path) -> Callable[[str], bool]:
+    """Whether NAME in DEST may have a part to resume, from one look at DEST and its parts
+    directory: a part is resumed only from its record (KEY.meta, or NAME.part.meta an
+    earlier version kept beside it), so a plan of a million files need not look for each."""
+    keys: set[str] = set()
+    legacy: set[str] = set()
+    with contextlib.suppress(OSError), os.scandir(dest / STATE_DIR / _PARTS) as found:
+        keys.update(e.name[:-5] for e in found if e.name.endswith(".meta"))
+    suffix = PART_SUFFIX + ".meta"
+    with contextlib.suppress(OSError), os.scandir(dest) as found:
+        legacy.update(e.name[:-len(suffix)] for e in found if e.name.endswith(suffix))
+    return lambda name: name in legacy or _key(name) in keys
 
 
 def segment_path(part: Path, start: int) -> Path:

@@ -15,7 +15,8 @@ Other files recorded in the manifest that the listing no longer holds are remove
 with `delete`, and only when the listing is not empty and the removal stays within the
 limit (`DeleteLimit`). A file the manifest never recorded is never touched.
 
-Deciding (`plan_deletions`) is pure; `delete_files` removes what was decided, files first
+Deciding is `_staging`'s (`Staging.changeover`, `Staging.deletions`: queries over the
+staged listing and the manifest); `delete_files` removes what was decided, files first
 and then their manifest rows: a run killed in between leaves rows whose files are gone,
 which the next run sees as still to delete (or to fetch, when listed again).
 """
@@ -25,22 +26,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable, Sequence
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import local_errors
-from ._plan import CHECKSUM_SUFFIX, Selection, matches, select_files
-from ._pubmed import pubmed_year
-from ._state import Manifest, ManifestEntry
+from ._plan import CHECKSUM_SUFFIX
+from ._state import Manifest
 from ._transfer import discard_part, part_path
-from ._transport import RemoteEntry
 from ._tree import behind_link
 
-__all__ = ["Changeover", "DeleteLimit", "Deletions", "Listed", "changeover",
-           "current_entries", "delete_files", "listed_files", "newest_year", "plan_deletions",
-           "retired"]
+__all__ = ["Changeover", "DeleteLimit", "Deletions", "delete_files", "refusal"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -95,99 +91,15 @@ class Deletions:
                 + ([] if self.refused else [(name, why_gone) for name in self.gone]))
 
 
-def newest_year(names: Iterable[str]) -> int | None:
-    return max((y for n in names if (y := pubmed_year(n)) is not None), default=None)
-
-
-def changeover(held: Iterable[str], listed: Iterable[str]) -> Changeover | None:
-    """A changeover while the listing's newest PubMed year is newer than what DEST holds."""
-    new = newest_year(listed)
-    if new is None:
-        return None
-    older = [y for n in held if (y := pubmed_year(n)) is not None and y < new]
-    return Changeover(max(older), new) if older else None
-
-
-def retired(name: str, listed_newest: int | None) -> bool:
-    """A PubMed file of a year older than the newest the listing holds: never fetched."""
-    year = pubmed_year(name)
-    return year is not None and listed_newest is not None and year < listed_newest
-
-
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """The listing's data files that match the run's globs (not cut by `newest` or
-    `max_files`: those choose what a run fetches, not what the dataset is), and which of
-    them have a NAME.md5 on the server."""
-
-    names: tuple[str, ...]
-    checksums: frozenset[str]
-
-
-def current_entries(entries: Sequence[RemoteEntry]) -> list[RemoteEntry]:
-    """The listing without the PubMed files (and their NAME.md5) of years older than the
-    newest it holds: those are never fetched."""
-    newest = newest_year(e.name for e in entries if e.kind == "file")
-    return [e for e in entries if not retired(e.name.removesuffix(CHECKSUM_SUFFIX), newest)]
-
-
-def listed_files(entries: Sequence[RemoteEntry], selection: Selection) -> Listed:
-    files = select_files(entries, replace(selection, newest=None, max_files=None))
-    return Listed(tuple(e.name for e, _ in files),
-                  frozenset(e.name for e, checksum in files if checksum is not None))
-
-
-def data_rows(rows: Sequence[ManifestEntry]) -> list[ManifestEntry]:
-    """The manifest's data files: every row but the NAME.md5 of a recorded NAME."""
-    names = {row.name for row in rows}
-    return [row for row in rows
-            if not (row.name.endswith(CHECKSUM_SUFFIX)
-                    and row.name[: -len(CHECKSUM_SUFFIX)] in names)]
-
-
-def year_complete(dest: Path, rows: dict[str, ManifestEntry], listed: Sequence[str],
-                  checksums: AbstractSet[str], year: int) -> bool:
-    """Every listed file of `year` is final in DEST: recorded, present with its recorded
-    size, not found bad, and verified by MD5 where the server has its NAME.md5."""
-    for name in listed:
-        if pubmed_year(name) != year:
-            continue
-        row = rows.get(name)
-        if row is None or row.bad is not None or (name in checksums and row.md5 is None):
-            return False
-        try:
-            if (dest / name).lstat().st_size != row.size:
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def plan_deletions(dest: Path, rows: Sequence[ManifestEntry], listed: Sequence[str],
-                   checksums: AbstractSet[str], *, include: tuple[str, ...],
-                   exclude: tuple[str, ...], limit: DeleteLimit) -> Deletions:
-    """What leaves DEST: files of superseded years once the newest listed year is complete,
-    and (within `limit`, never from an empty listing) recorded files of the selection the
-    listing no longer holds. `listed`: the data files listed (NAME.md5 aside); `checksums`:
-    the listed files that have a NAME.md5 on the server. Blocking (stats)."""
-    data = data_rows(rows)
-    by_name = {row.name: row for row in rows}
-    new = newest_year(listed)
-    superseded: tuple[str, ...] = ()
-    if new is not None and year_complete(dest, by_name, listed, checksums, new):
-        superseded = tuple(r.name for r in data if retired(r.name, new))
-    listed_set = set(listed)
-    gone = tuple(r.name for r in data
-                 if r.name not in listed_set and not retired(r.name, new)
-                 and matches(r.name, include, exclude))
-    refused = None
+def refusal(gone: int, recorded: int, listed: int, limit: DeleteLimit) -> str | None:
+    """Why `gone` recorded files (of `recorded`) may not be deleted after a listing of
+    `listed` data files; None when they may."""
     if gone and not listed:
-        refused = (f"the listing holds no file: {len(gone)} recorded files would go; "
-                   "nothing deleted")
-    elif gone and not limit.allows(len(gone), len(data)):
-        refused = (f"{len(gone)} of the {len(data)} recorded files are no longer listed, "
-                   f"more than --max-delete {limit}: nothing deleted")
-    return Deletions(gone, superseded, refused)
+        return f"the listing holds no file: {gone} recorded files would go; nothing deleted"
+    if gone and not limit.allows(gone, recorded):
+        return (f"{gone} of the {recorded} recorded files are no longer listed, "
+                f"more than --max-delete {limit}: nothing deleted")
+    return None
 
 
 def delete_files(dest: Path, manifest: Manifest, names: Sequence[str]) -> None:

@@ -8,7 +8,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -38,38 +37,21 @@ from ._events import (
     ListingDone,
 )
 from ._landing import Landings
-from ._lifecycle import (
-    Changeover,
-    Deletions,
-    Listed,
-    changeover,
-    current_entries,
-    delete_files,
-    listed_files,
-    plan_deletions,
-)
+from ._lifecycle import Changeover, Deletions, delete_files
 from ._options import MirrorOptions
-from ._plan import (
-    MirrorPlan,
-    PlannedFile,
-    check_writable,
-    create_dest,
-    make_plan,
-    remove_unused_dest,
-    select_files,
-    unreadable_entries,
-)
+from ._plan import MirrorPlan, PlannedFile, check_writable, create_dest, remove_unused_dest
 from ._pool import SessionPool
 from ._repair import Repair
 from ._report import FileResult, MirrorReport
 from ._runlog import record_listing, recorded_run
 from ._sizes import exact_sizes
 from ._source import parse_source
+from ._staging import PlanCounts, StagedFiles, Staging
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
-from ._transport import RemoteEntry, Source
-from ._tree import probe_folding, without_clashes
+from ._transport import EntrySink, RemoteEntry, Source
+from ._tree import probe_folding
 from ._walk import list_tree
 
 __all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
@@ -110,12 +92,14 @@ class MirrorRun:
         self.landings: Landings | None = None
         self.tails = Tails(options.split_min)
         self.splittable: dict[FileTail, FileAttempts] = {}  # the files being received
-        self.listed: Listed = Listed((), frozenset())
         self.deleted: list[str] = []
         self.superseded: tuple[str, ...] = ()
         self.deletion_refused: str | None = None
         self.resume = True  # False once the server is caught unable to resume
-        self.entries: list[RemoteEntry] = []  # the listing, as the dataset records it
+        self.staging = Staging(manifest.connection, manifest.columns,
+                               options.selection(source.default_include))
+        self.up_to_date = 0  # files skipped as the manifest vouches for them
+        self._folder_mark = 0  # what was staged before the directory listed last
 
     def no_resume(self, error: ResumeRefused) -> None:
         """The server cannot resume (REST refused or ignored, or no way to tell a version):
@@ -127,33 +111,42 @@ class MirrorRun:
                         self.source, describe(error))
 
     async def plan(self) -> MirrorPlan:
-        """List the remote directory (with retries) and decide what each file needs."""
-        # older PubMed years than the newest listed are not the dataset any more
-        entries = current_entries(await self._list())
+        """List the remote directory (with retries) into the staged listing, and decide what
+        each file needs there (`_staging`): the plan's files are read from it, in order."""
+        started = time.monotonic()
+        staging = self.staging
+        await self._list()
+        listed = time.monotonic()
         fold = await anyio.to_thread.run_sync(probe_folding, self.dest)
-        entries = without_clashes(entries, fold)
-        selection = self.options.selection(self.source.default_include)
-        wanted = {e.name for pair in select_files(entries, selection) for e in pair if e}
-        entries = self.entries = await self.options.retry.call(functools.partial(
-            exact_sizes, self.pool, self.source, entries, wanted=wanted,
-            recorded=self.manifest.get, dest=self.dest))
-        files = select_files(entries, selection)
-        self.listed = listed_files(entries, selection)
-        plan = await anyio.to_thread.run_sync(
-            functools.partial(make_plan, self.dest, self.manifest, files,
-                              verify=self.options.verify,
-                              unreadable=unreadable_entries(entries, selection)))
-        plan = replace(plan, changeover=changeover(
-            (row.name for row in self.manifest.entries()), self.listed.names),
-            deletions=await self._deletions())
+        await anyio.to_thread.run_sync(staging.finish, fold)
+        await self.options.retry.call(self._exact_sizes)
+        counts = await anyio.to_thread.run_sync(functools.partial(
+            staging.compare, self.dest, verify=self.options.verify))
+        plan = MirrorPlan(StagedFiles(staging, counts),
+                          await anyio.to_thread.run_sync(staging.unreadable),
+                          changeover=await anyio.to_thread.run_sync(staging.changeover),
+                          deletions=await self._deletions(), counts=counts)
         log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
-                 self.source, len(entries), len(plan.files), len(plan.with_action("fetch")),
-                 len(plan.with_action("check")), len(plan.with_action("skip")))
+                 self.source, staging.staged, counts.of("fetch", "check", "skip"),
+                 counts.fetch, counts.check, counts.skip)
+        log.info("%s: listed %d entries in %.1f s, compared in %.1f s", self.source,
+                 staging.staged, listed - started, time.monotonic() - listed)
         return plan
+
+    async def _exact_sizes(self) -> None:
+        """The planned files' rounded sizes settled (`_sizes`), batch by batch."""
+        after = 0
+        while batch := await anyio.to_thread.run_sync(self.staging.unsized, after):
+            after = batch[-1][0]
+            rows = {entry.name: row for _, entry, row in batch}
+            settled = await exact_sizes(self.pool, self.source, [e for _, e, _ in batch],
+                                        recorded=rows.get, dest=self.dest)
+            await anyio.to_thread.run_sync(self.staging.set_sizes, settled)
 
     def report(self) -> MirrorReport:
         return MirrorReport(tuple(self.results), time.monotonic() - self.started,
-                            tuple(self.deleted), self.superseded, self.deletion_refused)
+                            tuple(self.deleted), self.superseded, self.deletion_refused,
+                            up_to_date=self.up_to_date)
 
     def _settle(self, result: FileResult) -> None:
         """A file is done, skipped or failed: into the report, and (ordered) to land."""
@@ -175,14 +168,14 @@ class MirrorRun:
     async def _run(self) -> None:
         async with self.pool:
             plan = await self.plan()
-            await record_listing(self.manifest, self.entries,
-                                 self.options.selection(self.source.default_include))
-            if self.ordered:
+            await record_listing(self.staging)
+            if self.ordered:  # (the library's ordered events hold every name)
                 self.landings = Landings(
                     [e.name for e in plan.unreadable] + [f.name for f in plan.files],
                     self.dest, self.emit, self._md5_of)
-            self.emit(ListingDone(len(plan.files) + len(plan.unreadable),
-                                  sum(f.size for f in plan.files)))
+            counts = plan.counts or PlanCounts()
+            self.emit(ListingDone(counts.of("fetch", "check", "skip") + len(plan.unreadable),
+                                  counts.total_bytes))
             for entry in plan.unreadable:
                 self._unreadable(entry)
             if plan.changeover is not None:
@@ -199,12 +192,8 @@ class MirrorRun:
         self.emit(BaselineChanged(change.old, change.new))
 
     async def _deletions(self) -> Deletions:
-        options = self.options
-        selection = options.selection(self.source.default_include)
-        return await anyio.to_thread.run_sync(functools.partial(
-            plan_deletions, self.dest, self.manifest.entries(), self.listed.names,
-            self.listed.checksums, include=selection.include, exclude=selection.exclude,
-            limit=options.max_delete))
+        return await anyio.to_thread.run_sync(self.staging.deletions, self.dest,
+                                              self.options.max_delete)
 
     async def _retire(self, deletions: Deletions) -> None:
         """The run's end: remove what `delete` removes (see `_lifecycle`), else report the
@@ -224,7 +213,8 @@ class MirrorRun:
             self.emit(FileDeleted(name, reason))
 
     async def _feed(self, plan: MirrorPlan) -> None:
-        """Hand the files to `concurrency` workers, in order."""
+        """Hand the files to `concurrency` workers, in order, read from the staged listing
+        batch by batch."""
         send, receive = anyio.create_memory_object_stream[PlannedFile](
             max_buffer_size=self.options.concurrency)
         async with anyio.create_task_group() as tg:
@@ -232,12 +222,18 @@ class MirrorRun:
                 tg.start_soon(self._worker, receive.clone(), tg)
             receive.close()
             async with send:
-                for planned in plan.files:
-                    if planned.action == "skip":
-                        self._skipped(planned)
-                        continue
-                    self.emit(FileQueued(planned.name, planned.size))
-                    await send.send(planned)
+                after: tuple[bytes, int] = (b"", 0)
+                while True:
+                    batch, after = await anyio.to_thread.run_sync(
+                        self.staging.planned, after, ("fetch", "check", "skip"))
+                    if not batch:
+                        break
+                    for planned in batch:
+                        if planned.action == "skip":
+                            self._skipped(planned)
+                            continue
+                        self.emit(FileQueued(planned.name, planned.size))
+                        await send.send(planned)
 
     def _unreadable(self, entry: RemoteEntry) -> None:
         """A listing line that may name a selected file we cannot know: the run fails."""
@@ -250,17 +246,51 @@ class MirrorRun:
         self._settle(FileResult(entry.name, "failed", None, error=error, exception=exception))
 
     def _skipped(self, planned: PlannedFile) -> None:
+        """Up to date: counted, not kept in the report (a million of them would be)."""
         self.emit(FileSkipped(planned.name, planned.size))
-        self._settle(FileResult(planned.name, "skipped", planned.size))
+        self.up_to_date += 1
+        if self.landings is not None:
+            self.landings.settle(FileResult(planned.name, "skipped", planned.size))
 
-    async def _list(self) -> list[RemoteEntry]:
-        """The source's directory (with `recursive`, its tree), each listing retried."""
-        async def one(folder: str) -> list[RemoteEntry]:
-            path = self.source.remote_path(folder) if folder else self.source.path
-            return await self.options.retry.call(functools.partial(list_dir, self.pool, path))
+    async def _list(self) -> None:
+        """The source's directory (with `recursive`, its tree) into the staged listing as
+        it arrives, each directory's listing retried on its own (`_walk`)."""
+        await anyio.to_thread.run_sync(self.staging.start)
+        depth = self.options.max_depth if self.options.recursive else 0
+        await list_tree(self._list_folder, self._stage, self._drop_folder, max_depth=depth)
 
-        depth = (self.options.max_depth if self.options.recursive else 0)
-        return await list_tree(one, max_depth=depth)
+    async def _list_folder(self, folder: str, sink: EntrySink) -> None:
+        """One directory into `sink`, retried: what a failed attempt staged is forgotten
+        first, but for what its session gives once (`Session.list`: S3's whole pages)."""
+        path = self.source.remote_path(folder) if folder else self.source.path
+        self._folder_mark = kept = self.staging.staged
+
+        async def attempt() -> None:
+            nonlocal kept
+            await anyio.to_thread.run_sync(self.staging.rollback, kept)
+            async with self.pool.session() as session:
+                once = getattr(type(session), "resumes_listings", False)
+
+                async def given(entries: list[RemoteEntry]) -> None:
+                    nonlocal kept
+                    await sink(entries)
+                    if once:
+                        kept = self.staging.staged
+
+                await session.list(path, sink=given)
+
+        try:
+            await self.options.retry.call(attempt)
+        except MirrorError:  # what the last attempt staged is not the directory's listing
+            await anyio.to_thread.run_sync(self.staging.rollback, kept)
+            raise
+
+    async def _drop_folder(self) -> None:
+        """The directory listed last was a loop: its entries go."""
+        await anyio.to_thread.run_sync(self.staging.rollback, self._folder_mark)
+
+    async def _stage(self, entries: list[RemoteEntry]) -> None:
+        await anyio.to_thread.run_sync(self.staging.add, entries)
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup) -> None:
         try:

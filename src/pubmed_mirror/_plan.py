@@ -11,7 +11,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -19,25 +19,29 @@ from typing import TYPE_CHECKING, Literal
 
 from ._errors import LocalFileError
 from ._layout import part_path, segment_files
-from ._pubmed import file_order
-from ._state import STATE_DIR, Manifest, ManifestEntry, check_state_dir
+from ._state import STATE_DIR, check_state_dir
 from ._transfer import RemoteFile, resumable
 from ._transport import RemoteEntry
-from ._tree import SEPARATOR, behind_link, unsafe_name_reason, unsafe_path_reason
+from ._tree import SEPARATOR, unsafe_name_reason
 
 if TYPE_CHECKING:
     from ._lifecycle import Changeover, Deletions
+    from ._staging import PlanCounts
 
 __all__ = [
+    "ACTION",
     "MirrorPlan",
     "PlannedFile",
     "Selection",
     "check_writable",
+    "current_at",
     "is_current",
-    "make_plan",
-    "select_files",
+    "matches",
+    "part_length",
+    "same_time",
     "unreadable_entries",
     "unsafe_name_reason",
+    "within",
 ]
 
 log = logging.getLogger("pubmed_mirror")
@@ -81,34 +85,32 @@ class PlannedFile:
 
 @dataclass(frozen=True, slots=True)
 class MirrorPlan:
-    files: tuple[PlannedFile, ...]
+    """What a run would do. `files`: every selected file in load order; a run's own plan
+    iterates them from the staged listing (`_staging`) batch by batch, and `counts` then
+    gives their numbers without iterating (`plan_mirror` returns them as a tuple)."""
+
+    files: Collection[PlannedFile]
     # listing lines we cannot read that may name a selected file: the run fails on each
     unreadable: tuple[RemoteEntry, ...] = ()
     changeover: Changeover | None = None  # a newer PubMed year is listed than DEST holds
     deletions: Deletions | None = None  # as DEST stands before the run (see `_lifecycle`)
+    counts: PlanCounts | None = None
 
     def with_action(self, *actions: Action) -> tuple[PlannedFile, ...]:
         return tuple(f for f in self.files if f.action in actions)
 
+    def count(self, *actions: Action) -> int:
+        """How many files have these actions."""
+        if self.counts is not None:
+            return self.counts.of(*actions)
+        return len(self.with_action(*actions))
+
     @property
     def bytes_to_fetch(self) -> int:
         """Bytes a run would receive at most (checks that pass receive nothing)."""
+        if self.counts is not None:
+            return self.counts.bytes_to_fetch
         return sum(f.size - f.have for f in self.with_action("fetch", "check"))
-
-
-def _safe_files(entries: Sequence[RemoteEntry]) -> list[RemoteEntry]:
-    safe = []
-    for entry in entries:
-        if entry.kind != "file":
-            if entry.kind == "link":
-                log.warning("skipping symlink entry %r", entry.name)
-            continue
-        reason = unsafe_path_reason(entry.name)
-        if reason is not None:
-            log.warning("skipping entry %r: %s", entry.name, reason)
-            continue
-        safe.append(entry)
-    return safe
 
 
 def _selected(name: str, selection: Selection) -> bool:
@@ -128,26 +130,6 @@ def glob_matches(name: str, glob: str) -> bool:
     `xml/*.xml` against `xml/NAME`)."""
     parts = name.split(SEPARATOR)
     return fnmatchcase(SEPARATOR.join(parts[-(glob.count(SEPARATOR) + 1):]), glob)
-
-
-def select_files(entries: Sequence[RemoteEntry], selection: Selection
-                 ) -> list[tuple[RemoteEntry, RemoteEntry | None]]:
-    """The data files to consider, in PubMed load order, each with its NAME.md5 if listed.
-
-    A NAME.md5 whose NAME is listed is never a file of its own: it goes with NAME when NAME
-    is selected, and not at all otherwise. Symlinks and unsafe names are dropped (logged).
-    """
-    files = {e.name: e for e in _safe_files(entries)}
-    checksums = {n: files[n + CHECKSUM_SUFFIX] for n in files if n + CHECKSUM_SUFFIX in files}
-    companions = {c.name for c in checksums.values()}
-    chosen = sorted((e for e in files.values()
-                     if e.name not in companions and _selected(e.name, selection)),
-                    key=lambda e: file_order(e.name))
-    if selection.newest is not None:
-        chosen = chosen[max(0, len(chosen) - selection.newest):] if selection.newest else []
-    if selection.max_files is not None:
-        chosen = chosen[: selection.max_files]
-    return [(e, checksums.get(e.name)) for e in chosen]
 
 
 def unreadable_entries(entries: Sequence[RemoteEntry], selection: Selection
@@ -173,44 +155,71 @@ def unreadable_entries(entries: Sequence[RemoteEntry], selection: Selection
     return tuple(found)
 
 
-def is_current(local: Path, entry: RemoteEntry) -> bool:
+def is_current(local: Path | str, entry: RemoteEntry) -> bool:
     """The local copy is a regular file (a link is not our copy, wherever it leads) with
     the remote size and (when known) the remote mtime."""
+    return current_at(local, entry.size, entry.mtime, entry.mtime_resolution)
+
+
+def current_at(local: Path | str, size: int | None, mtime: float | None,
+               resolution: float) -> bool:
+    """`is_current` of a listed size, mtime and resolution (as SQL hands them over; paths
+    as strings: pathlib cost more than the stat)."""
     try:
-        st = local.lstat()
+        st = os.lstat(local)
     except OSError:
         return False
-    if not stat.S_ISREG(st.st_mode) or entry.size is None or st.st_size != entry.size:
+    if not stat.S_ISREG(st.st_mode) or size is None or st.st_size != size:
         return False
-    return entry.mtime is None or same_time(st.st_mtime, entry)
+    return mtime is None or within(st.st_mtime, mtime, resolution)
 
 
 def same_time(mtime: float | None, entry: RemoteEntry) -> bool:
     """`mtime` (stamped from an earlier listing or MDTM) is the listed time, read at the
     listing's resolution: an `ls -l` line shows `Nov 29 12:00` while the file is recent and
     `Nov 29  2026` (the day only) once it is six months old; that is not a new version."""
-    if mtime is None or entry.mtime is None:
-        return mtime == entry.mtime
-    return entry.mtime - 1 < mtime < entry.mtime + max(entry.mtime_resolution, 1.0)
+    return within(mtime, entry.mtime, entry.mtime_resolution)
 
 
-def _vouched(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
-    """The manifest recorded this file complete at exactly the remote size and mtime (and
-    ETag, when both the record and the listing name one: S3's), and `verify` has not found
-    it wrong since."""
-    return (row is not None and row.bad is None and entry.size is not None
-            and row.size == entry.size and same_time(row.mtime, entry)
-            and not _other_etag(row, entry))
+def within(mtime: float | None, listed: float | None, resolution: float) -> bool:
+    """`same_time` of a listed time and resolution (also SQL's `same_time`)."""
+    if mtime is None or listed is None:
+        return mtime == listed
+    return listed - 1 < mtime < listed + max(resolution, 1.0)
 
 
-def _other_etag(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
-    """The record and the listing name different versions by ETag (S3's): whatever size and
-    time say, the local copy is not of the listed version."""
-    return (row is not None and row.etag is not None and entry.validator is not None
-            and row.etag != entry.validator)
+# Whether the manifest vouches for a staged file (as `_staging` joins them: the listing's
+# entry `{s}`, its manifest row `{f}`): recorded complete at exactly the listed size and
+# mtime (and ETag, when both name one: S3's), and `verify` has not found it wrong since.
+VOUCHED = ("({f}.name IS NOT NULL AND {f}.bad IS NULL AND {s}.size IS NOT NULL AND "
+           "{f}.size = {s}.size AND same_time({f}.mtime, {s}.mtime, {s}.resolution) AND "
+           "NOT {other_etag})")
+# The record and the listing name different versions by ETag: whatever size and time say,
+# the local copy is not of the listed version.
+OTHER_ETAG = ("coalesce({f}.etag IS NOT NULL AND {s}.validator IS NOT NULL AND "
+              "{f}.etag != {s}.validator, 0)")
 
 
-def _part_length(dest: Path, entry: RemoteEntry) -> int:
+def _vouched(s: str, f: str) -> str:
+    return VOUCHED.format(s=s, f=f, other_etag=OTHER_ETAG.format(s=s, f=f))
+
+
+# What a selected file needs: `s` the file, `f` its manifest row, `c` its NAME.md5 on the
+# server (NULL when none), `fc` that one's row; `current(name, size, mtime, resolution)`
+# the local copy's stat (`is_current`, and no link on its way: behind one, the fetch fails,
+# see `_tree.make_parents`); `:verify` a run that checks a file recorded without its MD5.
+ACTION = f"""CASE
+    WHEN NOT current(s.name, s.size, s.mtime, s.resolution) THEN 'fetch'
+    WHEN {OTHER_ETAG.format(s="s", f="f")} THEN 'fetch'
+    WHEN NOT {_vouched("s", "f")} THEN 'check'
+    WHEN c.name IS NULL THEN 'skip'
+    WHEN :verify AND f.md5 IS NULL THEN 'check'
+    WHEN {_vouched("c", "fc")} AND current(c.name, c.size, c.mtime, c.resolution)
+        THEN 'skip'
+    ELSE 'check' END"""
+
+
+def part_length(dest: Path, entry: RemoteEntry) -> int:
     """What a fetch would resume from: NAME.part of this version and its segments."""
     if entry.size is None:
         return 0
@@ -222,40 +231,6 @@ def _part_length(dest: Path, entry: RemoteEntry) -> int:
         found = [path.lstat() for start, path in segment_files(part) if start >= have]
         have += sum(st.st_size for st in found if stat.S_ISREG(st.st_mode))  # links: not ours
     return have
-
-
-def _action(dest: Path, manifest: Manifest, entry: RemoteEntry,
-            checksum: RemoteEntry | None, verify: bool) -> Action:
-    local = dest / entry.name
-    if behind_link(dest, entry.name) or not is_current(local, entry):
-        return "fetch"  # (behind a link: the fetch fails, see `_tree.make_parents`)
-    row = manifest.get(entry.name)
-    if _other_etag(row, entry):
-        return "fetch"
-    if not _vouched(row, entry):
-        return "check"
-    if checksum is None:
-        return "skip"
-    if verify and row is not None and row.md5 is None:
-        return "check"  # recorded by a --no-verify run: confirm it by MD5 now
-    if _vouched(manifest.get(checksum.name), checksum) and is_current(dest / checksum.name,
-                                                                        checksum):
-        return "skip"
-    return "check"
-
-
-def make_plan(dest: Path, manifest: Manifest,
-              files: Sequence[tuple[RemoteEntry, RemoteEntry | None]], *,
-              verify: bool = True, unreadable: Sequence[RemoteEntry] = ()) -> MirrorPlan:
-    """What to do with each selected file, given DEST and its manifest (blocking: stats).
-    With `verify`, a file recorded without its MD5 is checked against NAME.md5.
-    `unreadable`: the listing lines that may name a selected file (`unreadable_entries`)."""
-    planned = []
-    for entry, checksum in files:
-        action = _action(dest, manifest, entry, checksum, verify)
-        have = _part_length(dest, entry) if action == "fetch" else 0
-        planned.append(PlannedFile(entry, checksum, action, have))
-    return MirrorPlan(tuple(planned), tuple(unreadable))
 
 
 def check_writable(dest: Path) -> None:

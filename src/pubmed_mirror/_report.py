@@ -40,6 +40,9 @@ class MirrorReport:
     deleted: tuple[str, ...] = ()  # removed from DEST (`delete`), with their NAME.md5
     superseded: tuple[str, ...] = ()  # of a PubMed year a complete newer one replaces
     deletion_refused: str | None = None  # why files gone from the listing were kept
+    # files skipped as the manifest vouches for them: counted, not in `files` (a run over
+    # a million of them would hold a million results)
+    up_to_date: int = 0
 
     def _with(self, status: Status) -> tuple[FileResult, ...]:
         return tuple(f for f in self.files if f.status == status)
@@ -50,7 +53,14 @@ class MirrorReport:
 
     @property
     def skipped(self) -> tuple[FileResult, ...]:
+        """Files checked and found good (by MD5): kept, not fetched; the ones skipped
+        without a check are only counted (`up_to_date`, and both in `skipped_count`)."""
         return self._with("skipped")
+
+    @property
+    def skipped_count(self) -> int:
+        """Every file not fetched because the local copy is good."""
+        return len(self.skipped) + self.up_to_date
 
     @property
     def failed(self) -> tuple[FileResult, ...]:

@@ -4,7 +4,6 @@ it worked from, and the run itself with its outcome. Best effort: failing to rec
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -14,9 +13,8 @@ from typing import Protocol, TypeVar
 import anyio
 
 from ._errors import LocalFileError, describe
-from ._plan import Selection, select_files
-from ._state import ListedFile, Manifest
-from ._transport import RemoteEntry
+from ._staging import Staging
+from ._state import Manifest
 
 __all__ = ["record_listing", "recorded_run"]
 
@@ -34,13 +32,10 @@ class _Result(Protocol):
     def record_error(self) -> str | None: ...
 
 
-async def record_listing(manifest: Manifest, entries: Sequence[RemoteEntry],
-                         selection: Selection) -> None:
+async def record_listing(staging: Staging) -> None:
     """The listing succeeded: its data files of the selection become DEST's `listing`,
     whole. --newest and --max-files are a run's choice, not the dataset's: not applied."""
-    whole = dataclasses.replace(selection, newest=None, max_files=None)
-    files = [ListedFile(e.name, e.size, e.mtime) for e, _ in select_files(entries, whole)]
-    await _best_effort("the listing", manifest.replace_listing, files)
+    await _best_effort("the listing", staging.record_listing)
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ from ._errors import BadSource, ConnectionLost, LoginRefused, ProtocolError, Ser
 from ._proxy import Proxy, proxy_for
 from ._ratelimit import TokenBucket
 from ._s3list import Listing, PageParser, error_code, etag_md5, page_query
-from ._transport import RemoteEntry, listing_deadline
+from ._transport import EntrySink, RemoteEntry, listing_deadline
 
 if TYPE_CHECKING:
     import aiohttp
@@ -267,6 +267,8 @@ class S3Transport:
         return S3Session(await self.http.connect(), self)
 
 
+_Page = list[RemoteEntry]  # (in the class, `list` is the method)
+
 class S3Session:
     """One HTTP session to the bucket's endpoint, speaking S3 on top of it."""
 
@@ -286,9 +288,14 @@ class S3Session:
     def healthy(self, value: bool) -> None:
         self.http.healthy = value
 
-    async def list(self, path: str) -> list[RemoteEntry]:
+    # a whole page goes to a listing's sink once: asked again, the listing goes on from the
+    # page that failed (see `Session.list`)
+    resumes_listings = True
+
+    async def list(self, path: str, sink: EntrySink | None = None) -> list[RemoteEntry]:
         """Every object under the prefix `path`, page by page; a listing left unfinished by
-        an error goes on from its next page when asked again (on any session)."""
+        an error goes on from its next page when asked again (on any session). With `sink`,
+        each page's entries go to it once the page is whole, and none is returned."""
         import anyio
 
         from ._errors import TransferStalled
@@ -299,15 +306,19 @@ class S3Session:
         deadline = listing_deadline(self.http.transport.stall_timeout)
         while not listing.done:
             with anyio.move_on_after(deadline) as page_time:
-                await self._page(listing)
+                page = await self._page(listing)
             if page_time.cancelled_caught:
                 raise TransferStalled(f"a listing page was not complete within {deadline:g} s",
                                       path=path)
+            if sink is None:
+                listing.entries.extend(page)
+            else:
+                await sink(page)
         del self.transport.listings[path]
         return listing.entries
 
-    async def _page(self, listing: Listing) -> None:
-        """One page into `listing`, which moves on only once the page is whole."""
+    async def _page(self, listing: Listing) -> _Page:
+        """One page's entries; `listing` moves on only once the page is whole."""
         label = f"{self.transport.source} (listing page {listing.pages + 1})"
         parser = PageParser(listing.prefix, label)
         found: list[RemoteEntry] = []
@@ -322,9 +333,9 @@ class S3Session:
                     raise ConnectionLost("a listing page over 64 MiB", path=label)
                 found.extend(parser.feed(chunk))
         found.extend(parser.close())
-        listing.entries.extend(found)
         listing.token, listing.done = parser.token, not parser.truncated
         listing.pages += 1
+        return found
 
     async def _error(self, response: aiohttp.ClientResponse, label: str) -> None:
         """S3's refusals of a listing that no retry gets past, one line each; others go on

@@ -56,16 +56,22 @@ def etag_md5(etag: str | None) -> str | None:
     return bare if _MD5.fullmatch(bare) else None
 
 
+_CONTENTS, _TRUNCATED, _TOKEN, _ROOT = (f"{_NS}{t}" for t in (
+    "Contents", "IsTruncated", "NextContinuationToken", "ListBucketResult"))
+_KEY, _SIZE, _MODIFIED, _ETAG = (f"{_NS}{t}" for t in ("Key", "Size", "LastModified", "ETag"))
+
+
 class PageParser:
     """One page of a ListObjectsV2 answer, fed as it arrives; `feed` yields its entries
     (names relative to the prefix) as their elements end. After `close`: `truncated` and
-    `token` say whether and where the listing goes on."""
+    `token` say whether and where the listing goes on. Only the ends of elements are read
+    (half the events; the root is the last to end), each `<Contents>` emptied once read."""
 
     def __init__(self, prefix: str, path: str) -> None:
         self._prefix = prefix
         self._path = path
-        self._parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
-        self._root: ET.Element | None = None
+        self._parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("end",))
+        self._last: ET.Element | None = None
         self.truncated: bool | None = None
         self.token: str | None = None
 
@@ -82,49 +88,40 @@ class PageParser:
             yield from self._events()
         except ET.ParseError as exc:
             raise ProtocolError(f"not a ListObjectsV2 answer: {exc}", path=self._path) from None
-        if self._root is None or self._root.tag != f"{_NS}ListBucketResult":
+        if self._last is None or self._last.tag != _ROOT:
             raise ProtocolError("not a ListObjectsV2 answer", path=self._path)
         if self.truncated is None or (self.truncated and not self.token):
             raise ProtocolError("a listing page that does not say where the next begins",
                                 path=self._path)
 
     def _events(self) -> Iterator[RemoteEntry]:
-        for event, element in self._parser.read_events():  # type: ignore[misc]
+        for _, element in self._parser.read_events():  # type: ignore[misc]
             assert isinstance(element, ET.Element)
-            if event == "start":
-                if self._root is None:
-                    self._root = element
-                continue
-            tag = element.tag.removeprefix(_NS)
-            if tag == "Contents":
+            self._last = element
+            tag = element.tag
+            if tag == _CONTENTS:
                 entry = self._entry(element)
                 if entry is not None:
                     yield entry
-                self._drop(element)
-            elif tag == "IsTruncated":
+                element.clear()  # (an empty element stays in the page's root: a page's worth)
+            elif tag == _TRUNCATED:
                 self.truncated = (element.text or "").strip() == "true"
-            elif tag == "NextContinuationToken":
+            elif tag == _TOKEN:
                 self.token = (element.text or "").strip()
 
-    def _drop(self, element: ET.Element) -> None:
-        """Forget an element read (the root would otherwise keep every one)."""
-        element.clear()
-        if self._root is not None and len(self._root) and self._root[-1] is element:
-            del self._root[-1]
-
     def _entry(self, element: ET.Element) -> RemoteEntry | None:
-        fields = {child.tag.removeprefix(_NS): child.text or "" for child in element}
-        key = unquote_plus(fields.get("Key", ""))
-        size = fields.get("Size", "")
+        fields = {child.tag: child.text or "" for child in element}
+        key = unquote_plus(fields.get(_KEY, ""))
+        size = fields.get(_SIZE, "")
         if not key.startswith(self._prefix) or key == self._prefix:
             return None
         if not size.isdigit():
             raise ProtocolError(f"a listing entry without a size: {key!r}", path=self._path)
         name = key[len(self._prefix):]
-        etag = fields.get("ETag") or None
+        etag = fields.get(_ETAG) or None
         if name.endswith("/"):  # a "folder" marker, not a file
             return RemoteEntry(name.rstrip("/"), None, None, "dir")
-        return RemoteEntry(name, int(size), _time(fields.get("LastModified", "")),
+        return RemoteEntry(name, int(size), _time(fields.get(_MODIFIED, "")),
                            validator=etag, md5=etag_md5(etag))
 
 

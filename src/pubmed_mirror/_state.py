@@ -244,6 +244,18 @@ class Manifest:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The database, held for one caller (`_staging`'s set-based queries); an SQLite
+        error inside is a LocalFileError."""
+        with self._lock, self._errors():
+            yield self._db
+
+    def columns(self, alias: str) -> str:
+        """The select list of a ManifestEntry from `files` (as `alias`)."""
+        return ", ".join(c if c == "NULL" else f"{alias}.{c}"
+                         for c in self._columns.split(", "))
+
     def get(self, name: str) -> ManifestEntry | None:
         with self._lock:
             row = self._db.execute(f"SELECT {self._columns} FROM files WHERE name = ?",

@@ -6,6 +6,7 @@ anything that only speaks to these protocols.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -16,8 +17,8 @@ if TYPE_CHECKING:
     from ._ratelimit import TokenBucket
     from ._transfer import RemoteFile
 
-__all__ = ["DirectStream", "ReadStream", "RemoteEntry", "Session", "Source", "Transport",
-           "listing_deadline"]
+__all__ = ["DirectStream", "EntrySink", "ReadStream", "RemoteEntry", "Session", "Source",
+           "Transport", "listing_deadline"]
 
 # "unreadable": a listing line in no format we know, named by the whole line; whatever it
 # describes is unknown, so it is reported, never dropped in silence. "unlisted": a
@@ -42,6 +43,10 @@ class RemoteEntry:
     validator: str | None = None
     size_shown: tuple[int, int] | None = None
     md5: str | None = None
+
+
+# where a listing's entries go, batch by batch, when it is not returned whole (`_staging`)
+EntrySink = Callable[[list[RemoteEntry]], Awaitable[None]]
 
 
 def listing_deadline(stall_timeout: float) -> float:
@@ -112,8 +117,12 @@ class Session(Protocol):
 
     healthy: bool
 
-    async def list(self, path: str) -> list[RemoteEntry]:
-        """The entries of a directory (without . and ..)."""
+    async def list(self, path: str, sink: EntrySink | None = None) -> list[RemoteEntry]:
+        """The entries of a directory (without . and ..). With `sink`, they go to it in
+        batches as the listing arrives (as far as the protocol can) and none is returned.
+        A listing that fails part way gives every entry again when asked again, unless the
+        session's class says `resumes_listings = True` (S3: each batch is a whole page,
+        given once; the listing goes on from the page that failed)."""
         ...
 
     async def stat(self, path: str) -> RemoteEntry:

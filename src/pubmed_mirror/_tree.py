@@ -7,10 +7,11 @@ source's names have no `/`. It lands at `DEST/a/b/c`.
 - `unsafe_name_reason` judges one component (a name in one directory listing);
   `unsafe_path_reason` a whole relative path, each component by the same rules, and no
   empty ones (`a//b`, `/a`, `a/`). A source drops what either refuses, with a warning.
-- `without_clashes` drops, with a warning, a path that would land on the same local file as
-  another on DEST's file system (`FoldRule`, probed once at DEST: does it fold case, does it
-  normalise unicode?), and a path that is a file in one entry and a directory in another
-  (`a` and `a/b`): the first in sorted order wins, so every run keeps the same one.
+- A run drops, with a warning, a path that would land on the same local file as another on
+  DEST's file system (`FoldRule`, probed once at DEST: does it fold case, does it normalise
+  unicode?), and a path that is a file in one entry and a directory in another (`a` and
+  `a/b`): the first in sorted order wins, so every run keeps the same one (the rule is a
+  query over the staged listing: `_staging.Staging.finish`).
 - `make_parents` creates `DEST/a/b` as needed, and refuses (LocalFileError) a link or a
   non-directory anywhere between DEST and the file: nothing is ever written through a
   link inside DEST. `behind_link` says whether reading a path would go through one.
@@ -26,17 +27,16 @@ import re
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import LocalFileError
 from ._layout import OWN_SUFFIXES
 from ._state import STATE_DIR
-from ._transport import RemoteEntry
 
-__all__ = ["FoldRule", "behind_link", "local_tree", "make_parents", "probe_folding",
-           "unsafe_name_reason", "unsafe_path_reason", "without_clashes"]
+__all__ = ["FoldRule", "behind_link", "folders", "local_tree", "make_parents", "probe_folding",
+           "unsafe_name_reason", "unsafe_path_reason"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -117,39 +117,7 @@ def probe_folding(dest: Path) -> FoldRule:
             os.unlink(name)
 
 
-def without_clashes(entries: Sequence[RemoteEntry], fold: FoldRule) -> list[RemoteEntry]:
-    """The entries without the files that cannot land beside the others (see the module's
-    docstring), each dropped with a warning; entries other than files pass as they are."""
-    files = sorted((e for e in entries if e.kind == "file"), key=lambda e: e.name)
-    taken: dict[str, str] = {}  # key -> the file's name
-    folders: dict[str, str] = {}  # key of each directory above a kept file -> its name
-    dropped: set[int] = set()
-    for entry in files:
-        reason = _clash(entry.name, fold, taken, folders)
-        if reason is not None:
-            log.warning("skipping entry %r: %s", entry.name, reason)
-            dropped.add(id(entry))
-            continue
-        taken[fold.key(entry.name)] = entry.name
-        for folder in _folders(entry.name):
-            folders.setdefault(fold.key(folder), folder)
-    return [e for e in entries if id(e) not in dropped]
-
-
-def _clash(name: str, fold: FoldRule, taken: dict[str, str],
-           folders: dict[str, str]) -> str | None:
-    key = fold.key(name)
-    if key in taken:
-        return f"lands on the same local file as {taken[key]!r} on this file system"
-    if key in folders:
-        return f"is a directory of {folders[key]!r}"
-    for folder in _folders(name):
-        if (other := taken.get(fold.key(folder))) is not None:
-            return f"its directory {folder!r} is the file {other!r}"
-    return None
-
-
-def _folders(name: str) -> Iterable[str]:
+def folders(name: str) -> Iterable[str]:
     """`a`, `a/b` for `a/b/c`."""
     parts = name.split(SEPARATOR)
     return (SEPARATOR.join(parts[:i]) for i in range(1, len(parts)))

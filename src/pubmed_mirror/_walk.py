@@ -10,62 +10,91 @@ it is not entered, with a warning. Each directory listing has its own retries an
 whole-listing deadline (`listing_deadline`, in the session). A subdirectory that cannot be
 listed (a 550, retries exhausted) becomes an entry of kind "unlisted": the run mirrors the
 rest and then fails naming it (the start directory's failure fails the run, as always).
+The entries go to a sink as each listing arrives (`_staging`): a tree of a million files is
+never held.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from ._errors import FatalError, MirrorError, describe
-from ._transport import RemoteEntry
+from ._transport import EntrySink, RemoteEntry
 from ._tree import SEPARATOR, unsafe_name_reason
 
 __all__ = ["list_tree"]
 
 log = logging.getLogger("pubmed_mirror")
 
-Lister = Callable[[str], Awaitable[list[RemoteEntry]]]  # a relative directory -> its entries
-_Fingerprint = frozenset[tuple[str, int | None, float | None, str]]
+# a relative directory, and where its entries go as they arrive (its retries are its own)
+Lister = Callable[[str, EntrySink], Awaitable[None]]
+# drops what the last directory listed gave the sink (a loop's entries)
+Dropper = Callable[[], Awaitable[None]]
+_Fingerprint = tuple[int, int]
+_MASK = (1 << 64) - 1
 
 
-async def list_tree(list_dir: Lister, *, max_depth: int | None) -> list[RemoteEntry]:
+async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
+                    max_depth: int | None) -> None:
     """The start directory's entries (`list_dir("")`) and, down to `max_depth` levels of
-    subdirectories below it (None: all), theirs, named by their path below the start. Every
-    directory is listed once, breadth first."""
-    found: list[RemoteEntry] = []
+    subdirectories below it (None: all), theirs, named by their path below the start, into
+    `sink` as they arrive. Every directory is listed once, breadth first; only the
+    subdirectories to enter and each directory's fingerprint are kept, never the entries."""
     pending: list[tuple[str, int, tuple[_Fingerprint, ...]]] = [("", 0, ())]
     while pending:
         folder, depth, ancestors = pending.pop(0)
+        seen = _Seen(folder + SEPARATOR if folder else "", sink)
         try:
-            entries = await list_dir(folder)
+            await list_dir(folder, seen.add)
         except FatalError:
             raise
         except MirrorError as exc:
             if not folder:
                 raise
             log.warning("cannot list directory %r: %s", folder, describe(exc))
-            found.append(RemoteEntry(folder, None, None, "unlisted"))
+            await sink([RemoteEntry(folder, None, None, "unlisted")])
             continue
-        prefix = folder + SEPARATOR if folder else ""
-        mark = _fingerprint(entries)
-        if mark in ancestors:
+        if seen.fingerprint in ancestors:
             log.warning("not entering %r: it lists the same entries as a directory above it "
                         "(a loop)", folder)
+            await drop_last()
             continue
+        if max_depth is None or depth < max_depth:
+            pending.extend((seen.prefix + name, depth + 1, (*ancestors, seen.fingerprint))
+                           for name in seen.folders if _enterable(name, seen.prefix))
+
+
+@dataclass(slots=True)
+class _Seen:
+    """One directory's listing on its way to the sink: names below the start, the
+    subdirectories it holds, and a fingerprint of its entries (a count and a sum of their
+    hashes: the same entries in any order give the same one, without keeping them)."""
+
+    prefix: str
+    sink: EntrySink
+    folders: list[str] = field(default_factory=list)
+    count: int = 0
+    total: int = 0
+
+    @property
+    def fingerprint(self) -> _Fingerprint:
+        return self.count, self.total
+
+    async def add(self, entries: list[RemoteEntry]) -> None:
         for entry in entries:
-            found.append(_below(entry, prefix))
-            if (entry.kind == "dir" and (max_depth is None or depth < max_depth)
-                    and _enterable(entry.name, prefix)):
-                pending.append((prefix + entry.name, depth + 1, (*ancestors, mark)))
-    return found
+            self.count += 1
+            self.total = (self.total + hash((entry.name, entry.size, entry.mtime,
+                                             entry.kind))) & _MASK
+            if entry.kind == "dir":
+                self.folders.append(entry.name)
+        await self.sink([_below(e, self.prefix) for e in entries] if self.prefix else entries)
 
 
 def _below(entry: RemoteEntry, prefix: str) -> RemoteEntry:
-    if not prefix:
-        return entry
     return RemoteEntry(prefix + entry.name, entry.size, entry.mtime, entry.kind,
-                       entry.mtime_resolution, entry.validator, entry.size_shown)
+                       entry.mtime_resolution, entry.validator, entry.size_shown, entry.md5)
 
 
 def _enterable(name: str, prefix: str) -> bool:
@@ -75,7 +104,3 @@ def _enterable(name: str, prefix: str) -> bool:
     if reason is not None:
         log.warning("not entering directory %r: %s", prefix + name, reason)
     return reason is None
-
-
-def _fingerprint(entries: list[RemoteEntry]) -> _Fingerprint:
-    return frozenset((e.name, e.size, e.mtime, e.kind) for e in entries)

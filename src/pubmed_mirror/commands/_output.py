@@ -77,18 +77,20 @@ class Tally:
         self.clock = clock
         self.files = self.finished = self.failed = self.retries = 0
         self.total_bytes = 0
-        self.position: dict[str, int] = {}  # bytes in hand per queued file
-        self.size: dict[str, int] = {}
+        self.position: dict[str, int] = {}  # bytes in hand per queued file, until it ends
+        self.settled = 0  # bytes of the files that ended (skipped: their whole size)
         self._received = 0
         self._samples: deque[tuple[float, int]] = deque([(clock(), 0)])
 
     def on(self, event: Event) -> None:
         if isinstance(event, ListingDone):
             self.files, self.total_bytes = event.files, event.total_bytes
-        elif isinstance(event, FileQueued | FileSkipped):
-            self.size[event.name] = event.size
-            self.position[event.name] = event.size if isinstance(event, FileSkipped) else 0
-            self.finished += isinstance(event, FileSkipped)
+        elif isinstance(event, FileQueued):
+            self.position[event.name] = 0
+        elif isinstance(event, FileSkipped):  # a million of them: counted, not kept
+            self.position.pop(event.name, None)
+            self.settled += event.size
+            self.finished += 1
         elif isinstance(event, FileStarted):
             self.position[event.name] = event.offset
         elif isinstance(event, FileProgress):
@@ -99,10 +101,12 @@ class Tally:
             self.retries += 1
         elif isinstance(event, FileDone):
             self.finished += 1
-            self.position[event.name] = event.size
+            self.position.pop(event.name, None)
+            self.settled += event.size
         elif isinstance(event, FileFailed):
             self.finished += 1
             self.failed += 1
+            self.settled += self.position.pop(event.name, 0)
 
     def _sample(self) -> None:
         now = self.clock()
@@ -112,7 +116,7 @@ class Tally:
 
     @property
     def bytes_done(self) -> int:
-        return sum(self.position.values())
+        return self.settled + sum(self.position.values())
 
     def rate(self) -> float:
         """Bytes/s over the last WINDOW seconds (0 before two samples)."""
@@ -246,7 +250,7 @@ def summary_table(report: MirrorReport) -> Table:
     table = Table(title="pubmed-mirror summary", show_header=False)
     for label, value in (
         ("done", str(len(report.done))),
-        ("skipped (up to date)", str(len(report.skipped))),
+        ("skipped (up to date)", str(report.skipped_count)),
         ("failed", str(len(report.failed))),
         ("MD5 verified", str(sum(1 for f in report.done if f.md5))),
         ("bytes received", human_bytes(report.bytes_received)),
@@ -300,7 +304,7 @@ def shown(name: str) -> str:
 
 def summary_json(report: MirrorReport) -> dict[str, Any]:
     return {"event": "summary", "ok": report.ok, "done": len(report.done),
-            "skipped": len(report.skipped), "failed": len(report.failed),
+            "skipped": report.skipped_count, "failed": len(report.failed),
             "bytes_received": report.bytes_received, "seconds": round(report.seconds, 3),
             "retries": report.retries, "via": report.via, "repaired": list(report.repaired),
             "failures": [{"name": f.name, "error": f.error} for f in report.failed],

@@ -10,6 +10,7 @@ import anyio
 from rich.console import Console
 
 from .._plan import check_writable
+from .._source import parse_source
 from . import mirror as mirror_command
 from . import verify as verify_command
 from ._args import (
@@ -59,6 +60,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                     "--concurrency", str(args.concurrency)]
             argv += ["--json"] if args.json else ["-q"] if args.quiet else []
             mirror_args = build_parser().parse_args(argv)
+            mirror_args.url = parse_source(url)  # (what `cli.main` does with a URL)
             check_writable(dest)
             code = await mirror_command.run(mirror_args, console)
         if code != EXIT_OK:

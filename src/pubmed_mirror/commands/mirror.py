@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
+import sys
 from collections.abc import Iterator
-from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Console
 
-from .._client import mirror, plan_mirror
+from .._client import mirror, planning
 from .._mirror import open_source
 from .._options import SPLIT_MIN, MirrorOptions, Timeouts
 from .._plan import MirrorPlan, PlannedFile
@@ -80,25 +81,28 @@ async def run(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _dry_run(args: argparse.Namespace, console: Console) -> int:
-    plan = await interruptible(lambda: plan_mirror(args.url, args.dest, _options(args)))
-    if plan is None:
-        return interrupted()
-    if args.json:
-        emit_json(_plan_json(args, plan))
-        return EXIT_FAILED if plan.unreadable else EXIT_OK
-    console.out(f"dry run: {args.url} -> {args.dest}", highlight=False)
-    lines = _plan_lines(args, plan)
-    while batch := list(itertools.islice(lines, 1000)):
-        console.out("\n".join(batch), highlight=False)
+    code = await interruptible(lambda: _print_plan(args, console))
+    return interrupted() if code is None else code
+
+
+async def _print_plan(args: argparse.Namespace, console: Console) -> int:
+    """The plan, printed as its files are read (a million of them are never held)."""
+    async with planning(args.url, args.dest, _options(args)) as plan:
+        if args.json:
+            _print_json(args, plan)
+            return EXIT_FAILED if plan.unreadable else EXIT_OK
+        console.out(f"dry run: {args.url} -> {args.dest}", highlight=False)
+        lines = _plan_lines(args, plan)
+        while batch := list(itertools.islice(lines, 1000)):
+            console.out("\n".join(batch), highlight=False)
     if plan.changeover is not None:
         console.print(f"a new PubMed year is listed: {plan.changeover.new} would be fetched; "
                       f"{plan.changeover.old} stays until it is complete", highlight=False)
     if args.delete and plan.deletions is not None and plan.deletions.refused:
         console.print(f"would refuse to delete: {plan.deletions.refused}", highlight=False)
-    fetch = plan.with_action("fetch", "check")
-    console.print(f"would fetch up to {len(fetch)} files, {human_bytes(plan.bytes_to_fetch)}; "
-                  f"{len(plan.with_action('skip'))} up to date; nothing was transferred",
-                  highlight=False)
+    console.print(f"would fetch up to {plan.count('fetch', 'check')} files, "
+                  f"{human_bytes(plan.bytes_to_fetch)}; {plan.count('skip')} up to date; "
+                  "nothing was transferred", highlight=False)
     return EXIT_FAILED if plan.unreadable else EXIT_OK
 
 
@@ -122,17 +126,25 @@ def _action(planned: PlannedFile) -> str:
             "skip": "up to date"}[planned.action]
 
 
-def _plan_json(args: argparse.Namespace, plan: MirrorPlan) -> dict[str, Any]:
-    return {"event": "plan", "bytes_to_fetch": plan.bytes_to_fetch,
-            "files": [{"name": f.name, "size": f.size, "action": f.action,
-                       "resume_from": f.have, "md5_file": f.checksum is not None}
-                      for f in plan.files],
-            "unreadable": [e.name for e in plan.unreadable],
-            "changeover": None if plan.changeover is None else dataclasses.asdict(plan.changeover),
+def _print_json(args: argparse.Namespace, plan: MirrorPlan) -> None:
+    """The plan as one JSON object, written as its files are read: `files` is every
+    selected file, as before, but never held as a list."""
+    head = {"event": "plan", "bytes_to_fetch": plan.bytes_to_fetch}
+    tail = {"unreadable": [e.name for e in plan.unreadable],
+            "changeover": None if plan.changeover is None
+            else dataclasses.asdict(plan.changeover),
             "delete": [{"name": name, "reason": reason}
                        for name, reason in _would_delete(args, plan)],
             "deletion_refused": plan.deletions.refused if args.delete and plan.deletions
             else None}
+    out = sys.stdout
+    out.write(json.dumps(head)[:-1] + ', "files": [')
+    for i, f in enumerate(plan.files):
+        out.write((", " if i else "") + json.dumps(
+            {"name": f.name, "size": f.size, "action": f.action, "resume_from": f.have,
+             "md5_file": f.checksum is not None}))
+    out.write("], " + json.dumps(tail)[1:] + "\n")
+    out.flush()
 
 
 def _would_delete(args: argparse.Namespace, plan: MirrorPlan) -> list[tuple[str, str]]:

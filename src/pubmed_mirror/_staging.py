@@ -1,0 +1,449 @@
+"""The listing, staged: a run's entries go into a temporary table of the manifest's SQLite
+database as they arrive, in batches, and the selection, the comparison with the manifest,
+the changeover and the deletions are set-based queries over it (the rules are `_plan`'s
+and `_lifecycle`'s, which say them for lists). A run never holds its whole listing, plan or
+manifest as Python objects: at 1,000,000 entries that was ~600 MB.
+
+The table is TEMP: private to this connection (a `status` reading the manifest meanwhile
+never sees it), on disk past a small cache, gone when the run closes the manifest; it works
+on a read-only manifest too (a dry run into a read-only DEST).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._layout import recorded_parts
+from ._lifecycle import Changeover, DeleteLimit, Deletions, refusal
+from ._plan import (
+    ACTION,
+    CHECKSUM_SUFFIX,
+    Action,
+    PlannedFile,
+    Selection,
+    current_at,
+    matches,
+    part_length,
+    unreadable_entries,
+    within,
+)
+from ._pubmed import file_order, pubmed_year
+from ._state import ManifestEntry
+from ._transport import RemoteEntry
+from ._tree import SEPARATOR, FoldRule, behind_link, folders, unsafe_path_reason
+
+__all__ = ["PlanCounts", "StagedFiles", "Staging"]
+
+log = logging.getLogger("pubmed_mirror")
+
+BATCH = 5_000  # rows per transaction or fetch: big enough to amortise, small to hold
+
+_TABLE = """
+CREATE TEMP TABLE staged (
+    seq INTEGER PRIMARY KEY,    -- listing order: ties of the load order keep it
+    name TEXT NOT NULL UNIQUE,  -- a name listed twice: the first entry wins
+    size INTEGER, mtime REAL, kind TEXT NOT NULL, resolution REAL NOT NULL,
+    validator TEXT, shown_lo INTEGER, shown_hi INTEGER, md5 TEXT,
+    ord BLOB NOT NULL,          -- file_order(name) in UTF-8: bytes sort as the key does
+    year INTEGER,               -- pubmed_year of the name (of NAME, for NAME.md5)
+    checksum INTEGER NOT NULL,  -- the name ends in .md5
+    safe INTEGER NOT NULL,      -- a file whose name may become a local path
+    selected INTEGER NOT NULL,  -- and it matches the globs
+    companion INTEGER NOT NULL DEFAULT 0,  -- NAME.md5 of a safe NAME: goes with NAME only
+    paired INTEGER NOT NULL DEFAULT 0,     -- a NAME whose NAME.md5 is its companion
+    listed INTEGER NOT NULL DEFAULT 0,     -- a data file of the selection (the dataset's)
+    chosen INTEGER NOT NULL DEFAULT 0,     -- one this run plans (--newest, --max-files)
+    fold TEXT,                  -- a file's name as DEST's file system compares it
+    action TEXT, have INTEGER NOT NULL DEFAULT 0
+)
+"""
+_ENTRY = "{0}.name, {0}.size, {0}.mtime, {0}.kind, {0}.resolution, {0}.validator, " \
+         "{0}.shown_lo, {0}.shown_hi, {0}.md5"
+_WIDTH = 9  # columns of _ENTRY
+_ROWS = ("name, seq, size, mtime, kind, resolution, validator, shown_lo, shown_hi, md5, ord, "
+         "year, checksum, safe, selected")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCounts:
+    """The plan in numbers: files per action and what a run would receive at most."""
+
+    fetch: int = 0
+    check: int = 0
+    skip: int = 0
+    bytes_to_fetch: int = 0
+    total_bytes: int = 0  # of every planned file
+
+    def of(self, *actions: Action) -> int:
+        return sum(getattr(self, a) for a in actions)
+
+
+def _entry(row: tuple[Any, ...]) -> RemoteEntry:
+    name, size, mtime, kind, resolution, validator, low, high, md5 = row
+    return RemoteEntry(name, size, mtime, kind, resolution, validator,
+                       None if low is None else (low, high), md5)
+
+
+class Staging:
+    """The staged listing of one run, in `connection`'s database (the manifest's: see
+    `Manifest.connection`); `columns(alias)` is the manifest's select list for `files`."""
+
+    def __init__(self, connection: Callable[[], Any], columns: Callable[[str], str],
+                 selection: Selection) -> None:
+        self._connection = connection
+        self._columns = columns
+        self.selection = selection
+        self._seq = 0
+        self.newest: int | None = None  # the newest PubMed year listed
+
+    @property
+    def staged(self) -> int:
+        """How many entries the listing gave (a name listed twice counted twice)."""
+        return self._seq
+
+    def start(self) -> None:
+        """An empty table (again, for a listing retried from the start)."""
+        self._seq = 0
+        with self._connection() as db:
+            # 16 MiB each, then the files: the joins read both in load order
+            db.execute("PRAGMA temp.cache_size = -16384")
+            db.execute("PRAGMA main.cache_size = -16384")
+            db.execute("DROP TABLE IF EXISTS temp.staged")
+            db.execute(_TABLE)
+            db.create_function("pubmed_year", 1, pubmed_year, deterministic=True)
+            db.create_function("same_time", 3, within, deterministic=True)
+            db.create_function("selected_name", 1, self._selected, deterministic=True)
+
+    def _selected(self, name: str) -> int:
+        return int(matches(name, self.selection.include, self.selection.exclude))
+
+    def add(self, entries: Iterable[RemoteEntry]) -> None:
+        """Stage a batch of the listing, in one transaction (blocking). A name listed
+        twice keeps its first entry; a directory that could not be listed ("unlisted")
+        takes the place of its "dir" entry."""
+        rows = [self._row(e) for e in entries]
+        marks = ", ".join("?" * len(_ROWS.split(", ")))
+        with self._connection() as db:
+            db.execute("BEGIN")
+            db.executemany(f"INSERT OR IGNORE INTO staged ({_ROWS}) VALUES ({marks})",
+                           (r for r in rows if r[4] != "unlisted"))
+            db.executemany(f"INSERT OR REPLACE INTO staged ({_ROWS}) VALUES ({marks})",
+                           (r for r in rows if r[4] == "unlisted"))
+            db.execute("COMMIT")
+
+    def _row(self, entry: RemoteEntry) -> tuple[Any, ...]:
+        self._seq += 1
+        name = entry.name
+        if entry.kind == "link":
+            log.warning("skipping symlink entry %r", name)
+        safe = entry.kind == "file" and _safe(entry)
+        shown = entry.size_shown or (None, None)
+        return (name, self._seq, entry.size, entry.mtime, entry.kind, entry.mtime_resolution,
+                entry.validator, shown[0], shown[1], entry.md5, file_order(name).encode(),
+                pubmed_year(name.removesuffix(CHECKSUM_SUFFIX)),
+                name.endswith(CHECKSUM_SUFFIX), safe, safe and self._selected(name))
+
+    def finish(self, fold: FoldRule) -> None:
+        """The listing is complete: the files of the retired PubMed years (older than the
+        newest listed) and those that clash on DEST's file system (`fold`) drop out; then
+        NAME.md5 companions, the dataset's files and the ones this run plans are marked.
+
+        A NAME.md5 whose NAME is listed is never a file of its own: it goes with NAME when
+        NAME is selected, and not at all otherwise. The plan is in PubMed load order;
+        `--newest N` keeps the last N of the selection, `--max-files N` then the first N."""
+        sel = self.selection
+        with self._connection() as db:
+            db.execute("CREATE INDEX temp.staged_order ON staged (ord, seq)")
+            self.newest = db.execute("SELECT max(year) FROM staged WHERE kind = 'file' "
+                                     "AND NOT checksum").fetchone()[0]
+            self._drop_clashes(db, fold)
+            db.execute("UPDATE staged SET companion = 1 WHERE checksum AND safe AND "
+                       "substr(name, 1, length(name) - 4) IN (SELECT name FROM staged "
+                       "WHERE safe)")
+            db.execute("UPDATE staged SET paired = 1 WHERE name IN (SELECT substr(name, 1, "
+                       "length(name) - 4) FROM staged WHERE companion)")
+            db.execute("UPDATE staged SET listed = 1 WHERE safe AND selected AND NOT "
+                       f"companion AND NOT {self._retired()}", self._newest())
+            total = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
+            start = 0 if sel.newest is None else max(0, total - sel.newest)
+            count = total - start if sel.newest is None or sel.newest else 0
+            if sel.max_files is not None:
+                count = min(count, sel.max_files)
+            db.execute("UPDATE staged SET chosen = 1 WHERE name IN (SELECT name FROM staged "
+                       "WHERE listed ORDER BY ord, seq LIMIT ? OFFSET ?)", (count, start))
+
+    def _drop_clashes(self, db: sqlite3.Connection, fold: FoldRule) -> None:
+        """`_tree`'s rule for paths that cannot land beside the others, each dropped with a
+        warning: one that lands on the same local file as another under `fold`, one that is
+        another's directory, one whose directory is another file; the first in sorted order
+        stays (of those the first two rules keep). Flat names compared as they are cannot
+        clash (a name is staged once): nothing to do, at any size."""
+        live = f"kind = 'file' AND NOT {self._retired()}"
+        nested = db.execute(f"SELECT 1 FROM staged WHERE {live} AND instr(name, '/') "
+                            "LIMIT 1", self._newest()).fetchone()
+        if not nested and fold == FoldRule():
+            return
+        db.create_function("fold_key", 1, fold.key, deterministic=True)
+        db.execute(f"UPDATE staged SET fold = fold_key(name) WHERE {live}", self._newest())
+        db.execute("CREATE INDEX temp.staged_fold ON staged (fold, name)")
+        self._drop(db, "SELECT s.seq, s.name, 'lands on the same local file as ' || "
+                   "quote(o.name) || ' on this file system' FROM staged s JOIN staged o ON "
+                   "o.fold = s.fold AND o.name < s.name GROUP BY s.seq")
+        db.execute("CREATE TEMP TABLE folders (key TEXT, name TEXT, owner TEXT)")
+        rows = db.execute("SELECT name FROM staged WHERE fold IS NOT NULL AND "
+                          "instr(name, '/')")
+        while batch := rows.fetchmany(BATCH):
+            db.executemany("INSERT INTO folders VALUES (?, ?, ?)", [
+                (fold.key(f), f, name) for (name,) in batch for f in folders(name)])
+        db.execute("CREATE INDEX temp.folders_key ON folders (key, owner)")
+        self._drop(db, "SELECT s.seq, s.name, 'is a directory of ' || quote(min(d.owner)) "
+                   "FROM staged s JOIN folders d ON d.key = s.fold AND d.owner < s.name "
+                   "GROUP BY s.seq")
+        self._drop(db, "SELECT s.seq, s.name, 'its directory ' || quote(d.name) || ' is the "
+                   "file ' || quote(o.name) FROM folders d JOIN staged s ON s.name = d.owner "
+                   "AND s.fold IS NOT NULL JOIN staged o ON o.fold = d.key AND o.name < "
+                   "s.name GROUP BY s.seq")
+        db.execute("DROP TABLE temp.folders")
+
+    @staticmethod
+    def _drop(db: sqlite3.Connection, query: str) -> None:
+        """The files `query` finds (seq, name, why) are not safe to land: dropped, logged."""
+        found = db.execute(query).fetchall()
+        for _, name, why in found:
+            log.warning("skipping entry %r: %s", name, why)
+        db.executemany("UPDATE staged SET safe = 0, selected = 0, fold = NULL WHERE seq = ?",
+                       [(seq,) for seq, _, _ in found])
+
+    def _retired(self, alias: str = "") -> str:
+        return f"coalesce({alias}year < :newest, 0)"
+
+    def _newest(self) -> dict[str, int | None]:
+        return {"newest": self.newest}
+
+    def rollback(self, mark: int) -> None:
+        """Forget the entries staged after `mark` (`staged` then): a listing that failed
+        part way and is asked again, or a directory found to be a loop (blocking)."""
+        with self._connection() as db:
+            db.execute("DELETE FROM staged WHERE seq > ?", (mark,))
+
+    def unreadable(self) -> tuple[RemoteEntry, ...]:
+        """The unreadable listing lines that may name a selected file (`_plan`'s rule)."""
+        with self._connection() as db:
+            rows = db.execute(f"SELECT {_ENTRY.format('staged')} FROM staged WHERE kind IN "
+                              "('unreadable', 'unlisted') ORDER BY seq").fetchall()
+        return unreadable_entries([_entry(r) for r in rows], self.selection)
+
+    # -- sizes ----------------------------------------------------------------------------
+
+    def unsized(self, after: int) -> list[tuple[int, RemoteEntry, ManifestEntry | None]]:
+        """The next batch (by listing order, after `after`) of planned files and their
+        NAME.md5 whose size the listing rounded, each with its manifest row."""
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT s.seq, {_ENTRY.format('s')}, {self._columns('f')} FROM staged s "
+                "LEFT JOIN main.files f ON f.name = s.name WHERE s.size IS NULL AND "
+                "s.kind = 'file' AND s.seq > ? AND (s.chosen OR (s.companion AND "
+                "substr(s.name, 1, length(s.name) - 4) IN (SELECT name FROM staged "
+                "WHERE chosen))) ORDER BY s.seq LIMIT ?", (after, BATCH)).fetchall()
+        return [(r[0], _entry(r[1:1 + _WIDTH]),
+                 None if r[1 + _WIDTH] is None else ManifestEntry(*r[1 + _WIDTH:]))
+                for r in rows]
+
+    def set_sizes(self, entries: Iterable[RemoteEntry]) -> None:
+        rows = [(e.size, e.mtime, e.mtime_resolution, e.validator, e.name) for e in entries
+                if e.size is not None]
+        with self._connection() as db:
+            db.execute("BEGIN")
+            db.executemany("UPDATE staged SET size = ?, mtime = ?, resolution = ?, "
+                           "validator = ?, shown_lo = NULL, shown_hi = NULL WHERE name = ?",
+                           rows)
+            db.execute("COMMIT")
+
+    # -- the plan -------------------------------------------------------------------------
+
+    def compare(self, dest: Path, *, verify: bool) -> PlanCounts:
+        """Each planned file's action (`_plan.ACTION`), in one statement over the staged
+        listing joined with the manifest: no Python object per file, one stat each (in
+        `current`); then what a fetch would resume from, where a part is recorded
+        (blocking)."""
+        folder, links = os.path.join(dest, ""), dict[str, bool]()  # (joined by hand: cheaper)
+
+        def current(name: str, size: int | None, mtime: float | None,
+                    resolution: float) -> bool:
+            if SEPARATOR in name:  # a link on the way: not our copy (one look per folder)
+                parent = name.rsplit(SEPARATOR, 1)[0]
+                if links.setdefault(parent, behind_link(dest, name)):
+                    return False
+            return current_at(folder + name, size, mtime, resolution)
+
+        may_resume = recorded_parts(dest)
+        with self._connection() as db:
+            db.create_function("current", 4, current)
+            db.create_function("may_resume", 1, may_resume)
+            db.create_function("have", 4, lambda *row: part_length(dest, RemoteEntry(
+                row[0], row[1], row[2], "file", row[3])))
+            db.execute("BEGIN")
+            db.execute(
+                f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
+                f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
+                f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
+                f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
+                "WHERE s.seq = staged.seq) WHERE chosen", {"verify": verify})
+            db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
+                       "WHERE chosen AND action = 'fetch' AND may_resume(name)")
+            db.execute("COMMIT")
+        return self.counts()
+
+    def _manifest(self) -> str:
+        """The manifest's files as a table with every column (NULL for those an older
+        manifest opened read-only lacks)."""
+        names = [f.name for f in dataclasses.fields(ManifestEntry)]
+        picked = self._columns("m").split(", ")
+        return ("(SELECT " + ", ".join(f"{p} AS {n}" for p, n in zip(picked, names,
+                                                                       strict=True))
+                + " FROM main.files m)")
+
+    def counts(self) -> PlanCounts:
+        with self._connection() as db:
+            rows = db.execute("SELECT action, count(*), sum(coalesce(size, 0) - have), "
+                              "sum(coalesce(size, 0)) FROM staged WHERE chosen "
+                              "GROUP BY action").fetchall()
+        found = {action: (n, left, size) for action, n, left, size in rows}
+        none = (0, 0, 0)
+        return PlanCounts(**{a: found.get(a, none)[0] for a in ("fetch", "check", "skip")},
+                          bytes_to_fetch=sum(found.get(a, none)[1] for a in ("fetch", "check")),
+                          total_bytes=sum(found.get(a, none)[2] for a in found))
+
+    def planned(self, after: tuple[bytes, int], actions: tuple[Action, ...]
+                ) -> tuple[list[PlannedFile], tuple[bytes, int]]:
+        """The next batch of planned files with these actions, in load order, after the
+        key `after` ((b"", 0) first); and the key to go on from."""
+        marks = ", ".join("?" * len(actions))
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT {_ENTRY.format('s')}, {_ENTRY.format('c')}, s.action, s.have, "
+                "s.ord, s.seq FROM staged s LEFT JOIN staged c ON c.name = s.name || '.md5'"
+                f" AND c.companion WHERE s.chosen AND s.action IN ({marks}) AND "
+                "(s.ord, s.seq) > (?, ?) ORDER BY s.ord, s.seq LIMIT ?",
+                (*actions, *after, BATCH)).fetchall()
+        w = _WIDTH
+        files = [PlannedFile(_entry(r[:w]), None if r[w] is None else _entry(r[w:2 * w]),
+                             r[2 * w], r[2 * w + 1]) for r in rows]
+        return files, ((rows[-1][-2], rows[-1][-1]) if rows else after)
+
+    def files(self, *actions: Action) -> Iterator[PlannedFile]:
+        """Every planned file with these actions (all: none given), in load order
+        (blocking, batch by batch)."""
+        after: tuple[bytes, int] = (b"", 0)
+        while True:
+            batch, after = self.planned(after, actions or ("fetch", "check", "skip"))
+            if not batch:
+                return
+            yield from batch
+
+    # -- the dataset: the listing's record, the changeover, deletions ------------------------
+
+    def record_listing(self) -> None:
+        """The dataset's files of this listing become DEST's `listing`, whole (blocking)."""
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM main.listing")
+                db.execute("INSERT INTO main.listing (name, size, mtime) SELECT name, size, "
+                           "mtime FROM staged WHERE listed ORDER BY ord, seq")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _listed_newest(self, db: sqlite3.Connection) -> int | None:
+        year: int | None = db.execute("SELECT max(year) FROM staged WHERE listed").fetchone()[0]
+        return year
+
+    def changeover(self) -> Changeover | None:
+        """`_lifecycle.changeover` of what the manifest holds and the dataset's files."""
+        with self._connection() as db:
+            new = self._listed_newest(db)
+            if new is None:
+                return None
+            old = db.execute("SELECT max(y) FROM (SELECT pubmed_year(name) AS y FROM "
+                             "main.files WHERE name GLOB 'pubmed*') WHERE y < ?",
+                             (new,)).fetchone()[0]
+        return None if old is None else Changeover(old, new)
+
+    def deletions(self, dest: Path, limit: DeleteLimit) -> Deletions:
+        """`_lifecycle.plan_deletions`, over the manifest and the staged listing (blocking:
+        stats the newest year's files)."""
+        with self._connection() as db:
+            new = self._listed_newest(db)
+            recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA}"
+                                  ).fetchone()[0]
+            listed = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
+            superseded: tuple[str, ...] = ()
+            if new is not None and self._year_complete(db, dest, new):
+                superseded = tuple(r[0] for r in db.execute(
+                    f"SELECT f.name FROM main.files f WHERE {_DATA} AND "
+                    "pubmed_year(f.name) < ? ORDER BY f.name", (new,)))
+            gone = tuple(r[0] for r in db.execute(
+                f"SELECT f.name FROM main.files f WHERE {_DATA} AND f.name NOT IN "
+                "(SELECT name FROM staged WHERE listed) AND NOT coalesce(pubmed_year(f.name)"
+                " < ?, 0) AND selected_name(f.name) ORDER BY f.name", (new,)))
+        return Deletions(gone, superseded, refusal(len(gone), recorded, listed, limit))
+
+    @staticmethod
+    def _year_complete(db: sqlite3.Connection, dest: Path, year: int) -> bool:
+        """`_lifecycle.year_complete`: every listed file of `year` final and verified."""
+        rows = db.execute(
+            "SELECT s.name, f.size, f.md5, f.bad, f.name IS NULL, c.name IS NOT NULL "
+            "FROM staged s LEFT JOIN main.files f ON f.name = s.name LEFT JOIN staged c ON "
+            "c.name = s.name || '.md5' AND c.companion WHERE s.listed AND s.year = ?",
+            (year,))
+        for name, size, md5, bad, missing, has_checksum in rows:
+            if missing or bad is not None or (has_checksum and md5 is None):
+                return False
+            try:
+                if (dest / name).lstat().st_size != size:
+                    return False
+            except OSError:
+                return False
+        return True
+
+
+# a data file of the manifest: every row but the NAME.md5 of a recorded NAME
+_DATA = ("NOT (f.name GLOB '*.md5' AND substr(f.name, 1, length(f.name) - 4) IN "
+         "(SELECT name FROM main.files))")
+
+
+def _safe(entry: RemoteEntry) -> bool:
+    reason = unsafe_path_reason(entry.name)
+    if reason is not None:
+        log.warning("skipping entry %r: %s", entry.name, reason)
+    return reason is None
+
+
+class StagedFiles:
+    """A plan's files as the staged listing holds them: iterated batch by batch in load
+    order, never all in memory; valid while the run's manifest is open."""
+
+    def __init__(self, staging: Staging, counts: PlanCounts) -> None:
+        self.staging = staging
+        self.counts = counts
+
+    def __iter__(self) -> Iterator[PlannedFile]:
+        return self.staging.files()
+
+    def __len__(self) -> int:
+        return self.counts.of("fetch", "check", "skip")
+
+    def __contains__(self, item: object) -> bool:
+        return any(f == item for f in self)
+
+    def materialized(self) -> tuple[PlannedFile, ...]:
+        return tuple(self)
