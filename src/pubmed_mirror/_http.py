@@ -14,17 +14,17 @@ listing must be complete within `listing_deadline`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
+import functools
 import logging
 import math
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -57,6 +57,7 @@ __all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
 log = logging.getLogger("pubmed_mirror")
 
 _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the class
+_T = TypeVar("_T")
 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
 _HEAD_LIMIT = 64 << 10  # an answer's headers
@@ -246,19 +247,20 @@ class HttpSession:
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
                           mover: Mover = "splice", expect: RemoteFile | None = None
                           ) -> AsyncIterator[_Body | _RawBody]:
-        """Plain HTTP: the ranged GET on a connection of its own, its body then received
-        like an FTP data connection (spliced by `mover`). HTTPS, or an answer that is not
-        a plain body: copied from aiohttp's buffer."""
-        if self.transport.scheme == "http":
-            receiver = await self._raw_get(path, offset, buffer, mover, expect)
-            if receiver is not None:
-                try:
-                    yield receiver  # the body ends with the connection: `finish` closes it
-                finally:
-                    receiver.close()
-                return
-        async with self.open_read(path, offset, expect=expect) as body:
-            yield body
+        """The ranged GET on a connection of its own, its body then received like an FTP
+        data connection: plain HTTP spliced by `mover`, HTTPS decrypted by `recv_into`
+        straight into the part's buffer (through aiohttp it went through asyncio's TLS
+        buffers and three more copies: twice the CPU, benchmarks/results/WHY.md). An
+        answer that is not a plain body: copied from aiohttp's buffer."""
+        receiver = await self._raw_get(path, offset, buffer, mover, expect)
+        if receiver is None:
+            async with self.open_read(path, offset, expect=expect) as body:
+                yield body
+            return
+        try:
+            yield receiver  # the body ends with the connection: `finish` closes it
+        finally:
+            receiver.close()
 
     async def _raw_get(self, path: str, offset: int, buffer: int | None, mover: Mover,
                        expect: RemoteFile | None) -> _RawBody | None:
@@ -269,34 +271,24 @@ class HttpSession:
         await self._pay()
         transport = self.transport
         asked = "".join(f"{k}: {v}\r\n" for k, v in request_headers(offset, expect).items())
-        # through a proxy: the absolute-form request to the proxy (RFC 9112 3.2.2), which
-        # passes the body on as it came, so the splice path stays
-        target, peer = _quote(path), (transport.host, transport.port)
-        if transport.proxy is not None:
+        target = _quote(path)
+        if transport.proxy is not None and transport.scheme == "http":
+            # the absolute-form request to the proxy (RFC 9112 3.2.2), which passes the
+            # body on as it came, so the splice path stays (https: a CONNECT tunnel)
             target = f"http://{transport.address}{target}"
-            peer = (transport.proxy.host, transport.proxy.port)
             if (credentials := transport.proxy.authorization()) is not None:
                 asked += f"Proxy-Authorization: {credentials}\r\n"
-        loop = asyncio.get_running_loop()
         with _mapped("retr", path), anyio.fail_after(transport.stall_timeout):
-            sock = await connect_socket(*peer, buffer)
+            sock = await self._connect_direct(buffer, path)
             try:
-                await loop.sock_sendall(sock, (
+                await _send_all(sock, (
                     f"GET {target} HTTP/1.1\r\nHost: {transport.address}\r\n{asked}"
                     "Accept-Encoding: identity\r\n"
                     f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    if len(data) > _HEAD_LIMIT:
-                        raise ProtocolError("an answer's headers over 64 KiB", path=path)
-                    chunk = await loop.sock_recv(sock, 1 << 16)
-                    if not chunk:
-                        raise ConnectionLost("connection closed before the answer", path=path)
-                    data += chunk
+                head, body = await _read_head(sock, path)
             except BaseException:
                 sock.close()
                 raise
-        head, _, body = data.partition(b"\r\n\r\n")
         try:
             status, reason, headers = _parse_head(head, path)
             if status >= 300:
@@ -310,9 +302,34 @@ class HttpSession:
             sock.close()
             raise
         length = headers.get("content-length", "")
-        return _RawBody(sock, mover=mover, chunk=chunk_for(buffer), path=path, prefix=body,
+        return _RawBody(sock, mover=mover if transport.scheme == "http" else "recv",
+                        chunk=chunk_for(buffer), path=path, prefix=body,
                         length=int(length) if length.isdigit() else None,
                         validator=validator(headers))
+
+    async def _connect_direct(self, buffer: int | None, path: str) -> socket.socket:
+        """A connection to the server for one body, through the proxy if any (https: a
+        CONNECT tunnel), with TLS for https, verified as aiohttp's sessions are."""
+        transport, proxy = self.transport, self.transport.proxy
+        peer = (proxy.host, proxy.port) if proxy else (transport.host, transport.port)
+        sock = await connect_socket(*peer, buffer)
+        if transport.scheme == "http":
+            return sock
+        try:
+            if proxy is not None:
+                await _tunnel(sock, transport.address, proxy, path)
+            tls = (transport.ssl_context or _system_trust()).wrap_socket(
+                sock, server_hostname=transport.host, do_handshake_on_connect=False,
+                suppress_ragged_eofs=False)  # a body cut short is a lost connection
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            await _nonblocking(tls, tls.do_handshake)
+        except BaseException:
+            tls.close()
+            raise
+        return tls
 
     async def aclose(self) -> None:
         self.healthy = False
@@ -392,6 +409,63 @@ class _Body:
 
 def _quote(path: str) -> str:
     return quote(path, safe="/")
+
+
+@functools.cache
+def _system_trust() -> ssl.SSLContext:
+    """The system's trust store, for a transport given no context (made once: loading it
+    takes ~50 ms of CPU here)."""
+    return ssl.create_default_context()
+
+
+async def _nonblocking(sock: socket.socket, call: Callable[[], _T], *,
+                       sending: bool = False) -> _T:
+    """`call` on a non-blocking socket, plain or TLS, waiting as it asks until it goes
+    through (TLS may want to read to send, and the other way round)."""
+    while True:
+        try:
+            return call()
+        except ssl.SSLWantReadError:
+            await anyio.wait_readable(sock)
+        except ssl.SSLWantWriteError:
+            await anyio.wait_writable(sock)
+        except BlockingIOError:
+            await (anyio.wait_writable if sending else anyio.wait_readable)(sock)
+
+
+async def _send_all(sock: socket.socket, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[await _nonblocking(sock, functools.partial(sock.send, view),
+                                       sending=True):]
+
+
+async def _read_head(sock: socket.socket, path: str) -> tuple[bytes, bytes]:
+    """An answer's status line and headers, and the bytes after them that came along."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > _HEAD_LIMIT:
+            raise ProtocolError("an answer's headers over 64 KiB", path=path)
+        chunk = await _nonblocking(sock, functools.partial(sock.recv, 1 << 16))
+        if not chunk:
+            raise ConnectionLost("connection closed before the answer", path=path)
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+async def _tunnel(sock: socket.socket, address: str, proxy: Proxy, path: str) -> None:
+    """CONNECT through the proxy to the server at `address`; a refusal is the proxy's."""
+    asked = f"CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n"
+    if (credentials := proxy.authorization()) is not None:
+        asked += f"Proxy-Authorization: {credentials}\r\n"
+    await _send_all(sock, f"{asked}\r\n".encode())
+    head, rest = await _read_head(sock, path)
+    status, reason, _ = _parse_head(head, path)
+    if not 200 <= status < 300:
+        raise _proxy_refused(status, reason, path)
+    if rest:  # the server's side of the tunnel speaks only after our ClientHello
+        raise ProtocolError("the proxy answered CONNECT with bytes of its own", path=path)
 
 
 def _check_page(response: aiohttp.ClientResponse, path: str) -> None:
@@ -496,6 +570,9 @@ def _mapped(phase: Phase, path: str) -> Iterator[None]:
     except aiohttp.ClientConnectorCertificateError as exc:
         raise ServerUnreachable(f"the server's certificate is not trusted: "
                                 f"{exc.certificate_error}", path=path) from exc
+    except ssl.SSLCertVerificationError as exc:  # a body's own connection (`_raw_get`)
+        raise ServerUnreachable(f"the server's certificate is not trusted: "
+                                f"{exc.verify_message}", path=path) from exc
     except aiohttp.ClientHttpProxyError as exc:  # the proxy's answer to CONNECT
         raise _proxy_refused(exc.status, exc.message, path) from exc
     except aiohttp.ClientProxyConnectionError as exc:
