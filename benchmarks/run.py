@@ -673,8 +673,8 @@ def json_lines(cmd: list[str]) -> list[tuple[float, dict[str, Any]]]:
 
 
 def scenario_h(report: Report, work: Path, quick: bool) -> None:
-    """One large file over HTTP and HTTPS from nginx (sendfile; TLS with a self-signed
-    certificate): MB/s and CPU s/GB against curl and wget."""
+    """One large file over HTTP and HTTPS from nginx (TLS with a self-signed certificate):
+    MB/s and CPU s/GB against curl and wget."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from webservers import make_certificate, missing, nginx, served_copy  # type: ignore[import-not-found]
 
@@ -693,20 +693,30 @@ def scenario_h(report: Report, work: Path, quick: bool) -> None:
     certs.mkdir()
     certs.chmod(0o755)
     cert, key = make_certificate(certs)
-    lines = [f"One {size // MiB} MiB file from nginx on 127.0.0.1 (sendfile for http), "
+    lines = [f"One {size // MiB} MiB file from nginx on 127.0.0.1 (as tests/webservers.py "
+             "starts it: nginx's default, no sendfile), "
              f"median of {rounds} rotated rounds, MD5 not checked (no .md5 served); CPU is "
              "user + sys of the client process. pubmed-mirror splices plain HTTP bodies and "
-             "copies HTTPS ones (from aiohttp).", "",
+             "decrypts HTTPS ones into the part (recv_into), each on a connection of its "
+             "own. `nothing to transfer`: the same command on a DEST that has the file "
+             "(start-up, listing, exit), rotated with the others.", "",
              "| scheme | client | MB/s | CPU s/GB | MB/s vs curl | CPU/GB vs curl |",
              "|---|---|---|---|---|---|"]
+    fixed: list[str] = []
     with served_copy(source) as base:
         for scheme in ("http", "https"):
             with nginx(base, tls=(cert, key) if scheme == "https" else None) as port:
                 url = f"{scheme}://127.0.0.1:{port}/pubmed/"
                 trust_pm = ["--ca-file", str(cert)] if scheme == "https" else []
+                warm = work / f"h-warm-{scheme}"
+                subprocess.run([*mirror_cmd("pubmed-mirror", url, warm, 1), *trust_pm],
+                               check=True)
                 cmds = {
-                    "pubmed-mirror": [*pubmed_mirror(), "mirror", url, "--dest",
-                                      str(out / "pm"), "--concurrency", "1", "-q", *trust_pm],
+                    **{f"{c}{' (before)' if '@' in c else ''}":
+                       [*mirror_cmd(c, url, out / "pm", 1), *trust_pm]
+                       for c in ["pubmed-mirror", *baseline_clients()]},
+                    "nothing to transfer": [*mirror_cmd("pubmed-mirror", url, warm, 1),
+                                            *trust_pm],
                     "curl": ["curl", "-s", "-o", str(out / "curl.bin"),
                              *(["--cacert", str(cert)] if scheme == "https" else []),
                              url + "big.bin"],
@@ -716,7 +726,7 @@ def scenario_h(report: Report, work: Path, quick: bool) -> None:
                 }
                 if scheme == "http":
                     cmds["pubmed-mirror --no-splice"] = [*cmds["pubmed-mirror"], "--no-splice"]
-                tools = [t for t in cmds if t.startswith("pubmed-mirror") or t in found]
+                tools = [t for t in cmds if t not in ("curl", "wget") or t in found]
                 runs: dict[str, list[Run]] = {t: [] for t in tools}
                 for round_ in range(rounds):
                     for tool in rotated(tools, round_):
@@ -724,6 +734,9 @@ def scenario_h(report: Report, work: Path, quick: bool) -> None:
                         (out / "pm").mkdir(parents=True)
                         runs[tool].append(timed(cmds[tool]))
             gb = size / 1e9
+            idle = runs.pop("nothing to transfer")
+            fixed.append(f"{scheme}: {median(idle, 'wall'):.2f} s wall, "
+                         f"{median(idle, 'cpu'):.2f} s CPU")
             rows = {t: (size / median(r, "wall") / 1e6, median(r, "cpu") / gb)
                     for t, r in runs.items()}
             base_row = rows.get("curl")
@@ -731,6 +744,7 @@ def scenario_h(report: Report, work: Path, quick: bool) -> None:
                 vs = (f"{mbps / base_row[0]:.2f}x | {cpu / base_row[1]:.2f}x" if base_row
                       else "n/a | n/a")
                 lines.append(f"| {scheme} | {tool} | {mbps:.0f} | {cpu:.2f} | {vs} |")
+    lines += ["", "pubmed-mirror with nothing to transfer (median): " + "; ".join(fixed) + "."]
     report.add("h. HTTP and HTTPS, one large file", lines)
 
 
@@ -858,7 +872,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SCENARIOS), help="e.g. a,b,e")
     parser.add_argument("--quick", action="store_true", help="smaller data, one round")
     parser.add_argument("--baseline", metavar="REF", action="append", default=[],
-                        help="also run pubmed-mirror as of git REF in scenarios a and b")
+                        help="also run pubmed-mirror as of git REF in scenarios a, b and h")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SCENARIOS]

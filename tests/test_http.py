@@ -235,11 +235,24 @@ def opts(**kwargs: Any) -> MirrorOptions:
     return MirrorOptions(**kwargs)
 
 
-async def test_early_close_resumes_at_the_offset(web_tree: Tree, tmp_path: Path) -> None:
-    server = FaultyWebServer(web_tree[0])
+def _web(web_tree: Tree, scheme: str, certificate: tuple[Path, Path]) -> FaultyWebServer:
+    return FaultyWebServer(web_tree[0], tls=certificate if scheme == "https" else None)
+
+
+def _source(server: FaultyWebServer, certificate: tuple[Path, Path]) -> HttpSource:
+    return HttpSource.parse(server.url, ca_file=certificate[0] if server.tls else None)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_early_close_resumes_at_the_offset(web_tree: Tree, certificate: tuple[Path, Path],
+                                                 tmp_path: Path, scheme: str) -> None:
+    """A body cut short is resumed where it stopped (its overlap compared): the file is
+    identical and the second GET asked for the range after what had arrived."""
+    server = _web(web_tree, scheme, certificate)
     server.add(BIG, WebFault("close", after=1_234_567))
     async with server.running():
-        report = await mirror(server.url, tmp_path / "m", opts(include=("*.xml.gz",)))
+        report = await mirror(_source(server, certificate), tmp_path / "m",
+                              opts(include=("*.xml.gz",)))
     assert report.ok and report.retries == 1, report.failed
     assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]
     assert server.stats.ranges[BIG] == [0, rest_at(1_234_567)]
@@ -275,12 +288,15 @@ async def test_small_files_share_kept_alive_connections(
     assert large == [f"large.bin: {2 << 20} bytes by {'splice' if splice else 'recv'}"]
 
 
-async def test_stall_times_out_and_resumes(web_tree: Tree, tmp_path: Path) -> None:
-    server = FaultyWebServer(web_tree[0])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_stall_times_out_and_resumes(web_tree: Tree, certificate: tuple[Path, Path],
+                                           tmp_path: Path, scheme: str) -> None:
+    """A body that goes silent is given up after the stall timeout and resumed."""
+    server = _web(web_tree, scheme, certificate)
     server.add(BIG, WebFault("stall", after=500_000, seconds=30))
     async with server.running():
         with anyio.fail_after(20):
-            report = await mirror(server.url, tmp_path / "m", opts(
+            report = await mirror(_source(server, certificate), tmp_path / "m", opts(
                 include=(BIG,), timeouts=Timeouts(connect=5, stall=0.5)))
     assert report.ok and report.retries == 1, report.failed
     assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]
@@ -400,8 +416,9 @@ async def test_receive_path_by_scheme(served: tuple[Path, dict[str, bytes]],
                                       caplog: pytest.LogCaptureFixture, tls: bool,
                                       splice: bool, expected: str) -> None:
     """Plain HTTP bodies of 256 KiB and more are spliced into the part (after the headers,
-    on a connection of their own) unless splice is off, smaller ones are copied from the
-    kept-alive connection; HTTPS bodies are copied from aiohttp."""
+    on a connection of their own) unless splice is off; HTTPS bodies of that size, on a
+    connection of their own too, are decrypted into the part (recv_into), never spliced;
+    smaller bodies of either are copied from the session's kept-alive connection."""
     if reason := missing("nginx"):
         pytest.skip(reason)
     base, files = served
@@ -474,14 +491,35 @@ async def test_a_failing_head_fails_that_file_only(web_tree: Tree, tmp_path: Pat
         assert (tmp_path / "m" / name).read_bytes() == data
 
 
-async def test_a_body_ends_at_its_length(web_tree: Tree, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_body_comes_on_a_connection_of_its_own(web_tree: Tree,
+                                                       certificate: tuple[Path, Path],
+                                                       tmp_path: Path, scheme: str) -> None:
+    """A data file's GET, over HTTPS as over plain HTTP, goes on a connection of its own,
+    not on the pooled one that listed the directory (aiohttp's, whose buffers would copy
+    the body): the file arrives byte for byte."""
+    server = _web(web_tree, scheme, certificate)
+    async with server.running():
+        report = await mirror(_source(server, certificate), tmp_path / "m",
+                              opts(include=(BIG,)))
+    assert report.ok, report.failed
+    assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]
+    pooled = {port for _, _, name, port in server.stats.arrivals if name != BIG}
+    body = [port for _, method, name, port in server.stats.arrivals
+            if method == "GET" and name == BIG]
+    assert len(body) == 1 and body[0] not in pooled, server.stats.arrivals
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_body_ends_at_its_length(web_tree: Tree, certificate: tuple[Path, Path],
+                                         tmp_path: Path, scheme: str) -> None:
     """A server that keeps the connection open after the body (despite Connection: close)
     does not stall the transfer: the body ends at its Content-Length."""
-    server = FaultyWebServer(web_tree[0])
+    server = _web(web_tree, scheme, certificate)
     server.add(BIG, WebFault("linger", seconds=5))
     async with server.running():
         with anyio.fail_after(4):
-            report = await mirror(server.url, tmp_path / "m", opts(
+            report = await mirror(_source(server, certificate), tmp_path / "m", opts(
                 include=(BIG,), timeouts=Timeouts(connect=5, stall=1)))
     assert report.ok and report.retries == 0, report.failed
     assert (tmp_path / "m" / BIG).read_bytes() == web_tree[1][BIG]

@@ -1,7 +1,7 @@
 """Web servers that lie: answers of another version (a Content-Range total, a Content-Length,
 a validator that is not the part's), encodings nobody asked for, listings that trickle, pages
 that are not indexes. Faults are injected in the server (`webfaults`); every body path is
-covered: plain HTTP spliced or copied into the part, and HTTPS through aiohttp."""
+covered: plain HTTP spliced or copied into the part, and HTTPS decrypted into it."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ Tree = tuple[Path, dict[str, bytes]]
 BIG = "pubmed26n0001.xml.gz"
 DROP = 1_000_000  # where the first GET of a test is cut
 
-# (scheme, splice): plain HTTP spliced, plain HTTP copied (recv_into), HTTPS (aiohttp)
+# (scheme, splice): plain HTTP spliced, plain HTTP copied (recv_into), HTTPS (recv_into, TLS)
 PATHS = [("http", True), ("http", False), ("https", True)]
 PATH_IDS = ["http-splice", "http-recv", "https"]
 

@@ -6,7 +6,8 @@ file in 0.78x curl's time at 0.86x its CPU). Elsewhere, or where the file system
 refuses splice, `recv_into` fills one preallocated buffer until the socket has nothing more
 and it is written with one `pwrite`. Either way the caller waits for readability and moves
 until `BlockingIOError` (EAGAIN); nothing here waits, so page-cache writes happen on the event
-loop's thread, like any non-blocking I/O (no thread hop per chunk).
+loop's thread, like any non-blocking I/O (no thread hop per chunk). A TLS socket (an HTTPS
+body) is always copied: `recv_into` decrypts record after record straight into the buffer.
 
 Both movers keep one promise: bytes taken from the socket are in the file before `move`
 returns, so the file is always a prefix of the stream (a write error can lose only what it
@@ -22,6 +23,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 from typing import Literal
 
 import anyio
@@ -42,6 +44,9 @@ _SPLICE_F_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 _SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
 # a splice refused for what the descriptors are, not for an I/O failure: copy instead
 _UNSPLICEABLE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+# nothing to read yet: a plain socket's EAGAIN, or TLS wanting more of a record (never
+# "wants to write" in practice: nothing is sent after the request; the stall timeout bounds it)
+_NOTHING_YET = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def chunk_for(buffer: int | None) -> int:
@@ -70,7 +75,8 @@ class DirectReceiver:
         self._pipe_size = 0
         self._buffer: memoryview | None = None
         self._error: ConnectionLost | None = None  # met after bytes that are still to write
-        if mover == "splice" and splice_available():
+        # a TLS socket's own bytes are ciphertext: only recv_into gives the file's
+        if mover == "splice" and splice_available() and not isinstance(sock, ssl.SSLSocket):
             try:
                 self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
                 self._pipe_size = _grow_pipe(self._pipe[1], chunk)
@@ -164,7 +170,7 @@ class DirectReceiver:
         while filled < limit:  # coalesce what has arrived into one write
             try:
                 n = self._sock.recv_into(view[filled:])
-            except BlockingIOError:
+            except _NOTHING_YET:
                 break
             except OSError as exc:
                 if not filled:

@@ -14,9 +14,9 @@ listing must be complete within `listing_deadline`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
+import functools
 import logging
 import math
 import socket
@@ -24,7 +24,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -59,6 +59,7 @@ __all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
 log = logging.getLogger("pubmed_mirror")
 
 _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the class
+_T = TypeVar("_T")
 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
 _HEAD_LIMIT = 64 << 10  # an answer's headers
@@ -298,11 +299,14 @@ class HttpSession:
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
                           mover: Mover = "splice", expect: RemoteFile | None = None
                           ) -> AsyncIterator[_Body | _RawBody]:
-        """Plain HTTP, a large body: the ranged GET on a connection of its own, its body
-        then received like an FTP data connection (spliced by `mover`). HTTPS, a small
-        body (`_OWN_CONNECTION`), or an answer that is not a plain body: copied from
-        aiohttp's buffer, on the session's kept-alive connection."""
-        if self.transport.scheme == "http" and _own_connection(offset, expect):
+        """A large body (`_OWN_CONNECTION`): the ranged GET on a connection of its own, its
+        body then received like an FTP data connection: plain HTTP spliced by `mover`, HTTPS
+        decrypted by `recv_into` straight into the part's buffer (through aiohttp it went
+        through asyncio's TLS buffers and three more copies: twice the CPU,
+        benchmarks/results/WHY.md). A small body (one round trip on a far link, not two or
+        three), or an answer that is not a plain body: copied from aiohttp's buffer, on the
+        session's kept-alive connection."""
+        if _own_connection(offset, expect):
             receiver = await self._raw_get(path, offset, buffer, mover, expect)
             if receiver is not None:
                 try:
@@ -338,7 +342,8 @@ class HttpSession:
             sock.close()
             raise
         length = headers.get("content-length", "")
-        return _RawBody(sock, mover=mover, chunk=chunk_for(buffer), path=path, prefix=body,
+        return _RawBody(sock, mover=mover if transport.scheme == "http" else "recv",
+                        chunk=chunk_for(buffer), path=path, prefix=body,
                         length=int(length) if length.isdigit() else None,
                         validator=validator(headers))
 
@@ -346,40 +351,29 @@ class HttpSession:
                            phase: Phase, label: str, buffer: int | None = None
                            ) -> tuple[socket.socket, bytes, bytes]:
         """`method` of `target` (the encoded path and query) with `headers` (signed here, when
-        the transport signs) and `Connection: close` on a socket of our own, read up to the
-        end of the answer's headers: the socket, the head and the body bytes that came with
-        it."""
+        the transport signs) and `Connection: close` on a connection of our own
+        (`_connect_direct`), read up to the end of the answer's headers: the socket, the
+        head and the body bytes that came with it."""
         transport = self.transport
         asked = "".join(f"{k}: {v}\r\n" for k, v in
                         self._signed(method, target, headers).items())
-        # through a proxy: the absolute-form request to the proxy (RFC 9112 3.2.2), which
-        # passes the body on as it came, so the splice path stays
-        peer = (transport.host, transport.port)
-        if transport.proxy is not None:
+        if transport.proxy is not None and transport.scheme == "http":
+            # the absolute-form request to the proxy (RFC 9112 3.2.2), which passes the
+            # body on as it came, so the splice path stays (https: a CONNECT tunnel)
             target = f"http://{transport.address}{target}"
-            peer = (transport.proxy.host, transport.proxy.port)
             if (credentials := transport.proxy.authorization()) is not None:
                 asked += f"Proxy-Authorization: {credentials}\r\n"
-        loop = asyncio.get_running_loop()
         with _mapped(phase, label, transport.proxy), anyio.fail_after(transport.stall_timeout):
-            sock = await connect_socket(*peer, buffer)
+            sock = await self._connect_direct(buffer, label)
             try:
-                await loop.sock_sendall(sock, (
+                await _send_all(sock, (
                     f"{method} {target} HTTP/1.1\r\nHost: {transport.host_header}\r\n{asked}"
                     "Accept-Encoding: identity\r\n"
                     f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    if len(data) > _HEAD_LIMIT:
-                        raise ProtocolError("an answer's headers over 64 KiB", path=label)
-                    chunk = await loop.sock_recv(sock, 1 << 16)
-                    if not chunk:
-                        raise ConnectionLost("connection closed before the answer", path=label)
-                    data += chunk
+                head, body = await _read_head(sock, label)
             except BaseException:
                 sock.close()
                 raise
-        head, _, body = data.partition(b"\r\n\r\n")
         return sock, head, body
 
     async def _raise_status(self, method: str, target: str, headers: dict[str, str],
@@ -400,6 +394,30 @@ class HttpSession:
         if status >= 300:
             await _raise_for_status(status, reason, answer, label, self.transport.gate,
                                     self.transport.proxy)
+
+    async def _connect_direct(self, buffer: int | None, path: str) -> socket.socket:
+        """A connection to the server for one body, through the proxy if any (https: a
+        CONNECT tunnel), with TLS for https, verified as aiohttp's sessions are."""
+        transport, proxy = self.transport, self.transport.proxy
+        peer = (proxy.host, proxy.port) if proxy else (transport.host, transport.port)
+        sock = await connect_socket(*peer, buffer)
+        if transport.scheme == "http":
+            return sock
+        try:
+            if proxy is not None:
+                await _tunnel(sock, transport.address, proxy, path)
+            tls = (transport.ssl_context or _system_trust()).wrap_socket(
+                sock, server_hostname=transport.host, do_handshake_on_connect=False,
+                suppress_ragged_eofs=False)  # a body cut short is a lost connection
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            await _nonblocking(tls, tls.do_handshake)
+        except BaseException:
+            tls.close()
+            raise
+        return tls
 
     async def aclose(self) -> None:
         self.healthy = False
@@ -485,6 +503,63 @@ def _own_connection(offset: int, expect: RemoteFile | None) -> bool:
 
 def _quote(path: str) -> str:
     return quote(path, safe="/")
+
+
+@functools.cache
+def _system_trust() -> ssl.SSLContext:
+    """The system's trust store, for a transport given no context (made once: loading it
+    takes ~50 ms of CPU here)."""
+    return ssl.create_default_context()
+
+
+async def _nonblocking(sock: socket.socket, call: Callable[[], _T], *,
+                       sending: bool = False) -> _T:
+    """`call` on a non-blocking socket, plain or TLS, waiting as it asks until it goes
+    through (TLS may want to read to send, and the other way round)."""
+    while True:
+        try:
+            return call()
+        except ssl.SSLWantReadError:
+            await anyio.wait_readable(sock)
+        except ssl.SSLWantWriteError:
+            await anyio.wait_writable(sock)
+        except BlockingIOError:
+            await (anyio.wait_writable if sending else anyio.wait_readable)(sock)
+
+
+async def _send_all(sock: socket.socket, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[await _nonblocking(sock, functools.partial(sock.send, view),
+                                       sending=True):]
+
+
+async def _read_head(sock: socket.socket, path: str) -> tuple[bytes, bytes]:
+    """An answer's status line and headers, and the bytes after them that came along."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > _HEAD_LIMIT:
+            raise ProtocolError("an answer's headers over 64 KiB", path=path)
+        chunk = await _nonblocking(sock, functools.partial(sock.recv, 1 << 16))
+        if not chunk:
+            raise ConnectionLost("connection closed before the answer", path=path)
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+async def _tunnel(sock: socket.socket, address: str, proxy: Proxy, path: str) -> None:
+    """CONNECT through the proxy to the server at `address`; a refusal is the proxy's."""
+    asked = f"CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n"
+    if (credentials := proxy.authorization()) is not None:
+        asked += f"Proxy-Authorization: {credentials}\r\n"
+    await _send_all(sock, f"{asked}\r\n".encode())
+    head, rest = await _read_head(sock, path)
+    status, reason, _ = _parse_head(head, path)
+    if not 200 <= status < 300:
+        raise _proxy_refused(status, reason, path, proxy)
+    if rest:  # the server's side of the tunnel speaks only after our ClientHello
+        raise ProtocolError("the proxy answered CONNECT with bytes of its own", path=path)
 
 
 def _check_page(response: aiohttp.ClientResponse, path: str) -> None:
@@ -603,6 +678,9 @@ def _mapped(phase: Phase, path: str, proxy: Proxy | None = None) -> Iterator[Non
     except aiohttp.ClientConnectorCertificateError as exc:
         raise ServerUnreachable(f"the server's certificate is not trusted: "
                                 f"{exc.certificate_error}", path=path) from exc
+    except ssl.SSLCertVerificationError as exc:  # a body's own connection (`_raw_get`)
+        raise ServerUnreachable(f"the server's certificate is not trusted: "
+                                f"{exc.verify_message}", path=path) from exc
     except aiohttp.ClientHttpProxyError as exc:  # the proxy's answer to CONNECT
         raise _proxy_refused(exc.status, exc.message, path, proxy) from exc
     except aiohttp.ClientProxyConnectionError as exc:

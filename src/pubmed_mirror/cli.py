@@ -5,6 +5,7 @@ ones that import rich."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import ssl
@@ -86,8 +87,8 @@ def _make_source(text: str, ca_file: Path | None, transport: str | None,
     if ca_file is not None:
         if isinstance(source, FtpSource):
             raise ValueError("--ca-file is for https:// URLs")
-        try:
-            ssl.create_default_context().load_verify_locations(cafile=ca_file)
+        try:  # (a bare context: loading the system's trust store too took ~50 ms of CPU)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"--ca-file {ca_file}: not a readable PEM certificate file "
                              f"({getattr(exc, 'strerror', None) or exc})") from None
@@ -114,6 +115,17 @@ def _concurrency(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; the process is expected to end when it returns."""
+    try:
+        return _command(argv)
+    finally:
+        # the interpreter's last collections would walk every object of the run only to
+        # free them as the process ends (~0.08 s of CPU, benchmarks/results/WHY.md); frozen,
+        # they go with the process (everything the run opened is closed by now)
+        gc.freeze()
+
+
+def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format=f"{PROG}: %(levelname)s: %(message)s",
                         level=logging.INFO if args.verbose else logging.WARNING)
