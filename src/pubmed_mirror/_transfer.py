@@ -46,8 +46,8 @@ from ._tree import make_parents
 
 log = logging.getLogger("pubmed_mirror")
 
-__all__ = ["PartDigest", "RemoteFile", "Span", "TransferResult", "fetch_file", "part_path",
-           "receive_span"]
+__all__ = ["PartDigest", "RemoteFile", "Span", "TransferResult", "fetch_file", "open_part",
+           "part_path", "receive_span"]
 
 @dataclass(frozen=True, slots=True)
 class RemoteFile:
@@ -349,6 +349,7 @@ async def receive_span(
     on_bytes: Callable[[int], None] | None = None,
     mover: Mover = "splice",
     digest: PartDigest | None = None,
+    opened: tuple[int, int] | None = None,
 ) -> int:
     """Receive remote[span.pos:span.end] into span.path (REST span.pos); return the bytes
     received. On return the span is complete; otherwise an error says why, and span.path
@@ -356,10 +357,14 @@ async def receive_span(
 
     A span that ends before the file does is cut short by closing its data connection: the
     session is then left out of sync (`healthy` False) for its pool to discard. `digest`
-    (the part's, for a span starting at 0) hashes what is written as it goes.
+    (the part's, for a span starting at 0) hashes what is written as it goes. `opened`:
+    what `open_part` returned for span.path, when the caller opened it in a trip to a worker
+    thread it made anyway (the descriptor is this call's to close); else it is opened here.
     """
-    with local_errors(span.path):
-        fd, have = await anyio.to_thread.run_sync(_open_part, span.path)
+    if opened is None:
+        with local_errors(span.path):
+            opened = await anyio.to_thread.run_sync(open_part, span.path)
+    fd, have = opened
     received = 0
     over = False  # the server sent more than the remote size (or an attempt before did)
     try:
@@ -418,7 +423,7 @@ async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
     return received, False
 
 
-def _open_part(path: Path) -> tuple[int, int]:
+def open_part(path: Path) -> tuple[int, int]:
     """`path` opened for reading (a resume compares) and writing at its end (created, and
     its directory too, when missing): the descriptor and the length. Not O_APPEND: splice
     cannot write to such a file. A link is refused, never written through."""
