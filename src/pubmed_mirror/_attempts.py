@@ -444,8 +444,10 @@ def _prepare(part: Path, remote: RemoteFile, scan: bool,
     if fresh:
         discard_part(part)
     have, restarted = start_part(part, remote)
+    if restarted:  # its record, just written, names remote's own validator
+        return have, [], restarted, remote
     remote = started_from(part, remote)
-    if scan and not restarted:
+    if scan:
         have, found = segments_on_disk(part, remote.size, have)
         return have, found, restarted, remote
     return have, [], restarted, remote

@@ -18,7 +18,7 @@ import anyio
 import anyio.lowlevel
 
 from ._digest import Checksum, PartDigest
-from ._direct import Mover
+from ._direct import Mover, write_all
 from ._errors import (
     ChecksumMismatch,
     ProtocolError,
@@ -135,11 +135,15 @@ def _write_record(part: Path, record: dict[str, object]) -> None:
     meta = meta_path(part)
     tmp = meta.with_name(meta.name + ".tmp")
     try:
-        with open(create_file(tmp), "w") as f:
-            f.write(json.dumps(record))
+        fd = create_file(tmp)
+        try:
+            write_all(fd, memoryview(json.dumps(record).encode()), 0)
+        finally:
+            os.close(fd)
         os.replace(tmp, meta)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
     for legacy in legacy_records(part):
         legacy.unlink(missing_ok=True)
 
