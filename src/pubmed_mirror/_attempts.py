@@ -426,8 +426,8 @@ class FileAttempts:
 
 def _ready(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fresh: bool
            ) -> tuple[int, list[Span], bool, RemoteFile, tuple[int, int]]:
-    """Before NAME's first byte is asked for, in one trip to a worker thread (a small file
-    costs little else: each trip was measured at ~0.4 ms of CPU, threads waking for the GIL):
+    """Before NAME's first byte is asked for, in one trip to a worker thread, not three (each
+    trip wakes a thread, then the event loop, and contends for the GIL: a small file's cost):
     the directories NAME goes in (a link there fails it), `_prepare`, then NAME.part opened
     (`open_part`) for `receive_span`."""
     make_parents(dest, name)
