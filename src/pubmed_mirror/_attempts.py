@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -36,6 +37,7 @@ from ._transfer import (
     discard_part,
     fetch_small,
     finalize,
+    open_part,
     part_digest,
     part_path,
     part_started,
@@ -166,12 +168,23 @@ class FileAttempts:
     async def _receive_first(self, session: Session, remote: RemoteFile) -> None:
         """Receive NAME.part's span (all of the file unless it was split)."""
         part = self._part()
-        # the directories NAME goes in, before any byte is fetched: a link there fails it
-        await anyio.to_thread.run_sync(make_parents, self.run.dest, self.entry.name)
         scan = self.tail is None or not self.tail.spans
         fresh, self._fresh = self._fresh or not self.run.resume, False
-        have, found, restarted, remote = await anyio.to_thread.run_sync(
-            _prepare, part, remote, scan, fresh)
+        have, found, restarted, remote, opened = await anyio.to_thread.run_sync(
+            _ready, self.run.dest, self.entry.name, part, remote, scan, fresh)
+        try:
+            first = self._first_span(part, remote, have, found, restarted)
+        except BaseException:
+            os.close(opened[0])
+            raise
+        await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
+                           bucket=self.run.bucket, on_bytes=self._on_bytes,
+                           mover=self.run.mover, digest=self._digest, opened=opened)
+
+    def _first_span(self, part: Path, remote: RemoteFile, have: int, found: list[Span],
+                    restarted: bool) -> Span:
+        """NAME.part's span, `have` bytes of it on disk, in this file's tail (made now, or
+        again when the part started again), with `found` (`segments_on_disk`) adopted."""
         self.remote = remote  # with the validator the part was started from
         if restarted and self.tail is not None:  # another version, or its record was lost:
             self.untrack()                       # the segments are gone with the part
@@ -189,9 +202,7 @@ class FileAttempts:
         self.run.tails.notify()  # its segments left on disk, if any, are for idle sessions
         # hashes the part while it is received (a new one each attempt: see PartDigest)
         self._digest = part_digest(part, remote)
-        await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
-                           bucket=self.run.bucket, on_bytes=self._on_bytes,
-                           mover=self.run.mover, digest=self._digest)
+        return first
 
     async def _complete(self, remote: RemoteFile) -> None:
         """Receive the segments nobody else is receiving (or split them further), wait for
@@ -413,6 +424,18 @@ class FileAttempts:
                                       checksum=str(own) if own else None))
 
 
+def _ready(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fresh: bool
+           ) -> tuple[int, list[Span], bool, RemoteFile, tuple[int, int]]:
+    """Before NAME's first byte is asked for, in one trip to a worker thread, not three (each
+    trip wakes a thread, then the event loop, and contends for the GIL: a small file's cost):
+    the directories NAME goes in (a link there fails it), `_prepare`, then NAME.part opened
+    (`open_part`) for `receive_span`."""
+    make_parents(dest, name)
+    have, found, restarted, remote = _prepare(part, remote, scan, fresh)
+    with local_errors(part):
+        return have, found, restarted, remote, open_part(part)
+
+
 def _prepare(part: Path, remote: RemoteFile, scan: bool,
              fresh: bool) -> tuple[int, list[Span], bool, RemoteFile]:
     """NAME.part's length (started afresh, its segments removed, unless it is of this
@@ -421,8 +444,10 @@ def _prepare(part: Path, remote: RemoteFile, scan: bool,
     if fresh:
         discard_part(part)
     have, restarted = start_part(part, remote)
+    if restarted:  # its record, just written, names remote's own validator
+        return have, [], restarted, remote
     remote = started_from(part, remote)
-    if scan and not restarted:
+    if scan:
         have, found = segments_on_disk(part, remote.size, have)
         return have, found, restarted, remote
     return have, [], restarted, remote

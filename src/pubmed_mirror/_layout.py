@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import re
@@ -200,6 +201,14 @@ def _encoded(name: str) -> bytes:
 def _name_max(folder: Path) -> int:
     """The longest file name `folder` takes, in bytes (255 on the usual file systems)."""
     try:
-        return os.pathconf(folder, "PC_NAME_MAX")
+        return _asked_name_max(folder)
     except (OSError, ValueError):  # not there yet (a dry run), or nothing to ask
         return 255
+
+
+@functools.lru_cache(maxsize=1024)
+def _asked_name_max(folder: Path) -> int:
+    """pathconf's answer, asked once per directory (it was a statfs eight times per small
+    file): a file system's limit does not change under a run, and a stale answer would
+    only move a part between NAME.part and the state directory, where a resume misses it."""
+    return os.pathconf(folder, "PC_NAME_MAX")

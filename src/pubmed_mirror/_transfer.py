@@ -18,7 +18,7 @@ import anyio
 import anyio.lowlevel
 
 from ._digest import Checksum, PartDigest
-from ._direct import Mover
+from ._direct import Mover, write_all
 from ._errors import (
     ChecksumMismatch,
     ProtocolError,
@@ -46,8 +46,8 @@ from ._tree import make_parents
 
 log = logging.getLogger("pubmed_mirror")
 
-__all__ = ["PartDigest", "RemoteFile", "Span", "TransferResult", "fetch_file", "part_path",
-           "receive_span"]
+__all__ = ["PartDigest", "RemoteFile", "Span", "TransferResult", "fetch_file", "open_part",
+           "part_path", "receive_span"]
 
 @dataclass(frozen=True, slots=True)
 class RemoteFile:
@@ -135,11 +135,15 @@ def _write_record(part: Path, record: dict[str, object]) -> None:
     meta = meta_path(part)
     tmp = meta.with_name(meta.name + ".tmp")
     try:
-        with open(create_file(tmp), "w") as f:
-            f.write(json.dumps(record))
+        fd = create_file(tmp)
+        try:
+            write_all(fd, memoryview(json.dumps(record).encode()), 0)
+        finally:
+            os.close(fd)
         os.replace(tmp, meta)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
     for legacy in legacy_records(part):
         legacy.unlink(missing_ok=True)
 
@@ -349,6 +353,7 @@ async def receive_span(
     on_bytes: Callable[[int], None] | None = None,
     mover: Mover = "splice",
     digest: PartDigest | None = None,
+    opened: tuple[int, int] | None = None,
 ) -> int:
     """Receive remote[span.pos:span.end] into span.path (REST span.pos); return the bytes
     received. On return the span is complete; otherwise an error says why, and span.path
@@ -356,10 +361,14 @@ async def receive_span(
 
     A span that ends before the file does is cut short by closing its data connection: the
     session is then left out of sync (`healthy` False) for its pool to discard. `digest`
-    (the part's, for a span starting at 0) hashes what is written as it goes.
+    (the part's, for a span starting at 0) hashes what is written as it goes. `opened`:
+    what `open_part` returned for span.path, when the caller opened it in a trip to a worker
+    thread it made anyway (the descriptor is this call's to close); else it is opened here.
     """
-    with local_errors(span.path):
-        fd, have = await anyio.to_thread.run_sync(_open_part, span.path)
+    if opened is None:
+        with local_errors(span.path):
+            opened = await anyio.to_thread.run_sync(open_part, span.path)
+    fd, have = opened
     received = 0
     over = False  # the server sent more than the remote size (or an attempt before did)
     try:
@@ -418,7 +427,7 @@ async def _retr(session: Session, remote: RemoteFile, span: Span, fd: int,
     return received, False
 
 
-def _open_part(path: Path) -> tuple[int, int]:
+def open_part(path: Path) -> tuple[int, int]:
     """`path` opened for reading (a resume compares) and writing at its end (created, and
     its directory too, when missing): the descriptor and the length. Not O_APPEND: splice
     cannot write to such a file. A link is refused, never written through."""
