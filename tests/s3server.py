@@ -97,13 +97,14 @@ def put_multipart(client: Any, bucket: str, key: str, parts: list[bytes], *,
 class S3Fault:
     """kind: "cut" (the GET's headers and `after` bytes of its body, then the connection
     drops), "corrupt" (the body with its byte at `after` changed), "slowdown" (503 SlowDown,
-    Retry-After `seconds`), "error" (500 InternalError), "deny" (403 AccessDenied).
+    Retry-After `seconds`), "error" (500 InternalError), "deny" (403 AccessDenied), "delay"
+    (the answer, `seconds` late).
     `match` says which request it is for (the first that matches takes it)."""
 
     kind: str
     match: Callable[[Seen], bool]
     after: int = 0
-    seconds: int = 1
+    seconds: float = 1
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,8 @@ class S3FaultProxy:
                     {k.lower(): v for k, v in request.headers.items()},
                     peer=peer[1] if peer else 0)
         fault = self._fault(seen)
+        if fault is not None and fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
         canned = _canned(fault)
         if canned is not None:
             self.seen.append(Seen(**{**seen.__dict__, "status": canned.status}))
@@ -231,7 +234,7 @@ class S3FaultProxy:
 
 def _canned(fault: S3Fault | None) -> web.Response | None:
     """The error answers a fault makes in S3's own form."""
-    if fault is None or fault.kind in ("cut", "corrupt"):
+    if fault is None or fault.kind in ("cut", "corrupt", "delay"):
         return None
     status, code, extra = {
         "slowdown": (503, "SlowDown", {"Retry-After": str(fault.seconds)}),

@@ -334,3 +334,55 @@ def test_s3_hostile_keys_are_refused_and_the_rest_mirrored(
     assert sorted(object_gets(proxy, name)) == ["data/good.xml", "data/sub/c.xml"]
     assert_files(dest, {"good.xml": b"payload\n", "sub/c.xml": b"payload\n"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
+
+
+def _two_pages(client: Any) -> tuple[str, dict[str, bytes]]:
+    """A public bucket of 1,005 small objects under data/: two listing pages."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    keys = {f"k{i:05d}.txt": f"object {i}\n".encode() for i in range(1005)}
+    for key, data in keys.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=data)
+    return name, keys
+
+
+def test_s3_first_get_does_not_wait_for_the_last_listing_page(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """The first page's objects are fetched while the second listing page is still being
+    answered, and every object is fetched once, byte for byte."""
+    name, keys = _two_pages(client)
+    delay = 3.0
+    proxy.faults.append(S3Fault("delay", lambda s: s.listing
+                                and "continuation-token" in s.query, seconds=delay))
+    dest = tmp_path / "dest"
+    result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                 str(dest), "--concurrency", "8")
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, keys)
+    last_page = proxy.listings()[-1]
+    assert "continuation-token" in last_page.query and len(proxy.listings()) == 2
+    gets = [s for s in proxy.seen if s.method == "GET" and not s.listing]
+    assert min(s.at for s in gets) < last_page.at + delay  # before its answer went out
+    assert sorted(s.key(name) for s in gets) == sorted(f"data/{k}" for k in keys)
+
+
+def test_s3_failed_listing_keeps_what_was_fetched_and_deletes_nothing(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A listing whose second page keeps failing fails the run as before and deletes
+    nothing (with --delete), while the first page's objects fetched meanwhile stay, whole."""
+    name, keys = _two_pages(client)
+    dest = tmp_path / "dest"
+    first = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                str(dest), "--include", "k00000.txt")
+    assert first.returncode == 0, first.stderr
+    client.delete_object(Bucket=name, Key="data/k00000.txt")  # a deletion candidate now
+    proxy.faults.extend(S3Fault("error", lambda s: s.listing
+                                and "continuation-token" in s.query) for _ in range(10))
+    failed = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                 str(dest), "--retries", "2", "--delete")
+    assert failed.returncode == 1, failed.stderr
+    assert "InternalError" in failed.stderr or "500" in failed.stderr
+    assert (dest / "k00000.txt").read_bytes() == keys["k00000.txt"]
+    fetched = {p.name: p.read_bytes() for p in dest.glob("k*.txt")}
+    assert len(fetched) > 1  # the first page's objects came while the listing was retried
+    assert all(data == keys[key] for key, data in fetched.items())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._attempts import FileAttempts
 from ._budget import Budget
@@ -51,7 +51,7 @@ from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import EntrySink, RemoteEntry, Source
-from ._tree import probe_folding
+from ._tree import FoldRule, probe_folding
 from ._walk import list_tree
 
 __all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
@@ -59,6 +59,24 @@ __all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
 log = logging.getLogger("pubmed_mirror")
 
 EventCallback = Callable[[Event], None]
+Queue = MemoryObjectSendStream[PlannedFile]
+
+
+class EarlyFeed:
+    """A pipelined run's files fed while the listing goes on: `window`, the seq after which
+    staged names may still be decided; `more` is set when some were; `listed`, `done`."""
+
+    def __init__(self) -> None:
+        self.window = 0
+        self.more = anyio.Event()
+        self.listed = False
+        self.done = anyio.Event()
+
+    async def drained(self) -> None:
+        """The listing is complete: wait until every file decided early is queued."""
+        self.listed = True
+        self.more.set()
+        await self.done.wait()
 
 
 class MirrorRun:
@@ -100,6 +118,7 @@ class MirrorRun:
                                options.selection(source.default_include))
         self.up_to_date = 0  # files skipped as the manifest vouches for them
         self._folder_mark = 0  # what was staged before the directory listed last
+        self.early: EarlyFeed | None = None  # a pipelined run's (see `_pipelined`)
 
     def no_resume(self, error: ResumeRefused) -> None:
         """The server cannot resume (REST refused or ignored, or no way to tell a version):
@@ -167,25 +186,45 @@ class MirrorRun:
 
     async def _run(self) -> None:
         async with self.pool:
-            plan = await self.plan()
-            await record_listing(self.staging)
-            if self.ordered:  # (the library's ordered events hold every name)
-                self.landings = Landings(
-                    [e.name for e in plan.unreadable] + [f.name for f in plan.files],
-                    self.dest, self.emit, self._md5_of)
-            counts = plan.counts or PlanCounts()
-            self.emit(ListingDone(counts.of("fetch", "check", "skip") + len(plan.unreadable),
-                                  counts.total_bytes))
-            for entry in plan.unreadable:
-                self._unreadable(entry)
-            if plan.changeover is not None:
-                self._changing(plan.changeover)
             with ungrouped():
-                await self._feed(plan)
+                async with self._workers() as (tg, queue):
+                    if await self._pipelined():
+                        self.early = EarlyFeed()
+                        tg.start_soon(self._feed_early, self.early, queue)
+                    plan = await self.plan()
+                    if self.early is not None:
+                        await self.early.drained()
+                    await self._start(plan)
+                    await self._feed(queue)
         if self.fatal is not None:
             raise self.fatal
         await self._retire(await self._deletions())
 
+    async def _start(self, plan: MirrorPlan) -> None:
+        """The listing is complete: recorded, counted, its unreadable lines failed."""
+        await record_listing(self.staging)
+        if self.ordered:  # (the library's ordered events hold every name)
+            self.landings = Landings(
+                [e.name for e in plan.unreadable] + [f.name for f in plan.files],
+                self.dest, self.emit, self._md5_of)
+        counts = plan.counts or PlanCounts()
+        self.emit(ListingDone(counts.of("fetch", "check", "skip") + len(plan.unreadable),
+                              counts.total_bytes))
+        for entry in plan.unreadable:
+            self._unreadable(entry)
+        if plan.changeover is not None:
+            self._changing(plan.changeover)
+
+    async def _pipelined(self) -> bool:
+        """Whether files are fed as the listing's pages land (`Staging.decide_early`): a
+        source whose listing is sorted and never taken back (`sorted_listing`: S3's), no
+        choice that needs the whole listing (`--newest`, `--max-files`, the library's
+        ordered events, whose plan holds every name), a DEST that folds no names."""
+        selection = self.staging.selection
+        if (not getattr(self.source, "sorted_listing", False) or self.ordered
+                or selection.newest is not None or selection.max_files is not None):
+            return False
+        return await anyio.to_thread.run_sync(probe_folding, self.dest) == FoldRule()
     def _changing(self, change: Changeover) -> None:
         log.info("a new PubMed year is listed: fetching %d while %d stays in place until "
                  "%d is complete", change.new, change.old, change.new)
@@ -212,9 +251,10 @@ class MirrorRun:
             self.deleted.append(name)
             self.emit(FileDeleted(name, reason))
 
-    async def _feed(self, plan: MirrorPlan) -> None:
-        """Hand the files to `concurrency` workers, in order, read from the staged listing
-        batch by batch."""
+    @asynccontextmanager
+    async def _workers(self) -> AsyncIterator[tuple[TaskGroup, Queue]]:
+        """`concurrency` workers on a bounded queue of files, until it is closed and they
+        are done."""
         send, receive = anyio.create_memory_object_stream[PlannedFile](
             max_buffer_size=self.options.concurrency)
         async with anyio.create_task_group() as tg:
@@ -222,18 +262,41 @@ class MirrorRun:
                 tg.start_soon(self._worker, receive.clone(), tg)
             receive.close()
             async with send:
-                after: tuple[bytes, int] = (b"", 0)
-                while True:
-                    batch, after = await anyio.to_thread.run_sync(
-                        self.staging.planned, after, ("fetch", "check", "skip"))
-                    if not batch:
-                        break
-                    for planned in batch:
-                        if planned.action == "skip":
-                            self._skipped(planned)
-                            continue
-                        self.emit(FileQueued(planned.name, planned.size))
-                        await send.send(planned)
+                yield tg, send
+
+    async def _feed(self, queue: Queue) -> None:
+        """Hand the planned files to the workers, in order, read from the staged listing
+        batch by batch (but those fed as the listing went on)."""
+        after: tuple[bytes, int] = (b"", 0)
+        while True:
+            batch, after = await anyio.to_thread.run_sync(
+                self.staging.planned, after, ("fetch", "check", "skip"))
+            if not batch:
+                return
+            for planned in batch:
+                await self._queue(planned, queue)
+
+    async def _feed_early(self, early: EarlyFeed, queue: Queue) -> None:
+        """Hand the workers the files decided as the listing's pages land, in listing order,
+        until the listing is complete."""
+        after = 0
+        while True:
+            more = early.more = anyio.Event()
+            batch, after = await anyio.to_thread.run_sync(self.staging.early, after)
+            for planned in batch:
+                await self._queue(planned, queue)
+            if not batch:
+                if early.listed:
+                    early.done.set()
+                    return
+                await more.wait()
+
+    async def _queue(self, planned: PlannedFile, queue: Queue) -> None:
+        if planned.action == "skip":
+            self._skipped(planned)
+            return
+        self.emit(FileQueued(planned.name, planned.size))
+        await queue.send(planned)
 
     def _unreadable(self, entry: RemoteEntry) -> None:
         """A listing line that may name a selected file we cannot know: the run fails."""
@@ -290,7 +353,15 @@ class MirrorRun:
         await anyio.to_thread.run_sync(self.staging.rollback, self._folder_mark)
 
     async def _stage(self, entries: list[RemoteEntry]) -> None:
+        before = self.staging.staged
         await anyio.to_thread.run_sync(self.staging.add, entries)
+        early = self.early
+        if early is not None:  # this batch and the last one's held-back names, decided
+            if await anyio.to_thread.run_sync(functools.partial(
+                    self.staging.decide_early, early.window, self.dest,
+                    verify=self.options.verify)):
+                early.more.set()
+            early.window = before
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup) -> None:
         try:

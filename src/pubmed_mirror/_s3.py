@@ -104,6 +104,9 @@ class S3Source:
     relative to `prefix`."""
 
     scheme: ClassVar[str] = "s3"
+    # ListObjectsV2 gives every key once, in UTF-8 binary order across its pages, and a
+    # page once given is kept (`S3Session.resumes_listings`): files may be fed as pages land
+    sorted_listing: ClassVar[bool] = True
 
     bucket: str
     prefix: str = ""

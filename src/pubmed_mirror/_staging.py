@@ -61,7 +61,8 @@ CREATE TEMP TABLE staged (
     listed INTEGER NOT NULL DEFAULT 0,     -- a data file of the selection (the dataset's)
     chosen INTEGER NOT NULL DEFAULT 0,     -- one this run plans (--newest, --max-files)
     fold TEXT,                  -- a file's name as DEST's file system compares it
-    action TEXT, have INTEGER NOT NULL DEFAULT 0
+    action TEXT, have INTEGER NOT NULL DEFAULT 0,
+    fed INTEGER NOT NULL DEFAULT 0  -- decided while the listing went on (`decide_early`)
 )
 """
 _ENTRY = "{0}.name, {0}.size, {0}.mtime, {0}.kind, {0}.resolution, {0}.validator, " \
@@ -102,6 +103,7 @@ class Staging:
         self.selection = selection
         self._seq = 0
         self.newest: int | None = None  # the newest PubMed year listed
+        self._may_resume: Callable[[str], bool] | None = None  # DEST's recorded parts
 
     @property
     def staged(self) -> int:
@@ -272,7 +274,24 @@ class Staging:
         """Each planned file's action (`_plan.ACTION`), in one statement over the staged
         listing joined with the manifest: no Python object per file, one stat each (in
         `current`); then what a fetch would resume from, where a part is recorded
-        (blocking)."""
+        (blocking). Files decided early (`decide_early`) keep their action."""
+        with self._connection() as db:
+            self._stat_functions(db, dest)
+            db.execute("BEGIN")
+            db.execute(
+                f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
+                f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
+                f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
+                f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
+                "WHERE s.seq = staged.seq) WHERE chosen AND NOT fed", {"verify": verify})
+            db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
+                       "WHERE chosen AND NOT fed AND action = 'fetch' AND may_resume(name)")
+            db.execute("COMMIT")
+        return self.counts()
+
+    def _stat_functions(self, db: sqlite3.Connection, dest: Path) -> None:
+        """`current`, `may_resume` and `have` of DEST's files, for `ACTION` (the parts DEST
+        records are looked up once a run)."""
         folder, links = os.path.join(dest, ""), dict[str, bool]()  # (joined by hand: cheaper)
 
         def current(name: str, size: int | None, mtime: float | None,
@@ -283,23 +302,66 @@ class Staging:
                     return False
             return current_at(folder + name, size, mtime, resolution)
 
-        may_resume = recorded_parts(dest)
+        if self._may_resume is None:
+            self._may_resume = recorded_parts(dest)
+        db.create_function("current", 4, current)
+        db.create_function("may_resume", 1, self._may_resume)
+        db.create_function("have", 4, lambda *row: part_length(dest, RemoteEntry(
+            row[0], row[1], row[2], "file", row[3])))
+
+    # -- the pipelined plan: a sorted listing's files decided as its pages land --------------
+
+    def decide_early(self, after: int, dest: Path, *, verify: bool) -> int:
+        """Decide now, by `ACTION`, the files staged after `after` (by seq) whose action the
+        rest of the listing cannot change, and mark them fed; how many (blocking).
+
+        Only for a listing that gives every name once, in UTF-8 binary order (SQLite's
+        text order) across its pages, and never takes a page back (`Source.sorted_listing`),
+        and for a run with no `--newest`/`--max-files` and a DEST that folds no names
+        (the caller's to check). Then every rule of `finish` that drops or pairs a name
+        looks only at smaller names (`_drop_clashes` keeps the first in sorted order), all
+        staged already, except these, held back for the plan after the listing: a name
+        ending in .md5; a name whose NAME.md5 is listed or may still be (it sorts after
+        the last name staged); a PubMed file name (a newer year listed later retires it);
+        a name one of whose directories is listed as an entry; an unsized one."""
         with self._connection() as db:
-            db.create_function("current", 4, current)
-            db.create_function("may_resume", 1, may_resume)
-            db.create_function("have", 4, lambda *row: part_length(dest, RemoteEntry(
-                row[0], row[1], row[2], "file", row[3])))
+            last = db.execute("SELECT max(name) FROM staged").fetchone()[0]
+            rows = db.execute(
+                "SELECT s.seq, s.name FROM staged s WHERE s.seq > ? AND NOT s.fed AND "
+                "s.kind = 'file' AND s.safe AND s.selected AND NOT s.checksum AND "
+                "s.year IS NULL AND s.size IS NOT NULL AND s.name || ? < ? AND NOT EXISTS "
+                "(SELECT 1 FROM staged c WHERE c.name = s.name || ?)",
+                (after, CHECKSUM_SUFFIX, last, CHECKSUM_SUFFIX)).fetchall()
+            ready = [(seq,) for seq, name in rows if not any(
+                db.execute("SELECT 1 FROM staged WHERE name = ?", (f,)).fetchone()
+                for f in folders(name))]
+            if not ready:
+                return 0
+            self._stat_functions(db, dest)
             db.execute("BEGIN")
+            db.executemany("UPDATE staged SET fed = 2 WHERE seq = ?", ready)
+            where = "WHERE seq > :after AND fed = 2"
             db.execute(
                 f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
                 f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
                 f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
                 f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
-                "WHERE s.seq = staged.seq) WHERE chosen", {"verify": verify})
+                f"WHERE s.seq = staged.seq) {where}", {"verify": verify, "after": after})
             db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
-                       "WHERE chosen AND action = 'fetch' AND may_resume(name)")
+                       f"{where} AND action = 'fetch' AND may_resume(name)", {"after": after})
+            db.execute(f"UPDATE staged SET fed = 1 {where}", {"after": after})
             db.execute("COMMIT")
-        return self.counts()
+        return len(ready)
+
+    def early(self, after: int) -> tuple[list[PlannedFile], int]:
+        """The next batch of files decided early (`decide_early`), in listing order after
+        seq `after`; and the seq to go on from."""
+        with self._connection() as db:
+            rows = db.execute(f"SELECT {_ENTRY.format('s')}, s.action, s.have, s.seq FROM "
+                              "staged s WHERE s.fed = 1 AND s.seq > ? ORDER BY s.seq LIMIT ?",
+                              (after, BATCH)).fetchall()
+        files = [PlannedFile(_entry(r[:_WIDTH]), None, r[_WIDTH], r[_WIDTH + 1]) for r in rows]
+        return files, (rows[-1][-1] if rows else after)
 
     def _manifest(self) -> str:
         """The manifest's files as a table with every column (NULL for those an older
@@ -330,7 +392,7 @@ class Staging:
             rows = db.execute(
                 f"SELECT {_ENTRY.format('s')}, {_ENTRY.format('c')}, s.action, s.have, "
                 "s.ord, s.seq FROM staged s LEFT JOIN staged c ON c.name = s.name || '.md5'"
-                f" AND c.companion WHERE s.chosen AND s.action IN ({marks}) AND "
+                f" AND c.companion WHERE s.chosen AND NOT s.fed AND s.action IN ({marks}) AND "
                 "(s.ord, s.seq) > (?, ?) ORDER BY s.ord, s.seq LIMIT ?",
                 (*actions, *after, BATCH)).fetchall()
         w = _WIDTH
