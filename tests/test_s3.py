@@ -386,3 +386,31 @@ def test_s3_failed_listing_keeps_what_was_fetched_and_deletes_nothing(
     fetched = {p.name: p.read_bytes() for p in dest.glob("k*.txt")}
     assert len(fetched) > 1  # the first page's objects came while the listing was retried
     assert all(data == keys[key] for key, data in fetched.items())
+
+
+@pytest.mark.parametrize("split", ["clash", "pair"])
+def test_s3_names_a_later_page_changes_are_planned_with_it(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path, split: str) -> None:
+    """A name the next listing page changes is planned with that page: `x/y` on page 2 is
+    dropped as `x` on page 1 is a file, and `m.txt` on page 1 is checked against its
+    `m.txt.md5` on page 2 (a wrong one fails it), not fetched alone as page 1 lands."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    keys = {f"k{i:05d}.txt": f"object {i}\n".encode() for i in range(999)}
+    last, second = ("x", "x/y") if split == "clash" else ("m.txt", "m.txt.md5")
+    keys[last] = b"last of page 1\n"
+    keys[second] = b"0" * 32 + b"  m.txt\n"  # a wrong MD5 for m.txt
+    for key, data in keys.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=data)
+    dest = tmp_path / "dest"
+    result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                 str(dest), "--retries", "1")
+    assert len(proxy.listings()) == 2
+    if split == "clash":
+        assert result.returncode == 0, result.stderr
+        assert "its directory 'x' is the file 'x'" in result.stderr
+        assert_files(dest, {k: v for k, v in keys.items() if k != "x/y"})
+    else:
+        assert result.returncode == 1, result.stderr
+        assert not (dest / "m.txt").exists()
+        assert (dest / "k00998.txt").read_bytes() == keys["k00998.txt"]
