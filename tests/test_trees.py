@@ -213,6 +213,26 @@ def test_delete_keeps_the_files_below_a_directory_that_could_not_be_listed(
     assert landed(dest) == {n: d for n, d in files.items() if n != "top.xml"}
 
 
+@pytest.mark.parametrize("narrower", [[], ["--max-depth", "0"], ["--max-depth", "1"]],
+                         ids=["flat", "depth0", "depth1"])
+def test_delete_after_a_shallower_listing_keeps_the_deeper_files(
+        tmp_path: Path, narrower: list[str]) -> None:
+    """A run listing fewer levels than the one before deletes only the files gone within
+    the levels it listed, never the deeper recorded files it did not look at."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    files = make_remote_tree(remote)
+    files["kept.xml"] = b"stays at the top\n"
+    (remote / "kept.xml").write_bytes(files["kept.xml"])
+    with FaultyFTPServer(remote) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "--recursive").returncode == 0
+        (remote / "top.xml").unlink()
+        result = run("mirror", server.url, "--dest", str(dest), *narrower, "--delete",
+                     "--max-delete", "100%", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [e["name"] for e in events(result.stdout, "file_deleted")] == ["top.xml"]
+    assert landed(dest) == {n: d for n, d in files.items() if n != "top.xml"}
+
+
 # -- a link inside DEST ---------------------------------------------------------------------
 
 

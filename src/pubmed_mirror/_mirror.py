@@ -192,8 +192,16 @@ class MirrorRun:
         self.emit(BaselineChanged(change.old, change.new))
 
     async def _deletions(self) -> Deletions:
-        return await anyio.to_thread.run_sync(self.staging.deletions, self.dest,
-                                              self.options.max_delete)
+        return await anyio.to_thread.run_sync(functools.partial(
+            self.staging.deletions, self.dest, self.options.max_delete,
+            depth=self._listed_depth()))
+
+    def _listed_depth(self) -> int | None:
+        """How many levels of subdirectories the listing goes down (None: all). A source
+        whose one listing is its whole tree (S3's prefix) is never walked: all of it."""
+        if getattr(self.source, "lists_whole_tree", False):
+            return None
+        return self.options.max_depth if self.options.recursive else 0
 
     async def _retire(self, deletions: Deletions) -> None:
         """The run's end: remove what `delete` removes (see `_lifecycle`), else report the
