@@ -119,8 +119,8 @@ class PageParser:
             raise ProtocolError(f"a listing entry without a size: {key!r}", path=self._path)
         name = key[len(self._prefix):]
         etag = fields.get(_ETAG) or None
-        if name.endswith("/"):  # a "folder" marker, not a file
-            return RemoteEntry(name.rstrip("/"), None, None, "dir")
+        if name.endswith("/"):  # a "folder" marker: neither a file nor a directory to
+            return None          # list (the prefix's listing already holds what is below)
         return RemoteEntry(name, int(size), _time(fields.get(_MODIFIED, "")),
                            validator=etag, md5=etag_md5(etag))
 
