@@ -383,3 +383,21 @@ def test_s3_failed_object_leaves_no_empty_directories(
     assert_files(dest, {"deep/ok.txt": b"payload\n"})
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_dir()
                   and ".pubmed-mirror" not in p.relative_to(dest).parts) == ["deep"]
+
+
+@pytest.mark.parametrize("unencoded", [False, True], ids=["encoded", "unencoded"])
+def test_s3_keys_are_url_decoded_only_when_the_listing_says_so(
+        proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path, unencoded: bool
+) -> None:
+    """Keys with `+`, `%2F`, spaces and `&` land under their own names whether the server
+    URL-encodes the listing (`<EncodingType>url`) or ignores the request and sends them
+    as they are."""
+    literal = b"a literal percent sequence\n"
+    client.put_object(Bucket=bucket, Key="data/pct%2Fname+x.txt", Body=literal)
+    if unencoded:
+        proxy.faults.append(S3Fault("unencoded", lambda s: s.listing))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, {**FILES, "pct%2Fname+x.txt": literal})
+    assert not proxy.faults  # the listing was answered unencoded
