@@ -104,6 +104,8 @@ class S3Source:
     relative to `prefix`."""
 
     scheme: ClassVar[str] = "s3"
+    # one listing is every key under the prefix, at any depth: never walked (`_walk`)
+    lists_whole_tree: ClassVar[bool] = True
 
     bucket: str
     prefix: str = ""

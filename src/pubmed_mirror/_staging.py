@@ -379,13 +379,17 @@ class Staging:
                              (new,)).fetchone()[0]
         return None if old is None else Changeover(old, new)
 
-    def deletions(self, dest: Path, limit: DeleteLimit) -> Deletions:
+    def deletions(self, dest: Path, limit: DeleteLimit, *, depth: int | None = None
+                  ) -> Deletions:
         """`_lifecycle.plan_deletions`, over the manifest and the staged listing (blocking:
-        stats the newest year's files)."""
+        stats the newest year's files). Only a recorded file this listing could have shown
+        can be gone (and counts among the recorded): `depth` levels of `/` at most (None:
+        any), not in or below a directory it could not list."""
         with self._connection() as db:
             new = self._listed_newest(db)
-            recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA}"
-                                  ).fetchone()[0]
+            sight = self._in_sight(db, depth)
+            recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA} AND "
+                                  f"{sight}").fetchone()[0]
             listed = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
             superseded: tuple[str, ...] = ()
             if new is not None and self._year_complete(db, dest, new):
@@ -395,8 +399,28 @@ class Staging:
             gone = tuple(r[0] for r in db.execute(
                 f"SELECT f.name FROM main.files f WHERE {_DATA} AND f.name NOT IN "
                 "(SELECT name FROM staged WHERE listed) AND NOT coalesce(pubmed_year(f.name)"
-                " < ?, 0) AND selected_name(f.name) ORDER BY f.name", (new,)))
+                f" < ?, 0) AND selected_name(f.name) AND {sight} ORDER BY f.name", (new,)))
         return Deletions(gone, superseded, refusal(len(gone), recorded, listed, limit))
+
+    @staticmethod
+    def _in_sight(db: sqlite3.Connection, depth: int | None) -> str:
+        """A condition on `f.name`: a name the listing could have shown. A directory that
+        could not be listed hides what it holds; a deeper name was never asked for (a run
+        after one with more levels must not take its files for gone). "1" when nothing is
+        out of sight: no function call per recorded file."""
+        unlisted = frozenset(r[0] for r in db.execute(
+            "SELECT name FROM staged WHERE kind = 'unlisted'"))
+        if depth is None and not unlisted:
+            return "1"
+        below = tuple(name + SEPARATOR for name in unlisted)
+
+        def seen(name: str) -> int:
+            if depth is not None and name.count(SEPARATOR) > depth:
+                return 0
+            return int(name not in unlisted and not name.startswith(below))
+
+        db.create_function("in_sight", 1, seen, deterministic=True)
+        return "in_sight(f.name)"
 
     @staticmethod
     def _year_complete(db: sqlite3.Connection, dest: Path, year: int) -> bool:
