@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
 import botocore.session
@@ -96,9 +97,10 @@ def put_multipart(client: Any, bucket: str, key: str, parts: list[bytes], *,
 @dataclass
 class S3Fault:
     """kind: "cut" (the GET's headers and `after` bytes of its body, then the connection
-    drops), "corrupt" (the body with its byte at `after` changed), "slowdown" (503 SlowDown,
-    Retry-After `seconds`), "error" (500 InternalError), "deny" (403 AccessDenied), "delay"
-    (the answer, `seconds` late).
+    drops), "corrupt" (the body with its byte at `after` changed), "unencoded" (a listing
+    answered as by a server that ignores `encoding-type=url`: keys as they are, no
+    `<EncodingType>`), "slowdown" (503 SlowDown, Retry-After `seconds`), "error" (500
+    InternalError), "deny" (403 AccessDenied), "delay" (the answer, `seconds` late).
     `match` says which request it is for (the first that matches takes it)."""
 
     kind: str
@@ -212,6 +214,9 @@ class S3FaultProxy:
             self.seen.append(Seen(**{**seen.__dict__, "status": answer.status}))
             kept = {k: v for k, v in answer.headers.items()
                     if k.lower() not in ("connection", "transfer-encoding", "server", "date")}
+        if fault is not None and fault.kind == "unencoded":
+            body = _unencoded(body)
+            kept = {k: v for k, v in kept.items() if k.lower() != "content-length"}
         if fault is not None and fault.kind == "corrupt" and len(body) > fault.after:
             at = fault.after
             body = body[:at] + bytes([body[at] ^ 0xFF]) + body[at + 1:]
@@ -232,9 +237,18 @@ class S3FaultProxy:
         return response
 
 
+def _unencoded(body: bytes) -> bytes:
+    """A ListObjectsV2 answer with its keys decoded (XML-escaped instead) and its
+    `<EncodingType>` gone."""
+    text = re.sub(r"<EncodingType>[^<]*</EncodingType>", "", body.decode())
+    text = re.sub(r"<Key>([^<]*)</Key>",
+                  lambda m: f"<Key>{xml_escape(unquote_plus(m.group(1)))}</Key>", text)
+    return text.encode()
+
+
 def _canned(fault: S3Fault | None) -> web.Response | None:
     """The error answers a fault makes in S3's own form."""
-    if fault is None or fault.kind in ("cut", "corrupt", "delay"):
+    if fault is None or fault.kind in ("cut", "corrupt", "unencoded", "delay"):
         return None
     status, code, extra = {
         "slowdown": (503, "SlowDown", {"Retry-After": str(fault.seconds)}),

@@ -32,6 +32,8 @@ def test_all_is_pinned() -> None:
         "acknowledge", "consumer_cursor", "dataset_status", "load_order",
         # a URL or preset with its options, e.g. the anonymous FTP email (issue 16)
         "parse_source",
+        # the s3:// source and how it is reached (issue 17)
+        "S3Options", "S3Source",
     ])
     for name in pubmed_mirror.__all__:
         assert hasattr(pubmed_mirror, name), name

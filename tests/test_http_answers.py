@@ -260,8 +260,8 @@ async def test_a_trickling_listing_is_bounded(certificate: tuple[Path, Path], pa
         elapsed = time.monotonic() - start
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    if part == "head":
-        assert elapsed < 6, elapsed
+    if part == "head":  # the trickle would take 25 s; the bound leaves room for a loaded
+        assert elapsed < 12, elapsed  # machine's process start-up (6.9 s seen in one run)
         assert "no answer" in done.stderr, done.stderr
     else:
         assert 9 < elapsed < 16, elapsed

@@ -414,3 +414,70 @@ def test_s3_names_a_later_page_changes_are_planned_with_it(
         assert result.returncode == 1, result.stderr
         assert not (dest / "m.txt").exists()
         assert (dest / "k00998.txt").read_bytes() == keys["k00998.txt"]
+
+
+@pytest.mark.parametrize("depth", [["--recursive"], ["--max-depth", "1"], []],
+                         ids=["recursive", "max-depth", "flat"])
+def test_s3_prefix_is_listed_once_whole_and_folder_markers_are_no_files(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path, depth: list[str]) -> None:
+    """With or without `--recursive`, an S3 prefix is one listing of every key below it: a
+    folder marker (`a/`) is neither a file nor a directory to enter, a sibling key sharing
+    its first letters (`abc/y.txt`) keeps its own name, and `--delete` keeps nested files."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    for key, body in [("a/", b""), ("a/x.txt", b"in a\n"), ("abc/y.txt", b"in abc\n"),
+                      ("top.txt", b"top\n")]:
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=body)
+    dest = tmp_path / "dest"
+    wanted = {"a/x.txt": b"in a\n", "abc/y.txt": b"in abc\n", "top.txt": b"top\n"}
+    first = mirror(proxy, name, dest, *depth)
+    assert first.returncode == 0, first.stderr
+    assert_files(dest, wanted)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_dir()
+                  and ".pubmed-mirror" not in p.relative_to(dest).parts) == ["a", "abc"]
+    assert sorted(object_gets(proxy, name)) == ["data/a/x.txt", "data/abc/y.txt",
+                                                 "data/top.txt"]
+    assert [s.query.get("prefix") for s in proxy.listings()] == [["data/"]]
+    client.delete_object(Bucket=name, Key="data/top.txt")
+    again = mirror(proxy, name, dest, *depth, "--delete", "--max-delete", "100%")
+    assert again.returncode == 0, again.stderr
+    assert_files(dest, {k: v for k, v in wanted.items() if k != "top.txt"})
+
+
+def test_s3_failed_object_leaves_no_empty_directories(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A nested object whose every GET is refused fails the run and leaves none of the
+    directories made for it behind (a directory holding another file stays)."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    for key in ("deep/er/z.txt", "deep/ok.txt"):
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=b"payload\n")
+    client.put_object(Bucket=name, Key="data/lone/only/w.txt", Body=b"payload\n")
+    refused = ("data/deep/er/z.txt", "data/lone/only/w.txt")
+    proxy.faults.extend(S3Fault("deny", lambda s: s.method == "GET" and s.key(name) in refused)
+                        for _ in range(40))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, name, dest, "--retries", "1")
+    assert result.returncode == 1, result.stderr
+    assert len([s for s in proxy.seen if s.key(name) in refused and s.status == 403]) >= 2
+    assert_files(dest, {"deep/ok.txt": b"payload\n"})
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_dir()
+                  and ".pubmed-mirror" not in p.relative_to(dest).parts) == ["deep"]
+
+
+@pytest.mark.parametrize("unencoded", [False, True], ids=["encoded", "unencoded"])
+def test_s3_keys_are_url_decoded_only_when_the_listing_says_so(
+        proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path, unencoded: bool
+) -> None:
+    """Keys with `+`, `%2F`, spaces and `&` land under their own names whether the server
+    URL-encodes the listing (`<EncodingType>url`) or ignores the request and sends them
+    as they are."""
+    literal = b"a literal percent sequence\n"
+    client.put_object(Bucket=bucket, Key="data/pct%2Fname+x.txt", Body=literal)
+    if unencoded:
+        proxy.faults.append(S3Fault("unencoded", lambda s: s.listing))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, {**FILES, "pct%2Fname+x.txt": literal})
+    assert not proxy.faults  # the listing was answered unencoded

@@ -22,7 +22,7 @@ from pubmed_mirror._plan import (
 )
 from pubmed_mirror._pubmed import file_order
 from pubmed_mirror._staging import PlanCounts, Staging
-from pubmed_mirror._state import Manifest
+from pubmed_mirror._state import Manifest, ManifestEntry
 from pubmed_mirror._tree import FoldRule, unsafe_path_reason
 
 _EVERY = Selection()
@@ -228,6 +228,27 @@ def test_no_time_is_the_same_version_only_with_an_md5(listed_time: float | None,
     listed = RemoteEntry("f", 10, listed_time)
     assert _same_version(listed, RemoteEntry("f", 10, None), STARTED, checked=checked) is checked
     assert _same_version(listed, RemoteEntry("f", 11, None), STARTED, checked=checked) is False
+
+
+@pytest.mark.parametrize(("recorded", "listed", "resolution"), [
+    (1000.0, 1000.0, 1.0), (1000.5, 1000.0, 1.0), (999.0, 1000.0, 1.0),
+    (1001.0, 1000.0, 1.0), (999.5, 1000.0, 0.5), (1079.0, 1020.0, 60.0),
+    (1080.0, 1020.0, 60.0), (1_795_953_600.0, 1_795_953_600.0 - 43_200, 86_400.0),
+    (None, 1000.0, 1.0), (1000.0, None, 1.0), (None, None, 1.0),
+])
+def test_the_staged_comparison_reads_times_as_same_time(
+        tmp_path: Path, recorded: float | None, listed: float | None, resolution: float) -> None:
+    """The manifest vouches for a current local copy (skip, else check) exactly when its
+    recorded time is the listed one at the listing's resolution, as `same_time` says."""
+    local = tmp_path / "f"
+    local.write_bytes(b"abcd")
+    if listed is not None:
+        os.utime(local, (listed, listed))
+    entry = RemoteEntry("f", 4, listed, mtime_resolution=resolution)
+    with Manifest.open(tmp_path) as manifest:
+        manifest.record(ManifestEntry("f", 4, recorded, "0" * 32, fetched_at=1.0))
+        files, _ = staged_plan(tmp_path, manifest, [entry], verify=False)
+    assert [f.action for f in files] == ["skip" if same_time(recorded, entry) else "check"]
 
 
 def test_a_listing_that_drops_to_the_day_is_still_current(tmp_path: Path) -> None:

@@ -193,6 +193,46 @@ def test_delete_removes_a_nested_file_and_the_directories_it_emptied(tmp_path: P
     assert not (dest / "a/b").exists() and (dest / "a").is_dir()
 
 
+def test_delete_keeps_the_files_below_a_directory_that_could_not_be_listed(
+        tmp_path: Path) -> None:
+    """A subdirectory the server refuses to list fails the run and `--delete` removes no
+    recorded file below it, while a file gone elsewhere in the tree is still deleted."""
+    remote, dest, outside = tmp_path / "remote", tmp_path / "local", tmp_path / "outside"
+    files = make_remote_tree(remote)
+    with FaultyFTPServer(remote) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "--recursive").returncode == 0
+        # a/b now a link leading outside the root: pyftpdlib refuses its MLSD (550)
+        shutil.move(str(remote / "a/b"), str(outside))
+        (remote / "a/b").symlink_to(outside)
+        (remote / "top.xml").unlink()
+        result = run("mirror", server.url, "--dest", str(dest), "--recursive", "--delete",
+                     "--max-delete", "100%", "--json")
+    assert result.returncode == 1
+    assert [e["name"] for e in events(result.stdout, "file_failed")] == ["a/b"]
+    assert [e["name"] for e in events(result.stdout, "file_deleted")] == ["top.xml"]
+    assert landed(dest) == {n: d for n, d in files.items() if n != "top.xml"}
+
+
+@pytest.mark.parametrize("narrower", [[], ["--max-depth", "0"], ["--max-depth", "1"]],
+                         ids=["flat", "depth0", "depth1"])
+def test_delete_after_a_shallower_listing_keeps_the_deeper_files(
+        tmp_path: Path, narrower: list[str]) -> None:
+    """A run listing fewer levels than the one before deletes only the files gone within
+    the levels it listed, never the deeper recorded files it did not look at."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    files = make_remote_tree(remote)
+    files["kept.xml"] = b"stays at the top\n"
+    (remote / "kept.xml").write_bytes(files["kept.xml"])
+    with FaultyFTPServer(remote) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "--recursive").returncode == 0
+        (remote / "top.xml").unlink()
+        result = run("mirror", server.url, "--dest", str(dest), *narrower, "--delete",
+                     "--max-delete", "100%", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [e["name"] for e in events(result.stdout, "file_deleted")] == ["top.xml"]
+    assert landed(dest) == {n: d for n, d in files.items() if n != "top.xml"}
+
+
 # -- a link inside DEST ---------------------------------------------------------------------
 
 

@@ -71,7 +71,8 @@ from ._pubmed import PRESETS, parse_md5_file
 from ._ratelimit import TokenBucket
 from ._report import FileResult, MirrorReport
 from ._retry import RetryPolicy
-from ._source import AutoSource, FtpSource, HttpSource, parse_source
+from ._s3 import S3Source
+from ._source import AutoSource, FtpSource, HttpSource, S3Options, parse_source
 from ._state import ConsumerCursor, Manifest, ManifestEntry, RunRecord
 from ._transfer import RemoteFile, TransferResult, fetch_file
 from ._transport import DirectStream, ReadStream, RemoteEntry, Session, Source, Transport
@@ -137,6 +138,8 @@ __all__ = [
     "ResumeRefused",
     "RetryPolicy",
     "RunRecord",
+    "S3Options",
+    "S3Source",
     "ServerBusy",
     "ServerUnreachable",
     "Session",

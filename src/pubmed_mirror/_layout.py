@@ -98,15 +98,30 @@ def legacy_records(part: Path) -> list[Path]:
 def recorded_parts(dest: Path) -> Callable[[str], bool]:
     """Whether NAME in DEST may have a part to resume, from one look at DEST and its parts
     directory: a part is resumed only from its record (KEY.meta, or NAME.part.meta an
-    earlier version kept beside it), so a plan of a million files need not look for each."""
+    earlier version kept beside it), so a plan of a million files need not look for each.
+    DEST itself is looked at on the first ask: a plan with nothing to fetch (a no-op run
+    over a million files in one directory) never reads it."""
     keys: set[str] = set()
-    legacy: set[str] = set()
+    legacy: list[set[str]] = []  # DEST's legacy records, once read
     with contextlib.suppress(OSError), os.scandir(dest / STATE_DIR / _PARTS) as found:
         keys.update(e.name[:-5] for e in found if e.name.endswith(".meta"))
+
+    def may_resume(name: str) -> bool:
+        if _key(name) in keys:
+            return True
+        if not legacy:
+            legacy.append(_legacy_parts(dest))
+        return name in legacy[0]
+
+    return may_resume
+
+
+def _legacy_parts(dest: Path) -> set[str]:
+    """The NAMEs of the NAME.part.meta records in DEST (an earlier version's)."""
     suffix = PART_SUFFIX + ".meta"
     with contextlib.suppress(OSError), os.scandir(dest) as found:
-        legacy.update(e.name[:-len(suffix)] for e in found if e.name.endswith(suffix))
-    return lambda name: name in legacy or _key(name) in keys
+        return {e.name[:-len(suffix)] for e in found if e.name.endswith(suffix)}
+    return set()
 
 
 def segment_path(part: Path, start: int) -> Path:

@@ -36,7 +36,7 @@ from ._state import Manifest
 from ._transfer import discard_part, part_path
 from ._tree import behind_link
 
-__all__ = ["Changeover", "DeleteLimit", "Deletions", "delete_files", "refusal"]
+__all__ = ["Changeover", "DeleteLimit", "Deletions", "delete_files", "refusal", "remove_emptied"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -120,10 +120,10 @@ def delete_files(dest: Path, manifest: Manifest, names: Sequence[str]) -> None:
                     discard_part(part_path(path, dest))
         manifest.forget(name, name + CHECKSUM_SUFFIX)
         if not behind_link(dest, name):
-            _remove_emptied(dest, name)
+            remove_emptied(dest, name)
 
 
-def _remove_emptied(dest: Path, name: str) -> None:
+def remove_emptied(dest: Path, name: str) -> None:
     """Remove the directories of `DEST/name` below DEST, deepest first, while they are
     empty (rmdir never removes one that holds anything, nor a link)."""
     folder = (dest / name).parent

@@ -37,7 +37,7 @@ from ._events import (
     ListingDone,
 )
 from ._landing import Landings
-from ._lifecycle import Changeover, Deletions, delete_files
+from ._lifecycle import Changeover, Deletions, delete_files, remove_emptied
 from ._options import MirrorOptions
 from ._plan import MirrorPlan, PlannedFile, check_writable, create_dest, remove_unused_dest
 from ._pool import SessionPool
@@ -51,7 +51,7 @@ from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import EntrySink, RemoteEntry, Source
-from ._tree import FoldRule, probe_folding
+from ._tree import SEPARATOR, FoldRule, behind_link, probe_folding
 from ._walk import list_tree
 
 __all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
@@ -196,6 +196,7 @@ class MirrorRun:
                         await self.early.drained()
                     await self._start(plan)
                     await self._feed(queue)
+        await anyio.to_thread.run_sync(self._tidy)
         if self.fatal is not None:
             raise self.fatal
         await self._retire(await self._deletions())
@@ -225,14 +226,32 @@ class MirrorRun:
                 or selection.newest is not None or selection.max_files is not None):
             return False
         return await anyio.to_thread.run_sync(probe_folding, self.dest) == FoldRule()
+
+    def _tidy(self) -> None:
+        """The directories made for files that failed, left empty, go (blocking). Only once
+        every worker is done: another file may be about to land in one. Never through a
+        link; a directory holding anything (a part to resume) stays."""
+        for result in self.results:
+            if (result.status == "failed" and SEPARATOR in result.name
+                    and not behind_link(self.dest, result.name)):
+                remove_emptied(self.dest, result.name)
+
     def _changing(self, change: Changeover) -> None:
         log.info("a new PubMed year is listed: fetching %d while %d stays in place until "
                  "%d is complete", change.new, change.old, change.new)
         self.emit(BaselineChanged(change.old, change.new))
 
     async def _deletions(self) -> Deletions:
-        return await anyio.to_thread.run_sync(self.staging.deletions, self.dest,
-                                              self.options.max_delete)
+        return await anyio.to_thread.run_sync(functools.partial(
+            self.staging.deletions, self.dest, self.options.max_delete,
+            depth=self._listed_depth()))
+
+    def _listed_depth(self) -> int | None:
+        """How many levels of subdirectories the listing goes down (None: all). A source
+        whose one listing is its whole tree (S3's prefix) is never walked: all of it."""
+        if getattr(self.source, "lists_whole_tree", False):
+            return None
+        return self.options.max_depth if self.options.recursive else 0
 
     async def _retire(self, deletions: Deletions) -> None:
         """The run's end: remove what `delete` removes (see `_lifecycle`), else report the
@@ -319,7 +338,9 @@ class MirrorRun:
         """The source's directory (with `recursive`, its tree) into the staged listing as
         it arrives, each directory's listing retried on its own (`_walk`)."""
         await anyio.to_thread.run_sync(self.staging.start)
-        depth = self.options.max_depth if self.options.recursive else 0
+        depth = self._listed_depth()
+        if getattr(self.source, "lists_whole_tree", False):
+            depth = 0  # the start's listing is the tree: nothing to descend into
         await list_tree(self._list_folder, self._stage, self._drop_folder, max_depth=depth)
 
     async def _list_folder(self, folder: str, sink: EntrySink) -> None:

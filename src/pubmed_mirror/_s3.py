@@ -107,6 +107,8 @@ class S3Source:
     # ListObjectsV2 gives every key once, in UTF-8 binary order across its pages, and a
     # page once given is kept (`S3Session.resumes_listings`): files may be fed as pages land
     sorted_listing: ClassVar[bool] = True
+    # one listing is every key under the prefix, at any depth: never walked (`_walk`)
+    lists_whole_tree: ClassVar[bool] = True
 
     bucket: str
     prefix: str = ""

@@ -59,13 +59,19 @@ def etag_md5(etag: str | None) -> str | None:
 _CONTENTS, _TRUNCATED, _TOKEN, _ROOT = (f"{_NS}{t}" for t in (
     "Contents", "IsTruncated", "NextContinuationToken", "ListBucketResult"))
 _KEY, _SIZE, _MODIFIED, _ETAG = (f"{_NS}{t}" for t in ("Key", "Size", "LastModified", "ETag"))
+_ENCODING = f"{_NS}EncodingType"
 
 
 class PageParser:
     """One page of a ListObjectsV2 answer, fed as it arrives; `feed` yields its entries
     (names relative to the prefix) as their elements end. After `close`: `truncated` and
     `token` say whether and where the listing goes on. Only the ends of elements are read
-    (half the events; the root is the last to end), each `<Contents>` emptied once read."""
+    (half the events; the root is the last to end), each `<Contents>` emptied once read.
+
+    Keys are URL-decoded only when the page says they were encoded (`<EncodingType>url`):
+    a server that ignores the request sends them as they are, `%2F` and `+` included.
+    Until the page says so (S3 may say it after the keys), its `<Contents>` wait as
+    fields, a page's worth at most."""
 
     def __init__(self, prefix: str, path: str) -> None:
         self._prefix = prefix
@@ -74,6 +80,8 @@ class PageParser:
         self._last: ET.Element | None = None
         self.truncated: bool | None = None
         self.token: str | None = None
+        self._encoded: bool | None = None  # None: the page has not said yet
+        self._waiting: list[dict[str, str]] = []
 
     def feed(self, chunk: bytes) -> Iterator[RemoteEntry]:
         try:
@@ -88,6 +96,8 @@ class PageParser:
             yield from self._events()
         except ET.ParseError as exc:
             raise ProtocolError(f"not a ListObjectsV2 answer: {exc}", path=self._path) from None
+        self._encoded = bool(self._encoded)
+        yield from self._flush()
         if self._last is None or self._last.tag != _ROOT:
             raise ProtocolError("not a ListObjectsV2 answer", path=self._path)
         if self.truncated is None or (self.truncated and not self.token):
@@ -100,18 +110,28 @@ class PageParser:
             self._last = element
             tag = element.tag
             if tag == _CONTENTS:
-                entry = self._entry(element)
-                if entry is not None:
-                    yield entry
+                self._waiting.append({child.tag: child.text or "" for child in element})
                 element.clear()  # (an empty element stays in the page's root: a page's worth)
+                if self._encoded is not None:
+                    yield from self._flush()
+            elif tag == _ENCODING:
+                self._encoded = (element.text or "").strip().lower() == "url"
+                yield from self._flush()
             elif tag == _TRUNCATED:
                 self.truncated = (element.text or "").strip() == "true"
             elif tag == _TOKEN:
                 self.token = (element.text or "").strip()
 
-    def _entry(self, element: ET.Element) -> RemoteEntry | None:
-        fields = {child.tag: child.text or "" for child in element}
-        key = unquote_plus(fields.get(_KEY, ""))
+    def _flush(self) -> Iterator[RemoteEntry]:
+        waiting, self._waiting = self._waiting, []
+        for fields in waiting:
+            entry = self._entry(fields)
+            if entry is not None:
+                yield entry
+
+    def _entry(self, fields: dict[str, str]) -> RemoteEntry | None:
+        key = fields.get(_KEY, "")
+        key = unquote_plus(key) if self._encoded else key
         size = fields.get(_SIZE, "")
         if not key.startswith(self._prefix) or key == self._prefix:
             return None
@@ -119,8 +139,8 @@ class PageParser:
             raise ProtocolError(f"a listing entry without a size: {key!r}", path=self._path)
         name = key[len(self._prefix):]
         etag = fields.get(_ETAG) or None
-        if name.endswith("/"):  # a "folder" marker, not a file
-            return RemoteEntry(name.rstrip("/"), None, None, "dir")
+        if name.endswith("/"):  # a "folder" marker: neither a file nor a directory to
+            return None          # list (the prefix's listing already holds what is below)
         return RemoteEntry(name, int(size), _time(fields.get(_MODIFIED, "")),
                            validator=etag, md5=etag_md5(etag))
 
