@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import functools
 import logging
 import math
 import socket
@@ -24,7 +23,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -39,7 +38,6 @@ from ._errors import (
     ConnectionLost,
     ConnectionRefused,
     ConnectTimeout,
-    LoginRefused,
     Phase,
     ProtocolError,
     RemoteFileError,
@@ -51,6 +49,15 @@ from ._errors import (
 from ._httpcheck import check_answer, request_headers, validator
 from ._proxy import Proxy
 from ._ratelimit import TokenBucket
+from ._rawhttp import (
+    nonblocking,
+    parse_head,
+    proxy_refused,
+    read_head,
+    send_all,
+    system_trust,
+    tunnel,
+)
 from ._transfer import RemoteFile
 from ._transport import EntrySink, RemoteEntry, listing_deadline
 
@@ -59,10 +66,8 @@ __all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
 log = logging.getLogger("pubmed_mirror")
 
 _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the class
-_T = TypeVar("_T")
 
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
-_HEAD_LIMIT = 64 << 10  # an answer's headers
 _PAGE_TYPES = ("text/html", "application/xhtml+xml")
 # a body smaller than this comes on the session's kept-alive connection, not spliced on one
 # of its own: it fits in one of asyncio's reads (256 KiB at most), so a splice saves no copy
@@ -329,7 +334,7 @@ class HttpSession:
             "GET", _quote(path), request_headers(offset, expect), phase="retr", label=path,
             buffer=buffer)
         try:
-            status, reason, headers = _parse_head(head, path)
+            status, reason, headers = parse_head(head, path)
             if status >= 300:
                 await _raise_for_status(status, reason, headers, path, transport.gate,
                                         transport.proxy)
@@ -366,11 +371,11 @@ class HttpSession:
         with _mapped(phase, label, transport.proxy), anyio.fail_after(transport.stall_timeout):
             sock = await self._connect_direct(buffer, label)
             try:
-                await _send_all(sock, (
+                await send_all(sock, (
                     f"{method} {target} HTTP/1.1\r\nHost: {transport.host_header}\r\n{asked}"
                     "Accept-Encoding: identity\r\n"
                     f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
-                head, body = await _read_head(sock, label)
+                head, body = await read_head(sock, label)
             except BaseException:
                 sock.close()
                 raise
@@ -388,7 +393,7 @@ class HttpSession:
             sock, head, _ = await self._raw_request(method, target, headers, phase=phase,
                                                     label=label)
             sock.close()
-            status, reason, answer = _parse_head(head, label)
+            status, reason, answer = parse_head(head, label)
         except TransientError:
             return
         if status >= 300:
@@ -405,15 +410,15 @@ class HttpSession:
             return sock
         try:
             if proxy is not None:
-                await _tunnel(sock, transport.address, proxy, path)
-            tls = (transport.ssl_context or _system_trust()).wrap_socket(
+                await tunnel(sock, transport.address, proxy, path)
+            tls = (transport.ssl_context or system_trust()).wrap_socket(
                 sock, server_hostname=transport.host, do_handshake_on_connect=False,
                 suppress_ragged_eofs=False)  # a body cut short is a lost connection
         except BaseException:
             sock.close()
             raise
         try:
-            await _nonblocking(tls, tls.do_handshake)
+            await nonblocking(tls, tls.do_handshake)
         except BaseException:
             tls.close()
             raise
@@ -505,63 +510,6 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
-@functools.cache
-def _system_trust() -> ssl.SSLContext:
-    """The system's trust store, for a transport given no context (made once: loading it
-    takes ~50 ms of CPU here)."""
-    return ssl.create_default_context()
-
-
-async def _nonblocking(sock: socket.socket, call: Callable[[], _T], *,
-                       sending: bool = False) -> _T:
-    """`call` on a non-blocking socket, plain or TLS, waiting as it asks until it goes
-    through (TLS may want to read to send, and the other way round)."""
-    while True:
-        try:
-            return call()
-        except ssl.SSLWantReadError:
-            await anyio.wait_readable(sock)
-        except ssl.SSLWantWriteError:
-            await anyio.wait_writable(sock)
-        except BlockingIOError:
-            await (anyio.wait_writable if sending else anyio.wait_readable)(sock)
-
-
-async def _send_all(sock: socket.socket, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[await _nonblocking(sock, functools.partial(sock.send, view),
-                                       sending=True):]
-
-
-async def _read_head(sock: socket.socket, path: str) -> tuple[bytes, bytes]:
-    """An answer's status line and headers, and the bytes after them that came along."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        if len(data) > _HEAD_LIMIT:
-            raise ProtocolError("an answer's headers over 64 KiB", path=path)
-        chunk = await _nonblocking(sock, functools.partial(sock.recv, 1 << 16))
-        if not chunk:
-            raise ConnectionLost("connection closed before the answer", path=path)
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return head, rest
-
-
-async def _tunnel(sock: socket.socket, address: str, proxy: Proxy, path: str) -> None:
-    """CONNECT through the proxy to the server at `address`; a refusal is the proxy's."""
-    asked = f"CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n"
-    if (credentials := proxy.authorization()) is not None:
-        asked += f"Proxy-Authorization: {credentials}\r\n"
-    await _send_all(sock, f"{asked}\r\n".encode())
-    head, rest = await _read_head(sock, path)
-    status, reason, _ = _parse_head(head, path)
-    if not 200 <= status < 300:
-        raise _proxy_refused(status, reason, path, proxy)
-    if rest:  # the server's side of the tunnel speaks only after our ClientHello
-        raise ProtocolError("the proxy answered CONNECT with bytes of its own", path=path)
-
-
 def _check_page(response: aiohttp.ClientResponse, path: str) -> None:
     """A listing comes as HTML, not compressed (it was asked for as identity)."""
     kind = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -590,20 +538,6 @@ async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> byt
     return b""
 
 
-def _parse_head(head: bytes, path: str) -> tuple[int, str, dict[str, str]]:
-    """Status, reason and headers (names lowercased) of an HTTP/1.x answer."""
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise ProtocolError(f"not an HTTP answer: {lines[0][:80]!r}", path=path)
-    headers = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if colon:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
-
-
 async def _raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGate,
                      proxy: Proxy | None) -> None:
     await _raise_for_status(response.status, response.reason or "",
@@ -615,7 +549,7 @@ async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
                             path: str, gate: ServerGate, proxy: Proxy | None) -> None:
     reply = f"{status} {reason}".strip()
     if status == 407:  # only a proxy asks this (plain http: its answer to the request)
-        raise _proxy_refused(status, reason, path, proxy)
+        raise proxy_refused(status, reason, path, proxy)
     # plain http through a proxy: the answer may be the proxy's own (its 403 for a
     # destination it refuses, its 502 for one it cannot reach), nothing tells which
     server = "the server" if proxy is None else f"the server (through the proxy {proxy.url})"
@@ -628,19 +562,6 @@ async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
         raise RemoteFileError(f"redirected ({reply}) to {headers.get('location')}",
                               path=path, reply=reply)
     raise RemoteFileError(f"{server} answered {reply}", path=path, reply=reply)
-
-
-def _proxy_refused(status: int, reason: str, path: str,
-                   proxy: Proxy | None) -> LoginRefused | ServerUnreachable:
-    """The proxy's refusal, fatal for the run (no retry gets past a proxy that says no)."""
-    reply = f"{status} {reason}".strip()
-    named = "the proxy" if proxy is None else f"the proxy {proxy.url}"  # (no credentials)
-    if status in (401, 407):  # tinyproxy answers a CONNECT without credentials 401
-        return LoginRefused(f"{named} demands credentials it did not accept (set them in "
-                            "the proxy URL in https_proxy/http_proxy or in ~/.netrc)",
-                            path=path, reply=reply)
-    return ServerUnreachable(f"{named} refused the connection to the server",
-                             path=path, reply=reply)
 
 
 def _unparsed(exc: aiohttp.ClientResponseError) -> bool:
@@ -682,7 +603,7 @@ def _mapped(phase: Phase, path: str, proxy: Proxy | None = None) -> Iterator[Non
         raise ServerUnreachable(f"the server's certificate is not trusted: "
                                 f"{exc.verify_message}", path=path) from exc
     except aiohttp.ClientHttpProxyError as exc:  # the proxy's answer to CONNECT
-        raise _proxy_refused(exc.status, exc.message, path, proxy) from exc
+        raise proxy_refused(exc.status, exc.message, path, proxy) from exc
     except aiohttp.ClientProxyConnectionError as exc:
         raise (ConnectionRefused if isinstance(exc.os_error, ConnectionRefusedError)
                else ConnectionLost)(f"cannot connect to the proxy during {phase}: "
