@@ -1,4 +1,5 @@
-"""The HTTP(S) transport: everything aiohttp-specific sits here.
+"""The HTTP(S) transport: sessions over aiohttp (what their answers and errors mean:
+`_httperrors`; a large body's connection of its own: `_rawhttp`).
 
 A session is one aiohttp ClientSession holding at most one connection (kept alive across
 requests), so a pool of N sessions is N connections, as with FTP. A directory is listed by
@@ -20,8 +21,7 @@ import logging
 import math
 import socket
 import ssl
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -35,24 +35,20 @@ from ._autoindex import AutoindexParser
 from ._backoff import ServerGate
 from ._direct import DirectReceiver, Mover, chunk_for, connect_socket, write_all
 from ._errors import (
-    ConnectionLost,
-    ConnectionRefused,
     ConnectTimeout,
     Phase,
     ProtocolError,
     RemoteFileError,
-    ServerBusy,
-    ServerUnreachable,
     TransferStalled,
     TransientError,
 )
 from ._httpcheck import check_answer, request_headers, validator
+from ._httperrors import mapped, raise_for, raise_for_status, unparsed
 from ._proxy import Proxy
 from ._ratelimit import TokenBucket
 from ._rawhttp import (
     nonblocking,
     parse_head,
-    proxy_refused,
     read_head,
     send_all,
     system_trust,
@@ -201,14 +197,14 @@ class HttpSession:
         headers = self._signed(method, target, unsigned)
         waiting = _AnswerWait(self.transport.stall_timeout)
         shown, proxy = label or path, self.transport.proxy
-        with _mapped(phase, shown, proxy):
+        with mapped(phase, shown, proxy):
             try:
                 with waiting.scope:
                     response = await self.client.request(
                         method, yarl.URL(target, encoded=True), headers=headers,
                         allow_redirects=False, trace_request_ctx=waiting)
             except aiohttp.ClientResponseError as exc:
-                if _unparsed(exc) and self.transport.scheme == "http":
+                if unparsed(exc) and self.transport.scheme == "http":
                     await self._raise_status(method, target, unsigned, phase, shown)
                 raise
             if waiting.scope.cancelled_caught:
@@ -218,7 +214,7 @@ class HttpSession:
                 if response.status >= 300:
                     if on_error is not None:
                         await on_error(response, shown)
-                    await _raise_for(response, shown, self.transport.gate, proxy)
+                    await raise_for(response, shown, self.transport.gate, proxy)
                 self.transport.gate.served()
                 yield response
 
@@ -253,7 +249,7 @@ class HttpSession:
             parser = AutoindexParser(response.charset, dedupe=sink is None)
             entries: _Entries = []
             received = 0
-            with _mapped("list", path):
+            with mapped("list", path):
                 while chunk := await response.content.readany():  # to the end of the page
                     received += len(chunk)
                     if received > _LISTING_LIMIT:
@@ -336,7 +332,7 @@ class HttpSession:
         try:
             status, reason, headers = parse_head(head, path)
             if status >= 300:
-                await _raise_for_status(status, reason, headers, path, transport.gate,
+                await raise_for_status(status, reason, headers, path, transport.gate,
                                         transport.proxy)
             transport.gate.served()
             skip = check_answer(status, headers, path, offset, expect)
@@ -368,7 +364,7 @@ class HttpSession:
             target = f"http://{transport.address}{target}"
             if (credentials := transport.proxy.authorization()) is not None:
                 asked += f"Proxy-Authorization: {credentials}\r\n"
-        with _mapped(phase, label, transport.proxy), anyio.fail_after(transport.stall_timeout):
+        with mapped(phase, label, transport.proxy), anyio.fail_after(transport.stall_timeout):
             sock = await self._connect_direct(buffer, label)
             try:
                 await send_all(sock, (
@@ -397,7 +393,7 @@ class HttpSession:
         except TransientError:
             return
         if status >= 300:
-            await _raise_for_status(status, reason, answer, label, self.transport.gate,
+            await raise_for_status(status, reason, answer, label, self.transport.gate,
                                     self.transport.proxy)
 
     async def _connect_direct(self, buffer: int | None, path: str) -> socket.socket:
@@ -473,7 +469,7 @@ class _Body:
 
     async def readable(self) -> None:
         if not self._stash and not self._response.content.at_eof():
-            with _mapped("transfer", self._path):
+            with mapped("transfer", self._path):
                 self._stash = await self._response.content.readany()
 
     def move(self, fd: int, offset: int, limit: int) -> int:
@@ -527,7 +523,7 @@ async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> byt
     returned. They pass outside --rate-limit: a server that ignores Range costs that."""
     log.warning("%s: the server ignores Range: reading past %d bytes", path, offset)
     left = offset
-    with _mapped("transfer", path):
+    with mapped("transfer", path):
         while left:
             chunk = await response.content.readany()
             if not chunk:
@@ -537,100 +533,6 @@ async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> byt
             left -= len(chunk)
     return b""
 
-
-async def _raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGate,
-                     proxy: Proxy | None) -> None:
-    await _raise_for_status(response.status, response.reason or "",
-                            {k.lower(): v for k, v in response.headers.items()}, path, gate,
-                            proxy)
-
-
-async def _raise_for_status(status: int, reason: str, headers: dict[str, str],
-                            path: str, gate: ServerGate, proxy: Proxy | None) -> None:
-    reply = f"{status} {reason}".strip()
-    if status == 407:  # only a proxy asks this (plain http: its answer to the request)
-        raise proxy_refused(status, reason, path, proxy)
-    # plain http through a proxy: the answer may be the proxy's own (its 403 for a
-    # destination it refuses, its 502 for one it cannot reach), nothing tells which
-    server = "the server" if proxy is None else f"the server (through the proxy {proxy.url})"
-    if status in (408, 429) or status >= 500:
-        wait = _retry_after(headers.get("retry-after"))
-        if status in (429, 503) or wait is not None:  # every session pauses (`_backoff`)
-            gate.close(wait, reply=f"{path}: {reply}")
-        raise ServerBusy(f"{server} answered {reply}", path=path, reply=reply)
-    if 300 <= status < 400:
-        raise RemoteFileError(f"redirected ({reply}) to {headers.get('location')}",
-                              path=path, reply=reply)
-    raise RemoteFileError(f"{server} answered {reply}", path=path, reply=reply)
-
-
-def _unparsed(exc: aiohttp.ClientResponseError) -> bool:
-    """Whether aiohttp raised it for an answer its parser refused (its `status` is then
-    aiohttp's own 400, not the answer's: see ClientResponse.start)."""
-    return isinstance(exc.__cause__, aiohttp.http_exceptions.HttpProcessingError)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    with contextlib.suppress(TypeError, ValueError):
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-        return max(0.0, when - time.time())
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    """What an error says, in one short line: a parser's message (ClientResponseError)
-    goes on to quote the bytes it choked on (a proxy's whole error page)."""
-    if isinstance(exc, aiohttp.ClientResponseError):
-        text = (exc.message or "").splitlines()
-        return f"{exc.status}, {text[0]}" if text else str(exc.status)
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-@contextlib.contextmanager
-def _mapped(phase: Phase, path: str, proxy: Proxy | None = None) -> Iterator[None]:
-    """aiohttp's and the network's errors as the engine's classes (`proxy`: the one the
-    request goes through, named in its refusals)."""
-    try:
-        yield
-    except aiohttp.ClientConnectorCertificateError as exc:
-        raise ServerUnreachable(f"the server's certificate is not trusted: "
-                                f"{exc.certificate_error}", path=path) from exc
-    except ssl.SSLCertVerificationError as exc:  # a body's own connection (`_raw_get`)
-        raise ServerUnreachable(f"the server's certificate is not trusted: "
-                                f"{exc.verify_message}", path=path) from exc
-    except aiohttp.ClientHttpProxyError as exc:  # the proxy's answer to CONNECT
-        raise proxy_refused(exc.status, exc.message, path, proxy) from exc
-    except aiohttp.ClientProxyConnectionError as exc:
-        raise (ConnectionRefused if isinstance(exc.os_error, ConnectionRefusedError)
-               else ConnectionLost)(f"cannot connect to the proxy during {phase}: "
-                                    f"{exc.os_error}", path=path) from exc
-    except aiohttp.ClientConnectorDNSError as exc:
-        raise ConnectionRefused(f"no such host ({exc.os_error})", path=path) from exc
-    except aiohttp.ClientConnectorError as exc:
-        if isinstance(exc.os_error, ConnectionRefusedError | socket.gaierror):
-            raise ConnectionRefused(f"cannot connect during {phase}: {exc.os_error}",
-                                    path=path) from exc
-        raise ConnectionLost(f"cannot connect during {phase}: {exc.os_error}",
-                             path=path) from exc
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise ConnectTimeout(f"no connection within the connect timeout during {phase}",
-                             path=path) from exc
-    except aiohttp.ServerTimeoutError as exc:
-        raise TransferStalled(f"no data during {phase}: {exc}", path=path) from exc
-    except ConnectionRefusedError as exc:
-        raise ConnectionRefused(f"connection refused during {phase}", path=path) from exc
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
-            aiohttp.ClientOSError, aiohttp.ClientResponseError, ConnectionError) as exc:
-        raise ConnectionLost(f"connection lost during {phase} ({_first_line(exc)})",
-                             path=path) from exc
-    except TimeoutError as exc:
-        raise TransferStalled(f"no answer during {phase}", path=path) from exc
-    except OSError as exc:  # socket.gaierror, an unreachable network: not a local file
-        raise ConnectionLost(f"network error during {phase}: {exc}", path=path) from exc
 
 
 

@@ -1,6 +1,6 @@
 """HTTP/1.1 on a socket of our own: a request sent and an answer's head read on a plain or
-TLS socket (non-blocking, as the event loop wants), the proxy's CONNECT tunnel, and the
-proxy's refusals. The bodies read this way are received like FTP data (`_direct`)."""
+TLS socket (non-blocking, as the event loop wants), and the proxy's CONNECT tunnel. The
+bodies read this way are received like FTP data (`_direct`)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from typing import TypeVar
 
 import anyio
 
-from ._errors import ConnectionLost, LoginRefused, ProtocolError, ServerUnreachable
+from ._errors import ConnectionLost, ProtocolError
+from ._httperrors import proxy_refused
 from ._proxy import Proxy
 
-__all__ = ["HEAD_LIMIT", "nonblocking", "parse_head", "proxy_refused", "read_head",
-           "send_all", "system_trust", "tunnel"]
+__all__ = ["HEAD_LIMIT", "nonblocking", "parse_head", "read_head", "send_all",
+           "system_trust", "tunnel"]
 
 HEAD_LIMIT = 64 << 10  # an answer's headers
 _T = TypeVar("_T")
@@ -91,16 +92,3 @@ def parse_head(head: bytes, path: str) -> tuple[int, str, dict[str, str]]:
         if colon:
             headers[name.strip().lower()] = value.strip()
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
-
-
-def proxy_refused(status: int, reason: str, path: str,
-                   proxy: Proxy | None) -> LoginRefused | ServerUnreachable:
-    """The proxy's refusal, fatal for the run (no retry gets past a proxy that says no)."""
-    reply = f"{status} {reason}".strip()
-    named = "the proxy" if proxy is None else f"the proxy {proxy.url}"  # (no credentials)
-    if status in (401, 407):  # tinyproxy answers a CONNECT without credentials 401
-        return LoginRefused(f"{named} demands credentials it did not accept (set them in "
-                            "the proxy URL in https_proxy/http_proxy or in ~/.netrc)",
-                            path=path, reply=reply)
-    return ServerUnreachable(f"{named} refused the connection to the server",
-                             path=path, reply=reply)
