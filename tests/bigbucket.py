@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from bigindex import MTIME, name_of, size_of
+from bigindex import MTIME, name_of, serve_app, size_of
 
 PAGE = 1_000  # keys per page, as S3's default MaxKeys
 _MODIFIED = datetime.fromtimestamp(MTIME, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -58,14 +58,7 @@ def app(n: int) -> web.Application:
 
 
 async def serve(n: int) -> None:
-    runner = web.AppRunner(app(n), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None
-    print(server.sockets[0].getsockname()[1], flush=True)  # type: ignore[union-attr]
-    await asyncio.Event().wait()
+    await serve_app(app(n))
 
 
 if __name__ == "__main__":

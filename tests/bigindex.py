@@ -67,7 +67,12 @@ def app(n: int) -> web.Application:
 
 
 async def serve(n: int) -> None:
-    runner = web.AppRunner(app(n), access_log=None)
+    await serve_app(app(n))
+
+
+async def serve_app(application: web.Application) -> None:
+    """Serve `application` on 127.0.0.1, print its port, and never return."""
+    runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
