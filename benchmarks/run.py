@@ -6,7 +6,7 @@
 
 It generates its data, starts its own pyftpdlib server (sendfile on, its own process) on
 127.0.0.1 -- for scenario c inside a private network namespace shaped like a far,
-per-connection-limited server (../shared/tools/ncbi-link.sh's recipe; needs root) -- runs
+per-connection-limited server (htb on the namespace's loopback; needs root) -- runs
 each client as a whole process, alternating clients round by round (the order rotated each
 round, the page cache synced before each run), and writes
 benchmarks/results/RESULTS.md plus PNG plots. Every figure is a ratio or a comparison inside

