@@ -81,6 +81,7 @@ class EarlyFeed:
         self.more = anyio.Event()
         self.listed = False
         self.done = anyio.Event()
+        self.deciding = 0.0  # seconds spent deciding files while the listing went on
 
     async def drained(self) -> None:
         """The listing is complete: wait until every file decided early is queued."""
@@ -158,8 +159,9 @@ class MirrorRun:
         log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
                  self.source, staging.staged, counts.of("fetch", "check", "skip"),
                  counts.fetch, counts.check, counts.skip)
-        log.info("%s: listed %d entries in %.1f s, compared in %.1f s", self.source,
-                 staging.staged, listed - started, time.monotonic() - listed)
+        log.info("%s: listed %d entries in %.1f s, compared in %.1f s (and %.1f s while "
+                 "listing)", self.source, staging.staged, listed - started,
+                 time.monotonic() - listed, self.early.deciding if self.early else 0.0)
         return plan
 
     async def _exact_sizes(self) -> None:
@@ -388,10 +390,12 @@ class MirrorRun:
         await anyio.to_thread.run_sync(self.staging.add, entries)
         early = self.early
         if early is not None:  # this batch and the last one's held-back names, decided
+            started = time.monotonic()
             if await anyio.to_thread.run_sync(functools.partial(
                     self.staging.decide_early, early.window, self.dest,
                     verify=self.options.verify)):
                 early.more.set()
+            early.deciding += time.monotonic() - started
             early.window = before
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup,

@@ -328,20 +328,24 @@ class Staging:
         a name one of whose directories is listed as an entry; an unsized one."""
         with self._connection() as db:
             last = db.execute("SELECT max(name) FROM staged").fetchone()[0]
-            rows = db.execute(
-                "SELECT s.seq, s.name FROM staged s WHERE s.seq > ? AND NOT s.fed AND "
-                "s.kind = 'file' AND s.safe AND s.selected AND NOT s.checksum AND "
-                "s.year IS NULL AND s.size IS NOT NULL AND s.name || ? < ? AND NOT EXISTS "
-                "(SELECT 1 FROM staged c WHERE c.name = s.name || ?)",
-                (after, CHECKSUM_SUFFIX, last, CHECKSUM_SUFFIX)).fetchall()
-            ready = [(seq,) for seq, name in rows if not any(
+            params = {"after": after, "suffix": CHECKSUM_SUFFIX, "last": last}
+            db.execute("BEGIN")
+            ready = db.execute(
+                "UPDATE staged SET fed = 2 WHERE seq > :after AND NOT fed AND "
+                "kind = 'file' AND safe AND selected AND NOT checksum AND year IS NULL AND "
+                "size IS NOT NULL AND name || :suffix < :last AND NOT EXISTS "
+                "(SELECT 1 FROM staged c WHERE c.name = staged.name || :suffix)",
+                params).rowcount
+            nested = db.execute("SELECT seq, name FROM staged WHERE seq > :after AND "
+                                f"fed = 2 AND instr(name, '{SEPARATOR}')", params).fetchall()
+            held = [(seq,) for seq, name in nested if any(
                 db.execute("SELECT 1 FROM staged WHERE name = ?", (f,)).fetchone()
                 for f in folders(name))]
-            if not ready:
+            db.executemany("UPDATE staged SET fed = 0 WHERE seq = ?", held)
+            if ready == len(held):
+                db.execute("COMMIT")
                 return 0
             self._stat_functions(db, dest)
-            db.execute("BEGIN")
-            db.executemany("UPDATE staged SET fed = 2 WHERE seq = ?", ready)
             where = "WHERE seq > :after AND fed = 2"
             db.execute(
                 f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
@@ -353,7 +357,7 @@ class Staging:
                        f"{where} AND action = 'fetch' AND may_resume(name)", {"after": after})
             db.execute(f"UPDATE staged SET fed = 1 {where}", {"after": after})
             db.execute("COMMIT")
-        return len(ready)
+        return ready - len(held)
 
     def early(self, after: int) -> tuple[list[PlannedFile], int]:
         """The next batch of files decided early (`decide_early`), in listing order after
