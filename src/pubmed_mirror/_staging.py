@@ -330,7 +330,7 @@ class Staging:
             last = db.execute("SELECT max(name) FROM staged").fetchone()[0]
             params = {"after": after, "suffix": CHECKSUM_SUFFIX, "last": last}
             db.execute("BEGIN")
-            ready = db.execute(
+            ready: int = db.execute(
                 "UPDATE staged SET fed = 2 WHERE seq > :after AND NOT fed AND "
                 "kind = 'file' AND safe AND selected AND NOT checksum AND year IS NULL AND "
                 "size IS NOT NULL AND name || :suffix < :last AND NOT EXISTS "
