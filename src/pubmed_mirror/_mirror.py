@@ -140,9 +140,11 @@ class MirrorRun:
             log.warning("%s: resuming is off for this run, whole files from byte 0: %s",
                         self.source, describe(error))
 
-    async def plan(self) -> MirrorPlan:
+    async def plan(self, *, deletions: bool = True) -> MirrorPlan:
         """List the remote directory (with retries) into the staged listing, and decide what
-        each file needs there (`_staging`): the plan's files are read from it, in order."""
+        each file needs there (`_staging`): the plan's files are read from it, in order.
+        `deletions`: with what `--delete` would remove as DEST stands now (a dry run's; a
+        run decides its deletions at its end, `_retire`)."""
         started = time.monotonic()
         staging = self.staging
         await self._list()
@@ -155,7 +157,8 @@ class MirrorRun:
         plan = MirrorPlan(StagedFiles(staging, counts),
                           await anyio.to_thread.run_sync(staging.unreadable),
                           changeover=await anyio.to_thread.run_sync(staging.changeover),
-                          deletions=await self._deletions(), counts=counts)
+                          deletions=await self._deletions() if deletions else None,
+                          counts=counts)
         log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
                  self.source, staging.staged, counts.of("fetch", "check", "skip"),
                  counts.fetch, counts.check, counts.skip)
@@ -203,7 +206,7 @@ class MirrorRun:
                     if await self._pipelined():
                         self.early = EarlyFeed()
                         tg.start_soon(self._feed_early, self.early, queue)
-                    plan = await self.plan()
+                    plan = await self.plan(deletions=False)
                     if self.early is not None:
                         await self.early.drained()
                     await self._start(plan)
@@ -211,7 +214,7 @@ class MirrorRun:
         await anyio.to_thread.run_sync(self._tidy)
         if self.fatal is not None:
             raise self.fatal
-        await self._retire(await self._deletions())
+        await self._retire(await self._deletions(gone=self.options.delete))
 
     async def _start(self, plan: MirrorPlan) -> None:
         """The listing is complete: recorded, counted, its unreadable lines failed."""
@@ -253,10 +256,12 @@ class MirrorRun:
                  "%d is complete", change.new, change.old, change.new)
         self.emit(BaselineChanged(change.old, change.new))
 
-    async def _deletions(self) -> Deletions:
+    async def _deletions(self, *, gone: bool = True) -> Deletions:
+        """What `--delete` removes; `gone=False`: the superseded files only (what a run
+        without `--delete` reports), not the manifest's files looked up in the listing."""
         return await anyio.to_thread.run_sync(functools.partial(
             self.staging.deletions, self.dest, self.options.max_delete,
-            depth=self._listed_depth()))
+            depth=self._listed_depth(), gone=gone))
 
     def _listed_depth(self) -> int | None:
         """How many levels of subdirectories the listing goes down (None: all). A source

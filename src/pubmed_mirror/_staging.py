@@ -445,28 +445,32 @@ class Staging:
                              (new,)).fetchone()[0]
         return None if old is None else Changeover(old, new)
 
-    def deletions(self, dest: Path, limit: DeleteLimit, *, depth: int | None = None
-                  ) -> Deletions:
+    def deletions(self, dest: Path, limit: DeleteLimit, *, depth: int | None = None,
+                  gone: bool = True) -> Deletions:
         """`_lifecycle.plan_deletions`, over the manifest and the staged listing (blocking:
         stats the newest year's files). Only a recorded file this listing could have shown
         can be gone (and counts among the recorded): `depth` levels of `/` at most (None:
-        any), not in or below a directory it could not list."""
+        any), not in or below a directory it could not list. `gone=False`: the superseded
+        files only (a pass over every recorded file spared: a run without `--delete`)."""
         with self._connection() as db:
             new = self._listed_newest(db)
-            sight = self._in_sight(db, depth)
-            recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA} AND "
-                                  f"{sight}").fetchone()[0]
-            listed = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
             superseded: tuple[str, ...] = ()
             if new is not None and self._year_complete(db, dest, new):
                 superseded = tuple(r[0] for r in db.execute(
                     f"SELECT f.name FROM main.files f WHERE {_DATA} AND "
                     "pubmed_year(f.name) < ? ORDER BY f.name", (new,)))
-            gone = tuple(r[0] for r in db.execute(
+            if not gone:
+                return Deletions((), superseded, None)
+            sight = self._in_sight(db, depth)
+            recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA} AND "
+                                  f"{sight}").fetchone()[0]
+            listed = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
+            gone_names = tuple(r[0] for r in db.execute(
                 f"SELECT f.name FROM main.files f WHERE {_DATA} AND f.name NOT IN "
                 "(SELECT name FROM staged WHERE listed) AND NOT coalesce(pubmed_year(f.name)"
                 f" < ?, 0) AND selected_name(f.name) AND {sight} ORDER BY f.name", (new,)))
-        return Deletions(gone, superseded, refusal(len(gone), recorded, listed, limit))
+        return Deletions(gone_names, superseded,
+                         refusal(len(gone_names), recorded, listed, limit))
 
     @staticmethod
     def _in_sight(db: sqlite3.Connection, depth: int | None) -> str:
