@@ -171,6 +171,24 @@ async def test_whole_file_deadline(ftpd: FaultyFTPServer, tree: Tree, dest: Path
     assert len(report.done) == len(tree[1]) - 1
 
 
+async def test_whole_file_deadline_runs_from_the_files_turn(ftpd: FaultyFTPServer,
+                                                              tree: Tree, dest: Path) -> None:
+    """With one session and a whole-file deadline, the second file's clock starts when the
+    first is done, not while it waits for the session: each takes ~2.5 s (a stall in the
+    server) within a 4 s deadline, and both arrive (a file taken early by a spare worker
+    would have spent ~2.5 s of its 4 waiting, and failed)."""
+    first, second = "pubmed26n0001.xml.gz", "pubmed26n0002.xml.gz"
+    for name in (first, second):
+        ftpd.faults.add(name, Fault(kind="stall", after_bytes=1000, stall_seconds=2.5))
+    with anyio.fail_after(30):
+        report = await mirror(ftpd.url, dest, opts(
+            concurrency=1, include=(first, second),
+            timeouts=Timeouts(connect=5, stall=10, file=4.0)))
+    assert report.ok, [(f.name, f.error) for f in report.failed]
+    assert [f.attempts for f in report.done] == [1, 1]
+    assert all((dest / n).read_bytes() == tree[1][n] for n in (first, second))
+
+
 # -- replies -----------------------------------------------------------------------------------
 
 
