@@ -21,7 +21,6 @@ from ._transport import RemoteEntry
 
 __all__ = ["Listing", "PageParser", "error_code", "etag_md5", "page_query"]
 
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -56,10 +55,31 @@ def etag_md5(etag: str | None) -> str | None:
     return bare if _MD5.fullmatch(bare) else None
 
 
-_CONTENTS, _TRUNCATED, _TOKEN, _ROOT = (f"{_NS}{t}" for t in (
-    "Contents", "IsTruncated", "NextContinuationToken", "ListBucketResult"))
-_KEY, _SIZE, _MODIFIED, _ETAG = (f"{_NS}{t}" for t in ("Key", "Size", "LastModified", "ETag"))
-_ENCODING = f"{_NS}EncodingType"
+
+
+@dataclass(frozen=True, slots=True)
+class _Tags:
+    """The element names of a page, in the namespace its elements are in: S3's
+    (`http://s3.amazonaws.com/doc/2006-03-01/`), another an S3-compatible server uses
+    (s3rver: `http://doc.s3.amazonaws.com/2006-03-01/`), or none."""
+
+    contents: str
+    truncated: str
+    token: str
+    root: str
+    key: str
+    size: str
+    modified: str
+    etag: str
+    encoding: str
+
+    @classmethod
+    def of(cls, tag: str) -> _Tags:
+        """The names in the namespace of `tag`, a page's first element to end."""
+        ns = tag[:tag.index("}") + 1] if tag.startswith("{") and "}" in tag else ""
+        return cls(*(ns + name for name in (
+            "Contents", "IsTruncated", "NextContinuationToken", "ListBucketResult", "Key",
+            "Size", "LastModified", "ETag", "EncodingType")))
 
 
 class PageParser:
@@ -82,6 +102,7 @@ class PageParser:
         self.token: str | None = None
         self._encoded: bool | None = None  # None: the page has not said yet
         self._waiting: list[dict[str, str]] = []
+        self._tags: _Tags | None = None  # once the first element ended
 
     def feed(self, chunk: bytes) -> Iterator[RemoteEntry]:
         try:
@@ -98,7 +119,7 @@ class PageParser:
             raise ProtocolError(f"not a ListObjectsV2 answer: {exc}", path=self._path) from None
         self._encoded = bool(self._encoded)
         yield from self._flush()
-        if self._last is None or self._last.tag != _ROOT:
+        if self._last is None or self._tags is None or self._last.tag != self._tags.root:
             raise ProtocolError("not a ListObjectsV2 answer", path=self._path)
         if self.truncated is None or (self.truncated and not self.token):
             raise ProtocolError("a listing page that does not say where the next begins",
@@ -109,17 +130,18 @@ class PageParser:
             assert isinstance(element, ET.Element)
             self._last = element
             tag = element.tag
-            if tag == _CONTENTS:
+            tags = self._tags = self._tags or _Tags.of(tag)
+            if tag == tags.contents:
                 self._waiting.append({child.tag: child.text or "" for child in element})
                 element.clear()  # (an empty element stays in the page's root: a page's worth)
                 if self._encoded is not None:
                     yield from self._flush()
-            elif tag == _ENCODING:
+            elif tag == tags.encoding:
                 self._encoded = (element.text or "").strip().lower() == "url"
                 yield from self._flush()
-            elif tag == _TRUNCATED:
+            elif tag == tags.truncated:
                 self.truncated = (element.text or "").strip() == "true"
-            elif tag == _TOKEN:
+            elif tag == tags.token:
                 self.token = (element.text or "").strip()
 
     def _flush(self) -> Iterator[RemoteEntry]:
@@ -130,18 +152,20 @@ class PageParser:
                 yield entry
 
     def _entry(self, fields: dict[str, str]) -> RemoteEntry | None:
-        key = fields.get(_KEY, "")
+        tags = self._tags
+        assert tags is not None  # (a <Contents> ended)
+        key = fields.get(tags.key, "")
         key = unquote_plus(key) if self._encoded else key
-        size = fields.get(_SIZE, "")
+        size = fields.get(tags.size, "")
         if not key.startswith(self._prefix) or key == self._prefix:
             return None
         if not size.isdigit():
             raise ProtocolError(f"a listing entry without a size: {key!r}", path=self._path)
         name = key[len(self._prefix):]
-        etag = fields.get(_ETAG) or None
+        etag = fields.get(tags.etag) or None
         if name.endswith("/"):  # a "folder" marker: neither a file nor a directory to
             return None          # list (the prefix's listing already holds what is below)
-        return RemoteEntry(name, int(size), _time(fields.get(_MODIFIED, "")),
+        return RemoteEntry(name, int(size), _time(fields.get(tags.modified, "")),
                            validator=etag, md5=etag_md5(etag))
 
 
