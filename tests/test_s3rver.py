@@ -93,6 +93,14 @@ def test_s3rver_tree_mirrored_verified_then_incremental(s3rver: str, tmp_path: P
     summary = again.stdout.splitlines()[-1]
     assert '"done": 0' in summary and '"skipped": 7' in summary
 
+    # a prefix without its last `/` is the same directory (not the keys beginning with it)
+    one = tmp_path / "one"
+    single = run("mirror", f"s3://{BUCKET}/PMC13901.1", "--s3-endpoint", s3rver, "--dest",
+                 str(one))
+    assert single.returncode == 0, single.stderr
+    assert_files(one, {k.removeprefix("PMC13901.1/"): v for k, v in TREE.items()
+                       if k.startswith("PMC13901.1/")})
+
     client = _client(s3rver)
     changed = "PMC13901.1/PMC13901.1.txt"
     client.put_object(Bucket=BUCKET, Key=changed, Body=b"one, corrected\n")

@@ -159,14 +159,16 @@ class S3Source:
               proxy: Proxy | None = None,
               netrc_file: str | os.PathLike[str] | None = None,
               email: str | None = None) -> S3Source:
-        """`s3://BUCKET/PREFIX/` (the prefix may be empty: the whole bucket)."""
+        """`s3://BUCKET/PREFIX/` (the prefix may be empty: the whole bucket). A prefix
+        without its last `/` names the same directory (as `aws s3` and rclone take it), never
+        the keys that merely begin with it."""
         if not url.startswith("s3://"):
             raise BadSource(f"unsupported URL {url!r}: expected s3://BUCKET/PREFIX/")
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         if "?" in url or "#" in url or "@" in bucket or ":" in bucket:
             raise BadSource(f"malformed URL {url!r}: expected s3://BUCKET/PREFIX/")
         if prefix and not prefix.endswith("/"):
-            raise BadSource(f"malformed URL {url!r}: the prefix must end with '/'")
+            prefix += "/"
         if sign:
             _botocore()  # a missing extra is bad usage, said before any I/O
         scheme, host, port = (_check_endpoint(endpoint) if endpoint is not None
