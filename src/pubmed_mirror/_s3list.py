@@ -55,8 +55,6 @@ def etag_md5(etag: str | None) -> str | None:
     return bare if _MD5.fullmatch(bare) else None
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class _Tags:
     """The element names of a page, in the namespace its elements are in: S3's
