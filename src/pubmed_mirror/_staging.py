@@ -280,16 +280,23 @@ class Staging:
         with self._connection() as db:
             self._stat_functions(db, dest)
             db.execute("BEGIN")
-            db.execute(
-                f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
-                f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
-                f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
-                f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
-                "WHERE s.seq = staged.seq) WHERE chosen AND NOT fed", {"verify": verify})
-            db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
-                       "WHERE chosen AND NOT fed AND action = 'fetch' AND may_resume(name)")
+            self._decide(db, "WHERE chosen AND NOT fed", {"verify": verify})
             db.execute("COMMIT")
         return self.counts()
+
+    def _decide(self, db: sqlite3.Connection, where: str, params: dict[str, Any]) -> None:
+        """The action (`_plan.ACTION`) of the staged files `where` says, in one statement
+        over the staged listing joined with the manifest; then, of those to fetch whose part
+        is recorded, what the fetch would resume from. `params`: `verify`, and what `where`
+        names."""
+        db.execute(
+            f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
+            f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
+            f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
+            f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
+            f"WHERE s.seq = staged.seq) {where}", params)
+        db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
+                   f"{where} AND action = 'fetch' AND may_resume(name)", params)
 
     def _stat_functions(self, db: sqlite3.Connection, dest: Path) -> None:
         """`current`, `may_resume` and `have` of DEST's files, for `ACTION` (the parts DEST
@@ -347,14 +354,7 @@ class Staging:
                 return 0
             self._stat_functions(db, dest)
             where = "WHERE seq > :after AND fed = 2"
-            db.execute(
-                f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
-                f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
-                f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
-                f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
-                f"WHERE s.seq = staged.seq) {where}", {"verify": verify, "after": after})
-            db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
-                       f"{where} AND action = 'fetch' AND may_resume(name)", {"after": after})
+            self._decide(db, where, {"verify": verify, "after": after})
             db.execute(f"UPDATE staged SET fed = 1 {where}", {"after": after})
             db.execute("COMMIT")
         return ready - len(held)
