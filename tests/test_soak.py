@@ -104,7 +104,9 @@ async def soak(tmp_path: Path, *, seed: int, files: int, restarts: int,
     events: list[tuple[float, Event]] = []
     options = MirrorOptions(
         concurrency=4, timeouts=Timeouts(connect=5, stall=0.5), split_min=split_min,
-        retry=RetryPolicy(attempts=8, base=0.05, cap=0.5), splice=splice)
+        # a file may carry 9 injected faults (3 misbehaviours of up to 3 replies each),
+        # and a server restart may break one more of its attempts: 8 was one short
+        retry=RetryPolicy(attempts=12, base=0.05, cap=0.5), splice=splice)
     with FaultyFTPServer(tmp_path / "remote", faults=plan, rate_per_connection=rate) as server:
         started = anyio.current_time()
 
