@@ -7,9 +7,7 @@ fetches the changed object alone and deletes the deleted key."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import botocore.session
 import pytest
 
 from test_s3 import assert_files, run
-from webservers import stop_process
+from webservers import _wait, free_port, stop_process
 
 S3RVER = Path(os.environ.get("S3RVER_DIR", "/opt/s3rver")) / "node_modules" / ".bin" / "s3rver"
 BUCKET = "pmc-like"
@@ -40,12 +38,6 @@ def _client(endpoint: str) -> Any:
         aws_access_key_id="S3RVER", aws_secret_access_key="S3RVER")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3rver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """s3rver on a free port, serving the bucket BUCKET filled with TREE; its URL."""
@@ -53,22 +45,14 @@ def s3rver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run s3rver: {S3RVER} is missing (.ci/install-s3rver)")
         pytest.skip(f"s3rver is not installed ({S3RVER}; .ci/install-s3rver installs it)")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(S3RVER), "-d", str(tmp_path_factory.mktemp("s3rver")), "-a", "127.0.0.1",
          "-p", str(port), "--configure-bucket", BUCKET, "--silent"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
+        _wait(port, server, Path(os.devnull), what="s3rver", timeout=30)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("s3rver did not start") from None
-                time.sleep(0.1)
         client = _client(url)
         for key, body in TREE.items():
             client.put_object(Bucket=BUCKET, Key=key, Body=body)

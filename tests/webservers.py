@@ -137,8 +137,11 @@ def _serving(cmd: list[str], port: int, run: Path) -> Iterator[None]:
         shutil.rmtree(run, ignore_errors=True)
 
 
-def _wait(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 10
+def _wait(port: int, server: subprocess.Popen[bytes], log: Path, *,
+          what: str = "the web server", timeout: float = 10) -> None:
+    """Until `server` accepts connections on `port`; else it is stopped and RuntimeError
+    says why (its stderr, and `log` when it exists)."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -149,7 +152,7 @@ def _wait(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
             stop_process(server)
             err = server.stderr.read().decode() if server.stderr else ""
             text = log.read_text() if log.exists() else ""
-            raise RuntimeError(f"the web server did not start: {err}{text}")
+            raise RuntimeError(f"{what} did not start: {err}{text}")
         time.sleep(0.05)
 
 
