@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+import pubmed_mirror
+from pubmed_mirror import S3Options, parse_source
 from s3server import S3Fault, S3FaultProxy, make_bucket, moto_server, put_multipart, s3_client
 
 _names = itertools.count()
@@ -107,6 +109,20 @@ def test_s3_mirror_then_nothing_then_only_the_changed_object(
     assert third.returncode == 0, third.stderr
     assert object_gets(proxy, bucket) == ["data/a.xml"]
     assert_files(dest, {**FILES, "a.xml": changed})
+
+
+async def test_s3_from_the_library_runs_again_and_again(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """The library API mirrors an S3 prefix (pipelined: files fed while the listing goes on)
+    into fresh DESTs run after run. Its feeder once asked the staged listing before the
+    listing had made it: most runs in one process failed with "no such table"."""
+    for i in range(8):
+        dest = tmp_path / f"dest{i}"
+        source = parse_source(f"s3://{bucket}/data/", s3=S3Options(endpoint=proxy.url))
+        report = await pubmed_mirror.mirror(source, dest)
+        assert not report.failed, report.failed
+        assert sorted(f.name for f in report.done) == sorted(FILES)
+        assert_files(dest, FILES)
 
 
 def test_s3_etag_recorded_and_a_changed_etag_refetches(

@@ -317,8 +317,10 @@ class MirrorRun:
 
     async def _feed_early(self, early: EarlyFeed, queue: Queue) -> None:
         """Hand the workers the files decided as the listing's pages land, in listing order,
-        until the listing is complete."""
+        until the listing is complete. Not before the first page is decided (or the
+        listing is over): the staged table is made by the listing's start."""
         after = 0
+        await early.more.wait()
         while True:
             more = early.more = anyio.Event()
             batch, after = await anyio.to_thread.run_sync(self.staging.early, after)
