@@ -673,10 +673,10 @@ def json_lines(cmd: list[str]) -> list[tuple[float, dict[str, Any]]]:
 
 
 def scenario_h(report: Report, work: Path, quick: bool) -> None:
-    """One large file over HTTP and HTTPS from nginx (TLS with a self-signed certificate):
-    MB/s and CPU s/GB against curl and wget."""
+    """Large files over HTTP and HTTPS from nginx (TLS with a self-signed certificate):
+    MB/s and CPU s/GB against curl and wget, for one file and for eight in one run."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from webservers import make_certificate, missing, nginx, served_copy  # type: ignore[import-not-found]
+    from webservers import make_certificate, missing  # type: ignore[import-not-found]
 
     if missing("nginx"):
         report.add("h. HTTP and HTTPS", ["not run: nginx or openssl missing "
@@ -684,45 +684,67 @@ def scenario_h(report: Report, work: Path, quick: bool) -> None:
         return
     size = (128 if quick else 512) * MiB
     rounds = 1 if quick else 5
-    source = work / "h"
-    source.mkdir()
-    write_random(source / "big.bin", size)
-    found = peers(report, "curl", "wget")
-    out = work / "h-out"
     certs = work / "certs"
     certs.mkdir()
     certs.chmod(0o755)
-    cert, key = make_certificate(certs)
+    tls = make_certificate(certs)
+    found = peers(report, "curl", "wget")
+    one = _h_files(report, work / "h1", {"big.bin": size}, rounds, found, tls, baseline=True)
     lines = [f"One {size // MiB} MiB file from nginx on 127.0.0.1 (as tests/webservers.py "
              "starts it: nginx's default, no sendfile), "
              f"median of {rounds} rotated rounds, MD5 not checked (no .md5 served); CPU is "
              "user + sys of the client process. pubmed-mirror splices plain HTTP bodies and "
              "decrypts HTTPS ones into the part (recv_into), each on a connection of its "
              "own. `nothing to transfer`: the same command on a DEST that has the file "
-             "(start-up, listing, exit), rotated with the others.", "",
-             "| scheme | client | MB/s | CPU s/GB | MB/s vs curl | CPU/GB vs curl |",
+             "(start-up, listing, exit), rotated with the others.", "", *one]
+    report.add("h. HTTP and HTTPS, one large file", lines)
+    eight = _h_files(report, work / "h8", {f"part{i}.bin": size // 8 for i in range(8)},
+                     rounds, found, tls, baseline=False)
+    report.add("h8. HTTP and HTTPS, eight large files in one run", [
+        f"The same {size // MiB} MiB as eight files of {size // 8 // MiB} MiB, fetched one "
+        "at a time by one process each: pubmed-mirror `--concurrency 1` (one connection, "
+        "no split), curl and wget given the eight URLs in one command (one kept-alive "
+        "connection). A process's start-up is paid once for eight files, as in a "
+        "mirror run of many files. Otherwise as h.", "", *eight])
+
+
+def _h_files(report: Report, source: Path, files: dict[str, int], rounds: int,
+             found: list[str], tls: tuple[Path, Path], *, baseline: bool) -> list[str]:
+    """Scenario h's table for `files` (name: size) served by nginx over http and https."""
+    from webservers import nginx, served_copy  # type: ignore[import-not-found]
+
+    cert, _ = tls
+    source.mkdir()
+    for name, size in files.items():
+        write_random(source / name, size)
+    total = sum(files.values())
+    out = source.parent / f"{source.name}-out"
+    lines = ["| scheme | client | MB/s | CPU s/GB | MB/s vs curl | CPU/GB vs curl |",
              "|---|---|---|---|---|---|"]
     fixed: list[str] = []
+    fsyncs: list[float] = []  # what making curl's copies durable would have cost it
     with served_copy(source) as base:
         for scheme in ("http", "https"):
-            with nginx(base, tls=(cert, key) if scheme == "https" else None) as port:
+            with nginx(base, tls=tls if scheme == "https" else None) as port:
                 url = f"{scheme}://127.0.0.1:{port}/pubmed/"
                 trust_pm = ["--ca-file", str(cert)] if scheme == "https" else []
-                warm = work / f"h-warm-{scheme}"
+                warm = source.parent / f"{source.name}-warm-{scheme}"
                 subprocess.run([*mirror_cmd("pubmed-mirror", url, warm, 1), *trust_pm],
                                check=True)
+                urls = [url + name for name in files]
+                clients = ["pubmed-mirror", *(baseline_clients() if baseline else [])]
                 cmds = {
                     **{f"{c}{' (before)' if '@' in c else ''}":
-                       [*mirror_cmd(c, url, out / "pm", 1), *trust_pm]
-                       for c in ["pubmed-mirror", *baseline_clients()]},
+                       [*mirror_cmd(c, url, out / "pm", 1), *trust_pm] for c in clients},
                     "nothing to transfer": [*mirror_cmd("pubmed-mirror", url, warm, 1),
                                             *trust_pm],
-                    "curl": ["curl", "-s", "-o", str(out / "curl.bin"),
+                    "curl": ["curl", "-s",
                              *(["--cacert", str(cert)] if scheme == "https" else []),
-                             url + "big.bin"],
-                    "wget": ["wget", "-q", "-O", str(out / "wget.bin"),
+                             *[a for u in urls for a in ("-o", str(out / u.rsplit("/")[-1]),
+                                                         u)]],
+                    "wget": ["wget", "-q", "-P", str(out),
                              *([f"--ca-certificate={cert}"] if scheme == "https" else []),
-                             url + "big.bin"],
+                             *urls],
                 }
                 if scheme == "http":
                     cmds["pubmed-mirror --no-splice"] = [*cmds["pubmed-mirror"], "--no-splice"]
@@ -733,19 +755,36 @@ def scenario_h(report: Report, work: Path, quick: bool) -> None:
                         shutil.rmtree(out, ignore_errors=True)
                         (out / "pm").mkdir(parents=True)
                         runs[tool].append(timed(cmds[tool]))
-            gb = size / 1e9
+                        if tool != "nothing to transfer":
+                            _check_copies(out, source, files, tool)
+                        if tool == "curl":
+                            fsyncs.append(sum(fsync_seconds(out / name) for name in files))
+            gb = total / 1e9
             idle = runs.pop("nothing to transfer")
             fixed.append(f"{scheme}: {median(idle, 'wall'):.2f} s wall, "
                          f"{median(idle, 'cpu'):.2f} s CPU")
-            rows = {t: (size / median(r, "wall") / 1e6, median(r, "cpu") / gb)
+            rows = {t: (total / median(r, "wall") / 1e6, median(r, "cpu") / gb)
                     for t, r in runs.items()}
             base_row = rows.get("curl")
             for tool, (mbps, cpu) in rows.items():
                 vs = (f"{mbps / base_row[0]:.2f}x | {cpu / base_row[1]:.2f}x" if base_row
                       else "n/a | n/a")
                 lines.append(f"| {scheme} | {tool} | {mbps:.0f} | {cpu:.2f} | {vs} |")
-    lines += ["", "pubmed-mirror with nothing to transfer (median): " + "; ".join(fixed) + "."]
-    report.add("h. HTTP and HTTPS, one large file", lines)
+    return [*lines, "", "pubmed-mirror with nothing to transfer (median): "
+            + "; ".join(fixed) + ". pubmed-mirror fsyncs each file before it becomes final "
+            "(inside its time); the peers leave theirs in the page cache. An fsync of curl's "
+            f"copies, right after its run, took {statistics.median(fsyncs):.2f} s (median)."]
+
+
+def _check_copies(out: Path, source: Path, files: dict[str, int], tool: str) -> None:
+    """Each client's copies are the served files (sizes, and the first file's bytes)."""
+    where = out / "pm" if tool.startswith("pubmed-mirror") else out
+    for name, size in files.items():
+        if (where / name).stat().st_size != size:
+            raise RuntimeError(f"{tool} left a wrong copy of {name}")
+    first = next(iter(files))
+    if (where / first).read_bytes() != (source / first).read_bytes():
+        raise RuntimeError(f"{tool} left a wrong copy of {first}")
 
 
 def scenario_f(report: Report, work: Path, quick: bool) -> None:
