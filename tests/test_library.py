@@ -350,8 +350,10 @@ async def test_client_budget_holds_across_its_mirrors(tmp_path: Path) -> None:
     client's connection cap at once, the combined rate stays under the client's cap, and
     both mirrors make progress side by side."""
     root = tmp_path / "remote"
-    trees = {key: write_files(root / key, {pubmed(n): 400_000 for n in numbers})
-             for key, numbers in (("a", (1, 2, 3)), ("b", (11, 12, 13)))}
+    # six files each: were one mirror to start late (a loaded machine), the other still
+    # could not finish before it, as its sessions queue behind the late one's listing
+    trees = {key: write_files(root / key, {pubmed(n): 300_000 for n in numbers})
+             for key, numbers in (("a", range(1, 7)), ("b", range(11, 17)))}
     total = sum(len(d) for files in trees.values() for d in files.values())
     rate = 1 << 20
     done_at: dict[str, list[float]] = {"a": [], "b": []}
