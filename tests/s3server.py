@@ -6,6 +6,7 @@ SlowDown, an error for one listing page, AccessDenied."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import re
 import subprocess
@@ -259,3 +260,40 @@ def _canned(fault: S3Fault | None) -> web.Response | None:
             f"<Message>injected</Message><RequestId>1</RequestId></Error>")
     return web.Response(status=status, body=body.encode(), headers=extra,
                         content_type="application/xml")
+
+
+@contextmanager
+def slow_metadata_service(delay: float) -> Iterator[str]:
+    """An EC2 instance metadata service (IMDSv2) on 127.0.0.1 handing out the credentials
+    AKIDIMDS / imds-secret, each answer `delay` seconds late (botocore gives it 1 s); its
+    URL, for AWS_EC2_METADATA_SERVICE_ENDPOINT."""
+    role = "/latest/meta-data/iam/security-credentials/"
+    answers = {("PUT", "/latest/api/token"): "a-token", ("GET", role): "mirror-role",
+               ("GET", role + "mirror-role"): json.dumps({
+                   "Code": "Success", "AccessKeyId": "AKIDIMDS",
+                   "SecretAccessKey": "imds-secret", "Token": "imds-token",
+                   "Expiration": "2099-01-01T00:00:00Z"})}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            time.sleep(delay)
+            body = answers.get((self.command, self.path))
+            self.send_response(200 if body is not None else 404)
+            data = (body or "").encode()
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            thread.join(10)

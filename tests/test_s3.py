@@ -9,16 +9,26 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import pubmed_mirror
 from pubmed_mirror import S3Options, parse_source
-from s3server import S3Fault, S3FaultProxy, make_bucket, moto_server, put_multipart, s3_client
+from s3server import (
+    S3Fault,
+    S3FaultProxy,
+    make_bucket,
+    moto_server,
+    put_multipart,
+    s3_client,
+    slow_metadata_service,
+)
 
 _names = itertools.count()
 SMALL = b"<article>one</article>\n" * 100
@@ -320,6 +330,53 @@ def test_s3_signed_requests_carry_sigv4_and_requester_pays(
         assert "/us-east-1/s3/aws4_request" in auth
         assert seen.headers.get("x-amz-request-payer") == "requester"
         assert "x-amz-request-payer" in auth  # a signed header
+
+
+async def test_s3_sign_resolves_credentials_without_blocking_the_event_loop(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signed mirror whose credentials come from a slow instance metadata service (three
+    answers, each 0.6 s late) signs with them and leaves the application's event loop free
+    meanwhile: another task keeps running."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    with slow_metadata_service(0.6) as imds:
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
+        monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        ticks: list[float] = []
+
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await anyio.sleep(0.05)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tick)
+            source = parse_source(f"s3://{bucket}/data/",
+                                  s3=S3Options(endpoint=proxy.url, sign=True))
+            report = await pubmed_mirror.mirror(source, tmp_path / "dest")
+            tg.cancel_scope.cancel()
+    assert not report.failed, report.failed
+    assert_files(tmp_path / "dest", FILES)
+    assert proxy.seen and all(s.headers.get("authorization", "").startswith(
+        "AWS4-HMAC-SHA256 Credential=AKIDIMDS/") for s in proxy.seen)
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.5
+
+
+def test_s3_sign_without_credentials_is_one_line_before_any_request(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """--s3-sign with no credentials anywhere in the chain: exit 1, one line saying how to
+    give them, no request at the server, no DEST made."""
+    env = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+           "AWS_EC2_METADATA_DISABLED": "true", "HOME": str(tmp_path)}
+    result = mirror(proxy, bucket, tmp_path / "dest", "--s3-sign", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "pubmed-mirror: error: --s3-sign found no AWS credentials: set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials"]
+    assert proxy.seen == []
+    assert not (tmp_path / "dest").exists()
 
 
 def test_s3_anonymous_requests_carry_no_credentials(

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
+import anyio
+
 from ._backoff import ServerGate
 from ._digest import Checksum
 from ._errors import BadSource, ConnectionLost, LoginRefused, ProtocolError, ServerUnreachable
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ._direct import Mover
-    from ._http import HttpSession, HttpTransport, Signer
+    from ._http import HttpSession, HttpTransport
     from ._transfer import RemoteFile
 
 __all__ = ["S3Session", "S3Source", "S3Transport", "check_bucket", "object_checksum"]
@@ -189,24 +191,48 @@ def _botocore() -> Any:
     return botocore.session
 
 
-def aws_signer(region: str, requester_pays: bool) -> Signer:
-    """SigV4 headers for a request, by botocore, from the standard credential chain
-    (environment, AWS_PROFILE, ~/.aws/config and credentials); LoginRefused when it finds
-    none."""
-    session = _botocore().get_session()
-    credentials = session.get_credentials()
-    if credentials is None:
-        raise LoginRefused(f"--s3-sign found no AWS credentials: {_CREDENTIALS_HELP}")
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
+class AwsSigner:
+    """SigV4 headers for a request (a `Signer`), by botocore, with credentials from the
+    standard chain (environment, AWS_PROFILE, ~/.aws/config and credentials, the container
+    or instance metadata service). The chain may ask a service over the network: it is
+    walked once, in a worker thread (`ready`), never on the event loop."""
 
-    def sign(method: str, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
-        extra = {"x-amz-request-payer": "requester"} if requester_pays else {}
+    def __init__(self, region: str, requester_pays: bool, credentials: Any = None) -> None:
+        self.region = region
+        self.requester_pays = requester_pays
+        self.credentials = credentials
+        self._lock = anyio.Lock()
+
+    def there(self, region: str) -> AwsSigner:
+        """The same credentials, signing for another region."""
+        return AwsSigner(region, self.requester_pays, self.credentials)
+
+    async def ready(self) -> None:
+        """The credentials found (LoginRefused when the chain has none)."""
+        async with self._lock:
+            if self.credentials is None:
+                self.credentials = await anyio.to_thread.run_sync(_credentials)
+
+    def __call__(self, method: str, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        assert self.credentials is not None, "AwsSigner.ready() first"
+        extra = {"x-amz-request-payer": "requester"} if self.requester_pays else {}
         request = AWSRequest(method=method, url=url, headers={**headers, **extra})
-        S3SigV4Auth(credentials.get_frozen_credentials(), "s3", region).add_auth(request)
+        # (credentials that expire are refreshed here, in the last minutes before they do)
+        frozen = self.credentials.get_frozen_credentials()
+        S3SigV4Auth(frozen, "s3", self.region).add_auth(request)
         return {k: v for k, v in request.headers.items() if k.lower() != "host"}
 
-    return sign
+
+def _credentials() -> Any:
+    """The standard chain's credentials (blocking)."""
+    credentials = _botocore().get_session().get_credentials()
+    if credentials is None:
+        raise LoginRefused("--s3-sign found no AWS credentials: set AWS_ACCESS_KEY_ID and "
+                           "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials")
+    return credentials
 
 
 class S3Transport:
@@ -221,6 +247,8 @@ class S3Transport:
             connect_timeout=connect_timeout, stall_timeout=stall_timeout,
             command_bucket=command_bucket, gate=gate)
         self.listings: dict[str, Listing] = {}
+        self.signer = (AwsSigner(self.region, source.requester_pays) if source.sign
+                       else None)
         self.http = self._http()
 
     def __repr__(self) -> str:
@@ -253,10 +281,9 @@ class S3Transport:
         if scheme == "https" and source.ca_file is not None:
             context = ssl.create_default_context()
             context.load_verify_locations(cafile=source.ca_file)
-        signer = aws_signer(self.region, source.requester_pays) if source.sign else None
         return HttpTransport(scheme=scheme, host=host.strip("[]"), port=port, probe=None,
                              ssl_context=context, proxy=source.proxy,
-                             user_agent=user_agent(source.email), signer=signer,
+                             user_agent=user_agent(source.email), signer=self.signer,
                              **self._options)
 
     def moved(self, region: str) -> None:
@@ -264,6 +291,8 @@ class S3Transport:
         (and sign) there."""
         if region != self.region:
             self.region = region
+            if self.signer is not None:
+                self.signer = self.signer.there(region)
             self.http = replace(self._http(), gate=self.http.gate)
 
     def url_path(self, key: str) -> str:
@@ -271,6 +300,8 @@ class S3Transport:
         return f"/{self.source.bucket}/{key}" if self.path_style else f"/{key}"
 
     async def connect(self) -> S3Session:
+        if self.signer is not None:
+            await self.signer.ready()
         return S3Session(await self.http.connect(), self)
 
 
