@@ -6,6 +6,7 @@ SlowDown, an error for one listing page, AccessDenied."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import http.server
 import json
 import re
@@ -137,6 +138,9 @@ class S3FaultProxy:
     faults: list[S3Fault] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
+    # keys shown as encrypted with SSE-KMS: their listed and answered ETag is 32 hex digits
+    # that are not their MD5, their answers say `x-amz-server-side-encryption: aws:kms`
+    kms: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -208,6 +212,9 @@ class S3FaultProxy:
             return canned
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() not in ("host", "connection", "content-length")}
+        for name in ("If-Range", "If-Match"):  # a KMS ETag back to moto's own
+            if name in headers:
+                headers[name] = _KMS_ETAGS.get(headers[name], headers[name])
         async with self._client.request(request.method, self.upstream + raw, headers=headers,
                                         data=await request.read(),
                                         allow_redirects=False) as answer:
@@ -215,6 +222,13 @@ class S3FaultProxy:
             self.seen.append(Seen(**{**seen.__dict__, "status": answer.status}))
             kept = {k: v for k, v in answer.headers.items()
                     if k.lower() not in ("connection", "transfer-encoding", "server", "date")}
+        key = (parts.path.split("/", 2) + [""])[2]
+        if seen.listing and self.kms:
+            body = _kms_listing(body, self.kms)
+            kept = {k: v for k, v in kept.items() if k.lower() != "content-length"}
+        elif unquote_plus(key) in self.kms:
+            kept = {k: _kms_etag(v) if k.lower() == "etag" else v for k, v in kept.items()}
+            kept["x-amz-server-side-encryption"] = "aws:kms"
         if fault is not None and fault.kind == "unencoded":
             body = _unencoded(body)
             kept = {k: v for k, v in kept.items() if k.lower() != "content-length"}
@@ -236,6 +250,28 @@ class S3FaultProxy:
         await response.write(body)
         await response.write_eof()
         return response
+
+
+_KMS_ETAGS: dict[str, str] = {}  # a KMS ETag shown: moto's own
+
+
+def _kms_etag(etag: str) -> str:
+    """The ETag shown for a KMS-encrypted object: 32 hex digits, not its MD5."""
+    shown = '"' + hashlib.md5(etag.encode()).hexdigest() + '"'
+    _KMS_ETAGS[shown] = etag
+    return shown
+
+
+def _kms_listing(body: bytes, keys: set[str]) -> bytes:
+    """A ListObjectsV2 answer with the ETags of `keys` shown as KMS ones."""
+    def entry(match: re.Match[str]) -> str:
+        found = re.search(r"<Key>([^<]*)</Key>", match.group(0))
+        if found is None or unquote_plus(found.group(1)) not in keys:
+            return match.group(0)
+        return re.sub(r"<ETag>([^<]*)</ETag>", lambda e: "<ETag>" + xml_escape(_kms_etag(
+            e.group(1).replace("&quot;", '"').replace("&#34;", '"'))) + "</ETag>",
+            match.group(0))
+    return re.sub(r"<Contents>.*?</Contents>", entry, body.decode(), flags=re.S).encode()
 
 
 def _unencoded(body: bytes) -> bytes:

@@ -82,6 +82,8 @@ class FileAttempts:
         # S3: the object's own checksum (`_object_checksum`), asked once per version
         self.object_checksum: Checksum | None = None
         self._object_asked = False
+        self._etag_md5 = True  # S3: its listed single-part ETag is its MD5 (`S3Session.head`)
+        self._doubted = False  # S3: a download did not match it: is it an MD5 at all?
         self._checked = planned.action != "check"
         self._position = 0
         self._furthest = 0
@@ -101,6 +103,7 @@ class FileAttempts:
         if isinstance(error, ChecksumMismatch | WrongVersion):
             self._checksum = None  # the server may have replaced both: ask again
             self._object_asked = False
+            self._doubted = isinstance(error, ChecksumMismatch)
         self.run.emit(FileRetrying(self.entry.name, attempt, delay, describe(error)))
 
     def _on_start(self, offset: int) -> None:
@@ -312,7 +315,13 @@ class FileAttempts:
         is fetched again."""
         checksum = self.planned.checksum
         if checksum is None:
-            return self.entry.md5
+            if (self.entry.md5 is not None and isinstance(session, S3Session)
+                    and not self._object_asked
+                    and (self._doubted or session.transport.etags_doubted)):
+                self._object_asked = True
+                self.object_checksum, self._etag_md5 = await session.doubt(
+                    self.source.remote_path(self.entry.name), self.entry.validator)
+            return self.entry.md5 if self._etag_md5 else None
         path = self.source.remote_path(checksum.name)
         if self._checksum is None:
             data = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
@@ -337,7 +346,7 @@ class FileAttempts:
         if self.md5 is not None or not isinstance(session, S3Session) or self._object_asked:
             return
         path = self.source.remote_path(self.entry.name)
-        self.object_checksum = await session.checksum(path, self.entry.validator)
+        self.object_checksum, _ = await session.head(path, self.entry.validator)
         self._object_asked = True
         if self.object_checksum is not None and not self.object_checksum.checkable:
             log.info("%s: %s: recorded, not checked", self.entry.name,

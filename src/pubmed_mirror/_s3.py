@@ -12,6 +12,7 @@ botocore's SigV4 signer (an optional extra), on top of our own requests.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -24,7 +25,14 @@ import anyio
 
 from ._backoff import ServerGate
 from ._digest import Checksum
-from ._errors import BadSource, ConnectionLost, LoginRefused, ProtocolError, ServerUnreachable
+from ._errors import (
+    BadSource,
+    ConnectionLost,
+    LoginRefused,
+    ProtocolError,
+    RemoteFileError,
+    ServerUnreachable,
+)
 from ._proxy import Proxy, proxy_for
 from ._ratelimit import TokenBucket
 from ._s3list import Listing, PageParser, error_code, etag_md5, page_query
@@ -39,12 +47,15 @@ if TYPE_CHECKING:
 
 __all__ = ["S3Session", "S3Source", "S3Transport", "check_bucket", "object_checksum"]
 
+log = logging.getLogger("pubmed_mirror")
+
 DEFAULT_REGION = "us-east-1"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ERROR_LIMIT = 64 << 10
 _LISTING_PAGE_LIMIT = 64 << 20
 _MULTIPART = re.compile(r'-\d+"?$')  # an ETag `"...-N"`: of an upload in N parts
 _CHECKSUMS = ("sha256", "sha1", "crc32", "crc32c", "crc64nvme")
+
 _CREDENTIALS_HELP = ("give credentials with --s3-sign (AWS_ACCESS_KEY_ID and "
                      "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials)")
 
@@ -247,6 +258,7 @@ class S3Transport:
             connect_timeout=connect_timeout, stall_timeout=stall_timeout,
             command_bucket=command_bucket, gate=gate)
         self.listings: dict[str, Listing] = {}
+        self.etags_doubted = False  # an object's MD5-like ETag was not its MD5 (`head`)
         self.signer = (AwsSigner(self.region, source.requester_pays) if source.sign
                        else None)
         self.http = self._http()
@@ -401,9 +413,12 @@ class S3Session:
             raise LoginRefused(f"the credentials were refused ({code})", path=str(source),
                                reply=reply)
 
-    async def checksum(self, path: str, etag: str | None) -> Checksum | None:
-        """The object's own checksum (HEAD with `x-amz-checksum-mode: ENABLED`), None when
-        it has none; ProtocolError when the object is no longer the version of `etag`."""
+    async def head(self, path: str, etag: str | None) -> tuple[Checksum | None, bool]:
+        """HEAD with `x-amz-checksum-mode: ENABLED`: the object's own checksum (None when it
+        has none), and whether its ETag is its MD5. It is not when the object is encrypted
+        with SSE-KMS or a customer's key (SSE-C), 32 hex digits as it looks: then the
+        bucket's other objects are asked too, before their first byte (`etags_doubted`).
+        ProtocolError when the object is no longer the version of `etag`."""
         async with self.http._request(
                 "HEAD", self.transport.url_path(path), phase="stat", label=path,
                 headers={"x-amz-checksum-mode": "ENABLED"}) as response:
@@ -413,7 +428,27 @@ class S3Session:
             raise ProtocolError(f"changed on the server since the listing (ETag {now}, "
                                 f"listed {etag})", path=path)
         multipart = _MULTIPART.search(now or etag or "") is not None
-        return object_checksum(headers, multipart=multipart)
+        checksum = object_checksum(headers, multipart=multipart)
+        encryption = headers.get("x-amz-server-side-encryption", "").lower()
+        customer = "x-amz-server-side-encryption-customer-algorithm" in headers
+        if not (encryption.startswith("aws:kms") or customer):
+            return checksum, True
+        self.transport.etags_doubted = True
+        log.warning("%s: encrypted with %s, so its ETag is not an MD5: checked by %s", path,
+                    "a customer's key (SSE-C)" if customer else encryption.upper(),
+                    "its own checksum" if checksum is not None and checksum.checkable
+                    else "its size only")
+        return checksum, False
+
+    async def doubt(self, path: str, etag: str | None) -> tuple[Checksum | None, bool]:
+        """`head`, for an object whose download did not match its MD5-like ETag: a server
+        that refuses the HEAD (moto does, to anonymous requests) leaves the ETag an MD5."""
+        try:
+            return await self.head(path, etag)
+        except RemoteFileError as exc:
+            log.info("%s: cannot ask whether its ETag is an MD5 (%s): taken as one", path,
+                     exc)
+            return None, True
 
     async def stat(self, path: str) -> RemoteEntry:
         """Size, time and ETag of one object (HEAD)."""
