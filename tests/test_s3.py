@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
@@ -19,7 +20,7 @@ import anyio
 import pytest
 
 import pubmed_mirror
-from pubmed_mirror import S3Options, parse_source
+from pubmed_mirror import FileDone, MirrorOptions, S3Options, parse_source
 from s3server import (
     S3Fault,
     S3FaultProxy,
@@ -135,6 +136,36 @@ async def test_s3_from_the_library_runs_again_and_again(
         assert not report.failed, report.failed
         assert sorted(f.name for f in report.done) == sorted(FILES)
         assert_files(dest, FILES)
+
+
+async def test_s3_library_run_cancelled_while_files_are_fed_ends_cancelled_and_resumes(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A library run over S3 whose task is cancelled (as `asyncio.wait_for` does) while its
+    listing's files still wait for a worker ends cancelled, not with an error, leaves no
+    wrong final file, and the next run completes the mirror."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    keys = {f"k{i:03d}.txt": f"object {i}\n".encode() * 50 for i in range(60)}
+    for key, data in keys.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=data)
+    source = parse_source(f"s3://{name}/data/", s3=S3Options(endpoint=proxy.url))
+    dest = tmp_path / "dest"
+    first = asyncio.Event()
+    # one session: the early feeder waits on a full queue while the first file lands
+    run = asyncio.create_task(pubmed_mirror.mirror(
+        source, dest, MirrorOptions(concurrency=1),
+        on_event=lambda e: first.set() if isinstance(e, FileDone) else None))
+    await asyncio.wait([run, asyncio.create_task(first.wait())],
+                       return_when=asyncio.FIRST_COMPLETED)
+    assert not run.done()  # cancelled mid-way, not after the run
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    landed = {p.name: p.read_bytes() for p in dest.glob("k*.txt")}
+    assert landed and all(data == keys[key] for key, data in landed.items())
+    report = await pubmed_mirror.mirror(source, dest)
+    assert not report.failed, report.failed
+    assert_files(dest, keys)
 
 
 def test_s3_etag_recorded_and_a_changed_etag_refetches(

@@ -301,7 +301,14 @@ class MirrorRun:
                 tg.start_soon(self._worker, receive.clone(), tg, i < self.options.concurrency)
             receive.close()
             async with send:
-                yield tg, send
+                try:
+                    yield tg, send
+                except BaseException:
+                    # the group's tasks stop before the queue closes: a task still sending to
+                    # it (the early feeder, `_feed_early`) would find it closed and raise
+                    # that instead of the run's own error (a cancellation from outside)
+                    tg.cancel_scope.cancel()
+                    raise
 
     async def _feed(self, queue: Queue) -> None:
         """Hand the planned files to the workers, in order, read from the staged listing
