@@ -770,10 +770,12 @@ def _h_files(report: Report, source: Path, files: dict[str, int], rounds: int,
                 vs = (f"{mbps / base_row[0]:.2f}x | {cpu / base_row[1]:.2f}x" if base_row
                       else "n/a | n/a")
                 lines.append(f"| {scheme} | {tool} | {mbps:.0f} | {cpu:.2f} | {vs} |")
+    durable = ("" if not fsyncs else " pubmed-mirror fsyncs each file before it becomes "
+               "final (inside its time); the peers leave theirs in the page cache. An fsync "
+               f"of curl's copies, right after its run, took {statistics.median(fsyncs):.2f} s "
+               "(median).")
     return [*lines, "", "pubmed-mirror with nothing to transfer (median): "
-            + "; ".join(fixed) + ". pubmed-mirror fsyncs each file before it becomes final "
-            "(inside its time); the peers leave theirs in the page cache. An fsync of curl's "
-            f"copies, right after its run, took {statistics.median(fsyncs):.2f} s (median)."]
+            + "; ".join(fixed) + "." + durable]
 
 
 def _check_copies(out: Path, source: Path, files: dict[str, int], tool: str) -> None:

@@ -76,7 +76,7 @@ def passive_range(count: int = 16) -> tuple[int, int]:
     outgoing connections take their ports from where there is room: after many runs, most
     of that range is held by closed connections in TIME_WAIT, which a server cannot bind."""
     _, top = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    start, end = (top + 1, 65_535 - count) if top + 1 < 65_535 - 1_000 else (40_000, 60_000)
+    start, end = (top + 1, 65_535) if top + 1 < 65_535 - 1_000 else (40_000, 60_000)
     for _ in range(100):
         low = random.randrange(start, end - count)
         if all(_free(p) for p in range(low, low + count)):

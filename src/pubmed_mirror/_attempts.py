@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
-from ._digest import Checksum, PartDigest, file_md5
+from ._digest import Checksum, PartDigest, file_checksum, file_md5
 from ._errors import (
     ChecksumMismatch,
     LocalFileError,
@@ -318,9 +318,9 @@ class FileAttempts:
             if (self.entry.md5 is not None and isinstance(session, S3Session)
                     and not self._object_asked
                     and (self._doubted or session.transport.etags_doubted)):
-                self._object_asked = True
                 self.object_checksum, self._etag_md5 = await session.doubt(
                     self.source.remote_path(self.entry.name), self.entry.validator)
+                self._object_asked = True  # (not before: a HEAD that failed is asked again)
             return self.entry.md5 if self._etag_md5 else None
         path = self.source.remote_path(checksum.name)
         if self._checksum is None:
@@ -369,13 +369,22 @@ class FileAttempts:
         if row is not None and row.bad is not None:
             log.warning("%s: `verify` found it wrong (%s); fetching it again", local, row.bad)
             return False
-        if self.md5 is None or (row is not None and row.md5 == self.md5 and row.size == self.size
-                                and same_time(row.mtime, self.entry)):
+        own = self.object_checksum  # S3: no MD5, maybe the object's own checksum
+        if self.md5 is None and (own is None or not own.checkable):
+            return True
+        if self.md5 is not None and row is not None and row.md5 == self.md5 and (
+                row.size == self.size and same_time(row.mtime, self.entry)):
             return True
         with local_errors(local):
-            if file_md5(local) == self.md5:
-                return True
-        log.warning("%s: local copy does not match its MD5; fetching it again", local)
+            if self.md5 is not None:
+                kind, right = "MD5", file_md5(local) == self.md5
+            else:
+                assert own is not None
+                kind = own.algorithm.upper()
+                right = own.encode(file_checksum(local, own.algorithm)) == own.value
+        if right:
+            return True
+        log.warning("%s: local copy does not match its %s; fetching it again", local, kind)
         return False
 
     async def _remote(self, session: Session) -> RemoteFile:

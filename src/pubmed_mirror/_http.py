@@ -23,7 +23,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -75,7 +75,14 @@ _OWN_CONNECTION = 256 << 10
 USER_AGENT = f"pubmed-mirror/{__version__}"
 
 # (method, absolute URL as sent, headers) -> headers to add: a request's signature (`_s3`)
-Signer = Callable[[str, str, Mapping[str, str]], Mapping[str, str]]
+class Signer(Protocol):
+    """Signs requests (S3 with credentials): `fresh` before each, off the event loop where
+    it must reach the network; then the headers that sign `method url` with `headers`."""
+
+    async def fresh(self) -> None: ...
+
+    def __call__(self, method: str, url: str,
+                 headers: Mapping[str, str]) -> Mapping[str, str]: ...
 # an answer that is not a success, before the generic classification: may raise its own error
 # after reading the body (S3's <Error><Code>), else returns and the generic error is raised
 ErrorReader = Callable[[aiohttp.ClientResponse, str], Awaitable[None]]
@@ -194,7 +201,7 @@ class HttpSession:
             await self._pay()
         target = _quote(path) + (f"?{query}" if query else "")
         unsigned = headers or {}
-        headers = self._signed(method, target, unsigned)
+        headers = await self._signed(method, target, unsigned)
         waiting = _AnswerWait(self.transport.stall_timeout)
         shown, proxy = label or path, self.transport.proxy
         with mapped(phase, shown, proxy):
@@ -218,11 +225,13 @@ class HttpSession:
                 self.transport.gate.served()
                 yield response
 
-    def _signed(self, method: str, target: str, headers: dict[str, str]) -> dict[str, str]:
+    async def _signed(self, method: str, target: str,
+                      headers: dict[str, str]) -> dict[str, str]:
         """`headers` with the transport's signature for this request, if it signs."""
         signer = self.transport.signer
         if signer is None:
             return headers
+        await signer.fresh()
         url = f"{self.transport.scheme}://{self.transport.host_header}{target}"
         return {**headers, **signer(method, url, {**headers,
                                                   "Host": self.transport.host_header})}
@@ -357,7 +366,7 @@ class HttpSession:
         head and the body bytes that came with it."""
         transport = self.transport
         asked = "".join(f"{k}: {v}\r\n" for k, v in
-                        self._signed(method, target, headers).items())
+                        (await self._signed(method, target, headers)).items())
         if transport.proxy is not None and transport.scheme == "http":
             # the absolute-form request to the proxy (RFC 9112 3.2.2), which passes the
             # body on as it came, so the splice path stays (https: a CONNECT tunnel)

@@ -56,8 +56,9 @@ _LISTING_PAGE_LIMIT = 64 << 20
 _MULTIPART = re.compile(r'-\d+"?$')  # an ETag `"...-N"`: of an upload in N parts
 _CHECKSUMS = ("sha256", "sha1", "crc32", "crc32c", "crc64nvme")
 
-_CREDENTIALS_HELP = ("give credentials with --s3-sign (AWS_ACCESS_KEY_ID and "
-                     "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials)")
+_CREDENTIAL_SOURCES = ("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and "
+                       "~/.aws/credentials")
+_CREDENTIALS_HELP = f"give credentials with --s3-sign ({_CREDENTIAL_SOURCES})"
 
 
 def check_bucket(name: str) -> str:
@@ -206,7 +207,8 @@ class AwsSigner:
     """SigV4 headers for a request (a `Signer`), by botocore, with credentials from the
     standard chain (environment, AWS_PROFILE, ~/.aws/config and credentials, the container
     or instance metadata service). The chain may ask a service over the network: it is
-    walked once, in a worker thread (`ready`), never on the event loop."""
+    walked once, and temporary credentials refreshed, in a worker thread (`ready`,
+    `fresh`), never on the event loop."""
 
     def __init__(self, region: str, requester_pays: bool, credentials: Any = None) -> None:
         self.region = region
@@ -224,6 +226,16 @@ class AwsSigner:
             if self.credentials is None:
                 self.credentials = await anyio.to_thread.run_sync(_credentials)
 
+    async def fresh(self) -> None:
+        """The credentials found, and temporary ones near their expiry refreshed, in a
+        worker thread (signing would otherwise refresh them on the event loop)."""
+        await self.ready()
+        needed = getattr(self.credentials, "refresh_needed", None)  # temporary ones only
+        if needed is not None and needed():
+            async with self._lock:
+                if needed():
+                    await anyio.to_thread.run_sync(self.credentials.get_frozen_credentials)
+
     def __call__(self, method: str, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
@@ -231,18 +243,22 @@ class AwsSigner:
         assert self.credentials is not None, "AwsSigner.ready() first"
         extra = {"x-amz-request-payer": "requester"} if self.requester_pays else {}
         request = AWSRequest(method=method, url=url, headers={**headers, **extra})
-        # (credentials that expire are refreshed here, in the last minutes before they do)
-        frozen = self.credentials.get_frozen_credentials()
+        frozen = self.credentials.get_frozen_credentials()  # (refreshed by `fresh`)
         S3SigV4Auth(frozen, "s3", self.region).add_auth(request)
         return {k: v for k, v in request.headers.items() if k.lower() != "host"}
 
 
 def _credentials() -> Any:
-    """The standard chain's credentials (blocking)."""
-    credentials = _botocore().get_session().get_credentials()
+    """The standard chain's credentials (blocking); LoginRefused when it has none, or
+    cannot be read (an unknown AWS_PROFILE, a broken ~/.aws/config)."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        credentials = _botocore().get_session().get_credentials()
+    except BotoCoreError as exc:
+        raise LoginRefused(f"--s3-sign cannot read the AWS credentials: {exc}") from None
     if credentials is None:
-        raise LoginRefused("--s3-sign found no AWS credentials: set AWS_ACCESS_KEY_ID and "
-                           "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials")
+        raise LoginRefused(f"--s3-sign found no AWS credentials: set {_CREDENTIAL_SOURCES}")
     return credentials
 
 
@@ -415,10 +431,9 @@ class S3Session:
 
     async def head(self, path: str, etag: str | None) -> tuple[Checksum | None, bool]:
         """HEAD with `x-amz-checksum-mode: ENABLED`: the object's own checksum (None when it
-        has none), and whether its ETag is its MD5. It is not when the object is encrypted
-        with SSE-KMS or a customer's key (SSE-C), 32 hex digits as it looks: then the
-        bucket's other objects are asked too, before their first byte (`etags_doubted`).
-        ProtocolError when the object is no longer the version of `etag`."""
+        has none), and whether a single-part ETag of it would be its MD5: not when the
+        object is encrypted with SSE-KMS, 32 hex digits as it looks. ProtocolError when
+        the object is no longer the version of `etag`."""
         async with self.http._request(
                 "HEAD", self.transport.url_path(path), phase="stat", label=path,
                 headers={"x-amz-checksum-mode": "ENABLED"}) as response:
@@ -430,25 +445,28 @@ class S3Session:
         multipart = _MULTIPART.search(now or etag or "") is not None
         checksum = object_checksum(headers, multipart=multipart)
         encryption = headers.get("x-amz-server-side-encryption", "").lower()
-        customer = "x-amz-server-side-encryption-customer-algorithm" in headers
-        if not (encryption.startswith("aws:kms") or customer):
-            return checksum, True
-        self.transport.etags_doubted = True
-        log.warning("%s: encrypted with %s, so its ETag is not an MD5: checked by %s", path,
-                    "a customer's key (SSE-C)" if customer else encryption.upper(),
-                    "its own checksum" if checksum is not None and checksum.checkable
-                    else "its size only")
-        return checksum, False
+        return checksum, not encryption.startswith("aws:kms")
 
     async def doubt(self, path: str, etag: str | None) -> tuple[Checksum | None, bool]:
-        """`head`, for an object whose download did not match its MD5-like ETag: a server
-        that refuses the HEAD (moto does, to anonymous requests) leaves the ETag an MD5."""
+        """`head`, for an object whose MD5-like ETag a download did not match, or of a
+        bucket where one was not an MD5 (`etags_doubted`: from then on every object is
+        asked before its first byte). A server that refuses the HEAD (moto does, to
+        anonymous requests) leaves the ETag an MD5."""
         try:
-            return await self.head(path, etag)
+            checksum, md5 = await self.head(path, etag)
         except RemoteFileError as exc:
             log.info("%s: cannot ask whether its ETag is an MD5 (%s): taken as one", path,
                      exc)
             return None, True
+        if not md5:
+            said = self.transport.etags_doubted
+            self.transport.etags_doubted = True
+            (log.info if said else log.warning)(
+                "%s: encrypted with SSE-KMS, so its ETag is not an MD5: checked by %s%s",
+                path, "its own checksum" if checksum is not None and checksum.checkable
+                else "its size only", "" if said else " (and so the bucket's other "
+                "objects, each asked with a HEAD first)")
+        return checksum, md5
 
     async def stat(self, path: str) -> RemoteEntry:
         """Size, time and ETag of one object (HEAD)."""
