@@ -74,15 +74,18 @@ _OWN_CONNECTION = 256 << 10
 
 USER_AGENT = f"pubmed-mirror/{__version__}"
 
-# (method, absolute URL as sent, headers) -> headers to add: a request's signature (`_s3`)
+
 class Signer(Protocol):
-    """Signs requests (S3 with credentials): `fresh` before each, off the event loop where
-    it must reach the network; then the headers that sign `method url` with `headers`."""
+    """Signs requests (S3 with credentials, `_s3`): `fresh` before each, off the event loop
+    where it must reach the network; then the headers to add that sign `method` of `url`
+    (absolute, as sent) with `headers`."""
 
     async def fresh(self) -> None: ...
 
     def __call__(self, method: str, url: str,
                  headers: Mapping[str, str]) -> Mapping[str, str]: ...
+
+
 # an answer that is not a success, before the generic classification: may raise its own error
 # after reading the body (S3's <Error><Code>), else returns and the generic error is raised
 ErrorReader = Callable[[aiohttp.ClientResponse, str], Awaitable[None]]

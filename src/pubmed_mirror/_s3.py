@@ -222,6 +222,8 @@ class AwsSigner:
 
     async def ready(self) -> None:
         """The credentials found (LoginRefused when the chain has none)."""
+        if self.credentials is not None:
+            return
         async with self._lock:
             if self.credentials is None:
                 self.credentials = await anyio.to_thread.run_sync(_credentials)
