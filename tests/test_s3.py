@@ -467,7 +467,7 @@ async def test_s3_sign_resolves_credentials_without_blocking_the_event_loop(
     assert_files(tmp_path / "dest", FILES)
     assert proxy.seen and all(s.headers.get("authorization", "").startswith(
         "AWS4-HMAC-SHA256 Credential=AKIDIMDS/") for s in proxy.seen)
-    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.5
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 1.0  # on the loop: >= 1.8 s
 
 
 def test_s3_sign_without_credentials_is_one_line_before_any_request(
