@@ -315,9 +315,7 @@ def scenario_a(report: Report, work: Path, quick: bool) -> None:
             lines.append(f"| {tool} | {mbps:.0f} | {spread} | {cpu:.2f} | {vs} |")
         lines.append("")
     if fsyncs:
-        lines += [f"pubmed-mirror fsyncs each file before it becomes final (inside its "
-                  f"time); the peers leave theirs in the page cache. An fsync of curl's copy, "
-                  f"right after its run, took {statistics.median(fsyncs):.2f} s (median).", ""]
+        lines += [fsync_note(fsyncs), ""]
     startup = median(startups, "wall")
     transfer = median(runs["pubmed-mirror", False], "wall") - startup
     curl = runs.get(("curl", False))
@@ -330,6 +328,14 @@ def scenario_a(report: Report, work: Path, quick: bool) -> None:
 
 def baseline_clients() -> list[str]:
     return [f"pubmed-mirror@{ref}" for ref in BASELINE]
+
+
+def fsync_note(fsyncs: list[float]) -> str:
+    """What making curl's copies durable took (`fsync_seconds` after each of its runs), said
+    beside pubmed-mirror's figures, which include its own fsyncs."""
+    return ("pubmed-mirror fsyncs each file before it becomes final (inside its time); the "
+            "peers leave theirs in the page cache. An fsync of what curl wrote, right after "
+            f"its run, took {statistics.median(fsyncs):.2f} s (median).")
 
 
 def fsync_seconds(path: Path) -> float:
@@ -770,10 +776,7 @@ def _h_files(report: Report, source: Path, files: dict[str, int], rounds: int,
                 vs = (f"{mbps / base_row[0]:.2f}x | {cpu / base_row[1]:.2f}x" if base_row
                       else "n/a | n/a")
                 lines.append(f"| {scheme} | {tool} | {mbps:.0f} | {cpu:.2f} | {vs} |")
-    durable = ("" if not fsyncs else " pubmed-mirror fsyncs each file before it becomes "
-               "final (inside its time); the peers leave theirs in the page cache. An fsync "
-               f"of curl's copies, right after its run, took {statistics.median(fsyncs):.2f} s "
-               "(median).")
+    durable = f" {fsync_note(fsyncs)}" if fsyncs else ""
     return [*lines, "", "pubmed-mirror with nothing to transfer (median): "
             + "; ".join(fixed) + "." + durable]
 
