@@ -141,6 +141,7 @@ class S3FaultProxy:
     # keys shown as encrypted with SSE-KMS: their listed and answered ETag is 32 hex digits
     # that are not their MD5, their answers say `x-amz-server-side-encryption: aws:kms`
     kms: set[str] = field(default_factory=set)
+    _kms_shown: dict[str, str] = field(default_factory=dict)  # a KMS ETag shown: moto's own
 
     @property
     def url(self) -> str:
@@ -214,7 +215,7 @@ class S3FaultProxy:
                    if k.lower() not in ("host", "connection", "content-length")}
         for name in ("If-Range", "If-Match"):  # a KMS ETag back to moto's own
             if name in headers:
-                headers[name] = _KMS_ETAGS.get(headers[name], headers[name])
+                headers[name] = self._kms_shown.get(headers[name], headers[name])
         async with self._client.request(request.method, self.upstream + raw, headers=headers,
                                         data=await request.read(),
                                         allow_redirects=False) as answer:
@@ -224,10 +225,11 @@ class S3FaultProxy:
                     if k.lower() not in ("connection", "transfer-encoding", "server", "date")}
         key = (parts.path.split("/", 2) + [""])[2]
         if seen.listing and self.kms:
-            body = _kms_listing(body, self.kms)
+            body = _kms_listing(body, self.kms, self._kms_shown)
             kept = {k: v for k, v in kept.items() if k.lower() != "content-length"}
         elif unquote_plus(key) in self.kms:
-            kept = {k: _kms_etag(v) if k.lower() == "etag" else v for k, v in kept.items()}
+            kept = {k: _kms_etag(v, self._kms_shown) if k.lower() == "etag" else v
+                    for k, v in kept.items()}
             kept["x-amz-server-side-encryption"] = "aws:kms"
         if fault is not None and fault.kind == "unencoded":
             body = _unencoded(body)
@@ -252,24 +254,22 @@ class S3FaultProxy:
         return response
 
 
-_KMS_ETAGS: dict[str, str] = {}  # a KMS ETag shown: moto's own
+def _kms_etag(etag: str, shown: dict[str, str]) -> str:
+    """The ETag shown for a KMS-encrypted object: 32 hex digits, not its MD5 (and in
+    `shown`, the ETag it stands for)."""
+    kms = '"' + hashlib.md5(etag.encode()).hexdigest() + '"'
+    shown[kms] = etag
+    return kms
 
 
-def _kms_etag(etag: str) -> str:
-    """The ETag shown for a KMS-encrypted object: 32 hex digits, not its MD5."""
-    shown = '"' + hashlib.md5(etag.encode()).hexdigest() + '"'
-    _KMS_ETAGS[shown] = etag
-    return shown
-
-
-def _kms_listing(body: bytes, keys: set[str]) -> bytes:
+def _kms_listing(body: bytes, keys: set[str], shown: dict[str, str]) -> bytes:
     """A ListObjectsV2 answer with the ETags of `keys` shown as KMS ones."""
     def entry(match: re.Match[str]) -> str:
         found = re.search(r"<Key>([^<]*)</Key>", match.group(0))
         if found is None or unquote_plus(found.group(1)) not in keys:
             return match.group(0)
         return re.sub(r"<ETag>([^<]*)</ETag>", lambda e: "<ETag>" + xml_escape(_kms_etag(
-            e.group(1).replace("&quot;", '"').replace("&#34;", '"'))) + "</ETag>",
+            e.group(1).replace("&quot;", '"').replace("&#34;", '"'), shown)) + "</ETag>",
             match.group(0))
     return re.sub(r"<Contents>.*?</Contents>", entry, body.decode(), flags=re.S).encode()
 
