@@ -14,7 +14,7 @@ from pubmed_mirror import (
     TooManyConnections,
     TransientError,
 )
-from pubmed_mirror._errors import classify_reply, map_ftp_errors
+from pubmed_mirror._ftperrors import classify_reply, map_ftp_errors
 
 
 def test_backoff_is_exponential_and_capped() -> None:

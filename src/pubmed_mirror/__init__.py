@@ -11,6 +11,8 @@
     anyio.run(main)
 """
 
+from typing import TYPE_CHECKING
+
 from ._client import MirrorClient, list_remote, mirror, mirror_events, plan_mirror
 from ._dataset import (
     DatasetStatus,
@@ -62,7 +64,6 @@ from ._events import (
     ListingDone,
 )
 from ._feed import EventFeed
-from ._ftp import FtpSession, FtpTransport
 from ._lifecycle import DeleteLimit
 from ._options import MirrorOptions, Timeouts
 from ._plan import MirrorPlan, PlannedFile
@@ -77,6 +78,9 @@ from ._state import ConsumerCursor, Manifest, ManifestEntry, RunRecord
 from ._transfer import RemoteFile, TransferResult, fetch_file
 from ._transport import DirectStream, ReadStream, RemoteEntry, Session, Source, Transport
 from ._verify import FileCheck, VerifyReport, verify
+
+if TYPE_CHECKING:  # imported when first used (`__getattr__`)
+    from ._ftp import FtpSession, FtpTransport
 
 __version__ = "0.1.0"
 
@@ -169,3 +173,14 @@ __all__ = [
     "plan_mirror",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The FTP transport's classes, imported when first asked for: a run over HTTP(S) or S3
+    (and `status`, `load-order`, `ack`) never loads aioftp."""
+    if name in ("FtpSession", "FtpTransport"):
+        from . import _ftp
+
+        return getattr(_ftp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -16,15 +16,8 @@ import anyio
 
 from ._backoff import ServerGate
 from ._direct import MIN_BUFFER, DirectReceiver, Mover, chunk_for, connect_socket
-from ._errors import (
-    Phase,
-    ProtocolError,
-    RemoteFileError,
-    ResumeRefused,
-    TransferStalled,
-    busy_reply,
-    map_ftp_errors,
-)
+from ._errors import Phase, ProtocolError, RemoteFileError, ResumeRefused, TransferStalled
+from ._ftperrors import busy_reply, map_ftp_errors
 from ._listing import read_list_line
 from ._ratelimit import TokenBucket
 from ._receiver import TARGET, Receiver

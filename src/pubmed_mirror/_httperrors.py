@@ -1,6 +1,6 @@
 """What an HTTP answer or failure means, as the engine's error classes: a status (and its
 `Retry-After`, which pauses every session: `_backoff`), a proxy's refusal, aiohttp's and
-the network's exceptions. HTTP's counterpart of `_errors.map_ftp_errors`."""
+the network's exceptions. HTTP's counterpart of `_ftperrors`."""
 
 from __future__ import annotations
 
