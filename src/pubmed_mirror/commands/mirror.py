@@ -29,7 +29,6 @@ from ._args import (
 from ._output import (
     JsonReporter,
     LineReporter,
-    LiveReporter,
     emit_json,
     human_bytes,
     interrupted,
@@ -60,6 +59,8 @@ def _reporter(args: argparse.Namespace, console: Console) -> LineReporter | Json
     primary = "ftp" if isinstance(source, FtpSource | AutoSource) else getattr(
         source, "scheme", "ftp")
     if console.is_terminal and not args.quiet:
+        from ._live import LiveReporter  # rich's Progress, ~15 ms to import: bars only
+
         return LiveReporter(console, primary=primary)
     return LineReporter(console, quiet=args.quiet, primary=primary)
 
