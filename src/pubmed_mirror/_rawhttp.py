@@ -25,9 +25,13 @@ _T = TypeVar("_T")
 
 @functools.cache
 def system_trust() -> ssl.SSLContext:
-    """The system's trust store, for a transport given no context (made once: loading it
-    takes ~50 ms of CPU here)."""
-    return ssl.create_default_context()
+    """The system's trust store, for a transport given no context: the one aiohttp loaded
+    when it was imported (its default for verified HTTPS, the same `create_default_context`)
+    where it has it, else one made here, once (loading the store takes ~50 ms of CPU)."""
+    import aiohttp.connector
+
+    made = getattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", None)
+    return made if isinstance(made, ssl.SSLContext) else ssl.create_default_context()
 
 
 async def nonblocking(sock: socket.socket, call: Callable[[], _T], *,
