@@ -127,6 +127,27 @@ def test_untrusted_certificate_is_one_line(served: tuple[Path, dict[str, bytes]]
     assert usage.returncode == 2 and "--ca-file" in usage.stderr
 
 
+def test_the_system_trust_store_is_honoured(served: tuple[Path, dict[str, bytes]],
+                                            certificate: tuple[Path, Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --ca-file, the system's trust store decides (here as SSL_CERT_FILE names it,
+    which OpenSSL's default paths honour): a certificate it holds is trusted, for the
+    listing and for every body (received on sockets of our own), MD5 checked."""
+    if reason := missing("nginx"):
+        pytest.skip(reason)
+    base, files = served
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    dest = tmp_path / "mirror"
+    with nginx(base, tls=certificate) as port:
+        first = run("mirror", f"https://127.0.0.1:{port}/pubmed/updatefiles/", "--dest",
+                    str(dest), "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    for name, data in files.items():
+        assert (dest / name).read_bytes() == data, name
+    assert summary(first.stdout)["done"] == len(files) - len(
+        [n for n in files if n.endswith(".md5")])
+
+
 async def test_range_resume_from_apache(served: tuple[Path, dict[str, bytes]],
                                         tmp_path: Path) -> None:
     """A part holding the first 300,000 bytes is resumed with a Range request: only the
