@@ -680,7 +680,8 @@ def json_lines(cmd: list[str]) -> list[tuple[float, dict[str, Any]]]:
 
 def scenario_h(report: Report, work: Path, quick: bool) -> None:
     """Large files over HTTP and HTTPS from nginx (TLS with a self-signed certificate):
-    MB/s and CPU s/GB against curl and wget, for one file and for eight in one run."""
+    MB/s and CPU s/GB against curl and wget, for one file, for eight in one run and for
+    four 1 GiB files in one run."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from webservers import make_certificate, missing  # type: ignore[import-not-found]
 
@@ -712,6 +713,13 @@ def scenario_h(report: Report, work: Path, quick: bool) -> None:
         "no split), curl and wget given the eight URLs in one command (one kept-alive "
         "connection). A process's start-up is paid once for eight files, as in a "
         "mirror run of many files. Otherwise as h.", "", *eight])
+    big = (64 if quick else 1024) * MiB
+    long = _h_files(report, work / "hL", {f"part{i}.bin": big for i in range(4)},
+                    rounds, found, tls, baseline=False)
+    report.add("hL. HTTP and HTTPS, four 1 GiB files in one run", [
+        f"Four files of {big // MiB} MiB in one run, as h8 ({4 * big // MiB} MiB in all): "
+        "long enough that the transfer, not a process's start-up, sets the figure, as in "
+        "a baseline run of 40 GB. Otherwise as h.", "", *long])
 
 
 def _h_files(report: Report, source: Path, files: dict[str, int], rounds: int,
