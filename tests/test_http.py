@@ -38,7 +38,7 @@ from pubmed_mirror._source import AutoSource, FtpSource, HttpSource, parse_sourc
 from pubmed_mirror._transfer import part_path, prepare_part
 from test_cli import run
 from webfaults import FaultyWebServer, WebFault
-from webservers import apache, missing, nginx, served_copy
+from webservers import apache, lighttpd, mini_httpd, missing, nginx, python_http, served_copy
 
 Tree = tuple[Path, dict[str, bytes]]
 DIRECTORY = "pubmed/updatefiles/"
@@ -59,13 +59,17 @@ def served() -> Iterator[tuple[Path, dict[str, bytes]]]:
 
 
 SERVERS = [("apache", "table", False), ("apache", "pre", True), ("apache", "plain", False),
-           ("nginx", None, True)]
+           ("nginx", None, True), ("lighttpd", None, False), ("mini_httpd", None, False),
+           ("python", None, False)]
 
 
 def _server(kind: str, style: str | None, docroot: Path,
             tls: tuple[Path, Path] | None) -> Any:
     if kind == "apache":
         return apache(docroot, style=style or "table", tls=tls)
+    if kind in ("lighttpd", "mini_httpd", "python"):
+        return {"lighttpd": lighttpd, "mini_httpd": mini_httpd, "python": python_http}[kind](
+            docroot)
     return nginx(docroot, tls=tls)
 
 
@@ -146,6 +150,38 @@ def test_the_system_trust_store_is_honoured(served: tuple[Path, dict[str, bytes]
         assert (dest / name).read_bytes() == data, name
     assert summary(first.stdout)["done"] == len(files) - len(
         [n for n in files if n.endswith(".md5")])
+
+
+def test_a_listing_without_times_is_not_vouched_by_size_alone(tmp_path: Path) -> None:
+    """A listing of exact sizes and no times (Apache without its time column, as
+    mini_httpd's unparsed dates were): a file replaced by one of the same size and another
+    time is fetched again, never kept as it was."""
+    if reason := missing("apache"):
+        pytest.skip(reason)
+    old, new = os.urandom(700), os.urandom(700)
+    root = tmp_path / "src"
+    root.mkdir()
+    name = "pubmed26n0001.xml.gz"
+    (root / name).write_bytes(old)
+    (root / f"{name}.md5").write_text(f"MD5 ({name}) = {hashlib.md5(old).hexdigest()}\n")
+    dest = tmp_path / "mirror"
+    with served_copy(root) as base, apache(base, style="untimed") as port:
+        url = f"http://127.0.0.1:{port}/pubmed/"
+        first = run("mirror", url, "--dest", str(dest), "--json")
+        assert first.returncode == 0, first.stdout + first.stderr
+        served = base / "pubmed"
+        (served / name).write_bytes(new)
+        (served / f"{name}.md5").write_text(f"MD5 ({name}) = {hashlib.md5(new).hexdigest()}\n")
+        other = time.time() - 7200  # (Apache answers a time in the future as "now")
+        for path in (served / name, served / f"{name}.md5"):
+            os.utime(path, (other, other))
+        second = run("mirror", url, "--dest", str(dest), "--json")
+        third = run("mirror", url, "--dest", str(dest), "--json")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (dest / name).read_bytes() == new
+    assert summary(second.stdout)["done"] == 1
+    assert third.returncode == 0 and summary(third.stdout)["bytes_received"] == 0
+    assert run("verify", str(dest)).returncode == 0
 
 
 async def test_range_resume_from_apache(served: tuple[Path, dict[str, bytes]],

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,13 +21,17 @@ from pathlib import Path
 
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
+MINI_HTTPD = shutil.which("mini_httpd") or "/usr/sbin/mini_httpd"
 MODULES = Path("/usr/lib/apache2/modules")
 
 
 def missing(server: str) -> str | None:
-    """Why `server` ("apache" or "nginx") cannot run here, or None; under CI (`CI` set) a
-    missing server fails the test instead: CI must run them all."""
-    binary = APACHE if server == "apache" else NGINX
+    """Why `server` ("apache", "nginx", "lighttpd", "mini_httpd"; "python", Python's own
+    http.server, is always there) cannot run here, or None; under CI (`CI` set) a missing
+    server fails the test instead: CI must run them all."""
+    binary = {"apache": APACHE, "nginx": NGINX, "lighttpd": LIGHTTPD,
+              "mini_httpd": MINI_HTTPD, "python": sys.executable}[server]
     if Path(binary).is_file() and shutil.which("openssl"):
         return None
     reason = f"{server} or openssl is not installed (.ci/install-webservers installs them)"
@@ -72,7 +77,8 @@ def served_copy(root: Path) -> Iterator[Path]:
 def apache(docroot: Path, *, style: str = "table", tls: tuple[Path, Path] | None = None,
            gzip_encoding: bool = False, access_log: Path | None = None) -> Iterator[int]:
     """Apache on 127.0.0.1:PORT serving `docroot` with autoindex; `style` "table" (Debian's
-    default: FancyIndexing HTMLTable), "pre" (FancyIndexing, as NCBI's pages) or "plain".
+    default: FancyIndexing HTMLTable), "pre" (FancyIndexing, as NCBI's pages), "untimed"
+    (FancyIndexing without the time column: exact sizes below 1 KiB, no times) or "plain".
     `gzip_encoding`: `AddEncoding x-gzip .gz` (commented out in Debian's mime.conf): .gz
     files are answered with `Content-Encoding: x-gzip`, their bytes as they are.
     `access_log`: a file that gets a line `METHOD PATH STATUS` per request answered."""
@@ -80,6 +86,7 @@ def apache(docroot: Path, *, style: str = "table", tls: tuple[Path, Path] | None
     run = Path(tempfile.mkdtemp(prefix="pm-apache-"))
     options = {"table": "FancyIndexing HTMLTable NameWidth=* Charset=UTF-8",
                "pre": "FancyIndexing NameWidth=* Charset=UTF-8",
+               "untimed": "FancyIndexing SuppressLastModified NameWidth=* Charset=UTF-8",
                "plain": "Charset=UTF-8"}[style]
     modules = ["mpm_event", "authz_core", "dir", "mime", "autoindex", "alias"]
     if tls:
@@ -125,6 +132,48 @@ def nginx(docroot: Path, *, tls: tuple[Path, Path] | None = None) -> Iterator[in
 
 
 @contextmanager
+def lighttpd(docroot: Path, *, access_log: Path | None = None) -> Iterator[int]:
+    """lighttpd on 127.0.0.1:PORT serving `docroot` with its directory listing (rounded
+    sizes, times as `2026-Dec-06 12:00:59`); `access_log` as `apache`'s."""
+    port = free_port()
+    run = Path(tempfile.mkdtemp(prefix="pm-lighttpd-"))
+    logging = (f'accesslog.filename = "{access_log}"\naccesslog.format = "%m %U %s"\n'
+               if access_log else "")
+    (run / "lighttpd.conf").write_text(
+        f'server.document-root = "{docroot}"\nserver.bind = "127.0.0.1"\n'
+        f'server.port = {port}\nserver.modules = ( "mod_dirlisting", "mod_accesslog" )\n'
+        f'server.errorlog = "{run}/error.log"\nserver.pid-file = "{run}/lighttpd.pid"\n'
+        'dir-listing.activate = "enable"\n'
+        'mimetype.assign = ( ".gz" => "application/gzip", ".md5" => "text/plain" )\n'
+        + logging)
+    with _serving([LIGHTTPD, "-D", "-f", str(run / "lighttpd.conf")], port, run):
+        yield port
+
+
+@contextmanager
+def mini_httpd(docroot: Path) -> Iterator[int]:
+    """mini_httpd on 127.0.0.1:PORT serving `docroot` with its listing (exact sizes, times
+    as `06Dec2026 12:00`)."""
+    port = free_port()
+    run = Path(tempfile.mkdtemp(prefix="pm-mini-httpd-"))
+    with _serving([MINI_HTTPD, "-D", "-h", "127.0.0.1", "-p", str(port), "-d", str(docroot),
+                   "-u", "www-data", "-l", str(run / "access.log"),
+                   "-i", str(run / "mini_httpd.pid")], port, run):
+        yield port
+
+
+@contextmanager
+def python_http(docroot: Path) -> Iterator[int]:
+    """Python's http.server on 127.0.0.1:PORT serving `docroot` (a listing of names only:
+    "Directory listing for /path/")."""
+    port = free_port()
+    run = Path(tempfile.mkdtemp(prefix="pm-python-http-"))
+    with _serving([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                   "--directory", str(docroot), str(port)], port, run):
+        yield port
+
+
+@contextmanager
 def _serving(cmd: list[str], port: int, run: Path) -> Iterator[None]:
     """Run the server `cmd` until the block ends, once it accepts on `port`; then remove
     its run directory (configuration, pid, logs: error.log)."""
@@ -149,8 +198,10 @@ def _wait(port: int, server: subprocess.Popen[bytes], log: Path, *,
         except OSError:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
-            stop_process(server)
+            if server.poll() is None:
+                server.kill()
             err = server.stderr.read().decode() if server.stderr else ""
+            stop_process(server)
             text = log.read_text() if log.exists() else ""
             raise RuntimeError(f"{what} did not start: {err}{text}")
         time.sleep(0.05)

@@ -1,9 +1,12 @@
-"""Exact sizes for listings that round them (Apache's and NCBI's index pages: `24M`).
+"""Exact sizes for listings that round them (Apache's and NCBI's index pages: `24M`), and
+times for listings that show none.
 
 A rounded size is settled by the manifest when it can vouch for the file: the listed time
 (to the minute) is the recorded one, the rounded size stands for the recorded exact size,
 and the local copy is the recorded one. Only the others are asked with HEAD, so a daily run
-over an unchanged tree costs its index page and no request per file.
+over an unchanged tree costs its index page and no request per file. An entry listed
+without a time is always asked: its size alone cannot tell a new version of the same size
+from the recorded one (HEAD's Last-Modified and ETag can).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def from_record(entry: RemoteEntry, row: ManifestEntry | None,
     (and DEST's copy is the recorded one); else `entry` as it is."""
     shown = entry.size_shown
     if (entry.size is not None or shown is None or row is None or row.bad is not None
-            or not shown[0] <= row.size <= shown[1] or not same_time(row.mtime, entry)):
+            or entry.mtime is None or not shown[0] <= row.size <= shown[1]
+            or not same_time(row.mtime, entry)):
         return entry
     exact = replace(entry, size=row.size, size_shown=None)
     if dest is not None and not is_current(dest / entry.name, exact):
@@ -45,11 +49,12 @@ async def exact_sizes(pool: SessionPool, source: Source, entries: Sequence[Remot
                       recorded: Recorded = lambda name: None,
                       dest: Path | None = None) -> list[RemoteEntry]:
     """The entries, each rounded size of a file in `wanted` (None: all) settled: by the
-    record (`from_record`), else by HEAD. A HEAD that fails leaves that entry's size None
-    (asked again when the file is fetched), saying so."""
+    record (`from_record`), else by HEAD; each file listed without a time asked by HEAD. A
+    HEAD that fails leaves that entry as listed (a size None is asked again when the file
+    is fetched), saying so."""
     settled = [from_record(e, recorded(e.name), dest) if e.size_shown else e
                for e in entries]
-    asked = [e for e in settled if e.kind == "file" and e.size is None
+    asked = [e for e in settled if e.kind == "file" and (e.size is None or e.mtime is None)
              and (wanted is None or e.name in wanted)]
     if not asked:
         return settled

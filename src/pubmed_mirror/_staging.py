@@ -248,12 +248,14 @@ class Staging:
 
     def unsized(self, after: int) -> list[tuple[int, RemoteEntry, ManifestEntry | None]]:
         """The next batch (by listing order, after `after`) of planned files and their
-        NAME.md5 whose size the listing rounded, each with its manifest row."""
+        NAME.md5 whose size the listing rounded or that it shows without a time, each with
+        its manifest row."""
         with self._connection() as db:
             rows = db.execute(
                 f"SELECT s.seq, {_ENTRY.format('s')}, {self._columns('f')} FROM staged s "
-                "LEFT JOIN main.files f ON f.name = s.name WHERE s.size IS NULL AND "
-                "s.kind = 'file' AND s.seq > ? AND (s.chosen OR (s.companion AND "
+                "LEFT JOIN main.files f ON f.name = s.name WHERE (s.size IS NULL OR "
+                "s.mtime IS NULL) AND s.kind = 'file' AND s.seq > ? AND (s.chosen OR "
+                "(s.companion AND "
                 "substr(s.name, 1, length(s.name) - 4) IN (SELECT name FROM staged "
                 "WHERE chosen))) ORDER BY s.seq LIMIT ?", (after, BATCH)).fetchall()
         return [(r[0], _entry(r[1:1 + _WIDTH]),
