@@ -1,13 +1,17 @@
-"""A daily run over HTTPS against NCBI's index layout (Apache, sizes rounded): what the
-manifest vouches for costs no request of its own, counted in Apache's access log."""
+"""A daily run over HTTPS against NCBI's index layout (Apache, sizes rounded), and over
+lighttpd's listing: what the manifest vouches for costs no request of its own, counted in
+the server's access log."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import pytest
 
 from pubmed_mirror._demo import make_pubmed_tree
 from test_cli import run
-from webservers import apache, missing, served_copy
+from webservers import apache, lighttpd, missing, served_copy
 
 DIRECTORY = "/pubmed/updatefiles/"
 
@@ -77,3 +81,24 @@ def test_an_unchanged_tree_costs_its_index_only(tree: Path, certificate: tuple[P
                                                  f"{DIRECTORY}{changed}.md5"}, busy
     assert (dest / changed).read_bytes() == data
     assert run("verify", str(dest)).returncode == 0
+
+
+def test_an_unchanged_lighttpd_tree_costs_its_index_only(tree: Path, tmp_path: Path) -> None:
+    """lighttpd's listing (rounded sizes, times as `2026-Dec-06 12:00:59`): a second run
+    over the unchanged tree requests only the directory (its times were read: no HEAD)."""
+    if reason := missing("lighttpd"):
+        pytest.skip(reason)
+    log = tmp_path / "access.log"
+    dest = tmp_path / "m"
+    with lighttpd(tree, access_log=log) as port:
+        args = ("mirror", f"http://127.0.0.1:{port}{DIRECTORY}", "--dest", str(dest))
+        first = run(*args)
+        assert first.returncode == 0, first.stderr
+        with contextlib.suppress(urllib.error.HTTPError):  # where the second run's begin
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/second-run", timeout=10)
+        second = run(*args)
+        assert second.returncode == 0, second.stderr
+    # lighttpd writes its access log when it can (all of it by the time it has stopped)
+    requests = _requests(log, 0)
+    quiet = requests[requests.index(("GET", "/second-run")) + 1:]
+    assert quiet and {p for _, p in quiet} == {DIRECTORY}, quiet

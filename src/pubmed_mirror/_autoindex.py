@@ -1,12 +1,14 @@
 """Directory listings of web servers: Apache's mod_autoindex (plain, fancy, HTML table) and
-nginx's autoindex, which is what NCBI serves under https://ftp.ncbi.nlm.nih.gov/pubmed/.
+nginx's autoindex, which is what NCBI serves under https://ftp.ncbi.nlm.nih.gov/pubmed/;
+lighttpd's, mini_httpd's and Python http.server's too.
 
 Each entry is an `<a href>` whose target is a name in this directory, followed (in the same
 line or table row) by its modification time and size. Sizes are exact when the server gives
 bytes (nginx by default) and approximate when it rounds them (Apache: `1.4M`, NCBI: `24M`):
 those entries have `size` None and the bounds the display stands for (`size_shown`), for
-the caller to settle (`_sizes`). Times are the server's clock
-as shown, read as UTC; minutes unless seconds are shown. The page is parsed as it arrives:
+the caller to settle (`_sizes`), as are entries shown without a time (the caller cannot
+tell a new version of the same size without one). Times are the server's clock as shown,
+read as UTC; minutes unless seconds are shown. The page is parsed as it arrives:
 a directory of 300,000 entries is never held as a page, a parse and a listing at once.
 """
 
@@ -23,9 +25,15 @@ from ._transport import RemoteEntry
 
 __all__ = ["AutoindexParser"]
 
-_TIME = re.compile(  # 2026-11-29 12:00[:59] (Apache) or 29-Nov-2026 12:00[:59] (nginx)
+_TIME = re.compile(  # 2026-11-29 12:00[:59] (Apache), 29-Nov-2026 12:00[:59] (nginx),
+    # 2026-Nov-29 12:00:59 (lighttpd), 29Nov2026 12:00 (mini_httpd)
     r"(?:(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})|(?P<dd>\d{1,2})-(?P<mon>[A-Z][a-z]{2})-"
-    r"(?P<yy>\d{4})) (?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?")
+    r"(?P<yy>\d{4})|(?P<ly>\d{4})-(?P<lmon>[A-Z][a-z]{2})-(?P<ld>\d{2})|"
+    r"(?P<md>\d{2})(?P<mmon>[A-Z][a-z]{2})(?P<my>\d{4})) (?P<H>\d{2}):(?P<M>\d{2})"
+    r"(?::(?P<S>\d{2}))?")
+# what a directory listing is titled: Apache, nginx, lighttpd, NCBI ("Index of /path/");
+# Python's http.server and twisted ("Directory listing for /path/")
+_INDEX_TITLES = ("Index of ", "Directory listing for ")
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
                                        "Sep", "Oct", "Nov", "Dec"), start=1)}
 _SIZE = re.compile(r"(?<![\w.:-])(?P<n>\d+(?:\.\d+)?)(?P<unit>[KMGTP]?)(?![\w.:-])")
@@ -38,9 +46,10 @@ class AutoindexParser:
     twice is an entry once (the first), unless `dedupe` is off: then the caller keeps the
     first (a set of a million names is ~100 MB).
 
-    `is_index` says whether the page is a directory index at all: Apache's, nginx's and
-    NCBI's are titled "Index of /path" (in <title> and <h1>); a login or welcome page is
-    not, whatever links it holds. `title` is the page's first <title> or <h1>, for errors.
+    `is_index` says whether the page is a directory index at all: Apache's, nginx's,
+    lighttpd's and NCBI's are titled "Index of /path", Python's http.server's "Directory
+    listing for /path" (in <title> and <h1>); a login or welcome page is not, whatever
+    links it holds. `title` is the page's first <title> or <h1>, for errors.
     """
 
     def __init__(self, charset: str | None = None, *, dedupe: bool = True) -> None:
@@ -112,7 +121,7 @@ class _Page(HTMLParser):
         elif tag in ("title", "h1") and self._heading is not None:
             heading = " ".join("".join(self._heading).split())
             self.title = self.title or heading
-            self.is_index = self.is_index or heading.startswith("Index of ")
+            self.is_index = self.is_index or heading.startswith(_INDEX_TITLES)
             self._heading = None
         self._separate()
 
@@ -175,8 +184,10 @@ def _mtime(text: str) -> tuple[float | None, float]:
     match = _TIME.search(text)
     if match is None:
         return None, 1.0
-    year, day = match.group("y") or match.group("yy"), match.group("d") or match.group("dd")
-    month = int(match.group("mo")) if match.group("mo") else _MONTHS.get(match.group("mon"), 0)
+    year = match.group("y") or match.group("yy") or match.group("ly") or match.group("my")
+    day = match.group("d") or match.group("dd") or match.group("ld") or match.group("md")
+    named = match.group("mon") or match.group("lmon") or match.group("mmon")
+    month = int(match.group("mo")) if match.group("mo") else _MONTHS.get(named, 0)
     second = match.group("S")
     try:
         stamp = datetime(int(year), month, int(day), int(match.group("H")),
