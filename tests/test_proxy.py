@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,6 +209,34 @@ def test_refusing_proxy_stops_the_run_at_once(served: tuple[Path, dict[str, byte
     assert SECRET not in result.stdout + result.stderr
     assert 1 <= len(seen) <= 2, seen  # no retries against a refusal
     assert not list((tmp_path / "m").glob("*.xml.gz"))
+
+
+def test_a_server_gone_for_a_moment_behind_the_proxy_is_retried(
+        served: tuple[Path, dict[str, bytes]], certificate: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    """Over https, the server going away for a moment mid-run (the proxy then answers
+    CONNECT with its own error: tinyproxy's 500, squid's 503) is retried as a refused
+    connection is without a proxy, not taken for the proxy's refusal: the run completes."""
+    base, files = served
+    dest = tmp_path / "m"
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    with tinyproxy() as proxy:
+        with apache(base, tls=certificate) as port:
+            url = f"https://127.0.0.1:{port}/{DIRECTORY}"
+            child = subprocess.Popen(
+                [*command(), "mirror", url, "--dest", str(dest), "--ca-file",
+                 str(certificate[0]), "--proxy", proxy.url, "--concurrency", "1",
+                 "--rate-limit", "256K"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env=env)
+            deadline = time.monotonic() + 30
+            while not list(dest.glob("*.xml.gz")) and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the first file is final
+        time.sleep(1)  # the server is gone: CONNECTs to it fail at the proxy
+        with apache(base, tls=certificate, port=port):
+            out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, out + err
+    assert_mirrored(dest, files)
+    assert "could not connect to the server" in out  # a retry said why
 
 
 @pytest.mark.parametrize("scheme", ["https", "http"])

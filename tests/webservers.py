@@ -75,14 +75,16 @@ def served_copy(root: Path) -> Iterator[Path]:
 
 @contextmanager
 def apache(docroot: Path, *, style: str = "table", tls: tuple[Path, Path] | None = None,
-           gzip_encoding: bool = False, access_log: Path | None = None) -> Iterator[int]:
+           gzip_encoding: bool = False, access_log: Path | None = None,
+           port: int | None = None) -> Iterator[int]:
     """Apache on 127.0.0.1:PORT serving `docroot` with autoindex; `style` "table" (Debian's
     default: FancyIndexing HTMLTable), "pre" (FancyIndexing, as NCBI's pages), "untimed"
     (FancyIndexing without the time column: exact sizes below 1 KiB, no times) or "plain".
     `gzip_encoding`: `AddEncoding x-gzip .gz` (commented out in Debian's mime.conf): .gz
     files are answered with `Content-Encoding: x-gzip`, their bytes as they are.
-    `access_log`: a file that gets a line `METHOD PATH STATUS` per request answered."""
-    port = free_port()
+    `access_log`: a file that gets a line `METHOD PATH STATUS` per request answered.
+    `port`: that one (a server started again where it was), else a free one."""
+    port = port or free_port()
     run = Path(tempfile.mkdtemp(prefix="pm-apache-"))
     options = {"table": "FancyIndexing HTMLTable NameWidth=* Charset=UTF-8",
                "pre": "FancyIndexing NameWidth=* Charset=UTF-8",

@@ -31,15 +31,21 @@ __all__ = ["first_line", "mapped", "proxy_refused", "raise_for", "raise_for_stat
            "retry_after", "unparsed"]
 
 
-def proxy_refused(status: int, reason: str, path: str,
-                   proxy: Proxy | None) -> LoginRefused | ServerUnreachable:
-    """The proxy's refusal, fatal for the run (no retry gets past a proxy that says no)."""
+def proxy_refused(status: int, reason: str, path: str, proxy: Proxy | None
+                  ) -> LoginRefused | ServerUnreachable | ConnectionRefused | ConnectTimeout:
+    """The proxy's refusal, fatal for the run (no retry gets past a proxy that says no);
+    or its failure to reach the server (tinyproxy's 500 "Unable to connect", squid's 503,
+    a 502; 504 for a connect that timed out): as that connection refused or timed out
+    without a proxy, fatal at the run's first connection, else retried."""
     reply = f"{status} {reason}".strip()
     named = "the proxy" if proxy is None else f"the proxy {proxy.url}"  # (no credentials)
     if status in (401, 407):  # tinyproxy answers a CONNECT without credentials 401
         return LoginRefused(f"{named} demands credentials it did not accept (set them in "
                             "the proxy URL in https_proxy/http_proxy or in ~/.netrc)",
                             path=path, reply=reply)
+    if status in (500, 502, 503, 504):
+        failed = ConnectTimeout if status == 504 else ConnectionRefused
+        return failed(f"{named} could not connect to the server", path=path, reply=reply)
     return ServerUnreachable(f"{named} refused the connection to the server",
                              path=path, reply=reply)
 
