@@ -1,6 +1,7 @@
-"""A real forward proxy for the tests: tinyproxy from Debian, started in the foreground on
-127.0.0.1 with a configuration of its own; its log (LogLevel Info, on stdout) holds one
-`Request (file descriptor N): METHOD TARGET HTTP/1.1` line per request it received."""
+"""Real forward proxies for the tests, from Debian, started in the foreground on 127.0.0.1
+with a configuration of their own: tinyproxy, whose log (LogLevel Info, on stdout) holds one
+`Request (file descriptor N): METHOD TARGET HTTP/1.1` line per request it received; and
+squid, the caching proxy of many an institution, keeping answers in memory."""
 
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ from pathlib import Path
 from webservers import _wait, free_port, stop_process
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
+SQUID = shutil.which("squid") or "/usr/sbin/squid"
 _REQUEST = re.compile(r"Request \(file descriptor \d+\): (\S+) (\S+) HTTP/")
 
 
-def missing() -> str | None:
-    """Why tinyproxy cannot run here, or None; under CI (`CI` set) its absence fails the
-    test instead: CI must run them all."""
-    if Path(TINYPROXY).is_file():
+def missing(proxy: str = "tinyproxy") -> str | None:
+    """Why `proxy` ("tinyproxy" or "squid") cannot run here, or None; under CI (`CI` set)
+    its absence fails the test instead: CI must run them all."""
+    if Path(SQUID if proxy == "squid" else TINYPROXY).is_file():
         return None
-    reason = "tinyproxy is not installed (.ci/install-proxy installs it)"
+    reason = f"{proxy} is not installed (.ci/install-proxy installs it)"
     import pytest
 
     if os.environ.get("CI"):
@@ -77,3 +79,28 @@ def tinyproxy(*, basic_auth: tuple[str, str] | None = None,
     finally:
         stop_process(server)
         shutil.rmtree(run, ignore_errors=True)
+
+
+@contextmanager
+def squid() -> Iterator[RunningProxy]:
+    """squid on 127.0.0.1:PORT, caching answers in memory as it would by default (fresh
+    by its own reckoning for a fifth of a file's age when the server gives no expiry);
+    `log` is its access log."""
+    port = free_port()
+    run = Path(tempfile.mkdtemp(prefix="pm-squid-"))
+    shutil.chown(run, "proxy", "proxy")  # its logs are written as that user
+    conf = [f"http_port 127.0.0.1:{port}", f"pid_filename {run}/squid.pid",
+            f"cache_log {run}/cache.log", f"access_log stdio:{run}/access.log squid",
+            f"coredump_dir {run}", "cache_mem 64 MB", "maximum_object_size_in_memory 16 MB",
+            "acl local src 127.0.0.0/8", "http_access allow local", "http_access deny all",
+            "shutdown_lifetime 1 seconds", "visible_hostname pm-test"]
+    (run / "squid.conf").write_text("\n".join(conf) + "\n")
+    server = subprocess.Popen([SQUID, "-N", "-f", str(run / "squid.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait(port, server, run / "cache.log", what="squid")
+        yield RunningProxy(port, run / "access.log")
+    finally:
+        stop_process(server)
+        shutil.rmtree(run, ignore_errors=True)
+

@@ -3,6 +3,7 @@ plain) through a real tinyproxy started by the tests, counting what the proxy's 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from forwardproxy import missing as proxy_missing
-from forwardproxy import tinyproxy
+from forwardproxy import squid, tinyproxy
 from pubmed_mirror import MirrorOptions, mirror
 from pubmed_mirror._demo import make_pubmed_tree
 from pubmed_mirror._source import AutoSource, FtpSource, HttpSource
@@ -237,6 +238,38 @@ def test_a_server_gone_for_a_moment_behind_the_proxy_is_retried(
     assert child.returncode == 0, out + err
     assert_mirrored(dest, files)
     assert "could not connect to the server" in out  # a retry said why
+
+
+def test_a_caching_proxy_is_asked_for_the_servers_answers(tmp_path: Path) -> None:
+    """Through a caching squid, a file replaced on the server (another size; times days old,
+    so the cache would deem its copies of the listing and of the file fresh for hours)
+    arrives in its new version: every request asks the cache to check with the server."""
+    if reason := proxy_missing("squid"):
+        pytest.skip(reason)
+    name = "pubmed26n0001.xml.gz"
+    old, new = os.urandom(100_000), os.urandom(120_000)
+    root = tmp_path / "src"
+    root.mkdir()
+    dest = tmp_path / "m"
+
+    def publish(directory: Path, data: bytes, days_ago: float) -> None:
+        (directory / name).write_bytes(data)
+        (directory / f"{name}.md5").write_text(
+            f"MD5 ({name}) = {hashlib.md5(data).hexdigest()}\n")
+        then = time.time() - days_ago * 86400
+        for path in (directory / name, directory / f"{name}.md5", directory):
+            os.utime(path, (then, then))
+
+    publish(root, old, days_ago=10)
+    with served_copy(root) as base, apache(base) as port, squid() as proxy:
+        url = f"http://127.0.0.1:{port}/pubmed/"
+        first = run("mirror", url, "--dest", str(dest), home=tmp_path, http_proxy=proxy.url)
+        assert first.returncode == 0, first.stdout + first.stderr
+        publish(base / "pubmed", new, days_ago=9)
+        second = run("mirror", url, "--dest", str(dest), home=tmp_path,
+                     http_proxy=proxy.url)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (dest / name).read_bytes() == new
 
 
 @pytest.mark.parametrize("scheme", ["https", "http"])

@@ -63,6 +63,11 @@ log = logging.getLogger("pubmed_mirror")
 
 _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the class
 
+# on every request: a cache on the way (a proxy's, a CDN's) asks the server before it
+# answers, never a listing, a size or a body from memory alone (a replaced file came back
+# in its old version on every retry through a caching squid); `Pragma` for HTTP/1.0 caches
+_FRESH = {"Cache-Control": "no-cache", "Pragma": "no-cache"}
+
 _LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
 _PAGE_TYPES = ("text/html", "application/xhtml+xml")
 # a body smaller than this comes on the session's kept-alive connection, not spliced on one
@@ -148,7 +153,7 @@ class HttpTransport:
             trace_configs=[_ANSWER_TRACE],
             # never compressed: a gzipped index page is not a listing, a compressed body
             # not the file (Debian's nginx and Apache compress text/html by default)
-            headers={"Accept-Encoding": "identity", "User-Agent": self.user_agent})
+            headers={"Accept-Encoding": "identity", "User-Agent": self.user_agent, **_FRESH})
         session = HttpSession(client, self)
         if self.probe is None:
             return session
@@ -378,11 +383,12 @@ class HttpSession:
                 asked += f"Proxy-Authorization: {credentials}\r\n"
         with mapped(phase, label, transport.proxy), anyio.fail_after(transport.stall_timeout):
             sock = await self._connect_direct(buffer, label)
+            fixed = {"Accept-Encoding": "identity", **_FRESH, "Connection": "close",
+                     "User-Agent": transport.user_agent}
+            asked += "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
             try:
-                await send_all(sock, (
-                    f"{method} {target} HTTP/1.1\r\nHost: {transport.host_header}\r\n{asked}"
-                    "Accept-Encoding: identity\r\n"
-                    f"Connection: close\r\nUser-Agent: {transport.user_agent}\r\n\r\n").encode())
+                await send_all(sock, f"{method} {target} HTTP/1.1\r\nHost: "
+                                     f"{transport.host_header}\r\n{asked}\r\n".encode())
                 head, body = await read_head(sock, label)
             except BaseException:
                 sock.close()
