@@ -5,6 +5,7 @@ hostile names)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from pubmed_mirror import (
     list_remote,
     mirror,
 )
+from pubmed_mirror._autoindex import AutoindexParser
 from pubmed_mirror._demo import make_pubmed_tree
 from pubmed_mirror._source import AutoSource, FtpSource, HttpSource, parse_source
 from pubmed_mirror._transfer import part_path, prepare_part
@@ -184,6 +187,43 @@ def test_a_listing_without_times_is_not_vouched_by_size_alone(tmp_path: Path) ->
     assert run("verify", str(dest)).returncode == 0
 
 
+async def test_a_file_with_no_time_anywhere_is_fetched_again(tmp_path: Path) -> None:
+    """A page of exact sizes without times, whose HEAD gives no Last-Modified nor ETag: a
+    file replaced by one of the same size is fetched again, not kept on its size alone."""
+    from aiohttp import web
+
+    served = {"data.bin": os.urandom(700)}
+
+    async def index(request: web.Request) -> web.Response:
+        rows = "".join(f'<a href="{n}">{n}</a>      {len(d)}\n' for n, d in served.items())
+        return web.Response(text=f"<title>Index of /p/</title><pre>{rows}</pre>",
+                            content_type="text/html")
+
+    async def body(request: web.Request) -> web.Response:  # no Last-Modified, no ETag
+        return web.Response(body=served[request.match_info["name"]])
+
+    app = web.Application()
+    app.router.add_get("/p/", index)
+    app.router.add_route("*", "/p/{name}", body)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    dest = tmp_path / "m"
+    args = ("mirror", f"http://127.0.0.1:{port}/p/", "--dest", str(dest), "--json")
+    try:
+        first = await anyio.to_thread.run_sync(functools.partial(run, *args))
+        served["data.bin"] = os.urandom(700)
+        second = await anyio.to_thread.run_sync(functools.partial(run, *args))
+    finally:
+        await runner.cleanup()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (dest / "data.bin").read_bytes() == served["data.bin"]
+    assert summary(second.stdout)["done"] == 1
+
+
 async def test_range_resume_from_apache(served: tuple[Path, dict[str, bytes]],
                                         tmp_path: Path) -> None:
     """A part holding the first 300,000 bytes is resumed with a Range request: only the
@@ -260,6 +300,28 @@ async def test_listing_sizes_and_times(served: tuple[Path, dict[str, bytes]]) ->
         for e in inner:
             stamp = (base / DIRECTORY / e.name).stat().st_mtime
             assert e.mtime is not None and abs(e.mtime - stamp) < 61, (kind, style, e)
+
+
+@pytest.mark.parametrize(("kind", "style"), [("apache", "table"), ("apache", "pre"),
+                                           ("nginx", None), ("lighttpd", None),
+                                           ("mini_httpd", None)])
+def test_listing_times_are_read_from_the_page(served: tuple[Path, dict[str, bytes]],
+                                              kind: str, style: str | None) -> None:
+    """Each server's own page (its servers on UTC) gives every file's time to the minute,
+    read from the page itself (no HEAD fills it in): Apache's `2026-12-06 12:00`, nginx's
+    `06-Dec-2026 12:00`, lighttpd's `2026-Dec-06 12:00:59`, mini_httpd's `06Dec2026 12:00`."""
+    if reason := missing(kind):
+        pytest.skip(reason)
+    base, files = served
+    with _server(kind, style, base, None) as port:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/{DIRECTORY}",
+                                      timeout=10).read()
+    parser = AutoindexParser()
+    entries = [e for e in parser.feed(page) + parser.close() if e.kind == "file"]
+    assert parser.is_index and {e.name for e in entries} == set(files)
+    for e in entries:
+        stamp = (base / DIRECTORY / e.name).stat().st_mtime
+        assert e.mtime is not None and abs(e.mtime - stamp) < 61, (kind, e)
 
 
 # -- faults, from a small aiohttp server ---------------------------------------------------------

@@ -239,7 +239,8 @@ def test_no_time_is_the_same_version_only_with_an_md5(listed_time: float | None,
 def test_the_staged_comparison_reads_times_as_same_time(
         tmp_path: Path, recorded: float | None, listed: float | None, resolution: float) -> None:
     """The manifest vouches for a current local copy (skip, else check) exactly when its
-    recorded time is the listed one at the listing's resolution, as `same_time` says."""
+    recorded time is the listed one at the listing's resolution, as `same_time` says, and
+    the listing gives a time at all (or a validator: here none)."""
     local = tmp_path / "f"
     local.write_bytes(b"abcd")
     if listed is not None:
@@ -248,7 +249,8 @@ def test_the_staged_comparison_reads_times_as_same_time(
     with Manifest.open(tmp_path) as manifest:
         manifest.record(ManifestEntry("f", 4, recorded, "0" * 32, fetched_at=1.0))
         files, _ = staged_plan(tmp_path, manifest, [entry], verify=False)
-    assert [f.action for f in files] == ["skip" if same_time(recorded, entry) else "check"]
+    vouched = same_time(recorded, entry) and listed is not None
+    assert [f.action for f in files] == ["skip" if vouched else "check"]
 
 
 def test_a_listing_that_drops_to_the_day_is_still_current(tmp_path: Path) -> None:

@@ -371,7 +371,10 @@ class FileAttempts:
             return False
         own = self.object_checksum  # S3: no MD5, maybe the object's own checksum
         if self.md5 is None and (own is None or not own.checkable):
-            return True
+            # nothing to hash against: the size and time said it is right; with no time nor
+            # validator to say so (a page without times, a HEAD without either), only the
+            # size did, and a fetch is the one way to be right
+            return self.entry.mtime is not None or self.entry.validator is not None
         if self.md5 is not None and row is not None and row.md5 == self.md5 and (
                 row.size == self.size and same_time(row.mtime, self.entry)):
             return True

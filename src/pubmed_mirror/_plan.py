@@ -190,8 +190,12 @@ def within(mtime: float | None, listed: float | None, resolution: float) -> bool
 
 # Whether the manifest vouches for a staged file (as `_staging` joins them: the listing's
 # entry `{s}`, its manifest row `{f}`): recorded complete at exactly the listed size and
-# mtime (and ETag, when both name one: S3's), and `verify` has not found it wrong since.
+# mtime (and ETag, when both name one: S3's), and `verify` has not found it wrong since. An
+# entry with neither a time nor a validator (a web page without times whose server's HEAD
+# gives neither) has only its size to go by: never vouched for, it is checked (by its MD5
+# when it has one) or fetched.
 VOUCHED = ("({f}.name IS NOT NULL AND {f}.bad IS NULL AND {s}.size IS NOT NULL AND "
+           "({s}.mtime IS NOT NULL OR {s}.validator IS NOT NULL) AND "
            "{f}.size = {s}.size AND {same_time} AND NOT {other_etag})")
 # `within({f}.mtime, {s}.mtime, {s}.resolution)` said in SQL: a Python function here was
 # called for every row of a million-file plan
