@@ -65,7 +65,8 @@ async def exact_sizes(pool: SessionPool, source: Source, entries: Sequence[Remot
                 heads[entry.name] = _with_head(
                     entry, await session.stat(source.remote_path(entry.name)))
             except (RemoteFileError, ServerBusy, ProtocolError) as exc:
-                log.warning("%s: no size from HEAD (%s)", entry.name, exc)
+                log.warning("%s: no %s from HEAD (%s)", entry.name,
+                            "size" if entry.size is None else "time", exc)
     return [heads.get(e.name, e) for e in settled]
 
 

@@ -334,7 +334,7 @@ class Staging:
         staged already, except these, held back for the plan after the listing: a name
         ending in .md5; a name whose NAME.md5 is listed or may still be (it sorts after
         the last name staged); a PubMed file name (a newer year listed later retires it);
-        a name one of whose directories is listed as an entry; an unsized one."""
+        a name one of whose directories is listed as an entry; an unsized or untimed one."""
         with self._connection() as db:
             last = db.execute("SELECT max(name) FROM staged").fetchone()[0]
             params = {"after": after, "suffix": CHECKSUM_SUFFIX, "last": last}
@@ -342,7 +342,8 @@ class Staging:
             ready: int = db.execute(
                 "UPDATE staged SET fed = 2 WHERE seq > :after AND NOT fed AND "
                 "kind = 'file' AND safe AND selected AND NOT checksum AND year IS NULL AND "
-                "size IS NOT NULL AND name || :suffix < :last AND NOT EXISTS "
+                "size IS NOT NULL AND mtime IS NOT NULL AND name || :suffix < :last AND "
+                "NOT EXISTS "
                 "(SELECT 1 FROM staged c WHERE c.name = staged.name || :suffix)",
                 params).rowcount
             nested = db.execute("SELECT seq, name FROM staged WHERE seq > :after AND "
