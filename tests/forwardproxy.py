@@ -88,7 +88,8 @@ def squid() -> Iterator[RunningProxy]:
     `log` is its access log."""
     port = free_port()
     run = Path(tempfile.mkdtemp(prefix="pm-squid-"))
-    shutil.chown(run, "proxy", "proxy")  # its logs are written as that user
+    if os.geteuid() == 0:  # it runs as `proxy` then, and writes its logs as that user
+        shutil.chown(run, "proxy", "proxy")
     conf = [f"http_port 127.0.0.1:{port}", f"pid_filename {run}/squid.pid",
             f"cache_log {run}/cache.log", f"access_log stdio:{run}/access.log squid",
             f"coredump_dir {run}", "cache_mem 64 MB", "maximum_object_size_in_memory 16 MB",
@@ -103,4 +104,3 @@ def squid() -> Iterator[RunningProxy]:
     finally:
         stop_process(server)
         shutil.rmtree(run, ignore_errors=True)
-

@@ -215,9 +215,9 @@ def test_refusing_proxy_stops_the_run_at_once(served: tuple[Path, dict[str, byte
 def test_a_server_gone_for_a_moment_behind_the_proxy_is_retried(
         served: tuple[Path, dict[str, bytes]], certificate: tuple[Path, Path],
         tmp_path: Path) -> None:
-    """Over https, the server going away for a moment mid-run (the proxy then answers
-    CONNECT with its own error: tinyproxy's 500, squid's 503) is retried as a refused
-    connection is without a proxy, not taken for the proxy's refusal: the run completes."""
+    """Over https, the server going away for a moment mid-run (tinyproxy then answers
+    CONNECT with its own 500 "Unable to connect") is retried as a refused connection is
+    without a proxy, not taken for the proxy's refusal: the run completes."""
     base, files = served
     dest = tmp_path / "m"
     env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}

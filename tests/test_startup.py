@@ -24,6 +24,7 @@ _PROBE = ("import sys\n"
 
 
 def test_an_http_run_loads_neither_the_ftp_client_nor_progress_bars(tmp_path: Path) -> None:
+    """A mirror over HTTP without a terminal imports neither aioftp nor rich.progress."""
     if reason := missing("nginx"):
         pytest.skip(reason)
     data = os.urandom(50_000)

@@ -179,7 +179,10 @@ def python_http(docroot: Path) -> Iterator[int]:
 def _serving(cmd: list[str], port: int, run: Path) -> Iterator[None]:
     """Run the server `cmd` until the block ends, once it accepts on `port`; then remove
     its run directory (configuration, pid, logs: error.log)."""
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # on UTC: a page showing another zone's times costs a HEAD per rounded size each run
+    # (docs/mirror.md), and the tests counting requests would depend on the host's zone
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "TZ": "UTC"})
     try:
         _wait(port, server, run / "error.log")
         yield

@@ -183,4 +183,3 @@ def __getattr__(name: str) -> object:
 
         return getattr(_ftp, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
