@@ -136,6 +136,13 @@ class HttpTransport:
         default = {"http": 80, "https": 443}.get(self.scheme)
         return self.address if self.port != default else self.address.rsplit(":", 1)[0]
 
+    @property
+    def fixed_headers(self) -> dict[str, str]:
+        """What every request says: never compressed (a gzipped index page is not a
+        listing, a compressed body not the file: Debian's nginx and Apache compress
+        text/html by default), who asks, and to caches on the way `_FRESH`."""
+        return {"Accept-Encoding": "identity", "User-Agent": self.user_agent, **_FRESH}
+
     async def connect(self) -> HttpSession:
         """A session whose first connection is made (and, for https, verified) at once."""
         connector = aiohttp.TCPConnector(
@@ -150,10 +157,7 @@ class HttpTransport:
             trust_env=False, proxy=self.proxy.url if self.proxy else None,
             proxy_auth=(aiohttp.BasicAuth(self.proxy.user, self.proxy.password or "")
                         if self.proxy and self.proxy.user is not None else None),
-            trace_configs=[_ANSWER_TRACE],
-            # never compressed: a gzipped index page is not a listing, a compressed body
-            # not the file (Debian's nginx and Apache compress text/html by default)
-            headers={"Accept-Encoding": "identity", "User-Agent": self.user_agent, **_FRESH})
+            trace_configs=[_ANSWER_TRACE], headers=self.fixed_headers)
         session = HttpSession(client, self)
         if self.probe is None:
             return session
@@ -383,8 +387,7 @@ class HttpSession:
                 asked += f"Proxy-Authorization: {credentials}\r\n"
         with mapped(phase, label, transport.proxy), anyio.fail_after(transport.stall_timeout):
             sock = await self._connect_direct(buffer, label)
-            fixed = {"Accept-Encoding": "identity", **_FRESH, "Connection": "close",
-                     "User-Agent": transport.user_agent}
+            fixed = {**transport.fixed_headers, "Connection": "close"}
             asked += "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
             try:
                 await send_all(sock, f"{method} {target} HTTP/1.1\r\nHost: "
