@@ -83,22 +83,49 @@ def test_an_unchanged_tree_costs_its_index_only(tree: Path, certificate: tuple[P
     assert run("verify", str(dest)).returncode == 0
 
 
-def test_an_unchanged_lighttpd_tree_costs_its_index_only(tree: Path, tmp_path: Path) -> None:
-    """lighttpd's listing (rounded sizes, times as `2026-Dec-06 12:00:59`): a second run
-    over the unchanged tree requests only the directory (its times were read: no HEAD)."""
+@pytest.mark.parametrize("zone", ["UTC", "EST5EDT,M3.2.0,M11.1.0"])
+def test_an_unchanged_lighttpd_tree_costs_its_index_only(tree: Path, tmp_path: Path,
+                                                         zone: str) -> None:
+    """lighttpd's listing (rounded sizes, times as `2026-Dec-06 12:00:59` in its server's
+    zone, here UTC or US Eastern with summer time): a second run over the unchanged tree
+    requests only the directory; a file changed since costs its own requests only."""
     if reason := missing("lighttpd"):
         pytest.skip(reason)
     log = tmp_path / "access.log"
     dest = tmp_path / "m"
-    with lighttpd(tree, access_log=log) as port:
-        args = ("mirror", f"http://127.0.0.1:{port}{DIRECTORY}", "--dest", str(dest))
+    served = tree / DIRECTORY.strip("/")
+    names = sorted(p.name for p in served.glob("*.xml.gz"))
+    summer = 1_782_820_800.0  # 2026-06-30 12:00 UTC: another offset from UTC than December's
+    os.utime(served / names[0], (summer, summer))
+    with lighttpd(tree, access_log=log, zone=zone) as port:
+        url = f"http://127.0.0.1:{port}{DIRECTORY}"
+        args = ("mirror", url, "--dest", str(dest))
         first = run(*args)
         assert first.returncode == 0, first.stderr
-        with contextlib.suppress(urllib.error.HTTPError):  # where the second run's begin
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/second-run", timeout=10)
+        _mark(port, "/second-run")
         second = run(*args)
         assert second.returncode == 0, second.stderr
+        changed = names[2]
+        data = (served / changed).read_bytes()[:-1000] + os.urandom(1000)
+        (served / changed).write_bytes(data)
+        (served / f"{changed}.md5").write_text(
+            f"MD5({changed})= {hashlib.md5(data).hexdigest()}\n")
+        _mark(port, "/third-run")
+        third = run(*args)
+        assert third.returncode == 0, third.stderr
     # lighttpd writes its access log when it can (all of it by the time it has stopped)
     requests = _requests(log, 0)
-    quiet = requests[requests.index(("GET", "/second-run")) + 1:]
+    quiet = requests[requests.index(("GET", "/second-run")) + 1:
+                     requests.index(("GET", "/third-run"))]
+    busy = requests[requests.index(("GET", "/third-run")) + 1:]
     assert quiet and {p for _, p in quiet} == {DIRECTORY}, quiet
+    assert {p for _, p in busy} - {DIRECTORY} == {DIRECTORY + changed,
+                                                  DIRECTORY + changed + ".md5"}, busy
+    assert (dest / changed).read_bytes() == data
+    assert (dest / names[0]).stat().st_mtime == summer  # HEAD's time, not the page's
+
+
+def _mark(port: int, path: str) -> None:
+    """A request to `path` in the server's log, where the next run's begin."""
+    with contextlib.suppress(urllib.error.HTTPError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10)

@@ -435,14 +435,15 @@ class FileAttempts:
         if checksum is not None and self._checksum is not None:
             write_atomically(dest / checksum.name, self._checksum, checksum.mtime, dest)
             manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
-                                          None, now))
+                                          None, now, shown=checksum.shown))
         etag = self.current.validator  # a strong ETag names the version (S3: vouched by)
         own = self.object_checksum  # S3's checksum of the object (checked when it can be)
         checked = self.md5 is not None or (own is not None and own.checkable)
         manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
                                       now, now if checked else None,
                                       etag=etag if etag and etag.startswith('"') else None,
-                                      checksum=str(own) if own else None))
+                                      checksum=str(own) if own else None,
+                                      shown=self.planned.entry.shown))
 
 
 def _ready(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fresh: bool

@@ -2,11 +2,13 @@
 times for listings that show none.
 
 A rounded size is settled by the manifest when it can vouch for the file: the listed time
-(to the minute) is the recorded one, the rounded size stands for the recorded exact size,
-and the local copy is the recorded one. Only the others are asked with HEAD, so a daily run
-over an unchanged tree costs its index page and no request per file. An entry listed
-without a time is always asked: its size alone cannot tell a new version of the same size
-from the recorded one (HEAD's Last-Modified and ETag can).
+(to the minute) is the recorded one, or the one the page showed when the file was recorded
+(a page may show its server's local time, HEAD the real one), the rounded size stands for
+the recorded exact size, and the local copy is the recorded one. Only the others are asked
+with HEAD, so a daily run over an unchanged tree costs its index page and no request per
+file, whatever zone the page's times are in. An entry listed without a time is always
+asked: its size alone cannot tell a new version of the same size from the recorded one
+(HEAD's Last-Modified and ETag can).
 """
 
 from __future__ import annotations
@@ -31,14 +33,19 @@ Recorded = Callable[[str], "ManifestEntry | None"]
 
 def from_record(entry: RemoteEntry, row: ManifestEntry | None,
                 dest: Path | None) -> RemoteEntry:
-    """`entry` with the recorded exact size when the record vouches for its rounded one
-    (and DEST's copy is the recorded one); else `entry` as it is."""
+    """`entry` with the recorded exact size (and time) when the record vouches for its
+    rounded one (and DEST's copy is the recorded one); else `entry` as it is."""
     shown = entry.size_shown
     if (entry.size is not None or shown is None or row is None or row.bad is not None
-            or entry.mtime is None or not shown[0] <= row.size <= shown[1]
-            or not same_time(row.mtime, entry)):
+            or entry.mtime is None or not shown[0] <= row.size <= shown[1]):
         return entry
-    exact = replace(entry, size=row.size, size_shown=None)
+    if row.shown is not None and same_time(row.shown, entry):  # the page's own clock
+        exact = replace(entry, size=row.size, size_shown=None, mtime=row.mtime,
+                        mtime_resolution=1.0, shown=entry.mtime)
+    elif same_time(row.mtime, entry):
+        exact = replace(entry, size=row.size, size_shown=None)
+    else:
+        return entry
     if dest is not None and not is_current(dest / entry.name, exact):
         return entry
     return exact
@@ -72,9 +79,10 @@ async def exact_sizes(pool: SessionPool, source: Source, entries: Sequence[Remot
 
 def _with_head(listed: RemoteEntry, head: RemoteEntry) -> RemoteEntry:
     """A listed entry completed by HEAD: its exact size; its time and validator when HEAD
-    gives them (a HEAD without Last-Modified keeps the listed time: never None, which would
-    take any later version for this one)."""
+    gives them, the listed time kept as `shown` (a HEAD without Last-Modified keeps the
+    listed time: never None, which would take any later version for this one)."""
     if head.mtime is None:
         return RemoteEntry(listed.name, head.size, listed.mtime, "file",
                            listed.mtime_resolution, head.validator)
-    return RemoteEntry(listed.name, head.size, head.mtime, "file", 1.0, head.validator)
+    return RemoteEntry(listed.name, head.size, head.mtime, "file", 1.0, head.validator,
+                       shown=listed.mtime)

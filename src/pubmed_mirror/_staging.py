@@ -50,6 +50,7 @@ CREATE TEMP TABLE staged (
     name TEXT NOT NULL UNIQUE,  -- a name listed twice: the first entry wins
     size INTEGER, mtime REAL, kind TEXT NOT NULL, resolution REAL NOT NULL,
     validator TEXT, shown_lo INTEGER, shown_hi INTEGER, md5 TEXT,
+    shown REAL,                 -- the listed time a HEAD's replaced (RemoteEntry.shown)
     ord BLOB NOT NULL,          -- file_order(name) in UTF-8: bytes sort as the key does
     year INTEGER,               -- pubmed_year of the name (of NAME, for NAME.md5)
     checksum INTEGER NOT NULL,  -- the name ends in .md5
@@ -65,10 +66,10 @@ CREATE TEMP TABLE staged (
 )
 """
 _ENTRY = "{0}.name, {0}.size, {0}.mtime, {0}.kind, {0}.resolution, {0}.validator, " \
-         "{0}.shown_lo, {0}.shown_hi, {0}.md5"
-_WIDTH = 9  # columns of _ENTRY
-_ROWS = ("name, seq, size, mtime, kind, resolution, validator, shown_lo, shown_hi, md5, ord, "
-         "year, checksum, safe, selected")
+         "{0}.shown_lo, {0}.shown_hi, {0}.md5, {0}.shown"
+_WIDTH = 10  # columns of _ENTRY
+_ROWS = ("name, seq, size, mtime, kind, resolution, validator, shown_lo, shown_hi, md5, "
+         "shown, ord, year, checksum, safe, selected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +87,9 @@ class PlanCounts:
 
 
 def _entry(row: tuple[Any, ...]) -> RemoteEntry:
-    name, size, mtime, kind, resolution, validator, low, high, md5 = row
+    name, size, mtime, kind, resolution, validator, low, high, md5, shown = row
     return RemoteEntry(name, size, mtime, kind, resolution, validator,
-                       None if low is None else (low, high), md5)
+                       None if low is None else (low, high), md5, shown)
 
 
 class Staging:
@@ -146,7 +147,8 @@ class Staging:
         safe = entry.kind == "file" and _safe(entry)
         shown = entry.size_shown or (None, None)
         return (name, self._seq, entry.size, entry.mtime, entry.kind, entry.mtime_resolution,
-                entry.validator, shown[0], shown[1], entry.md5, file_order(name).encode(),
+                entry.validator, shown[0], shown[1], entry.md5, entry.shown,
+                file_order(name).encode(),
                 pubmed_year(name.removesuffix(CHECKSUM_SUFFIX)),
                 name.endswith(CHECKSUM_SUFFIX), safe, safe and self._selected(name))
 
@@ -263,13 +265,13 @@ class Staging:
                 for r in rows]
 
     def set_sizes(self, entries: Iterable[RemoteEntry]) -> None:
-        rows = [(e.size, e.mtime, e.mtime_resolution, e.validator, e.name) for e in entries
-                if e.size is not None]
+        rows = [(e.size, e.mtime, e.mtime_resolution, e.validator, e.shown, e.name)
+                for e in entries if e.size is not None]
         with self._connection() as db:
             db.execute("BEGIN")
             db.executemany("UPDATE staged SET size = ?, mtime = ?, resolution = ?, "
-                           "validator = ?, shown_lo = NULL, shown_hi = NULL WHERE name = ?",
-                           rows)
+                           "validator = ?, shown = ?, shown_lo = NULL, shown_hi = NULL "
+                           "WHERE name = ?", rows)
             db.execute("COMMIT")
 
     # -- the plan -------------------------------------------------------------------------

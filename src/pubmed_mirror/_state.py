@@ -35,10 +35,12 @@ CREATE TABLE IF NOT EXISTS files (
     verified_at REAL,           -- when its MD5 last matched (fetch or `verify`)
     bad TEXT,                   -- why `verify` found the local copy wrong; NULL if it did not
     etag TEXT,                  -- the remote version's strong ETag (S3's), NULL if none
-    checksum TEXT               -- the server's own checksum, ALGORITHM:VALUE (S3's), or NULL
+    checksum TEXT,              -- the server's own checksum, ALGORITHM:VALUE (S3's), or NULL
+    shown REAL                  -- the time the listing showed, when it was not the remote
+                                -- mtime (a web page on its server's local time), or NULL
 )
 """
-_COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad, etag, checksum"
+_COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad, etag, checksum, shown"
 # what the dataset view (`status`, `load-order`, `ack`) needs beyond the files: see _dataset
 _DATASET_TABLES = {
     # the data files (not NAME.md5) of the selection in the last successful listing
@@ -62,6 +64,7 @@ class ManifestEntry:
     bad: str | None = None  # set by `verify`: the next mirror fetches the file again
     etag: str | None = None  # the version's strong ETag, when the server named one (S3)
     checksum: str | None = None  # the server's own for the object, ALGORITHM:VALUE (S3)
+    shown: float | None = None  # the listed time, when a HEAD's replaced it (`_sizes`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +193,7 @@ class Manifest:
             # an older manifest opened read-only lacks the dataset tables: they read as empty
             self._tables = {row[0] for row in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            # an older manifest opened read-only lacks `bad`, `etag` or `checksum`: read as NULL
+            # an older manifest opened read-only lacks `bad`, `etag`, `checksum` or `shown`: NULL
             known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
             self._columns = ", ".join(c if c in known else "NULL"
                                       for c in _COLUMNS.split(", "))
@@ -198,11 +201,13 @@ class Manifest:
             raise LocalFileError(f"cannot open the manifest {path}: {_reason(exc)}") from exc
 
     def _add_bad_column(self) -> None:
-        """Manifests written before the `bad` (`etag`, `checksum`) column existed get it."""
+        """Manifests written before the `bad` (`etag`, `checksum`, `shown`) column existed
+        get it."""
         known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
-        for column in ("bad", "etag", "checksum"):
+        for column, kind in (("bad", "TEXT"), ("etag", "TEXT"), ("checksum", "TEXT"),
+                             ("shown", "REAL")):
             if column not in known:
-                self._db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
+                self._db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
 
     @staticmethod
     def _read_only(path: Path) -> sqlite3.Connection:
@@ -271,9 +276,9 @@ class Manifest:
     def record(self, entry: ManifestEntry) -> None:
         with self._lock, self._errors():
             self._db.execute(
-                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (entry.name, entry.size, entry.mtime, entry.md5, entry.fetched_at,
-                 entry.verified_at, entry.bad, entry.etag, entry.checksum))
+                 entry.verified_at, entry.bad, entry.etag, entry.checksum, entry.shown))
 
     def forget(self, *names: str) -> None:
         """Remove these files' rows (their files were deleted), in one statement."""

@@ -33,7 +33,9 @@ class RemoteEntry:
     minutes, or only the day for files older than six months). `validator`: what names
     this version over HTTP (a strong ETag, else Last-Modified), when a HEAD gave one.
     `size_shown`: when `size` is None because the listing rounds it (`24M`), the bounds
-    (inclusive) of the exact sizes that display could stand for."""
+    (inclusive) of the exact sizes that display could stand for. `shown`: the time the
+    listing showed, when a HEAD's (`mtime`) replaced it: a web page may show its server's
+    local time, which only this page ever shows again."""
 
     name: str
     size: int | None
@@ -43,6 +45,7 @@ class RemoteEntry:
     validator: str | None = None
     size_shown: tuple[int, int] | None = None
     md5: str | None = None
+    shown: float | None = None
 
 
 # where a listing's entries go, batch by batch, when it is not returned whole (`_staging`)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._errors import FatalError, MirrorError, describe
 from ._transport import EntrySink, RemoteEntry
@@ -93,8 +93,7 @@ class _Seen:
 
 
 def _below(entry: RemoteEntry, prefix: str) -> RemoteEntry:
-    return RemoteEntry(prefix + entry.name, entry.size, entry.mtime, entry.kind,
-                       entry.mtime_resolution, entry.validator, entry.size_shown, entry.md5)
+    return replace(entry, name=prefix + entry.name)
 
 
 def _enterable(name: str, prefix: str) -> bool:
