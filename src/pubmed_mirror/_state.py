@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS files (
 )
 """
 _COLUMNS = "name, size, mtime, md5, fetched_at, verified_at, bad, etag, checksum, shown"
+_COLUMN_NAMES = _COLUMNS.split(", ")  # each a ManifestEntry field, in its order
+_MARKS = ", ".join("?" * len(_COLUMN_NAMES))
 # what the dataset view (`status`, `load-order`, `ack`) needs beyond the files: see _dataset
 _DATASET_TABLES = {
     # the data files (not NAME.md5) of the selection in the last successful listing
@@ -195,8 +197,7 @@ class Manifest:
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             # an older manifest opened read-only lacks `bad`, `etag`, `checksum` or `shown`: NULL
             known = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
-            self._columns = ", ".join(c if c in known else "NULL"
-                                      for c in _COLUMNS.split(", "))
+            self._columns = ", ".join(c if c in known else "NULL" for c in _COLUMN_NAMES)
         except (OSError, sqlite3.Error) as exc:
             raise LocalFileError(f"cannot open the manifest {path}: {_reason(exc)}") from exc
 
@@ -275,10 +276,8 @@ class Manifest:
 
     def record(self, entry: ManifestEntry) -> None:
         with self._lock, self._errors():
-            self._db.execute(
-                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry.name, entry.size, entry.mtime, entry.md5, entry.fetched_at,
-                 entry.verified_at, entry.bad, entry.etag, entry.checksum, entry.shown))
+            self._db.execute(f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES ({_MARKS})",
+                             tuple(getattr(entry, column) for column in _COLUMN_NAMES))
 
     def forget(self, *names: str) -> None:
         """Remove these files' rows (their files were deleted), in one statement."""
