@@ -443,7 +443,7 @@ class FileAttempts:
                                       now, now if checked else None,
                                       etag=etag if etag and etag.startswith('"') else None,
                                       checksum=str(own) if own else None,
-                                      shown=self.planned.entry.shown))
+                                      shown=self.entry.shown))
 
 
 def _ready(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fresh: bool
