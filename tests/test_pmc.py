@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,23 @@ ARTICLES: dict[str, tuple[str, dict[str, bytes]]] = {
         "PMC12788873.2.xml": b"<article>12788873 v2</article>\n" * 21,
         "PMC12788873.2.txt": b"12788873 v2\n" * 21,
     }),
+    "PMC13902.3": ("cc-by-nc-nd 4.0", {
+        "PMC13902.3.xml": b"<article>13902 v3</article>\n" * 11,
+    }),
+    "PMC9000001.1": ("CC0", {
+        "PMC9000001.1.txt": b"public domain\n" * 7,
+        "fig1.png": b"\x89PNG fig\n" * 5,
+    }),
+    "PMC9000002.1": ("Publisher's own", {
+        "PMC9000002.1.xml": b"<article>custom</article>\n" * 3,
+    }),
+}
+# the legacy groups PMC defined, as each version's JSON puts it in one (`_pmc.LicenceRule`)
+SUBSETS = {
+    "pmc:oa_comm": ["PMC13901.1", "PMC9000001.1"],
+    "pmc:oa_noncomm": ["PMC12788873.1", "PMC13902.3"],
+    "pmc:oa_other": ["PMC9000002.1"],
+    "pmc:author_manuscript": ["PMC12788873.2"],
 }
 
 
@@ -50,19 +68,24 @@ def metadata(version: str) -> bytes:
 
     media = [url(n) for n in objects if not n.startswith(version)]
     pdf = f"{version}.pdf"
+    xml = f"{version}.xml"
     return json.dumps({
         "pmcid": pmcid, "version": int(number), "pmid": None, "doi": None, "title": "t",
         "citation": "c", "is_pmc_openaccess": licence != "TDM",
         "is_manuscript": licence == "TDM", "is_historical_ocr": False, "is_retracted": False,
-        "license_code": licence, "xml_url": url(f"{version}.xml"),
+        "license_code": licence, "xml_url": url(xml) if xml in objects else None,
         "pdf_url": url(pdf) if pdf in objects else None, "media_urls": media,
-        "text_url": url(f"{version}.txt")}, indent=2).encode()
+        "text_url": url(f"{version}.txt") if f"{version}.txt" in objects else None},
+        indent=2).encode()
 
 
-def article_files() -> dict[str, bytes]:
-    """What pmc:articles must land: every object of every version, nested by version."""
+def article_files(versions: list[str] | None = None) -> dict[str, bytes]:
+    """What pmc:articles must land: every object of every version, nested by version (of
+    `versions` only, when given)."""
     files = {}
     for version, (_, objects) in ARTICLES.items():
+        if versions is not None and version not in versions:
+            continue
         files.update({f"{version}/{name}": data for name, data in objects.items()})
         files[f"{version}/{version}.json"] = metadata(version)
     return files
@@ -177,17 +200,94 @@ def test_pmc_articles_include_glob_selects_across_versions(
     assert sorted(object_gets(proxy, BUCKET)) == sorted(expected)
 
 
-@pytest.mark.parametrize("preset", ["pmc:oa_comm", "pmc:oa_noncomm"])
-def test_pmc_retired_prefix_names_exit_2_in_one_line_before_any_request(
+@pytest.mark.parametrize("preset", list(SUBSETS))
+def test_pmc_licence_preset_mirrors_the_versions_their_json_selects_then_nothing(
         proxy: S3FaultProxy, tmp_path: Path, preset: str) -> None:
-    """The legacy names oa_comm/oa_noncomm exit 2 with one line saying PMC retired them
-    and which preset to use, before any request."""
-    result = mirror(proxy, preset, tmp_path / "dest")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "retired" in lines[0] and "2026-04-13" in lines[0] and "pmc:articles" in lines[0]
-    assert proxy.seen == [] and not (tmp_path / "dest").exists()
+    """A licence preset (pmc:oa_comm, ...) mirrors exactly the article versions whose own
+    JSON puts them in its group, every object of each; it reads each version's JSON once
+    (the chosen ones' again as their file), and a second run reads none: the listing only."""
+    dest = tmp_path / "dest"
+    chosen = SUBSETS[preset]
+    first = mirror(proxy, preset, dest)
+    assert first.returncode == 0, first.stderr
+    assert_files(dest, article_files(chosen))
+    documents = [f"{v}/{v}.json" for v in ARTICLES]
+    expected = sorted([*documents, *article_files(chosen)])
+    assert sorted(object_gets(proxy, BUCKET)) == expected
+    assert {s.query["prefix"][0] for s in proxy.listings()} == {"PMC"}
+
+    proxy.seen.clear()
+    second = mirror(proxy, preset, dest)
+    assert second.returncode == 0, second.stderr
+    assert object_gets(proxy, BUCKET) == [] and proxy.listings()
+    assert len(events(second.stdout, "file_skipped")) == len(article_files(chosen))
+
+
+def test_pmc_licence_change_is_read_again_and_delete_removes_the_version(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A version whose JSON changes (a new ETag) is decided again: one that leaves the group
+    is removed by --delete, one that joins it is fetched; the others' JSON is not read."""
+    dest = tmp_path / "dest"
+    assert mirror(proxy, "pmc:oa_comm", dest).returncode == 0
+    leaving, joining = "PMC9000001.1", "PMC9000002.1"
+    saved = {v: ARTICLES[v] for v in (leaving, joining)}
+    try:
+        ARTICLES[leaving] = ("CC BY-NC", saved[leaving][1])
+        ARTICLES[joining] = ("CC BY", saved[joining][1])
+        for version in (leaving, joining):
+            client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.json",
+                              Body=metadata(version))
+        proxy.seen.clear()
+        result = mirror(proxy, "pmc:oa_comm", dest, "--delete")
+        assert result.returncode == 0, result.stderr
+        assert_files(dest, article_files(["PMC13901.1", joining]))
+        assert sorted(object_gets(proxy, BUCKET)) == sorted(
+            [f"{leaving}/{leaving}.json", f"{joining}/{joining}.json",
+             *article_files([joining])])
+        assert {e["name"] for e in events(result.stdout, "file_deleted")} == set(
+            article_files([leaving]))
+    finally:
+        ARTICLES.update(saved)
+        for version in (leaving, joining):
+            client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.json",
+                              Body=metadata(version))
+
+
+def test_pmc_licence_json_refused_once_is_asked_again(
+        proxy: S3FaultProxy, tmp_path: Path) -> None:
+    """A version's JSON answered with 503 SlowDown is asked again (the listing goes on from
+    its page) and the run completes: the same files as without the fault."""
+    key = "PMC13901.1/PMC13901.1.json"
+    proxy.faults.append(S3Fault("slowdown", lambda s: s.method == "GET" and
+                                s.key(BUCKET) == key, seconds=0.2))
+    result = mirror(proxy, "pmc:oa_comm", tmp_path / "dest")
+    assert result.returncode == 0, result.stderr
+    assert_files(tmp_path / "dest", article_files(SUBSETS["pmc:oa_comm"]))
+    assert len(proxy.gets(BUCKET, key)) == 3  # refused, read, fetched as a file
+    assert len(proxy.listings()) == 2  # its page asked again, not the listing's next
+
+
+@pytest.mark.parametrize("broken", [b"not json", b"[]", b'{"pmcid": "PMC1", "version": 1}'])
+def test_pmc_licence_unreadable_json_fails_that_version_only(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path, broken: bytes) -> None:
+    """A version whose JSON is not JSON, not an object, or another version's is not
+    mirrored and the run exits 1 naming it; the other versions land; its local files are
+    kept by --delete."""
+    version = "PMC5555555.1"
+    dest = tmp_path / "dest"
+    (dest / version).mkdir(parents=True)
+    (dest / version / "old.txt").write_bytes(b"kept\n")
+    client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.json", Body=broken)
+    client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.xml", Body=b"<a/>")
+    try:
+        result = mirror(proxy, "pmc:oa_comm", dest, "--delete")
+    finally:
+        client.delete_objects(Bucket=BUCKET, Delete={"Objects": [
+            {"Key": f"{version}/{version}.json"}, {"Key": f"{version}/{version}.xml"}]})
+    assert result.returncode == 1
+    assert version in result.stderr
+    assert [e["name"] for e in events(result.stdout, "file_failed")] == [version]
+    assert_files(dest, {**article_files(SUBSETS["pmc:oa_comm"]), f"{version}/old.txt": b"kept\n"})
 
 
 @pytest.mark.parametrize("args", [["pmc:nope"], ["pmc:articles", "--transport", "https"],
@@ -201,3 +301,55 @@ def test_pmc_bad_usage_exits_2_before_any_request(
     assert result.returncode == 2
     assert "error:" in result.stderr.strip().splitlines()[-1]
     assert proxy.seen == [] and not (tmp_path / "dest").exists()
+
+
+def test_pmc_ls_licence_preset_lists_the_selected_keys_as_paths(
+        proxy: S3FaultProxy) -> None:
+    """`ls` with a licence preset lists the keys of the versions it selects, each a path
+    the mirror takes (none said to be refused)."""
+    result = run("ls", "pmc:oa_noncomm", "--s3-endpoint", proxy.url, "--json")
+    assert result.returncode == 0, result.stderr
+    listed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(e["name"] for e in listed) == sorted(article_files(SUBSETS["pmc:oa_noncomm"]))
+    assert [e["refused"] for e in listed] == [None] * len(listed)
+
+
+@pytest.fixture(scope="module")
+def paged() -> Iterator[S3FaultProxy]:
+    """A bucket whose first article version holds more keys than a listing page (moto's
+    1,000), its JSON sorted after them: the version is whole only on the second page."""
+    with moto_server() as url:
+        client = s3_client(url)
+        make_bucket(client, BUCKET)
+        big = {f"PMC20.1/A{i:04d}.bin": b"%d\n" % i for i in range(1005)}
+        ARTICLES_PAGED.update(big)
+        for version, licence in (("PMC20.1", "CC BY"), ("PMC21.1", "CC BY-NC"),
+                                 ("PMC22.1", "CC0")):
+            ARTICLES_PAGED[f"{version}/{version}.json"] = json.dumps(
+                {"pmcid": version.split(".")[0], "version": 1, "is_pmc_openaccess": True,
+                 "is_manuscript": False, "license_code": licence}).encode()
+            ARTICLES_PAGED[f"{version}/{version}.xml"] = f"<{version}/>".encode()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda item: client.put_object(Bucket=BUCKET, Key=item[0],
+                                                         Body=item[1]),
+                          ARTICLES_PAGED.items()))
+        with S3FaultProxy(url).running() as server:
+            yield server
+
+
+ARTICLES_PAGED: dict[str, bytes] = {}
+
+
+def test_pmc_licence_version_across_listing_pages_is_decided_whole(
+        paged: S3FaultProxy, tmp_path: Path) -> None:
+    """A version whose keys span two listing pages, its JSON on the second, is decided once
+    its JSON is listed and mirrored whole; the next versions are decided as always."""
+    result = mirror(paged, "pmc:oa_comm", tmp_path / "dest", "--concurrency", "8")
+    assert result.returncode == 0, result.stderr
+    assert len(paged.listings()) == 2
+    assert_files(tmp_path / "dest", {k: v for k, v in ARTICLES_PAGED.items()
+                                     if not k.startswith("PMC21.1/")})
+    reads = [k for k in object_gets(paged, BUCKET) if k.endswith(".json")]
+    assert sorted(reads) == sorted(["PMC20.1/PMC20.1.json", "PMC20.1/PMC20.1.json",
+                                    "PMC21.1/PMC21.1.json", "PMC22.1/PMC22.1.json",
+                                    "PMC22.1/PMC22.1.json"])

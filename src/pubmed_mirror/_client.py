@@ -26,6 +26,7 @@ from ._pool import SessionPool
 from ._pubmed import file_order
 from ._report import MirrorReport
 from ._retry import RetryPolicy
+from ._s3 import S3Transport
 from ._sizes import exact_sizes
 from ._state import Manifest
 from ._transport import RemoteEntry, Source
@@ -239,6 +240,8 @@ async def list_remote(
     src = open_source(source)
     timeouts = timeouts or Timeouts()
     transport = src.transport(connect_timeout=timeouts.connect, stall_timeout=timeouts.stall)
+    if isinstance(transport, S3Transport):
+        transport.selecting(None, None, 1)  # (`ls` keeps no manifest)
     async with SessionPool(transport, size=1) as pool:
         listed = await (retry or RetryPolicy()).call(lambda: list_dir(pool, src.path))
         # `ls` shows exact sizes: a rounded one is asked with HEAD

@@ -44,6 +44,7 @@ from ._pool import SessionPool
 from ._repair import Repair
 from ._report import FileResult, MirrorReport
 from ._runlog import record_listing, recorded_run
+from ._s3 import S3Transport
 from ._sizes import exact_sizes
 from ._source import parse_source
 from ._staging import PlanCounts, StagedFiles, Staging
@@ -118,6 +119,8 @@ class MirrorRun:
             connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
             command_bucket=budget.commands, gate=budget.gate)
         self.pool = SessionPool(transport, size=options.concurrency, cap=budget.connections)
+        if isinstance(transport, S3Transport):
+            transport.selecting(manifest, self.pool.spare, options.concurrency)
         self.repair = Repair.of(source, transport, options.concurrency)
         self._scheme = getattr(source, "scheme", "ftp")
         self.ordered = ordered
@@ -351,7 +354,8 @@ class MirrorRun:
         error = ("cannot read this listing line, so the file it may name is not mirrored "
                  "(a format we do not know)")
         if entry.kind == "unlisted":
-            error = "cannot list this directory, so the files it may hold are not mirrored"
+            error = ("cannot list this directory, or read what says which of its files are "
+                     "selected, so the files it may hold are not mirrored")
         exception = ProtocolError(error, path=entry.name)
         self.emit(FileFailed(entry.name, error, 0, exception))
         self._settle(FileResult(entry.name, "failed", None, error=error, exception=exception))

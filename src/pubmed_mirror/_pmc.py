@@ -9,18 +9,28 @@ every version under one prefix; `inventory-reports/` (a daily S3 inventory of me
 PMC removes them. In that layout every article-version prefix, and nothing else at the
 root, begins with `PMC`, so the articles' listing is ListObjectsV2 with the prefix `PMC`:
 none of metadata/, the inventory or deprecated/ is paged through.
+
+The legacy groups are no prefix any more: a version's JSON says what it is
+(`is_pmc_openaccess`, `is_manuscript`, `license_code` such as "CC BY" or "CC BY-NC-ND").
+`pmc:oa_comm` and the others are the article versions whose JSON puts them in that group,
+as PMC defined the groups: commercial use allowed (CC0, CC BY, CC BY-SA, CC BY-ND),
+non-commercial use only (CC BY-NC, CC BY-NC-SA, CC BY-NC-ND), any other licence or none,
+and author manuscripts. Each version is decided by its own JSON (`_select`): read once,
+remembered in the manifest by its ETag.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 from ._errors import BadSource
 from ._proxy import Proxy
 from ._s3 import S3Source
 
-__all__ = ["PMC_BUCKET", "PMC_PRESETS", "RETIRED_PRESETS", "pmc_source"]
+__all__ = ["PMC_BUCKET", "PMC_PRESETS", "LicenceRule", "licence_code", "pmc_source"]
 
 PMC_BUCKET = "pmc-oa-opendata"
 
@@ -28,14 +38,79 @@ PMC_BUCKET = "pmc-oa-opendata"
 PMC_PRESETS: dict[str, tuple[str, str]] = {
     "pmc:metadata": ("metadata/", ""),  # one JSON per article version: the dataset's index
     "pmc:articles": ("", "PMC"),  # every article-version prefix, as PMCxxx.N/NAME
+    "pmc:oa_comm": ("", "PMC"),  # those of them whose JSON says so (`LicenceRule`)
+    "pmc:oa_noncomm": ("", "PMC"),
+    "pmc:oa_other": ("", "PMC"),
+    "pmc:author_manuscript": ("", "PMC"),
 }
 
-# The names users know from the legacy layout: no prefix holds them any more, and a
-# selection by each version's `license_code` is not built yet.
-RETIRED_PRESETS = {
-    "pmc:oa_comm": "commercial-use",
-    "pmc:oa_noncomm": "non-commercial",
+COMMERCIAL = frozenset({"CC0", "CC BY", "CC BY-SA", "CC BY-ND"})
+NONCOMMERCIAL = frozenset({"CC BY-NC", "CC BY-NC-SA", "CC BY-NC-ND"})
+_GROUPS = {
+    "oa_comm": "open access, commercial use allowed",
+    "oa_noncomm": "open access, non-commercial use only",
+    "oa_other": "open access, another licence or none",
+    "author_manuscript": "author manuscripts",
 }
+_VERSION = re.compile(r"PMC\d+\.\d+")
+
+
+def licence_code(code: object) -> str:
+    """A `license_code` in one spelling: "cc-by_nc 4.0" is "CC BY-NC", "CC0 1.0" "CC0"."""
+    text = " ".join(str(code or "").upper().replace("_", " ").split())
+    text = re.sub(r"\s+\d+(\.\d+)*$", "", text)  # the licence's version
+    match = re.fullmatch(r"CC[\s-]*(0|ZERO|BY)((?:[\s-]+[A-Z]+)*)", text)
+    if match is None:
+        return text
+    if match.group(1) != "BY":
+        return "CC0"
+    return "-".join(["CC BY", *match.group(2).replace("-", " ").split()])
+
+
+def _flag(value: object) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "yes", "1")
+
+
+@dataclass(frozen=True, slots=True)
+class LicenceRule:
+    """The article versions (`PMCxxx.N/`) of one of PMC's legacy groups, by each version's
+    own JSON (`PMCxxx.N/PMCxxx.N.json`): a `_select.Rule`."""
+
+    subset: str  # a key of _GROUPS
+
+    def __str__(self) -> str:
+        return f"{self.subset}: {_GROUPS[self.subset]}"
+
+    def group(self, name: str) -> str | None:
+        head = name.split("/", 1)[0]
+        return head if "/" in name and _VERSION.fullmatch(head) else None
+
+    def index(self, group: str) -> str:
+        return f"{group}/{group}.json"
+
+    def facts(self, group: str, document: bytes) -> str:
+        """`open manuscript licence` (the flags 0 or 1) from the version's JSON;
+        ValueError when it is not one, or is another version's."""
+        meta = json.loads(document)
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+        pmcid, number = group.split(".")
+        if str(meta.get("pmcid", pmcid)) != pmcid or str(meta.get("version", number)) != number:
+            raise ValueError(f"it describes {meta.get('pmcid')}.{meta.get('version')}")
+        return (f"{int(_flag(meta.get('is_pmc_openaccess')))} "
+                f"{int(_flag(meta.get('is_manuscript')))} {licence_code(meta.get('license_code'))}")
+
+    def chosen(self, facts: str) -> bool:
+        open_access, manuscript, licence = facts.split(" ", 2)
+        if self.subset == "author_manuscript":
+            return manuscript == "1"
+        if open_access != "1" or manuscript == "1":
+            return False
+        if self.subset == "oa_comm":
+            return licence in COMMERCIAL
+        if self.subset == "oa_noncomm":
+            return licence in NONCOMMERCIAL
+        return licence not in COMMERCIAL | NONCOMMERCIAL
 
 
 def pmc_source(name: str, *, endpoint: str | None = None, sign: bool = False,
@@ -43,18 +118,13 @@ def pmc_source(name: str, *, endpoint: str | None = None, sign: bool = False,
                proxy: Proxy | None = None, netrc_file: str | os.PathLike[str] | None = None,
                email: str | None = None) -> S3Source:
     """The S3 source a `pmc:` preset names (reached as the --s3-* options say; the bucket
-    stays `pmc-oa-opendata` on another endpoint too); BadSource for any other `pmc:` name,
-    saying what to use instead of a retired one."""
-    if name in RETIRED_PRESETS:
-        raise BadSource(
-            f"{name}: PMC retired the {name.removeprefix('pmc:')}/ prefix on 2026-04-13 (the "
-            f"licence is now each article version's license_code); this tool cannot select "
-            f"the {RETIRED_PRESETS[name]} articles yet: mirror pmc:articles (every article "
-            f"version) or pmc:metadata (their licence codes)")
+    stays `pmc-oa-opendata` on another endpoint too); BadSource for any other `pmc:` name."""
     if name not in PMC_PRESETS:
         raise BadSource(f"unknown preset {name!r}: use one of {', '.join(PMC_PRESETS)}")
     prefix, narrow = PMC_PRESETS[name]
     source = S3Source.parse(f"s3://{PMC_BUCKET}/{prefix}", endpoint=endpoint, sign=sign,
                             requester_pays=requester_pays, ca_file=ca_file, proxy=proxy,
                             netrc_file=netrc_file, email=email)
-    return replace(source, narrow=narrow)
+    subset = name.removeprefix("pmc:")
+    return replace(source, narrow=narrow,
+                   select=LicenceRule(subset) if subset in _GROUPS else None)

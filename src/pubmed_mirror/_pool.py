@@ -232,6 +232,19 @@ class SessionPool:
             self._notify()
 
     @asynccontextmanager
+    async def spare(self) -> AsyncIterator[Session | None]:
+        """A session borrowed as `session` does, when one is idle or may be opened now;
+        None rather than a wait (for a helper of a caller that holds a session already:
+        waiting for the pool's last one would wait for ever)."""
+        if self._closed or self._decide() not in ("reuse", "open"):
+            yield None
+            return
+        if not self._idle and self._cap is not None:
+            self._cap.give()  # the slot `_decide` took: `acquire` takes it again, at once
+        async with self.session() as session:
+            yield session
+
+    @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
         """Borrow a session. It goes back for reuse when it is still in sync (`healthy`),
         even if the block raised an error after the session's last reply (a short transfer

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
     from ._direct import Mover
     from ._http import HttpSession, HttpTransport
+    from ._select import Borrow, Rule, Selector
+    from ._state import Manifest
     from ._transfer import RemoteFile
 
 __all__ = ["S3Session", "S3Source", "S3Transport", "check_bucket", "object_checksum"]
@@ -115,7 +117,8 @@ class S3Source:
     standard AWS chain (botocore), else anonymous; `requester_pays` says so in each request.
     `narrow`: only the keys beginning with `prefix + narrow` are listed (a preset's: PMC's
     article versions, `PMC...`, among other keys at the bucket's root), still named
-    relative to `prefix`."""
+    relative to `prefix`. `select`: of those, the groups of keys a metadata object of
+    theirs selects (`_select`; PMC's licence presets)."""
 
     scheme: ClassVar[str] = "s3"
     # ListObjectsV2 gives every key once, in UTF-8 binary order across its pages, and a
@@ -135,6 +138,7 @@ class S3Source:
     ca_file: Path | None = None
     proxy: Proxy | None = None
     email: str | None = field(default=None, repr=False)
+    select: Rule | None = None
 
     def __post_init__(self) -> None:
         check_bucket(self.bucket)
@@ -152,7 +156,8 @@ class S3Source:
     def __str__(self) -> str:
         where = f" at {self.endpoint}" if self.endpoint else ""
         narrow = f"{self.narrow}*" if self.narrow else ""
-        return f"s3://{self.bucket}/{self.prefix}{narrow}{where}"
+        chosen = f" ({self.select})" if self.select is not None else ""
+        return f"s3://{self.bucket}/{self.prefix}{narrow}{chosen}{where}"
 
     @property
     def path(self) -> str:
@@ -277,6 +282,7 @@ class S3Transport:
             command_bucket=command_bucket, gate=gate)
         self.listings: dict[str, Listing] = {}
         self.etags_doubted = False  # an object's MD5-like ETag was not its MD5 (`head`)
+        self.selector: Selector | None = None  # a selection by metadata (`_select`)
         self.signer = (AwsSigner(self.region, source.requester_pays) if source.sign
                        else None)
         self.http = self._http()
@@ -287,6 +293,15 @@ class S3Transport:
     @property
     def gate(self) -> ServerGate:
         return self.http.gate
+
+    def selecting(self, manifest: Manifest | None, borrow: Borrow | None, lanes: int) -> None:
+        """The source's selection by metadata, if it has one, applied to its listing: what
+        its metadata objects said remembered in `manifest`, read `lanes` at once (the
+        listing's session and those `borrow` spares)."""
+        if self.source.select is not None:
+            from ._select import Selector
+
+            self.selector = Selector(self.source.select, manifest, borrow, lanes)
 
     @property
     def address(self) -> str:
@@ -372,21 +387,40 @@ class S3Session:
         narrow = source.narrow if path == source.prefix else ""
         listing = self.transport.listings.setdefault(path, Listing(path, narrow))
         deadline = listing_deadline(self.http.transport.stall_timeout)
+        selector = self.transport.selector if path == source.prefix else None
         while not listing.done:
             with anyio.move_on_after(deadline) as page_time:
-                page = await self._page(listing)
+                page, token, done = await self._page(listing)
             if page_time.cancelled_caught:
                 raise TransferStalled(f"a listing page was not complete within {deadline:g} s",
                                       path=path)
+            held = listing.held
+            if selector is not None:
+                page, held = await selector.choose(held, page, done, self)
             if sink is None:
                 listing.entries.extend(page)
             else:
                 await sink(page)
+            # the listing moves on once the page is kept: an error before asks it again
+            listing.token, listing.done, listing.held = token, done, held
+            listing.pages += 1
         del self.transport.listings[path]
         return listing.entries
 
-    async def _page(self, listing: Listing) -> _Page:
-        """One page's entries; `listing` moves on only once the page is whole."""
+    async def document(self, name: str, limit: int) -> tuple[bytes, str | None]:
+        """A small object read whole, and its ETag (`_select`: a metadata object); more
+        than `limit` bytes is a RemoteFileError."""
+        path = self.transport.source.remote_path(name)
+        async with self.http._request("GET", self.transport.url_path(path), phase="retr",
+                                      label=path) as response:
+            body = await response.content.read(limit + 1)
+            etag = response.headers.get("ETag")
+        if len(body) > limit:
+            raise RemoteFileError(f"larger than {limit} bytes", path=path)
+        return body, etag
+
+    async def _page(self, listing: Listing) -> tuple[_Page, str | None, bool]:
+        """One page's entries, the next page's token and whether it was the last."""
         label = f"{self.transport.source} (listing page {listing.pages + 1})"
         parser = PageParser(listing.prefix, label)
         found: list[RemoteEntry] = []
@@ -401,9 +435,7 @@ class S3Session:
                     raise ConnectionLost("a listing page over 64 MiB", path=label)
                 found.extend(parser.feed(chunk))
         found.extend(parser.close())
-        listing.token, listing.done = parser.token, not parser.truncated
-        listing.pages += 1
-        return found
+        return found, parser.token, not parser.truncated
 
     async def _error(self, response: aiohttp.ClientResponse, label: str) -> None:
         """S3's refusals of a listing that no retry gets past, one line each; others go on

@@ -28,11 +28,13 @@ _MD5 = re.compile(r"[0-9a-f]{32}")
 class Listing:
     """A listing under way: what the pages read so far held, and where the next begins
     (None: at the start; `done` once a page said it was the last). Pages are asked for the
-    keys beginning with `prefix + narrow`; names are relative to `prefix`."""
+    keys beginning with `prefix + narrow`; names are relative to `prefix`. `held`: the
+    entries a selection keeps for the next page (`_select`: a group not yet whole)."""
 
     prefix: str
     narrow: str = ""
     entries: list[RemoteEntry] = field(default_factory=list)
+    held: list[RemoteEntry] = field(default_factory=list)
     token: str | None = None
     done: bool = False
     pages: int = 0

@@ -10,7 +10,7 @@ import sqlite3
 import stat
 import threading
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +52,8 @@ _DATASET_TABLES = {
             "outcome TEXT, detail TEXT",
     # how far each consumer has loaded (`ack`); `mirror` never touches it
     "cursors": "consumer TEXT PRIMARY KEY, year INTEGER, through TEXT, updated REAL",
+    # what a metadata object said, as of its ETag then (a selection by metadata, `_select`)
+    "facts": "name TEXT PRIMARY KEY, etag TEXT NOT NULL, facts TEXT NOT NULL",
 }
 
 
@@ -346,6 +348,19 @@ class Manifest:
             self._db.execute("INSERT OR REPLACE INTO cursors (consumer, year, through, "
                              "updated) VALUES (?, ?, ?, ?)",
                              (cursor.consumer, cursor.year, cursor.through, cursor.updated))
+
+    def facts(self, names: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """What each of these metadata objects said when last read: (its ETag, the facts)."""
+        marks = ", ".join("?" * len(names))
+        rows = self._select("facts", "name, etag, facts", f"WHERE name IN ({marks})",
+                            tuple(names))
+        return {name: (etag, facts) for name, etag, facts in rows}
+
+    def keep_facts(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Remember what metadata objects said: (name, ETag, facts) each."""
+        if rows and self.writable:
+            with self._lock, self._errors():
+                self._db.executemany("INSERT OR REPLACE INTO facts VALUES (?, ?, ?)", rows)
 
     def _select(self, table: str, columns: str, tail: str = "",
                 args: tuple[object, ...] = ()) -> list[Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .._lifecycle import DeleteLimit
-from .._pmc import PMC_PRESETS, RETIRED_PRESETS
+from .._pmc import PMC_PRESETS
 from .._proxy import parse_proxy
 from .._pubmed import PRESETS
 from .._source import TRANSPORTS, parse_source
@@ -114,10 +114,7 @@ def directory(text: str) -> Path:
 
 def source_url(text: str) -> str:
     """The URL or preset as given, once it parses (the source is made in `main`, with
-    --ca-file and --transport). A retired preset passes: `main` says why in one line,
-    without the usage text, which would bury the explanation."""
-    if text in RETIRED_PRESETS:
-        return text
+    --ca-file and --transport)."""
     try:
         parse_source(text)
         return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +14,9 @@ from rich.text import Text
 
 from .._client import list_remote
 from .._options import Timeouts
-from .._plan import unsafe_name_reason
 from .._retry import RetryPolicy
 from .._transport import RemoteEntry
+from .._tree import unsafe_name_reason, unsafe_path_reason
 from ._args import (
     EXIT_OK,
     URL_HELP,
@@ -48,15 +49,18 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         retry=RetryPolicy(attempts=args.retries + 1)))
     if entries is None:
         return interrupted()
+    # names below the start are paths where one listing is the whole tree (S3's keys)
+    refused = (unsafe_path_reason if getattr(args.url, "lists_whole_tree", False)
+               else unsafe_name_reason)
     if args.json:
         for e in entries:
-            emit_json(_entry_json(e))
+            emit_json(_entry_json(e, refused))
         return EXIT_OK
     table = Table(title=escape(str(args.url)))
     for column in ("name", "size", "modified (UTC)", "kind"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for e in entries:
-        table.add_row(Text(_ls_name(e)), "" if e.size is None else f"{e.size:,}",
+        table.add_row(Text(_ls_name(e, refused)), "" if e.size is None else f"{e.size:,}",
                       _utc(e.mtime), e.kind)
     console.print(table)
     files = [e for e in entries if e.kind == "file"]
@@ -67,10 +71,10 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _ls_name(entry: RemoteEntry) -> str:
+def _ls_name(entry: RemoteEntry, refused: Callable[[str], str | None]) -> str:
     if entry.kind == "unreadable":
         return f"{entry.name!r} (cannot read this listing line)"
-    unsafe = unsafe_name_reason(entry.name)
+    unsafe = refused(entry.name)
     return entry.name if unsafe is None else f"{entry.name!r} (mirror skips it: {unsafe})"
 
 
@@ -80,8 +84,8 @@ def _utc(mtime: float | None) -> str:
     return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _entry_json(entry: RemoteEntry) -> dict[str, Any]:
+def _entry_json(entry: RemoteEntry, refused: Callable[[str], str | None]) -> dict[str, Any]:
     return {"name": entry.name, "size": entry.size, "mtime": entry.mtime,
             "modified": _utc(entry.mtime) or None, "kind": entry.kind,
             # why the mirror would refuse the name (an unreadable line is no name: its kind says)
-            "refused": None if entry.kind == "unreadable" else unsafe_name_reason(entry.name)}
+            "refused": None if entry.kind == "unreadable" else refused(entry.name)}
