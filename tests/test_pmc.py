@@ -271,8 +271,8 @@ def test_pmc_licence_json_refused_once_is_asked_again(
 def test_pmc_licence_unreadable_json_fails_that_version_only(
         proxy: S3FaultProxy, client: Any, tmp_path: Path, broken: bytes) -> None:
     """A version whose JSON is not JSON, not an object, or another version's is not
-    mirrored and the run exits 1 naming it; the other versions land; its local files are
-    kept by --delete."""
+    mirrored and the run (and its dry run) exits 1 naming it; the other versions land; its
+    local files are kept by --delete."""
     version = "PMC5555555.1"
     dest = tmp_path / "dest"
     (dest / version).mkdir(parents=True)
@@ -280,10 +280,15 @@ def test_pmc_licence_unreadable_json_fails_that_version_only(
     client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.json", Body=broken)
     client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.xml", Body=b"<a/>")
     try:
+        planned = run("mirror", "pmc:oa_comm", "--s3-endpoint", proxy.url, "--dest",
+                      str(dest), "--dry-run")
         result = mirror(proxy, "pmc:oa_comm", dest, "--delete")
     finally:
         client.delete_objects(Bucket=BUCKET, Delete={"Objects": [
             {"Key": f"{version}/{version}.json"}, {"Key": f"{version}/{version}.xml"}]})
+    assert planned.returncode == 1
+    assert [line.split()[0] for line in planned.stdout.splitlines() if "FAIL" in line] == [
+        repr(version)]
     assert result.returncode == 1
     assert version in result.stderr
     assert [e["name"] for e in events(result.stdout, "file_failed")] == [version]

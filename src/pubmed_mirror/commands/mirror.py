@@ -112,12 +112,16 @@ def _plan_lines(args: argparse.Namespace, plan: MirrorPlan) -> Iterator[str]:
     took 560 MB and two minutes to lay out)."""
     rows: Iterator[tuple[str, str, str]] = itertools.chain(
         ((f.name, human_bytes(f.size), _action(f)) for f in plan.files),
-        ((repr(e.name), "", "FAIL: cannot read this listing line") for e in plan.unreadable),
+        ((repr(e.name), "", _FAILS[e.kind]) for e in plan.unreadable),
         ((name, "", f"delete ({reason})") for name, reason in _would_delete(args, plan)))
     width = max([4, *(cell_len(f.name) for f in plan.files)])
     yield f"{'file':{width}}  {'size':>10}  action"
     for name, size, action in rows:
         yield f"{name}{' ' * max(0, width - cell_len(name))}  {size:>10}  {action}"
+
+
+_FAILS = {"unreadable": "FAIL: cannot read this listing line",
+          "unlisted": "FAIL: cannot list this directory or read what selects its files"}
 
 
 def _action(planned: PlannedFile) -> str:
