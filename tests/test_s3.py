@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import os
 import sqlite3
 import subprocess
@@ -378,6 +379,18 @@ def test_s3_no_such_bucket_is_one_line(proxy: S3FaultProxy, tmp_path: Path) -> N
                  "--dest", str(tmp_path / "d"))
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "no such bucket" in result.stderr
+
+
+def test_s3_fatal_error_ends_the_json_stream_with_an_error_object(
+        proxy: S3FaultProxy, tmp_path: Path) -> None:
+    """With --json, a run that stops on a fatal error ends its stdout with one `error`
+    object saying what the stderr line says."""
+    result = run("mirror", "s3://no-such-bucket/data/", "--s3-endpoint", proxy.url,
+                 "--dest", str(tmp_path / "d"), "--json")
+    assert result.returncode == 1
+    last = json.loads(result.stdout.splitlines()[-1])
+    assert last == {"event": "error", "error": result.stderr.split("error: ", 1)[1].strip()}
+    assert "no such bucket" in last["error"]
 
 
 def test_s3_access_denied_anonymous_is_one_line(

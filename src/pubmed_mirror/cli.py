@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import ssl
@@ -52,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(error: BaseException) -> None:
+def _fail(error: BaseException, args: argparse.Namespace) -> None:
     # plain print: one line, never wrapped to the terminal's width
     print(f"{PROG}: error: {error}", file=sys.stderr)
+    if getattr(args, "json", False):  # the stream's last object says why it ends here
+        print(json.dumps({"event": "error", "error": str(error)}), flush=True)
 
 
 def _email(flag: str | None) -> str | None:
@@ -144,22 +147,22 @@ def _command(argv: Sequence[str] | None) -> int:
                                     getattr(args, "fallback", None), _s3_options(args))
             _concurrency(args)
     except (MirrorError, ValueError) as exc:
-        _fail(exc)
+        _fail(exc, args)
         return EXIT_USAGE
     try:
         command: Callable[[argparse.Namespace, Console], Awaitable[int]] = args.func
         return anyio.run(command, args, Console(highlight=False))
     except (DestinationBusy, DatasetError) as exc:
-        _fail(exc)
+        _fail(exc, args)
         return EXIT_USAGE
     except MirrorError as exc:
-        _fail(exc)
+        _fail(exc, args)
         return EXIT_FAILED
     except BrokenPipeError:  # the reader of stdout left (`| head`): stop, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as exc:  # a local failure the library did not name (it should): one line
-        _fail(exc)
+        _fail(exc, args)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
