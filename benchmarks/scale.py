@@ -2,9 +2,12 @@
 DEST: every object to fetch) and of a no-op incremental run (a DEST whose manifest vouches
 for every object) over N generated PMC-shaped names: a generated ListObjectsV2 stream
 (tests/bigbucket.py: `s3://bucket/pmc/ --s3-endpoint`, pages of 1,000 keys) or, with
-`--autoindex`, one autoindex page (tests/bigindex.py); each server in its own process.
+`--autoindex`, one autoindex page (tests/bigindex.py), or, with `--pmc`, `pmc:oa_comm` over a
+generated bucket of PMC-shaped article versions (tests/bigpmc.py: four keys a version, a
+third of the versions chosen by their JSON; the fresh dry run reads every JSON, the vouched
+DEST remembers what each said); each server in its own process.
 
-    python benchmarks/scale.py [--autoindex] 100000 [1000000 ...]
+    python benchmarks/scale.py [--autoindex | --pmc] 100000 [1000000 ...]
 
 Prints one JSON object per (N, case); the phases (listing, comparison) come from the run's
 own `-v` log line ("planned in ...").
@@ -25,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BIGINDEX = ROOT / "tests" / "bigindex.py"
 BIGBUCKET = ROOT / "tests" / "bigbucket.py"
+BIGPMC = ROOT / "tests" / "bigpmc.py"
 _PHASES = re.compile(r"listed (\d+) entries in ([\d.]+) s, compared in ([\d.]+) s "
                      r"\(and ([\d.]+) s while listing\)")
 
@@ -58,15 +62,22 @@ def probe(argv: list[str]) -> dict[str, Any]:
     return result
 
 
-def measure(n: int, work: Path, s3: bool = True) -> list[dict[str, Any]]:
-    server = subprocess.Popen([sys.executable, str(BIGBUCKET if s3 else BIGINDEX), "serve",
-                               str(n)], stdout=subprocess.PIPE, text=True, cwd=BIGINDEX.parent)
+def measure(n: int, work: Path, kind: str = "s3") -> list[dict[str, Any]]:
+    """The three cases over N generated objects of `kind`: "s3", "autoindex" or "pmc"."""
+    script = {"s3": BIGBUCKET, "autoindex": BIGINDEX, "pmc": BIGPMC}[kind]
+    server = subprocess.Popen([sys.executable, str(script), "serve", str(n)],
+                              stdout=subprocess.PIPE, text=True, cwd=BIGINDEX.parent)
     try:
         assert server.stdout is not None
         port = server.stdout.readline().strip()
-        source = (["s3://bucket/pmc/", "--s3-endpoint", f"http://127.0.0.1:{port}"] if s3
-                  else [f"http://127.0.0.1:{port}/pmc/"])
-        listing = "ListObjectsV2 stream" if s3 else "autoindex page"
+        endpoint = ["--s3-endpoint", f"http://127.0.0.1:{port}"]
+        source = {"s3": ["s3://bucket/pmc/", *endpoint], "pmc": ["pmc:oa_comm", *endpoint],
+                  "autoindex": [f"http://127.0.0.1:{port}/pmc/"]}[kind]
+        listing = {"s3": "ListObjectsV2 stream", "autoindex": "autoindex page",
+                   "pmc": "pmc:oa_comm, ListObjectsV2 stream"}[kind]
+        seed = {"s3": [str(BIGINDEX), "dest", str(n), "{dest}", "s3"],
+                "autoindex": [str(BIGINDEX), "dest", str(n), "{dest}"],
+                "pmc": [str(BIGPMC), "dest", str(n), "{dest}"]}[kind]
         results = []
         fresh = work / f"fresh{n}"
         run = probe([*command(), "mirror", *source, "--dest", str(fresh), "--dry-run", "-v"])
@@ -74,8 +85,8 @@ def measure(n: int, work: Path, s3: bool = True) -> list[dict[str, Any]]:
         shutil.rmtree(fresh, ignore_errors=True)
         vouched = work / f"vouched{n}"
         started = time.perf_counter()
-        subprocess.run([sys.executable, str(BIGINDEX), "dest", str(n), str(vouched),
-                        *(["s3"] if s3 else [])], check=True, cwd=BIGINDEX.parent)
+        subprocess.run([sys.executable, *(a.format(dest=vouched) for a in seed)], check=True,
+                       cwd=BIGINDEX.parent)
         setup = time.perf_counter() - started
         for case, extra in (("dry-run, vouched DEST", ["--dry-run"]),
                             ("no-op incremental run", [])):
@@ -90,11 +101,11 @@ def measure(n: int, work: Path, s3: bool = True) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> None:
-    s3 = "--autoindex" not in argv
-    sizes = [int(a) for a in argv if a != "--autoindex"] or [100_000]
+    kind = "autoindex" if "--autoindex" in argv else "pmc" if "--pmc" in argv else "s3"
+    sizes = [int(a) for a in argv if not a.startswith("--")] or [100_000]
     with tempfile.TemporaryDirectory(prefix="pm-scale-") as tmp:
         for n in sizes:
-            for result in measure(n, Path(tmp), s3):
+            for result in measure(n, Path(tmp), kind):
                 print(json.dumps(result), flush=True)
 
 

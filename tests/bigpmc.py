@@ -1,0 +1,145 @@
+"""A huge generated bucket shaped like PMC's Article Datasets, for the licence presets' scale
+benchmark: an aiohttp server answering ListObjectsV2 (path style, as `--s3-endpoint`
+addresses it) with pages of 1,000 keys of article versions, each `PMCnnnnnnn.1/` holding
+its `.json`, `.txt`, `.xml` and `fig1.jpg` (S3's order), generated on the fly and never
+held, and a GET of each version's JSON (`license_code` by the version's number: "CC BY",
+"CC BY-NC" or a publisher's own, in turn). And DEST as a `pmc:oa_comm` mirror of it would
+leave it: the chosen versions' files, their manifest rows and what every version's JSON
+said (the manifest's `facts`), for a no-op incremental run.
+
+    python tests/bigpmc.py serve N           # N objects (4 a version); prints the port
+    python tests/bigpmc.py dest N DEST       # writes the vouched-for DEST of pmc:oa_comm
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from bigbucket import PAGE, etag_of
+from bigindex import MTIME, serve_app
+
+PARTS = (".json", ".txt", ".xml")  # `PMCn.1/PMCn.1.json` ..., then `PMCn.1/fig1.jpg`
+LICENCES = ("CC BY", "CC BY-NC", "Publisher's own")
+_MODIFIED = "2026-03-01T12:00:00.000Z"
+_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def version_of(v: int) -> str:
+    return f"PMC{1_000_000 + v}.1"
+
+
+def name_of(i: int) -> str:
+    v, part = divmod(i, 4)
+    version = version_of(v)
+    return f"{version}/{version}{PARTS[part]}" if part < 3 else f"{version}/fig1.jpg"
+
+
+@lru_cache(maxsize=4096)
+def document(v: int) -> bytes:
+    """Version `v`'s JSON, as PMC writes one (the fields the presets read, and others)."""
+    version = version_of(v)
+    return json.dumps({
+        "pmcid": version.split(".")[0], "version": 1, "pmid": 30_000_000 + v,
+        "is_pmc_openaccess": True, "is_manuscript": False, "is_historical_ocr": False,
+        "is_retracted": False, "license_code": LICENCES[v % 3],
+        "xml_url": f"s3://pmc-oa-opendata/{version}/{version}.xml"}).encode()
+
+
+def size_of(i: int) -> int:
+    v, part = divmod(i, 4)
+    return len(document(v)) if part == 0 else 2_000 + (i * 7919) % 50_000
+
+
+def etag(i: int) -> str:
+    v, part = divmod(i, 4)
+    return f'"{hashlib.md5(document(v)).hexdigest()}"' if part == 0 else etag_of(i)
+
+
+def _page(n: int, start: int) -> bytes:
+    end = min(n, start + PAGE)
+    truncated = end < n
+    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{_NS}">'
+             f"<Name>pmc-oa-opendata</Name><Prefix>PMC</Prefix><KeyCount>{end - start}"
+             f"</KeyCount><MaxKeys>{PAGE}</MaxKeys>"
+             f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]
+    if truncated:
+        parts.append(f"<NextContinuationToken>{end}</NextContinuationToken>")
+    parts.extend(f"<Contents><Key>{name_of(i)}</Key><LastModified>{_MODIFIED}"
+                 f"</LastModified><ETag>{escape(etag(i))}</ETag><Size>{size_of(i)}</Size>"
+                 "<StorageClass>STANDARD</StorageClass></Contents>"
+                 for i in range(start, end))
+    parts.append("</ListBucketResult>")
+    return "".join(parts).encode()
+
+
+def app(n: int) -> web.Application:
+    async def listing(request: web.Request) -> web.Response:
+        if request.query.get("list-type") != "2" or request.query.get("prefix") != "PMC":
+            return web.Response(status=400, text="only ListObjectsV2 of prefix PMC here")
+        start = int(request.query.get("continuation-token", "0"))
+        return web.Response(body=_page(n, start), content_type="application/xml")
+
+    async def get(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        version = key.split("/", 1)[0]
+        v = int(version.removeprefix("PMC").split(".")[0]) - 1_000_000
+        if key != f"{version}/{version}.json" or not 0 <= v < (n + 3) // 4:
+            return web.Response(status=404, text="only the versions' JSONs here")
+        return web.Response(body=document(v), content_type="application/json",
+                            headers={"ETag": etag(4 * v), "Last-Modified":
+                                     "Sun, 01 Mar 2026 12:00:00 GMT"})
+
+    application = web.Application()
+    application.router.add_get("/{bucket}/", listing)
+    application.router.add_get("/{bucket}/{key:.+}", get)
+    return application
+
+
+def vouched_dest(dest: Path, n: int) -> None:
+    """DEST as a complete `pmc:oa_comm` mirror of the generated bucket would leave it: the
+    chosen versions' files (sparse, at their size and time), a manifest row for each, and
+    what every version's JSON said, as of its ETag (rows by executemany: a million single
+    records would take minutes)."""
+    from pubmed_mirror._pmc import LicenceRule
+    from pubmed_mirror._state import Manifest
+
+    rule = LicenceRule("oa_comm")
+    dest.mkdir(parents=True, exist_ok=True)
+    Manifest.open(dest).close()
+    chosen = [i for i in range(n) if rule.chosen(rule.facts(
+        version_of(i // 4), document(i // 4)))]
+    for i in chosen:
+        path = dest / name_of(i)
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.ftruncate(fd, size_of(i))
+        os.close(fd)
+        os.utime(path, (MTIME, MTIME))
+    db = sqlite3.connect(dest / ".pubmed-mirror" / "manifest.sqlite")
+    now = time.time()
+    with db:
+        db.executemany("INSERT OR REPLACE INTO files (name, size, mtime, md5, fetched_at, "
+                       "verified_at, bad, etag) VALUES (?, ?, ?, NULL, ?, NULL, NULL, ?)",
+                       ((name_of(i), size_of(i), MTIME, now, etag(i)) for i in chosen))
+        db.executemany("INSERT OR REPLACE INTO facts VALUES (?, ?, ?)",
+                       ((name_of(4 * v), etag(4 * v), rule.facts(version_of(v), document(v)))
+                        for v in range((n + 3) // 4)))
+    db.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        asyncio.run(serve_app(app(int(sys.argv[2]))))
+    else:
+        vouched_dest(Path(sys.argv[3]), int(sys.argv[2]))
