@@ -8,6 +8,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from pubmed_mirror._pmc import licence_code
 from s3server import S3Fault, S3FaultProxy, make_bucket, moto_server, s3_client
-from test_s3 import assert_files, object_gets, run
+from test_s3 import assert_files, command, object_gets, run
 
 BUCKET = "pmc-oa-opendata"
 
@@ -138,9 +141,13 @@ def proxy(moto: str) -> Iterator[S3FaultProxy]:
         yield server
 
 
+def mirror_command(proxy: S3FaultProxy, preset: str, dest: Path, *args: str) -> list[str]:
+    return [*command(), "mirror", preset, "--s3-endpoint", proxy.url, "--dest", str(dest),
+            "--retries", "3", "--json", *args]
+
+
 def mirror(proxy: S3FaultProxy, preset: str, dest: Path, *args: str) -> Any:
-    return run("mirror", preset, "--s3-endpoint", proxy.url, "--dest", str(dest),
-               "--retries", "3", "--json", *args)
+    return run(*mirror_command(proxy, preset, dest, *args)[len(command()):])
 
 
 def events(out: str, name: str) -> list[dict[str, Any]]:
@@ -253,21 +260,85 @@ def test_pmc_licence_change_is_read_again_and_delete_removes_the_version(
                               Body=metadata(version))
 
 
-def test_pmc_licence_json_refused_once_is_asked_again(
+def test_pmc_licence_json_reads_are_retried_each_on_its_own(
         proxy: S3FaultProxy, tmp_path: Path) -> None:
-    """A version's JSON answered with 503 SlowDown is asked again (the listing goes on from
-    its page) and the run completes: the same files as without the fault."""
+    """Every version's JSON answering 503 SlowDown once, or cut short once, is asked again
+    on its own (more failures than the run has retries, none of its listing page asked
+    again) and the run completes: the same files as without the faults."""
+    for version in ARTICLES:
+        key = f"{version}/{version}.json"
+        proxy.faults.append(S3Fault("slowdown", lambda s, k=key: s.method == "GET" and
+                                    s.key(BUCKET) == k, seconds=0.2))
     key = "PMC13901.1/PMC13901.1.json"
-    proxy.faults.append(S3Fault("slowdown", lambda s: s.method == "GET" and
-                                s.key(BUCKET) == key, seconds=0.2))
+    proxy.faults.append(S3Fault("cut", lambda s: s.key(BUCKET) == key, after=40))
     result = mirror(proxy, "pmc:oa_comm", tmp_path / "dest")
     assert result.returncode == 0, result.stderr
     assert_files(tmp_path / "dest", article_files(SUBSETS["pmc:oa_comm"]))
-    assert len(proxy.gets(BUCKET, key)) == 3  # refused, read, fetched as a file
-    assert len(proxy.listings()) == 2  # its page asked again, not the listing's next
+    assert len(proxy.gets(BUCKET, key)) == 4  # refused, cut, read, fetched as a file
+    assert len(proxy.listings()) == 1
 
 
-@pytest.mark.parametrize("broken", [b"not json", b"[]", b'{"pmcid": "PMC1", "version": 1}'])
+def test_pmc_licence_large_json_is_read_whole(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A version whose JSON is larger than a socket's read (300 KB: a long citation) is
+    read whole and selects the version."""
+    version = "PMC5555556.1"
+    files = {f"{version}/{version}.xml": b"<big/>",
+             f"{version}/{version}.json": json.dumps({
+                 "pmcid": "PMC5555556", "version": 1, "is_pmc_openaccess": True,
+                 "citation": "x" * 300_000, "license_code": "CC BY"}).encode()}
+    for key, data in files.items():
+        client.put_object(Bucket=BUCKET, Key=key, Body=data)
+    try:
+        result = mirror(proxy, "pmc:oa_comm", tmp_path / "dest")
+    finally:
+        client.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in files]})
+    assert result.returncode == 0, result.stderr
+    assert_files(tmp_path / "dest", {**article_files(SUBSETS["pmc:oa_comm"]), **files})
+
+
+def test_pmc_licence_json_changed_since_listed_fails_that_version_only(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A version's JSON replaced between the listing and its read: that version is not
+    mirrored, the run exits 1 saying it changed, and the next run takes the new JSON."""
+    version = "PMC9000002.1"
+    key = f"{version}/{version}.json"
+    proxy.faults.append(S3Fault("delay", lambda s: s.method == "GET" and
+                                s.key(BUCKET) == key, seconds=3))
+    saved = ARTICLES[version]
+    command = [*mirror_command(proxy, "pmc:oa_comm", tmp_path / "dest")]
+    try:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as child:
+            time.sleep(1.5)
+            ARTICLES[version] = ("CC BY", saved[1])
+            client.put_object(Bucket=BUCKET, Key=key, Body=metadata(version))
+            out, _ = child.communicate(timeout=50)
+        failed = events(out, "file_failed")
+        assert child.returncode == 1
+        assert [e["name"] for e in failed] == [version]
+        assert "changed on the server since it was listed" in failed[0]["reason"]
+        again = mirror(proxy, "pmc:oa_comm", tmp_path / "dest")
+        assert again.returncode == 0, again.stderr
+        assert_files(tmp_path / "dest", article_files([*SUBSETS["pmc:oa_comm"], version]))
+    finally:
+        ARTICLES[version] = saved
+        client.put_object(Bucket=BUCKET, Key=key, Body=metadata(version))
+
+
+@pytest.mark.parametrize(("code", "spelled"), [
+    ("CC BY", "CC BY"), ("cc-by-nc-nd 4.0", "CC BY-NC-ND"), ("CC-BY-4.0", "CC BY"),
+    ("CC0-1.0", "CC0"), ("CC0 1.0 Universal", "CC0"), ("CC BY 4.0 International", "CC BY"),
+    ("CC BY-NC-ND 4.0 IGO", "CC BY-NC-ND"), ("CC BY-SA-NC", "CC BY-NC-SA"),
+    ("cc_by_sa", "CC BY-SA"), ("CC BY-SA-ND", "CC BY SA ND"), ("TDM", "TDM"), (None, "")])
+def test_licence_codes_are_read_in_pmc_spelling(code: str | None, spelled: str) -> None:
+    """A `license_code` however written (SPDX, versions, IGO, term order) is read as PMC
+    spells it; what is no Creative Commons licence stays what it says."""
+    assert licence_code(code) == spelled
+
+
+@pytest.mark.parametrize("broken", [b"not json", b"[]", b'{"pmcid": "PMC1", "version": 1}',
+                                    b"[" * 100_000 + b"]" * 100_000])
 def test_pmc_licence_unreadable_json_fails_that_version_only(
         proxy: S3FaultProxy, client: Any, tmp_path: Path, broken: bytes) -> None:
     """A version whose JSON is not JSON, not an object, or another version's is not
@@ -291,7 +362,9 @@ def test_pmc_licence_unreadable_json_fails_that_version_only(
         repr(version)]
     assert result.returncode == 1
     assert version in result.stderr
-    assert [e["name"] for e in events(result.stdout, "file_failed")] == [version]
+    failed = events(result.stdout, "file_failed")
+    assert [e["name"] for e in failed] == [version]
+    assert f"cannot read {version}/{version}.json" in failed[0]["reason"]
     assert_files(dest, {**article_files(SUBSETS["pmc:oa_comm"]), f"{version}/old.txt": b"kept\n"})
 
 

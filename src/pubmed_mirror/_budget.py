@@ -41,9 +41,13 @@ class ConnectionCap:
     def __repr__(self) -> str:
         return f"<ConnectionCap {self.used}/{self.limit} used, {len(self._queued)} pools queued>"
 
+    def free_for(self, owner: object) -> bool:
+        """A slot is free and no other pool queues before `owner`."""
+        return self.used < self.limit and (owner in self._queued or not self._queued)
+
     def take(self, owner: object) -> bool:
         """Take a slot for `owner`, unless none is free or other pools queue before it."""
-        if self.used >= self.limit or (owner not in self._queued and self._queued):
+        if not self.free_for(owner):
             return False
         self.used += 1
         return True

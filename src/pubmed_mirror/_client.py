@@ -241,7 +241,7 @@ async def list_remote(
     timeouts = timeouts or Timeouts()
     transport = src.transport(connect_timeout=timeouts.connect, stall_timeout=timeouts.stall)
     if isinstance(transport, S3Transport):
-        transport.selecting(None, None, 1)  # (`ls` keeps no manifest)
+        transport.selecting(None, None, 1, retry or RetryPolicy())  # (`ls`: no manifest)
     async with SessionPool(transport, size=1) as pool:
         listed = await (retry or RetryPolicy()).call(lambda: list_dir(pool, src.path))
         # `ls` shows exact sizes: a rounded one is asked with HEAD

@@ -119,8 +119,11 @@ class MirrorRun:
             connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
             command_bucket=budget.commands, gate=budget.gate)
         self.pool = SessionPool(transport, size=options.concurrency, cap=budget.connections)
+        self.selected: dict[str, str] = {}  # why a group a selection reads was not mirrored
         if isinstance(transport, S3Transport):
-            transport.selecting(manifest, self.pool.spare, options.concurrency)
+            transport.selecting(manifest, self.pool.spare, options.concurrency, options.retry)
+            if transport.selector is not None:
+                self.selected = transport.selector.reasons
         self.repair = Repair.of(source, transport, options.concurrency)
         self._scheme = getattr(source, "scheme", "ftp")
         self.ordered = ordered
@@ -354,8 +357,8 @@ class MirrorRun:
         error = ("cannot read this listing line, so the file it may name is not mirrored "
                  "(a format we do not know)")
         if entry.kind == "unlisted":
-            error = ("cannot list this directory, or read what says which of its files are "
-                     "selected, so the files it may hold are not mirrored")
+            error = self.selected.get(entry.name) or (
+                "cannot list this directory, so the files it may hold are not mirrored")
         exception = ProtocolError(error, path=entry.name)
         self.emit(FileFailed(entry.name, error, 0, exception))
         self._settle(FileResult(entry.name, "failed", None, error=error, exception=exception))

@@ -55,16 +55,22 @@ _GROUPS = {
 _VERSION = re.compile(r"PMC\d+\.\d+")
 
 
+_FILLER = re.compile(r"V?\d+(\.\d+)*|INTERNATIONAL|UNIVERSAL|IGO|UNPORTED|GENERIC|LICEN[CS]E")
+
+
 def licence_code(code: object) -> str:
-    """A `license_code` in one spelling: "cc-by_nc 4.0" is "CC BY-NC", "CC0 1.0" "CC0"."""
-    text = " ".join(str(code or "").upper().replace("_", " ").split())
-    text = re.sub(r"\s+\d+(\.\d+)*$", "", text)  # the licence's version
-    match = re.fullmatch(r"CC[\s-]*(0|ZERO|BY)((?:[\s-]+[A-Z]+)*)", text)
-    if match is None:
-        return text
-    if match.group(1) != "BY":
+    """A `license_code` in PMC's spelling ("CC BY-NC-ND"), whichever way it was written:
+    "cc-by-nc-nd-4.0", "CC BY-NC-ND 4.0 IGO", "CC BY-ND-NC" and "CC0 1.0 Universal" are
+    "CC BY-NC-ND" and "CC0"; a code of no Creative Commons licence, upper-cased."""
+    words = [w for w in re.split(r"[\s_/-]+", str(code or "").upper())
+             if w and not _FILLER.fullmatch(w)]
+    if words in (["CC0"], ["CC", "0"], ["CC", "ZERO"]):
         return "CC0"
-    return "-".join(["CC BY", *match.group(2).replace("-", " ").split()])
+    terms = set(words[2:])
+    if words[:2] == ["CC", "BY"] and len(terms) == len(words) - 2 and terms <= {
+            "NC", "SA", "ND"} and not {"SA", "ND"} <= terms:
+        return "-".join(["CC BY", *(t for t in ("NC", "SA", "ND") if t in terms)])
+    return " ".join(words)
 
 
 def _flag(value: object) -> bool:
@@ -89,22 +95,29 @@ class LicenceRule:
         return f"{group}/{group}.json"
 
     def facts(self, group: str, document: bytes) -> str:
-        """`open manuscript licence` (the flags 0 or 1) from the version's JSON;
-        ValueError when it is not one, or is another version's."""
-        meta = json.loads(document)
+        """`[open, manuscript, license_code]` from the version's JSON, the code as written
+        (`chosen` reads it: a remembered one is read by today's rule); ValueError when the
+        JSON is not one, or is another version's."""
+        try:
+            meta = json.loads(document)
+        except RecursionError:  # nested deeper than the parser goes: no metadata of PMC's
+            raise ValueError("nested too deep to be read") from None
         if not isinstance(meta, dict):
             raise ValueError("not a JSON object")
         pmcid, number = group.split(".")
         if str(meta.get("pmcid", pmcid)) != pmcid or str(meta.get("version", number)) != number:
             raise ValueError(f"it describes {meta.get('pmcid')}.{meta.get('version')}")
-        return (f"{int(_flag(meta.get('is_pmc_openaccess')))} "
-                f"{int(_flag(meta.get('is_manuscript')))} {licence_code(meta.get('license_code'))}")
+        code = meta.get("license_code")
+        return json.dumps([_flag(meta.get("is_pmc_openaccess")),
+                           _flag(meta.get("is_manuscript")),
+                           code if isinstance(code, str) else None])
 
     def chosen(self, facts: str) -> bool:
-        open_access, manuscript, licence = facts.split(" ", 2)
+        open_access, manuscript, code = json.loads(facts)
+        licence = licence_code(code)
         if self.subset == "author_manuscript":
-            return manuscript == "1"
-        if open_access != "1" or manuscript == "1":
+            return bool(manuscript)
+        if not open_access or manuscript:
             return False
         if self.subset == "oa_comm":
             return licence in COMMERCIAL

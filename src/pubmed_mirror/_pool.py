@@ -233,14 +233,14 @@ class SessionPool:
 
     @asynccontextmanager
     async def spare(self) -> AsyncIterator[Session | None]:
-        """A session borrowed as `session` does, when one is idle or may be opened now;
-        None rather than a wait (for a helper of a caller that holds a session already:
-        waiting for the pool's last one would wait for ever)."""
-        if self._closed or self._decide() not in ("reuse", "open"):
+        """A session borrowed as `session` does when one is idle or there is room to open
+        one, else None at once (for a helper of a caller that holds a session already:
+        waiting for the pool's last one would wait for ever). Opening one may still wait
+        (a connect, a refusal); the caller cancels a spare it no longer needs."""
+        room = self._live() < self._limit and (self._cap is None or self._cap.free_for(self))
+        if self._closed or not (self._idle or room):
             yield None
             return
-        if not self._idle and self._cap is not None:
-            self._cap.give()  # the slot `_decide` took: `acquire` takes it again, at once
         async with self.session() as session:
             yield session
 

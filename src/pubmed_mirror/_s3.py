@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from ._direct import Mover
     from ._http import HttpSession, HttpTransport
+    from ._retry import RetryPolicy
     from ._select import Borrow, Rule, Selector
     from ._state import Manifest
     from ._transfer import RemoteFile
@@ -294,14 +295,15 @@ class S3Transport:
     def gate(self) -> ServerGate:
         return self.http.gate
 
-    def selecting(self, manifest: Manifest | None, borrow: Borrow | None, lanes: int) -> None:
+    def selecting(self, manifest: Manifest | None, borrow: Borrow | None, lanes: int,
+                  retry: RetryPolicy) -> None:
         """The source's selection by metadata, if it has one, applied to its listing: what
         its metadata objects said remembered in `manifest`, read `lanes` at once (the
-        listing's session and those `borrow` spares)."""
+        listing's session and those `borrow` spares), each read retried by `retry`."""
         if self.source.select is not None:
             from ._select import Selector
 
-            self.selector = Selector(self.source.select, manifest, borrow, lanes)
+            self.selector = Selector(self.source.select, manifest, borrow, lanes, retry)
 
     @property
     def address(self) -> str:
@@ -411,13 +413,18 @@ class S3Session:
         """A small object read whole, and its ETag (`_select`: a metadata object); more
         than `limit` bytes is a RemoteFileError."""
         path = self.transport.source.remote_path(name)
+        body = bytearray()
         async with self.http._request("GET", self.transport.url_path(path), phase="retr",
                                       label=path) as response:
-            body = await response.content.read(limit + 1)
+            length = response.headers.get("Content-Length", "")
+            while chunk := await response.content.readany():  # (read(n): what is buffered)
+                body += chunk
+                if len(body) > limit:
+                    raise RemoteFileError(f"larger than {limit} bytes", path=path)
             etag = response.headers.get("ETag")
-        if len(body) > limit:
-            raise RemoteFileError(f"larger than {limit} bytes", path=path)
-        return body, etag
+        if length.isdigit() and len(body) != int(length):
+            raise ConnectionLost(f"{len(body)} of its {length} bytes came", path=path)
+        return bytes(body), etag
 
     async def _page(self, listing: Listing) -> tuple[_Page, str | None, bool]:
         """One page's entries, the next page's token and whether it was the last."""

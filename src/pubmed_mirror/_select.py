@@ -8,10 +8,10 @@ group's names are contiguous, so a group is whole once a later one begins: every
 page but its last, which waits in the listing (`Listing.held`) for the next page. A whole
 group is decided by what its metadata object said, as the manifest remembers it at the
 ETag listed now (`Manifest.facts`), else read with a GET (on the session that lists and on
-the pool's spare ones at once) and remembered. A group without a metadata object, or whose
-object cannot be read, becomes an "unlisted" entry: reported as a failure and its local
-files kept from --delete, never dropped in silence. A transient error reading one is
-raised: the listing asks that page again (nothing of it was kept).
+the pool's spare ones at once; each read retried on its own) and remembered. A group
+without a metadata object, or whose object cannot be read (retries spent, not what the rule
+reads, changed since it was listed), becomes an "unlisted" entry: reported as a failure
+(`reasons` says why) and its local files kept from --delete, never dropped in silence.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from ._errors import RemoteFileError, describe, ungrouped
+from ._errors import RemoteFileError, TransientError, describe, ungrouped
 from ._transport import RemoteEntry
 
 if TYPE_CHECKING:
+    from ._retry import RetryPolicy
     from ._state import Manifest
 
 __all__ = ["Rule", "Selector"]
@@ -68,27 +69,31 @@ class Reader(Protocol):
 Borrow = Callable[[], AbstractAsyncContextManager[Any]]  # `SessionPool.spare`
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Group:
     name: str
+    index: str  # its metadata object's name
     entries: list[RemoteEntry]
-    etag: str | None  # its metadata object's, as listed; None: not listed
-    index: str
+    etag: str | None = None  # its metadata object's, as listed; None: not listed
+
+
+_Row = tuple[str, str, str]  # the manifest's: a metadata object's name, ETag and facts
 
 
 class Selector:
     """A rule applied to a listing page by page (`choose`), with the manifest remembering
     what each metadata object said (without one, every object is read), and up to `lanes`
-    reads at once (the listing's session, and spare ones `borrow` gives)."""
+    reads at once (the listing's session, and spare ones `borrow` gives), each retried by
+    `retry`. `reasons`: why each group that failed was not mirrored."""
 
     def __init__(self, rule: Rule, manifest: Manifest | None, borrow: Borrow | None,
-                 lanes: int) -> None:
+                 lanes: int, retry: RetryPolicy) -> None:
         self.rule = rule
         self.manifest = manifest
         self.borrow = borrow
         self.lanes = max(1, lanes)
-        self.read = 0  # metadata objects read over the network, this run
-        self.outside = 0  # listed names in no group
+        self.retry = retry
+        self.reasons: dict[str, str] = {}
 
     async def choose(self, held: Sequence[RemoteEntry], page: Sequence[RemoteEntry],
                      last: bool, session: Reader) -> tuple[list[RemoteEntry],
@@ -98,11 +103,11 @@ class Selector:
         changed until the caller keeps both."""
         groups = self._groups([*held, *page])
         wait = [] if last or not groups else groups.pop().entries
-        facts = await self._remembered([g.index for g in groups if g.etag])
-        known = {g.name: facts[g.index][1] for g in groups  # (an ETag "" names nothing)
-                 if g.etag and g.index in facts and facts[g.index][0] == g.etag}
-        unread = [g for g in groups if g.name not in known and g.etag is not None]
-        learned = await self._read(unread, session)
+        remembered = await self._remembered([g.index for g in groups if g.etag])
+        known = {g.name: remembered[g.index][2] for g in groups  # (an ETag "" names nothing)
+                 if g.etag and g.index in remembered and remembered[g.index][1] == g.etag}
+        learned = await self._read([g for g in groups if g.name not in known and g.etag],
+                                   session)
         if self.manifest is not None and learned:
             await anyio.to_thread.run_sync(self.manifest.keep_facts, list(learned.values()))
         known.update({name: row[2] for name, row in learned.items()})
@@ -111,56 +116,54 @@ class Selector:
             if group.name in known:
                 if self.rule.chosen(known[group.name]):
                     kept.extend(group.entries)
-            else:
-                kept.append(RemoteEntry(group.name, None, None, "unlisted"))
-                if group.etag is None:
-                    log.warning("%s: not mirrored: it has no %s to say whether it is "
-                                "selected", group.name, group.index)
+                continue
+            if group.etag is None:
+                self._failed(group, f"it has no {group.index} to say whether it is selected")
+            kept.append(RemoteEntry(group.name, None, None, "unlisted"))
         return kept, wait
 
-    async def _remembered(self, names: list[str]) -> dict[str, tuple[str, str]]:
+    async def _remembered(self, names: list[str]) -> dict[str, _Row]:
         if self.manifest is None or not names:
             return {}
-        return await anyio.to_thread.run_sync(self.manifest.facts, names)
+        facts = await anyio.to_thread.run_sync(self.manifest.facts, names)
+        return {name: (name, etag, said) for name, (etag, said) in facts.items()}
 
     def _groups(self, entries: Sequence[RemoteEntry]) -> list[_Group]:
         groups: dict[str, _Group] = {}
         for entry in entries:
             name = self.rule.group(entry.name)
             if name is None:
-                self.outside += 1
+                log.info("%s: in no group the selection reads: not selected", entry.name)
                 continue
             group = groups.get(name)
             if group is None:
-                group = groups[name] = _Group(name, [], None, self.rule.index(name))
+                group = groups[name] = _Group(name, self.rule.index(name), [])
             group.entries.append(entry)
             if entry.name == group.index:
-                groups[name] = _Group(name, group.entries, entry.validator or "", group.index)
+                group.etag = entry.validator or ""
         return list(groups.values())
 
-    async def _read(self, groups: list[_Group], session: Reader
-                    ) -> dict[str, tuple[str, str, str]]:
-        """Each group's metadata object read (on `session` and spare ones, at once): the
+    async def _read(self, groups: list[_Group], session: Reader) -> dict[str, _Row]:
+        """Each group's metadata object read, on `session` and spare ones at once: the
         manifest's rows of those that could be, by group."""
         todo = deque(groups)
-        learned: dict[str, tuple[str, str, str]] = {}
-        busy = 0
-        idle = anyio.Event()
+        learned: dict[str, _Row] = {}
+        reading = 0  # reads under way (a spare lane may still be opening its session)
+        done = anyio.Event()
 
         async def drain(reader: Reader) -> None:
-            nonlocal busy, idle
+            nonlocal reading
             while todo:
                 group = todo.popleft()
-                busy += 1
+                reading += 1
                 try:
                     row = await self._document(reader, group)
                 finally:
-                    busy -= 1
+                    reading -= 1
                 if row is not None:
                     learned[group.name] = row
-                if not busy:
-                    idle.set()
-                    idle = anyio.Event()
+                if not todo and not reading:
+                    done.set()
 
         async def spare() -> None:
             assert self.borrow is not None
@@ -175,21 +178,30 @@ class Selector:
                 for _ in range(min(self.lanes, len(todo)) - 1 if self.borrow else 0):
                     tg.start_soon(spare)
                 await drain(session)
-                while busy:  # the spare lanes' last reads; then those still waiting go
-                    await idle.wait()
+                await done.wait()  # the spare lanes' last reads; those still opening go
                 tg.cancel_scope.cancel()
         return learned
 
-    async def _document(self, reader: Reader, group: _Group) -> tuple[str, str, str] | None:
-        """The manifest's row for the group's metadata object, read now; None (said) when it
-        cannot be read. A transient error is raised."""
+    async def _document(self, reader: Reader, group: _Group) -> _Row | None:
+        """The manifest's row for the group's metadata object, read now (retried); None,
+        the reason kept, when it cannot be."""
         try:
-            body, etag = await reader.document(group.index, DOCUMENT_LIMIT)
-            facts = self.rule.facts(group.name, body)
-        except (RemoteFileError, ValueError) as exc:
-            log.warning("%s: not mirrored: cannot read %s (%s)", group.name, group.index,
-                        describe(exc))
+            body, etag = await self.retry.call(
+                lambda: reader.document(group.index, DOCUMENT_LIMIT))
+        except (TransientError, RemoteFileError) as exc:
+            self._failed(group, f"cannot read {group.index}: {describe(exc)}")
             return None
-        self.read += 1
+        if etag and group.etag and etag.strip('"') != group.etag.strip('"'):
+            self._failed(group, f"{group.index} changed on the server since it was listed "
+                                f"(ETag {etag}, listed {group.etag}): the next run reads it")
+            return None
+        try:
+            facts = self.rule.facts(group.name, body)
+        except ValueError as exc:
+            self._failed(group, f"cannot read {group.index}: {describe(exc)}")
+            return None
         return group.index, etag or group.etag or "", facts
 
+    def _failed(self, group: _Group, reason: str) -> None:
+        self.reasons[group.name] = f"not mirrored: {reason}"
+        log.warning("%s: not mirrored: %s", group.name, reason)

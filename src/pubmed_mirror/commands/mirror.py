@@ -121,7 +121,8 @@ def _plan_lines(args: argparse.Namespace, plan: MirrorPlan) -> Iterator[str]:
 
 
 _FAILS = {"unreadable": "FAIL: cannot read this listing line",
-          "unlisted": "FAIL: cannot list this directory or read what selects its files"}
+          "unlisted": "FAIL: cannot list this directory, or read what selects its files "
+                      "(the warning above says which)"}
 
 
 def _action(planned: PlannedFile) -> str:
