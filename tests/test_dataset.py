@@ -529,7 +529,7 @@ def test_older_manifest_reads_its_new_tables_as_empty(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
-    assert tables == {"files", "listing", "runs", "cursors"}
+    assert tables == {"files", "listing", "runs", "cursors", "facts"}
 
 
 def test_pubmed_names() -> None:
