@@ -593,8 +593,8 @@ def _fill_bucket(endpoint: str, objects: dict[str, bytes]) -> None:
 def s3_cmd(tool: str, endpoint: str, prefix: str, dest: Path, n: int, work: Path) -> list[str]:
     """Copy every object under s3://FAR_BUCKET/prefix into dest over n connections."""
     url = f"s3://{FAR_BUCKET}/{prefix}"
-    if tool == "pubmed-mirror":
-        return [*pubmed_mirror(), "mirror", url, "--s3-endpoint", endpoint, "--dest",
+    if tool.startswith("pubmed-mirror"):  # (pubmed-mirror@REF: --baseline REF)
+        return [*pm_argv(tool), "mirror", url, "--s3-endpoint", endpoint, "--dest",
                 str(dest), "--concurrency", str(n), "-q"]
     if tool == "rclone":  # it refuses to start with AWS_CA_BUNDLE set
         return ["env", "-u", "AWS_CA_BUNDLE", "rclone", "copy", "-q", "--s3-provider", "Other",
@@ -621,7 +621,7 @@ def scenario_s(report: Report, work: Path, quick: bool) -> None:
     count, size, n = (300 if quick else 2000), 4096, 32
     rounds = 1 if quick else 3
     objects = {f"far/o{i:05d}.bin": os.urandom(size) for i in range(count)}
-    tools = ["pubmed-mirror", *peers(report, "rclone", "aws")]
+    tools = ["pubmed-mirror", *baseline_clients(), *peers(report, "rclone", "aws")]
     runs: dict[str, list[Run]] = {t: [] for t in tools}
     with far_s3(work, objects) as endpoint:
         for round_ in range(rounds):
@@ -924,7 +924,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SCENARIOS), help="e.g. a,b,e")
     parser.add_argument("--quick", action="store_true", help="smaller data, one round")
     parser.add_argument("--baseline", metavar="REF", action="append", default=[],
-                        help="also run pubmed-mirror as of git REF in scenarios a, b and h")
+                        help="also run pubmed-mirror as of git REF in scenarios a, b, h and s")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SCENARIOS]
