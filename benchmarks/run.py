@@ -645,14 +645,17 @@ def scenario_s(report: Report, work: Path, quick: bool) -> None:
              f"of {rounds} rotated rounds; CPU seconds (user + sys) of the client. Ideal "
              f"(one GET per object, {n} at a time): {ideal:.0f}/s; target >= {target:.0f}/s "
              f"and faster than both peers. `in-run`: pubmed-mirror's own summary (objects "
-             "over its run's seconds: no Python start-up), from one more run.", "",
-             "| client | objects/s | vs pubmed-mirror | CPU s | target |", "|---|---|---|---|---|"]
+             "over its run's seconds: no Python start-up), from one more run. `rounds`: "
+             "each round's objects/s, in the order run.", "",
+             "| client | objects/s | vs pubmed-mirror | CPU s | target | rounds |",
+             "|---|---|---|---|---|---|"]
     for tool in tools:
+        each = " / ".join(f"{count / r.wall:.0f}" for r in runs[tool])
         lines.append(f"| {tool} | {rate[tool]:.0f} | "
                      f"{rate[tool] / rate['pubmed-mirror']:.2f}x | "
                      f"{median(runs[tool], 'cpu'):.2f} | "
-                     f"{'met' if rate[tool] >= target else 'missed'} |")
-    lines.append(f"| pubmed-mirror in-run | {in_run:.0f} | | | |")
+                     f"{'met' if rate[tool] >= target else 'missed'} | {each} |")
+    lines.append(f"| pubmed-mirror in-run | {in_run:.0f} | | | | |")
     report.add(title, lines)
 
 
