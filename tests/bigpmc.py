@@ -8,7 +8,8 @@ leave it: the chosen versions' files, their manifest rows and what every version
 said (the manifest's `facts`), for a no-op incremental run.
 
     python tests/bigpmc.py serve N           # N objects (4 a version); prints the port
-    python tests/bigpmc.py dest N DEST       # writes the vouched-for DEST of pmc:oa_comm
+    python tests/bigpmc.py dest N DEST [PRESET]  # the vouched-for DEST of pmc:oa_comm
+                                             # (or of PRESET: pmc:articles, every file)
 """
 
 from __future__ import annotations
@@ -106,18 +107,18 @@ def app(n: int) -> web.Application:
     return application
 
 
-def vouched_dest(dest: Path, n: int) -> None:
-    """DEST as a complete `pmc:oa_comm` mirror of the generated bucket would leave it: the
-    chosen versions' files (sparse, at their size and time), a manifest row for each, and
-    what every version's JSON said, as of its ETag (rows by executemany: a million single
-    records would take minutes)."""
+def vouched_dest(dest: Path, n: int, preset: str = "pmc:oa_comm") -> None:
+    """DEST as a complete mirror of the generated bucket by `preset` (`pmc:oa_comm`, or
+    `pmc:articles`: every file) would leave it: the chosen versions' files (sparse, at
+    their size and time), a manifest row for each, and what every version's JSON said, as
+    of its ETag (rows by executemany: a million single records would take minutes)."""
     from pubmed_mirror._pmc import LicenceRule
     from pubmed_mirror._state import Manifest
 
     rule = LicenceRule("oa_comm")
     dest.mkdir(parents=True, exist_ok=True)
     Manifest.open(dest).close()
-    chosen = [i for i in range(n) if rule.chosen(rule.facts(
+    chosen = [i for i in range(n) if preset == "pmc:articles" or rule.chosen(rule.facts(
         version_of(i // 4), document(i // 4)))]
     for i in chosen:
         path = dest / name_of(i)
@@ -142,4 +143,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         asyncio.run(serve_app(app(int(sys.argv[2]))))
     else:
-        vouched_dest(Path(sys.argv[3]), int(sys.argv[2]))
+        vouched_dest(Path(sys.argv[3]), int(sys.argv[2]), *sys.argv[4:5])

@@ -607,6 +607,24 @@ def test_s3_names_a_later_page_changes_are_planned_with_it(
         assert (dest / "k00998.txt").read_bytes() == keys["k00998.txt"]
 
 
+def test_s3_a_file_under_a_deeper_file_is_dropped(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A key whose directory two levels down is another key (`d/e/f/g` beside the file
+    `d/e`) is dropped with a warning naming both; the keys around it land."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    keys = {"d/e": b"a file\n", "d/e/f/g": b"below a file\n", "d/h/i": b"deep\n",
+            "m.txt": b"flat\n"}
+    for key, data in keys.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=data)
+    dest = tmp_path / "dest"
+    result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                 str(dest))
+    assert result.returncode == 0, result.stderr
+    assert "'d/e/f/g': its directory 'd/e' is the file 'd/e'" in result.stderr
+    assert_files(dest, {k: v for k, v in keys.items() if k != "d/e/f/g"})
+
+
 @pytest.mark.parametrize("depth", [["--recursive"], ["--max-depth", "1"], []],
                          ids=["recursive", "max-depth", "flat"])
 def test_s3_prefix_is_listed_once_whole_and_folder_markers_are_no_files(

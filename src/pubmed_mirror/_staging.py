@@ -203,11 +203,15 @@ class Staging:
                    "quote(o.name) || ' on this file system' FROM staged s JOIN staged o ON "
                    "o.fold = s.fold AND o.name < s.name GROUP BY s.seq")
         db.execute("CREATE TEMP TABLE folders (key TEXT, name TEXT, owner TEXT)")
-        rows = db.execute("SELECT name FROM staged WHERE fold IS NOT NULL AND "
-                          "instr(name, '/')")
-        while batch := rows.fetchmany(BATCH):
-            db.executemany("INSERT INTO folders VALUES (?, ?, ?)", [
-                (fold.key(f), f, name) for (name,) in batch for f in folders(name)])
+        # each nested name's directories (`_tree.folders`: `a`, `a/b` for `a/b/c`), made by
+        # SQLite in one statement: row by row from Python, interleaved with the scan, it took
+        # 5 s for 200,000 names
+        db.execute("INSERT INTO folders WITH RECURSIVE parts(owner, done, rest) AS ("
+                   "SELECT name, '', name FROM staged WHERE fold IS NOT NULL AND "
+                   "instr(name, '/') UNION ALL SELECT owner, done || substr(rest, 1, "
+                   "instr(rest, '/')), substr(rest, instr(rest, '/') + 1) FROM parts WHERE "
+                   "instr(rest, '/')) SELECT fold_key(f), f, owner FROM (SELECT owner, "
+                   "substr(done, 1, length(done) - 1) AS f FROM parts WHERE done != '')")
         db.execute("CREATE INDEX temp.folders_key ON folders (key, owner)")
         self._drop(db, "SELECT s.seq, s.name, 'is a directory of ' || quote(min(d.owner)) "
                    "FROM staged s JOIN folders d ON d.key = s.fold AND d.owner < s.name "
