@@ -309,13 +309,19 @@ class Staging:
     def _stat_functions(self, db: sqlite3.Connection, dest: Path) -> None:
         """`current`, `may_resume` and `have` of DEST's files, for `ACTION` (the parts DEST
         records are looked up once a run)."""
-        folder, links = os.path.join(dest, ""), dict[str, bool]()  # (joined by hand: cheaper)
+        folder = os.path.join(dest, "")  # (joined by hand: cheaper)
+        # the last folder looked at, and whether a link is on its way: a listing gives a
+        # folder's names together, so one look per folder (setdefault's default was a look
+        # per file: a third of a nested no-op's decisions), and never a dict of every folder
+        last: list[object] = [None, False]
 
         def current(name: str, size: int | None, mtime: float | None,
                     resolution: float) -> bool:
-            if SEPARATOR in name:  # a link on the way: not our copy (one look per folder)
+            if SEPARATOR in name:  # a link on the way: not our copy
                 parent = name.rsplit(SEPARATOR, 1)[0]
-                if links.setdefault(parent, behind_link(dest, name)):
+                if last[0] != parent:
+                    last[:] = parent, behind_link(dest, name)
+                if last[1]:
                     return False
             return current_at(folder + name, size, mtime, resolution)
 
