@@ -233,7 +233,8 @@ def test_pmc_licence_preset_mirrors_the_versions_their_json_selects_then_nothing
 def test_pmc_licence_change_is_read_again_and_delete_removes_the_version(
         proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
     """A version whose JSON changes (a new ETag) is decided again: one that leaves the group
-    is removed by --delete, one that joins it is fetched; the others' JSON is not read."""
+    is removed by --delete, one that joins it is fetched; the others' JSON is not read (a
+    dry run before reads the changed ones and keeps nothing of them)."""
     dest = tmp_path / "dest"
     assert mirror(proxy, "pmc:oa_comm", dest).returncode == 0
     leaving, joining = "PMC9000001.1", "PMC9000002.1"
@@ -244,6 +245,8 @@ def test_pmc_licence_change_is_read_again_and_delete_removes_the_version(
         for version in (leaving, joining):
             client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.json",
                               Body=metadata(version))
+        planned = mirror(proxy, "pmc:oa_comm", dest, "--dry-run")  # reads, keeps nothing
+        assert planned.returncode == 0, planned.stderr
         proxy.seen.clear()
         result = mirror(proxy, "pmc:oa_comm", dest, "--delete")
         assert result.returncode == 0, result.stderr
@@ -260,8 +263,9 @@ def test_pmc_licence_change_is_read_again_and_delete_removes_the_version(
                               Body=metadata(version))
 
 
+@pytest.mark.parametrize("concurrency", ["1", "16"])
 def test_pmc_licence_json_reads_are_retried_each_on_its_own(
-        proxy: S3FaultProxy, tmp_path: Path) -> None:
+        proxy: S3FaultProxy, tmp_path: Path, concurrency: str) -> None:
     """Every version's JSON answering 503 SlowDown once, or cut short once, is asked again
     on its own (more failures than the run has retries, none of its listing page asked
     again) and the run completes: the same files as without the faults."""
@@ -271,7 +275,7 @@ def test_pmc_licence_json_reads_are_retried_each_on_its_own(
                                     s.key(BUCKET) == k, seconds=0.2))
     key = "PMC13901.1/PMC13901.1.json"
     proxy.faults.append(S3Fault("cut", lambda s: s.key(BUCKET) == key, after=40))
-    result = mirror(proxy, "pmc:oa_comm", tmp_path / "dest")
+    result = mirror(proxy, "pmc:oa_comm", tmp_path / "dest", "--concurrency", concurrency)
     assert result.returncode == 0, result.stderr
     assert_files(tmp_path / "dest", article_files(SUBSETS["pmc:oa_comm"]))
     assert len(proxy.gets(BUCKET, key)) == 4  # refused, cut, read, fetched as a file
@@ -306,11 +310,13 @@ def test_pmc_licence_json_changed_since_listed_fails_that_version_only(
     proxy.faults.append(S3Fault("delay", lambda s: s.method == "GET" and
                                 s.key(BUCKET) == key, seconds=3))
     saved = ARTICLES[version]
-    command = [*mirror_command(proxy, "pmc:oa_comm", tmp_path / "dest")]
+    command = mirror_command(proxy, "pmc:oa_comm", tmp_path / "dest")
     try:
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) as child:
-            time.sleep(1.5)
+            deadline = time.monotonic() + 30
+            while proxy.faults and time.monotonic() < deadline:  # the read is held now
+                time.sleep(0.05)
             ARTICLES[version] = ("CC BY", saved[1])
             client.put_object(Bucket=BUCKET, Key=key, Body=metadata(version))
             out, _ = child.communicate(timeout=50)
@@ -328,7 +334,8 @@ def test_pmc_licence_json_changed_since_listed_fails_that_version_only(
 
 @pytest.mark.parametrize(("code", "spelled"), [
     ("CC BY", "CC BY"), ("cc-by-nc-nd 4.0", "CC BY-NC-ND"), ("CC-BY-4.0", "CC BY"),
-    ("CC0-1.0", "CC0"), ("CC0 1.0 Universal", "CC0"), ("CC BY 4.0 International", "CC BY"),
+    ("CC0-1.0", "CC0"), ("CC0 1.0 Universal", "CC0"), ("CC 0", "CC0"), ("CC-0", "CC0"),
+    ("CC BY-NC-ND 3.0 DE", "CC BY-NC-ND"), ("CC BY 4.0 International", "CC BY"),
     ("CC BY-NC-ND 4.0 IGO", "CC BY-NC-ND"), ("CC BY-SA-NC", "CC BY-NC-SA"),
     ("cc_by_sa", "CC BY-SA"), ("CC BY-SA-ND", "CC BY SA ND"), ("TDM", "TDM"), (None, "")])
 def test_licence_codes_are_read_in_pmc_spelling(code: str | None, spelled: str) -> None:
@@ -342,30 +349,34 @@ def test_licence_codes_are_read_in_pmc_spelling(code: str | None, spelled: str) 
 def test_pmc_licence_unreadable_json_fails_that_version_only(
         proxy: S3FaultProxy, client: Any, tmp_path: Path, broken: bytes) -> None:
     """A version whose JSON is not JSON, not an object, or another version's is not
-    mirrored and the run (and its dry run) exits 1 naming it; the other versions land; its
-    local files are kept by --delete."""
+    mirrored and the run (and its dry run) exits 1 naming it and why; the other versions
+    land; the files mirrored from it before are kept by --delete."""
     version = "PMC5555555.1"
     dest = tmp_path / "dest"
-    (dest / version).mkdir(parents=True)
-    (dest / version / "old.txt").write_bytes(b"kept\n")
-    client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.json", Body=broken)
-    client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.xml", Body=b"<a/>")
+    good = json.dumps({"pmcid": "PMC5555555", "version": 1, "is_pmc_openaccess": True,
+                       "license_code": "CC BY"}).encode()
+    files = {f"{version}/{version}.json": good, f"{version}/{version}.xml": b"<a/>"}
+    for key, data in files.items():
+        client.put_object(Bucket=BUCKET, Key=key, Body=data)
     try:
+        assert mirror(proxy, "pmc:oa_comm", dest).returncode == 0
+        client.put_object(Bucket=BUCKET, Key=f"{version}/{version}.json", Body=broken)
         planned = run("mirror", "pmc:oa_comm", "--s3-endpoint", proxy.url, "--dest",
                       str(dest), "--dry-run")
         result = mirror(proxy, "pmc:oa_comm", dest, "--delete")
     finally:
-        client.delete_objects(Bucket=BUCKET, Delete={"Objects": [
-            {"Key": f"{version}/{version}.json"}, {"Key": f"{version}/{version}.xml"}]})
+        client.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in files]})
     assert planned.returncode == 1
-    assert [line.split()[0] for line in planned.stdout.splitlines() if "FAIL" in line] == [
-        repr(version)]
+    fails = [line for line in planned.stdout.splitlines() if "FAIL" in line]
+    assert [line.split()[0] for line in fails] == [repr(version)]
+    assert "read what selects its files" in fails[0]
     assert result.returncode == 1
     assert version in result.stderr
     failed = events(result.stdout, "file_failed")
     assert [e["name"] for e in failed] == [version]
     assert f"cannot read {version}/{version}.json" in failed[0]["reason"]
-    assert_files(dest, {**article_files(SUBSETS["pmc:oa_comm"]), f"{version}/old.txt": b"kept\n"})
+    assert events(result.stdout, "file_deleted") == []
+    assert_files(dest, {**article_files(SUBSETS["pmc:oa_comm"]), **files})
 
 
 @pytest.mark.parametrize("args", [["pmc:nope"], ["pmc:articles", "--transport", "https"],

@@ -2,11 +2,11 @@
 objects, streamed by its own server process: a ListObjectsV2 stream of pages of 1,000 keys
 (tests/bigbucket.py, `s3://bucket/pmc/ --s3-endpoint`), one autoindex page
 (tests/bigindex.py), and `pmc:oa_comm` over generated article versions (tests/bigpmc.py:
-the dry run reads every version's JSON, the no-op run none). N is kept small enough for
-CI; the 1,000,000-object figures are benchmarks/scale.py's (benchmarks/results/SCALE.md).
-Not a straight line to 1,000,000: SQLite's page caches (16 MiB each for the staged listing
-and the manifest) fill first and then stay. Before the staged listing an autoindex of
-100,000 took 112 MB (dry run) and 156 MB (no-op run)."""
+the dry run reads every version's JSON; the no-op run's manifest says what each said).
+N is kept small enough for CI; the 1,000,000-object figures are benchmarks/scale.py's
+(benchmarks/results/SCALE.md). Not a straight line to 1,000,000: SQLite's page caches
+(16 MiB each for the staged listing and the manifest) fill first and then stay. Before
+the staged listing an autoindex of 100,000 took 112 MB (dry run) and 156 MB (no-op run)."""
 
 from __future__ import annotations
 

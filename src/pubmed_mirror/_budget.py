@@ -42,7 +42,7 @@ class ConnectionCap:
         return f"<ConnectionCap {self.used}/{self.limit} used, {len(self._queued)} pools queued>"
 
     def free_for(self, owner: object) -> bool:
-        """A slot is free and no other pool queues before `owner`."""
+        """A slot is free, and `owner` queues for it or no pool does (`take`'s rule)."""
         return self.used < self.limit and (owner in self._queued or not self._queued)
 
     def take(self, owner: object) -> bool:

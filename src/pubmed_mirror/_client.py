@@ -275,6 +275,8 @@ async def planning(
     with Manifest.open(dest_path, create=False) as manifest, logging_dest(dest_path):
         run = MirrorRun(src, dest_path, options or MirrorOptions(), lambda event: None,
                         manifest)
+        if run.selector is not None:  # a dry run only reads: what it learns is not kept
+            run.selector.keep = False
         async with run.pool:
             plan = await run.plan()
         yield plan

@@ -45,6 +45,7 @@ from ._repair import Repair
 from ._report import FileResult, MirrorReport
 from ._runlog import record_listing, recorded_run
 from ._s3 import S3Transport
+from ._select import Selector
 from ._sizes import exact_sizes
 from ._source import parse_source
 from ._staging import PlanCounts, StagedFiles, Staging
@@ -119,11 +120,10 @@ class MirrorRun:
             connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
             command_bucket=budget.commands, gate=budget.gate)
         self.pool = SessionPool(transport, size=options.concurrency, cap=budget.connections)
-        self.selected: dict[str, str] = {}  # why a group a selection reads was not mirrored
+        self.selector: Selector | None = None  # a selection by metadata (`_select`)
         if isinstance(transport, S3Transport):
             transport.selecting(manifest, self.pool.spare, options.concurrency, options.retry)
-            if transport.selector is not None:
-                self.selected = transport.selector.reasons
+            self.selector = transport.selector
         self.repair = Repair.of(source, transport, options.concurrency)
         self._scheme = getattr(source, "scheme", "ftp")
         self.ordered = ordered
@@ -357,7 +357,7 @@ class MirrorRun:
         error = ("cannot read this listing line, so the file it may name is not mirrored "
                  "(a format we do not know)")
         if entry.kind == "unlisted":
-            error = self.selected.get(entry.name) or (
+            error = (self.selector and self.selector.reasons.get(entry.name)) or (
                 "cannot list this directory, so the files it may hold are not mirrored")
         exception = ProtocolError(error, path=entry.name)
         self.emit(FileFailed(entry.name, error, 0, exception))

@@ -56,20 +56,25 @@ _VERSION = re.compile(r"PMC\d+\.\d+")
 
 
 _FILLER = re.compile(r"V?\d+(\.\d+)*|INTERNATIONAL|UNIVERSAL|IGO|UNPORTED|GENERIC|LICEN[CS]E")
+_TERMS = ("NC", "SA", "ND")
 
 
 def licence_code(code: object) -> str:
     """A `license_code` in PMC's spelling ("CC BY-NC-ND"), whichever way it was written:
-    "cc-by-nc-nd-4.0", "CC BY-NC-ND 4.0 IGO", "CC BY-ND-NC" and "CC0 1.0 Universal" are
-    "CC BY-NC-ND" and "CC0"; a code of no Creative Commons licence, upper-cased."""
-    words = [w for w in re.split(r"[\s_/-]+", str(code or "").upper())
-             if w and not _FILLER.fullmatch(w)]
-    if words in (["CC0"], ["CC", "0"], ["CC", "ZERO"]):
+    "cc-by-nc-nd-4.0", "CC BY-NC-ND 4.0 IGO", "CC BY-NC-ND 3.0 DE" (a ported one), "CC
+    BY-ND-NC" are "CC BY-NC-ND"; "CC0 1.0 Universal" and "CC-0" are "CC0"; a code of no
+    Creative Commons licence, upper-cased."""
+    said = [w for w in re.split(r"[\s_/-]+", str(code or "").upper()) if w]
+    if said[:2] in (["CC", "0"], ["CC", "ZERO"]):  # before "0" goes as a version number
+        said[:2] = ["CC0"]
+    words = [w for w in said if not _FILLER.fullmatch(w)]
+    if words == ["CC0"]:
         return "CC0"
-    terms = set(words[2:])
-    if words[:2] == ["CC", "BY"] and len(terms) == len(words) - 2 and terms <= {
-            "NC", "SA", "ND"} and not {"SA", "ND"} <= terms:
-        return "-".join(["CC BY", *(t for t in ("NC", "SA", "ND") if t in terms)])
+    # after the terms, a two-letter word is a ported licence's jurisdiction ("DE", "US")
+    terms = [w for w in words[2:] if w in _TERMS or len(w) != 2 or not w.isalpha()]
+    if words[:2] == ["CC", "BY"] and len(set(terms)) == len(terms) and set(terms) <= set(
+            _TERMS) and not {"SA", "ND"} <= set(terms):
+        return "-".join(["CC BY", *(t for t in _TERMS if t in terms)])
     return " ".join(words)
 
 
@@ -113,7 +118,12 @@ class LicenceRule:
                            code if isinstance(code, str) else None])
 
     def chosen(self, facts: str) -> bool:
-        open_access, manuscript, code = json.loads(facts)
+        """Whether the version is in the group, by what `facts` kept; ValueError when
+        `facts` is not what `facts` writes (another rule's, or another time's)."""
+        try:
+            open_access, manuscript, code = json.loads(facts)
+        except (TypeError, ValueError):
+            raise ValueError(f"not a licence rule's facts: {facts[:80]!r}") from None
         licence = licence_code(code)
         if self.subset == "author_manuscript":
             return bool(manuscript)

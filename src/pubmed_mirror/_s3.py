@@ -36,6 +36,7 @@ from ._errors import (
 from ._proxy import Proxy, proxy_for
 from ._ratelimit import TokenBucket
 from ._s3list import Listing, PageParser, error_code, etag_md5, page_query
+from ._select import Selector
 from ._transport import EntrySink, RemoteEntry, listing_deadline
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from ._direct import Mover
     from ._http import HttpSession, HttpTransport
     from ._retry import RetryPolicy
-    from ._select import Borrow, Rule, Selector
+    from ._select import Borrow, Rule
     from ._state import Manifest
     from ._transfer import RemoteFile
 
@@ -301,8 +302,6 @@ class S3Transport:
         its metadata objects said remembered in `manifest`, read `lanes` at once (the
         listing's session and those `borrow` spares), each read retried by `retry`."""
         if self.source.select is not None:
-            from ._select import Selector
-
             self.selector = Selector(self.source.select, manifest, borrow, lanes, retry)
 
     @property
@@ -411,7 +410,8 @@ class S3Session:
 
     async def document(self, name: str, limit: int) -> tuple[bytes, str | None]:
         """A small object read whole, and its ETag (`_select`: a metadata object); more
-        than `limit` bytes is a RemoteFileError."""
+        than `limit` bytes is a RemoteFileError. Not counted in the run's bytes nor paced
+        by --rate-limit, as listing pages are not: metadata the selection reads, no file."""
         path = self.transport.source.remote_path(name)
         body = bytearray()
         async with self.http._request("GET", self.transport.url_path(path), phase="retr",

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._state import Manifest
 
-__all__ = ["Rule", "Selector"]
+__all__ = ["Rule", "Selector", "same_etag"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -56,6 +56,8 @@ class Rule(Protocol):
         ...
 
     def chosen(self, facts: str) -> bool:
+        """Whether the group is selected, by its facts; ValueError when the rule cannot
+        read them."""
         ...
 
 
@@ -66,7 +68,12 @@ class Reader(Protocol):
         ...
 
 
-Borrow = Callable[[], AbstractAsyncContextManager[Any]]  # `SessionPool.spare`
+Borrow = Callable[[], AbstractAsyncContextManager[Any]]  # `SessionPool.spare`: a Reader
+
+
+def same_etag(one: str, other: str) -> bool:
+    """The same ETag, quoted or not (a listing and an answer may write it either way)."""
+    return one.strip('"') == other.strip('"')
 
 
 @dataclass(slots=True)
@@ -93,6 +100,7 @@ class Selector:
         self.borrow = borrow
         self.lanes = max(1, lanes)
         self.retry = retry
+        self.keep = True  # what was read goes into the manifest (not in a dry run)
         self.reasons: dict[str, str] = {}
 
     async def choose(self, held: Sequence[RemoteEntry], page: Sequence[RemoteEntry],
@@ -104,11 +112,12 @@ class Selector:
         groups = self._groups([*held, *page])
         wait = [] if last or not groups else groups.pop().entries
         remembered = await self._remembered([g.index for g in groups if g.etag])
-        known = {g.name: remembered[g.index][2] for g in groups  # (an ETag "" names nothing)
-                 if g.etag and g.index in remembered and remembered[g.index][1] == g.etag}
+        known = {g.name: row[2] for g in groups  # (an ETag "" names nothing)
+                 if g.etag and (row := remembered.get(g.index)) is not None
+                 and same_etag(row[1], g.etag) and self._readable(row[2])}
         learned = await self._read([g for g in groups if g.name not in known and g.etag],
                                    session)
-        if self.manifest is not None and learned:
+        if self.manifest is not None and self.keep and learned:
             await anyio.to_thread.run_sync(self.manifest.keep_facts, list(learned.values()))
         known.update({name: row[2] for name, row in learned.items()})
         kept: list[RemoteEntry] = []
@@ -121,6 +130,15 @@ class Selector:
                 self._failed(group, f"it has no {group.index} to say whether it is selected")
             kept.append(RemoteEntry(group.name, None, None, "unlisted"))
         return kept, wait
+
+    def _readable(self, facts: str) -> bool:
+        """Whether the rule reads a remembered row (one of another rule or another time's
+        format is read again from its object)."""
+        try:
+            self.rule.chosen(facts)
+        except ValueError:
+            return False
+        return True
 
     async def _remembered(self, names: list[str]) -> dict[str, _Row]:
         if self.manifest is None or not names:
@@ -191,7 +209,7 @@ class Selector:
         except (TransientError, RemoteFileError) as exc:
             self._failed(group, f"cannot read {group.index}: {describe(exc)}")
             return None
-        if etag and group.etag and etag.strip('"') != group.etag.strip('"'):
+        if etag and group.etag and not same_etag(etag, group.etag):
             self._failed(group, f"{group.index} changed on the server since it was listed "
                                 f"(ETag {etag}, listed {group.etag}): the next run reads it")
             return None
@@ -200,7 +218,7 @@ class Selector:
         except ValueError as exc:
             self._failed(group, f"cannot read {group.index}: {describe(exc)}")
             return None
-        return group.index, etag or group.etag or "", facts
+        return group.index, group.etag or etag or "", facts  # (as the listing gives it)
 
     def _failed(self, group: _Group, reason: str) -> None:
         self.reasons[group.name] = f"not mirrored: {reason}"

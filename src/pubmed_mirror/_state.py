@@ -352,8 +352,9 @@ class Manifest:
     def facts(self, names: Sequence[str]) -> dict[str, tuple[str, str]]:
         """What each of these metadata objects said when last read: (its ETag, the facts)."""
         marks = ", ".join("?" * len(names))
-        rows = self._select("facts", "name, etag, facts", f"WHERE name IN ({marks})",
-                            tuple(names))
+        with self._errors():  # (read on every listing page: a LocalFileError, one line)
+            rows = self._select("facts", "name, etag, facts", f"WHERE name IN ({marks})",
+                                tuple(names))
         return {name: (etag, facts) for name, etag, facts in rows}
 
     def keep_facts(self, rows: Sequence[tuple[str, str, str]]) -> None:

@@ -57,7 +57,10 @@ def _fail(error: BaseException, args: argparse.Namespace) -> None:
     # plain print: one line, never wrapped to the terminal's width
     print(f"{PROG}: error: {error}", file=sys.stderr)
     if getattr(args, "json", False):  # the stream's last object says why it ends here
-        print(json.dumps({"event": "error", "error": str(error)}), flush=True)
+        try:
+            print(json.dumps({"event": "error", "error": str(error)}), flush=True)
+        except BrokenPipeError:  # its reader left (`| head`): the stderr line stands
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _email(flag: str | None) -> str | None:
