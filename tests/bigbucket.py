@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
@@ -27,7 +28,9 @@ def etag_of(i: int) -> str:
     return f'"{(i * 2654435761) % (1 << 128):032x}"'
 
 
-def _page(n: int, prefix: str, start: int) -> bytes:
+def page(n: int, prefix: str, start: int, name: Callable[[int], str] = name_of,
+         size: Callable[[int], int] = size_of, etag: Callable[[int], str] = etag_of) -> bytes:
+    """The ListObjectsV2 page of keys `start`.. of `n` (`prefix` + `name(i)`)."""
     end = min(n, start + PAGE)
     truncated = end < n
     parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{_NS}">'
@@ -36,9 +39,9 @@ def _page(n: int, prefix: str, start: int) -> bytes:
              f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]
     if truncated:
         parts.append(f"<NextContinuationToken>{end}</NextContinuationToken>")
-    parts.extend(f"<Contents><Key>{escape(prefix)}{name_of(i)}</Key><LastModified>"
-                 f"{_MODIFIED}</LastModified><ETag>{escape(etag_of(i))}</ETag><Size>"
-                 f"{size_of(i)}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+    parts.extend(f"<Contents><Key>{escape(prefix)}{name(i)}</Key><LastModified>"
+                 f"{_MODIFIED}</LastModified><ETag>{escape(etag(i))}</ETag><Size>"
+                 f"{size(i)}</Size><StorageClass>STANDARD</StorageClass></Contents>"
                  for i in range(start, end))
     parts.append("</ListBucketResult>")
     return "".join(parts).encode()
@@ -49,7 +52,7 @@ def app(n: int) -> web.Application:
         if request.query.get("list-type") != "2":
             return web.Response(status=400, text="only ListObjectsV2 here")
         start = int(request.query.get("continuation-token", "0"))
-        return web.Response(body=_page(n, request.query.get("prefix", ""), start),
+        return web.Response(body=page(n, request.query.get("prefix", ""), start),
                             content_type="application/xml")
 
     application = web.Application()

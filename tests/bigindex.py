@@ -15,7 +15,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,22 +90,39 @@ def vouched_dest(dest: Path, n: int, etag: Callable[[int], str] | None = None) -
     listing's), none by default."""
     from pubmed_mirror._state import Manifest
 
-    dest.mkdir(parents=True, exist_ok=True)
     Manifest.open(dest).close()
-    for name, size in entries(n):
+    db = vouched_files(dest, ((name_of(i), size_of(i), etag and etag(i)) for i in range(n)))
+    db.close()
+
+
+def vouched_files(dest: Path, files: Iterable[tuple[str, int, str | None]]
+                  ) -> sqlite3.Connection:
+    """Each (name, size, ETag) as a sparse file at its size and time in DEST (its folders
+    made), with a manifest row vouching for it; the manifest's connection, still open."""
+    db = sqlite3.connect(dest / ".pubmed-mirror" / "manifest.sqlite")
+    now = time.time()
+    rows = []
+    for name, size, etag in files:
         path = dest / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         os.ftruncate(fd, size)
         os.close(fd)
         os.utime(path, (MTIME, MTIME))
-    db = sqlite3.connect(dest / ".pubmed-mirror" / "manifest.sqlite")
-    now = time.time()
+        rows.append((name, size, MTIME, now, etag))
+        if len(rows) == 10_000:
+            _record(db, rows)
+            rows = []
+    _record(db, rows)
+    return db
+
+
+def _record(db: sqlite3.Connection, rows: list[tuple[str, int, float, float, str | None]]
+            ) -> None:
     with db:
         db.executemany("INSERT OR REPLACE INTO files (name, size, mtime, md5, fetched_at, "
                        "verified_at, bad, etag) VALUES (?, ?, ?, NULL, ?, NULL, NULL, ?)",
-                       ((name_of(i), size_of(i), MTIME, now, etag and etag(i))
-                        for i in range(n)))
-    db.close()
+                       rows)
 
 
 if __name__ == "__main__":

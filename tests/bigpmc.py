@@ -17,23 +17,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import sqlite3
 import sys
-import time
 from functools import lru_cache
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from bigbucket import PAGE, etag_of
-from bigindex import MTIME, serve_app
+from bigbucket import etag_of, page
+from bigindex import serve_app, vouched_files
 
 PARTS = (".json", ".txt", ".xml")  # `PMCn.1/PMCn.1.json` ..., then `PMCn.1/fig1.jpg`
 LICENCES = ("CC BY", "CC BY-NC", "Publisher's own")
-_MODIFIED = "2026-03-01T12:00:00.000Z"
-_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
 def version_of(v: int) -> str:
@@ -67,29 +61,13 @@ def etag(i: int) -> str:
     return f'"{hashlib.md5(document(v)).hexdigest()}"' if part == 0 else etag_of(i)
 
 
-def _page(n: int, start: int) -> bytes:
-    end = min(n, start + PAGE)
-    truncated = end < n
-    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{_NS}">'
-             f"<Name>pmc-oa-opendata</Name><Prefix>PMC</Prefix><KeyCount>{end - start}"
-             f"</KeyCount><MaxKeys>{PAGE}</MaxKeys>"
-             f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]
-    if truncated:
-        parts.append(f"<NextContinuationToken>{end}</NextContinuationToken>")
-    parts.extend(f"<Contents><Key>{name_of(i)}</Key><LastModified>{_MODIFIED}"
-                 f"</LastModified><ETag>{escape(etag(i))}</ETag><Size>{size_of(i)}</Size>"
-                 "<StorageClass>STANDARD</StorageClass></Contents>"
-                 for i in range(start, end))
-    parts.append("</ListBucketResult>")
-    return "".join(parts).encode()
-
-
 def app(n: int) -> web.Application:
     async def listing(request: web.Request) -> web.Response:
         if request.query.get("list-type") != "2" or request.query.get("prefix") != "PMC":
             return web.Response(status=400, text="only ListObjectsV2 of prefix PMC here")
         start = int(request.query.get("continuation-token", "0"))
-        return web.Response(body=_page(n, start), content_type="application/xml")
+        return web.Response(body=page(n, "", start, name_of, size_of, etag),
+                            content_type="application/xml")
 
     async def get(request: web.Request) -> web.Response:
         key = request.match_info["key"]
@@ -120,19 +98,8 @@ def vouched_dest(dest: Path, n: int, preset: str = "pmc:oa_comm") -> None:
     Manifest.open(dest).close()
     chosen = [i for i in range(n) if preset == "pmc:articles" or rule.chosen(rule.facts(
         version_of(i // 4), document(i // 4)))]
-    for i in chosen:
-        path = dest / name_of(i)
-        path.parent.mkdir(exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        os.ftruncate(fd, size_of(i))
-        os.close(fd)
-        os.utime(path, (MTIME, MTIME))
-    db = sqlite3.connect(dest / ".pubmed-mirror" / "manifest.sqlite")
-    now = time.time()
+    db = vouched_files(dest, ((name_of(i), size_of(i), etag(i)) for i in chosen))
     with db:
-        db.executemany("INSERT OR REPLACE INTO files (name, size, mtime, md5, fetched_at, "
-                       "verified_at, bad, etag) VALUES (?, ?, ?, NULL, ?, NULL, NULL, ?)",
-                       ((name_of(i), size_of(i), MTIME, now, etag(i)) for i in chosen))
         db.executemany("INSERT OR REPLACE INTO facts VALUES (?, ?, ?)",
                        ((name_of(4 * v), etag(4 * v), rule.facts(version_of(v), document(v)))
                         for v in range((n + 3) // 4)))
