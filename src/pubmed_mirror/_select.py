@@ -112,18 +112,19 @@ class Selector:
         groups = self._groups([*held, *page])
         wait = [] if last or not groups else groups.pop().entries
         remembered = await self._remembered([g.index for g in groups if g.etag])
-        known = {g.name: row[2] for g in groups  # (an ETag "" names nothing)
-                 if g.etag and (row := remembered.get(g.index)) is not None
-                 and same_etag(row[1], g.etag) and self._readable(row[2])}
-        learned = await self._read([g for g in groups if g.name not in known and g.etag],
+        # each group's verdict, by what the manifest remembers (an ETag "" names nothing)
+        chosen = {g.name: verdict for g in groups
+                  if g.etag and (row := remembered.get(g.index)) is not None
+                  and same_etag(row[1], g.etag) and (verdict := self._verdict(row[2])) is not None}
+        learned = await self._read([g for g in groups if g.name not in chosen and g.etag],
                                    session)
         if self.manifest is not None and self.keep and learned:
             await anyio.to_thread.run_sync(self.manifest.keep_facts, list(learned.values()))
-        known.update({name: row[2] for name, row in learned.items()})
+        chosen.update({name: self.rule.chosen(row[2]) for name, row in learned.items()})
         kept: list[RemoteEntry] = []
         for group in groups:
-            if group.name in known:
-                if self.rule.chosen(known[group.name]):
+            if group.name in chosen:
+                if chosen[group.name]:
                     kept.extend(group.entries)
                 continue
             if group.etag is None:
@@ -131,14 +132,13 @@ class Selector:
             kept.append(RemoteEntry(group.name, None, None, "unlisted"))
         return kept, wait
 
-    def _readable(self, facts: str) -> bool:
-        """Whether the rule reads a remembered row (one of another rule or another time's
-        format is read again from its object)."""
+    def _verdict(self, facts: str) -> bool | None:
+        """Whether remembered facts select their group; None when the rule cannot read them
+        (another rule's or another time's format: read again from the object)."""
         try:
-            self.rule.chosen(facts)
+            return self.rule.chosen(facts)
         except ValueError:
-            return False
-        return True
+            return None
 
     async def _remembered(self, names: list[str]) -> dict[str, _Row]:
         if self.manifest is None or not names:
