@@ -313,15 +313,17 @@ class Staging:
         # the last folder looked at, and whether a link is on its way: a listing gives a
         # folder's names together, so one look per folder (setdefault's default was a look
         # per file: a third of a nested no-op's decisions), and never a dict of every folder
-        last: list[object] = [None, False]
+        looked: str | None = None
+        linked = False
 
         def current(name: str, size: int | None, mtime: float | None,
                     resolution: float) -> bool:
+            nonlocal looked, linked
             if SEPARATOR in name:  # a link on the way: not our copy
                 parent = name.rsplit(SEPARATOR, 1)[0]
-                if last[0] != parent:
-                    last[:] = parent, behind_link(dest, name)
-                if last[1]:
+                if looked != parent:
+                    looked, linked = parent, behind_link(dest, name)
+                if linked:
                     return False
             return current_at(folder + name, size, mtime, resolution)
 
