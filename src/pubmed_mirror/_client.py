@@ -240,12 +240,13 @@ async def list_remote(
     src = open_source(source)
     timeouts = timeouts or Timeouts()
     transport = src.transport(connect_timeout=timeouts.connect, stall_timeout=timeouts.stall)
+    policy = retry or RetryPolicy()
     if isinstance(transport, S3Transport):
-        transport.selecting(None, None, 1, retry or RetryPolicy())  # (`ls`: no manifest)
+        transport.selecting(None, None, 1, policy)  # (`ls`: no manifest)
     async with SessionPool(transport, size=1) as pool:
-        listed = await (retry or RetryPolicy()).call(lambda: list_dir(pool, src.path))
+        listed = await policy.call(lambda: list_dir(pool, src.path))
         # `ls` shows exact sizes: a rounded one is asked with HEAD
-        entries = await (retry or RetryPolicy()).call(lambda: exact_sizes(pool, src, listed))
+        entries = await policy.call(lambda: exact_sizes(pool, src, listed))
     return sorted(entries, key=lambda e: file_order(e.name))
 
 
