@@ -60,7 +60,13 @@ def _fail(error: BaseException, args: argparse.Namespace) -> None:
         try:
             print(json.dumps({"event": "error", "error": str(error)}), flush=True)
         except BrokenPipeError:  # its reader left (`| head`): the stderr line stands
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """Stdout's reader left: what is still written to it goes nowhere (the interpreter's
+    last flush would raise BrokenPipeError again, as a traceback)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _email(flag: str | None) -> str | None:
@@ -162,7 +168,7 @@ def _command(argv: Sequence[str] | None) -> int:
         _fail(exc, args)
         return EXIT_FAILED
     except BrokenPipeError:  # the reader of stdout left (`| head`): stop, quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_gone()
         return EXIT_FAILED
     except OSError as exc:  # a local failure the library did not name (it should): one line
         _fail(exc, args)
