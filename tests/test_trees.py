@@ -330,6 +330,21 @@ def test_clashing_paths_keep_the_first_in_sorted_order(fold: FoldRule, kept: lis
         assert sorted(f.name for f in staging.files()) == kept
 
 
+@pytest.mark.parametrize("fold", [FoldRule(), FoldRule(case=True)])
+def test_a_file_below_a_deeper_file_is_dropped(fold: FoldRule, tmp_path: Path) -> None:
+    """A name is dropped when any of its directories, at any depth, is another file: a
+    file named like a directory two levels down (`q/r` of `q/r/s/t`) as well as one at
+    the top; a name that only begins like one (`q/rs`) stays."""
+    entries = _files("a", "a/b/c", "q/r", "q/r/s/t", "q/rs", "x/y/z")
+    with Manifest.open(tmp_path) as manifest:
+        staging = Staging(manifest.connection, manifest.columns, Selection())
+        staging.start()
+        staging.add(entries)
+        staging.finish(fold)
+        staging.compare(tmp_path, verify=True)
+        assert sorted(f.name for f in staging.files()) == ["a", "q/r", "q/rs", "x/y/z"]
+
+
 # -- real servers ---------------------------------------------------------------------------
 
 

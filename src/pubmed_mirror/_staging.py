@@ -36,7 +36,7 @@ from ._plan import (
 from ._pubmed import file_order, pubmed_year
 from ._state import ManifestEntry
 from ._transport import RemoteEntry
-from ._tree import SEPARATOR, FoldRule, behind_link, folders, unsafe_path_reason
+from ._tree import SEPARATOR, FoldRule, behind_link, unsafe_path_reason
 
 __all__ = ["PlanCounts", "StagedFiles", "Staging"]
 
@@ -65,6 +65,19 @@ CREATE TEMP TABLE staged (
     fed INTEGER NOT NULL DEFAULT 0  -- decided while the listing went on (`decide_early`)
 )
 """
+# each nested name's directories (`_tree.folders`: `a`, `a/b` for `a/b/c`) as rows (seq,
+# owner, folder), of the rows of `{0}` (a table and its WHERE clause), made by SQLite in one
+# statement (row by row from Python, interleaved with the scan, it took 5 s for 200,000
+# names): the first directory of each, then, by a recursive CTE, the deeper ones of the names
+# that have them (the CTE's queue costs; at 200,000 names one level deep, 0.2 s against 0.5 s
+# with every name through it)
+_FOLDERS = ("SELECT seq, name AS owner, substr(name, 1, instr(name, '/') - 1) AS folder FROM "
+            "{0} AND instr(name, '/') UNION ALL SELECT * FROM (WITH RECURSIVE parts(seq, "
+            "owner, folder, rest) AS (SELECT seq, name, substr(name, 1, instr(name, '/') - 1), "
+            "substr(name, instr(name, '/') + 1) FROM {0} AND instr(substr(name, instr(name, "
+            "'/') + 1), '/') UNION ALL SELECT seq, owner, folder || '/' || substr(rest, 1, "
+            "instr(rest, '/') - 1), substr(rest, instr(rest, '/') + 1) FROM parts WHERE "
+            "instr(rest, '/')) SELECT seq, owner, folder FROM parts WHERE instr(folder, '/'))")
 _ENTRY = "{0}.name, {0}.size, {0}.mtime, {0}.kind, {0}.resolution, {0}.validator, " \
          "{0}.shown_lo, {0}.shown_hi, {0}.md5, {0}.shown"
 _WIDTH = 10  # columns of _ENTRY
@@ -194,7 +207,16 @@ class Staging:
         live = f"kind = 'file' AND NOT {self._retired()}"
         nested = db.execute(f"SELECT 1 FROM staged WHERE {live} AND instr(name, '/') "
                             "LIMIT 1", self._newest()).fetchone()
-        if not nested and fold == FoldRule():
+        if fold == FoldRule():
+            # only the third rule can drop a name (its folders sort before it); not one
+            # decided early: none of its folders was listed (`decide_early`), nor can be
+            # later in a sorted listing
+            if nested:
+                self._drop(db, f"SELECT p.seq, p.owner, 'its directory ' || quote(o.name) || "
+                           "' is the file ' || quote(o.name) FROM ("
+                           f"{_FOLDERS.format(f'staged WHERE NOT fed AND {live}')}) p "
+                           f"JOIN staged o ON o.name = p.folder AND o.kind = 'file' AND NOT "
+                           f"{self._retired('o.')} GROUP BY p.seq", self._newest())
             return
         db.create_function("fold_key", 1, fold.key, deterministic=True)
         db.execute(f"UPDATE staged SET fold = fold_key(name) WHERE {live}", self._newest())
@@ -203,15 +225,8 @@ class Staging:
                    "quote(o.name) || ' on this file system' FROM staged s JOIN staged o ON "
                    "o.fold = s.fold AND o.name < s.name GROUP BY s.seq")
         db.execute("CREATE TEMP TABLE folders (key TEXT, name TEXT, owner TEXT)")
-        # each nested name's directories (`_tree.folders`: `a`, `a/b` for `a/b/c`), made by
-        # SQLite in one statement: row by row from Python, interleaved with the scan, it took
-        # 5 s for 200,000 names
-        db.execute("INSERT INTO folders WITH RECURSIVE parts(owner, done, rest) AS ("
-                   "SELECT name, '', name FROM staged WHERE fold IS NOT NULL AND "
-                   "instr(name, '/') UNION ALL SELECT owner, done || substr(rest, 1, "
-                   "instr(rest, '/')), substr(rest, instr(rest, '/') + 1) FROM parts WHERE "
-                   "instr(rest, '/')) SELECT fold_key(f), f, owner FROM (SELECT owner, "
-                   "substr(done, 1, length(done) - 1) AS f FROM parts WHERE done != '')")
+        db.execute("INSERT INTO folders SELECT fold_key(folder), folder, owner FROM ("
+                   f"{_FOLDERS.format('staged WHERE fold IS NOT NULL')})")
         db.execute("CREATE INDEX temp.folders_key ON folders (key, owner)")
         self._drop(db, "SELECT s.seq, s.name, 'is a directory of ' || quote(min(d.owner)) "
                    "FROM staged s JOIN folders d ON d.key = s.fold AND d.owner < s.name "
@@ -223,9 +238,9 @@ class Staging:
         db.execute("DROP TABLE temp.folders")
 
     @staticmethod
-    def _drop(db: sqlite3.Connection, query: str) -> None:
+    def _drop(db: sqlite3.Connection, query: str, params: dict[str, Any] | None = None) -> None:
         """The files `query` finds (seq, name, why) are not safe to land: dropped, logged."""
-        found = db.execute(query).fetchall()
+        found = db.execute(query, params or {}).fetchall()
         for _, name, why in found:
             log.warning("skipping entry %r: %s", name, why)
         db.executemany("UPDATE staged SET safe = 0, selected = 0, fold = NULL WHERE seq = ?",
@@ -360,13 +375,11 @@ class Staging:
                 "NOT EXISTS "
                 "(SELECT 1 FROM staged c WHERE c.name = staged.name || :suffix)",
                 params).rowcount
-            nested = db.execute("SELECT seq, name FROM staged WHERE seq > :after AND "
-                                f"fed = 2 AND instr(name, '{SEPARATOR}')", params).fetchall()
-            held = [(seq,) for seq, name in nested if any(
-                db.execute("SELECT 1 FROM staged WHERE name = ?", (f,)).fetchone()
-                for f in folders(name))]
-            db.executemany("UPDATE staged SET fed = 0 WHERE seq = ?", held)
-            if ready == len(held):
+            held: int = db.execute(
+                "UPDATE staged SET fed = 0 WHERE seq IN (SELECT p.seq FROM "
+                f"({_FOLDERS.format('staged WHERE seq > :after AND fed = 2')}) p "
+                "JOIN staged d ON d.name = p.folder)", params).rowcount
+            if ready == held:
                 db.execute("COMMIT")
                 return 0
             self._stat_functions(db, dest)
@@ -374,7 +387,7 @@ class Staging:
             self._decide(db, where, {"verify": verify, "after": after})
             db.execute(f"UPDATE staged SET fed = 1 {where}", {"after": after})
             db.execute("COMMIT")
-        return ready - len(held)
+        return ready - held
 
     def early(self, after: int) -> tuple[list[PlannedFile], int]:
         """The next batch of files decided early (`decide_early`), in listing order after
