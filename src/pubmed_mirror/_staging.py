@@ -62,7 +62,8 @@ CREATE TEMP TABLE staged (
     chosen INTEGER NOT NULL DEFAULT 0,     -- one this run plans (--newest, --max-files)
     fold TEXT,                  -- a file's name as DEST's file system compares it
     action TEXT, have INTEGER NOT NULL DEFAULT 0,
-    fed INTEGER NOT NULL DEFAULT 0  -- decided while the listing went on (`decide_early`)
+    fed INTEGER NOT NULL DEFAULT 0  -- decided while the listing went on: the decide_early
+                                    -- call's number
 )
 """
 # each nested name's directories (`_tree.folders`: `a`, `a/b` for `a/b/c`) as rows (seq,
@@ -117,6 +118,7 @@ class Staging:
         self._seq = 0
         self.newest: int | None = None  # the newest PubMed year listed
         self._may_resume: Callable[[str], bool] | None = None  # DEST's recorded parts
+        self._decided = 0  # decide_early's calls so far
 
     @property
     def staged(self) -> int:
@@ -307,19 +309,23 @@ class Staging:
             db.execute("COMMIT")
         return self.counts()
 
-    def _decide(self, db: sqlite3.Connection, where: str, params: dict[str, Any]) -> None:
+    def _decide(self, db: sqlite3.Connection, where: str, params: dict[str, Any], *,
+                decided: str | None = None) -> int:
         """The action (`_plan.ACTION`) of the staged files `where` says, in one statement
         over the staged listing joined with the manifest; then, of those to fetch whose part
-        is recorded, what the fetch would resume from. `params`: `verify`, and what `where`
-        names."""
-        db.execute(
+        is recorded, what the fetch would resume from; how many were decided. `params`:
+        `verify`, and what the clauses name. With `decided` (the WHERE that finds them
+        after), each decided file's `fed` is set to `:mark` in the same pass."""
+        count: int = db.execute(
             f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
             f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
             f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
             f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
-            f"WHERE s.seq = staged.seq) {where}", params)
+            f"WHERE s.seq = staged.seq){', fed = :mark' if decided else ''} {where}",
+            params).rowcount
         db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
-                   f"{where} AND action = 'fetch' AND may_resume(name)", params)
+                   f"{decided or where} AND action = 'fetch' AND may_resume(name)", params)
+        return count
 
     def _stat_functions(self, db: sqlite3.Connection, dest: Path) -> None:
         """`current`, `may_resume` and `have` of DEST's files, for `ACTION` (the parts DEST
@@ -364,37 +370,30 @@ class Staging:
         ending in .md5; a name whose NAME.md5 is listed or may still be (it sorts after
         the last name staged); a PubMed file name (a newer year listed later retires it);
         a name one of whose directories is listed as an entry; an unsized or untimed one."""
+        self._decided += 1  # this call's mark in `fed`: its files, for the parts' pass
         with self._connection() as db:
             last = db.execute("SELECT max(name) FROM staged").fetchone()[0]
-            params = {"after": after, "suffix": CHECKSUM_SUFFIX, "last": last}
-            db.execute("BEGIN")
-            ready: int = db.execute(
-                "UPDATE staged SET fed = 2 WHERE seq > :after AND NOT fed AND "
-                "kind = 'file' AND safe AND selected AND NOT checksum AND year IS NULL AND "
-                "size IS NOT NULL AND mtime IS NOT NULL AND name || :suffix < :last AND "
-                "NOT EXISTS "
-                "(SELECT 1 FROM staged c WHERE c.name = staged.name || :suffix)",
-                params).rowcount
-            held: int = db.execute(
-                "UPDATE staged SET fed = 0 WHERE seq IN (SELECT p.seq FROM "
-                f"({_FOLDERS.format('staged WHERE seq > :after AND fed = 2')}) p "
-                "JOIN staged d ON d.name = p.folder)", params).rowcount
-            if ready == held:
-                db.execute("COMMIT")
-                return 0
+            params = {"after": after, "suffix": CHECKSUM_SUFFIX, "last": last,
+                      "verify": verify, "mark": self._decided}
             self._stat_functions(db, dest)
-            where = "WHERE seq > :after AND fed = 2"
-            self._decide(db, where, {"verify": verify, "after": after})
-            db.execute(f"UPDATE staged SET fed = 1 {where}", {"after": after})
+            db.execute("BEGIN")
+            # one pass: the rows' choice, the held-back ones left out and the action set
+            ready = self._decide(
+                db, "WHERE seq > :after AND NOT fed AND kind = 'file' AND safe AND "
+                "selected AND NOT checksum AND year IS NULL AND size IS NOT NULL AND mtime IS "
+                "NOT NULL AND name || :suffix < :last AND NOT EXISTS (SELECT 1 FROM staged c "
+                "WHERE c.name = staged.name || :suffix) AND seq NOT IN (SELECT p.seq FROM "
+                f"({_FOLDERS.format('staged WHERE seq > :after AND NOT fed')}) p JOIN staged d "
+                "ON d.name = p.folder)", params, decided="WHERE seq > :after AND fed = :mark")
             db.execute("COMMIT")
-        return ready - held
+        return ready
 
     def early(self, after: int) -> tuple[list[PlannedFile], int]:
         """The next batch of files decided early (`decide_early`), in listing order after
         seq `after`; and the seq to go on from."""
         with self._connection() as db:
             rows = db.execute(f"SELECT {_ENTRY.format('s')}, s.action, s.have, s.seq FROM "
-                              "staged s WHERE s.fed = 1 AND s.seq > ? ORDER BY s.seq LIMIT ?",
+                              "staged s WHERE s.fed AND s.seq > ? ORDER BY s.seq LIMIT ?",
                               (after, BATCH)).fetchall()
         files = [PlannedFile(_entry(r[:_WIDTH]), None, r[_WIDTH], r[_WIDTH + 1]) for r in rows]
         return files, (rows[-1][-1] if rows else after)
