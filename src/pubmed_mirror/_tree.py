@@ -154,11 +154,11 @@ def _mkdir(folder: Path) -> None:
 def behind_link(dest: Path, name: str) -> bool:
     """Whether a directory between DEST and `DEST/name` is a link or not a directory (then
     `DEST/name` is not a file of this mirror, whatever is there). A missing one is not."""
-    folder = dest
+    folder = os.fspath(dest)  # (strings: pathlib cost more than the lstat, once a folder)
     for part in name.split(SEPARATOR)[:-1]:
-        folder = folder / part
+        folder = os.path.join(folder, part)
         try:
-            if not stat.S_ISDIR(folder.lstat().st_mode):
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
                 return True
         except OSError as exc:
             return exc.errno not in (errno.ENOENT, errno.ENAMETOOLONG)
