@@ -101,8 +101,9 @@ class S3Fault:
     """kind: "cut" (the GET's headers and `after` bytes of its body, then the connection
     drops), "corrupt" (the body with its byte at `after` changed), "unencoded" (a listing
     answered as by a server that ignores `encoding-type=url`: keys as they are, no
-    `<EncodingType>`), "slowdown" (503 SlowDown, Retry-After `seconds`), "error" (500
-    InternalError), "deny" (403 AccessDenied), "delay" (the answer, `seconds` late).
+    `<EncodingType>`), "unsorted" (a listing page with its keys in reverse order),
+    "slowdown" (503 SlowDown, Retry-After `seconds`), "error" (500 InternalError), "deny"
+    (403 AccessDenied), "delay" (the answer, `seconds` late).
     `match` says which request it is for (the first that matches takes it)."""
 
     kind: str
@@ -234,6 +235,8 @@ class S3FaultProxy:
         if fault is not None and fault.kind == "unencoded":
             body = _unencoded(body)
             kept = {k: v for k, v in kept.items() if k.lower() != "content-length"}
+        if fault is not None and fault.kind == "unsorted":
+            body = _reversed(body)
         if fault is not None and fault.kind == "corrupt" and len(body) > fault.after:
             at = fault.after
             body = body[:at] + bytes([body[at] ^ 0xFF]) + body[at + 1:]
@@ -274,6 +277,15 @@ def _kms_listing(body: bytes, keys: set[str], shown: dict[str, str]) -> bytes:
     return re.sub(r"<Contents>.*?</Contents>", entry, body.decode(), flags=re.S).encode()
 
 
+def _reversed(body: bytes) -> bytes:
+    """A ListObjectsV2 answer with its `<Contents>` in reverse order (the same length)."""
+    text = body.decode()
+    found = re.findall(r"<Contents>.*?</Contents>", text, flags=re.S)
+    backwards = iter(reversed(found))
+    return re.sub(r"<Contents>.*?</Contents>", lambda _: next(backwards), text,
+                  flags=re.S).encode()
+
+
 def _unencoded(body: bytes) -> bytes:
     """A ListObjectsV2 answer with its keys decoded (XML-escaped instead) and its
     `<EncodingType>` gone."""
@@ -285,7 +297,7 @@ def _unencoded(body: bytes) -> bytes:
 
 def _canned(fault: S3Fault | None) -> web.Response | None:
     """The error answers a fault makes in S3's own form."""
-    if fault is None or fault.kind in ("cut", "corrupt", "unencoded", "delay"):
+    if fault is None or fault.kind in ("cut", "corrupt", "unencoded", "unsorted", "delay"):
         return None
     status, code, extra = {
         "slowdown": (503, "SlowDown", {"Retry-After": str(fault.seconds)}),

@@ -674,6 +674,24 @@ def test_s3_failed_object_leaves_no_empty_directories(
                   and ".pubmed-mirror" not in p.relative_to(dest).parts) == ["deep"]
 
 
+def test_s3_listing_out_of_key_order_fails_before_any_file(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """Files are decided and fetched while the listing goes on, on S3's key order alone (a
+    name's directory and its NAME.md5 come before it): a server that lists keys out of
+    order fails the run with one line saying so, before a file of that page is fetched."""
+    proxy.faults.extend(S3Fault("unsorted", lambda s: s.listing) for _ in range(20))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, "--retries", "1")
+    assert result.returncode == 1, result.stderr
+    assert "the listing is not in key order" in result.stderr, result.stderr
+    assert len([s for s in proxy.seen if s.listing]) == 2  # asked again once, then failed
+    assert not [s for s in proxy.seen if s.method == "GET" and not s.listing]
+    assert not [p for p in dest.rglob("*") if p.is_file() and ".pubmed-mirror" not in p.parts]
+    proxy.faults.clear()
+    assert mirror(proxy, bucket, dest).returncode == 0
+    assert_files(dest, FILES)
+
+
 @pytest.mark.parametrize("unencoded", [False, True], ids=["encoded", "unencoded"])
 def test_s3_keys_are_url_decoded_only_when_the_listing_says_so(
         proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path, unencoded: bool

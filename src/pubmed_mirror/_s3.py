@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._proxy import Proxy, proxy_for
 from ._ratelimit import TokenBucket
-from ._s3list import Listing, PageParser, error_code, etag_md5, page_query
+from ._s3list import Listing, PageParser, error_code, etag_md5, in_key_order, page_query
 from ._select import Selector
 from ._transport import EntrySink, RemoteEntry, listing_deadline
 
@@ -395,6 +395,7 @@ class S3Session:
             if page_time.cancelled_caught:
                 raise TransferStalled(f"a listing page was not complete within {deadline:g} s",
                                       path=path)
+            last = in_key_order(listing.last, page, path)
             held = listing.held
             if selector is not None:
                 page, held = await selector.choose(held, page, done, self)
@@ -403,7 +404,7 @@ class S3Session:
             else:
                 await sink(page)
             # the listing moves on once the page is kept: an error before asks it again
-            listing.token, listing.done, listing.held = token, done, held
+            listing.token, listing.done, listing.held, listing.last = token, done, held, last
             listing.pages += 1
         del self.transport.listings[path]
         return listing.entries

@@ -38,6 +38,21 @@ class Listing:
     token: str | None = None
     done: bool = False
     pages: int = 0
+    last: str | None = None  # the last name of the pages kept (`in_key_order`)
+
+
+def in_key_order(last: str | None, page: list[RemoteEntry], path: str) -> str | None:
+    """The page's last name (else `last`), once its names are found after `last` and each
+    after the one before, in S3's key order (UTF-8 binary, which the code point order of
+    str matches). A run decides and fetches files while the listing goes on
+    (`Staging.decide_early`) on this order alone: a server that breaks it fails the listing
+    (a ProtocolError) rather than have a name's directory or NAME.md5 come too late."""
+    for entry in page:
+        if last is not None and entry.name <= last:
+            raise ProtocolError(f"the listing is not in key order: {entry.name!r} after "
+                                f"{last!r} (S3 lists keys sorted)", path=path)
+        last = entry.name
+    return last
 
 
 def page_query(prefix: str, token: str | None) -> str:
