@@ -116,6 +116,25 @@ def test_refused_port_exits_1_quickly(dest: Path) -> None:
     assert time.monotonic() - start < 15
 
 
+def test_ctrl_c_while_the_package_loads_is_one_line_and_130(tmp_path: Path) -> None:
+    """Ctrl-C in the command's first ~0.3 s (its imports: ssl is mapped early among them)
+    ends it as one during a run does: exit 130, one line, no traceback; DEST untouched."""
+    dest = tmp_path / "dest"
+    proc = subprocess.Popen([*command(), "mirror", "ftp://127.0.0.1:9/", "--dest", str(dest)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while "_ssl" not in Path(f"/proc/{proc.pid}/maps").read_text():
+        assert time.monotonic() < deadline and proc.poll() is None, "never loaded ssl"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "interrupted" in err
+    if "while starting" in err:  # (else the signal came once the run had begun)
+        assert not dest.exists()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_exits_130_and_keeps_parts(tree: Tree, dest: Path, signum: int) -> None:
     """SIGINT or SIGTERM mid-transfer exits 130 within ~2 s, keeping .part files and a
