@@ -307,8 +307,15 @@ def test_nfc_and_nfd_names_both_land_where_the_file_system_keeps_them_apart(
     assert landed(dest) == {nfc: b"composed", nfd: b"decomposed"}
 
 
-def _files(*names: str) -> list[RemoteEntry]:
-    return [RemoteEntry(n, 1, 0.0) for n in names]
+def _kept(tmp_path: Path, fold: FoldRule, *names: str) -> list[str]:
+    """The files a plan keeps of `names` (each listed as a file) under `fold`, sorted."""
+    with Manifest.open(tmp_path) as manifest:
+        staging = Staging(manifest.connection, manifest.columns, Selection())
+        staging.start()
+        staging.add([RemoteEntry(n, 1, 0.0) for n in names])
+        staging.finish(fold)
+        staging.compare(tmp_path, verify=True)
+        return sorted(f.name for f in staging.files())
 
 
 @pytest.mark.parametrize("fold, kept", [
@@ -320,14 +327,7 @@ def test_clashing_paths_keep_the_first_in_sorted_order(fold: FoldRule, kept: lis
                                                        tmp_path: Path) -> None:
     """Paths that land on one local file under the file system's folding, or a file that
     is another's directory (`a` and `a/x`), keep only the first in sorted order."""
-    entries = _files("a", "a/x", "A/x", "be\u0301", "b\u00e9")
-    with Manifest.open(tmp_path) as manifest:
-        staging = Staging(manifest.connection, manifest.columns, Selection())
-        staging.start()
-        staging.add(entries)
-        staging.finish(fold)
-        staging.compare(tmp_path, verify=True)
-        assert sorted(f.name for f in staging.files()) == kept
+    assert _kept(tmp_path, fold, "a", "a/x", "A/x", "be\u0301", "b\u00e9") == kept
 
 
 @pytest.mark.parametrize("fold", [FoldRule(), FoldRule(case=True)])
@@ -335,14 +335,8 @@ def test_a_file_below_a_deeper_file_is_dropped(fold: FoldRule, tmp_path: Path) -
     """A name is dropped when any of its directories, at any depth, is another file: a
     file named like a directory two levels down (`q/r` of `q/r/s/t`) as well as one at
     the top; a name that only begins like one (`q/rs`) stays."""
-    entries = _files("a", "a/b/c", "q/r", "q/r/s/t", "q/rs", "x/y/z")
-    with Manifest.open(tmp_path) as manifest:
-        staging = Staging(manifest.connection, manifest.columns, Selection())
-        staging.start()
-        staging.add(entries)
-        staging.finish(fold)
-        staging.compare(tmp_path, verify=True)
-        assert sorted(f.name for f in staging.files()) == ["a", "q/r", "q/rs", "x/y/z"]
+    assert _kept(tmp_path, fold, "a", "a/b/c", "q/r", "q/r/s/t", "q/rs",
+                 "x/y/z") == ["a", "q/r", "q/rs", "x/y/z"]
 
 
 # -- real servers ---------------------------------------------------------------------------
