@@ -15,4 +15,8 @@ def main() -> int:
     except KeyboardInterrupt:
         print("pubmed-mirror: interrupted while starting: nothing was done", file=sys.stderr)
         return 130
-    return command()
+    try:
+        return command()
+    except KeyboardInterrupt:  # before the command's own handler (parsing its arguments)
+        print("pubmed-mirror: interrupted", file=sys.stderr)
+        return 130

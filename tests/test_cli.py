@@ -118,7 +118,10 @@ def test_refused_port_exits_1_quickly(dest: Path) -> None:
 
 def test_ctrl_c_while_the_package_loads_is_one_line_and_130(tmp_path: Path) -> None:
     """Ctrl-C in the command's first ~0.3 s (its imports: ssl is mapped early among them)
-    ends it as one during a run does: exit 130, one line, no traceback; DEST untouched."""
+    ends it as one during a run does: exit 130, one line, no traceback; DEST untouched.
+    (`python -m pubmed_mirror` loads the package before any code of ours can catch it.)"""
+    if len(command()) > 1:
+        pytest.skip("no installed pubmed-mirror script beside this interpreter")
     dest = tmp_path / "dest"
     proc = subprocess.Popen([*command(), "mirror", "ftp://127.0.0.1:9/", "--dest", str(dest)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -692,6 +692,25 @@ def test_s3_listing_out_of_key_order_fails_before_any_file(
     assert_files(dest, FILES)
 
 
+def test_key_order_passes_over_names_xml_changed() -> None:
+    """A listing sent unencoded has each CR of a key turned into a line feed by XML, which
+    may put two keys out of order: such names (dropped as unsafe later) are passed over;
+    any other step back is refused."""
+    from pubmed_mirror._errors import ProtocolError
+    from pubmed_mirror._s3list import in_key_order
+    from pubmed_mirror._transport import RemoteEntry
+
+    def page(*names: str) -> list[RemoteEntry]:
+        return [RemoteEntry(name, 1, 0.0) for name in names]
+
+    assert in_key_order(None, page("a", "a\nc", "a\nb", "b"), "p") == "b"
+    assert in_key_order("b", page(), "p") == "b"
+    with pytest.raises(ProtocolError, match="not in key order"):
+        in_key_order("b", page("c", "b"), "p")
+    with pytest.raises(ProtocolError, match="not in key order"):
+        in_key_order("b", page("b"), "p")  # a key listed twice
+
+
 @pytest.mark.parametrize("unencoded", [False, True], ids=["encoded", "unencoded"])
 def test_s3_keys_are_url_decoded_only_when_the_listing_says_so(
         proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path, unencoded: bool

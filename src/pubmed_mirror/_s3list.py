@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote_plus
 from ._errors import ProtocolError
 from ._transport import RemoteEntry
 
-__all__ = ["Listing", "PageParser", "error_code", "etag_md5", "page_query"]
+__all__ = ["Listing", "PageParser", "error_code", "etag_md5", "in_key_order", "page_query"]
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -43,11 +43,15 @@ class Listing:
 
 def in_key_order(last: str | None, page: list[RemoteEntry], path: str) -> str | None:
     """The page's last name (else `last`), once its names are found after `last` and each
-    after the one before, in S3's key order (UTF-8 binary, which the code point order of
-    str matches). A run decides and fetches files while the listing goes on
-    (`Staging.decide_early`) on this order alone: a server that breaks it fails the listing
-    (a ProtocolError) rather than have a name's directory or NAME.md5 come too late."""
+    after the one before, in the order S3 promises (UTF-8 binary, which the code point
+    order of str matches). A run decides and fetches files while the listing goes on
+    (`Staging.decide_early`) on that promise alone: a server that breaks it is not
+    trusted with the rest (a ProtocolError) rather than have a name's directory or NAME.md5
+    come too late. A name with a line feed is passed over: XML turns a CR into one in a
+    listing sent unencoded, and such a name is dropped as unsafe anyway."""
     for entry in page:
+        if "\n" in entry.name:
+            continue
         if last is not None and entry.name <= last:
             raise ProtocolError(f"the listing is not in key order: {entry.name!r} after "
                                 f"{last!r} (S3 lists keys sorted)", path=path)

@@ -35,12 +35,12 @@ from .commands import add_parsers
 from .commands._args import (
     DEFAULT_CONCURRENCY,
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     PROG,
     S3_CONCURRENCY,
     S3_MAX_CONCURRENCY,
 )
+from .commands._output import interrupted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,8 +173,8 @@ def _command(argv: Sequence[str] | None) -> int:
     except OSError as exc:  # a local failure the library did not name (it should): one line
         _fail(exc, args)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before the command's own handler said so
+        return interrupted()
 
 
 if __name__ == "__main__":
