@@ -66,7 +66,7 @@ CREATE TEMP TABLE staged (
                                     -- call's number
 )
 """
-# each nested name's directories (`_tree.folders`: `a`, `a/b` for `a/b/c`) as rows (seq,
+# each nested name's directories (`a`, `a/b` for `a/b/c`; `a`, `a/` for `a//b`) as rows (seq,
 # owner, folder), of the rows of `{0}` (a table and its WHERE clause), made by SQLite in one
 # statement (row by row from Python, interleaved with the scan, it took 5 s for 200,000
 # names): the first directory of each, then, by a recursive CTE, the deeper ones of the names

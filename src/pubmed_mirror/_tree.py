@@ -27,7 +27,6 @@ import re
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from ._errors import LocalFileError
 from ._layout import OWN_SUFFIXES
 from ._state import STATE_DIR
 
-__all__ = ["FoldRule", "behind_link", "folders", "local_tree", "make_parents", "probe_folding",
+__all__ = ["FoldRule", "behind_link", "local_tree", "make_parents", "probe_folding",
            "unsafe_name_reason", "unsafe_path_reason"]
 
 log = logging.getLogger("pubmed_mirror")
@@ -115,12 +114,6 @@ def probe_folding(dest: Path) -> FoldRule:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(name)
-
-
-def folders(name: str) -> Iterable[str]:
-    """`a`, `a/b` for `a/b/c`."""
-    parts = name.split(SEPARATOR)
-    return (SEPARATOR.join(parts[:i]) for i in range(1, len(parts)))
 
 
 def make_parents(dest: Path, name: str) -> None:
