@@ -239,6 +239,38 @@ async def test_a_head_without_last_modified_keeps_the_listed_time(files: Tree,
     assert server.stats.ranges[BIG] == [0, 0, 0]
 
 
+async def test_a_page_newer_than_its_heads_is_not_vouched_for(tmp_path: Path) -> None:
+    """A server whose page shows a file's new time while its HEAD still answers the old
+    size, time and ETag (a stale stat cache, as lighttpd's for a second): the record cannot
+    vouch for the file. One with a NAME.md5 is checked against it (read afresh) and fetched
+    again; one without is fetched again. Both end as the server's new bytes, exit 0; the
+    code before kept both old copies and said they were up to date."""
+    root = tmp_path / "web"
+    root.mkdir()
+    checked, plain = "pubmed26n0001.xml.gz", "pubmed26n0002.xml.gz"
+    when = (int(time.time()) // 60 - 14_400) * 60 + 5
+    new = {checked: _data("new", 300_000), plain: _data("new2", 200_000)}
+    for name, data in {checked: _data("old", 300_000), plain: _data("old2", 200_000)}.items():
+        (root / name).write_bytes(data)
+        os.utime(root / name, (when, when))
+    (root / f"{checked}.md5").write_text(
+        f"MD5({checked})= {hashlib.md5((root / checked).read_bytes()).hexdigest()}\n")
+    dest = tmp_path / "m"
+    server = FaultyWebServer(root, rounded=True, stale_heads=True)
+    async with server.running():
+        first = await mirror(server.url, dest, opts(include=()))
+        assert first.ok and len(first.done) == 2, first.files
+        for name, data in new.items():  # same sizes, dated an hour later
+            (root / name).write_bytes(data)
+            os.utime(root / name, (when + 3600, when + 3600))
+        (root / f"{checked}.md5").write_text(
+            f"MD5({checked})= {hashlib.md5(new[checked]).hexdigest()}\n")
+        again = await mirror(server.url, dest, opts(include=()))
+    assert again.ok, again.files
+    assert sorted(f.name for f in again.done) == [checked, plain], again.files
+    assert {name: (dest / name).read_bytes() for name in new} == new
+
+
 # -- 14: listings that trickle --------------------------------------------------------------
 
 

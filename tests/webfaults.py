@@ -70,12 +70,15 @@ def server_context(tls: tuple[Path, Path] | None) -> ssl.SSLContext | None:
 class FaultyWebServer:
     """`validators`: GET and HEAD answers carry ETag and Last-Modified (as nginx's and
     Apache's do); without, neither. `head_modified`: HEAD carries Last-Modified (when
-    `validators`). `page`: served instead of the directory listing (a login page, say)."""
+    `validators`). `page`: served instead of the directory listing (a login page, say).
+    `stale_heads`: HEAD's size and the validators of every answer come from the first look
+    at each file, as from a stat cache that never expires (lighttpd's holds one for a
+    second), while the listing and the bodies are read afresh."""
 
     def __init__(self, root: Path, *, extra_names: list[str] | None = None,
                  rate: int = 0, rounded: bool = False, validators: bool = True,
                  head_modified: bool = True, page: str | None = None,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, stale_heads: bool = False) -> None:
         self.root = root
         self.faults: dict[str, list[WebFault]] = {}
         self.stats = WebStats()
@@ -87,6 +90,8 @@ class FaultyWebServer:
         self.page = page
         self.tls = tls
         self.port = 0
+        self.stale_heads = stale_heads
+        self._looked: dict[str, tuple[int, float]] = {}  # stale_heads: (size, mtime) a name
 
     def add(self, name: str, *faults: WebFault) -> None:
         self.faults.setdefault(name, []).extend(faults)
@@ -140,11 +145,17 @@ class FaultyWebServer:
         """As nginx: ETag "<mtime hex>-<size hex>", Last-Modified."""
         if not self.validators:
             return {}
-        st = path.stat()
-        found = {"ETag": f'"{int(st.st_mtime):x}-{st.st_size:x}"'}
+        size, mtime = self._stat(path)
+        found = {"ETag": f'"{int(mtime):x}-{size:x}"'}
         if self.head_modified or not head:
-            found["Last-Modified"] = email.utils.formatdate(st.st_mtime, usegmt=True)
+            found["Last-Modified"] = email.utils.formatdate(mtime, usegmt=True)
         return found
+
+    def _stat(self, path: Path) -> tuple[int, float]:
+        st = path.stat()
+        if not self.stale_heads:
+            return st.st_size, st.st_mtime
+        return self._looked.setdefault(path.name, (st.st_size, st.st_mtime))
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -153,7 +164,7 @@ class FaultyWebServer:
             raise web.HTTPNotFound()
         data = path.read_bytes()
         if request.method == "HEAD":
-            return web.Response(headers={"Content-Length": str(len(data)),
+            return web.Response(headers={"Content-Length": str(self._stat(path)[0]),
                                          **self._validators(path, head=True)})
         start = 0
         header = request.headers.get("Range", "")

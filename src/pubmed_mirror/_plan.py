@@ -196,7 +196,7 @@ def within(mtime: float | None, listed: float | None, resolution: float) -> bool
 # when it has one) or fetched.
 VOUCHED = ("({f}.name IS NOT NULL AND {f}.bad IS NULL AND {s}.size IS NOT NULL AND "
            "({s}.mtime IS NOT NULL OR {s}.validator IS NOT NULL) AND "
-           "{f}.size = {s}.size AND {same_time} AND NOT {other_etag})")
+           "{f}.size = {s}.size AND {same_time} AND NOT {other_etag} AND NOT {moved})")
 # `within({f}.mtime, {s}.mtime, {s}.resolution)` said in SQL: a Python function here was
 # called for every row of a million-file plan
 SAME_TIME = ("(CASE WHEN {f}.mtime IS NULL OR {s}.mtime IS NULL THEN {f}.mtime IS {s}.mtime "
@@ -208,18 +208,30 @@ OTHER_ETAG = ("coalesce({f}.etag IS NOT NULL AND {s}.validator IS NOT NULL AND "
               "{f}.etag != {s}.validator, 0)")
 
 
+# The page shows another time than it showed when the file was recorded (`shown`: both the
+# page's own clock), though HEAD's time and ETag are the recorded ones: one of the two is
+# stale (lighttpd answers HEAD from a stat cache for a second after a file changed), and
+# the record cannot vouch for the file.
+MOVED = ("coalesce({s}.shown IS NOT NULL AND {f}.shown IS NOT NULL AND NOT ({f}.shown - 1 < "
+         "{s}.shown AND {s}.shown < {f}.shown + 1), 0)")
+
+
 def _vouched(s: str, f: str) -> str:
     return VOUCHED.format(s=s, f=f, same_time=SAME_TIME.format(s=s, f=f),
-                          other_etag=OTHER_ETAG.format(s=s, f=f))
+                          other_etag=OTHER_ETAG.format(s=s, f=f),
+                          moved=MOVED.format(s=s, f=f))
 
 
 # What a selected file needs: `s` the file, `f` its manifest row, `c` its NAME.md5 on the
 # server (NULL when none), `fc` that one's row; `current(name, size, mtime, resolution)`
 # the local copy's stat (`is_current`, and no link on its way: behind one, the fetch fails,
 # see `_tree.make_parents`); `:verify` a run that checks a file recorded without its MD5.
+# A file whose page and HEAD disagree (MOVED) is checked against its NAME.md5, or fetched
+# when it has none (a check with nothing to hash against keeps the copy).
 ACTION = f"""CASE
     WHEN NOT current(s.name, s.size, s.mtime, s.resolution) THEN 'fetch'
     WHEN {OTHER_ETAG.format(s="s", f="f")} THEN 'fetch'
+    WHEN {MOVED.format(s="s", f="f")} AND c.name IS NULL THEN 'fetch'
     WHEN NOT {_vouched("s", "f")} THEN 'check'
     WHEN c.name IS NULL THEN 'skip'
     WHEN :verify AND f.md5 IS NULL THEN 'check'
