@@ -15,8 +15,4 @@ def main() -> int:
     except KeyboardInterrupt:
         print("pubmed-mirror: interrupted while starting: nothing was done", file=sys.stderr)
         return 130
-    try:
-        return command()
-    except KeyboardInterrupt:  # before the command's own handler (parsing its arguments)
-        print("pubmed-mirror: interrupted", file=sys.stderr)
-        return 130
+    return command()  # (a Ctrl-C from here on: `cli.main`'s)

@@ -130,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command; the process is expected to end when it returns."""
     try:
         return _command(argv)
+    except KeyboardInterrupt:  # before a command's own handler said so (parsing, starting)
+        return interrupted()
     finally:
         # the interpreter's last collections would walk every object of the run only to
         # free them as the process ends (~0.08 s of CPU, benchmarks/results/WHY.md); frozen,
@@ -173,8 +175,6 @@ def _command(argv: Sequence[str] | None) -> int:
     except OSError as exc:  # a local failure the library did not name (it should): one line
         _fail(exc, args)
         return EXIT_FAILED
-    except KeyboardInterrupt:  # before the command's own handler said so
-        return interrupted()
 
 
 if __name__ == "__main__":
