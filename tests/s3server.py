@@ -67,12 +67,15 @@ def s3_client(endpoint: str) -> Any:
 
 
 def make_bucket(client: Any, name: str, *, public: bool = True) -> None:
-    """A bucket; `public`: anonymous GETs allowed by policy (moto lists to anyone)."""
+    """A bucket; `public`: anonymous GETs and HEADs allowed by policy (moto lists to
+    anyone). AWS allows a HEAD by s3:GetObject; moto asks the policy for "s3:HeadObject"
+    (an action AWS does not have), and refused an anonymous HEAD of a single-part object."""
     client.create_bucket(Bucket=name)
     if public:
         client.put_bucket_policy(Bucket=name, Policy=json.dumps({
             "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                "Effect": "Allow", "Principal": "*",
+                "Action": ["s3:GetObject", "s3:HeadObject"],
                 "Resource": f"arn:aws:s3:::{name}/*"}]}))
 
 

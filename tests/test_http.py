@@ -537,7 +537,8 @@ async def test_receive_path_by_scheme(served: tuple[Path, dict[str, bytes]],
     """Plain HTTP bodies of 256 KiB and more are spliced into the part (after the headers,
     on a connection of their own) unless splice is off; HTTPS bodies of that size, on a
     connection of their own too, are decrypted into the part (recv_into), never spliced;
-    smaller bodies of either are copied from the session's kept-alive connection."""
+    smaller bodies of either are received into memory from the session's kept-alive
+    connection."""
     if reason := missing("nginx"):
         pytest.skip(reason)
     base, files = served
@@ -551,9 +552,10 @@ async def test_receive_path_by_scheme(served: tuple[Path, dict[str, bytes]],
     for name, data in files.items():
         assert (tmp_path / "m" / name).read_bytes() == data
     paths = {(int(r.message.split(": ")[-1].split()[0]) >= 256 << 10,
-              r.message.rsplit(" by ", 1)[1]) for r in caplog.records
-             if " bytes by " in r.message}
-    assert paths == {(True, expected), (False, "recv")}
+              r.message.rsplit(" by ", 1)[1] if " by " in r.message else "memory")
+             for r in caplog.records if " bytes by " in r.message
+             or r.message.endswith(" bytes into memory")}
+    assert paths == {(True, expected), (False, "memory")}
 
 
 def test_ftp_runs_do_not_import_aiohttp() -> None:

@@ -214,6 +214,27 @@ def test_s3_get_cut_short_is_resumed_with_range(
     assert_files(dest, FILES)
 
 
+@pytest.mark.parametrize("key", ["data/small.bin", "data/d/e/small.bin"])
+def test_s3_small_object_cut_short_is_resumed_after_the_bytes_received(
+        proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path, key: str) -> None:
+    """A small object, received into memory, whose GET is cut short keeps what arrived in
+    its part: the retry asks only for the rest (Range, If-Range its ETag)."""
+    data = os.urandom(100_000)
+    client.put_object(Bucket=bucket, Key=key, Body=data)
+    proxy.faults.append(S3Fault("cut", lambda s: s.key(bucket) == key, after=60_000))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert result.returncode == 0, result.stdout
+    gets = proxy.gets(bucket, key)
+    assert len(gets) == 2 and gets[0].headers.get("range") == "bytes=0-"
+    resumed = gets[1].headers.get("range") or ""
+    assert 30_000 <= int(resumed[6:-1]) <= 60_000, resumed
+    assert gets[1].headers.get("if-range") == client.head_object(Bucket=bucket,
+                                                                   Key=key)["ETag"]
+    assert_files(dest, {**FILES, key.removeprefix("data/"): data})
+    assert not list(dest.rglob("*.part"))
+
+
 @pytest.mark.parametrize("mover", [[], ["--no-splice"]], ids=["splice", "recv"])
 def test_s3_small_objects_share_kept_alive_connections(
         proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path,

@@ -35,7 +35,6 @@ from ._transfer import (
     RemoteFile,
     Span,
     discard_part,
-    fetch_small,
     finalize,
     open_part,
     part_digest,
@@ -45,10 +44,10 @@ from ._transfer import (
     receive_span,
     start_part,
     started_from,
-    write_atomically,
 )
 from ._transport import RemoteEntry, Session
 from ._tree import make_parents
+from ._whole import fetch_small, in_memory, receive_whole, write_atomically, write_checked
 
 if TYPE_CHECKING:
     from ._mirror import MirrorRun
@@ -126,6 +125,7 @@ class FileAttempts:
         self.attempts += 1
         verify = self.run.options.verify
         remote = None
+        whole: bytes | None = None  # the file, received into memory (`_whole`)
         self._furthest_before = self._furthest
         async with self.pool.session() as session:
             if verify:
@@ -139,11 +139,17 @@ class FileAttempts:
                 if verify:
                     await self._object_checksum(session)
                 self.remote = remote = await self._remote(session)
-                try:
-                    await self._receive_first(session, remote)
-                except (ResumeRefused, WrongVersion) as exc:
-                    await self._from_zero(exc)
-        if remote is not None:
+                if self._in_memory(session, remote):
+                    whole = await self._receive_whole(session, remote)
+                else:
+                    try:
+                        await self._receive_first(session, remote)
+                    except (ResumeRefused, WrongVersion) as exc:
+                        await self._from_zero(exc)
+        if whole is not None:
+            assert remote is not None
+            await self._write_whole(whole, remote)
+        elif remote is not None:
             try:
                 await self._complete(remote)  # which records it
             except (ResumeRefused, WrongVersion) as exc:  # in a segment, or at the stitch
@@ -183,6 +189,31 @@ class FileAttempts:
         await receive_span(session, remote, first, stall_timeout=self.run.options.timeouts.stall,
                            bucket=self.run.bucket, on_bytes=self._on_bytes,
                            mover=self.run.mover, digest=self._digest, opened=opened)
+
+    def _in_memory(self, session: Session, remote: RemoteFile) -> bool:
+        """Whether this attempt receives the file whole into memory (`_whole`): nothing of
+        it received in this run, and `in_memory` says so."""
+        return self._furthest == 0 and self.tail is None and in_memory(session, remote,
+                                                                         self._part())
+
+    async def _receive_whole(self, session: Session, remote: RemoteFile) -> bytes:
+        self._on_start(0)
+        return await receive_whole(session, remote, self._part(),
+                                   stall_timeout=self.run.options.timeouts.stall,
+                                   bucket=self.run.bucket, on_bytes=self._on_bytes)
+
+    async def _write_whole(self, data: bytes, remote: RemoteFile) -> None:
+        """Check the file received whole and make it NAME, then record it: one trip to a
+        worker thread."""
+        try:
+            await anyio.to_thread.run_sync(self._finish_whole, data, remote)
+        except ChecksumMismatch:
+            self._furthest = self._furthest_before  # the bytes were thrown away: no progress
+            raise
+
+    def _finish_whole(self, data: bytes, remote: RemoteFile) -> None:
+        write_checked(self.run.dest / self.entry.name, data, remote, self.run.dest)
+        self._record()
 
     def _first_span(self, part: Path, remote: RemoteFile, have: int, found: list[Span],
                     restarted: bool) -> Span:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ._layout import open_read
 
-__all__ = ["Checksum", "PartDigest", "file_checksum", "file_md5"]
+__all__ = ["Checksum", "PartDigest", "bytes_digest", "file_checksum", "file_md5"]
 
 _HASH_BLOCK = 4 << 20
 
@@ -88,6 +88,13 @@ class Checksum:
     def encode(self, digest: bytes) -> str:
         """A digest of the file, in this checksum's form."""
         return base64.b64encode(digest).decode("ascii")
+
+
+def bytes_digest(data: bytes, algorithm: str) -> bytes:
+    """The digest of `data` by `algorithm` (one of COMPUTABLE)."""
+    digest = _new_hash(algorithm)
+    digest.update(data)
+    return digest.digest()
 
 
 def file_md5(path: Path) -> str:

@@ -152,6 +152,8 @@ class FtpTransport:
 class _DataStream:
     """The data connection of one RETR (or listing) and the final reply that ends it."""
 
+    validator: str | None = None  # an FTP answer does not name its version
+
     def __init__(self, session: FtpSession, path: str, *, phase: Phase = "transfer") -> None:
         self._session = session
         self._path = path
@@ -185,8 +187,6 @@ class FtpReadStream(_DataStream):
 
 class FtpDirectStream(_DataStream):
     """Received straight into a file (see `_direct`): the files mirrored."""
-
-    validator: str | None = None  # an FTP answer does not name its version
 
     def __init__(self, session: FtpSession, path: str, receiver: DirectReceiver) -> None:
         super().__init__(session, path)
@@ -283,8 +283,8 @@ class FtpSession:
                                 reply=f"{code} {' '.join(info).strip()}")
 
     @contextlib.asynccontextmanager
-    async def open_read(self, path: str, offset: int, *, buffer: int | None = None
-                        ) -> AsyncIterator[FtpReadStream]:
+    async def open_read(self, path: str, offset: int, *, buffer: int | None = None,
+                        expect: RemoteFile | None = None) -> AsyncIterator[FtpReadStream]:
         receiver = await self._open_data(f"RETR {path}", _receiver(buffer), phase="retr",
                                          path=path, offset=offset)
         stream = FtpReadStream(self, path, receiver)

@@ -186,6 +186,8 @@ class HttpSession:
     """One aiohttp ClientSession with one connection; `healthy` until closed (a broken
     connection is replaced by the next request, so an error does not spoil the session)."""
 
+    reads_whole = True  # a small file is received into memory (`_whole`)
+
     def __init__(self, client: aiohttp.ClientSession, transport: HttpTransport) -> None:
         self.client = client
         self.transport = transport

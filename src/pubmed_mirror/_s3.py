@@ -353,8 +353,11 @@ class S3Transport:
 
 _Page = list[RemoteEntry]  # (in the class, `list` is the method)
 
+
 class S3Session:
     """One HTTP session to the bucket's endpoint, speaking S3 on top of it."""
+
+    reads_whole = True  # a small object is received into memory (`_whole`)
 
     def __init__(self, http: HttpSession, transport: S3Transport) -> None:
         self.http = http

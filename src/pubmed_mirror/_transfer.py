@@ -22,7 +22,6 @@ from ._direct import Mover, write_all
 from ._errors import (
     ChecksumMismatch,
     ProtocolError,
-    RemoteFileError,
     TransferStalled,
     TruncatedTransfer,
     WrongVersion,
@@ -228,15 +227,24 @@ def _check_digest(part: Path, remote: RemoteFile, digest: PartDigest | None) -> 
         return
     if digest is None or digest.algorithm != algorithm:
         digest = PartDigest(part, algorithm)
+    try:
+        check_digest(remote, digest.digest())
+    except ChecksumMismatch:
+        discard_part(part)
+        raise
+
+
+def check_digest(remote: RemoteFile, digest: bytes) -> None:
+    """`digest` (by `remote.digest_algorithm`) is the file's MD5, else the server's
+    full-object checksum; else ChecksumMismatch."""
     if remote.md5 is not None:
-        actual, expected = digest.hexdigest(), remote.md5.lower()
+        actual, expected = digest.hex(), remote.md5.lower()
     else:
         assert remote.checksum is not None
-        actual, expected = remote.checksum.encode(digest.digest()), remote.checksum.value
+        actual, expected = remote.checksum.encode(digest), remote.checksum.value
     if actual != expected:
-        discard_part(part)
-        raise ChecksumMismatch(f"{algorithm.upper()} {actual} does not match the expected "
-                               f"{expected}", path=remote.path)
+        raise ChecksumMismatch(f"{(remote.digest_algorithm or '').upper()} {actual} does not "
+                               f"match the expected {expected}", path=remote.path)
 
 
 def part_digest(part: Path, remote: RemoteFile) -> PartDigest | None:
@@ -253,40 +261,6 @@ def sync_directory(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def write_atomically(dest: Path, data: bytes, mtime: float | None,
-                     root: Path | None = None) -> None:
-    """Write a small file whole: into NAME.part, then `finalize` it (never half a file).
-    `root`: as `finalize`'s."""
-    part = part_path(dest, root)
-    with local_errors(dest):
-        make_part_dirs(part)
-        try:
-            with open(create_file(part), "wb") as f:
-                f.write(data)
-        except OSError:
-            part.unlink(missing_ok=True)  # a full disk must not leave NAME.part behind
-            raise
-    finalize(part, dest, RemoteFile(dest.name, len(data), mtime), root=root)
-
-
-async def fetch_small(session: Session, path: str, *, limit: int,
-                      stall_timeout: float) -> bytes:
-    """The whole of a small remote file (a checksum file) in memory; at most `limit` bytes."""
-    data = bytearray()
-    async with session.open_read(path, 0, buffer=limit) as stream:  # small buffers suffice
-        with anyio.move_on_after(stall_timeout) as stall:
-            while chunk := await stream.read():
-                data += chunk
-                if len(data) > limit:
-                    raise RemoteFileError(f"larger than {limit} bytes: not a checksum file",
-                                          path=path)
-                stall.deadline = anyio.current_time() + stall_timeout
-        if stall.cancelled_caught:
-            raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
-        await stream.finish()
-    return bytes(data)
 
 
 async def fetch_file(

@@ -62,6 +62,11 @@ def listing_deadline(stall_timeout: float) -> float:
 class ReadStream(Protocol):
     """The bytes of one remote file from an offset on."""
 
+    @property
+    def validator(self) -> str | None:
+        """The version the answer is of, when the protocol names it (as DirectStream's)."""
+        ...
+
     async def read(self) -> memoryview:
         """The bytes that arrived since the last call, coalesced (empty at the end).
 
@@ -132,9 +137,9 @@ class Session(Protocol):
         """Size and modification time of one path."""
         ...
 
-    def open_read(self, path: str, offset: int, *, buffer: int | None = None
-                  ) -> AbstractAsyncContextManager[ReadStream]:
-        """A stream of path's bytes from offset on.
+    def open_read(self, path: str, offset: int, *, buffer: int | None = None,
+                  expect: RemoteFile | None = None) -> AbstractAsyncContextManager[ReadStream]:
+        """A stream of path's bytes from offset on (`expect`: as `open_direct`'s).
 
         `buffer` bounds how many bytes may arrive ahead of the consumer's reads (kernel
         buffers included, roughly): a rate limit sets it to its burst so the server is never

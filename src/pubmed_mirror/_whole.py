@@ -1,0 +1,164 @@
+"""Small files received whole into memory, checked there and written once.
+
+A file of a few KiB costs its part more than its bytes: NAME.part made, its record written
+before the request and removed after, the part read back to be hashed, each a trip to a
+worker thread. A small file with nothing on disk to resume is instead received into memory
+by its session, checked, and written by `write_checked` in one trip (NAME.part, fsync,
+rename, as any file). What an attempt that fails part way received is `spill`ed into a part
+of that version, so the next attempt resumes after it like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+
+from ._digest import bytes_digest
+from ._direct import write_all
+from ._errors import (
+    PermanentError,
+    ProtocolError,
+    RemoteFileError,
+    TransferStalled,
+    TransientError,
+    TruncatedTransfer,
+    local_errors,
+)
+from ._layout import create_file, make_part_dirs, part_path
+from ._ratelimit import TokenBucket
+from ._transfer import RemoteFile, check_digest, finalize, open_part, start_part
+from ._transport import ReadStream, Session
+
+__all__ = ["IN_MEMORY", "fetch_small", "in_memory", "read_into", "receive_whole", "spill",
+           "write_atomically", "write_checked"]
+
+log = logging.getLogger("pubmed_mirror")
+
+# smaller files are received whole into memory (one per session at a time: 64 sessions hold
+# 16 MiB at most); larger ones over HTTP get a connection of their own (`_http`)
+IN_MEMORY = 256 << 10
+
+
+async def read_into(stream: ReadStream, data: bytearray, *, limit: int, path: str,
+                    stall_timeout: float, bucket: TokenBucket | None = None,
+                    on_bytes: Callable[[int], None] | None = None) -> bool:
+    """Append the stream to `data` until it ends (True, the stream finished) or `data` holds
+    more than `limit` bytes (False, for the caller to refuse). Each chunk is in `data`, then
+    counted, then the shared bucket is asked (waiting for its tokens is not a stall). On an
+    error, `data` holds what arrived before it."""
+    with anyio.CancelScope(deadline=anyio.current_time() + stall_timeout) as stall:
+        while chunk := await stream.read():
+            data += chunk
+            if len(data) > limit:
+                return False
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            if bucket is not None:
+                stall.deadline = math.inf
+                await bucket.acquire(len(chunk))
+            stall.deadline = anyio.current_time() + stall_timeout
+    if stall.cancelled_caught:
+        raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
+    await stream.finish()
+    return True
+
+
+async def fetch_small(session: Session, path: str, *, limit: int,
+                      stall_timeout: float) -> bytes:
+    """The whole of a small remote file (a checksum file) in memory; at most `limit` bytes."""
+    data = bytearray()
+    async with session.open_read(path, 0, buffer=limit) as stream:  # small buffers suffice
+        if not await read_into(stream, data, limit=limit, path=path,
+                               stall_timeout=stall_timeout):
+            raise RemoteFileError(f"larger than {limit} bytes: not a checksum file",
+                                  path=path)
+    return bytes(data)
+
+
+def in_memory(session: Session, remote: RemoteFile, part: Path) -> bool:
+    """Whether `remote` is received whole into memory: a small file, over a transport whose
+    answers name their version (FTP's do not, and each file costs a data connection there
+    anyway), with no part of it on disk."""
+    if remote.size >= IN_MEMORY or not getattr(type(session), "reads_whole", False):
+        return False
+    try:
+        os.lstat(part)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
+async def receive_whole(session: Session, remote: RemoteFile, part: Path, *,
+                        stall_timeout: float, bucket: TokenBucket | None = None,
+                        on_bytes: Callable[[int], None] | None = None) -> bytes:
+    """The file, from byte 0, in memory. What an attempt that fails received becomes
+    NAME.part (`part`) of the version the answer named, for the next attempt to resume
+    after; more bytes than the file's size are never kept."""
+    if remote.size == 0:
+        return b""
+    data = bytearray()
+    named = remote.validator
+    try:
+        async with session.open_read(remote.path, 0, buffer=remote.size,
+                                     expect=remote) as stream:
+            named = stream.validator or named
+            if not await read_into(stream, data, limit=remote.size, path=remote.path,
+                                   stall_timeout=stall_timeout, bucket=bucket,
+                                   on_bytes=on_bytes):
+                raise ProtocolError(f"the server sent more than the remote size "
+                                    f"{remote.size}: the copy is thrown away",
+                                    path=remote.path)
+        log.debug("%s: %d bytes into memory", remote.path, len(data))
+        if len(data) < remote.size:
+            raise TruncatedTransfer(f"stream ended at byte {len(data)} of {remote.size}",
+                                    path=remote.path)
+    except (TransientError, PermanentError) as exc:
+        if data and not isinstance(exc, ProtocolError):  # (WrongVersion is one)
+            await anyio.to_thread.run_sync(spill, part, replace(remote, validator=named),
+                                           bytes(data))
+        raise
+    return bytes(data)
+
+
+def write_checked(dest: Path, data: bytes, remote: RemoteFile, root: Path) -> None:
+    """`data`, checked against the file's MD5 or checksum (ChecksumMismatch, and nothing
+    written, when it does not match), becomes NAME atomically. Run in a worker thread."""
+    if (algorithm := remote.digest_algorithm) is not None:
+        check_digest(remote, bytes_digest(data, algorithm))
+    write_atomically(dest, data, remote.mtime, root)
+
+
+def write_atomically(dest: Path, data: bytes, mtime: float | None,
+                     root: Path | None = None) -> None:
+    """Write a small file whole: into NAME.part, then `finalize` it (never half a file).
+    `root`: as `finalize`'s."""
+    part = part_path(dest, root)
+    with local_errors(dest):
+        make_part_dirs(part)
+        try:
+            with open(create_file(part), "wb") as f:
+                f.write(data)
+        except OSError:
+            part.unlink(missing_ok=True)  # a full disk must not leave NAME.part behind
+            raise
+    finalize(part, dest, RemoteFile(dest.name, len(data), mtime), root=root)
+
+
+def spill(part: Path, remote: RemoteFile, data: bytes) -> None:
+    """What an attempt received before it failed becomes NAME.part of `remote`'s version
+    (its record included), for the next attempt to resume after. Run in a worker thread."""
+    start_part(part, remote)
+    with local_errors(part):
+        fd, _ = open_part(part)
+        try:
+            write_all(fd, memoryview(data), 0)
+        finally:
+            os.close(fd)
