@@ -17,7 +17,7 @@ reads, changed since it was listed), becomes an "unlisted" entry: reported as a 
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -37,6 +37,10 @@ __all__ = ["Rule", "Selector", "same_etag"]
 log = logging.getLogger("pubmed_mirror")
 
 DOCUMENT_LIMIT = 1 << 20  # a metadata object larger than this is not one
+# chosen groups' metadata objects kept to be mirrored without a second GET: PMC's JSONs are
+# a few KiB, so about a thousand, several pages' worth (the files of a sorted listing's
+# page are fetched while the next pages are listed)
+_KEPT_BYTES = 8 << 20
 
 
 class Rule(Protocol):
@@ -102,6 +106,10 @@ class Selector:
         self.retry = retry
         self.keep = True  # what was read goes into the manifest (not in a dry run)
         self.reasons: dict[str, str] = {}
+        # chosen groups' metadata objects as read to decide them, by name: a run mirrors
+        # them without asking again (`take`); the oldest go first beyond _KEPT_BYTES
+        self._bodies: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._kept_bytes = 0
 
     async def choose(self, held: Sequence[RemoteEntry], page: Sequence[RemoteEntry],
                      last: bool, session: Reader) -> tuple[list[RemoteEntry],
@@ -116,11 +124,16 @@ class Selector:
         chosen = {g.name: verdict for g in groups
                   if g.etag and (row := remembered.get(g.index)) is not None
                   and same_etag(row[1], g.etag) and (verdict := self._verdict(row[2])) is not None}
-        learned = await self._read([g for g in groups if g.name not in chosen and g.etag],
-                                   session)
+        read = await self._read([g for g in groups if g.name not in chosen and g.etag],
+                                session)
+        learned = {name: row for name, (row, _) in read.items()}
         if self.manifest is not None and self.keep and learned:
             await anyio.to_thread.run_sync(self.manifest.keep_facts, list(learned.values()))
         chosen.update({name: self.rule.chosen(row[2]) for name, row in learned.items()})
+        if self.keep:
+            for name, (row, body) in read.items():
+                if chosen[name]:
+                    self._keep_body(row[0], row[1], body)
         kept: list[RemoteEntry] = []
         for group in groups:
             if group.name in chosen:
@@ -131,6 +144,21 @@ class Selector:
                 self._failed(group, f"it has no {group.index} to say whether it is selected")
             kept.append(RemoteEntry(group.name, None, None, "unlisted"))
         return kept, wait
+
+    def _keep_body(self, name: str, etag: str, body: bytes) -> None:
+        self._bodies[name] = (etag, body)
+        self._kept_bytes += len(body)
+        while self._kept_bytes > _KEPT_BYTES:
+            self._kept_bytes -= len(self._bodies.popitem(last=False)[1][1])
+
+    def take(self, name: str, etag: str | None) -> bytes | None:
+        """The bytes of metadata object `name` as read to decide its group, once, when they
+        are of the version `etag` (the listing's) names; None otherwise."""
+        kept = self._bodies.pop(name, None)
+        if kept is None:
+            return None
+        self._kept_bytes -= len(kept[1])
+        return kept[1] if etag and kept[0] and same_etag(kept[0], etag) else None
 
     def _verdict(self, facts: str) -> bool | None:
         """Whether remembered facts select their group; None when the rule cannot read them
@@ -161,11 +189,12 @@ class Selector:
                 group.etag = entry.validator or ""
         return list(groups.values())
 
-    async def _read(self, groups: list[_Group], session: Reader) -> dict[str, _Row]:
+    async def _read(self, groups: list[_Group], session: Reader
+                    ) -> dict[str, tuple[_Row, bytes]]:
         """Each group's metadata object read, on `session` and spare ones at once: the
-        manifest's rows of those that could be, by group."""
+        manifest's rows of those that could be, with the bytes read, by group."""
         todo = deque(groups)
-        learned: dict[str, _Row] = {}
+        learned: dict[str, tuple[_Row, bytes]] = {}
         reading = 0  # reads under way (a spare lane may still be opening its session)
         done = anyio.Event()
 
@@ -200,9 +229,9 @@ class Selector:
                 tg.cancel_scope.cancel()
         return learned
 
-    async def _document(self, reader: Reader, group: _Group) -> _Row | None:
-        """The manifest's row for the group's metadata object, read now (retried); None,
-        the reason kept, when it cannot be."""
+    async def _document(self, reader: Reader, group: _Group) -> tuple[_Row, bytes] | None:
+        """The manifest's row for the group's metadata object, read now (retried), and the
+        bytes read; None, the reason kept, when it cannot be."""
         try:
             body, etag = await self.retry.call(
                 lambda: reader.document(group.index, DOCUMENT_LIMIT))
@@ -218,7 +247,7 @@ class Selector:
         except ValueError as exc:
             self._failed(group, f"cannot read {group.index}: {describe(exc)}")
             return None
-        return group.index, group.etag or etag or "", facts  # (as the listing gives it)
+        return (group.index, group.etag or etag or "", facts), body  # (ETag as listed)
 
     def _failed(self, group: _Group, reason: str) -> None:
         self.reasons[group.name] = f"not mirrored: {reason}"
