@@ -149,6 +149,15 @@ def segment_files(part: Path) -> list[tuple[int, Path]]:
     return found
 
 
+def make_part_dir(part: Path) -> None:
+    """The directory a part goes in when it has no record nor segments (a file written
+    whole, `_whole`), made when it is the state directory's (never through a link); NAME's
+    own directory, where a part beside NAME goes, is the caller's to make."""
+    folder = owner(part)[0] if part.parent.name == _PARTS else part.parent
+    if folder != part.parent:
+        make_state_dir(folder, _PARTS)
+
+
 def make_part_dirs(part: Path) -> None:
     """The directories a part, its record and its segments go in, made (a link where one
     should be is replaced first)."""

@@ -30,10 +30,11 @@ from ._errors import (
     TruncatedTransfer,
     local_errors,
 )
-from ._layout import create_file, make_part_dirs, part_path
+from ._layout import create_file, make_part_dir, part_path
 from ._ratelimit import TokenBucket
-from ._transfer import RemoteFile, check_digest, finalize, open_part, start_part
+from ._transfer import RemoteFile, check_digest, open_part, start_part
 from ._transport import ReadStream, Session
+from ._tree import make_parents
 
 __all__ = ["IN_MEMORY", "fetch_small", "in_memory", "read_into", "receive_whole", "spill",
            "write_atomically", "write_checked"]
@@ -136,20 +137,28 @@ def write_checked(dest: Path, data: bytes, remote: RemoteFile, root: Path) -> No
     write_atomically(dest, data, remote.mtime, root)
 
 
-def write_atomically(dest: Path, data: bytes, mtime: float | None,
-                     root: Path | None = None) -> None:
-    """Write a small file whole: into NAME.part, then `finalize` it (never half a file).
-    `root`: as `finalize`'s."""
+def write_atomically(dest: Path, data: bytes, mtime: float | None, root: Path) -> None:
+    """Write a small file whole, never half of it: NAME.part (`part_path`), fsynced and
+    stamped with `mtime`, then renamed over NAME. The directories of NAME below `root`
+    (DEST) are made first, never through a link. Nothing is left of a part that failed."""
     part = part_path(dest, root)
+    make_parents(root, dest.relative_to(root).as_posix())
     with local_errors(dest):
-        make_part_dirs(part)
+        make_part_dir(part)
+        fd = create_file(part)  # (whatever was there goes first: a link is never followed)
         try:
-            with open(create_file(part), "wb") as f:
-                f.write(data)
-        except OSError:
+            try:
+                write_all(fd, memoryview(data), 0)
+                os.fsync(fd)
+                if mtime is not None:
+                    os.utime(fd, (mtime, mtime))
+            finally:
+                os.close(fd)
+            os.replace(part, dest)  # a link at NAME is replaced itself, never written through
+        except BaseException:
             part.unlink(missing_ok=True)  # a full disk must not leave NAME.part behind
             raise
-    finalize(part, dest, RemoteFile(dest.name, len(data), mtime), root=root)
+    # the directory is fsynced once per run (`sync_directory`), as for every file
 
 
 def spill(part: Path, remote: RemoteFile, data: bytes) -> None:
