@@ -450,3 +450,57 @@ async def test_a_split_file_replaced_on_the_server_starts_again(
     assert server.stats.if_ranges[BIG][1] is not None  # the segment named the part's version
     assert server.stats.ranges[BIG].count(0) >= 2  # the part started again
     assert elapsed < 15, elapsed
+
+
+async def test_small_file_cut_by_its_deadline_is_resumed_by_the_next_run(
+        tmp_path: Path) -> None:
+    """A small file (received into memory) whose whole-file deadline ends its fetch keeps
+    what arrived as NAME.part: the next run asks only for the rest and completes."""
+    root = tmp_path / "web"
+    root.mkdir()
+    data = _data("slow", 200_000)
+    (root / "f.bin").write_bytes(data)
+    os.utime(root / "f.bin", (time.time() - 86_400,) * 2)
+    server = FaultyWebServer(root, rate=80_000)
+    options = MirrorOptions(retry=RetryPolicy(attempts=1),
+                            timeouts=Timeouts(connect=5, stall=5, file=1.5))
+    async with server.running():
+        first = await mirror(server.url, tmp_path / "m", options)
+        assert not first.ok
+        kept = part_path(tmp_path / "m" / "f.bin").stat().st_size
+        assert 0 < kept < len(data)
+        second = await mirror(server.url, tmp_path / "m", options)
+    assert second.ok, second.failed
+    assert (tmp_path / "m" / "f.bin").read_bytes() == data
+    ranges = server.stats.ranges["f.bin"]
+    assert len(ranges) == 2 and ranges[0] == 0 and 0 < ranges[1] <= kept
+
+
+async def test_small_file_started_again_keeps_what_its_next_attempt_received(
+        tmp_path: Path) -> None:
+    """A part of a version the server no longer serves is thrown away and the file fetched
+    again from 0; when that fetch is cut, what it received is resumed, not thrown away too."""
+    root = tmp_path / "web"
+    root.mkdir()
+    old, new = _data("old", 100_000), _data("new", 100_000)
+    when = (int(time.time()) // 60 - 1_440) * 60  # a minute's start, a day ago
+    (root / "f.bin").write_bytes(old)
+    os.utime(root / "f.bin", (when, when))
+    server = FaultyWebServer(root)
+    server.add("f.bin", WebFault("close", after=60_000))
+    options = MirrorOptions(retry=RetryPolicy(attempts=5, base=0.05, cap=0.2),
+                            timeouts=Timeouts(connect=5, stall=5))
+    async with server.running():
+        first = await mirror(server.url, tmp_path / "m",
+                             MirrorOptions(retry=RetryPolicy(attempts=1),
+                                           timeouts=options.timeouts))
+        assert not first.ok
+        (root / "f.bin").write_bytes(new)  # the same size, listed in the same minute
+        os.utime(root / "f.bin", (when + 1, when + 1))
+        server.add("f.bin", WebFault("ok"), WebFault("close", after=60_000))
+        second = await mirror(server.url, tmp_path / "m", options)
+    assert second.ok, second.failed
+    assert (tmp_path / "m" / "f.bin").read_bytes() == new
+    ranges = server.stats.ranges["f.bin"]
+    assert ranges[:3] == [0, ranges[1], 0] and ranges[1] > 0, ranges  # resumed, refused
+    assert len(ranges) == 4 and ranges[3] > 0, ranges  # the last resumes after 60,000

@@ -198,6 +198,7 @@ class FileAttempts:
 
     async def _receive_whole(self, session: Session, remote: RemoteFile) -> bytes:
         self._on_start(0)
+        self._fresh = False  # (from 0 it is: nothing of it is on disk)
         return await receive_whole(session, remote, self._part(),
                                    stall_timeout=self.run.options.timeouts.stall,
                                    bucket=self.run.bucket, on_bytes=self._on_bytes)

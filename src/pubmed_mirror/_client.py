@@ -243,6 +243,8 @@ async def list_remote(
     policy = retry or RetryPolicy()
     if isinstance(transport, S3Transport):
         transport.selecting(None, None, 1, policy)  # (`ls`: no manifest)
+        if transport.selector is not None:  # nor a file fetched: keeps no body
+            transport.selector.keep = False
     async with SessionPool(transport, size=1) as pool:
         listed = await policy.call(lambda: list_dir(pool, src.path))
         # `ls` shows exact sizes: a rounded one is asked with HEAD

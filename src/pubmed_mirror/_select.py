@@ -27,6 +27,7 @@ import anyio
 
 from ._errors import RemoteFileError, TransientError, describe, ungrouped
 from ._transport import RemoteEntry
+from ._whole import IN_MEMORY
 
 if TYPE_CHECKING:
     from ._retry import RetryPolicy
@@ -104,7 +105,9 @@ class Selector:
         self.borrow = borrow
         self.lanes = max(1, lanes)
         self.retry = retry
-        self.keep = True  # what was read goes into the manifest (not in a dry run)
+        # what was read goes into the manifest, and the chosen groups' bodies are kept to
+        # be mirrored (not in a dry run, nor in `ls`)
+        self.keep = True
         self.reasons: dict[str, str] = {}
         # chosen groups' metadata objects as read to decide them, by name: a run mirrors
         # them without asking again (`take`); the oldest go first beyond _KEPT_BYTES
@@ -146,9 +149,13 @@ class Selector:
         return kept, wait
 
     def _keep_body(self, name: str, etag: str, body: bytes) -> None:
+        if len(body) >= IN_MEMORY:  # fetched as a larger file is, never from memory
+            return
+        if (before := self._bodies.pop(name, None)) is not None:
+            self._kept_bytes -= len(before[1])
         self._bodies[name] = (etag, body)
         self._kept_bytes += len(body)
-        while self._kept_bytes > _KEPT_BYTES:
+        while self._kept_bytes > _KEPT_BYTES and self._bodies:
             self._kept_bytes -= len(self._bodies.popitem(last=False)[1][1])
 
     def take(self, name: str, etag: str | None) -> bytes | None:

@@ -161,8 +161,10 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
     return start_part(part, remote)[0]
 
 
-def start_part(part: Path, remote: RemoteFile) -> tuple[int, bool]:
-    """`prepare_part`, also saying whether NAME.part (and its segments) started afresh."""
+def start_part(part: Path, remote: RemoteFile,
+               started: float | None = None) -> tuple[int, bool]:
+    """`prepare_part`, also saying whether NAME.part (and its segments) started afresh
+    (recorded as `started`, now by default)."""
     with local_errors(part):
         make_part_dirs(part)  # a link there is replaced before anything is written
     have = resumable(part, remote)
@@ -176,7 +178,8 @@ def start_part(part: Path, remote: RemoteFile) -> tuple[int, bool]:
         os.close(create_file(part))
         for _, segment in segment_files(part):  # segments of another version
             segment.unlink()
-        _write_record(part, {**_version(remote), "started": time.time()})
+        _write_record(part, {**_version(remote),
+                             "started": time.time() if started is None else started})
     return 0, True
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,11 +23,9 @@ import anyio
 from ._digest import bytes_digest
 from ._direct import write_all
 from ._errors import (
-    PermanentError,
     ProtocolError,
     RemoteFileError,
     TransferStalled,
-    TransientError,
     TruncatedTransfer,
     local_errors,
 )
@@ -107,6 +106,7 @@ async def receive_whole(session: Session, remote: RemoteFile, part: Path, *,
         return b""
     data = bytearray()
     named = remote.validator
+    asked = time.time()  # when the part would have been started (its record says)
     try:
         async with session.open_read(remote.path, 0, buffer=remote.size,
                                      expect=remote) as stream:
@@ -121,10 +121,11 @@ async def receive_whole(session: Session, remote: RemoteFile, part: Path, *,
         if len(data) < remote.size:
             raise TruncatedTransfer(f"stream ended at byte {len(data)} of {remote.size}",
                                     path=remote.path)
-    except (TransientError, PermanentError) as exc:
+    except BaseException as exc:  # an error, or cancelled (a deadline, Ctrl-C): kept too
         if data and not isinstance(exc, ProtocolError):  # (WrongVersion is one)
-            await anyio.to_thread.run_sync(spill, part, replace(remote, validator=named),
-                                           bytes(data))
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(spill, part, replace(remote, validator=named),
+                                               bytes(data), asked)
         raise
     return bytes(data)
 
@@ -161,10 +162,11 @@ def write_atomically(dest: Path, data: bytes, mtime: float | None, root: Path) -
     # the directory is fsynced once per run (`sync_directory`), as for every file
 
 
-def spill(part: Path, remote: RemoteFile, data: bytes) -> None:
+def spill(part: Path, remote: RemoteFile, data: bytes, started: float) -> None:
     """What an attempt received before it failed becomes NAME.part of `remote`'s version
-    (its record included), for the next attempt to resume after. Run in a worker thread."""
-    start_part(part, remote)
+    (its record included, saying it was `started` then), for the next attempt or run to
+    resume after. Run in a worker thread."""
+    start_part(part, remote, started)
     with local_errors(part):
         fd, _ = open_part(part)
         try:
