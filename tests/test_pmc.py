@@ -403,6 +403,21 @@ def test_pmc_ls_licence_preset_lists_the_selected_keys_as_paths(
     assert [e["refused"] for e in listed] == [None] * len(listed)
 
 
+def test_pmc_ls_licence_preset_with_an_unreadable_json_exits_1_naming_it(
+        proxy: S3FaultProxy) -> None:
+    """`ls` with a licence preset whose version's JSON cannot be read lists the others,
+    shows that version as not decided, says why and exits 1: its answer is incomplete."""
+    version = next(v for v in ARTICLES if v in SUBSETS["pmc:oa_comm"])
+    key = f"{version}/{version}.json"
+    proxy.faults.extend(S3Fault("error", lambda s: s.key(BUCKET) == key) for _ in range(2))
+    result = run("ls", "pmc:oa_comm", "--s3-endpoint", proxy.url, "--retries", "1")
+    assert result.returncode == 1, result.stdout
+    assert f"cannot read {key}" in result.stderr
+    assert "1 not listed or not decided" in result.stdout
+    listed = run("ls", "pmc:oa_comm", "--s3-endpoint", proxy.url, "--json")
+    assert listed.returncode == 0, listed.stderr  # (the faults are spent: all decided)
+
+
 @pytest.fixture(scope="module")
 def paged() -> Iterator[S3FaultProxy]:
     """A bucket whose first article version holds more keys than a listing page (moto's

@@ -18,6 +18,7 @@ from .._retry import RetryPolicy
 from .._transport import RemoteEntry
 from .._tree import unsafe_name_reason, unsafe_path_reason
 from ._args import (
+    EXIT_FAILED,
     EXIT_OK,
     URL_HELP,
     network_options,
@@ -52,10 +53,13 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     # names below the start are paths where one listing is the whole tree (S3's keys)
     refused = (unsafe_path_reason if getattr(args.url, "lists_whole_tree", False)
                else unsafe_name_reason)
+    # a directory that could not be listed, or a version whose selecting metadata could not
+    # be read (the warnings above say why): the answer is incomplete, as a mirror's would be
+    done = EXIT_FAILED if any(e.kind == "unlisted" for e in entries) else EXIT_OK
     if args.json:
         for e in entries:
             emit_json(_entry_json(e, refused))
-        return EXIT_OK
+        return done
     table = Table(title=escape(str(args.url)))
     for column in ("name", "size", "modified (UTC)", "kind"):
         table.add_column(column, justify="right" if column == "size" else "left")
@@ -65,15 +69,20 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     files = [e for e in entries if e.kind == "file"]
     unreadable = sum(e.kind == "unreadable" for e in entries)
+    unlisted = sum(e.kind == "unlisted" for e in entries)
     console.print(f"{len(files)} files, {human_bytes(sum(e.size or 0 for e in files))}"
                   + (f"; {unreadable} listing lines we cannot read (a mirror that may need "
-                     f"them fails)" if unreadable else ""), highlight=False)
-    return EXIT_OK
+                     f"them fails)" if unreadable else "")
+                  + (f"; {unlisted} not listed or not decided (a mirror fails them)"
+                     if unlisted else ""), highlight=False)
+    return done
 
 
 def _ls_name(entry: RemoteEntry, refused: Callable[[str], str | None]) -> str:
     if entry.kind == "unreadable":
         return f"{entry.name!r} (cannot read this listing line)"
+    if entry.kind == "unlisted":
+        return f"{entry.name} (could not be listed, or what selects it read)"
     unsafe = refused(entry.name)
     return entry.name if unsafe is None else f"{entry.name!r} (mirror skips it: {unsafe})"
 
