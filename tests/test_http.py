@@ -340,7 +340,7 @@ def web_tree(tmp_path: Path) -> Tree:
         (root / f"{name}.md5").write_text(
             f"MD5({name})= {hashlib.md5(files[name]).hexdigest()}\n")
     day_ago = time.time() - 86400  # listings show minutes: a file this recent would be
-    for path in root.iterdir():    # taken for a new version on a retry (see _same_version)
+    for path in root.iterdir():    # taken for a new version on a retry (see same_version)
         os.utime(path, (day_ago, day_ago))
     return root, files
 

@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
-from pubmed_mirror._pmc import licence_code
+from pubmed_mirror import RetryPolicy
+from pubmed_mirror._pmc import LicenceRule, licence_code
+from pubmed_mirror._select import Selector
+from pubmed_mirror._transport import RemoteEntry
 from s3server import S3Fault, S3FaultProxy, make_bucket, moto_server, s3_client
 from test_s3 import assert_files, command, object_gets, run
 
@@ -413,9 +416,59 @@ def test_pmc_ls_licence_preset_with_an_unreadable_json_exits_1_naming_it(
     result = run("ls", "pmc:oa_comm", "--s3-endpoint", proxy.url, "--retries", "1")
     assert result.returncode == 1, result.stdout
     assert f"cannot read {key}" in result.stderr
-    assert "1 not listed or not decided" in result.stdout
-    listed = run("ls", "pmc:oa_comm", "--s3-endpoint", proxy.url, "--json")
-    assert listed.returncode == 0, listed.stderr  # (the faults are spent: all decided)
+    assert "1 not decided (a mirror fails them)" in result.stdout
+    proxy.faults.extend(S3Fault("error", lambda s: s.key(BUCKET) == key) for _ in range(2))
+    listed = run("ls", "pmc:oa_comm", "--s3-endpoint", proxy.url, "--json", "--retries", "1")
+    assert listed.returncode == 1, listed.stderr
+    kinds = {e["name"]: e["kind"] for e in map(json.loads, listed.stdout.splitlines())}
+    assert kinds.pop(version) == "unlisted" and set(kinds.values()) == {"file"}
+    again = run("ls", "pmc:oa_comm", "--s3-endpoint", proxy.url, "--json")
+    assert again.returncode == 0, again.stderr  # (the faults are spent: all decided)
+
+
+def _document(version: str, code: str, size: int = 0) -> bytes:
+    return json.dumps({"pmcid": version.split(".")[0], "version": 1, "is_pmc_openaccess": True,
+                       "is_manuscript": False, "license_code": code, "pad": "x" * size}).encode()
+
+
+class _Bucket:
+    """A session reading metadata objects from a dict, as S3Session.document does."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    async def document(self, name: str, limit: int) -> tuple[bytes, str | None]:
+        return self.objects[name], f'"{hashlib.md5(self.objects[name]).hexdigest()}"'
+
+
+async def test_selector_keeps_chosen_documents_to_be_mirrored_once_within_its_bound() -> None:
+    """The selection keeps the JSON of each chosen version (never an unchosen one's, nor one
+    of 256 KiB or more) for the transfer to take once, at the listed ETag only; it keeps no
+    more once 8 MiB are kept, so the first listed, fetched first, stay."""
+    versions = {f"PMC{n}.1": ("CC BY" if n % 2 else "CC BY-NC") for n in range(1, 2000)}
+    objects = {f"{v}/{v}.json": _document(v, code, 10_000) for v, code in versions.items()}
+    objects["PMC1.1/PMC1.1.json"] = _document("PMC1.1", "CC BY", 300_000)
+    etags = {name: f'"{hashlib.md5(body).hexdigest()}"' for name, body in objects.items()}
+    page = [RemoteEntry(name, len(body), 0.0, validator=etags[name])
+            for name, body in sorted(objects.items())]
+    selector = Selector(LicenceRule("oa_comm"), None, None, 1, RetryPolicy(attempts=1))
+    kept, _ = await selector.choose([], page, True, _Bucket(objects))
+    chosen = [e.name for e in page if versions[e.name.split("/")[0]] == "CC BY"]
+    assert [e.name for e in kept] == chosen
+    assert selector.take("PMC1.1/PMC1.1.json", etags["PMC1.1/PMC1.1.json"]) is None  # large
+    assert selector.take("PMC2.1/PMC2.1.json", etags["PMC2.1/PMC2.1.json"]) is None  # unchosen
+    first, second = chosen[1:3]
+    assert selector.take(first, '"0123"') is None  # another version's ETag: dropped
+    assert selector.take(first, etags[first]) is None
+    assert selector.take(second, etags[second]) == objects[second]
+    assert selector.take(second, etags[second]) is None  # once
+    total, expected = len(objects[first]) + len(objects[second]), []
+    for name in chosen[3:]:
+        if total + len(objects[name]) <= 8 << 20:
+            total += len(objects[name])
+            expected.append(name)
+    held = [n for n in chosen[3:] if selector.take(n, etags[n]) == objects[n]]
+    assert held == expected and 700 < len(held) < len(chosen) - 100
 
 
 @pytest.fixture(scope="module")

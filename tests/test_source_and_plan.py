@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pubmed_mirror import FtpSource, MirrorOptions, RemoteEntry
-from pubmed_mirror._attempts import _same_version
 from pubmed_mirror._plan import (
     PlannedFile,
     Selection,
@@ -21,6 +20,7 @@ from pubmed_mirror._plan import (
     unsafe_name_reason,
 )
 from pubmed_mirror._pubmed import file_order
+from pubmed_mirror._resume import same_version
 from pubmed_mirror._staging import PlanCounts, Staging
 from pubmed_mirror._state import Manifest, ManifestEntry
 from pubmed_mirror._tree import FoldRule, unsafe_path_reason
@@ -217,7 +217,7 @@ STARTED = 1_795_953_600.0  # when the part began
 ])
 def test_a_retry_knows_a_new_version(listed: RemoteEntry, now: RemoteEntry, same: bool) -> None:
     """SIZE/MDTM against the listing (MLSD) or against when the part began (LIST)."""
-    assert _same_version(listed, now, STARTED, checked=False) is same
+    assert same_version(listed, now, STARTED, checked=False) is same
 
 
 @pytest.mark.parametrize("listed_time", [1000.0, None])
@@ -226,8 +226,8 @@ def test_no_time_is_the_same_version_only_with_an_md5(listed_time: float | None,
                                                       checked: bool) -> None:
     """Without a time on either side, only an MD5 to check (`checked`) lets a part resume."""
     listed = RemoteEntry("f", 10, listed_time)
-    assert _same_version(listed, RemoteEntry("f", 10, None), STARTED, checked=checked) is checked
-    assert _same_version(listed, RemoteEntry("f", 11, None), STARTED, checked=checked) is False
+    assert same_version(listed, RemoteEntry("f", 10, None), STARTED, checked=checked) is checked
+    assert same_version(listed, RemoteEntry("f", 11, None), STARTED, checked=checked) is False
 
 
 @pytest.mark.parametrize(("recorded", "listed", "resolution"), [

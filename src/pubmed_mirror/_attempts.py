@@ -28,6 +28,7 @@ from ._errors import (
 from ._events import FileProgress, FileRetrying, FileStarted
 from ._plan import PlannedFile, same_time
 from ._pubmed import parse_md5_file
+from ._resume import same_version
 from ._s3 import S3Session
 from ._state import ManifestEntry
 from ._tail import FileTail, segments_on_disk
@@ -198,8 +199,8 @@ class FileAttempts:
 
     async def _receive_whole(self, session: Session, remote: RemoteFile) -> bytes:
         self._on_start(0)
-        self._fresh = False  # (from 0 it is: nothing of it is on disk)
-        return await receive_whole(session, remote, self._part(),
+        self._fresh = False  # a part it leaves is of the answer's version: resumed, not discarded
+        return await receive_whole(session, remote, self._part() if self.run.resume else None,
                                    stall_timeout=self.run.options.timeouts.stall,
                                    bucket=self.run.bucket, on_bytes=self._on_bytes)
 
@@ -324,7 +325,7 @@ class FileAttempts:
                 if now.size is None or now.mtime is None:
                     raise ResumeRefused("the server gives no size or time to tell whether "
                                         "a segment is of the same version", path=remote.path)
-                if not _same_version(self.current, now, None, checked=False):
+                if not same_version(self.current, now, None, checked=False):
                     raise ProtocolError("changed on the server during the transfer",
                                         path=remote.path)
             await receive_span(session, remote, span,
@@ -432,7 +433,7 @@ class FileAttempts:
             part = self._part()
             started = await anyio.to_thread.run_sync(part_started, part)
             recorded = await anyio.to_thread.run_sync(part_validator, part)
-            if not _same_version(entry, now, started, checked=self.md5 is not None) or (
+            if not same_version(entry, now, started, checked=self.md5 is not None) or (
                     None not in (recorded, now.validator) and recorded != now.validator):
                 log.warning("%s: changed on the server since the listing, or no way to tell "
                             "(%s bytes, mtime %s; now %s, %s): fetching it from the start",
@@ -505,26 +506,6 @@ def _prepare(part: Path, remote: RemoteFile, scan: bool,
         have, found = segments_on_disk(part, remote.size, have)
         return have, found, restarted, remote
     return have, [], restarted, remote
-
-
-def _same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None, *,
-                  checked: bool) -> bool:
-    """SIZE and MDTM describe the file the listing showed, whose part began at
-    `part_started`. MLSD's time is UTC to the second, like MDTM's: compared directly. An
-    `ls -l` time is coarse and often the server's local time, so MDTM (UTC) is compared with
-    when the part began instead: a file modified since then, or shortly before (the server's
-    clock may be behind), is taken for a new version. With no time to compare, only an MD5
-    (`checked`) would catch two versions spliced: without one, it is not the same."""
-    if now.size is not None and now.size != listed.size:
-        return False
-    if listed.mtime is None or now.mtime is None:
-        return checked
-    if listed.mtime_resolution <= 1:
-        return -1 < now.mtime - listed.mtime < 2
-    return part_started is not None and now.mtime < part_started - _CLOCK_SKEW
-
-
-_CLOCK_SKEW = 3600.0  # erring this way costs a restart from 0, never a splice
 
 
 _CHECKSUM_LIMIT = 64 << 10  # an NCBI .md5 is ~60 bytes; anything this big is not one

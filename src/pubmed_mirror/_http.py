@@ -56,6 +56,7 @@ from ._rawhttp import (
 )
 from ._transfer import RemoteFile
 from ._transport import EntrySink, RemoteEntry, listing_deadline
+from ._whole import IN_MEMORY
 
 __all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
 
@@ -74,8 +75,8 @@ _PAGE_TYPES = ("text/html", "application/xhtml+xml")
 # of its own: it fits in one of asyncio's reads (256 KiB at most), so a splice saves no copy
 # worth having, and a new connection costs a handshake, a round trip on a far link (4 KiB
 # S3 objects at 200 ms RTT, measured: 0.42 s from start to done each on connections of
-# their own, 0.23 s kept alive)
-_OWN_CONNECTION = 256 << 10
+# their own, 0.23 s kept alive); it is received into memory (`_whole`) unless resumed
+_OWN_CONNECTION = IN_MEMORY
 
 USER_AGENT = f"pubmed-mirror/{__version__}"
 

@@ -36,6 +36,7 @@ __all__ = [
     "OWN_SUFFIXES",
     "create_file",
     "legacy_records",
+    "make_part_dir",
     "make_part_dirs",
     "meta_path",
     "open_read",
@@ -153,7 +154,7 @@ def make_part_dir(part: Path) -> None:
     """The directory a part goes in when it has no record nor segments (a file written
     whole, `_whole`), made when it is the state directory's (never through a link); NAME's
     own directory, where a part beside NAME goes, is the caller's to make."""
-    folder = owner(part)[0] if part.parent.name == _PARTS else part.parent
+    folder = owner(part)[0]
     if folder != part.parent:
         make_state_dir(folder, _PARTS)
 

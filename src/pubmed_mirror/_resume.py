@@ -29,12 +29,12 @@ from ._errors import (
 )
 from ._layout import open_read
 from ._ratelimit import TokenBucket
-from ._transport import DirectStream
+from ._transport import DirectStream, RemoteEntry
 
 if TYPE_CHECKING:
     from ._transfer import Span
 
-__all__ = ["OVERLAP", "check_overlap"]
+__all__ = ["OVERLAP", "check_overlap", "same_version"]
 
 
 OVERLAP = 16 << 10  # a resume asks for this much before the part's end, to compare
@@ -112,3 +112,23 @@ def _scratch() -> Iterator[int]:
     else:
         with tempfile.TemporaryFile() as file:
             yield file.fileno()
+
+
+def same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | None, *,
+                  checked: bool) -> bool:
+    """SIZE and MDTM describe the file the listing showed, whose part began at
+    `part_started`. MLSD's time is UTC to the second, like MDTM's: compared directly. An
+    `ls -l` time is coarse and often the server's local time, so MDTM (UTC) is compared with
+    when the part began instead: a file modified since then, or shortly before (the server's
+    clock may be behind), is taken for a new version. With no time to compare, only an MD5
+    (`checked`) would catch two versions spliced: without one, it is not the same."""
+    if now.size is not None and now.size != listed.size:
+        return False
+    if listed.mtime is None or now.mtime is None:
+        return checked
+    if listed.mtime_resolution <= 1:
+        return -1 < now.mtime - listed.mtime < 2
+    return part_started is not None and now.mtime < part_started - _CLOCK_SKEW
+
+
+_CLOCK_SKEW = 3600.0  # erring this way costs a restart from 0, never a splice

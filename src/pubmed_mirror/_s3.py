@@ -37,7 +37,8 @@ from ._proxy import Proxy, proxy_for
 from ._ratelimit import TokenBucket
 from ._s3list import Listing, PageParser, error_code, etag_md5, in_key_order, page_query
 from ._select import Selector
-from ._transport import EntrySink, RemoteEntry, listing_deadline
+from ._transport import EntrySink, ReadStream, RemoteEntry, listing_deadline
+from ._whole import HeldBody
 
 if TYPE_CHECKING:
     import aiohttp
@@ -354,21 +355,6 @@ class S3Transport:
 _Page = list[RemoteEntry]  # (in the class, `list` is the method)
 
 
-class _Read:
-    """An object's bytes already read, as a ReadStream."""
-
-    def __init__(self, body: bytes, validator: str | None) -> None:
-        self._body: bytes | None = body
-        self.validator = validator
-
-    async def read(self) -> memoryview:
-        body, self._body = self._body or b"", None
-        return memoryview(body)
-
-    async def finish(self) -> None:
-        pass
-
-
 class S3Session:
     """One HTTP session to the bucket's endpoint, speaking S3 on top of it."""
 
@@ -535,14 +521,14 @@ class S3Session:
 
     @contextlib.asynccontextmanager
     async def open_read(self, path: str, offset: int, *, buffer: int | None = None,
-                        expect: RemoteFile | None = None) -> AsyncIterator[Any]:
+                        expect: RemoteFile | None = None) -> AsyncIterator[ReadStream]:
         """The object from `offset` on; a metadata object the selection read to decide its
         group (`Selector.take`), of the version `expect` names, comes from memory."""
         selector, prefix = self.transport.selector, self.transport.source.prefix
         if (selector is not None and offset == 0 and expect is not None
                 and path.startswith(prefix)
                 and (kept := selector.take(path[len(prefix):], expect.validator)) is not None):
-            yield _Read(kept, expect.validator)
+            yield HeldBody(kept, expect.validator)
             return
         async with self.http.open_read(self.transport.url_path(path), offset, buffer=buffer,
                                        expect=expect) as body:

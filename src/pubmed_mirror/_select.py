@@ -17,7 +17,7 @@ reads, changed since it was listed), becomes an "unlisted" entry: reported as a 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -40,7 +40,8 @@ log = logging.getLogger("pubmed_mirror")
 DOCUMENT_LIMIT = 1 << 20  # a metadata object larger than this is not one
 # chosen groups' metadata objects kept to be mirrored without a second GET: PMC's JSONs are
 # a few KiB, so about a thousand, several pages' worth (the files of a sorted listing's
-# page are fetched while the next pages are listed)
+# page are fetched while the next pages are listed; a fetch further behind reads the
+# later ones again)
 _KEPT_BYTES = 8 << 20
 
 
@@ -110,8 +111,8 @@ class Selector:
         self.keep = True
         self.reasons: dict[str, str] = {}
         # chosen groups' metadata objects as read to decide them, by name: a run mirrors
-        # them without asking again (`take`); the oldest go first beyond _KEPT_BYTES
-        self._bodies: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        # them without asking again (`take`); none kept beyond _KEPT_BYTES
+        self._bodies: dict[str, tuple[str, bytes]] = {}
         self._kept_bytes = 0
 
     async def choose(self, held: Sequence[RemoteEntry], page: Sequence[RemoteEntry],
@@ -153,10 +154,10 @@ class Selector:
             return
         if (before := self._bodies.pop(name, None)) is not None:
             self._kept_bytes -= len(before[1])
+        if self._kept_bytes + len(body) > _KEPT_BYTES:  # the fetch is behind: the oldest
+            return  # are the next it asks for, so they stay and this one is read again
         self._bodies[name] = (etag, body)
         self._kept_bytes += len(body)
-        while self._kept_bytes > _KEPT_BYTES and self._bodies:
-            self._kept_bytes -= len(self._bodies.popitem(last=False)[1][1])
 
     def take(self, name: str, etag: str | None) -> bytes | None:
         """The bytes of metadata object `name` as read to decide its group, once, when they

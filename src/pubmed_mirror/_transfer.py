@@ -208,18 +208,23 @@ def finalize(part: Path, dest: Path, remote: RemoteFile,
         make_parents(root, dest.relative_to(root).as_posix())
     with local_errors(dest):
         _check_digest(part, remote, digest)
-        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            os.fsync(fd)
-            if remote.mtime is not None:
-                os.utime(fd, (remote.mtime, remote.mtime))
-        finally:
-            os.close(fd)
-        os.replace(part, dest)  # a link at NAME is replaced itself, never written through
+        land(os.open(part, os.O_RDONLY | os.O_NOFOLLOW), part, dest, remote.mtime)
         for record in (meta_path(part), *legacy_records(part)):
             record.unlink(missing_ok=True)
-    # the directory is fsynced once per run (`sync_directory`), not per file: a rename lost
-    # in a crash leaves the old NAME (or none), which the next run sees and fetches again
+
+
+def land(fd: int, part: Path, dest: Path, mtime: float | None) -> None:
+    """The part (open as `fd`, which this closes) made durable, stamped with `mtime` and
+    renamed over NAME: a link at NAME is replaced itself, never written through. The
+    directory is fsynced once per run (`sync_directory`), not per file: a rename lost in a
+    crash leaves the old NAME (or none), which the next run sees and fetches again."""
+    try:
+        os.fsync(fd)
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
+    finally:
+        os.close(fd)
+    os.replace(part, dest)
 
 
 def _check_digest(part: Path, remote: RemoteFile, digest: PartDigest | None) -> None:

@@ -120,7 +120,8 @@ class Session(Protocol):
     """One logged-in connection. It does one thing at a time.
 
     `healthy` is False while a command is in flight and after any error: such a session
-    must be closed, not reused.
+    must be closed, not reused. A session whose class says `reads_whole = True` (HTTP's,
+    S3's: their answers name the version) has a small file received into memory (`_whole`).
     """
 
     healthy: bool

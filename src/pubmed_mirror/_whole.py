@@ -23,25 +23,28 @@ import anyio
 from ._digest import bytes_digest
 from ._direct import write_all
 from ._errors import (
+    LocalFileError,
     ProtocolError,
     RemoteFileError,
     TransferStalled,
     TruncatedTransfer,
+    describe,
     local_errors,
 )
 from ._layout import create_file, make_part_dir, part_path
 from ._ratelimit import TokenBucket
-from ._transfer import RemoteFile, check_digest, open_part, start_part
+from ._transfer import RemoteFile, check_digest, discard_part, land, open_part, start_part
 from ._transport import ReadStream, Session
 from ._tree import make_parents
 
-__all__ = ["IN_MEMORY", "fetch_small", "in_memory", "read_into", "receive_whole", "spill",
-           "write_atomically", "write_checked"]
+__all__ = ["IN_MEMORY", "HeldBody", "fetch_small", "in_memory", "read_into", "receive_whole",
+           "spill", "write_atomically", "write_checked"]
 
 log = logging.getLogger("pubmed_mirror")
 
-# smaller files are received whole into memory (one per session at a time: 64 sessions hold
-# 16 MiB at most); larger ones over HTTP get a connection of their own (`_http`)
+# smaller files are received whole into memory: one per fetching worker at a time, held
+# twice while it is written (up to 64 sessions' workers: about 32 MiB at most); larger ones
+# over HTTP get a connection of their own (`_http._OWN_CONNECTION`)
 IN_MEMORY = 256 << 10
 
 
@@ -81,6 +84,21 @@ async def fetch_small(session: Session, path: str, *, limit: int,
     return bytes(data)
 
 
+class HeldBody:
+    """A file's bytes already read (a selection's metadata object), as a ReadStream."""
+
+    def __init__(self, body: bytes, validator: str | None) -> None:
+        self._body: bytes | None = body
+        self.validator = validator
+
+    async def read(self) -> memoryview:
+        body, self._body = self._body or b"", None
+        return memoryview(body)
+
+    async def finish(self) -> None:
+        pass
+
+
 def in_memory(session: Session, remote: RemoteFile, part: Path) -> bool:
     """Whether `remote` is received whole into memory: a small file, over a transport whose
     answers name their version (FTP's do not, and each file costs a data connection there
@@ -96,12 +114,13 @@ def in_memory(session: Session, remote: RemoteFile, part: Path) -> bool:
     return False
 
 
-async def receive_whole(session: Session, remote: RemoteFile, part: Path, *,
+async def receive_whole(session: Session, remote: RemoteFile, part: Path | None, *,
                         stall_timeout: float, bucket: TokenBucket | None = None,
                         on_bytes: Callable[[int], None] | None = None) -> bytes:
     """The file, from byte 0, in memory. What an attempt that fails received becomes
-    NAME.part (`part`) of the version the answer named, for the next attempt to resume
-    after; more bytes than the file's size are never kept."""
+    NAME.part (`part`; None: nothing is resumed in this run) of the version the answer
+    named, for the next attempt to resume after; more bytes than the file's size are never
+    kept."""
     if remote.size == 0:
         return b""
     data = bytearray()
@@ -122,8 +141,8 @@ async def receive_whole(session: Session, remote: RemoteFile, part: Path, *,
             raise TruncatedTransfer(f"stream ended at byte {len(data)} of {remote.size}",
                                     path=remote.path)
     except BaseException as exc:  # an error, or cancelled (a deadline, Ctrl-C): kept too
-        if data and not isinstance(exc, ProtocolError):  # (WrongVersion is one)
-            with anyio.CancelScope(shield=True):
+        if data and part is not None and not isinstance(exc, ProtocolError):  # (WrongVersion
+            with anyio.CancelScope(shield=True):                              # is one)
                 await anyio.to_thread.run_sync(spill, part, replace(remote, validator=named),
                                                bytes(data), asked)
         raise
@@ -150,26 +169,29 @@ def write_atomically(dest: Path, data: bytes, mtime: float | None, root: Path) -
         try:
             try:
                 write_all(fd, memoryview(data), 0)
-                os.fsync(fd)
-                if mtime is not None:
-                    os.utime(fd, (mtime, mtime))
-            finally:
+            except BaseException:
                 os.close(fd)
-            os.replace(part, dest)  # a link at NAME is replaced itself, never written through
+                raise
+            land(fd, part, dest, mtime)
         except BaseException:
             part.unlink(missing_ok=True)  # a full disk must not leave NAME.part behind
             raise
-    # the directory is fsynced once per run (`sync_directory`), as for every file
 
 
 def spill(part: Path, remote: RemoteFile, data: bytes, started: float) -> None:
     """What an attempt received before it failed becomes NAME.part of `remote`'s version
     (its record included, saying it was `started` then), for the next attempt or run to
-    resume after. Run in a worker thread."""
-    start_part(part, remote, started)
-    with local_errors(part):
-        fd, _ = open_part(part)
-        try:
-            write_all(fd, memoryview(data), 0)
-        finally:
-            os.close(fd)
+    resume after; best effort: a part that cannot be written is warned about, and the
+    attempt's own error stands. Run in a worker thread."""
+    try:
+        start_part(part, remote, started)
+        with local_errors(part):
+            fd, _ = open_part(part)
+            try:
+                write_all(fd, memoryview(data), 0)
+            finally:
+                os.close(fd)
+    except (LocalFileError, OSError) as exc:
+        log.warning("%s: the %d bytes received are not kept: %s", remote.path, len(data),
+                    describe(exc))
+        discard_part(part)

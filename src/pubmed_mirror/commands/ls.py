@@ -53,8 +53,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     # names below the start are paths where one listing is the whole tree (S3's keys)
     refused = (unsafe_path_reason if getattr(args.url, "lists_whole_tree", False)
                else unsafe_name_reason)
-    # a directory that could not be listed, or a version whose selecting metadata could not
-    # be read (the warnings above say why): the answer is incomplete, as a mirror's would be
+    # a version whose selecting metadata could not be read (the warning says why): the
+    # answer is incomplete, as a mirror's would be
     done = EXIT_FAILED if any(e.kind == "unlisted" for e in entries) else EXIT_OK
     if args.json:
         for e in entries:
@@ -73,7 +73,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"{len(files)} files, {human_bytes(sum(e.size or 0 for e in files))}"
                   + (f"; {unreadable} listing lines we cannot read (a mirror that may need "
                      f"them fails)" if unreadable else "")
-                  + (f"; {unlisted} not listed or not decided (a mirror fails them)"
+                  + (f"; {unlisted} not decided (a mirror fails them)"
                      if unlisted else ""), highlight=False)
     return done
 
@@ -82,7 +82,7 @@ def _ls_name(entry: RemoteEntry, refused: Callable[[str], str | None]) -> str:
     if entry.kind == "unreadable":
         return f"{entry.name!r} (cannot read this listing line)"
     if entry.kind == "unlisted":
-        return f"{entry.name} (could not be listed, or what selects it read)"
+        return f"{entry.name} (not decided: what selects it could not be read)"
     unsafe = refused(entry.name)
     return entry.name if unsafe is None else f"{entry.name!r} (mirror skips it: {unsafe})"
 
