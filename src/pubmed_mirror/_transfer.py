@@ -480,7 +480,7 @@ async def _receive(
                 break
             span.pos += n  # claimed before any await, so a split sees where the span stands
             received += n
-            await _account(n, bucket, on_bytes, stall)
+            await account(n, bucket, on_bytes, stall)
             unyielded += n
             if unyielded >= _YIELD:
                 unyielded = 0
@@ -492,8 +492,8 @@ async def _receive(
     return received
 
 
-async def _account(n: int, bucket: TokenBucket | None,
-                   on_bytes: Callable[[int], None] | None, stall: anyio.CancelScope) -> None:
+async def account(n: int, bucket: TokenBucket | None,
+                  on_bytes: Callable[[int], None] | None, stall: anyio.CancelScope) -> None:
     """Count the bytes, then wait for the shared bucket's tokens (which is not a stall)."""
     if on_bytes is not None:
         on_bytes(n)

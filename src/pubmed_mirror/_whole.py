@@ -11,7 +11,6 @@ of that version, so the next attempt resumes after it like any other.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -33,7 +32,15 @@ from ._errors import (
 )
 from ._layout import create_file, make_part_dir, part_path
 from ._ratelimit import TokenBucket
-from ._transfer import RemoteFile, check_digest, discard_part, land, open_part, start_part
+from ._transfer import (
+    RemoteFile,
+    account,
+    check_digest,
+    discard_part,
+    land,
+    open_part,
+    start_part,
+)
 from ._transport import ReadStream, Session
 from ._tree import make_parents
 
@@ -60,11 +67,7 @@ async def read_into(stream: ReadStream, data: bytearray, *, limit: int, path: st
             data += chunk
             if len(data) > limit:
                 return False
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-            if bucket is not None:
-                stall.deadline = math.inf
-                await bucket.acquire(len(chunk))
+            await account(len(chunk), bucket, on_bytes, stall)
             stall.deadline = anyio.current_time() + stall_timeout
     if stall.cancelled_caught:
         raise TransferStalled(f"no data for {stall_timeout:g} s", path=path)
