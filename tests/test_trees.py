@@ -23,7 +23,7 @@ from pubmed_mirror._tree import FoldRule
 from pubmed_mirror.testing import FaultyFTPServer
 from real_ftpd import real_server
 from test_cli import run
-from webservers import apache, missing
+from webservers import apache, mini_httpd, missing
 
 SPLIT = [[], ["--no-split"]]
 
@@ -384,3 +384,38 @@ def test_recursive_tree_from_apache_autoindex(world_readable: Path, tmp_path: Pa
     assert summary(second.stdout)["done"] == 0 and summary(second.stdout)["bytes_received"] == 0
     assert shallow.returncode == 0, shallow.stderr
     assert sorted(landed(tmp_path / "shallow")) == ["a/one.xml", "top.xml", "z/caf\u00e9.xml"]
+
+
+def test_recursive_tree_from_mini_httpd_whose_pages_do_not_mark_directories(
+        world_readable: Path, tmp_path: Path) -> None:
+    """mini_httpd links a subdirectory as `sub`, not `sub/`, and redirects a request for it
+    to `sub/`: each name its pages show is asked with HEAD, a redirect to `NAME/` making it
+    a directory. The tree lands whole; without --recursive the top directory's files land
+    and its directories are left, exit 0 both; a second run asks HEAD of the directories
+    only (the manifest vouches for the files), fetching nothing; `ls` shows them as dirs."""
+    if reason := missing("mini_httpd"):
+        pytest.skip(reason)
+    docroot = world_readable / "www"
+    files = make_remote_tree(docroot / "tree")
+    _readable(world_readable)
+    dest, log = tmp_path / "local", tmp_path / "access.log"
+    with mini_httpd(docroot, log) as port:
+        url = f"http://127.0.0.1:{port}/tree/"
+        first = run("mirror", url, "--dest", str(dest), "--recursive", "--json")
+        flat = run("mirror", url, "--dest", str(tmp_path / "flat"), "--json")
+        listed = run("ls", url, "--json")
+        log.write_text("")
+        second = run("mirror", url, "--dest", str(dest), "--recursive", "--json")
+        asked = [line.split('"')[1] for line in log.read_text().splitlines()]
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    assert landed(dest) == files
+    assert flat.returncode == 0, flat.stdout[-2000:] + flat.stderr
+    assert landed(tmp_path / "flat") == {"top.xml": files["top.xml"]}
+    kinds = {e["name"]: e["kind"] for e in map(json.loads, listed.stdout.splitlines())
+             if "kind" in e}
+    assert kinds == {"a": "dir", "empty": "dir", "top.xml": "file", "z": "dir"}
+    assert second.returncode == 0, second.stderr
+    assert summary(second.stdout)["done"] == 0 and summary(second.stdout)["bytes_received"] == 0
+    heads = {request.split()[1] for request in asked if request.startswith("HEAD ")}
+    assert heads == {"/tree/", "/tree/a", "/tree/a/b", "/tree/a/b/c", "/tree/empty",
+                     "/tree/z"}

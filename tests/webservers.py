@@ -155,13 +155,14 @@ def lighttpd(docroot: Path, *, access_log: Path | None = None,
 
 
 @contextmanager
-def mini_httpd(docroot: Path) -> Iterator[int]:
+def mini_httpd(docroot: Path, log: Path | None = None) -> Iterator[int]:
     """mini_httpd on 127.0.0.1:PORT serving `docroot` with its listing (exact sizes, times
-    as `06Dec2026 12:00`)."""
+    as `06Dec2026 12:00`; subdirectories linked without `/`), its requests logged to `log`
+    when given."""
     port = free_port()
     run = Path(tempfile.mkdtemp(prefix="pm-mini-httpd-"))
     with _serving([MINI_HTTPD, "-D", "-h", "127.0.0.1", "-p", str(port), "-d", str(docroot),
-                   "-u", "www-data", "-l", str(run / "access.log"),
+                   "-u", "www-data", "-l", str(log or run / "access.log"),
                    "-i", str(run / "mini_httpd.pid")], port, run):
         yield port
 

@@ -67,6 +67,13 @@ class AutoindexParser:
     def title(self) -> str | None:
         return self._page.title
 
+    @property
+    def marks_directories(self) -> bool:
+        """False once the page links `.` or `..` without a `/` (mini_httpd): such a page
+        links its subdirectories without one too, so a name it shows may be either (its
+        entries are "file" as parsed; the session settles them, `_unmarked`)."""
+        return self._page.marks_directories
+
     def feed(self, data: bytes) -> list[RemoteEntry]:
         """The entries completed by `data`."""
         self._page.feed(self._decoder.decode(data))
@@ -93,6 +100,7 @@ class _Page(HTMLParser):
         self._in_anchor = False
         self._after: list[str] = []
         self._heading: list[str] | None = None  # the text of a <title> or <h1> being read
+        self.marks_directories = True
 
     def take(self) -> list[RemoteEntry]:
         done, self._done = self._done, []
@@ -107,6 +115,8 @@ class _Page(HTMLParser):
             self._flush()
             self._href = dict(attrs).get("href")
             self._in_anchor = True
+            if self._href in (".", ".."):
+                self.marks_directories = False
         elif tag == "tr":
             self._flush()
         elif tag in ("title", "h1"):

@@ -19,7 +19,7 @@ from ._errors import require_asyncio
 from ._events import Event
 from ._feed import EventChannel, EventFeed, feeding
 from ._logdest import logging_dest
-from ._mirror import EventCallback, MirrorRun, list_dir, open_run, open_source
+from ._mirror import EventCallback, MirrorRun, open_run, open_source
 from ._options import MirrorOptions, Timeouts
 from ._plan import MirrorPlan
 from ._pool import SessionPool
@@ -30,6 +30,7 @@ from ._s3 import S3Transport
 from ._sizes import exact_sizes
 from ._state import Manifest
 from ._transport import RemoteEntry, Source
+from ._unmarked import settle
 
 __all__ = ["MirrorClient", "list_remote", "mirror", "mirror_events", "plan_mirror",
            "planning"]
@@ -250,6 +251,16 @@ async def list_remote(
         # `ls` shows exact sizes: a rounded one is asked with HEAD
         entries = await policy.call(lambda: exact_sizes(pool, src, listed))
     return sorted(entries, key=lambda e: file_order(e.name))
+
+
+async def list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
+    """One directory's entries, none "unmarked" (`_unmarked`: with no manifest to ask, each
+    such name is asked with HEAD)."""
+    async def recorded(names: list[str]) -> list[str]:
+        return []
+
+    async with pool.session() as session:
+        return await settle(await session.list(path), session, path, recorded)
 
 
 async def plan_mirror(

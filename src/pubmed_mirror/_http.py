@@ -22,7 +22,7 @@ import math
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -43,7 +43,7 @@ from ._errors import (
     TransientError,
 )
 from ._httpcheck import check_answer, request_headers, validator
-from ._httperrors import mapped, raise_for, raise_for_status, unparsed
+from ._httperrors import Redirected, mapped, raise_for, raise_for_status, unparsed
 from ._proxy import Proxy
 from ._ratelimit import TokenBucket
 from ._rawhttp import (
@@ -280,13 +280,34 @@ class HttpSession:
                         raise ProtocolError(f"a listing larger than {_LISTING_LIMIT} bytes",
                                             path=path)
                     entries += parser.feed(chunk)
-                    if sink is not None and len(entries) >= _SINK_BATCH:
+                    # a page that does not mark its directories is held to its end: its
+                    # names are settled by this session, free only then (`_unmarked`)
+                    if (sink is not None and len(entries) >= _SINK_BATCH
+                            and parser.marks_directories):
                         entries = await _sunk(sink, entries, parser)
             entries += parser.close()
         if not parser.is_index:
             shown = f"a page titled {parser.title!r}" if parser.title else "no 'Index of' title"
             raise RemoteFileError(f"not a directory index ({shown})", path=path)
+        if not parser.marks_directories:
+            entries = [replace(e, kind="unmarked") if e.kind == "file" else e for e in entries]
         return entries if sink is None else await _sunk(sink, entries, parser)
+
+    async def is_directory(self, path: str) -> bool:
+        """Whether `path` (a name a page links without `/`) is a directory: HEAD answered
+        with a redirect to `path/` on this server (mini_httpd: 302). An answer of the file
+        is False; any other error is raised as a HEAD's."""
+        target = _quote(path)
+        try:
+            async with self._request("HEAD", path, phase="stat"):
+                return False
+        except Redirected as exc:
+            moved = yarl.URL(f"{self.transport.scheme}://{self.transport.address}{target}"
+                             ).join(yarl.URL(exc.location or ""))
+            if (moved.host, moved.port, moved.raw_path) != (
+                    self.transport.host, self.transport.port, target + "/"):
+                raise
+            return True
 
     async def stat(self, path: str, *, phase: Phase = "stat", kind_check: bool = True,
                    label: str | None = None) -> RemoteEntry:

@@ -27,7 +27,7 @@ from ._errors import (
 )
 from ._proxy import Proxy
 
-__all__ = ["first_line", "mapped", "proxy_refused", "raise_for", "raise_for_status",
+__all__ = ["Redirected", "first_line", "mapped", "proxy_refused", "raise_for", "raise_for_status",
            "retry_after", "unparsed"]
 
 
@@ -48,6 +48,15 @@ def proxy_refused(status: int, reason: str, path: str, proxy: Proxy | None
         return failed(f"{named} could not connect to the server", path=path, reply=reply)
     return ServerUnreachable(f"{named} refused the connection to the server",
                              path=path, reply=reply)
+
+
+class Redirected(RemoteFileError):
+    """A 3xx (never followed: `location` is where it points, as the server said it)."""
+
+    def __init__(self, message: str, *, path: str | None = None, reply: str | None = None,
+                 location: str | None = None) -> None:
+        super().__init__(message, path=path, reply=reply)
+        self.location = location
 
 
 async def raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGate,
@@ -71,8 +80,8 @@ async def raise_for_status(status: int, reason: str, headers: dict[str, str],
             gate.close(wait, reply=f"{path}: {reply}")
         raise ServerBusy(f"{server} answered {reply}", path=path, reply=reply)
     if 300 <= status < 400:
-        raise RemoteFileError(f"redirected ({reply}) to {headers.get('location')}",
-                              path=path, reply=reply)
+        raise Redirected(f"redirected ({reply}) to {headers.get('location')}",
+                         path=path, reply=reply, location=headers.get("location"))
     raise RemoteFileError(f"{server} answered {reply}", path=path, reply=reply)
 
 

@@ -54,9 +54,10 @@ from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import EntrySink, RemoteEntry, Source
 from ._tree import SEPARATOR, FoldRule, behind_link, probe_folding
+from ._unmarked import settle
 from ._walk import list_tree
 
-__all__ = ["EventCallback", "MirrorRun", "list_dir", "open_run", "open_source"]
+__all__ = ["EventCallback", "MirrorRun", "open_run", "open_source"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -384,6 +385,11 @@ class MirrorRun:
         first, but for what its session gives once (`Session.list`: S3's whole pages)."""
         path = self.source.remote_path(folder) if folder else self.source.path
         self._folder_mark = kept = self.staging.staged
+        below = folder + SEPARATOR if folder else ""
+
+        async def recorded(names: list[str]) -> list[str]:
+            return await anyio.to_thread.run_sync(lambda: [
+                n for n in names if self.manifest.get(below + n) is not None])
 
         async def attempt() -> None:
             nonlocal kept
@@ -393,7 +399,7 @@ class MirrorRun:
 
                 async def given(entries: list[RemoteEntry]) -> None:
                     nonlocal kept
-                    await sink(entries)
+                    await sink(await settle(entries, session, path, recorded))
                     if once:
                         kept = self.staging.staged
 
@@ -523,11 +529,6 @@ class MirrorRun:
         return FileResult(planned.name, "done", tracker.size, received,
                           tracker.resumed_from, attempts, seconds, md5=tracker.md5,
                           record_error=tracker.record_error, via=via, repaired=repaired)
-
-
-async def list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
-    async with pool.session() as session:
-        return await session.list(path)
 
 
 def open_source(source: str | Source) -> Source:
