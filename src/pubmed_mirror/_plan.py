@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTION",
+    "ACTION_ALONE",
     "MirrorPlan",
     "PlannedFile",
     "Selection",
@@ -228,16 +229,27 @@ def _vouched(s: str, f: str) -> str:
 # see `_tree.make_parents`); `:verify` a run that checks a file recorded without its MD5.
 # A file whose page and HEAD disagree (MOVED) is checked against its NAME.md5, or fetched
 # when it has none (a check with nothing to hash against keeps the copy).
-ACTION = f"""CASE
+def _action(alone: bool) -> str:
+    """`ACTION`; `alone`: of a file known to have no NAME.md5 (`c` NULL, not joined)."""
+    moved = MOVED.format(s="s", f="f") + ("" if alone else " AND c.name IS NULL")
+    decided = f"""CASE
     WHEN NOT current(s.name, s.size, s.mtime, s.resolution) THEN 'fetch'
     WHEN {OTHER_ETAG.format(s="s", f="f")} THEN 'fetch'
-    WHEN {MOVED.format(s="s", f="f")} AND c.name IS NULL THEN 'fetch'
+    WHEN {moved} THEN 'fetch'
     WHEN NOT {_vouched("s", "f")} THEN 'check'
-    WHEN c.name IS NULL THEN 'skip'
+    """
+    if alone:
+        return decided + "ELSE 'skip' END"
+    return decided + f"""WHEN c.name IS NULL THEN 'skip'
     WHEN :verify AND f.md5 IS NULL THEN 'check'
     WHEN {_vouched("c", "fc")} AND current(c.name, c.size, c.mtime, c.resolution)
         THEN 'skip'
     ELSE 'check' END"""
+
+
+ACTION = _action(alone=False)
+# what `_staging` decides while the listing goes on: files no NAME.md5 can pair with
+ACTION_ALONE = _action(alone=True)
 
 
 def part_length(dest: Path, entry: RemoteEntry) -> int:

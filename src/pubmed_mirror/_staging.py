@@ -24,6 +24,7 @@ from ._layout import recorded_parts
 from ._lifecycle import Changeover, DeleteLimit, Deletions, refusal
 from ._plan import (
     ACTION,
+    ACTION_ALONE,
     CHECKSUM_SUFFIX,
     Action,
     PlannedFile,
@@ -188,8 +189,10 @@ class Staging:
                        "length(name) - 4) FROM staged WHERE companion)")
             # without --newest and --max-files the run plans the whole dataset: one pass
             every = sel.newest is None and sel.max_files is None
-            db.execute(f"UPDATE staged SET listed = 1, chosen = {int(every)} WHERE safe AND "
-                       f"selected AND NOT companion AND NOT {self._retired()}", self._newest())
+            # (the files decided early are marked so: `_decide`)
+            db.execute(f"UPDATE staged SET listed = 1, chosen = {int(every)} WHERE NOT fed AND "
+                       f"safe AND selected AND NOT companion AND NOT {self._retired()}",
+                       self._newest())
             if every:
                 return
             total = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
@@ -315,14 +318,21 @@ class Staging:
         over the staged listing joined with the manifest; then, of those to fetch whose part
         is recorded, what the fetch would resume from; how many were decided. `params`:
         `verify`, and what the clauses name. With `decided` (the WHERE that finds them
-        after), each decided file's `fed` is set to `:mark` in the same pass."""
-        count: int = db.execute(
-            f"UPDATE staged SET action = (SELECT {ACTION} FROM staged s "
-            f"LEFT JOIN staged c ON c.name = s.name || '{CHECKSUM_SUFFIX}' AND "
-            f"c.companion LEFT JOIN {self._manifest()} f ON f.name = s.name "
-            f"LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
-            f"WHERE s.seq = staged.seq){', fed = :mark' if decided else ''} {where}",
-            params).rowcount
+        after), each decided file's `fed` is set to `:mark` in the same pass, and it is
+        marked as `finish` would mark it (listed, chosen): it has no NAME.md5 (`ACTION_ALONE`)
+        and nothing after can drop it."""
+        if decided:
+            action = (f"SELECT {ACTION_ALONE} FROM staged s LEFT JOIN {self._manifest()} f "
+                      "ON f.name = s.name WHERE s.seq = staged.seq")
+            marks = ", fed = :mark, listed = 1, chosen = 1"
+        else:
+            action = (f"SELECT {ACTION} FROM staged s LEFT JOIN staged c ON c.name = s.name "
+                      f"|| '{CHECKSUM_SUFFIX}' AND c.companion LEFT JOIN {self._manifest()} f "
+                      f"ON f.name = s.name LEFT JOIN {self._manifest()} fc ON fc.name = c.name "
+                      "WHERE s.seq = staged.seq")
+            marks = ""
+        count: int = db.execute(f"UPDATE staged SET action = ({action}){marks} {where}",
+                                params).rowcount
         db.execute("UPDATE staged SET have = have(name, size, mtime, resolution) "
                    f"{decided or where} AND action = 'fetch' AND may_resume(name)", params)
         return count
