@@ -40,7 +40,7 @@ from pubmed_mirror._demo import make_pubmed_tree
 from pubmed_mirror._source import AutoSource, FtpSource, HttpSource, parse_source
 from pubmed_mirror._transfer import part_path, prepare_part
 from test_cli import run
-from webfaults import FaultyWebServer, WebFault
+from webfaults import FaultyWebServer, WebFault, served_app
 from webservers import apache, lighttpd, mini_httpd, missing, nginx, python_http, served_copy
 
 Tree = tuple[Path, dict[str, bytes]]
@@ -205,19 +205,12 @@ async def test_a_file_with_no_time_anywhere_is_fetched_again(tmp_path: Path) -> 
     app = web.Application()
     app.router.add_get("/p/", index)
     app.router.add_route("*", "/p/{name}", body)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     dest = tmp_path / "m"
-    args = ("mirror", f"http://127.0.0.1:{port}/p/", "--dest", str(dest), "--json")
-    try:
+    async with served_app(app) as port:
+        args = ("mirror", f"http://127.0.0.1:{port}/p/", "--dest", str(dest), "--json")
         first = await anyio.to_thread.run_sync(functools.partial(run, *args))
         served["data.bin"] = os.urandom(700)
         second = await anyio.to_thread.run_sync(functools.partial(run, *args))
-    finally:
-        await runner.cleanup()
     assert first.returncode == 0, first.stdout + first.stderr
     assert second.returncode == 0, second.stdout + second.stderr
     assert (dest / "data.bin").read_bytes() == served["data.bin"]

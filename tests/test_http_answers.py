@@ -23,7 +23,13 @@ from pubmed_mirror._source import HttpSource
 from pubmed_mirror._transfer import part_path
 from pubmed_mirror.testing import FaultyFTPServer
 from test_cli import command, run
-from webfaults import BodyToHeadServer, FaultyWebServer, TricklingWebServer, WebFault
+from webfaults import (
+    BodyToHeadServer,
+    FaultyWebServer,
+    TricklingWebServer,
+    WebFault,
+    served_app,
+)
 
 Tree = tuple[Path, dict[str, bytes]]
 BIG = "pubmed26n0001.xml.gz"
@@ -504,3 +510,46 @@ async def test_small_file_started_again_keeps_what_its_next_attempt_received(
     ranges = server.stats.ranges["f.bin"]
     assert ranges[:3] == [0, ranges[1], 0] and ranges[1] > 0, ranges  # resumed, refused
     assert len(ranges) == 4 and ranges[3] > 0, ranges  # the last resumes after 60,000
+
+
+async def test_names_a_page_does_not_mark_are_settled_by_head(tmp_path: Path) -> None:
+    """A page linking `.`, `..` and its subdirectories without `/` (mini_httpd's way): a
+    name whose HEAD redirects to `NAME/` on this server is a directory, entered with
+    --recursive; one whose HEAD fails (500) or redirects to no URL (port 99999) is taken
+    for a file, with a warning, and fetched as one: the tree lands, exit 0."""
+    from aiohttp import web
+
+    files = {"a.xml": b"a\n", "busy.xml": b"busy\n", "odd": b"odd\n", "sub/in.xml": b"in\n"}
+
+    def index(names: list[str], folder: str = "") -> web.Response:
+        rows = "".join(f'<a href="{n}">{n}</a>    06Dec2026 12:00    '
+                       f'{len(files.get(folder + n, b"directory"))}\n'
+                       for n in [".", "..", *names])
+        return web.Response(text=f"<title>Index of /d/</title><pre>\n{rows}</pre>",
+                            content_type="text/html")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        name = request.path.removeprefix("/d/")
+        if name in ("", "sub/"):
+            return index(["a.xml", "busy.xml", "odd", "sub"] if not name else ["in.xml"], name)
+        if request.method == "HEAD" and name in ("sub", "busy.xml", "odd"):
+            status, where = {"sub": (302, "/d/sub/"), "busy.xml": (500, ""),
+                             "odd": (302, "http://127.0.0.1:99999/d/odd/")}[name]
+            return web.Response(status=status, headers={"Location": where} if where else {})
+        if name not in files:
+            return web.Response(status=404)
+        return web.Response(body=files[name],
+                            headers={"Last-Modified": "Sun, 06 Dec 2026 12:00:00 GMT"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    async with served_app(app) as port:
+        done = await anyio.to_thread.run_sync(
+            run, "mirror", f"http://127.0.0.1:{port}/d/", "--dest", str(tmp_path / "m"),
+            "--recursive", "--retries", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {p.relative_to(tmp_path / "m").as_posix(): p.read_bytes()
+            for p in (tmp_path / "m").rglob("*") if p.is_file()
+            and ".pubmed-mirror" not in p.parts} == files
+    assert "busy.xml: taken for a file" in done.stderr
+    assert "odd: taken for a file" in done.stderr

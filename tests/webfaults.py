@@ -24,6 +24,19 @@ from urllib.parse import quote
 from aiohttp import web
 
 
+@asynccontextmanager
+async def served_app(app: web.Application) -> AsyncIterator[int]:
+    """`app` served on 127.0.0.1 until the block ends; its port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
 @dataclass(frozen=True)
 class WebFault:
     """kind: "close" (send `after` bytes, then drop the connection), "stall" (send `after`

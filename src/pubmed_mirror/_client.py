@@ -256,7 +256,7 @@ async def list_remote(
 async def list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
     """One directory's entries, none "unmarked" (`_unmarked`: with no manifest to ask, each
     such name is asked with HEAD)."""
-    async def recorded(names: list[str]) -> list[str]:
+    async def recorded(entries: list[RemoteEntry]) -> list[str]:
         return []
 
     async with pool.session() as session:

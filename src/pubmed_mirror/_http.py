@@ -255,7 +255,8 @@ class HttpSession:
         """The entries of a directory's index page; a rounded size stays None, with the
         bounds it was shown as, for the caller to settle (`_sizes`: the manifest or HEAD).
         With `sink`, they go to it as the page arrives, a name listed twice included (the
-        sink keeps the first), and none is returned."""
+        sink keeps the first), and none is returned; a page that does not mark its
+        directories goes to it whole, once read (`_unmarked`)."""
         directory = path if path.endswith("/") else path + "/"
         deadline = listing_deadline(self.transport.stall_timeout)
         await self._pay()  # (waiting for its turn is not the listing's time)
@@ -264,6 +265,9 @@ class HttpSession:
         if whole.cancelled_caught:
             raise TransferStalled(f"the listing was not complete within {deadline:g} s",
                                   path=path)
+        if sink is not None and listed:  # a page held whole: its names are settled (HEAD)
+            await sink(listed)           # by the sink, outside the listing's deadline
+            return []
         return listed
 
     async def _index(self, directory: str, path: str, sink: EntrySink | None) -> _Entries:
@@ -289,25 +293,35 @@ class HttpSession:
         if not parser.is_index:
             shown = f"a page titled {parser.title!r}" if parser.title else "no 'Index of' title"
             raise RemoteFileError(f"not a directory index ({shown})", path=path)
-        if not parser.marks_directories:
-            entries = [replace(e, kind="unmarked") if e.kind == "file" else e for e in entries]
+        if not parser.marks_directories:  # (for `list` to hand over, as a page's whole)
+            return [replace(e, kind="unmarked") if e.kind == "file" else e for e in entries]
         return entries if sink is None else await _sunk(sink, entries, parser)
 
     async def is_directory(self, path: str) -> bool:
         """Whether `path` (a name a page links without `/`) is a directory: HEAD answered
         with a redirect to `path/` on this server (mini_httpd: 302). An answer of the file
         is False; any other error is raised as a HEAD's."""
-        target = _quote(path)
         try:
             async with self._request("HEAD", path, phase="stat"):
                 return False
         except Redirected as exc:
-            moved = yarl.URL(f"{self.transport.scheme}://{self.transport.address}{target}"
-                             ).join(yarl.URL(exc.location or ""))
-            if (moved.host, moved.port, moved.raw_path) != (
-                    self.transport.host, self.transport.port, target + "/"):
+            if exc.location is None or not self._names_directory(exc.location, path):
                 raise
             return True
+
+    def _names_directory(self, location: str, path: str) -> bool:
+        """Whether a redirect's `location` is `path/` on this server: encoded as it should
+        be, or the decoded path as mini_httpd sends it (UTF-8 bytes, read as latin-1)."""
+        with contextlib.suppress(UnicodeError):
+            location = location.encode("latin-1").decode()
+        wanted = path + "/"
+        try:
+            moved = yarl.URL(f"{self.transport.scheme}://{self.transport.address}"
+                             f"{_quote(path)}").join(yarl.URL(location, encoded=True))
+            return ((moved.host, moved.port) == (self.transport.host, self.transport.port)
+                    and (moved.raw_path in (wanted, _quote(wanted)) or moved.path == wanted))
+        except ValueError:  # (not a URL: a port out of range, a broken IPv6 address)
+            return False
 
     async def stat(self, path: str, *, phase: Phase = "stat", kind_check: bool = True,
                    label: str | None = None) -> RemoteEntry:

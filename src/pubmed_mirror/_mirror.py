@@ -54,7 +54,7 @@ from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import EntrySink, RemoteEntry, Source
 from ._tree import SEPARATOR, FoldRule, behind_link, probe_folding
-from ._unmarked import settle
+from ._unmarked import recorded_as, settle
 from ._walk import list_tree
 
 __all__ = ["EventCallback", "MirrorRun", "open_run", "open_source"]
@@ -387,9 +387,9 @@ class MirrorRun:
         self._folder_mark = kept = self.staging.staged
         below = folder + SEPARATOR if folder else ""
 
-        async def recorded(names: list[str]) -> list[str]:
+        async def recorded(entries: list[RemoteEntry]) -> list[str]:
             return await anyio.to_thread.run_sync(lambda: [
-                n for n in names if self.manifest.get(below + n) is not None])
+                e.name for e in entries if recorded_as(self.manifest.get(below + e.name), e)])
 
         async def attempt() -> None:
             nonlocal kept
