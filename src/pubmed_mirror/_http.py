@@ -3,14 +3,14 @@
 
 A session is one aiohttp ClientSession holding at most one connection (kept alive across
 requests), so a pool of N sessions is N connections, as with FTP. A directory is listed by
-parsing its autoindex page as it arrives (`_autoindex`); a file's size and time come from
-HEAD (a rounded listed size is settled by `_sizes`); reading from an offset is a `Range`
-request (with `If-Range` when resuming), and an answer that is not the range asked for,
-of the part's version, is never appended to a part (`_httpcheck`).
+parsing its autoindex page as it arrives (`_httpindex`, `_autoindex`); a file's size and
+time come from HEAD (a rounded listed size is settled by `_sizes`); reading from an offset
+is a `Range` request (with `If-Range` when resuming), and an answer that is not the range
+asked for, of the part's version, is never appended to a part (`_httpcheck`).
 
 Timeouts: an answer's headers must be in within the stall timeout of the request being
 sent (headers trickling in are no progress); a body may not go silent for longer; a
-listing must be complete within `listing_deadline`.
+listing must be complete within `listing_deadline` (`_httpindex`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import math
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -31,19 +31,18 @@ import anyio
 import yarl
 
 from . import __version__  # the package is loaded first: this module is imported lazily
-from ._autoindex import AutoindexParser
 from ._backoff import ServerGate
 from ._direct import DirectReceiver, Mover, chunk_for, connect_socket, write_all
 from ._errors import (
     ConnectTimeout,
     Phase,
     ProtocolError,
-    RemoteFileError,
     TransferStalled,
     TransientError,
 )
 from ._httpcheck import check_answer, request_headers, validator
 from ._httperrors import Redirected, mapped, raise_for, raise_for_status, unparsed
+from ._httpindex import names_directory, read_index
 from ._proxy import Proxy
 from ._ratelimit import TokenBucket
 from ._rawhttp import (
@@ -55,7 +54,7 @@ from ._rawhttp import (
     tunnel,
 )
 from ._transfer import RemoteFile
-from ._transport import EntrySink, RemoteEntry, listing_deadline
+from ._transport import EntrySink, RemoteEntry
 from ._whole import IN_MEMORY
 
 __all__ = ["USER_AGENT", "HttpSession", "HttpTransport", "user_agent"]
@@ -69,8 +68,6 @@ _Entries = list[RemoteEntry]  # HttpSession.list shadows the builtin inside the 
 # in its old version on every retry through a caching squid); `Pragma` for HTTP/1.0 caches
 _FRESH = {"Cache-Control": "no-cache", "Pragma": "no-cache"}
 
-_LISTING_LIMIT = 64 << 20  # a directory page larger than this is not a listing
-_PAGE_TYPES = ("text/html", "application/xhtml+xml")
 # a body smaller than this comes on the session's kept-alive connection, not spliced on one
 # of its own: it fits in one of asyncio's reads (256 KiB at most), so a splice saves no copy
 # worth having, and a new connection costs a handshake, a round trip on a far link (4 KiB
@@ -252,50 +249,8 @@ class HttpSession:
                                                   "Host": self.transport.host_header})}
 
     async def list(self, path: str, sink: EntrySink | None = None) -> _Entries:
-        """The entries of a directory's index page; a rounded size stays None, with the
-        bounds it was shown as, for the caller to settle (`_sizes`: the manifest or HEAD).
-        With `sink`, they go to it as the page arrives, a name listed twice included (the
-        sink keeps the first), and none is returned; a page that does not mark its
-        directories goes to it whole, once read (`_unmarked`)."""
-        directory = path if path.endswith("/") else path + "/"
-        deadline = listing_deadline(self.transport.stall_timeout)
-        await self._pay()  # (waiting for its turn is not the listing's time)
-        with anyio.move_on_after(deadline) as whole:
-            listed = await self._index(directory, path, sink)
-        if whole.cancelled_caught:
-            raise TransferStalled(f"the listing was not complete within {deadline:g} s",
-                                  path=path)
-        if sink is not None and listed:  # a page held whole: its names are settled (HEAD)
-            await sink(listed)           # by the sink, outside the listing's deadline
-            return []
-        return listed
-
-    async def _index(self, directory: str, path: str, sink: EntrySink | None) -> _Entries:
-        """The entries of the index page, parsed as the page arrives (never held whole)."""
-        async with self._request("GET", directory, phase="list", paid=True) as response:
-            _check_page(response, path)
-            parser = AutoindexParser(response.charset, dedupe=sink is None)
-            entries: _Entries = []
-            received = 0
-            with mapped("list", path):
-                while chunk := await response.content.readany():  # to the end of the page
-                    received += len(chunk)
-                    if received > _LISTING_LIMIT:
-                        raise ProtocolError(f"a listing larger than {_LISTING_LIMIT} bytes",
-                                            path=path)
-                    entries += parser.feed(chunk)
-                    # a page that does not mark its directories is held to its end: its
-                    # names are settled by this session, free only then (`_unmarked`)
-                    if (sink is not None and len(entries) >= _SINK_BATCH
-                            and parser.marks_directories):
-                        entries = await _sunk(sink, entries, parser)
-            entries += parser.close()
-        if not parser.is_index:
-            shown = f"a page titled {parser.title!r}" if parser.title else "no 'Index of' title"
-            raise RemoteFileError(f"not a directory index ({shown})", path=path)
-        if not parser.marks_directories:  # (for `list` to hand over, as a page's whole)
-            return [replace(e, kind="unmarked") if e.kind == "file" else e for e in entries]
-        return entries if sink is None else await _sunk(sink, entries, parser)
+        """The entries of a directory's index page (`_httpindex.read_index`)."""
+        return await read_index(self, path, sink)
 
     async def is_directory(self, path: str) -> bool:
         """Whether `path` (a name a page links without `/`) is a directory: HEAD answered
@@ -305,23 +260,10 @@ class HttpSession:
             async with self._request("HEAD", path, phase="stat"):
                 return False
         except Redirected as exc:
-            if exc.location is None or not self._names_directory(exc.location, path):
+            if exc.location is None or not names_directory(self.transport, exc.location,
+                                                           path, _quote(path)):
                 raise
             return True
-
-    def _names_directory(self, location: str, path: str) -> bool:
-        """Whether a redirect's `location` is `path/` on this server: encoded as it should
-        be, or the decoded path as mini_httpd sends it (UTF-8 bytes, read as latin-1)."""
-        with contextlib.suppress(UnicodeError):
-            location = location.encode("latin-1").decode()
-        wanted = path + "/"
-        try:
-            moved = yarl.URL(f"{self.transport.scheme}://{self.transport.address}"
-                             f"{_quote(path)}").join(yarl.URL(location, encoded=True))
-            return ((moved.host, moved.port) == (self.transport.host, self.transport.port)
-                    and (moved.raw_path in (wanted, _quote(wanted)) or moved.path == wanted))
-        except ValueError:  # (not a URL: a port out of range, a broken IPv6 address)
-            return False
 
     async def stat(self, path: str, *, phase: Phase = "stat", kind_check: bool = True,
                    label: str | None = None) -> RemoteEntry:
@@ -565,16 +507,6 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
-def _check_page(response: aiohttp.ClientResponse, path: str) -> None:
-    """A listing comes as HTML, not compressed (it was asked for as identity)."""
-    kind = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-    if kind and kind not in _PAGE_TYPES:
-        raise RemoteFileError(f"not a directory index (Content-Type {kind})", path=path)
-    if response.headers.get("Content-Encoding", "identity") != "identity":
-        raise ProtocolError("the listing came compressed although asked not to be",
-                            path=path)
-
-
 async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> bytes:
     """Read past the first `offset` bytes of a whole-file answer to a range request (the
     server ignores Range): never appended, they are what the part holds already. Each read
@@ -591,16 +523,3 @@ async def _skip(response: aiohttp.ClientResponse, offset: int, path: str) -> byt
                 return chunk[left:]
             left -= len(chunk)
     return b""
-
-
-
-
-_SINK_BATCH = 5_000  # entries handed to a listing's sink at once
-
-
-async def _sunk(sink: EntrySink, entries: _Entries, parser: AutoindexParser) -> _Entries:
-    """Hand `entries` to the sink (none of a page that is not an index: a login page's
-    links are not a listing) and start a new batch."""
-    if entries and parser.is_index:
-        await sink(entries)
-    return []
