@@ -27,8 +27,8 @@ from webfaults import (
     BodyToHeadServer,
     FaultyWebServer,
     TricklingWebServer,
+    UnmarkedWebServer,
     WebFault,
-    served_app,
 )
 
 Tree = tuple[Path, dict[str, bytes]]
@@ -517,39 +517,55 @@ async def test_names_a_page_does_not_mark_are_settled_by_head(tmp_path: Path) ->
     name whose HEAD redirects to `NAME/` on this server is a directory, entered with
     --recursive; one whose HEAD fails (500) or redirects to no URL (port 99999) is taken
     for a file, with a warning, and fetched as one: the tree lands, exit 0."""
-    from aiohttp import web
-
     files = {"a.xml": b"a\n", "busy.xml": b"busy\n", "odd": b"odd\n", "sub/in.xml": b"in\n"}
-
-    def index(names: list[str], folder: str = "") -> web.Response:
-        rows = "".join(f'<a href="{n}">{n}</a>    06Dec2026 12:00    '
-                       f'{len(files.get(folder + n, b"directory"))}\n'
-                       for n in [".", "..", *names])
-        return web.Response(text=f"<title>Index of /d/</title><pre>\n{rows}</pre>",
-                            content_type="text/html")
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        name = request.path.removeprefix("/d/")
-        if name in ("", "sub/"):
-            return index(["a.xml", "busy.xml", "odd", "sub"] if not name else ["in.xml"], name)
-        if request.method == "HEAD" and name in ("sub", "busy.xml", "odd"):
-            status, where = {"sub": (302, "/d/sub/"), "busy.xml": (500, ""),
-                             "odd": (302, "http://127.0.0.1:99999/d/odd/")}[name]
-            return web.Response(status=status, headers={"Location": where} if where else {})
-        if name not in files:
-            return web.Response(status=404)
-        return web.Response(body=files[name],
-                            headers={"Last-Modified": "Sun, 06 Dec 2026 12:00:00 GMT"})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    async with served_app(app) as port:
-        done = await anyio.to_thread.run_sync(
-            run, "mirror", f"http://127.0.0.1:{port}/d/", "--dest", str(tmp_path / "m"),
-            "--recursive", "--retries", "1")
+    server = UnmarkedWebServer(files, heads={
+        "busy.xml": (500, None), "odd": (302, "http://127.0.0.1:99999/d/odd/")})
+    async with server.running():
+        done = await anyio.to_thread.run_sync(run, "mirror", server.url, "--dest",
+                                              str(tmp_path / "m"), "--recursive",
+                                              "--retries", "1")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert {p.relative_to(tmp_path / "m").as_posix(): p.read_bytes()
-            for p in (tmp_path / "m").rglob("*") if p.is_file()
-            and ".pubmed-mirror" not in p.parts} == files
+    assert _landed(tmp_path / "m") == files
     assert "busy.xml: taken for a file" in done.stderr
     assert "odd: taken for a file" in done.stderr
+
+
+async def test_a_mirrored_directory_head_cannot_tell_keeps_its_files(tmp_path: Path) -> None:
+    """A directory mirrored before whose HEAD now fails (500) is not taken for a file
+    whose tree is gone: it is a directory that could not be listed. The run fails naming
+    it, and --delete keeps its files; once its HEAD answers again, the run is whole."""
+    files = {"a.xml": b"a\n", "b.xml": b"b\n", "sub/in.xml": b"in\n", "sub/two.xml": b"2\n"}
+    server = UnmarkedWebServer(files)
+    dest = tmp_path / "m"
+    async with server.running():
+        args = ("mirror", server.url, "--dest", str(dest), "--recursive", "--delete",
+                "--retries", "1")
+        first = await anyio.to_thread.run_sync(functools.partial(run, *args))
+        server.heads["sub"] = (500, None)
+        failing = await anyio.to_thread.run_sync(functools.partial(run, *args))
+        kept = _landed(dest)
+        server.heads.clear()
+        healed = await anyio.to_thread.run_sync(functools.partial(run, *args))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert "sub: taken for a directory that could not be listed" in failing.stderr
+    assert kept == files and "deleted" not in failing.stdout
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert _landed(dest) == files
+
+
+async def test_the_heads_of_a_held_page_are_not_the_listings_time(tmp_path: Path) -> None:
+    """The HEADs that settle a page's names come after the listing, not within its
+    deadline (ten stall timeouts: 6 s here): 30 names at 0.25 s each land, exit 0."""
+    files = {f"n{i:02d}.xml": b"%d\n" % i for i in range(30)}
+    server = UnmarkedWebServer(files, head_delay=0.25)
+    async with server.running():
+        done = await anyio.to_thread.run_sync(run, "mirror", server.url, "--dest",
+                                              str(tmp_path / "m"), "--stall-timeout", "0.6")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _landed(tmp_path / "m") == files
+
+
+def _landed(dest: Path) -> dict[str, bytes]:
+    return {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*")
+            if p.is_file() and ".pubmed-mirror" not in p.parts}

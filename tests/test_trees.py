@@ -398,7 +398,7 @@ def test_recursive_tree_from_mini_httpd_whose_pages_do_not_mark_directories(
     docroot = world_readable / "www"
     files = make_remote_tree(docroot / "tree")
     # mini_httpd's redirect names the directory decoded, as UTF-8 bytes
-    for odd in ("plus+\u00e9 x", "pct%41;x"):
+    for odd in ("plus+\u00e9 x", "pct%41;x", "q?x", "h#x"):
         (docroot / "tree" / odd).mkdir()
         files[f"{odd}/in.xml"] = f"in {odd}\n".encode()
         (docroot / "tree" / odd / "in.xml").write_bytes(files[f"{odd}/in.xml"])
@@ -407,11 +407,14 @@ def test_recursive_tree_from_mini_httpd_whose_pages_do_not_mark_directories(
     with mini_httpd(docroot, log) as port:
         url = f"http://127.0.0.1:{port}/tree/"
         first = run("mirror", url, "--dest", str(dest), "--recursive", "--json")
-        flat = run("mirror", url, "--dest", str(tmp_path / "flat"), "--json")
         listed = run("ls", url, "--json")
         log.write_text("")
+        flat = run("mirror", url, "--dest", str(tmp_path / "flat"), "--json",
+                   "--include", "*.xml")
+        flat_asked = _heads(log)
+        log.write_text("")
         second = run("mirror", url, "--dest", str(dest), "--recursive", "--json")
-        asked = [line.split('"')[1] for line in log.read_text().splitlines()]
+        heads = _heads(log)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr
     assert landed(dest) == files
     assert flat.returncode == 0, flat.stdout[-2000:] + flat.stderr
@@ -419,14 +422,20 @@ def test_recursive_tree_from_mini_httpd_whose_pages_do_not_mark_directories(
     kinds = {e["name"]: e["kind"] for e in map(json.loads, listed.stdout.splitlines())
              if "kind" in e}
     assert kinds == {"a": "dir", "empty": "dir", "top.xml": "file", "z": "dir",
-                     "plus+\u00e9 x": "dir", "pct%41;x": "dir"}
+                     "plus+\u00e9 x": "dir", "pct%41;x": "dir", "q?x": "dir", "h#x": "dir"}
+    # a flat run asks nothing of a name it would neither select nor enter
+    assert flat_asked == {"/tree/", "/tree/top.xml"}
     assert second.returncode == 0, second.stderr
     assert summary(second.stdout)["done"] == 0 and summary(second.stdout)["bytes_received"] == 0
-    # (its log shows each request's path decoded)
-    heads = {request.split(" ", 1)[1].rsplit(" ", 1)[0] for request in asked
-             if request.startswith("HEAD ")}
     assert heads == {"/tree/", "/tree/a", "/tree/a/b", "/tree/a/b/c", "/tree/empty",
-                     "/tree/z", "/tree/plus+\u00e9 x", "/tree/pct%41;x"}
+                     "/tree/z", "/tree/plus+\u00e9 x", "/tree/pct%41;x", "/tree/q?x",
+                     "/tree/h#x"}
+
+
+def _heads(log: Path) -> set[str]:
+    """The paths mini_httpd's access log shows asked with HEAD (decoded, as it logs them)."""
+    requests = [line.split('"')[1] for line in log.read_text().splitlines()]
+    return {r.split(" ", 1)[1].rsplit(" ", 1)[0] for r in requests if r.startswith("HEAD ")}
 
 
 def test_a_file_mini_httpd_shows_that_becomes_a_directory_is_entered(

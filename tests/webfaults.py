@@ -1,7 +1,8 @@
 """Small web servers for the HTTP transport's fault tests: `FaultyWebServer` (aiohttp) serves
 a directory listing in nginx's format and files with Range and If-Range support, with faults
 injected per GET of a file; `TricklingWebServer` (plain asyncio) answers a listing one byte at
-a time."""
+a time; `UnmarkedWebServer` (aiohttp) links its directories without `/`, as mini_httpd does,
+with the answers to HEAD the test sets."""
 
 from __future__ import annotations
 
@@ -375,3 +376,57 @@ class BodyToHeadServer:
             pass
         finally:
             writer.close()
+
+
+@dataclass
+class UnmarkedWebServer:
+    """`files` (relative name -> bytes) below /d/, listed as mini_httpd lists them: `.`,
+    `..` and every name without `/`, with its size (a directory's: 4096) and a time. HEAD
+    and GET of a directory without its `/` answer 302 to it with it. `heads`: what HEAD of
+    a name answers instead, (status, Location or None); `head_delay`: seconds every HEAD of
+    a name waits first."""
+
+    files: dict[str, bytes]
+    heads: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    head_delay: float = 0.0
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/d/"
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[UnmarkedWebServer]:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        async with served_app(app) as self.port:
+            yield self
+
+    def _folders(self) -> set[str]:
+        return {name.rsplit("/", 1)[0] for name in self.files if "/" in name}
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        name = request.path.removeprefix("/d/")
+        folders = self._folders()
+        if name == "" or name.rstrip("/") in folders and name.endswith("/"):
+            below = name
+            names = sorted({n[len(below):].split("/", 1)[0] for n in self.files
+                            if n.startswith(below)})
+            rows = "".join(
+                f'<a href="{n}">{n}</a>    06Dec2026 12:00    '
+                f'{len(self.files[below + n]) if below + n in self.files else 4096}\n'
+                for n in [".", "..", *names])
+            return web.Response(text=f"<title>Index of /d/{below}</title><pre>\n{rows}</pre>",
+                                content_type="text/html")
+        if request.method == "HEAD":
+            await asyncio.sleep(self.head_delay)
+            if name in self.heads:
+                status, where = self.heads[name]
+                return web.Response(status=status,
+                                    headers={"Location": where} if where else {})
+        if name in folders:
+            return web.Response(status=302, headers={"Location": f"/d/{name}/"})
+        if name not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[name],
+                            headers={"Last-Modified": "Sun, 06 Dec 2026 12:00:00 GMT"})

@@ -69,9 +69,10 @@ class AutoindexParser:
 
     @property
     def marks_directories(self) -> bool:
-        """False once the page links `.` or `..` without a `/` (mini_httpd): such a page
-        links its subdirectories without one too, so a name it shows may be either (its
-        entries are "file" as parsed; the session settles them, `_unmarked`)."""
+        """False once the page links `.` or `..` without a `/` (mini_httpd, h2o): such a
+        page links its subdirectories without one too, so a name it shows may be either
+        (its entries are "file" as parsed; `_httpindex` makes them "unmarked", and the run
+        or `ls` settles them, `_unmarked`)."""
         return self._page.marks_directories
 
     def feed(self, data: bytes) -> list[RemoteEntry]:

@@ -29,7 +29,7 @@ from ._retry import RetryPolicy
 from ._s3 import S3Transport
 from ._sizes import exact_sizes
 from ._state import Manifest
-from ._transport import RemoteEntry, Source
+from ._transport import EntryKind, RemoteEntry, Source
 from ._unmarked import settle
 
 __all__ = ["MirrorClient", "list_remote", "mirror", "mirror_events", "plan_mirror",
@@ -256,11 +256,11 @@ async def list_remote(
 async def list_dir(pool: SessionPool, path: str) -> list[RemoteEntry]:
     """One directory's entries, none "unmarked" (`_unmarked`: with no manifest to ask, each
     such name is asked with HEAD)."""
-    async def recorded(entries: list[RemoteEntry]) -> list[str]:
-        return []
+    async def nothing(entries: list[RemoteEntry]) -> dict[str, EntryKind]:
+        return {}
 
     async with pool.session() as session:
-        return await settle(await session.list(path), session, path, recorded)
+        return await settle(await session.list(path), session, path, nothing)
 
 
 async def plan_mirror(

@@ -3,7 +3,8 @@
 
 A session is one aiohttp ClientSession holding at most one connection (kept alive across
 requests), so a pool of N sessions is N connections, as with FTP. A directory is listed by
-parsing its autoindex page as it arrives (`_httpindex`, `_autoindex`); a file's size and
+parsing its autoindex page as it arrives (`_httpindex`, `_autoindex`; a page that does not
+mark its directories, whole: `_unmarked`); a file's size and
 time come from HEAD (a rounded listed size is settled by `_sizes`); reading from an offset
 is a `Range` request (with `If-Range` when resuming), and an answer that is not the range
 asked for, of the part's version, is never appended to a part (`_httpcheck`).

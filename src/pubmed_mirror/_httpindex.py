@@ -86,14 +86,17 @@ async def _read_page(session: HttpSession, directory: str, path: str,
 def names_directory(transport: HttpTransport, location: str, path: str,
                     quoted: str) -> bool:
     """Whether a redirect's `location` is `path/` (`quoted`: as requested) on the server:
-    encoded as it should be, or the decoded path as mini_httpd sends it (UTF-8 bytes,
-    read as latin-1)."""
+    encoded as it should be, or the path decoded as mini_httpd sends it (its UTF-8 bytes
+    read as latin-1 by `_rawhttp`, which its answers to HEAD go to); compared as sent
+    first, as a decoded `?` or `#` would not parse as part of a path."""
     with contextlib.suppress(UnicodeError):
         location = location.encode("latin-1").decode()
     wanted = path + "/"
+    origin = f"{transport.scheme}://{transport.address}"
+    if location in (wanted, origin + wanted):
+        return True
     try:
-        moved = yarl.URL(f"{transport.scheme}://{transport.address}{quoted}").join(
-            yarl.URL(location, encoded=True))
+        moved = yarl.URL(origin + quoted).join(yarl.URL(location, encoded=True))
         return ((moved.host, moved.port) == (transport.host, transport.port)
                 and (moved.raw_path in (wanted, quoted + "/") or moved.path == wanted))
     except ValueError:  # (not a URL: a port out of range, a broken IPv6 address)

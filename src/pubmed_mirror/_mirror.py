@@ -54,7 +54,7 @@ from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import EntrySink, RemoteEntry, Source
 from ._tree import SEPARATOR, FoldRule, behind_link, probe_folding
-from ._unmarked import recorded_as, settle
+from ._unmarked import knowing, settle
 from ._walk import list_tree
 
 __all__ = ["EventCallback", "MirrorRun", "open_run", "open_source"]
@@ -385,11 +385,9 @@ class MirrorRun:
         first, but for what its session gives once (`Session.list`: S3's whole pages)."""
         path = self.source.remote_path(folder) if folder else self.source.path
         self._folder_mark = kept = self.staging.staged
-        below = folder + SEPARATOR if folder else ""
-
-        async def recorded(entries: list[RemoteEntry]) -> list[str]:
-            return await anyio.to_thread.run_sync(lambda: [
-                e.name for e in entries if recorded_as(self.manifest.get(below + e.name), e)])
+        depth, level = self._listed_depth(), folder.count(SEPARATOR) + 1 if folder else 0
+        known = knowing(self.manifest, self.staging.selection,
+                        folder + SEPARATOR if folder else "", depth is None or level < depth)
 
         async def attempt() -> None:
             nonlocal kept
@@ -399,7 +397,7 @@ class MirrorRun:
 
                 async def given(entries: list[RemoteEntry]) -> None:
                     nonlocal kept
-                    await sink(await settle(entries, session, path, recorded))
+                    await sink(await settle(entries, session, path, known))
                     if once:
                         kept = self.staging.staged
 

@@ -319,8 +319,8 @@ class Staging:
         is recorded, what the fetch would resume from; how many were decided. `params`:
         `verify`, and what the clauses name. With `decided` (the WHERE that finds them
         after), each decided file's `fed` is set to `:mark` in the same pass, and it is
-        marked as `finish` would mark it (listed, chosen): it has no NAME.md5 (`ACTION_ALONE`)
-        and nothing after can drop it."""
+        marked as `finish` would mark it (listed, chosen): it has no NAME.md5 (its action
+        is `ACTION_ALONE`'s) and nothing after can drop it."""
         if decided:
             action = (f"SELECT {ACTION_ALONE} FROM staged s LEFT JOIN {self._manifest()} f "
                       "ON f.name = s.name WHERE s.seq = staged.seq")
@@ -368,7 +368,7 @@ class Staging:
     # -- the pipelined plan: a sorted listing's files decided as its pages land --------------
 
     def decide_early(self, after: int, dest: Path, *, verify: bool) -> int:
-        """Decide now, by `ACTION`, the files staged after `after` (by seq) whose action the
+        """Decide now, by `ACTION_ALONE`, the files staged after `after` (by seq) whose action the
         rest of the listing cannot change, and mark them fed; how many (blocking).
 
         Only for a listing that gives every name once, in UTF-8 binary order (SQLite's

@@ -270,6 +270,12 @@ class Manifest:
                                    (name,)).fetchone()
         return None if row is None else ManifestEntry(*row)
 
+    def holds_below(self, folder: str) -> bool:
+        """Whether a file is recorded below the directory `folder` (`folder/...`)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM files WHERE name > ? AND name < ? LIMIT 1",
+                                    (folder + "/", folder + "0")).fetchone() is not None
+
     def entries(self) -> list[ManifestEntry]:
         with self._lock:
             rows = self._db.execute(f"SELECT {self._columns} FROM files ORDER BY name"

@@ -1,30 +1,35 @@
 """Names a web page links without saying whether they are files or directories.
 
 Apache, nginx, lighttpd and Python's http.server end a subdirectory's link with `/`;
-mini_httpd does not (`<a href="sub">`, and `.` and `..` alike), and answers a request for
-`sub` with a redirect to `sub/`. Taken for a file, such a directory failed its fetch every
-run ("redirected"), and `--recursive` never entered it. Its page's names come as kind
-"unmarked" (`_autoindex`), the page whole once read, each settled here, on the session that
-listed it, before the run stages it: a name the manifest records as a file listed at the
-size and time it had then stays one (a no-op run asks nothing more than before); any other
-is asked with HEAD: a redirect to `NAME/` on the same server makes it a directory,
-anything else a file (whose fetch says what is wrong: a HEAD refused or failing leaves the
-name a file, as `_sizes` leaves a size it could not ask).
+mini_httpd and h2o do not (`<a href="sub">`, and `.` and `..` alike), and answer a request
+for `sub` with a redirect to `sub/`. Taken for a file, such a directory failed its fetch
+every run ("redirected"), and `--recursive` never entered it. Its page's names come as
+kind "unmarked" (`_httpindex`), the page whole once read, each settled here, on the session
+that listed it, before the run stages it. What the run knows of a name (`Known`) comes
+first: a file the manifest records at the size and time listed stays a file, as does a
+name the run would neither select nor enter (a no-op run asks nothing more than before).
+Any other is asked with HEAD: a redirect to `NAME/` on the same server makes it a
+directory, anything else a file, whose fetch says what is wrong. A HEAD refused or failing
+leaves the name a file with a warning, as `_sizes` leaves a size it could not ask; but a
+name the manifest has files below, in a run that enters it, becomes "unlisted" instead: a
+directory that could not be listed, which fails the run and whose files `--delete` keeps.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
-from ._errors import ProtocolError, RemoteFileError, ServerBusy
-from ._plan import same_time
-from ._state import ManifestEntry
-from ._transport import RemoteEntry
+import anyio
 
-__all__ = ["recorded_as", "settle"]
+from ._errors import ProtocolError, RemoteFileError, ServerBusy
+from ._plan import Selection, matches, same_time
+from ._state import Manifest, ManifestEntry
+from ._transport import EntryKind, RemoteEntry
+
+__all__ = ["Known", "knowing", "settle"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -36,9 +41,30 @@ class DirectoryProbe(Protocol):
     async def is_directory(self, path: str) -> bool: ...
 
 
-# the names of these entries (of the directory listed) the manifest records as files at
-# the size and time listed
-Recorded = Callable[[list[RemoteEntry]], Awaitable[Collection[str]]]
+# what the run knows of these entries (of the directory listed), by name: "file" (to be
+# taken as one without asking), "dir" (the manifest records files below it and the run
+# would enter it); a name it knows nothing of is absent
+Known = Callable[[list[RemoteEntry]], Awaitable[Mapping[str, EntryKind]]]
+
+
+def knowing(manifest: Manifest, selection: Selection, below: str, enters: bool) -> Known:
+    """What a run knows of a directory's names (named `below + name` in DEST): `enters`,
+    whether it lists that directory's subdirectories."""
+    def kinds(entries: list[RemoteEntry]) -> dict[str, EntryKind]:
+        found: dict[str, EntryKind] = {}
+        for entry in entries:
+            name = below + entry.name
+            if recorded_as(manifest.get(name), entry) or not enters and not matches(
+                    name, selection.include, selection.exclude):
+                found[entry.name] = "file"
+            elif enters and manifest.holds_below(name):
+                found[entry.name] = "dir"
+        return found
+
+    async def known(entries: list[RemoteEntry]) -> dict[str, EntryKind]:
+        return await anyio.to_thread.run_sync(kinds, entries)
+
+    return known
 
 
 def recorded_as(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
@@ -49,26 +75,28 @@ def recorded_as(row: ManifestEntry | None, entry: RemoteEntry) -> bool:
 
 
 async def settle(entries: list[RemoteEntry], session: object, folder: str,
-                 recorded: Recorded) -> list[RemoteEntry]:
-    """`entries` of the remote directory `folder` with each "unmarked" one made a "file"
-    or a "dir" (a directory's shown size dropped), in order; `session` is the one that
-    listed them, free again."""
+                 known: Known) -> list[RemoteEntry]:
+    """`entries` of the remote directory `folder` with each "unmarked" one made a "file",
+    a "dir" (a directory's shown size dropped) or "unlisted", in order; `session` is the
+    one that listed them, free again."""
     unmarked = [e for e in entries if e.kind == "unmarked"]
     if not unmarked:
         return entries
     if not isinstance(session, DirectoryProbe):  # (only an HTTP page gives such names)
         raise TypeError(f"{session!r} cannot tell a directory from a file")
-    files = set(await recorded(unmarked))
-    directories = set()
+    kinds: dict[str, EntryKind] = dict(await known(unmarked))
     base = folder.rstrip("/")
     for entry in unmarked:
-        if entry.name in files:
+        if kinds.get(entry.name) == "file":
             continue
         try:
-            if await session.is_directory(f"{base}/{entry.name}"):
-                directories.add(entry.name)
+            kinds[entry.name] = ("dir" if await session.is_directory(f"{base}/{entry.name}")
+                                 else "file")
         except (RemoteFileError, ServerBusy, ProtocolError) as exc:
-            log.warning("%s: taken for a file (HEAD could not tell: %s)", entry.name, exc)
+            held = kinds.get(entry.name) == "dir"
+            kinds[entry.name] = "unlisted" if held else "file"
+            log.warning("%s: taken for %s (HEAD could not tell: %s)", entry.name,
+                        "a directory that could not be listed" if held else "a file", exc)
     return [e if e.kind != "unmarked" else
-            replace(e, kind="dir", size=None, size_shown=None) if e.name in directories else
-            replace(e, kind="file") for e in entries]
+            replace(e, kind=kinds[e.name], size=None, size_shown=None)
+            if kinds[e.name] != "file" else replace(e, kind="file") for e in entries]
