@@ -7,7 +7,7 @@ every run ("redirected"), and `--recursive` never entered it. Its page's names c
 kind "unmarked" (`_httpindex`), the page whole once read, each settled here, on the session
 that listed it, before the run stages it. What the run knows of a name (`Known`) comes
 first: a file the manifest records at the size and time listed stays a file, as does a
-name the run would neither select nor enter (a no-op run asks nothing more than before).
+name the run would neither select nor enter (a no-op run asks only of its directories).
 Any other is asked with HEAD: a redirect to `NAME/` on the same server makes it a
 directory, anything else a file, whose fetch says what is wrong. A HEAD refused or failing
 leaves the name a file with a warning, as `_sizes` leaves a size it could not ask; but a
