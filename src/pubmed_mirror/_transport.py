@@ -133,7 +133,9 @@ class Session(Protocol):
         batches as the listing arrives (as far as the protocol can) and none is returned.
         A listing that fails part way gives every entry again when asked again, unless the
         session's class says `resumes_listings = True` (S3: each batch is a whole page,
-        given once; the listing goes on from the page that failed)."""
+        given once; the listing goes on from the page that failed). An HTTP page that
+        does not mark its directories gives its names as "unmarked", to settle
+        (`_unmarked.settle`)."""
         ...
 
     async def stat(self, path: str) -> RemoteEntry:
