@@ -55,7 +55,7 @@ from ._transfer import discard_empty_part, sync_directory
 from ._transport import EntrySink, RemoteEntry, Source
 from ._tree import SEPARATOR, FoldRule, behind_link, probe_folding
 from ._unmarked import knowing, settle
-from ._walk import list_tree
+from ._walk import descends, list_tree
 
 __all__ = ["EventCallback", "MirrorRun", "open_run", "open_source"]
 
@@ -385,9 +385,9 @@ class MirrorRun:
         first, but for what its session gives once (`Session.list`: S3's whole pages)."""
         path = self.source.remote_path(folder) if folder else self.source.path
         self._folder_mark = kept = self.staging.staged
-        depth, level = self._listed_depth(), folder.count(SEPARATOR) + 1 if folder else 0
         known = knowing(self.manifest, self.staging.selection,
-                        folder + SEPARATOR if folder else "", depth is None or level < depth)
+                        folder + SEPARATOR if folder else "",
+                        descends(folder, self._listed_depth()))
 
         async def attempt() -> None:
             nonlocal kept

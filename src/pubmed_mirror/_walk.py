@@ -24,7 +24,7 @@ from ._errors import FatalError, MirrorError, describe
 from ._transport import EntrySink, RemoteEntry
 from ._tree import SEPARATOR, unsafe_name_reason
 
-__all__ = ["list_tree"]
+__all__ = ["descends", "list_tree"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -42,9 +42,9 @@ async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
     subdirectories below it (None: all), theirs, named by their path below the start, into
     `sink` as they arrive. Every directory is listed once, breadth first; only the
     subdirectories to enter and each directory's fingerprint are kept, never the entries."""
-    pending: list[tuple[str, int, tuple[_Fingerprint, ...]]] = [("", 0, ())]
+    pending: list[tuple[str, tuple[_Fingerprint, ...]]] = [("", ())]
     while pending:
-        folder, depth, ancestors = pending.pop(0)
+        folder, ancestors = pending.pop(0)
         seen = _Seen(folder + SEPARATOR if folder else "", sink)
         try:
             await list_dir(folder, seen.add)
@@ -61,9 +61,15 @@ async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
                         "(a loop)", folder)
             await drop_last()
             continue
-        if max_depth is None or depth < max_depth:
-            pending.extend((seen.prefix + name, depth + 1, (*ancestors, seen.fingerprint))
+        if descends(folder, max_depth):
+            pending.extend((seen.prefix + name, (*ancestors, seen.fingerprint))
                            for name in seen.folders if _enterable(name, seen.prefix))
+
+
+def descends(folder: str, max_depth: int | None) -> bool:
+    """Whether the walk lists the subdirectories of `folder` (a path below the start, ""
+    for the start itself: 0 levels down), given `max_depth` (None: all)."""
+    return max_depth is None or (folder.count(SEPARATOR) + 1 if folder else 0) < max_depth
 
 
 @dataclass(slots=True)
