@@ -23,6 +23,7 @@ from pubmed_mirror._source import HttpSource
 from pubmed_mirror._transfer import part_path
 from pubmed_mirror.testing import FaultyFTPServer
 from test_cli import command, run
+from test_trees import landed
 from webfaults import (
     BodyToHeadServer,
     FaultyWebServer,
@@ -525,7 +526,7 @@ async def test_names_a_page_does_not_mark_are_settled_by_head(tmp_path: Path) ->
                                               str(tmp_path / "m"), "--recursive",
                                               "--retries", "1")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _landed(tmp_path / "m") == files
+    assert landed(tmp_path / "m") == files
     assert "busy.xml: taken for a file" in done.stderr
     assert "odd: taken for a file" in done.stderr
 
@@ -543,7 +544,7 @@ async def test_a_mirrored_directory_head_cannot_tell_keeps_its_files(tmp_path: P
         first = await anyio.to_thread.run_sync(functools.partial(run, *args))
         server.heads["sub"] = (500, None)
         failing = await anyio.to_thread.run_sync(functools.partial(run, *args))
-        kept = _landed(dest)
+        kept = landed(dest)
         server.heads.clear()
         healed = await anyio.to_thread.run_sync(functools.partial(run, *args))
     assert first.returncode == 0, first.stdout + first.stderr
@@ -551,7 +552,7 @@ async def test_a_mirrored_directory_head_cannot_tell_keeps_its_files(tmp_path: P
     assert "sub: taken for a directory that could not be listed" in failing.stderr
     assert kept == files and "deleted" not in failing.stdout
     assert healed.returncode == 0, healed.stdout + healed.stderr
-    assert _landed(dest) == files
+    assert landed(dest) == files
 
 
 async def test_the_heads_of_a_held_page_are_not_the_listings_time(tmp_path: Path) -> None:
@@ -563,9 +564,4 @@ async def test_the_heads_of_a_held_page_are_not_the_listings_time(tmp_path: Path
         done = await anyio.to_thread.run_sync(run, "mirror", server.url, "--dest",
                                               str(tmp_path / "m"), "--stall-timeout", "0.6")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _landed(tmp_path / "m") == files
-
-
-def _landed(dest: Path) -> dict[str, bytes]:
-    return {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*")
-            if p.is_file() and ".pubmed-mirror" not in p.parts}
+    assert landed(tmp_path / "m") == files
