@@ -54,8 +54,8 @@ def knowing(manifest: Manifest, selection: Selection, below: str, enters: bool) 
         found: dict[str, EntryKind] = {}
         for entry in entries:
             name = below + entry.name
-            if recorded_as(manifest.get(name), entry) or not enters and not matches(
-                    name, selection.include, selection.exclude):
+            if not enters and not matches(name, selection.include, selection.exclude) \
+                    or recorded_as(manifest.get(name), entry):
                 found[entry.name] = "file"
             elif enters and manifest.holds_below(name):
                 found[entry.name] = "dir"
