@@ -1,4 +1,5 @@
-"""The plan and the run: list one directory, pick the files, fetch them on a pool of sessions."""
+"""The plan and the run: list the source (`_runlisting`), pick the files, fetch them on a
+pool of sessions."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from ._plan import MirrorPlan, PlannedFile, check_writable, create_dest, remove_
 from ._pool import SessionPool
 from ._repair import Repair
 from ._report import FileResult, MirrorReport
+from ._runlisting import EarlyFeed, RunListing
 from ._runlog import record_listing, recorded_run
 from ._s3 import S3Transport
 from ._select import Selector
@@ -52,10 +54,8 @@ from ._staging import PlanCounts, StagedFiles, Staging
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
-from ._transport import EntrySink, RemoteEntry, Source
-from ._tree import SEPARATOR, FoldRule, behind_link, probe_folding
-from ._unmarked import knowing, settle
-from ._walk import descends, list_tree
+from ._transport import RemoteEntry, Source
+from ._tree import SEPARATOR, behind_link, probe_folding
 
 __all__ = ["EventCallback", "MirrorRun", "open_run", "open_source"]
 
@@ -76,24 +76,6 @@ def _spare(options: MirrorOptions) -> int:
     if options.timeouts.file is not None:
         return 0
     return max(1, options.concurrency // 8)
-
-
-class EarlyFeed:
-    """A pipelined run's files fed while the listing goes on: `window`, the seq after which
-    staged names may still be decided; `more` is set when some were; `listed`, `done`."""
-
-    def __init__(self) -> None:
-        self.window = 0
-        self.more = anyio.Event()
-        self.listed = False
-        self.done = anyio.Event()
-        self.deciding = 0.0  # seconds spent deciding files while the listing went on
-
-    async def drained(self) -> None:
-        """The listing is complete: wait until every file decided early is queued."""
-        self.listed = True
-        self.more.set()
-        await self.done.wait()
 
 
 class MirrorRun:
@@ -138,8 +120,7 @@ class MirrorRun:
         self.staging = Staging(manifest.connection, manifest.columns,
                                options.selection(source.default_include))
         self.up_to_date = 0  # files skipped as the manifest vouches for them
-        self._folder_mark = 0  # what was staged before the directory listed last
-        self.early: EarlyFeed | None = None  # a pipelined run's (see `_pipelined`)
+        self.listing = RunListing(source, dest, options, manifest, self.staging, self.pool)
 
     def no_resume(self, error: ResumeRefused) -> None:
         """The server cannot resume (REST refused or ignored, or no way to tell a version):
@@ -157,7 +138,7 @@ class MirrorRun:
         run decides its deletions at its end, `_retire`)."""
         started = time.monotonic()
         staging = self.staging
-        await self._list()
+        await self.listing.walk()
         listed = time.monotonic()
         fold = await anyio.to_thread.run_sync(probe_folding, self.dest)
         await anyio.to_thread.run_sync(staging.finish, fold)
@@ -172,9 +153,10 @@ class MirrorRun:
         log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
                  self.source, staging.staged, counts.of("fetch", "check", "skip"),
                  counts.fetch, counts.check, counts.skip)
+        early = self.listing.early
         log.info("%s: listed %d entries in %.1f s, compared in %.1f s (and %.1f s while "
                  "listing)", self.source, staging.staged, listed - started,
-                 time.monotonic() - listed, self.early.deciding if self.early else 0.0)
+                 time.monotonic() - listed, early.deciding if early else 0.0)
         return plan
 
     async def _exact_sizes(self) -> None:
@@ -213,12 +195,13 @@ class MirrorRun:
         async with self.pool:
             with ungrouped():
                 async with self._workers() as (tg, queue):
-                    if await self._pipelined():
-                        self.early = EarlyFeed()
-                        tg.start_soon(self._feed_early, self.early, queue)
+                    # (the library's ordered events need the whole plan first)
+                    early = None if self.ordered else await self.listing.pipelined()
+                    if early is not None:
+                        tg.start_soon(self._feed_early, early, queue)
                     plan = await self.plan(deletions=False)
-                    if self.early is not None:
-                        await self.early.drained()
+                    if early is not None:
+                        await early.drained()
                     await self._start(plan)
                     await self._feed(queue)
         await anyio.to_thread.run_sync(self._tidy)
@@ -241,17 +224,6 @@ class MirrorRun:
         if plan.changeover is not None:
             self._changing(plan.changeover)
 
-    async def _pipelined(self) -> bool:
-        """Whether files are fed as the listing's pages land (`Staging.decide_early`): a
-        source whose listing is sorted and never taken back (`sorted_listing`: S3's), no
-        choice that needs the whole listing (`--newest`, `--max-files`, the library's
-        ordered events, whose plan holds every name), a DEST that folds no names."""
-        selection = self.staging.selection
-        if (not getattr(self.source, "sorted_listing", False) or self.ordered
-                or selection.newest is not None or selection.max_files is not None):
-            return False
-        return await anyio.to_thread.run_sync(probe_folding, self.dest) == FoldRule()
-
     def _tidy(self) -> None:
         """The directories made for files that failed, left empty, go (blocking). Only once
         every worker is done: another file may be about to land in one. Never through a
@@ -271,14 +243,7 @@ class MirrorRun:
         without `--delete` reports), not the manifest's files looked up in the listing."""
         return await anyio.to_thread.run_sync(functools.partial(
             self.staging.deletions, self.dest, self.options.max_delete,
-            depth=self._listed_depth(), gone=gone))
-
-    def _listed_depth(self) -> int | None:
-        """How many levels of subdirectories the listing goes down (None: all). A source
-        whose one listing is its whole tree (S3's prefix) is never walked: all of it."""
-        if getattr(self.source, "lists_whole_tree", False):
-            return None
-        return self.options.max_depth if self.options.recursive else 0
+            depth=self.listing.depth(), gone=gone))
 
     async def _retire(self, deletions: Deletions) -> None:
         """The run's end: remove what `delete` removes (see `_lifecycle`), else report the
@@ -370,61 +335,6 @@ class MirrorRun:
         self.up_to_date += 1
         if self.landings is not None:
             self.landings.settle(FileResult(planned.name, "skipped", planned.size))
-
-    async def _list(self) -> None:
-        """The source's directory (with `recursive`, its tree) into the staged listing as
-        it arrives, each directory's listing retried on its own (`_walk`)."""
-        await anyio.to_thread.run_sync(self.staging.start)
-        depth = self._listed_depth()
-        if getattr(self.source, "lists_whole_tree", False):
-            depth = 0  # the start's listing is the tree: nothing to descend into
-        await list_tree(self._list_folder, self._stage, self._drop_folder, max_depth=depth)
-
-    async def _list_folder(self, folder: str, sink: EntrySink) -> None:
-        """One directory into `sink`, retried: what a failed attempt staged is forgotten
-        first, but for what its session gives once (`Session.list`: S3's whole pages)."""
-        path = self.source.remote_path(folder) if folder else self.source.path
-        self._folder_mark = kept = self.staging.staged
-        known = knowing(self.manifest, self.staging.selection,
-                        folder + SEPARATOR if folder else "",
-                        descends(folder, self._listed_depth()))
-
-        async def attempt() -> None:
-            nonlocal kept
-            await anyio.to_thread.run_sync(self.staging.rollback, kept)
-            async with self.pool.session() as session:
-                once = getattr(type(session), "resumes_listings", False)
-
-                async def given(entries: list[RemoteEntry]) -> None:
-                    nonlocal kept
-                    await sink(await settle(entries, session, path, known))
-                    if once:
-                        kept = self.staging.staged
-
-                await session.list(path, sink=given)
-
-        try:
-            await self.options.retry.call(attempt)
-        except MirrorError:  # what the last attempt staged is not the directory's listing
-            await anyio.to_thread.run_sync(self.staging.rollback, kept)
-            raise
-
-    async def _drop_folder(self) -> None:
-        """The directory listed last was a loop: its entries go."""
-        await anyio.to_thread.run_sync(self.staging.rollback, self._folder_mark)
-
-    async def _stage(self, entries: list[RemoteEntry]) -> None:
-        before = self.staging.staged
-        await anyio.to_thread.run_sync(self.staging.add, entries)
-        early = self.early
-        if early is not None:  # this batch and the last one's held-back names, decided
-            started = time.monotonic()
-            if await anyio.to_thread.run_sync(functools.partial(
-                    self.staging.decide_early, early.window, self.dest,
-                    verify=self.options.verify)):
-                early.more.set()
-            early.deciding += time.monotonic() - started
-            early.window = before
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[PlannedFile], tg: TaskGroup,
                       helps: bool) -> None:
