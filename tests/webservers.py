@@ -183,20 +183,23 @@ def _serving(cmd: list[str], port: int, run: Path, *, zone: str = "UTC") -> Iter
     """Run the server `cmd` until the block ends, once it accepts on `port`; then remove
     its run directory (configuration, pid, logs: error.log)."""
     # in the zone asked for, UTC unless a test wants another: never the host's
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env={**os.environ, "TZ": zone})
+    # stderr to a file, never a pipe nobody reads: http.server logs each request there and
+    # would block once the pipe is full
+    with (run / "stderr.log").open("wb") as errors:
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors,
+                                  env={**os.environ, "TZ": zone})
     try:
-        _wait(port, server, run / "error.log")
+        _wait(port, server, run / "error.log", run / "stderr.log")
         yield
     finally:
         stop_process(server)
         shutil.rmtree(run, ignore_errors=True)
 
 
-def _wait(port: int, server: subprocess.Popen[bytes], log: Path, *,
+def _wait(port: int, server: subprocess.Popen[bytes], *logs: Path,
           what: str = "the web server", timeout: float = 10) -> None:
     """Until `server` accepts connections on `port`; else it is stopped and RuntimeError
-    says why (its stderr, and `log` when it exists)."""
+    says why (its stderr, and the `logs` that exist)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -209,7 +212,7 @@ def _wait(port: int, server: subprocess.Popen[bytes], log: Path, *,
                 server.kill()
             err = server.stderr.read().decode() if server.stderr else ""
             stop_process(server)
-            text = log.read_text() if log.exists() else ""
+            text = "".join(log.read_text() for log in logs if log.exists())
             raise RuntimeError(f"{what} did not start: {err}{text}")
         time.sleep(0.05)
 
