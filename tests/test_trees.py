@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import unicodedata
@@ -23,7 +24,7 @@ from pubmed_mirror._tree import FoldRule
 from pubmed_mirror.testing import FaultyFTPServer
 from real_ftpd import real_server
 from test_cli import run
-from webservers import apache, mini_httpd, missing
+from webservers import apache, mini_httpd, missing, python_http
 
 SPLIT = [[], ["--no-split"]]
 
@@ -211,6 +212,51 @@ def test_delete_keeps_the_files_below_a_directory_that_could_not_be_listed(
     assert [e["name"] for e in events(result.stdout, "file_failed")] == ["a/b"]
     assert [e["name"] for e in events(result.stdout, "file_deleted")] == ["top.xml"]
     assert landed(dest) == {n: d for n, d in files.items() if n != "top.xml"}
+
+
+def test_delete_keeps_the_files_below_a_directory_not_entered_as_a_loop(
+        tmp_path: Path) -> None:
+    """A real directory `data/data` that comes to list the same entries (names, sizes,
+    times) as its parent `data` is not entered, as a loop would not be; `--delete` keeps
+    what DEST holds below it (it deleted `data/data/README.txt`, still on the server)."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    inner = remote / "data/data"
+    (inner / "data").mkdir(parents=True)
+    (remote / "data/README.txt").write_bytes(b"the outer readme")
+    (inner / "README.txt").write_bytes(b"the inner readme")  # as long, other bytes
+    (inner / "extra.txt").write_bytes(b"only in the inner one\n")
+    (remote / "gone.xml").write_bytes(b"removed before the second run\n")
+    with FaultyFTPServer(remote) as server:
+        first = run("mirror", server.url, "--dest", str(dest), "--recursive")
+        assert first.returncode == 0, first.stderr
+        (inner / "extra.txt").unlink()
+        (remote / "gone.xml").unlink()
+        for path in (remote / "data/README.txt", inner / "README.txt", inner,
+                     inner / "data"):  # the two listings alike to the second
+            os.utime(path, (1_700_000_000, 1_700_000_000))
+        second = run("mirror", server.url, "--dest", str(dest), "--recursive", "--delete",
+                     "--max-delete", "100%", "--json")
+    assert second.returncode == 0, second.stderr
+    assert "not entering 'data/data'" in second.stderr
+    assert [e["name"] for e in events(second.stdout, "file_deleted")] == ["gone.xml"]
+    assert (dest / "data/data/README.txt").read_bytes() == b"the inner readme"
+    assert (dest / "data/data/extra.txt").exists()  # below the directory not entered
+
+
+def test_a_link_the_server_follows_back_up_is_not_entered(tmp_path: Path) -> None:
+    """Python's http.server follows a link `a/up` to the start directory: its page lists
+    what the start's does, so it is a loop, not entered (the walk ends, exit 0), and the
+    tree's files land once."""
+    remote, dest = tmp_path / "remote", tmp_path / "local"
+    (remote / "a").mkdir(parents=True)
+    (remote / "a/x.xml").write_bytes(b"the one file\n")
+    (remote / "a/up").symlink_to(remote)
+    with python_http(remote) as port:
+        result = run("mirror", f"http://127.0.0.1:{port}/", "--dest", str(dest),
+                     "--recursive", "--json", "--stall-timeout", "5")
+    assert result.returncode == 0, result.stderr
+    assert "not entering 'a/up'" in result.stderr
+    assert landed(dest) == {"a/x.xml": b"the one file\n"}
 
 
 @pytest.mark.parametrize("narrower", [[], ["--max-depth", "0"], ["--max-depth", "1"]],

@@ -143,16 +143,16 @@ class Staging:
 
     def add(self, entries: Iterable[RemoteEntry]) -> None:
         """Stage a batch of the listing, in one transaction (blocking). A name listed
-        twice keeps its first entry; a directory that could not be listed ("unlisted")
-        takes the place of its "dir" entry."""
+        twice keeps its first entry; a directory that could not be listed ("unlisted") or
+        was not entered ("loop") takes the place of its "dir" entry."""
         rows = [self._row(e) for e in entries]
         marks = ", ".join("?" * len(_ROWS.split(", ")))
         with self._connection() as db:
             db.execute("BEGIN")
             db.executemany(f"INSERT OR IGNORE INTO staged ({_ROWS}) VALUES ({marks})",
-                           (r for r in rows if r[4] != "unlisted"))
+                           (r for r in rows if r[4] not in _HIDING))
             db.executemany(f"INSERT OR REPLACE INTO staged ({_ROWS}) VALUES ({marks})",
-                           (r for r in rows if r[4] == "unlisted"))
+                           (r for r in rows if r[4] in _HIDING))
             db.execute("COMMIT")
 
     def _row(self, entry: RemoteEntry) -> tuple[Any, ...]:
@@ -514,11 +514,11 @@ class Staging:
     @staticmethod
     def _in_sight(db: sqlite3.Connection, depth: int | None) -> str:
         """A condition on `f.name`: a name the listing could have shown. A directory that
-        could not be listed hides what it holds; a deeper name was never asked for (a run
-        after one with more levels must not take its files for gone). "1" when nothing is
-        out of sight: no function call per recorded file."""
+        could not be listed, or was not entered as a loop, hides what it holds; a deeper
+        name was never asked for (a run after one with more levels must not take its files
+        for gone). "1" when nothing is out of sight: no function call per recorded file."""
         unlisted = frozenset(r[0] for r in db.execute(
-            "SELECT name FROM staged WHERE kind = 'unlisted'"))
+            "SELECT name FROM staged WHERE kind IN ('unlisted', 'loop')"))
         if depth is None and not unlisted:
             return "1"
         below = tuple(name + SEPARATOR for name in unlisted)
@@ -549,6 +549,9 @@ class Staging:
                 return False
         return True
 
+
+# the kinds of a directory whose files the listing does not show (see `_in_sight`)
+_HIDING = ("unlisted", "loop")
 
 # a data file of the manifest: every row but the NAME.md5 of a recorded NAME
 _DATA = ("NOT (f.name GLOB '*.md5' AND substr(f.name, 1, length(f.name) - 4) IN "

@@ -23,9 +23,12 @@ __all__ = ["DirectStream", "EntrySink", "ReadStream", "RemoteEntry", "Session", 
 # "unreadable": a listing line in no format we know, named by the whole line; whatever it
 # describes is unknown, so it is reported, never dropped in silence. "unlisted": a
 # subdirectory a recursive listing could not list (`_walk`): reported the same way.
+# "loop": a subdirectory a recursive listing did not enter, as it lists what a directory
+# above it lists (`_walk`): what DEST holds below it is kept, as below an "unlisted" one.
 # "unmarked": a name on a web page that links its directories without `/` (mini_httpd): a
 # file or a directory, settled before the run stages it (`_unmarked`)
-EntryKind = Literal["file", "dir", "link", "other", "unreadable", "unlisted", "unmarked"]
+EntryKind = Literal["file", "dir", "link", "other", "unreadable", "unlisted", "loop",
+                    "unmarked"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,14 @@ that stays in the directory) is listed too, its entries named by their path belo
 start (`a/b/c`, see `_tree`). Links are never entered (FTP lists them as links; the
 autoindex parser takes no link leading above or away from the directory). A directory whose
 listing is the same as one of its ancestors' is a loop (a link the server follows for us):
-it is not entered, with a warning. Each directory listing has its own retries and its own
-whole-listing deadline (`listing_deadline`, in the session). A subdirectory that cannot be
-listed (a 550, retries exhausted) becomes an entry of kind "unlisted": the run mirrors the
-rest and then fails naming it (the start directory's failure fails the run, as always).
-The entries go to a sink as each listing arrives (`_staging`): a tree of a million files is
-never held.
+it is not entered, with a warning, and becomes an entry of kind "loop": what DEST holds
+below it is kept by `--delete`, as the look-alike may be a real directory whose files
+happen to match (names, sizes, times) its ancestor's. Each directory listing has its own
+retries and its own whole-listing deadline (`listing_deadline`, in the session). A
+subdirectory that cannot be listed (a 550, retries exhausted) becomes an entry of kind
+"unlisted": the run mirrors the rest and then fails naming it (the start directory's
+failure fails the run, as always). The entries go to a sink as each listing arrives
+(`_staging`): a tree of a million files is never held.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
             log.warning("not entering %r: it lists the same entries as a directory above it "
                         "(a loop)", folder)
             await drop_last()
+            await sink([RemoteEntry(folder, None, None, "loop")])
             continue
         if descends(folder, max_depth):
             pending.extend((seen.prefix + name, (*ancestors, seen.fingerprint))
