@@ -426,6 +426,21 @@ def test_s3_access_denied_anonymous_is_one_line(
     assert len(proxy.listings()) == 1  # not retried
 
 
+def test_s3_object_refused_to_anonymous_reads_says_it_is_not_public(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A bucket anyone may list but not read (moto's own 403 AccessDenied to an anonymous
+    GET): the object fails saying it is not public and how credentials are given."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name, public=False)
+    client.put_object(Bucket=name, Key="data/x.xml", Body=b"payload\n")
+    result = mirror(proxy, name, tmp_path / "d", "--retries", "0", "--json")
+    assert result.returncode == 1, result.stderr
+    [failed] = [json.loads(line) for line in result.stdout.splitlines()
+                if json.loads(line)["event"] == "file_failed"]
+    assert failed["name"] == "x.xml" and "403" in failed["reason"]
+    assert "not public" in failed["reason"] and "--s3-sign" in failed["reason"]
+
+
 @pytest.mark.parametrize("args", [
     ["s3://Bad_Bucket/data/"],
     ["s3://ab/data/"],
@@ -531,12 +546,14 @@ def test_s3_anonymous_requests_carry_no_credentials(
 def test_s3_hostile_keys_are_refused_and_the_rest_mirrored(
         proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
     """Keys whose names must not become local paths (dot names, our own suffixes, control
-    characters, `..` or empty components below the prefix) are skipped, never requested, and
-    the other objects, nested ones too, are mirrored."""
+    characters, `..` or empty components below the prefix, a component longer than a local
+    name may be) are skipped, never requested, and the other objects, nested ones too, are
+    mirrored."""
     name = f"bucket-{next(_names)}"
     make_bucket(client, name)
     hostile = ["..", ".pubmed-mirror", "x.xml.part", "bad\x1b[31m.xml", "sub/../../evil",
-               "sub//d.xml", "sub/.pubmed-mirror/e.xml", "sub/./f.xml"]
+               "sub//d.xml", "sub/.pubmed-mirror/e.xml", "sub/./f.xml",
+               "L" * 256, "sub/" + "\u00e9" * 128]  # names over 255 bytes: no local file
     for key in [*hostile, "good.xml", "sub/c.xml"]:
         client.put_object(Bucket=name, Key=f"data/{key}", Body=b"payload\n")
     dest = tmp_path / "dest"

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -419,17 +419,31 @@ class S3Session:
         by --rate-limit, as listing pages are not: metadata the selection reads, no file."""
         path = self.transport.source.remote_path(name)
         body = bytearray()
-        async with self.http._request("GET", self.transport.url_path(path), phase="retr",
-                                      label=path) as response:
-            length = response.headers.get("Content-Length", "")
-            while chunk := await response.content.readany():  # (read(n): what is buffered)
-                body += chunk
-                if len(body) > limit:
-                    raise RemoteFileError(f"larger than {limit} bytes", path=path)
-            etag = response.headers.get("ETag")
+        with self._not_public():
+            async with self.http._request("GET", self.transport.url_path(path),
+                                          phase="retr", label=path) as response:
+                length = response.headers.get("Content-Length", "")
+                while chunk := await response.content.readany():  # (read(n): buffered)
+                    body += chunk
+                    if len(body) > limit:
+                        raise RemoteFileError(f"larger than {limit} bytes", path=path)
+                etag = response.headers.get("ETag")
         if length.isdigit() and len(body) != int(length):
             raise ConnectionLost(f"{len(body)} of its {length} bytes came", path=path)
         return bytes(body), etag
+
+    @contextlib.contextmanager
+    def _not_public(self) -> Iterator[None]:
+        """An object refused (403) to an anonymous request: said so, with how credentials
+        are given (the listing's refusal says it of the bucket, `_error`)."""
+        try:
+            yield
+        except RemoteFileError as exc:
+            if self.transport.source.sign or not (exc.reply or "").startswith("403"):
+                raise
+            raise RemoteFileError(f"{exc.message}: the object is not public (it refuses "
+                                  f"anonymous reading): {_CREDENTIALS_HELP}", path=exc.path,
+                                  reply=exc.reply) from exc
 
     async def _page(self, listing: Listing) -> tuple[_Page, str | None, bool]:
         """One page's entries, the next page's token and whether it was the last."""
@@ -530,17 +544,20 @@ class S3Session:
                 and (kept := selector.take(path[len(prefix):], expect.validator)) is not None):
             yield HeldBody(kept, expect.validator)
             return
-        async with self.http.open_read(self.transport.url_path(path), offset, buffer=buffer,
-                                       expect=expect) as body:
-            yield body
+        with self._not_public():
+            async with self.http.open_read(self.transport.url_path(path), offset,
+                                           buffer=buffer, expect=expect) as body:
+                yield body
 
     @contextlib.asynccontextmanager
     async def open_direct(self, path: str, offset: int, *, buffer: int | None = None,
                           mover: Mover = "splice", expect: RemoteFile | None = None
                           ) -> AsyncIterator[Any]:
-        async with self.http.open_direct(self.transport.url_path(path), offset, buffer=buffer,
-                                         mover=mover, expect=expect) as body:
-            yield body
+        with self._not_public():
+            async with self.http.open_direct(self.transport.url_path(path), offset,
+                                             buffer=buffer, mover=mover, expect=expect
+                                             ) as body:
+                yield body
 
     async def aclose(self) -> None:
         await self.http.aclose()

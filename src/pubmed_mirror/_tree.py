@@ -44,6 +44,10 @@ SEPARATOR = "/"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+# the longest file name (one path component, in bytes) Linux's file systems take
+NAME_MAX = 255
+
+
 def unsafe_name_reason(name: str) -> str | None:
     """Why one name from a directory listing (one path component) must not become a local
     name (None when it is safe)."""
@@ -55,6 +59,8 @@ def unsafe_name_reason(name: str) -> str | None:
         return "contains '..'"
     if _CONTROL.search(name):
         return "contains NUL, control or bidi characters"
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+        return f"longer than a local file name may be ({NAME_MAX} bytes)"
     # exactly the names we may create or remove in DEST: NAME + a suffix of ours, and the
     # state directory (check_writable's probe takes a random name no file has: O_EXCL)
     if any(name.endswith(s) and name != s for s in OWN_SUFFIXES):
