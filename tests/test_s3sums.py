@@ -161,3 +161,58 @@ def test_s3_resumed_object_is_checked_whole(
     assert ranges[1] is not None and int(ranges[1][6:-1]) >= 1 << 20
     assert "CRC32" in result.stdout + result.stderr
     assert_files(dest, FILES)
+
+
+def test_s3_object_replaced_during_a_retry_is_checked_by_its_new_version(
+        moto: str, proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """plain.bin (in parts, no checksum: nothing to check it by) is cut short; before the
+    retry's HEAD it is replaced by a single-part object of the same size, whose first GET
+    comes corrupt. The new version is checked by its own ETag's MD5: the corrupt copy is
+    fetched again and the file lands right (it landed corrupt, recorded, exit 0)."""
+    key, client = "data/plain.bin", s3_client(moto)
+    new = os.urandom(len(FILES["plain.bin"]))
+    cut = S3Fault("cut", lambda s: s.key(bucket) == key and s.method == "GET", after=1 << 20)
+
+    def replaced(seen: Any) -> bool:  # the HEAD after the cut: the object is replaced
+        if seen.method != "HEAD" or seen.key(bucket) != key or cut in proxy.faults:
+            return False
+        client.put_object(Bucket=bucket, Key=key, Body=new)
+        return True
+
+    proxy.faults.extend([cut, S3Fault("delay", replaced, seconds=0),
+                         S3Fault("corrupt", lambda s: s.key(bucket) == key
+                                 and s.method == "GET", after=3 << 20)])
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, "--no-split")
+    assert not proxy.faults  # each fault was met
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "changed on the server since the listing" in result.stderr
+    assert (dest / "plain.bin").read_bytes() == new
+    assert rows(dest)["plain.bin"][0] == hashlib.md5(new).hexdigest(), result.stdout + result.stderr
+    assert len(proxy.gets(bucket, key)) == 3
+
+
+def test_s3_object_replaced_before_its_first_get_lands_as_its_new_version(
+        moto: str, proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """sha1.xml is replaced (another body, as long) after the listing, before its GET: the
+    download does not match the listed ETag's MD5; one HEAD then says the object changed,
+    and its new version is fetched and checked by its own ETag (it failed every attempt)."""
+    key, client = "data/sha1.xml", s3_client(moto)
+    new = bytes(reversed(SINGLE["sha1.xml"]))
+
+    def replaced(seen: Any) -> bool:
+        if seen.method != "GET" or seen.key(bucket) != key:
+            return False
+        client.put_object(Bucket=bucket, Key=key, Body=new)
+        return True
+
+    proxy.faults.append(S3Fault("delay", replaced, seconds=0))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest)
+    assert not proxy.faults
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (dest / "sha1.xml").read_bytes() == new
+    assert rows(dest)["sha1.xml"][0] == hashlib.md5(new).hexdigest()
+    assert len(proxy.gets(bucket, key)) == 2
+    assert mirror(proxy, bucket, dest).returncode == 0
+    assert len(proxy.gets(bucket, key)) == 2  # the second run: nothing more to fetch

@@ -30,6 +30,8 @@ from ._plan import PlannedFile, same_time
 from ._pubmed import parse_md5_file
 from ._resume import same_version
 from ._s3 import S3Session
+from ._s3list import etag_md5
+from ._select import same_etag
 from ._state import ManifestEntry
 from ._tail import FileTail, segments_on_disk
 from ._transfer import (
@@ -84,6 +86,9 @@ class FileAttempts:
         self._object_asked = False
         self._etag_md5 = True  # S3: its listed single-part ETag is its MD5 (`S3Session.head`)
         self._doubted = False  # S3: a download did not match it: is it an MD5 at all?
+        self._adopted: RemoteEntry | None = None  # S3: a version changed since listed
+        self._adopted_md5: str | None = None  # its ETag's MD5 (`_adopt`)
+        self._recheck = False  # S3: the last attempt met another version, or a mismatch
         self._checked = planned.action != "check"
         self._position = 0
         self._furthest = 0
@@ -104,6 +109,7 @@ class FileAttempts:
             self._checksum = None  # the server may have replaced both: ask again
             self._object_asked = False
             self._doubted = isinstance(error, ChecksumMismatch)
+            self._recheck = True
         self.run.emit(FileRetrying(self.entry.name, attempt, delay, describe(error)))
 
     def _on_start(self, offset: int) -> None:
@@ -129,6 +135,8 @@ class FileAttempts:
         whole: bytes | None = None  # the file, received into memory (`_whole`)
         self._furthest_before = self._furthest
         async with self.pool.session() as session:
+            if self._recheck and isinstance(session, S3Session):
+                await self._recheck_version(session)
             if verify:
                 self.md5 = await self._expected_md5(session)
             if not self._checked:
@@ -347,12 +355,14 @@ class FileAttempts:
         None when there is neither. A short or unreadable NAME.md5 is a transient error: it
         is fetched again."""
         checksum = self.planned.checksum
+        if checksum is None and self._adopted is not None:
+            return self._adopted_md5
         if checksum is None:
             if (self.entry.md5 is not None and isinstance(session, S3Session)
                     and not self._object_asked
                     and (self._doubted or session.transport.etags_doubted)):
-                self.object_checksum, self._etag_md5 = await session.doubt(
-                    self.source.remote_path(self.entry.name), self.entry.validator)
+                self.object_checksum, self._etag_md5, _ = await session.doubt(
+                    self.source.remote_path(self.entry.name), self._version)
                 self._object_asked = True  # (not before: a HEAD that failed is asked again)
             return self.entry.md5 if self._etag_md5 else None
         path = self.source.remote_path(checksum.name)
@@ -379,7 +389,7 @@ class FileAttempts:
         if self.md5 is not None or not isinstance(session, S3Session) or self._object_asked:
             return
         path = self.source.remote_path(self.entry.name)
-        self.object_checksum, _ = await session.head(path, self.entry.validator)
+        self.object_checksum, _, _ = await session.head(path, self._version)
         self._object_asked = True
         if self.object_checksum is not None and not self.object_checksum.checkable:
             log.info("%s: %s: recorded, not checked", self.entry.name,
@@ -425,7 +435,7 @@ class FileAttempts:
 
     async def _remote(self, session: Session) -> RemoteFile:
         path = self.source.remote_path(self.entry.name)
-        entry = self.entry
+        entry = self._adopted or self.entry
         if entry.size is None:  # the listing did not say: ask
             entry = await session.stat(path)
         elif self._furthest > 0:  # a retry that would resume: is it still the same file?
@@ -433,14 +443,15 @@ class FileAttempts:
             part = self._part()
             started = await anyio.to_thread.run_sync(part_started, part)
             recorded = await anyio.to_thread.run_sync(part_validator, part)
-            if not same_version(entry, now, started, checked=self.md5 is not None) or (
+            other_etag = isinstance(session, S3Session) and None not in (
+                entry.validator, now.validator) and not same_etag(entry.validator or "",
+                                                                  now.validator or "")
+            if other_etag or not same_version(entry, now, started,
+                                              checked=self.md5 is not None) or (
                     None not in (recorded, now.validator) and recorded != now.validator):
-                log.warning("%s: changed on the server since the listing, or no way to tell "
-                            "(%s bytes, mtime %s; now %s, %s): fetching it from the start",
-                            path, entry.size, entry.mtime, now.size, now.mtime)
-                self._fresh = True
-                entry = RemoteEntry(entry.name, now.size if now.size is not None else entry.size,
-                                    now.mtime, entry.kind, 1.0, now.validator)
+                entry = self._changed(path, entry, now)
+                if isinstance(session, S3Session):
+                    await self._adopt(session, path, entry)
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self.size = entry.size
@@ -448,6 +459,48 @@ class FileAttempts:
         self.current = entry
         return RemoteFile(path, entry.size, self.mtime, self.md5, entry.validator,
                           self.object_checksum)
+
+    def _changed(self, path: str, known: RemoteEntry, now: RemoteEntry) -> RemoteEntry:
+        """The file is no longer the version `known` (the listed one, or one adopted): the
+        next bytes come from 0, of the version `now` (what is returned)."""
+        log.warning("%s: changed on the server since the listing, or no way to tell "
+                    "(%s bytes, mtime %s; now %s, %s): fetching it from the start",
+                    path, known.size, known.mtime, now.size, now.mtime)
+        self._fresh = True
+        return RemoteEntry(known.name, now.size if now.size is not None else known.size,
+                           now.mtime, known.kind, 1.0, now.validator)
+
+    async def _recheck_version(self, session: S3Session) -> None:
+        """S3, after an answer of another version or a download that did not match: one
+        HEAD in checksum mode says what the object is now (its ETag names the version),
+        its own checksum, and whether that ETag is an MD5 (SSE-KMS: `doubt`); a version
+        other than the one fetched is adopted (`_adopt`) before anything is checked."""
+        self._recheck = False
+        path = self.source.remote_path(self.entry.name)
+        checksum, etag_is_md5, etag = await session.doubt(path, None)
+        self.object_checksum, self._etag_md5, self._object_asked = checksum, etag_is_md5, True
+        known = self._adopted or self.entry
+        if etag is not None and known.validator is not None and not same_etag(
+                etag, known.validator):
+            now = await session.stat(path)  # its size and time
+            await self._adopt(session, path, self._changed(path, known, now))
+
+    async def _adopt(self, session: S3Session, path: str, now: RemoteEntry) -> None:
+        """S3: the object changed since the listing and its new version `now` is fetched:
+        checked by what that version is, its ETag's MD5 (single-part, not SSE-KMS) or its
+        own checksum (a HEAD in checksum mode), never by the listed version's checks, nor
+        by none (a listed multipart object replaced by a single-part one landed unchecked).
+        Not with --no-verify, nor for a file checked by its NAME.md5."""
+        if not self.run.options.verify or self.planned.checksum is not None:
+            return
+        self.object_checksum, etag_is_md5, _ = await session.head(path, now.validator)
+        self._adopted, self._object_asked = now, True
+        self.md5 = self._adopted_md5 = etag_md5(now.validator) if etag_is_md5 else None
+
+    @property
+    def _version(self) -> str | None:
+        """The ETag of the version fetched: the listed one's, or the one `_adopt` took."""
+        return (self._adopted or self.entry).validator
 
     def _record(self) -> None:
         """NAME is final (or the local copy is right): record it. A record that cannot be

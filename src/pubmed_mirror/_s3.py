@@ -489,11 +489,12 @@ class S3Session:
             raise LoginRefused(f"the credentials were refused ({code})", path=str(source),
                                reply=reply)
 
-    async def head(self, path: str, etag: str | None) -> tuple[Checksum | None, bool]:
+    async def head(self, path: str, etag: str | None
+                   ) -> tuple[Checksum | None, bool, str | None]:
         """HEAD with `x-amz-checksum-mode: ENABLED`: the object's own checksum (None when it
-        has none), and whether a single-part ETag of it would be its MD5: not when the
-        object is encrypted with SSE-KMS, 32 hex digits as it looks. ProtocolError when
-        the object is no longer the version of `etag`."""
+        has none), whether a single-part ETag of it would be its MD5 (not when the object
+        is encrypted with SSE-KMS, 32 hex digits as it looks), and its ETag now.
+        ProtocolError when the object is no longer the version of `etag` (when given)."""
         async with self.http._request(
                 "HEAD", self.transport.url_path(path), phase="stat", label=path,
                 headers={"x-amz-checksum-mode": "ENABLED"}) as response:
@@ -505,19 +506,20 @@ class S3Session:
         multipart = _MULTIPART.search(now or etag or "") is not None
         checksum = object_checksum(headers, multipart=multipart)
         encryption = headers.get("x-amz-server-side-encryption", "").lower()
-        return checksum, not encryption.startswith("aws:kms")
+        return checksum, not encryption.startswith("aws:kms"), now
 
-    async def doubt(self, path: str, etag: str | None) -> tuple[Checksum | None, bool]:
+    async def doubt(self, path: str, etag: str | None
+                    ) -> tuple[Checksum | None, bool, str | None]:
         """`head`, for an object whose MD5-like ETag a download did not match, or of a
         bucket where one was not an MD5 (`etags_doubted`: from then on every object is
         asked before its first byte). A server that refuses the HEAD (moto does, to
         anonymous requests) leaves the ETag an MD5."""
         try:
-            checksum, md5 = await self.head(path, etag)
+            checksum, md5, now = await self.head(path, etag)
         except RemoteFileError as exc:
             log.info("%s: cannot ask whether its ETag is an MD5 (%s): taken as one", path,
                      exc)
-            return None, True
+            return None, True, None
         if not md5:
             said = self.transport.etags_doubted
             self.transport.etags_doubted = True
@@ -526,7 +528,7 @@ class S3Session:
                 path, "its own checksum" if checksum is not None and checksum.checkable
                 else "its size only", "" if said else " (and so the bucket's other "
                 "objects, each asked with a HEAD first)")
-        return checksum, md5
+        return checksum, md5, now
 
     async def stat(self, path: str) -> RemoteEntry:
         """Size, time and ETag of one object (HEAD)."""
