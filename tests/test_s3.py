@@ -31,6 +31,7 @@ from s3server import (
     s3_client,
     slow_metadata_service,
 )
+from test_trees import events
 
 _names = itertools.count()
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIDTESTING", "AWS_SECRET_ACCESS_KEY": "secret",
@@ -661,6 +662,28 @@ def test_s3_a_file_under_a_deeper_file_is_dropped(
     assert result.returncode == 0, result.stderr
     assert "'d/e/f/g': its directory 'd/e' is the file 'd/e'" in result.stderr
     assert_files(dest, {k: v for k, v in keys.items() if k != "d/e/f/g"})
+
+
+def test_s3_delete_keeps_a_mirrored_key_a_new_key_now_clashes_with(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """f/g is mirrored; then the key f is added beside it, so f/g cannot land any more (its
+    directory would be the file f) and f cannot land over the directory f. With --delete,
+    f/g is kept: it is still on the server (it was deleted as "no longer on the server");
+    f fails, naming why; a key really gone is still deleted."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    for key in ("f/g", "k1", "k2", "k3"):
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=f"{key}\n".encode())
+    dest = tmp_path / "dest"
+    assert mirror(proxy, name, dest).returncode == 0
+    client.put_object(Bucket=name, Key="data/f", Body=b"a file now\n")
+    client.delete_object(Bucket=name, Key="data/k3")
+    result = mirror(proxy, name, dest, "--delete", "--json")
+    assert result.returncode == 1, result.stderr
+    assert "skipping entry 'f/g'" in result.stderr
+    assert [e["name"] for e in events(result.stdout, "file_deleted")] == ["k3"]
+    assert [e["name"] for e in events(result.stdout, "file_failed")] == ["f"]
+    assert_files(dest, {"f/g": b"f/g\n", "k1": b"k1\n", "k2": b"k2\n"})
 
 
 @pytest.mark.parametrize("depth", [["--recursive"], ["--max-depth", "1"], []],

@@ -504,9 +504,12 @@ class Staging:
             recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA} AND "
                                   f"{sight}").fetchone()[0]
             listed = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
+            # a file still listed but not landing (a clash dropped it: `_drop_clashes`) is
+            # on the server: never gone
             gone_names = tuple(r[0] for r in db.execute(
                 f"SELECT f.name FROM main.files f WHERE {_DATA} AND f.name NOT IN "
-                "(SELECT name FROM staged WHERE listed) AND NOT coalesce(pubmed_year(f.name)"
+                "(SELECT name FROM staged WHERE listed OR (kind = 'file' AND NOT safe)) "
+                "AND NOT coalesce(pubmed_year(f.name)"
                 f" < ?, 0) AND selected_name(f.name) AND {sight} ORDER BY f.name", (new,)))
         return Deletions(gone_names, superseded,
                          refusal(len(gone_names), recorded, listed, limit))
