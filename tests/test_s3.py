@@ -664,6 +664,26 @@ def test_s3_a_file_under_a_deeper_file_is_dropped(
     assert_files(dest, {k: v for k, v in keys.items() if k != "d/e/f/g"})
 
 
+def test_s3_objects_stored_with_a_content_encoding_land_as_stored(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """Objects whose metadata says Content-Encoding (gzip, br) are served as stored, that
+    header with them: their bytes are the object (its ETag is their MD5) and land as they
+    are, small and large (they failed every attempt: "gzip-encoded, though identity was
+    asked for")."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    stored = {"data.json": (b"\x1f\x8b pretend gzip" * 10, "gzip"),
+              "page.html": (b"pretend brotli" * 10, "br"),
+              "big.json": (os.urandom(300_000), "gzip")}
+    for key, (data, coding) in stored.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=data, ContentEncoding=coding)
+    dest = tmp_path / "dest"
+    result = mirror(proxy, name, dest)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_files(dest, {key: data for key, (data, _) in stored.items()})
+    assert {s.status for s in proxy.seen if s.method == "GET" and not s.listing} == {206}
+
+
 def test_s3_delete_keeps_a_mirrored_key_a_new_key_now_clashes_with(
         proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
     """f/g is mirrored; then the key f is added beside it, so f/g cannot land any more (its

@@ -119,6 +119,9 @@ class HttpTransport:
     proxy: Proxy | None = None  # every request goes through it (CONNECT for https)
     user_agent: str = USER_AGENT  # may hold the user's address: never in repr
     signer: Signer | None = None  # signs every request (S3 with credentials)
+    # an answer's Content-Encoding says how the file is stored, its body is the stored bytes
+    # (S3's object metadata): taken as they are, not refused (`_httpcheck.check_answer`)
+    stored_codings: bool = False
 
     def __repr__(self) -> str:
         via = f" via {self.proxy}" if self.proxy else ""
@@ -290,7 +293,8 @@ class HttpSession:
         not of `expect` raises WrongVersion (see `_httpcheck`)."""
         headers = request_headers(offset, expect)
         async with self._request("GET", path, phase="retr", headers=headers) as response:
-            skip = check_answer(response.status, response.headers, path, offset, expect)
+            skip = check_answer(response.status, response.headers, path, offset, expect,
+                                stored=self.transport.stored_codings)
             rest = await _skip(response, skip, path) if skip else b""
             body = _Body(response, path, rest)
             try:
@@ -337,7 +341,8 @@ class HttpSession:
                 await raise_for_status(status, reason, headers, path, transport.gate,
                                         transport.proxy)
             transport.gate.served()
-            skip = check_answer(status, headers, path, offset, expect)
+            skip = check_answer(status, headers, path, offset, expect,
+                                stored=transport.stored_codings)
             if skip or "transfer-encoding" in headers:
                 sock.close()
                 return None

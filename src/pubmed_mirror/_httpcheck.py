@@ -49,12 +49,13 @@ def request_headers(offset: int, expect: RemoteFile | None) -> dict[str, str]:
 
 
 def check_answer(status: int, headers: Headers, path: str, offset: int,
-                 expect: RemoteFile | None) -> int:
+                 expect: RemoteFile | None, *, stored: bool = False) -> int:
     """How many bytes at the start of the body to read past (a server that ignores Range
     sends the whole file: those the part holds already). Raises WrongVersion for an answer
-    of another version than `expect` (or in a coding not asked for), ProtocolError for one
+    of another version than `expect` (or in a coding not asked for, unless `stored`: the
+    server's Content-Encoding says how the file is stored, S3's), ProtocolError for one
     that is not what was asked."""
-    coded = _coding(headers, path)
+    coded = False if stored else _coding(headers, path)
     if status == 206:
         _check_range(headers.get("content-range", ""), path, offset, expect)
     elif status == 200:

@@ -331,7 +331,7 @@ class S3Transport:
         return HttpTransport(scheme=scheme, host=host.strip("[]"), port=port, probe=None,
                              ssl_context=context, proxy=source.proxy,
                              user_agent=user_agent(source.email), signer=self.signer,
-                             **self._options)
+                             stored_codings=True, **self._options)
 
     def moved(self, region: str) -> None:
         """The bucket answered that it lives in `region`: sessions opened from now on go
