@@ -105,6 +105,8 @@ class S3Fault:
     drops), "corrupt" (the body with its byte at `after` changed), "unencoded" (a listing
     answered as by a server that ignores `encoding-type=url`: keys as they are, no
     `<EncodingType>`), "unsorted" (a listing page with its keys in reverse order),
+    "looping" (an empty listing page that says more follow, from the very continuation
+    token it was asked with, or "LOOP" for the first: a server whose listing never ends),
     "slowdown" (503 SlowDown, Retry-After `seconds`), "error" (500 InternalError), "deny"
     (403 AccessDenied), "delay" (the answer, `seconds` late).
     `match` says which request it is for (the first that matches takes it)."""
@@ -220,6 +222,9 @@ class S3FaultProxy:
         for name in ("If-Range", "If-Match"):  # a KMS ETag back to moto's own
             if name in headers:
                 headers[name] = self._kms_shown.get(headers[name], headers[name])
+        if fault is not None and fault.kind == "looping":  # (moto refuses a made-up token)
+            raw = parts.path + "?" + "&".join(
+                p for p in parts.query.split("&") if not p.startswith("continuation-token="))
         async with self._client.request(request.method, self.upstream + raw, headers=headers,
                                         data=await request.read(),
                                         allow_redirects=False) as answer:
@@ -240,6 +245,9 @@ class S3FaultProxy:
             kept = {k: v for k, v in kept.items() if k.lower() != "content-length"}
         if fault is not None and fault.kind == "unsorted":
             body = _reversed(body)
+        if fault is not None and fault.kind == "looping":
+            body = _looping(body, seen.query.get("continuation-token", ["LOOP"])[0])
+            kept = {k: v for k, v in kept.items() if k.lower() != "content-length"}
         if fault is not None and fault.kind == "corrupt" and len(body) > fault.after:
             at = fault.after
             body = body[:at] + bytes([body[at] ^ 0xFF]) + body[at + 1:]
@@ -289,6 +297,17 @@ def _reversed(body: bytes) -> bytes:
                   flags=re.S).encode()
 
 
+def _looping(body: bytes, token: str) -> bytes:
+    """A ListObjectsV2 answer with no key that says it is truncated, its next page at
+    `token`."""
+    text = re.sub(r"<Contents>.*?</Contents>|<NextContinuationToken>[^<]*"
+                  r"</NextContinuationToken>", "", body.decode(), flags=re.S)
+    text = re.sub(r"<IsTruncated>[^<]*</IsTruncated>", "<IsTruncated>true</IsTruncated>", text)
+    text = re.sub(r"<KeyCount>[^<]*</KeyCount>", "<KeyCount>0</KeyCount>", text)
+    return text.replace("</ListBucketResult>", f"<NextContinuationToken>{xml_escape(token)}"
+                        "</NextContinuationToken></ListBucketResult>").encode()
+
+
 def _unencoded(body: bytes) -> bytes:
     """A ListObjectsV2 answer with its keys decoded (XML-escaped instead) and its
     `<EncodingType>` gone."""
@@ -300,7 +319,8 @@ def _unencoded(body: bytes) -> bytes:
 
 def _canned(fault: S3Fault | None) -> web.Response | None:
     """The error answers a fault makes in S3's own form."""
-    if fault is None or fault.kind in ("cut", "corrupt", "unencoded", "unsorted", "delay"):
+    if fault is None or fault.kind in ("cut", "corrupt", "unencoded", "unsorted", "delay",
+                                       "looping"):
         return None
     status, code, extra = {
         "slowdown": (503, "SlowDown", {"Retry-After": str(fault.seconds)}),

@@ -684,6 +684,18 @@ def test_s3_objects_stored_with_a_content_encoding_land_as_stored(
     assert {s.status for s in proxy.seen if s.method == "GET" and not s.listing} == {206}
 
 
+def test_s3_listing_that_comes_back_to_a_token_fails_instead_of_never_ending(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """A server whose listing pages hold no key and say more follow, from the token the
+    page was asked with: the listing fails in one line once its retries are spent (it went
+    on as long as the server did: 17,566 requests in 30 s), and no file is fetched."""
+    proxy.faults.extend(S3Fault("looping", lambda s: s.listing) for _ in range(200))
+    result = mirror(proxy, bucket, tmp_path / "d", "--retries", "2")
+    assert result.returncode == 1, result.stderr
+    assert "goes back to a continuation token it gave before" in result.stderr
+    assert len(proxy.listings()) <= 4 and object_gets(proxy, bucket) == []
+
+
 def test_s3_delete_keeps_a_mirrored_key_a_new_key_now_clashes_with(
         proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
     """f/g is mirrored; then the key f is added beside it, so f/g cannot land any more (its

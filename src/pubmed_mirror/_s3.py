@@ -399,6 +399,9 @@ class S3Session:
             if page_time.cancelled_caught:
                 raise TransferStalled(f"a listing page was not complete within {deadline:g} s",
                                       path=path)
+            if not done and token is not None and token in listing.tokens:
+                raise ProtocolError("the listing goes back to a continuation token it gave "
+                                    "before: it would never end", path=path)
             last = in_key_order(listing.last, page, path)
             held = listing.held
             if selector is not None:
@@ -410,6 +413,8 @@ class S3Session:
             # the listing moves on once the page is kept: an error before asks it again
             listing.token, listing.done, listing.held, listing.last = token, done, held, last
             listing.pages += 1
+            if token is not None:
+                listing.tokens.add(token)
         del self.transport.listings[path]
         return listing.entries
 

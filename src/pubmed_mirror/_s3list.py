@@ -39,6 +39,7 @@ class Listing:
     done: bool = False
     pages: int = 0
     last: str | None = None  # the last name of the pages kept (`in_key_order`)
+    tokens: set[str] = field(default_factory=set)  # the continuation tokens given so far
 
 
 def in_key_order(last: str | None, page: list[RemoteEntry], path: str) -> str | None:
