@@ -11,6 +11,7 @@ from pubmed_mirror import (
     RemoteFileError,
     RetryPolicy,
     ServerBusy,
+    ServerPaused,
     TooManyConnections,
     TransientError,
 )
@@ -78,6 +79,37 @@ async def test_last_error_goes_through_when_attempts_run_out() -> None:
     with pytest.raises(ServerBusy, match="busy 3"):
         await RetryPolicy(attempts=3, base=0.001, cap=0.001).call(op)
     assert len(calls) == 3
+
+
+async def test_pauses_spend_no_attempt_until_the_time_bound() -> None:
+    """Answers asking to pause (`ServerPaused`) are retried without spending an attempt,
+    each reported with its pause; after `max_time` seconds of them the last goes through.
+    Other transient errors among them still count."""
+    calls: list[int] = []
+    waits: list[float] = []
+
+    async def op() -> str:
+        calls.append(1)
+        if len(calls) in (3, 6):
+            raise ConnectionLost("reset", path="f")
+        if len(calls) < 10:
+            raise ServerPaused("503", path="f", pause=0.25)
+        return "ok"
+
+    policy = RetryPolicy(attempts=3, base=0.001, cap=0.001)
+    assert await policy.call(op, on_retry=lambda n, wait, exc: waits.append(wait)) == "ok"
+    assert len(calls) == 10 and waits.count(0.25) == 7
+
+    async def always() -> None:
+        calls.append(1)
+        raise ServerPaused("503", path="f")
+
+    calls.clear()
+    with pytest.raises(ServerPaused):
+        await RetryPolicy(attempts=3, max_time=0.5).call(always)
+    assert len(calls) > 3  # beyond the attempts, within the time
+    with pytest.raises(ServerPaused):  # attempts=1: never retried
+        await RetryPolicy(attempts=1).call(always)
 
 
 def _reply(code: str, text: str) -> aioftp.StatusCodeError:

@@ -373,6 +373,22 @@ def test_s3_slowdown_pauses_and_is_not_a_failure(
     assert_files(dest, FILES)
 
 
+def test_s3_slowdowns_in_a_row_spend_no_retries(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """Eight 503 SlowDowns in a row to the listing and eight to one object, with
+    `--retries 2`: each is waited out at the server's gate and asked again, none spends a
+    retry, and the run succeeds (it failed at the third)."""
+    for _ in range(8):
+        proxy.faults.append(S3Fault("slowdown", lambda s: s.listing, seconds=0))
+        proxy.faults.append(S3Fault("slowdown", lambda s: s.key(bucket) == "data/a.xml",
+                                    seconds=0))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, "--retries", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not proxy.faults and len([s for s in proxy.seen if s.status == 503]) == 16
+    assert_files(dest, FILES)
+
+
 def test_s3_listing_page_error_is_retried_from_that_page(
         proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
     """A listing page that fails is asked again with its own continuation token: the

@@ -72,8 +72,9 @@ class ServerGate:
         ceiling = min(self.cap, self.base * 2.0 ** min(self._streak - 1, 64))
         return ceiling / 2 + self._jitter() * ceiling / 2  # at least half: a real pause
 
-    def close(self, retry_after: float | None = None, *, reply: str = "") -> None:
-        """The server answered busy: hold new requests (never shortening a pause)."""
+    def close(self, retry_after: float | None = None, *, reply: str = "") -> float:
+        """The server answered busy: hold new requests (never shortening a pause); how long
+        they are held from now."""
         self.closings += 1
         seconds = self.delay(retry_after)
         until = self._clock() + seconds
@@ -81,6 +82,7 @@ class ServerGate:
             self._until = until
             log.info("the server is busy (%s): pausing every session for %.1f s",
                      reply or "busy", seconds)
+        return self.closed_for()
 
     def served(self) -> None:
         """A request sent while the gate was open was answered normally: the server has

@@ -10,7 +10,9 @@
     │   ├── ProtocolError            a reply we could not parse
     │   │   └── WrongVersion         an answer of another version than the part, or bytes
     │   │                            before a resume point that differ (restarted from 0)
-    │   ├── ServerBusy               a 4xx reply (421, 425, 426, 450, 451, 452)
+    │   ├── ServerBusy               a 4xx reply (421, 425, 426, 450, 451, 452), HTTP 5xx
+    │   │   ├── ServerPaused         HTTP 429 or 503 (S3's SlowDown), or a Retry-After: every
+    │   │   │                        session pauses; retried without spending an attempt
     │   │   └── TooManyConnections   421 at greeting, or 530 "too many" after login
     │   └── ChecksumMismatch         the bytes do not hash to the expected MD5 (refetched from 0)
     ├── PermanentError               that file fails at once, never retried
@@ -60,6 +62,7 @@ __all__ = [
     "RemoteFileError",
     "ResumeRefused",
     "ServerBusy",
+    "ServerPaused",
     "ServerUnreachable",
     "TooManyConnections",
     "TransferStalled",
@@ -126,6 +129,17 @@ class WrongVersion(ProtocolError):
 
 class ServerBusy(TransientError):
     """The server answered with a transient (4xx) reply."""
+
+
+class ServerPaused(ServerBusy):
+    """The server asked every session to pause (HTTP 429 or 503, or a Retry-After): the
+    server's gate waits it out (`_backoff`), `pause` seconds from the answer. Retried
+    without spending an attempt of `--retries` (`_retry`)."""
+
+    def __init__(self, message: str, *, path: str | None = None, reply: str | None = None,
+                 pause: float = 0.0):
+        super().__init__(message, path=path, reply=reply)
+        self.pause = pause
 
 
 class TooManyConnections(ServerBusy):

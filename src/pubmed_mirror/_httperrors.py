@@ -22,6 +22,7 @@ from ._errors import (
     Phase,
     RemoteFileError,
     ServerBusy,
+    ServerPaused,
     ServerUnreachable,
     TransferStalled,
 )
@@ -77,7 +78,9 @@ async def raise_for_status(status: int, reason: str, headers: dict[str, str],
     if status in (408, 429) or status >= 500:
         wait = retry_after(headers.get("retry-after"))
         if status in (429, 503) or wait is not None:  # every session pauses (`_backoff`)
-            gate.close(wait, reply=f"{path}: {reply}")
+            pause = gate.close(wait, reply=f"{path}: {reply}")
+            raise ServerPaused(f"{server} answered {reply}", path=path, reply=reply,
+                               pause=pause)
         raise ServerBusy(f"{server} answered {reply}", path=path, reply=reply)
     if 300 <= status < 400:
         raise Redirected(f"redirected ({reply}) to {headers.get('location')}",

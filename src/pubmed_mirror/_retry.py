@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 import anyio
 import backoff
 
-from ._errors import TransientError
+from ._errors import ServerPaused, TransientError
 
 __all__ = ["RetryPolicy"]
 
@@ -26,7 +27,9 @@ class RetryPolicy:
     bytes before the connection was reset) starts a fresh budget: `attempts` and `max_time`
     bound failures in a row, so a long transfer over a link that drops every few minutes
     still completes, while a server that fails without progress is given up on.
-    `attempts=1` never retries, progress or not.
+    An answer asking every session to pause (`ServerPaused`: 429, 503 SlowDown) is retried
+    once the server's gate opens, without spending an attempt, for up to `max_time` seconds
+    from the first such answer. `attempts=1` never retries, progress or pause or not.
     """
 
     attempts: int = 6  # tries in a row without progress, the first one included
@@ -80,6 +83,8 @@ class RetryPolicy:
             except TransientError as exc:
                 if progress is not None and self.attempts > 1 and progress() > before:
                     raise _Progressed(exc) from exc
+                if isinstance(exc, ServerPaused) and self.attempts > 1:
+                    raise _Progressed(exc, paused=True) from exc
                 raise
 
         def _on_backoff(details: Any) -> None:
@@ -95,23 +100,41 @@ class RetryPolicy:
             on_backoff=_on_backoff,
             logger=None,
         )(_call_it)
+        paused_since: float | None = None
+        pauses = 0
         while True:
             try:
                 result: T = await retrying(attempt)
                 return result
-            except _Progressed as progressed:  # a fresh budget, after the first retry's wait
-                wait = backoff.full_jitter(self.delay(1))
+            except _Progressed as progressed:
+                if progressed.paused:  # the gate holds the next request (`_backoff`)
+                    now = time.monotonic()
+                    paused_since = now if paused_since is None else paused_since
+                    if now - paused_since > self.max_time:
+                        raise progressed.error from None
+                    assert isinstance(progressed.error, ServerPaused)
+                    pauses += 1
+                    if on_retry is not None:
+                        on_retry(tries, progressed.error.pause, progressed.error)
+                    # a pause of about nothing (Retry-After: 0) asked again and again is not
+                    # asked at once each time: 0.1 s more a time, up to `cap`
+                    await anyio.sleep(max(0.0, min(self.cap, 0.1 * pauses)
+                                          - progressed.error.pause))
+                    continue
+                wait = backoff.full_jitter(self.delay(1))  # a fresh budget, after a wait
                 if on_retry is not None:
                     on_retry(tries, wait, progressed.error)
                 await anyio.sleep(wait)
 
 
 class _Progressed(Exception):
-    """An attempt failed after making progress (not a TransientError: backoff lets it out)."""
+    """An attempt failed after making progress, or was asked to pause (`paused`): not a
+    TransientError, so backoff lets it out."""
 
-    def __init__(self, error: TransientError) -> None:
+    def __init__(self, error: TransientError, *, paused: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
+        self.paused = paused
 
 
 async def _call_it(operation: Callable[[], Awaitable[T]]) -> T:
