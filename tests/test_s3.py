@@ -570,7 +570,8 @@ def test_s3_hostile_keys_are_refused_and_the_rest_mirrored(
     make_bucket(client, name)
     hostile = ["..", ".pubmed-mirror", "x.xml.part", "bad\x1b[31m.xml", "sub/../../evil",
                "sub//d.xml", "sub/.pubmed-mirror/e.xml", "sub/./f.xml",
-               "L" * 256, "sub/" + "\u00e9" * 128]  # names over 255 bytes: no local file
+               "L" * 256, "sub/" + "\u00e9" * 128,  # names over 255 bytes: no local file
+               "../x.xml"]
     for key in [*hostile, "good.xml", "sub/c.xml"]:
         client.put_object(Bucket=name, Key=f"data/{key}", Body=b"payload\n")
     dest = tmp_path / "dest"
@@ -578,6 +579,7 @@ def test_s3_hostile_keys_are_refused_and_the_rest_mirrored(
                  str(dest))
     assert result.returncode == 0, result.stderr
     assert sorted(object_gets(proxy, name)) == ["data/good.xml", "data/sub/c.xml"]
+    assert result.stderr.count("skipping") == len(hostile), result.stderr  # once each
     assert_files(dest, {"good.xml": b"payload\n", "sub/c.xml": b"payload\n"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 

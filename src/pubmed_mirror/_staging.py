@@ -209,7 +209,8 @@ class Staging:
         another's directory, one whose directory is another file; the first in sorted order
         stays (of those the first two rules keep). Flat names compared as they are cannot
         clash (a name is staged once): nothing to do, at any size."""
-        live = f"kind = 'file' AND NOT {self._retired()}"
+        # (a name refused already, `_safe`, is neither dropped again nor in another's way)
+        live = f"kind = 'file' AND safe AND NOT {self._retired()}"
         nested = db.execute(f"SELECT 1 FROM staged WHERE {live} AND instr(name, '/') "
                             "LIMIT 1", self._newest()).fetchone()
         if fold == FoldRule():
