@@ -736,6 +736,28 @@ def test_s3_delete_keeps_a_mirrored_key_a_new_key_now_clashes_with(
     assert_files(dest, {"f/g": b"f/g\n", "k1": b"k1\n", "k2": b"k2\n"})
 
 
+def test_s3_max_depth_keeps_to_keys_that_deep(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """`--max-depth N` over an S3 prefix takes the keys at most N `/` below it, as a walk
+    would reach them (it took every key); `--delete` with it keeps the deeper files an
+    earlier run mirrored."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    keys = {"top.txt": b"top\n", "a/one.txt": b"one\n", "a/b/two.txt": b"two\n"}
+    for key, body in keys.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=body)
+    shallow, whole = tmp_path / "shallow", tmp_path / "whole"
+    assert mirror(proxy, name, shallow, "--recursive", "--max-depth", "0").returncode == 0
+    assert_files(shallow, {"top.txt": b"top\n"})
+    assert mirror(proxy, name, whole).returncode == 0
+    assert_files(whole, keys)
+    client.delete_object(Bucket=name, Key="data/top.txt")
+    again = mirror(proxy, name, whole, "--recursive", "--max-depth", "1", "--delete",
+                   "--max-delete", "100%")
+    assert again.returncode == 0, again.stderr
+    assert_files(whole, {k: v for k, v in keys.items() if k != "top.txt"})
+
+
 @pytest.mark.parametrize("depth", [["--recursive"], ["--max-depth", "1"], []],
                          ids=["recursive", "max-depth", "flat"])
 def test_s3_prefix_is_listed_once_whole_and_folder_markers_are_no_files(

@@ -76,4 +76,5 @@ class MirrorOptions:
     def selection(self, default_include: tuple[str, ...] = ()) -> Selection:
         """The file selection; `default_include` (a preset's) applies when include is empty."""
         return Selection(include=self.include or default_include, exclude=self.exclude,
-                         newest=self.newest, max_files=self.max_files)
+                         newest=self.newest, max_files=self.max_files,
+                         max_depth=self.max_depth)

@@ -58,6 +58,9 @@ class Selection:
     exclude: tuple[str, ...] = ()  # globs; a file must match none
     newest: int | None = None  # the last N by PubMed file number
     max_files: int | None = None  # then the first N, in load order
+    # names at most this many `/` deep (None: any): what a walk's --max-depth reaches, and
+    # the same of a listing that is the whole tree at once (S3's prefix)
+    max_depth: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,10 @@ class MirrorPlan:
         return sum(f.size - f.have for f in self.with_action("fetch", "check"))
 
 
-def _selected(name: str, selection: Selection) -> bool:
+def selects(selection: Selection, name: str) -> bool:
+    """Whether `selection` takes the file `name` (its depth and its globs)."""
+    if selection.max_depth is not None and name.count(SEPARATOR) > selection.max_depth:
+        return False
     return matches(name, selection.include, selection.exclude)
 
 
@@ -146,8 +152,8 @@ def unreadable_entries(entries: Sequence[RemoteEntry], selection: Selection
             continue
         line = entry.name
         tails = [line, *(line[m.end():] for m in re.finditer(r"\s+", line))]
-        if any(_selected(t, selection) or (t.endswith(CHECKSUM_SUFFIX) and
-                                           _selected(t[: -len(CHECKSUM_SUFFIX)], selection))
+        if any(selects(selection, t) or (t.endswith(CHECKSUM_SUFFIX) and
+                                          selects(selection, t[: -len(CHECKSUM_SUFFIX)]))
                for t in tails if t):
             found.append(entry)
         else:

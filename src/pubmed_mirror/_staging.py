@@ -30,8 +30,8 @@ from ._plan import (
     PlannedFile,
     Selection,
     current_at,
-    matches,
     part_length,
+    selects,
     unreadable_entries,
 )
 from ._pubmed import file_order, pubmed_year
@@ -139,7 +139,7 @@ class Staging:
             db.create_function("selected_name", 1, self._selected, deterministic=True)
 
     def _selected(self, name: str) -> int:
-        return int(matches(name, self.selection.include, self.selection.exclude))
+        return int(selects(self.selection, name))
 
     def add(self, entries: Iterable[RemoteEntry]) -> None:
         """Stage a batch of the listing, in one transaction (blocking). A name listed
