@@ -415,6 +415,21 @@ async def test_stall_times_out_and_resumes(web_tree: Tree, certificate: tuple[Pa
     assert server.stats.ranges[BIG] == [0, rest_at(500_000)]
 
 
+async def test_a_web_servers_503s_still_spend_retries(web_tree: Tree, tmp_path: Path) -> None:
+    """A web server (not an object store) answering 503 again and again: the pauses are
+    waited out and each answer spends a retry, so the file fails after its attempts (a
+    site down for maintenance fails the run in seconds, as before S3's SlowDown was made
+    free of retries), the other files landing."""
+    server = FaultyWebServer(web_tree[0])
+    server.add(BIG, *(WebFault("503") for _ in range(6)))
+    async with server.running():
+        with anyio.fail_after(30):
+            report = await mirror(server.url, tmp_path / "m", opts(
+                retry=RetryPolicy(attempts=3, base=0.05, cap=0.2)))
+    assert [f.name for f in report.failed] == [BIG]
+    assert [s for n, s in server.stats.statuses if n == BIG] == [503, 503, 503]
+
+
 async def test_429_retry_after_is_honoured(web_tree: Tree, tmp_path: Path) -> None:
     """A 429 with Retry-After: 1 is waited out (>= 1 s) and retried; a 503 without one is
     retried with the usual backoff."""

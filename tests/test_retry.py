@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import aioftp
 import pytest
 
@@ -83,8 +85,8 @@ async def test_last_error_goes_through_when_attempts_run_out() -> None:
 
 async def test_pauses_spend_no_attempt_until_the_time_bound() -> None:
     """Answers asking to pause (`ServerPaused`) are retried without spending an attempt,
-    each reported with its pause; after `max_time` seconds of them the last goes through.
-    Other transient errors among them still count."""
+    each reported with its pause, until the server has been busy (`since`) for `max_time`
+    seconds: then the last goes through. Other transient errors among them still count."""
     calls: list[int] = []
     waits: list[float] = []
 
@@ -100,9 +102,11 @@ async def test_pauses_spend_no_attempt_until_the_time_bound() -> None:
     assert await policy.call(op, on_retry=lambda n, wait, exc: waits.append(wait)) == "ok"
     assert len(calls) == 10 and waits.count(0.25) == 7
 
+    busy_since = time.monotonic()  # the server's gate: busy since then, never served since
+
     async def always() -> None:
         calls.append(1)
-        raise ServerPaused("503", path="f")
+        raise ServerPaused("503", path="f", since=busy_since)
 
     calls.clear()
     with pytest.raises(ServerPaused):

@@ -216,3 +216,56 @@ def test_s3_object_replaced_before_its_first_get_lands_as_its_new_version(
     assert len(proxy.gets(bucket, key)) == 2
     assert mirror(proxy, bucket, dest).returncode == 0
     assert len(proxy.gets(bucket, key)) == 2  # the second run: nothing more to fetch
+
+
+def _replaced_at(client: Any, bucket: str, key: str, method: str, new: bytes) -> S3Fault:
+    """A fault that replaces `key` by `new` as the first `method` request for it arrives
+    (that request then sees the new version)."""
+    def replaced(seen: Any) -> bool:
+        if seen.method != method or seen.key(bucket) != key:
+            return False
+        client.put_object(Bucket=bucket, Key=key, Body=new)
+        return True
+
+    return S3Fault("delay", replaced, seconds=0)
+
+
+def _etags(dest: Path) -> dict[str, Any]:
+    with closing(sqlite3.connect(dest / ".pubmed-mirror" / "manifest.sqlite")) as db:
+        return dict(db.execute("SELECT name, etag FROM files").fetchall())
+
+
+@pytest.mark.parametrize("method, grow", [("GET", 0), ("HEAD", 7)],
+                         ids=["before-its-get", "before-its-checksum-head"])
+def test_s3_multipart_object_replaced_before_its_first_answer_lands_checked(
+        moto: str, proxy: S3FaultProxy, bucket: str, tmp_path: Path, method: str,
+        grow: int) -> None:
+    """plain.bin (in parts, no checksum) replaced by a single-part object as its first GET
+    (same size) or its checksum HEAD (7 bytes longer) arrives: the answer names another
+    ETag than the listing's, so the object is asked what it is now, and its new version
+    lands checked by its ETag's MD5 and recorded with that ETag (the GET's landed
+    unchecked, recorded with the listed ETag; the HEAD's failed every attempt)."""
+    key, client = "data/plain.bin", s3_client(moto)
+    new = os.urandom(len(FILES["plain.bin"]) + grow)
+    proxy.faults.append(_replaced_at(client, bucket, key, method, new))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, "--no-split")
+    assert not proxy.faults
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (dest / "plain.bin").read_bytes() == new
+    assert rows(dest)["plain.bin"][0] == hashlib.md5(new).hexdigest()
+    assert _etags(dest)["plain.bin"] == client.head_object(Bucket=bucket, Key=key)["ETag"]
+
+
+def test_s3_object_replaced_by_another_size_lands_without_verification_too(
+        moto: str, proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """--no-verify: sha1.xml replaced by a longer body as its GET arrives lands as its new
+    version, recorded with its ETag (every attempt asked for the listed size and failed)."""
+    key, client = "data/sha1.xml", s3_client(moto)
+    new = SINGLE["sha1.xml"] + b"more\n"
+    proxy.faults.append(_replaced_at(client, bucket, key, "GET", new))
+    dest = tmp_path / "dest"
+    result = mirror(proxy, bucket, dest, "--no-verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (dest / "sha1.xml").read_bytes() == new
+    assert _etags(dest)["sha1.xml"] == client.head_object(Bucket=bucket, Key=key)["ETag"]

@@ -97,6 +97,15 @@ def test_unsafe_names_are_rejected(name: str) -> None:
     assert unsafe_name_reason(name) is not None
 
 
+def test_a_name_is_refused_over_255_bytes_as_the_file_system_counts_them() -> None:
+    """A name over 255 bytes cannot be a local file; its bytes are counted as they reach
+    the file system: an undecodable byte of a listing (Latin-1 over FTP) is one byte."""
+    assert unsafe_name_reason("L" * 255) is None
+    assert unsafe_name_reason("L" * 256) is not None
+    assert unsafe_name_reason("\u00e9" * 128) is not None  # 256 bytes in UTF-8
+    assert unsafe_name_reason(b"\xe9".decode("utf-8", "surrogateescape") * 250) is None
+
+
 @given(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_ .\-]{0,40}", fullmatch=True))
 def test_plain_names_are_accepted(name: str) -> None:
     """Ordinary names (no separators, no '..') pass the check."""

@@ -29,7 +29,7 @@ from ._events import FileProgress, FileRetrying, FileStarted
 from ._plan import PlannedFile, same_time
 from ._pubmed import parse_md5_file
 from ._resume import same_version
-from ._s3 import S3Session
+from ._s3 import ObjectHead, S3Session
 from ._s3list import etag_md5
 from ._select import same_etag
 from ._state import ManifestEntry
@@ -361,8 +361,10 @@ class FileAttempts:
             if (self.entry.md5 is not None and isinstance(session, S3Session)
                     and not self._object_asked
                     and (self._doubted or session.transport.etags_doubted)):
-                self.object_checksum, self._etag_md5, _ = await session.doubt(
-                    self.source.remote_path(self.entry.name), self._version)
+                head = await session.doubt(self.source.remote_path(self.entry.name),
+                                           self._version)
+                self.object_checksum, self._etag_md5 = ((head.checksum, head.etag_is_md5)
+                                                        if head else (None, True))
                 self._object_asked = True  # (not before: a HEAD that failed is asked again)
             return self.entry.md5 if self._etag_md5 else None
         path = self.source.remote_path(checksum.name)
@@ -389,7 +391,7 @@ class FileAttempts:
         if self.md5 is not None or not isinstance(session, S3Session) or self._object_asked:
             return
         path = self.source.remote_path(self.entry.name)
-        self.object_checksum, _, _ = await session.head(path, self._version)
+        self.object_checksum = (await session.head(path, self._version)).checksum
         self._object_asked = True
         if self.object_checksum is not None and not self.object_checksum.checkable:
             log.info("%s: %s: recorded, not checked", self.entry.name,
@@ -451,7 +453,8 @@ class FileAttempts:
                     None not in (recorded, now.validator) and recorded != now.validator):
                 entry = self._changed(path, entry, now)
                 if isinstance(session, S3Session):
-                    await self._adopt(session, path, entry)
+                    self._adopt(entry, await session.head(path, entry.validator)
+                                if self._checks_by_object() else None)
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self.size = entry.size
@@ -474,28 +477,36 @@ class FileAttempts:
         """S3, after an answer of another version or a download that did not match: one
         HEAD in checksum mode says what the object is now (its ETag names the version),
         its own checksum, and whether that ETag is an MD5 (SSE-KMS: `doubt`); a version
-        other than the one fetched is adopted (`_adopt`) before anything is checked."""
-        self._recheck = False
+        other than the one fetched is adopted (`_adopt`) before anything is checked. A HEAD
+        that fails leaves the question for the next attempt."""
         path = self.source.remote_path(self.entry.name)
-        checksum, etag_is_md5, etag = await session.doubt(path, None)
-        self.object_checksum, self._etag_md5, self._object_asked = checksum, etag_is_md5, True
-        known = self._adopted or self.entry
-        if etag is not None and known.validator is not None and not same_etag(
-                etag, known.validator):
-            now = await session.stat(path)  # its size and time
-            await self._adopt(session, path, self._changed(path, known, now))
-
-    async def _adopt(self, session: S3Session, path: str, now: RemoteEntry) -> None:
-        """S3: the object changed since the listing and its new version `now` is fetched:
-        checked by what that version is, its ETag's MD5 (single-part, not SSE-KMS) or its
-        own checksum (a HEAD in checksum mode), never by the listed version's checks, nor
-        by none (a listed multipart object replaced by a single-part one landed unchecked).
-        Not with --no-verify, nor for a file checked by its NAME.md5."""
-        if not self.run.options.verify or self.planned.checksum is not None:
+        head = await session.doubt(path, None)
+        self._recheck = False
+        if head is None:  # refused: nothing to tell by
             return
-        self.object_checksum, etag_is_md5, _ = await session.head(path, now.validator)
-        self._adopted, self._object_asked = now, True
-        self.md5 = self._adopted_md5 = etag_md5(now.validator) if etag_is_md5 else None
+        self.object_checksum, self._etag_md5 = head.checksum, head.etag_is_md5
+        self._object_asked = True
+        known, now = self._adopted or self.entry, head.entry
+        if None not in (now.validator, known.validator) and not same_etag(
+                now.validator or "", known.validator or ""):
+            self._adopt(self._changed(path, known, now), head)
+
+    def _checks_by_object(self) -> bool:
+        """Whether the file is checked by what S3 says of the object (its ETag's MD5 or its
+        own checksum): not with --no-verify, nor when its NAME.md5 checks it."""
+        return self.run.options.verify and self.planned.checksum is None
+
+    def _adopt(self, now: RemoteEntry, head: ObjectHead | None) -> None:
+        """S3: the object changed since the listing and its new version `now` is fetched
+        (its size, time and ETag), checked by what that version is (`head`, when the
+        object checks it: `_checks_by_object`): its ETag's MD5 (single-part, not SSE-KMS)
+        or its own checksum, never by the listed version's checks, nor by none (a listed
+        multipart object replaced by a single-part one landed unchecked)."""
+        self._adopted = now
+        if head is not None and self._checks_by_object():
+            self.object_checksum, self._object_asked = head.checksum, True
+            self.md5 = self._adopted_md5 = (etag_md5(now.validator) if head.etag_is_md5
+                                            else None)
 
     @property
     def _version(self) -> str | None:

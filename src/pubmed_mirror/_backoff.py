@@ -49,6 +49,8 @@ class ServerGate:
         self._until = 0.0  # closed while the clock is before this
         self._streak = 0  # busy answers in a row (each after the gate opened again)
         self.closings = 0  # busy answers heard over the gate's life
+        # the first busy answer since the server last answered normally (None: it has)
+        self.busy_since: float | None = None
         self.waits = 0  # requests that waited at the gate
 
     def __repr__(self) -> str:
@@ -76,6 +78,8 @@ class ServerGate:
         """The server answered busy: hold new requests (never shortening a pause); how long
         they are held from now."""
         self.closings += 1
+        if self.busy_since is None:
+            self.busy_since = self._clock()
         seconds = self.delay(retry_after)
         until = self._clock() + seconds
         if until > self._until:
@@ -89,8 +93,9 @@ class ServerGate:
         recovered, so the next busy answer pauses for `base` again, not for double the last
         pause (answers to requests sent before the gate closed prove nothing: they are
         among those a pause holds back, so they must come after it ended)."""
-        if self._streak and self._clock() >= self._until:
+        if self._clock() >= self._until:
             self._streak = 0
+            self.busy_since = None
 
     async def wait(self) -> None:
         """Return once the gate is open (at once when it is)."""

@@ -11,8 +11,8 @@
     │   │   └── WrongVersion         an answer of another version than the part, or bytes
     │   │                            before a resume point that differ (restarted from 0)
     │   ├── ServerBusy               a 4xx reply (421, 425, 426, 450, 451, 452), HTTP 5xx
-    │   │   ├── ServerPaused         HTTP 429 or 503 (S3's SlowDown), or a Retry-After: every
-    │   │   │                        session pauses; retried without spending an attempt
+    │   │   ├── ServerPaused         S3's 429 or 503 (SlowDown): every session pauses;
+    │   │   │                        retried without spending an attempt
     │   │   └── TooManyConnections   421 at greeting, or 530 "too many" after login
     │   └── ChecksumMismatch         the bytes do not hash to the expected MD5 (refetched from 0)
     ├── PermanentError               that file fails at once, never retried
@@ -132,14 +132,17 @@ class ServerBusy(TransientError):
 
 
 class ServerPaused(ServerBusy):
-    """The server asked every session to pause (HTTP 429 or 503, or a Retry-After): the
+    """An object store (S3) asked every session to slow down (429, 503 SlowDown): the
     server's gate waits it out (`_backoff`), `pause` seconds from the answer. Retried
-    without spending an attempt of `--retries` (`_retry`)."""
+    without spending an attempt of `--retries` (`_retry`) while the server has been busy
+    for less than the policy's time bound, counted from `since` (the monotonic time of the
+    first busy answer since it last answered a request normally)."""
 
     def __init__(self, message: str, *, path: str | None = None, reply: str | None = None,
-                 pause: float = 0.0):
+                 pause: float = 0.0, since: float | None = None):
         super().__init__(message, path=path, reply=reply)
         self.pause = pause
+        self.since = since
 
 
 class TooManyConnections(ServerBusy):

@@ -17,7 +17,6 @@ listing must be complete within `listing_deadline` (`_httpindex`).
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
 import math
 import socket
@@ -41,7 +40,7 @@ from ._errors import (
     TransferStalled,
     TransientError,
 )
-from ._httpcheck import check_answer, request_headers, validator
+from ._httpcheck import check_answer, head_entry, request_headers, validator
 from ._httperrors import Redirected, mapped, raise_for, raise_for_status, unparsed
 from ._httpindex import names_directory, read_index
 from ._proxy import Proxy
@@ -119,9 +118,11 @@ class HttpTransport:
     proxy: Proxy | None = None  # every request goes through it (CONNECT for https)
     user_agent: str = USER_AGENT  # may hold the user's address: never in repr
     signer: Signer | None = None  # signs every request (S3 with credentials)
-    # an answer's Content-Encoding says how the file is stored, its body is the stored bytes
-    # (S3's object metadata): taken as they are, not refused (`_httpcheck.check_answer`)
-    stored_codings: bool = False
+    # an object store (S3): an answer's Content-Encoding says how the object is stored (its
+    # metadata), its body is the stored bytes, taken as they are, and its ETag names the
+    # object's version at any offset (`_httpcheck.check_answer`); a 429 or 503 asks to slow
+    # down, waited out at the gate without spending a retry (`ServerPaused`)
+    object_store: bool = False
 
     def __repr__(self) -> str:
         via = f" via {self.proxy}" if self.proxy else ""
@@ -237,7 +238,8 @@ class HttpSession:
                 if response.status >= 300:
                     if on_error is not None:
                         await on_error(response, shown)
-                    await raise_for(response, shown, self.transport.gate, proxy)
+                    await raise_for(response, shown, self.transport.gate, proxy,
+                                    throttles=self.transport.object_store)
                 self.transport.gate.served()
                 yield response
 
@@ -273,18 +275,11 @@ class HttpSession:
                    label: str | None = None) -> RemoteEntry:
         """Size (Content-Length), time (Last-Modified) and validator from HEAD."""
         async with self._request("HEAD", path, phase=phase, label=label) as response:
-            length = response.headers.get("Content-Length")
-            modified = response.headers.get("Last-Modified")
-            named = validator(response.headers)
-        size = int(length) if length is not None and length.isdigit() else None
-        mtime = None
-        if modified:
-            with contextlib.suppress(TypeError, ValueError):
-                mtime = email.utils.parsedate_to_datetime(modified).timestamp()
-        name = path.rstrip("/").rsplit("/", 1)[-1]
-        if kind_check and size is None:
+            entry = head_entry({k.lower(): v for k, v in response.headers.items()},
+                               path.rstrip("/").rsplit("/", 1)[-1])
+        if kind_check and entry.size is None:
             raise ProtocolError("no Content-Length in the answer to HEAD", path=path)
-        return RemoteEntry(name, size, mtime, validator=named)
+        return entry
 
     @contextlib.asynccontextmanager
     async def open_read(self, path: str, offset: int, *, buffer: int | None = None,
@@ -294,7 +289,7 @@ class HttpSession:
         headers = request_headers(offset, expect)
         async with self._request("GET", path, phase="retr", headers=headers) as response:
             skip = check_answer(response.status, response.headers, path, offset, expect,
-                                stored=self.transport.stored_codings)
+                                store=self.transport.object_store)
             rest = await _skip(response, skip, path) if skip else b""
             body = _Body(response, path, rest)
             try:
@@ -339,10 +334,10 @@ class HttpSession:
             status, reason, headers = parse_head(head, path)
             if status >= 300:
                 await raise_for_status(status, reason, headers, path, transport.gate,
-                                        transport.proxy)
+                                        transport.proxy, throttles=transport.object_store)
             transport.gate.served()
             skip = check_answer(status, headers, path, offset, expect,
-                                stored=transport.stored_codings)
+                                store=transport.object_store)
             if skip or "transfer-encoding" in headers:
                 sock.close()
                 return None
@@ -401,7 +396,8 @@ class HttpSession:
             return
         if status >= 300:
             await raise_for_status(status, reason, answer, label, self.transport.gate,
-                                    self.transport.proxy)
+                                    self.transport.proxy,
+                                    throttles=self.transport.object_store)
 
     async def _connect_direct(self, buffer: int | None, path: str) -> socket.socket:
         """A connection to the server for one body, through the proxy if any (https: a

@@ -11,13 +11,16 @@ is thrown away and the file fetched again from 0.
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import re
 from collections.abc import Mapping
 
 from ._errors import ProtocolError, WrongVersion
 from ._transfer import RemoteFile
+from ._transport import RemoteEntry
 
-__all__ = ["check_answer", "request_headers", "validator"]
+__all__ = ["check_answer", "head_entry", "request_headers", "validator"]
 
 Headers = Mapping[str, str]  # names lowercased (aiohttp's are case-insensitive anyway)
 
@@ -27,6 +30,18 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 # the body is the file's own bytes, as its length then shows
 _STORED_CODINGS = {"gz": ("gzip", "x-gzip"), "tgz": ("gzip", "x-gzip"),
                    "Z": ("compress", "x-compress"), "bz2": ("bzip2", "x-bzip2")}
+
+
+def head_entry(headers: Headers, name: str) -> RemoteEntry:
+    """What an answer to HEAD says of the file `name`: its size (Content-Length), time
+    (Last-Modified) and validator (None where it does not say)."""
+    length, modified = headers.get("content-length"), headers.get("last-modified")
+    size = int(length) if length is not None and length.isdigit() else None
+    mtime = None
+    if modified:
+        with contextlib.suppress(TypeError, ValueError):
+            mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+    return RemoteEntry(name, size, mtime, validator=validator(headers))
 
 
 def validator(headers: Headers) -> str | None:
@@ -49,20 +64,23 @@ def request_headers(offset: int, expect: RemoteFile | None) -> dict[str, str]:
 
 
 def check_answer(status: int, headers: Headers, path: str, offset: int,
-                 expect: RemoteFile | None, *, stored: bool = False) -> int:
+                 expect: RemoteFile | None, *, store: bool = False) -> int:
     """How many bytes at the start of the body to read past (a server that ignores Range
     sends the whole file: those the part holds already). Raises WrongVersion for an answer
-    of another version than `expect` (or in a coding not asked for, unless `stored`: the
-    server's Content-Encoding says how the file is stored, S3's), ProtocolError for one
-    that is not what was asked."""
-    coded = False if stored else _coding(headers, path)
+    of another version than `expect` (or in a coding not asked for), ProtocolError for one
+    that is not what was asked. `store`: an object store's answer (S3), whose
+    Content-Encoding says how the object is stored, and whose ETag names its version from
+    any offset, byte 0 too (a web server's may differ between the machines of one site)."""
+    coded = False if store else _coding(headers, path)
     if status == 206:
         _check_range(headers.get("content-range", ""), path, offset, expect)
     elif status == 200:
         _check_whole(headers, path, offset, expect, coded)
     else:
         raise ProtocolError(f"unexpected answer {status} to a GET", path=path)
-    if offset and expect is not None and expect.validator:
+    if store and expect is not None and expect.validator:
+        _check_etag(headers, path, expect.validator)
+    elif offset and expect is not None and expect.validator:
         _check_validator(headers, path, expect.validator)
     return offset if status == 200 else 0
 
@@ -105,6 +123,15 @@ def _check_whole(headers: Headers, path: str, offset: int, expect: RemoteFile | 
     elif int(length) != expect.size:
         raise WrongVersion(f"the answer is {length} bytes long, not the remote size "
                            f"{expect.size}: another version", path=path)
+
+
+def _check_etag(headers: Headers, path: str, ours: str) -> None:
+    """An object store's answer names the version `ours` (an ETag, quoted or not, in any
+    case: as a listing may write it)."""
+    theirs = headers.get("etag")
+    if theirs is not None and theirs.strip('"').lower() != ours.strip('"').lower():
+        raise WrongVersion(f"changed on the server: {theirs}, the listing said {ours}",
+                           path=path)
 
 
 def _check_validator(headers: Headers, path: str, ours: str) -> None:

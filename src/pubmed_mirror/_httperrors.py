@@ -61,14 +61,17 @@ class Redirected(RemoteFileError):
 
 
 async def raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGate,
-                     proxy: Proxy | None) -> None:
+                    proxy: Proxy | None, *, throttles: bool = False) -> None:
     await raise_for_status(response.status, response.reason or "",
-                            {k.lower(): v for k, v in response.headers.items()}, path, gate,
-                            proxy)
+                           {k.lower(): v for k, v in response.headers.items()}, path, gate,
+                           proxy, throttles=throttles)
 
 
 async def raise_for_status(status: int, reason: str, headers: dict[str, str],
-                            path: str, gate: ServerGate, proxy: Proxy | None) -> None:
+                           path: str, gate: ServerGate, proxy: Proxy | None, *,
+                           throttles: bool = False) -> None:
+    """The error an answer of `status` is. `throttles`: the server's 429 and 503 ask to
+    slow down (S3's SlowDown), a pause that spends no retry (`ServerPaused`)."""
     reply = f"{status} {reason}".strip()
     if status == 407:  # only a proxy asks this (plain http: its answer to the request)
         raise proxy_refused(status, reason, path, proxy)
@@ -79,8 +82,9 @@ async def raise_for_status(status: int, reason: str, headers: dict[str, str],
         wait = retry_after(headers.get("retry-after"))
         if status in (429, 503) or wait is not None:  # every session pauses (`_backoff`)
             pause = gate.close(wait, reply=f"{path}: {reply}")
-            raise ServerPaused(f"{server} answered {reply}", path=path, reply=reply,
-                               pause=pause)
+            if throttles:
+                raise ServerPaused(f"{server} answered {reply}", path=path, reply=reply,
+                                   pause=pause, since=gate.busy_since)
         raise ServerBusy(f"{server} answered {reply}", path=path, reply=reply)
     if 300 <= status < 400:
         raise Redirected(f"redirected ({reply}) to {headers.get('location')}",

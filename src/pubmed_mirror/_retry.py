@@ -27,9 +27,10 @@ class RetryPolicy:
     bytes before the connection was reset) starts a fresh budget: `attempts` and `max_time`
     bound failures in a row, so a long transfer over a link that drops every few minutes
     still completes, while a server that fails without progress is given up on.
-    An answer asking every session to pause (`ServerPaused`: 429, 503 SlowDown) is retried
-    once the server's gate opens, without spending an attempt, for up to `max_time` seconds
-    from the first such answer. `attempts=1` never retries, progress or pause or not.
+    An object store's answer asking every session to slow down (`ServerPaused`: S3's 429,
+    503 SlowDown) is retried once the server's gate opens, without spending an attempt,
+    until the server has been busy for `max_time` seconds (since it last answered a request
+    normally, any session's). `attempts=1` never retries, progress or pause or not.
     """
 
     attempts: int = 6  # tries in a row without progress, the first one included
@@ -100,7 +101,6 @@ class RetryPolicy:
             on_backoff=_on_backoff,
             logger=None,
         )(_call_it)
-        paused_since: float | None = None
         pauses = 0
         while True:
             try:
@@ -108,11 +108,10 @@ class RetryPolicy:
                 return result
             except _Progressed as progressed:
                 if progressed.paused:  # the gate holds the next request (`_backoff`)
-                    now = time.monotonic()
-                    paused_since = now if paused_since is None else paused_since
-                    if now - paused_since > self.max_time:
-                        raise progressed.error from None
                     assert isinstance(progressed.error, ServerPaused)
+                    since = progressed.error.since
+                    if since is not None and time.monotonic() - since > self.max_time:
+                        raise progressed.error from None
                     pauses += 1
                     if on_retry is not None:
                         on_retry(tries, progressed.error.pause, progressed.error)

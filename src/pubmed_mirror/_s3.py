@@ -32,11 +32,13 @@ from ._errors import (
     ProtocolError,
     RemoteFileError,
     ServerUnreachable,
+    WrongVersion,
 )
+from ._httpcheck import head_entry
 from ._proxy import Proxy, proxy_for
 from ._ratelimit import TokenBucket
 from ._s3list import Listing, PageParser, error_code, etag_md5, in_key_order, page_query
-from ._select import Selector
+from ._select import Selector, same_etag
 from ._transport import EntrySink, ReadStream, RemoteEntry, listing_deadline
 from ._whole import HeldBody
 
@@ -331,7 +333,7 @@ class S3Transport:
         return HttpTransport(scheme=scheme, host=host.strip("[]"), port=port, probe=None,
                              ssl_context=context, proxy=source.proxy,
                              user_agent=user_agent(source.email), signer=self.signer,
-                             stored_codings=True, **self._options)
+                             object_store=True, **self._options)
 
     def moved(self, region: str) -> None:
         """The bucket answered that it lives in `region`: sessions opened from now on go
@@ -353,6 +355,18 @@ class S3Transport:
 
 
 _Page = list[RemoteEntry]  # (in the class, `list` is the method)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectHead:
+    """What a HEAD in checksum mode says of an object: `entry`, its size, time and ETag as
+    it is now (its `md5`: a single-part ETag's); its own `checksum` (None when it has none);
+    whether a single-part ETag of it is its MD5 (`etag_is_md5`: not when it is encrypted
+    with SSE-KMS, 32 hex digits as it looks)."""
+
+    entry: RemoteEntry
+    checksum: Checksum | None
+    etag_is_md5: bool
 
 
 class S3Session:
@@ -444,7 +458,8 @@ class S3Session:
         try:
             yield
         except RemoteFileError as exc:
-            if self.transport.source.sign or not (exc.reply or "").startswith("403"):
+            if (self.transport.source.sign or self.transport.http.proxy is not None
+                    or not (exc.reply or "").startswith("403")):  # (a proxy's own 403?)
                 raise
             raise RemoteFileError(f"{exc.message}: the object is not public (it refuses "
                                   f"anonymous reading): {_CREDENTIALS_HELP}", path=exc.path,
@@ -494,38 +509,37 @@ class S3Session:
             raise LoginRefused(f"the credentials were refused ({code})", path=str(source),
                                reply=reply)
 
-    async def head(self, path: str, etag: str | None
-                   ) -> tuple[Checksum | None, bool, str | None]:
-        """HEAD with `x-amz-checksum-mode: ENABLED`: the object's own checksum (None when it
-        has none), whether a single-part ETag of it would be its MD5 (not when the object
-        is encrypted with SSE-KMS, 32 hex digits as it looks), and its ETag now.
-        ProtocolError when the object is no longer the version of `etag` (when given)."""
+    async def head(self, path: str, etag: str | None) -> ObjectHead:
+        """HEAD with `x-amz-checksum-mode: ENABLED` (`ObjectHead`). WrongVersion when the
+        object is no longer the version of `etag` (when given)."""
         async with self.http._request(
                 "HEAD", self.transport.url_path(path), phase="stat", label=path,
                 headers={"x-amz-checksum-mode": "ENABLED"}) as response:
             headers = {k.lower(): v for k, v in response.headers.items()}
         now = headers.get("etag")
-        if etag is not None and now is not None and now != etag:
-            raise ProtocolError(f"changed on the server since the listing (ETag {now}, "
-                                f"listed {etag})", path=path)
+        if etag is not None and now is not None and not same_etag(now, etag):
+            raise WrongVersion(f"changed on the server since the listing (ETag {now}, "
+                               f"listed {etag})", path=path)
         multipart = _MULTIPART.search(now or etag or "") is not None
-        checksum = object_checksum(headers, multipart=multipart)
+        entry = head_entry(headers, path.rsplit("/", 1)[-1])
         encryption = headers.get("x-amz-server-side-encryption", "").lower()
-        return checksum, not encryption.startswith("aws:kms"), now
+        return ObjectHead(replace(entry, md5=etag_md5(entry.validator)),
+                          object_checksum(headers, multipart=multipart),
+                          not encryption.startswith("aws:kms"))
 
-    async def doubt(self, path: str, etag: str | None
-                    ) -> tuple[Checksum | None, bool, str | None]:
+    async def doubt(self, path: str, etag: str | None) -> ObjectHead | None:
         """`head`, for an object whose MD5-like ETag a download did not match, or of a
         bucket where one was not an MD5 (`etags_doubted`: from then on every object is
         asked before its first byte). A server that refuses the HEAD (moto does, to
         anonymous requests) leaves the ETag an MD5."""
         try:
-            checksum, md5, now = await self.head(path, etag)
+            head = await self.head(path, etag)
         except RemoteFileError as exc:
             log.info("%s: cannot ask whether its ETag is an MD5 (%s): taken as one", path,
                      exc)
-            return None, True, None
-        if not md5:
+            return None
+        checksum = head.checksum
+        if not head.etag_is_md5:
             said = self.transport.etags_doubted
             self.transport.etags_doubted = True
             (log.info if said else log.warning)(
@@ -533,7 +547,7 @@ class S3Session:
                 path, "its own checksum" if checksum is not None and checksum.checkable
                 else "its size only", "" if said else " (and so the bucket's other "
                 "objects, each asked with a HEAD first)")
-        return checksum, md5, now
+        return head
 
     async def stat(self, path: str) -> RemoteEntry:
         """Size, time and ETag of one object (HEAD)."""

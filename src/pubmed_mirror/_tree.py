@@ -59,7 +59,7 @@ def unsafe_name_reason(name: str) -> str | None:
         return "contains '..'"
     if _CONTROL.search(name):
         return "contains NUL, control or bidi characters"
-    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+    if len(_local_bytes(name)) > NAME_MAX:
         return f"longer than a local file name may be ({NAME_MAX} bytes)"
     # exactly the names we may create or remove in DEST: NAME + a suffix of ours, and the
     # state directory (check_writable's probe takes a random name no file has: O_EXCL)
@@ -68,6 +68,15 @@ def unsafe_name_reason(name: str) -> str | None:
     if name == STATE_DIR:
         return "clashes with our state directory"
     return None
+
+
+def _local_bytes(name: str) -> bytes:
+    """The name as the file system gets it (an undecodable byte of a listing is one byte
+    again); a lone surrogate nothing decoded counts as its three UTF-8 bytes."""
+    try:
+        return os.fsencode(name)
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogatepass")
 
 
 def unsafe_path_reason(path: str) -> str | None:
