@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import aioftp
+import anyio
 import pytest
 
 from pubmed_mirror import (
@@ -114,6 +115,37 @@ async def test_pauses_spend_no_attempt_until_the_time_bound() -> None:
     assert len(calls) > 3  # beyond the attempts, within the time
     with pytest.raises(ServerPaused):  # attempts=1: never retried
         await RetryPolicy(attempts=1).call(always)
+
+
+async def test_pauses_are_bounded_per_call_when_the_server_seems_to_recover() -> None:
+    """The server answers some other request normally between the pauses (its `since` is
+    always now): a call meeting nothing but pauses still gives up after `max_time`; one
+    whose attempt made progress in between starts its bound again."""
+    calls: list[int] = []
+    received = [0]
+
+    async def fresh() -> None:
+        calls.append(1)
+        raise ServerPaused("503", path="f", since=time.monotonic())
+
+    with pytest.raises(ServerPaused):
+        await RetryPolicy(attempts=3, max_time=0.5).call(fresh)
+
+    async def progressing() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ServerPaused("503", path="f", since=time.monotonic())
+        if len(calls) == 2:  # bytes came for longer than max_time, then a reset
+            received[0] += 1 << 20
+            await anyio.sleep(0.6)
+            raise ConnectionLost("reset", path="f")
+        if len(calls) == 3:
+            raise ServerPaused("503", path="f", since=time.monotonic())
+        return "done"
+
+    calls.clear()
+    policy = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_time=0.5)
+    assert await policy.call(progressing, progress=lambda: received[0]) == "done"
 
 
 def _reply(code: str, text: str) -> aioftp.StatusCodeError:

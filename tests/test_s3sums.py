@@ -235,19 +235,15 @@ def _etags(dest: Path) -> dict[str, Any]:
         return dict(db.execute("SELECT name, etag FROM files").fetchall())
 
 
-@pytest.mark.parametrize("method, grow", [("GET", 0), ("HEAD", 7)],
-                         ids=["before-its-get", "before-its-checksum-head"])
-def test_s3_multipart_object_replaced_before_its_first_answer_lands_checked(
-        moto: str, proxy: S3FaultProxy, bucket: str, tmp_path: Path, method: str,
-        grow: int) -> None:
-    """plain.bin (in parts, no checksum) replaced by a single-part object as its first GET
-    (same size) or its checksum HEAD (7 bytes longer) arrives: the answer names another
-    ETag than the listing's, so the object is asked what it is now, and its new version
-    lands checked by its ETag's MD5 and recorded with that ETag (the GET's landed
-    unchecked, recorded with the listed ETag; the HEAD's failed every attempt)."""
+def test_s3_multipart_object_replaced_before_its_checksum_head_lands_checked(
+        moto: str, proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """plain.bin (in parts, no checksum) replaced by a longer single-part object as its
+    checksum HEAD arrives: the HEAD names another ETag than the listing's, the object is
+    asked what it is now, and its new version lands checked by its ETag's MD5 and recorded
+    with that ETag (it failed every attempt)."""
     key, client = "data/plain.bin", s3_client(moto)
-    new = os.urandom(len(FILES["plain.bin"]) + grow)
-    proxy.faults.append(_replaced_at(client, bucket, key, method, new))
+    new = os.urandom(len(FILES["plain.bin"]) + 7)
+    proxy.faults.append(_replaced_at(client, bucket, key, "HEAD", new))
     dest = tmp_path / "dest"
     result = mirror(proxy, bucket, dest, "--no-split")
     assert not proxy.faults
@@ -255,6 +251,27 @@ def test_s3_multipart_object_replaced_before_its_first_answer_lands_checked(
     assert (dest / "plain.bin").read_bytes() == new
     assert rows(dest)["plain.bin"][0] == hashlib.md5(new).hexdigest()
     assert _etags(dest)["plain.bin"] == client.head_object(Bucket=bucket, Key=key)["ETag"]
+
+
+def test_s3_multipart_object_replaced_before_its_get_is_checked_by_the_next_run(
+        moto: str, proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """plain.bin (in parts, no checksum: nothing checks it) replaced by a single-part object
+    as long as its first GET arrives: what is served lands, unchecked as the listed object
+    would have, and recorded as the listed version, so the next run, listing the new ETag,
+    fetches it again and checks it by that ETag's MD5. (A GET's ETag is not compared with
+    the listing's: some S3-compatible servers answer other ETags than they list.)"""
+    key, client = "data/plain.bin", s3_client(moto)
+    new = os.urandom(len(FILES["plain.bin"]))
+    listed = client.head_object(Bucket=bucket, Key=key)["ETag"]
+    proxy.faults.append(_replaced_at(client, bucket, key, "GET", new))
+    dest = tmp_path / "dest"
+    assert mirror(proxy, bucket, dest, "--no-split").returncode == 0
+    assert (dest / "plain.bin").read_bytes() == new
+    assert rows(dest)["plain.bin"][0] is None and _etags(dest)["plain.bin"] == listed
+    again = mirror(proxy, bucket, dest, "--no-split")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(proxy.gets(bucket, key)) == 2
+    assert rows(dest)["plain.bin"][0] == hashlib.md5(new).hexdigest()
 
 
 def test_s3_object_replaced_by_another_size_lands_without_verification_too(

@@ -89,10 +89,12 @@ class ServerGate:
         return self.closed_for()
 
     def served(self) -> None:
-        """A request sent while the gate was open was answered normally: the server has
-        recovered, so the next busy answer pauses for `base` again, not for double the last
-        pause (answers to requests sent before the gate closed prove nothing: they are
-        among those a pause holds back, so they must come after it ended)."""
+        """A request was answered normally once the pause was over: the server is taken to
+        have recovered, so the next busy answer pauses for `base` again, not for double the
+        last pause, and it is no longer busy (`busy_since`). Answers during a pause (to
+        requests sent before it) do not count; one after it to a request sent before it
+        does, as nothing tells them apart here (a caller bounds its own pauses too:
+        `_retry`)."""
         if self._clock() >= self._until:
             self._streak = 0
             self.busy_since = None

@@ -69,8 +69,7 @@ def check_answer(status: int, headers: Headers, path: str, offset: int,
     sends the whole file: those the part holds already). Raises WrongVersion for an answer
     of another version than `expect` (or in a coding not asked for), ProtocolError for one
     that is not what was asked. `store`: an object store's answer (S3), whose
-    Content-Encoding says how the object is stored, and whose ETag names its version from
-    any offset, byte 0 too (a web server's may differ between the machines of one site)."""
+    Content-Encoding says how the object is stored."""
     coded = False if store else _coding(headers, path)
     if status == 206:
         _check_range(headers.get("content-range", ""), path, offset, expect)
@@ -78,9 +77,7 @@ def check_answer(status: int, headers: Headers, path: str, offset: int,
         _check_whole(headers, path, offset, expect, coded)
     else:
         raise ProtocolError(f"unexpected answer {status} to a GET", path=path)
-    if store and expect is not None and expect.validator:
-        _check_etag(headers, path, expect.validator)
-    elif offset and expect is not None and expect.validator:
+    if offset and expect is not None and expect.validator:
         _check_validator(headers, path, expect.validator)
     return offset if status == 200 else 0
 
@@ -123,15 +120,6 @@ def _check_whole(headers: Headers, path: str, offset: int, expect: RemoteFile | 
     elif int(length) != expect.size:
         raise WrongVersion(f"the answer is {length} bytes long, not the remote size "
                            f"{expect.size}: another version", path=path)
-
-
-def _check_etag(headers: Headers, path: str, ours: str) -> None:
-    """An object store's answer names the version `ours` (an ETag, quoted or not, in any
-    case: as a listing may write it)."""
-    theirs = headers.get("etag")
-    if theirs is not None and theirs.strip('"').lower() != ours.strip('"').lower():
-        raise WrongVersion(f"changed on the server: {theirs}, the listing said {ours}",
-                           path=path)
 
 
 def _check_validator(headers: Headers, path: str, ours: str) -> None:

@@ -30,7 +30,8 @@ class RetryPolicy:
     An object store's answer asking every session to slow down (`ServerPaused`: S3's 429,
     503 SlowDown) is retried once the server's gate opens, without spending an attempt,
     until the server has been busy for `max_time` seconds (since it last answered a request
-    normally, any session's). `attempts=1` never retries, progress or pause or not.
+    normally, any session's), or this call has met pauses for `max_time` seconds without
+    progress. `attempts=1` never retries, progress or pause or not.
     """
 
     attempts: int = 6  # tries in a row without progress, the first one included
@@ -102,6 +103,7 @@ class RetryPolicy:
             logger=None,
         )(_call_it)
         pauses = 0
+        paused_since: float | None = None  # this call's first pause since its last progress
         while True:
             try:
                 result: T = await retrying(attempt)
@@ -109,8 +111,10 @@ class RetryPolicy:
             except _Progressed as progressed:
                 if progressed.paused:  # the gate holds the next request (`_backoff`)
                     assert isinstance(progressed.error, ServerPaused)
-                    since = progressed.error.since
-                    if since is not None and time.monotonic() - since > self.max_time:
+                    now, since = time.monotonic(), progressed.error.since
+                    paused_since = now if paused_since is None else paused_since
+                    if now - paused_since > self.max_time or (
+                            since is not None and now - since > self.max_time):
                         raise progressed.error from None
                     pauses += 1
                     if on_retry is not None:
@@ -120,6 +124,7 @@ class RetryPolicy:
                     await anyio.sleep(max(0.0, min(self.cap, 0.1 * pauses)
                                           - progressed.error.pause))
                     continue
+                paused_since = None
                 wait = backoff.full_jitter(self.delay(1))  # a fresh budget, after a wait
                 if on_retry is not None:
                     on_retry(tries, wait, progressed.error)
