@@ -246,6 +246,28 @@ async def test_a_head_without_last_modified_keeps_the_listed_time(files: Tree,
     assert server.stats.ranges[BIG] == [0, 0, 0]
 
 
+async def test_links_spelled_to_escape_the_directory_are_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A page linking `a%2Fb.xml`, `%2e%2e%2fesc.xml` and `..%2fesc2.xml` (names no file of
+    the directory can have, spelled not to look like paths): each is skipped with a
+    warning naming it (they went without a word), nothing lands outside DEST, and the
+    page's plain file lands."""
+    root = tmp_path / "web"
+    root.mkdir()
+    (root / "good.xml").write_bytes(b"good\n")
+    odd = ["a%2Fb.xml", "%2e%2e%2fesc.xml", "..%2fesc2.xml"]
+    links = "".join(f'<a href="{h}">{h}</a>\n' for h in [*odd, "good.xml"])
+    page = f"<html><head><title>Index of /pubmed/</title></head><body><pre>{links}</pre>"
+    server = FaultyWebServer(root, page=page)
+    dest = tmp_path / "m"
+    async with server.running():
+        report = await mirror(server.url, dest, opts(include=()))
+    assert [f.name for f in report.done] == ["good.xml"], report.files
+    warned = [r.getMessage() for r in caplog.records if "skipping link" in r.getMessage()]
+    assert len(warned) == 3 and all(any(h in w for w in warned) for h in odd), warned
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "web"]
+
+
 async def test_a_page_newer_than_its_heads_is_not_vouched_for(tmp_path: Path) -> None:
     """A server whose page shows a file's new time while its HEAD still answers the old
     size, time and ETag (a stale stat cache, as lighttpd's for a second): the record cannot

@@ -15,6 +15,7 @@ a directory of 300,000 entries is never held as a page, a parse and a listing at
 from __future__ import annotations
 
 import codecs
+import logging
 import math
 import re
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ from html.parser import HTMLParser
 from urllib.parse import unquote, urlsplit
 
 from ._transport import RemoteEntry
+
+log = logging.getLogger("pubmed_mirror")
 
 __all__ = ["AutoindexParser"]
 
@@ -185,6 +188,9 @@ def _name(href: str) -> str | None:
         return None  # the parent, an absolute link, or something deeper
     name = unquote(path)
     if name in (".", "..") or "/" in name:
+        if name != path:  # spelled so as not to look like one: say so, as of a bad name
+            log.warning("skipping link %r: it names %r, which no file of this directory "
+                        "can be", href, name)
         return None
     return name
 
