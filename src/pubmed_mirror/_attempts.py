@@ -31,7 +31,7 @@ from ._pubmed import parse_md5_file
 from ._resume import same_version
 from ._s3 import ObjectHead, S3Session
 from ._s3list import etag_md5
-from ._select import same_etag
+from ._select import other_etag
 from ._state import ManifestEntry
 from ._tail import FileTail, segments_on_disk
 from ._transfer import (
@@ -445,12 +445,9 @@ class FileAttempts:
             part = self._part()
             started = await anyio.to_thread.run_sync(part_started, part)
             recorded = await anyio.to_thread.run_sync(part_validator, part)
-            other_etag = isinstance(session, S3Session) and None not in (
-                entry.validator, now.validator) and not same_etag(entry.validator or "",
-                                                                  now.validator or "")
-            if other_etag or not same_version(entry, now, started,
-                                              checked=self.md5 is not None) or (
-                    None not in (recorded, now.validator) and recorded != now.validator):
+            if (isinstance(session, S3Session) and other_etag(entry.validator, now.validator)
+                    or not same_version(entry, now, started, checked=self.md5 is not None)
+                    or None not in (recorded, now.validator) and recorded != now.validator):
                 entry = self._changed(path, entry, now)
                 if isinstance(session, S3Session):
                     self._adopt(entry, await session.head(path, entry.validator)
@@ -487,8 +484,7 @@ class FileAttempts:
         self.object_checksum, self._etag_md5 = head.checksum, head.etag_is_md5
         self._object_asked = True
         known, now = self._adopted or self.entry, head.entry
-        if None not in (now.validator, known.validator) and not same_etag(
-                now.validator or "", known.validator or ""):
+        if other_etag(now.validator, known.validator):
             self._adopt(self._changed(path, known, now), head)
 
     def _checks_by_object(self) -> bool:

@@ -38,7 +38,7 @@ from ._httpcheck import head_entry
 from ._proxy import Proxy, proxy_for
 from ._ratelimit import TokenBucket
 from ._s3list import Listing, PageParser, error_code, etag_md5, in_key_order, page_query
-from ._select import Selector, same_etag
+from ._select import Selector, other_etag
 from ._transport import EntrySink, ReadStream, RemoteEntry, listing_deadline
 from ._whole import HeldBody
 
@@ -517,7 +517,7 @@ class S3Session:
                 headers={"x-amz-checksum-mode": "ENABLED"}) as response:
             headers = {k.lower(): v for k, v in response.headers.items()}
         now = headers.get("etag")
-        if etag is not None and now is not None and not same_etag(now, etag):
+        if other_etag(now, etag):
             raise WrongVersion(f"changed on the server since the listing (ETag {now}, "
                                f"listed {etag})", path=path)
         multipart = _MULTIPART.search(now or etag or "") is not None

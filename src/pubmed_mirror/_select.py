@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._state import Manifest
 
-__all__ = ["Rule", "Selector", "same_etag"]
+__all__ = ["Rule", "Selector", "other_etag", "same_etag"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -80,6 +80,11 @@ Borrow = Callable[[], AbstractAsyncContextManager[Any]]  # `SessionPool.spare`: 
 def same_etag(one: str, other: str) -> bool:
     """The same ETag, quoted or not (a listing and an answer may write it either way)."""
     return one.strip('"') == other.strip('"')
+
+
+def other_etag(one: str | None, other: str | None) -> bool:
+    """Two ETags, both known, that name different versions (`same_etag`'s rule)."""
+    return one is not None and other is not None and not same_etag(one, other)
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 import anyio
 
 from ._errors import ProtocolError, RemoteFileError, ServerBusy
-from ._plan import Selection, matches, same_time
+from ._plan import Selection, same_time, selects
 from ._state import Manifest, ManifestEntry
 from ._transport import EntryKind, RemoteEntry
 
@@ -54,7 +54,7 @@ def knowing(manifest: Manifest, selection: Selection, below: str, enters: bool) 
         found: dict[str, EntryKind] = {}
         for entry in entries:
             name = below + entry.name
-            if not enters and not matches(name, selection.include, selection.exclude) \
+            if not enters and not selects(selection, name) \
                     or recorded_as(manifest.get(name), entry):
                 found[entry.name] = "file"
             elif enters and manifest.holds_below(name):
