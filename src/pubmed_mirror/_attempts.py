@@ -98,6 +98,7 @@ class FileAttempts:
         self.tail: FileTail | None = None  # its spans, once it is being received
         self._digest: PartDigest | None = None  # the current attempt's
         self._fresh = False  # the next attempt starts NAME.part again from byte 0
+        self._part_path: Path | None = None  # (`_part`: asked on every attempt)
 
     def furthest(self) -> int:
         """The furthest byte any attempt reached: it grows only when a retry got further
@@ -342,7 +343,10 @@ class FileAttempts:
                                mover=self.run.mover)
 
     def _part(self) -> Path:
-        return part_path(self.run.dest / self.entry.name, self.run.dest)
+        """Where NAME is received: the same place for every attempt at it."""
+        if self._part_path is None:
+            self._part_path = part_path(self.run.dest / self.entry.name, self.run.dest)
+        return self._part_path
 
     def untrack(self) -> None:
         """No more splitting of this file: stop its helpers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -74,11 +75,10 @@ class RetryPolicy:
         try so far. `progress()` is any count that grows when an attempt gets somewhere
         (bytes received); when it grew during a failed attempt, the budget starts afresh.
         """
-        tries = 0
+        call = _Call(on_retry)
 
         async def attempt() -> T:
-            nonlocal tries
-            tries += 1
+            call.tries += 1
             before = progress() if progress is not None else 0
             try:
                 return await operation()
@@ -89,24 +89,12 @@ class RetryPolicy:
                     raise _Progressed(exc, paused=True) from exc
                 raise
 
-        def _on_backoff(details: Any) -> None:
-            if on_retry is not None:
-                on_retry(tries, details["wait"], details["exception"])
-
-        retrying = backoff.on_exception(
-            self.delays,
-            TransientError,
-            max_tries=self.attempts,
-            max_time=self.max_time,
-            jitter=backoff.full_jitter,
-            on_backoff=_on_backoff,
-            logger=None,
-        )(_call_it)
+        retrying = _retrying(self)
         pauses = 0
         paused_since: float | None = None  # this call's first pause since its last progress
         while True:
             try:
-                result: T = await retrying(attempt)
+                result: T = await retrying(attempt, call)
                 return result
             except _Progressed as progressed:
                 if progressed.paused:  # the gate holds the next request (`_backoff`)
@@ -118,7 +106,7 @@ class RetryPolicy:
                         raise progressed.error from None
                     pauses += 1
                     if on_retry is not None:
-                        on_retry(tries, progressed.error.pause, progressed.error)
+                        on_retry(call.tries, progressed.error.pause, progressed.error)
                     # a pause of about nothing (Retry-After: 0) asked again and again is not
                     # asked at once each time: 0.1 s more a time, up to `cap`
                     await anyio.sleep(max(0.0, min(self.cap, 0.1 * pauses)
@@ -127,7 +115,7 @@ class RetryPolicy:
                 paused_since = None
                 wait = backoff.full_jitter(self.delay(1))  # a fresh budget, after a wait
                 if on_retry is not None:
-                    on_retry(tries, wait, progressed.error)
+                    on_retry(call.tries, wait, progressed.error)
                 await anyio.sleep(wait)
 
 
@@ -141,6 +129,38 @@ class _Progressed(Exception):
         self.paused = paused
 
 
-async def _call_it(operation: Callable[[], Awaitable[T]]) -> T:
+class _Call:
+    """One `call`'s state, which backoff hands its handler with the call's arguments."""
+
+    __slots__ = ("on_retry", "tries")
+
+    def __init__(self, on_retry: Callable[[int, float, BaseException], Any] | None) -> None:
+        self.on_retry = on_retry
+        self.tries = 0  # every try so far
+
+
+@functools.lru_cache(maxsize=64)
+def _retrying(policy: RetryPolicy) -> Callable[[Callable[[], Awaitable[Any]], _Call],
+                                              Awaitable[Any]]:
+    """`_call_it` under the policy's backoff, made once per policy: backoff's decorator
+    costs more CPU than a small file's whole transfer when made for every call."""
+    return backoff.on_exception(
+        policy.delays,
+        TransientError,
+        max_tries=policy.attempts,
+        max_time=policy.max_time,
+        jitter=backoff.full_jitter,
+        on_backoff=_on_backoff,
+        logger=None,
+    )(_call_it)
+
+
+def _on_backoff(details: Any) -> None:
+    call: _Call = details["args"][1]
+    if call.on_retry is not None:
+        call.on_retry(call.tries, details["wait"], details["exception"])
+
+
+async def _call_it(operation: Callable[[], Awaitable[T]], call: _Call) -> T:
     # backoff decorates a real coroutine function; partials and lambdas confuse its logger
     return await operation()

@@ -161,8 +161,10 @@ class LineReporter:
 
     def __call__(self, event: Event) -> None:
         self.tally.on(event)
+        if self.quiet and not isinstance(event, FileFailed):
+            return
         line = _file_line(event, self.primary)
-        if line is not None and (not self.quiet or isinstance(event, FileFailed)):
+        if line is not None:
             self.console.print(line, highlight=False, soft_wrap=True)  # one line each
 
     async def run(self, every: float) -> None:
