@@ -200,6 +200,28 @@ def test_s3_delete_removes_keys_gone_from_the_listing(
     assert_files(dest, {k: v for k, v in FILES.items() if k != "a.xml"})
 
 
+def test_s3_a_users_own_md5_file_is_neither_trusted_nor_deleted(
+        proxy: S3FaultProxy, bucket: str, client: Any, tmp_path: Path) -> None:
+    """A NAME.md5 the user put beside a mirrored object (the bucket has none) is not the
+    mirror's: `verify` judges the object by its ETag's MD5 alone (a wrong NAME.md5 failed
+    it at every verify, and so had it fetched again by every mirror), and `--delete`
+    removes the object gone from the bucket but leaves the user's file."""
+    dest = tmp_path / "dest"
+    assert mirror(proxy, bucket, dest).returncode == 0
+    mine = {"a.xml.md5": b"my own notes\n", "multi.bin.md5": b"0" * 32 + b"  multi.bin\n"}
+    for name, data in mine.items():
+        (dest / name).write_bytes(data)
+    checked = run("verify", str(dest))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "CORRUPT" not in checked.stdout
+    client.delete_object(Bucket=bucket, Key="data/a.xml")
+    proxy.seen.clear()
+    result = mirror(proxy, bucket, dest, "--delete", "--max-delete", "100%")
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, {k: v for k, v in FILES.items() if k != "a.xml"} | mine)
+    assert object_gets(proxy, bucket) == []  # nothing fetched again
+
+
 @pytest.mark.parametrize("mover", [[], ["--no-splice"]], ids=["splice", "recv"])
 def test_s3_get_cut_short_is_resumed_with_range(
         proxy: S3FaultProxy, bucket: str, tmp_path: Path, mover: list[str]) -> None:

@@ -103,20 +103,25 @@ def refusal(gone: int, recorded: int, listed: int, limit: DeleteLimit) -> str | 
 
 
 def delete_files(dest: Path, manifest: Manifest, names: Sequence[str]) -> None:
-    """Remove each NAME with its NAME.md5, any part of either, and then their manifest rows
-    (files first: see the module's docstring); then the directories of a nested NAME that
-    this left empty (they held only what the server no longer has). A NAME behind a link
-    in DEST is not ours to remove: its rows go, the link and what it leads to stay. Blocking."""
+    """Remove each NAME with its NAME.md5 when the mirror wrote that too (the manifest
+    records the NAME.md5 that travelled with NAME; one the user put beside it stays), any
+    part of either, and then their manifest rows (files first: see the module's
+    docstring); then the directories of a nested NAME that this left empty (they held only
+    what the server no longer has). A NAME behind a link in DEST is not ours to remove:
+    its rows go, the link and what it leads to stay. Blocking."""
     for name in names:
         if behind_link(dest, name):
             log.warning("%s: not deleted, a directory on its way is a link (or not a "
                         "directory): only its record goes", dest / name)
         else:
-            for each in (name, name + CHECKSUM_SUFFIX):
+            companion = name + CHECKSUM_SUFFIX
+            ours = manifest.get(companion) is not None
+            for each in (name, companion):
                 path = dest / each
                 with local_errors(path):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
+                    if each == name or ours:
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
                     discard_part(part_path(path, dest))
         manifest.forget(name, name + CHECKSUM_SUFFIX)
         if not behind_link(dest, name):

@@ -74,10 +74,14 @@ def _names(dest: Path, rows: dict[str, ManifestEntry]) -> list[str]:
     return sorted((n for n in names if unsafe_path_reason(n) is None), key=file_order)
 
 
-def _expected(dest: Path, name: str, row: ManifestEntry | None) -> str | None:
-    """The digest NAME must have; ValueError when the sources disagree or are unreadable."""
+def _expected(dest: Path, name: str, row: ManifestEntry | None,
+              sidecar_recorded: bool) -> str | None:
+    """The digest NAME must have; ValueError when the sources disagree or are unreadable.
+    A NAME.md5 beside a file the manifest vouches for counts only when the mirror wrote it
+    too (recorded): one the user put there is not the server's word (an S3 object's is its
+    ETag) and would fail the file at every verify, and have it fetched again each run."""
     sidecar = dest / (name + CHECKSUM_SUFFIX)
-    data = _sidecar(sidecar)
+    data = _sidecar(sidecar) if row is None or sidecar_recorded else None
     from_file = parse_md5_file(data, name) if data is not None else None
     from_manifest = row.md5 if row is not None else None
     if from_file and from_manifest and from_file != from_manifest:
@@ -102,8 +106,10 @@ def _sidecar(path: Path) -> bytes | None:
         return f.read()
 
 
-def check_file(dest: Path, name: str, row: ManifestEntry | None) -> FileCheck:
-    """Hash one file and judge it (blocking)."""
+def check_file(dest: Path, name: str, row: ManifestEntry | None,
+               sidecar_recorded: bool = False) -> FileCheck:
+    """Hash one file and judge it (blocking). `sidecar_recorded`: the manifest records its
+    NAME.md5 (`_expected`)."""
     path = dest / name
     if behind_link(dest, name):
         return FileCheck(name, "corrupt", "a directory on its way is a symbolic link (or not "
@@ -119,7 +125,7 @@ def check_file(dest: Path, name: str, row: ManifestEntry | None) -> FileCheck:
     if row is not None and size != row.size:
         return FileCheck(name, "corrupt", f"{size} bytes, the manifest says {row.size}")
     try:
-        expected = _expected(dest, name, row)
+        expected = _expected(dest, name, row, sidecar_recorded)
     except (ValueError, OSError) as exc:
         return FileCheck(name, "corrupt", f"checksum unreadable: {exc}")
     if expected is None:
@@ -237,6 +243,7 @@ async def _check_all(dest: Path, verdicts: _Verdicts, workers: int,
 
     async def one(name: str) -> None:
         check = await anyio.to_thread.run_sync(check_file, dest, name, rows.get(name),
+                                               name + CHECKSUM_SUFFIX in rows,
                                                limiter=limiter)
         if verdicts.recording and name in rows:
             await anyio.to_thread.run_sync(verdicts.learn, check)
