@@ -513,3 +513,23 @@ def test_a_file_mini_httpd_shows_that_becomes_a_directory_is_entered(
     assert "is not a directory" in runs[0].stdout + runs[0].stderr
     assert runs[1].returncode == 0, runs[1].stdout + runs[1].stderr
     assert landed(dest) == {"x/y.xml": b"below\n", **kept}
+
+
+@pytest.mark.parametrize("disable_mlsd", [False, True], ids=["mlsd", "list"])
+def test_names_with_spaces_at_their_ends_are_mirrored_as_named(tmp_path: Path,
+                                                                 disable_mlsd: bool) -> None:
+    """A name that ends (or begins) with a space keeps it: MLSD's name was stripped of its
+    trailing spaces, so that `note.txt ` was asked for as `note.txt` (550) and `dir ` could
+    not be listed, at every run."""
+    root, dest = tmp_path / "remote", tmp_path / "dest"
+    files = {"note.txt ": b"trailing\n", " lead.txt": b"leading\n", "dir /in.txt": b"in\n",
+             "plain.txt": b"plain\n"}
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    with FaultyFTPServer(root, disable_mlsd=disable_mlsd) as server:
+        result = run("mirror", server.url, "--dest", str(dest), "--recursive")
+    assert result.returncode == 0, result.stderr
+    got = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*")
+           if p.is_file() and ".pubmed-mirror" not in p.relative_to(dest).parts}
+    assert got == files

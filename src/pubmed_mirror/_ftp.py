@@ -393,7 +393,8 @@ class FtpSession:
             return RemoteEntry(name, None, None)
         facts_line = next((line for line in info if "=" in line), "")
         try:
-            entry = _mlsd_entry(self.client, facts_line.strip().encode())
+            # (the entry line begins with one space, RFC 3659 7.2; the name ends the line)
+            entry = _mlsd_entry(self.client, facts_line.removeprefix(" ").encode())
         except ValueError:
             entry = None
         if entry is None:
@@ -448,13 +449,22 @@ def _kind(value: str) -> EntryKind:
 
 
 def _mlsd_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
-    """One MLSD/MLST line; None for this directory and its parent. ValueError when it
-    cannot be read."""
-    name, facts = client.parse_mlsx_line(line)
+    """One MLSD/MLST line, `facts SP name` (RFC 3659): the name is everything after the
+    first space, as it is (aioftp's parser strips its trailing spaces and normalises it
+    as a path, so that `note.txt ` was asked for as `note.txt`); None for this directory
+    and its parent. ValueError when it cannot be read."""
+    text = line.decode(client.encoding).rstrip("\r\n")
+    found, space, name = text.partition(" ")
+    if not space:
+        raise ValueError(f"not an MLSx line: {text!r}")
+    facts = {}
+    for fact in found.removesuffix(";").split(";"):
+        key, _, value = fact.partition("=")
+        facts[key.lower()] = value
     kind = _kind(facts.get("type", ""))
     if kind == "dir" and facts.get("type", "") != "dir":  # cdir, pdir: this one and its parent
         return None
-    return _entry(str(name), facts, kind)
+    return _entry(name, facts, kind)
 
 
 def _mlsd_list_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
