@@ -533,3 +533,33 @@ def test_names_with_spaces_at_their_ends_are_mirrored_as_named(tmp_path: Path,
     got = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*")
            if p.is_file() and ".pubmed-mirror" not in p.relative_to(dest).parts}
     assert got == files
+
+
+def test_a_companion_no_longer_listed_goes_when_its_file_is_fetched_again(tmp_path: Path
+                                                                         ) -> None:
+    """`a/x.bin.md5` travelled with `a/x.bin`; the server drops it and then changes the
+    file: the new file lands and the old NAME.md5, which no longer says what it is, goes.
+    Before, `verify` called the right file corrupt and every run fetched it again."""
+    root, dest = tmp_path / "remote", tmp_path / "dest"
+    (root / "a").mkdir(parents=True)
+    old = b"old version\n"
+    (root / "a" / "x.bin").write_bytes(old)
+    (root / "a" / "x.bin.md5").write_bytes(_md5_line("x.bin", old))
+    (dest / "a").mkdir(parents=True)
+    (dest / "a" / "y.bin.md5").write_bytes(b"mine\n")  # not the mirror's: stays
+    (root / "a" / "y.bin").write_bytes(b"y\n")
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "--recursive").returncode == 0
+        assert (dest / "a" / "x.bin.md5").exists()
+        (root / "a" / "x.bin.md5").unlink()
+        (root / "a" / "x.bin").write_bytes(b"the new version, longer\n")
+        changed = run("mirror", server.url, "--dest", str(dest), "--recursive")
+        assert changed.returncode == 0, changed.stderr
+        again = run("mirror", server.url, "--dest", str(dest), "--recursive", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1])["done"] == 0
+    assert (dest / "a" / "x.bin").read_bytes() == b"the new version, longer\n"
+    assert not (dest / "a" / "x.bin.md5").exists()
+    assert (dest / "a" / "y.bin.md5").read_bytes() == b"mine\n"
+    checked = run("verify", str(dest))
+    assert checked.returncode == 0, checked.stdout + checked.stderr

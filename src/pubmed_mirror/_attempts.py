@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -26,7 +27,7 @@ from ._errors import (
     local_errors,
 )
 from ._events import FileProgress, FileRetrying, FileStarted
-from ._plan import PlannedFile, same_time
+from ._plan import CHECKSUM_SUFFIX, PlannedFile, same_time
 from ._pubmed import parse_md5_file
 from ._resume import same_version
 from ._s3 import ObjectHead, S3Session
@@ -526,7 +527,8 @@ class FileAttempts:
                         self.record_error)
 
     def _write_record(self) -> None:
-        """Write NAME.md5 beside NAME, then vouch for both in the manifest."""
+        """Write NAME.md5 beside NAME, then vouch for both in the manifest. A NAME.md5 that
+        travelled with an earlier version, when none travels now, goes (`_drop_companion`)."""
         now = time.time()
         dest, manifest, checksum = self.run.dest, self.run.manifest, self.planned.checksum
         if checksum is not None and self._checksum is not None:
@@ -541,6 +543,27 @@ class FileAttempts:
                                       etag=etag if etag and etag.startswith('"') else None,
                                       checksum=str(own) if own else None,
                                       shown=self.entry.shown))
+        if checksum is None:
+            self._drop_companion()
+
+    def _drop_companion(self) -> None:
+        """The server lists no NAME.md5 now: one the mirror wrote beside an earlier version
+        of NAME no longer says what NAME is (`verify` would call the file corrupt, and so
+        every run fetch it again), and goes with its record. One the mirror never recorded
+        is not its own: it stays."""
+        companion = self.entry.name + CHECKSUM_SUFFIX
+        if self.run.manifest.get(companion) is None:
+            return
+        path = self.run.dest / companion
+        try:
+            with local_errors(path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        except LocalFileError as exc:
+            log.warning("%s: not removed, though it no longer describes %s: %s", path,
+                        self.entry.name, describe(exc))
+            return
+        self.run.manifest.delete(companion)
 
 
 def _ready(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fresh: bool
