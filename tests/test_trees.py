@@ -563,3 +563,34 @@ def test_a_companion_no_longer_listed_goes_when_its_file_is_fetched_again(tmp_pa
     assert (dest / "a" / "y.bin.md5").read_bytes() == b"mine\n"
     checked = run("verify", str(dest))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_delete_keeps_what_apache_stops_showing_but_still_has(world_readable: Path,
+                                                               tmp_path: Path) -> None:
+    """Apache's index leaves out a directory it may no longer read: its files are still
+    on the server (403), and `--delete` keeps them, naming why; a directory and a file
+    removed from the server (404) go. Before, the hidden directory's files were deleted."""
+    if reason := missing("apache"):
+        pytest.skip(reason)
+    docroot = world_readable / "www"
+    files = {"top.xml": b"top\n", "gone.xml": b"gone\n", "restricted/data.xml": b"data\n",
+             "old/a.xml": b"a\n", "old/deep/b.xml": b"b\n", "kept/c.xml": b"c\n"}
+    for name, data in files.items():
+        (docroot / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+        (docroot / "tree" / name).write_bytes(data)
+    _readable(world_readable)
+    dest = tmp_path / "local"
+    with apache(docroot) as port:
+        url = f"http://127.0.0.1:{port}/tree/"
+        assert run("mirror", url, "--dest", str(dest), "--recursive").returncode == 0
+        (docroot / "tree/restricted").chmod(0o700)  # root's: Apache (www-data) cannot read
+        (docroot / "tree/gone.xml").unlink()
+        shutil.rmtree(docroot / "tree/old")
+        result = run("mirror", url, "--dest", str(dest), "--recursive", "--delete",
+                     "--max-delete", "100%", "--json")
+    assert result.returncode == 0, result.stderr
+    assert landed(dest) == {n: files[n] for n in ("top.xml", "restricted/data.xml",
+                                                  "kept/c.xml")}
+    assert "restricted/data.xml: not deleted" in result.stderr and "403" in result.stderr
+    assert sorted(summary(result.stdout)["deleted"]) == ["gone.xml", "old/a.xml",
+                                                         "old/deep/b.xml"]

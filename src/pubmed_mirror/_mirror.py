@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -49,7 +50,7 @@ from ._runlog import record_listing, recorded_run
 from ._s3 import S3Transport
 from ._select import Selector
 from ._sizes import exact_sizes
-from ._source import parse_source
+from ._source import HttpSource, parse_source
 from ._staging import PlanCounts, StagedFiles, Staging
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
@@ -204,10 +205,11 @@ class MirrorRun:
                         await early.drained()
                     await self._start(plan)
                     await self._feed(queue)
-        await anyio.to_thread.run_sync(self._tidy)
-        if self.fatal is not None:
-            raise self.fatal
-        await self._retire(await self._deletions(gone=self.options.delete))
+            await anyio.to_thread.run_sync(self._tidy)
+            if self.fatal is not None:
+                raise self.fatal
+            # (the sessions stay for `_retire`: a web server is asked what it no longer shows)
+            await self._retire(await self._deletions(gone=self.options.delete))
 
     async def _start(self, plan: MirrorPlan) -> None:
         """The listing is complete: recorded, counted, its unreadable lines failed."""
@@ -257,6 +259,11 @@ class MirrorRun:
         if deletions.refused:
             self.deletion_refused = deletions.refused
             log.warning("%s", deletions.refused)
+        elif deletions.gone and isinstance(self.source, HttpSource):
+            from ._gone import confirm_gone  # (aiohttp: imported by web runs only)
+
+            deletions = replace(deletions, gone=tuple(await confirm_gone(
+                self.pool, self.source, deletions.gone, self.options.retry)))
         for name, reason in deletions.removable():
             await anyio.to_thread.run_sync(delete_files, self.dest, self.manifest, [name])
             self.deleted.append(name)
