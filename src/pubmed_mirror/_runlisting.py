@@ -84,7 +84,20 @@ class RunListing:
         depth = self.depth()
         if getattr(self.source, "lists_whole_tree", False):
             depth = 0  # the start's listing is the tree: nothing to descend into
-        await list_tree(self._list_folder, self._stage, self._drop_folder, max_depth=depth)
+        await list_tree(self._list_folder, self._stage, self._drop_folder, max_depth=depth,
+                        stat=self._stat)
+
+    async def _stat(self, name: str) -> RemoteEntry | None:
+        """One file's size, time and validator (`_walk`'s loop check); None when the
+        server will not say."""
+        async def attempt() -> RemoteEntry:
+            async with self.pool.session() as session:
+                return await session.stat(self.source.remote_path(name))
+
+        try:
+            return await self.options.retry.call(attempt)
+        except MirrorError:
+            return None
 
     async def _list_folder(self, folder: str, sink: EntrySink) -> None:
         """One directory into `sink`, retried: what a failed attempt staged is forgotten

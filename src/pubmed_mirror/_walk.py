@@ -5,10 +5,13 @@ The start directory is listed as always; with a depth to go, each subdirectory i
 that stays in the directory) is listed too, its entries named by their path below the
 start (`a/b/c`, see `_tree`). Links are never entered (FTP lists them as links; the
 autoindex parser takes no link leading above or away from the directory). A directory whose
-listing is the same as one of its ancestors' is a loop (a link the server follows for us):
-it is not entered, with a warning, and becomes an entry of kind "loop": what DEST holds
-below it is kept by `--delete`, as the look-alike may be a real directory whose files
-happen to match (names, sizes, times) its ancestor's. Each directory listing has its own
+listing is the same as one of its ancestors' is a loop (a link the server follows for us),
+once the server confirms it: a file both list is asked for in both (SIZE and MDTM, HEAD),
+and answers that differ make it a real directory after all (http.server's pages show names
+alone); a listing of directories only is a loop when it repeats two levels in a row. A loop
+is not entered, with a warning, and becomes an entry of kind "loop": what DEST holds below
+it is kept by `--delete`, as the look-alike may be a real directory whose files happen to
+match (names, sizes, times) its ancestor's. Each directory listing has its own
 retries and its own whole-listing deadline (`listing_deadline`, in the session). A
 subdirectory that cannot be listed (a 550, retries exhausted) becomes an entry of kind
 "unlisted": the run mirrors the rest and then fails naming it (the start directory's
@@ -34,17 +37,20 @@ log = logging.getLogger("pubmed_mirror")
 Lister = Callable[[str, EntrySink], Awaitable[None]]
 # drops what the last directory listed gave the sink (a loop's entries)
 Dropper = Callable[[], Awaitable[None]]
+# one file's size, time and validator, by its path below the start; None: not known
+Stat = Callable[[str], Awaitable[RemoteEntry | None]]
 _Fingerprint = tuple[int, int]
 _MASK = (1 << 64) - 1
 
 
 async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
-                    max_depth: int | None) -> None:
+                    max_depth: int | None, stat: Stat | None = None) -> None:
     """The start directory's entries (`list_dir("")`) and, down to `max_depth` levels of
     subdirectories below it (None: all), theirs, named by their path below the start, into
     `sink` as they arrive. Every directory is listed once, breadth first; only the
-    subdirectories to enter and each directory's fingerprint are kept, never the entries."""
-    pending: list[tuple[str, tuple[_Fingerprint, ...]]] = [("", ())]
+    subdirectories to enter and each directory's fingerprint are kept, never the entries.
+    `stat` confirms a loop (see the module's docstring); without it a look-alike is one."""
+    pending: list[tuple[str, tuple[tuple[_Fingerprint, str], ...]]] = [("", ())]
     while pending:
         folder, ancestors = pending.pop(0)
         seen = _Seen(folder + SEPARATOR if folder else "", sink)
@@ -58,15 +64,35 @@ async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
             log.warning("cannot list directory %r: %s", folder, describe(exc))
             await sink([RemoteEntry(folder, None, None, "unlisted")])
             continue
-        if seen.fingerprint in ancestors:
+        alike = [above for fingerprint, above in ancestors if fingerprint == seen.fingerprint]
+        if alike and await _loop(seen, alike, stat):
             log.warning("not entering %r: it lists the same entries as a directory above it "
                         "(a loop)", folder)
             await drop_last()
             await sink([RemoteEntry(folder, None, None, "loop")])
             continue
         if descends(folder, max_depth):
-            pending.extend((seen.prefix + name, (*ancestors, seen.fingerprint))
+            pending.extend((seen.prefix + name, (*ancestors, (seen.fingerprint, folder)))
                            for name in seen.folders if _enterable(name, seen.prefix))
+
+
+async def _loop(seen: _Seen, alike: list[str], stat: Stat | None) -> bool:
+    """Whether a directory that lists what the directories `alike` above it list is a loop:
+    a file of its listing is the same in it as in the nearest of them (a link back up
+    shows the very same file), or, with no file to ask, its listing repeats a second
+    time (a loop of directories only goes on for ever; a real one soon differs)."""
+    if seen.sample is None or stat is None:
+        return seen.sample is not None or len(alike) >= 2
+    here, above = seen.prefix + seen.sample, _join(alike[-1], seen.sample)
+    ours, theirs = await stat(here), await stat(above)
+    if ours is None or theirs is None:
+        return True  # not known to differ
+    return (ours.size, ours.mtime, ours.validator) == (theirs.size, theirs.mtime,
+                                                       theirs.validator)
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}{SEPARATOR}{name}" if folder else name
 
 
 def descends(folder: str, max_depth: int | None) -> bool:
@@ -86,6 +112,7 @@ class _Seen:
     folders: list[str] = field(default_factory=list)
     count: int = 0
     total: int = 0
+    sample: str | None = None  # its first file's name (`_loop`)
 
     @property
     def fingerprint(self) -> _Fingerprint:
@@ -98,6 +125,8 @@ class _Seen:
                                              entry.kind))) & _MASK
             if entry.kind == "dir":
                 self.folders.append(entry.name)
+            elif entry.kind == "file" and self.sample is None:
+                self.sample = entry.name
         await self.sink([_below(e, self.prefix) for e in entries] if self.prefix else entries)
 
 
