@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -587,3 +588,58 @@ async def test_the_heads_of_a_held_page_are_not_the_listings_time(tmp_path: Path
                                               str(tmp_path / "m"), "--stall-timeout", "0.6")
     assert done.returncode == 0, done.stdout + done.stderr
     assert landed(tmp_path / "m") == files
+
+
+async def test_delete_asks_each_file_a_web_server_stops_showing(tmp_path: Path) -> None:
+    """`--delete` over index pages asks the server about each recorded file they no longer
+    show, its directories first: `sub/` answering 404 while `sub/in.xml` still answers 200
+    keeps that file (a directory's 404 only sends the question on to its files), a 403'd
+    `locked/` keeps what it holds unasked, and `gone.xml` (404) goes. Reached through an
+    FTP source's fallback to HTTP too."""
+    files = {"a.xml": b"a\n", "gone.xml": b"gone\n", "sub/in.xml": b"in\n",
+             "locked/x.xml": b"x\n"}
+    server = UnmarkedWebServer(dict(files))
+    dest, fallback = tmp_path / "m", tmp_path / "f"
+    async with server.running():
+        for where, url in ((dest, [server.url]),
+                           (fallback, ["ftp://127.0.0.1:1/d/", "--fallback", server.url])):
+            first = await anyio.to_thread.run_sync(functools.partial(
+                run, "mirror", *url, "--dest", str(where), "--recursive"))
+            assert first.returncode == 0, first.stdout + first.stderr
+        server.files = {"a.xml": b"a\n"}  # the pages show a.xml alone now
+        server.heads.update({"sub/": (404, None), "sub/in.xml": (200, None),
+                             "locked/": (403, None)})
+        results = [await anyio.to_thread.run_sync(functools.partial(
+            run, "mirror", *url, "--dest", str(where), "--recursive", "--delete",
+            "--max-delete", "100%", "--json"))
+            for where, url in ((dest, [server.url]),
+                               (fallback, ["ftp://127.0.0.1:1/d/", "--fallback", server.url]))]
+    for where, result in zip((dest, fallback), results, strict=True):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(result.stdout.splitlines()[-1])["deleted"] == ["gone.xml"]
+        assert landed(where) == {k: v for k, v in files.items() if k != "gone.xml"}
+        assert "sub/in.xml: not deleted" in result.stderr
+        assert "locked/x.xml: not deleted" in result.stderr and "403" in result.stderr
+
+
+async def test_delete_asks_no_more_once_the_web_server_does_not_answer(tmp_path: Path
+                                                                       ) -> None:
+    """When a file the pages no longer show gets no answer (503, its retries spent), the
+    files after it are kept without being asked: a server that cannot answer would hold
+    the run for each of them."""
+    files = {f"n{i}.xml": b"%d\n" % i for i in range(4)} | {"keep.xml": b"k\n"}
+    server = UnmarkedWebServer(dict(files))
+    dest = tmp_path / "m"
+    async with server.running():
+        args = ("mirror", server.url, "--dest", str(dest), "--retries", "1")
+        first = await anyio.to_thread.run_sync(functools.partial(run, *args))
+        server.files = {"keep.xml": b"k\n"}
+        server.heads.update({f"n{i}.xml": (503, None) for i in range(4)})
+        server.asked.clear()
+        result = await anyio.to_thread.run_sync(functools.partial(
+            run, *args, "--delete", "--max-delete", "100%", "--json"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert landed(dest) == files
+    assert result.stderr.count("the server did not answer") == 4
+    assert {n for n in server.asked if n.startswith("n")} == {"n0.xml"}  # (and its retry)

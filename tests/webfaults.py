@@ -384,12 +384,13 @@ class UnmarkedWebServer:
     `..` and every name without `/`, with its size (a directory's: 4096) and a time. HEAD
     and GET of a directory without its `/` answer 302 to it with it. `heads`: what HEAD of
     a name answers instead, (status, Location or None); `head_delay`: seconds every HEAD of
-    a name waits first."""
+    a name waits first; `asked`: the names HEAD asked."""
 
     files: dict[str, bytes]
     heads: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     head_delay: float = 0.0
     port: int = 0
+    asked: list[str] = field(default_factory=list)  # the names HEAD asked, in order
 
     @property
     def url(self) -> str:
@@ -419,6 +420,7 @@ class UnmarkedWebServer:
             return web.Response(text=f"<title>Index of /d/{below}</title><pre>\n{rows}</pre>",
                                 content_type="text/html")
         if request.method == "HEAD":
+            self.asked.append(name)
             await asyncio.sleep(self.head_delay)
             if name in self.heads:
                 status, where = self.heads[name]

@@ -50,7 +50,7 @@ from ._runlog import record_listing, recorded_run
 from ._s3 import S3Transport
 from ._select import Selector
 from ._sizes import exact_sizes
-from ._source import HttpSource, parse_source
+from ._source import AutoSource, HttpSource, parse_source
 from ._staging import PlanCounts, StagedFiles, Staging
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
@@ -103,6 +103,7 @@ class MirrorRun:
         transport = source.transport(
             connect_timeout=options.timeouts.connect, stall_timeout=options.timeouts.stall,
             command_bucket=budget.commands, gate=budget.gate)
+        self._transport = transport
         self.pool = SessionPool(transport, size=options.concurrency, cap=budget.connections)
         self.selector: Selector | None = None  # a selection by metadata (`_select`)
         if isinstance(transport, S3Transport):
@@ -259,15 +260,25 @@ class MirrorRun:
         if deletions.refused:
             self.deletion_refused = deletions.refused
             log.warning("%s", deletions.refused)
-        elif deletions.gone and isinstance(self.source, HttpSource):
+        elif deletions.gone and (pages := self._web_pages()) is not None:
             from ._gone import confirm_gone  # (aiohttp: imported by web runs only)
 
             deletions = replace(deletions, gone=tuple(await confirm_gone(
-                self.pool, self.source, deletions.gone, self.options.retry)))
+                self.pool, pages, deletions.gone, self.options.retry)))
         for name, reason in deletions.removable():
             await anyio.to_thread.run_sync(delete_files, self.dest, self.manifest, [name])
             self.deleted.append(name)
             self.emit(FileDeleted(name, reason))
+
+    def _web_pages(self) -> HttpSource | None:
+        """The web server whose index pages this run listed (`_gone`), if it did: an
+        http(s) URL, or the HTTPS of an FTP source that fell back to it for the run."""
+        if isinstance(self.source, HttpSource):
+            return self.source
+        if isinstance(self.source, AutoSource) and getattr(self._transport, "using",
+                                                             None) == "https":
+            return self.source.https
+        return None
 
     @asynccontextmanager
     async def _workers(self) -> AsyncIterator[tuple[TaskGroup, Queue]]:

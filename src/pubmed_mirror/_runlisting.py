@@ -6,12 +6,13 @@ land (`EarlyFeed`), so that the workers start long before the listing ends."""
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from pathlib import Path
 
 import anyio
 
-from ._errors import MirrorError
+from ._errors import FatalError, MirrorError, describe
 from ._options import MirrorOptions
 from ._pool import SessionPool
 from ._staging import Staging
@@ -22,6 +23,8 @@ from ._unmarked import knowing, settle
 from ._walk import descends, list_tree
 
 __all__ = ["EarlyFeed", "RunListing"]
+
+log = logging.getLogger("pubmed_mirror")
 
 
 class EarlyFeed:
@@ -96,7 +99,10 @@ class RunListing:
 
         try:
             return await self.options.retry.call(attempt)
-        except MirrorError:
+        except FatalError:
+            raise
+        except MirrorError as exc:
+            log.info("%s: cannot ask it (%s): taken for the same file", name, describe(exc))
             return None
 
     async def _list_folder(self, folder: str, sink: EntrySink) -> None:

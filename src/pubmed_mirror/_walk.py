@@ -6,13 +6,15 @@ that stays in the directory) is listed too, its entries named by their path belo
 start (`a/b/c`, see `_tree`). Links are never entered (FTP lists them as links; the
 autoindex parser takes no link leading above or away from the directory). A directory whose
 listing is the same as one of its ancestors' is a loop (a link the server follows for us),
-once the server confirms it: a file both list is asked for in both (SIZE and MDTM, HEAD),
-and answers that differ make it a real directory after all (http.server's pages show names
-alone); a listing of directories only is a loop when it repeats two levels in a row. A loop
-is not entered, with a warning, and becomes an entry of kind "loop": what DEST holds below
-it is kept by `--delete`, as the look-alike may be a real directory whose files happen to
-match (names, sizes, times) its ancestor's. Each directory listing has its own
-retries and its own whole-listing deadline (`listing_deadline`, in the session). A
+unless the server says otherwise: a file both list is asked for in both (SIZE and MDTM,
+HEAD), and answers that differ make it a real directory after all (http.server's pages
+show names alone). A listing with no file to ask (directories only) and the same listing
+a second time below are loops whatever the answers (entering either would fetch the tree
+again below it, or for ever). A loop is not entered, with a warning, and becomes an entry
+of kind "loop": what DEST holds below it is kept by `--delete`, as the look-alike may be a
+real directory whose files happen to match (names, sizes, times) its ancestor's. Each
+directory listing has its own retries and its own whole-listing deadline
+(`listing_deadline`, in the session). A
 subdirectory that cannot be listed (a 550, retries exhausted) becomes an entry of kind
 "unlisted": the run mirrors the rest and then fails naming it (the start directory's
 failure fails the run, as always). The entries go to a sink as each listing arrives
@@ -49,7 +51,8 @@ async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
     subdirectories below it (None: all), theirs, named by their path below the start, into
     `sink` as they arrive. Every directory is listed once, breadth first; only the
     subdirectories to enter and each directory's fingerprint are kept, never the entries.
-    `stat` confirms a loop (see the module's docstring); without it a look-alike is one."""
+    `stat` asks whether a look-alike is a loop (see the module's docstring); without it,
+    every look-alike is one."""
     pending: list[tuple[str, tuple[tuple[_Fingerprint, str], ...]]] = [("", ())]
     while pending:
         folder, ancestors = pending.pop(0)
@@ -78,11 +81,11 @@ async def list_tree(list_dir: Lister, sink: EntrySink, drop_last: Dropper, *,
 
 async def _loop(seen: _Seen, alike: list[str], stat: Stat | None) -> bool:
     """Whether a directory that lists what the directories `alike` above it list is a loop:
-    a file of its listing is the same in it as in the nearest of them (a link back up
-    shows the very same file), or, with no file to ask, its listing repeats a second
-    time (a loop of directories only goes on for ever; a real one soon differs)."""
-    if seen.sample is None or stat is None:
-        return seen.sample is not None or len(alike) >= 2
+    unless a file of its listing answers otherwise in it than in the nearest of them (a
+    link back up shows the very same file). With no file to ask, or a second look-alike
+    above it, it is one."""
+    if seen.sample is None or stat is None or len(alike) >= 2:
+        return True
     here, above = seen.prefix + seen.sample, _join(alike[-1], seen.sample)
     ours, theirs = await stat(here), await stat(above)
     if ours is None or theirs is None:
