@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from aiohttp import web
 
 from conftest import rest_at
 from pubmed_mirror import MirrorOptions, RetryPolicy, Timeouts, mirror
@@ -31,6 +32,7 @@ from webfaults import (
     TricklingWebServer,
     UnmarkedWebServer,
     WebFault,
+    served_app,
 )
 
 Tree = tuple[Path, dict[str, bytes]]
@@ -643,3 +645,27 @@ async def test_delete_asks_no_more_once_the_web_server_does_not_answer(tmp_path:
     assert landed(dest) == files
     assert result.stderr.count("the server did not answer") == 4
     assert {n for n in server.asked if n.startswith("n")} == {"n0.xml"}  # (and its retry)
+
+
+async def test_a_loop_whose_answers_differ_by_path_ends(tmp_path: Path) -> None:
+    """A server whose every `a/` lists `f.txt` and `a/` again, answering each path's
+    `f.txt` with a size of its own (as a server naming one file otherwise by its path
+    would): the first look-alike is entered, its files differing, and the second is a loop
+    whatever its answers. Before, the walk went down `a/a/a/...` for ever."""
+    async def handle(request: web.Request) -> web.Response:
+        depth = request.path.count("a/")
+        if request.path.endswith("/"):
+            return web.Response(text=f"<title>Index of {request.path}</title><pre>"
+                                     '<a href="f.txt">f.txt</a>\n<a href="a/">a/</a>\n</pre>',
+                                content_type="text/html")
+        return web.Response(body=b"x" * (depth + 1))
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    async with served_app(app) as port:
+        result = await anyio.to_thread.run_sync(
+            run, "mirror", f"http://127.0.0.1:{port}/", "--dest", str(tmp_path / "m"),
+            "--recursive")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not entering 'a/a'" in result.stderr
+    assert landed(tmp_path / "m") == {"f.txt": b"x", "a/f.txt": b"xx"}
