@@ -12,13 +12,13 @@ show names alone). A listing with no file to ask (directories only) and the same
 a second time below are loops whatever the answers (entering either would fetch the tree
 again below it, or for ever). A loop is not entered, with a warning, and becomes an entry
 of kind "loop": what DEST holds below it is kept by `--delete`, as the look-alike may be a
-real directory whose files happen to match (names, sizes, times) its ancestor's. Each
-directory listing has its own retries and its own whole-listing deadline
-(`listing_deadline`, in the session). A
-subdirectory that cannot be listed (a 550, retries exhausted) becomes an entry of kind
-"unlisted": the run mirrors the rest and then fails naming it (the start directory's
-failure fails the run, as always). The entries go to a sink as each listing arrives
-(`_staging`): a tree of a million files is never held.
+real directory whose files happen to match (names, sizes, times) its ancestor's.
+
+Each directory listing has its own retries and its own whole-listing deadline
+(`listing_deadline`, in the session). A subdirectory that cannot be listed (a 550, retries
+exhausted) becomes an entry of kind "unlisted": the run mirrors the rest and then fails
+naming it (the start directory's failure fails the run, as always). The entries go to a
+sink as each listing arrives (`_staging`): a tree of a million files is never held.
 """
 
 from __future__ import annotations
