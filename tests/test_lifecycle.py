@@ -14,7 +14,7 @@ import pytest
 
 from conftest import _random_bytes
 from pubmed_mirror import Manifest
-from pubmed_mirror.testing import FaultyFTPServer
+from pubmed_mirror.testing import Fault, FaultyFTPServer
 from test_cli import command, run
 
 
@@ -207,3 +207,31 @@ def test_a_bad_max_delete_is_a_usage_error(tmp_path: Path, value: str) -> None:
                  "--max-delete", value)
     assert result.returncode == 2
     assert "--max-delete" in result.stderr and not (tmp_path / "d").exists()
+
+
+def test_delete_removes_the_part_of_a_file_gone_before_it_was_whole(tmp_path: Path) -> None:
+    """A run cut short keeps NAME.part to resume; the server then removes NAME: `--delete`
+    removes the part with its record (before, it stayed for good, and `status` called it
+    extra at every run). A part of a file still listed stays for the next run."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    files = write_year(root, 2026, range(1, 5))
+    cut = ("pubmed26n0003.xml.gz", "pubmed26n0004.xml.gz")
+    with FaultyFTPServer(root) as server:
+        for name in cut:
+            server.faults.add(name, Fault(kind="close_426", after_bytes=100_000))
+        first = run("mirror", server.url, "--dest", str(dest), "--retries", "0")
+        assert first.returncode == 1, first.stderr
+        assert {p.name for p in dest.glob("*.part")} == {f"{n}.part" for n in cut}
+        (root / cut[1]).unlink()
+        (root / f"{cut[1]}.md5").unlink()
+        server.faults.add(cut[0], Fault(kind="close_426", after_bytes=100_000))
+        second = run("mirror", server.url, "--dest", str(dest), "--retries", "0", "--delete",
+                     "--max-delete", "100%")
+        assert second.returncode == 1, second.stderr  # cut[0] cut short again
+        assert {p.name for p in dest.glob("*.part")} == {f"{cut[0]}.part"}
+        assert len(list((dest / ".pubmed-mirror").rglob("*.meta"))) == 1  # cut[0]'s record
+        third = run("mirror", server.url, "--dest", str(dest), "--delete")
+    assert third.returncode == 0, third.stderr
+    assert held(dest) == {n for n in files if not n.startswith(cut[1])}
+    status = run("status", str(dest))
+    assert status.returncode == 0, status.stdout + status.stderr

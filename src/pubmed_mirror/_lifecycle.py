@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import local_errors
+from ._layout import PART_SUFFIX
 from ._plan import CHECKSUM_SUFFIX
 from ._state import Manifest
 from ._transfer import discard_part, part_path
@@ -126,6 +128,23 @@ def delete_files(dest: Path, manifest: Manifest, names: Sequence[str]) -> None:
         manifest.forget(name, name + CHECKSUM_SUFFIX)
         if not behind_link(dest, name):
             remove_emptied(dest, name)
+
+
+def stale_parts(dest: Path, manifest: Manifest, staged: Callable[[str], bool],
+                selected: Callable[[str], bool]) -> list[str]:
+    """The top-level NAMEs whose NAME.part sits beside them in DEST while neither the
+    listing nor the manifest holds NAME, of the names the selection takes: what a run cut
+    short left of a file the server has since removed (`status` calls it extra for ever).
+    A nested name's part, under the state directory, is named by a key it cannot be told
+    from: those stay. Blocking."""
+    try:
+        with os.scandir(dest) as found:
+            names = [e.name[:-len(PART_SUFFIX)] for e in found
+                     if e.name.endswith(PART_SUFFIX) and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
+    return [n for n in names
+            if selected(n) and not staged(n) and manifest.get(n) is None]
 
 
 def remove_emptied(dest: Path, name: str) -> None:

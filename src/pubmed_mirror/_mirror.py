@@ -39,9 +39,22 @@ from ._events import (
     ListingDone,
 )
 from ._landing import Landings
-from ._lifecycle import Changeover, Deletions, delete_files, remove_emptied
+from ._lifecycle import (
+    Changeover,
+    Deletions,
+    delete_files,
+    remove_emptied,
+    stale_parts,
+)
 from ._options import MirrorOptions
-from ._plan import MirrorPlan, PlannedFile, check_writable, create_dest, remove_unused_dest
+from ._plan import (
+    MirrorPlan,
+    PlannedFile,
+    check_writable,
+    create_dest,
+    remove_unused_dest,
+    selects,
+)
 from ._pool import SessionPool
 from ._repair import Repair
 from ._report import FileResult, MirrorReport
@@ -54,7 +67,7 @@ from ._source import AutoSource, HttpSource, parse_source
 from ._staging import PlanCounts, StagedFiles, Staging
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
-from ._transfer import discard_empty_part, sync_directory
+from ._transfer import discard_empty_part, discard_part, part_path, sync_directory
 from ._transport import RemoteEntry, Source
 from ._tree import SEPARATOR, behind_link, probe_folding
 
@@ -269,6 +282,17 @@ class MirrorRun:
             await anyio.to_thread.run_sync(delete_files, self.dest, self.manifest, [name])
             self.deleted.append(name)
             self.emit(FileDeleted(name, reason))
+        if not deletions.refused:
+            await anyio.to_thread.run_sync(self._discard_stale_parts)
+
+    def _discard_stale_parts(self) -> None:
+        """`--delete`: the parts of top-level files gone from the server before they were
+        whole go too (`_lifecycle.stale_parts`). Blocking."""
+        selection = self.staging.selection
+        for name in stale_parts(self.dest, self.manifest, self.staging.holds,
+                                lambda name: selects(selection, name)):
+            discard_part(part_path(self.dest / name, self.dest))
+            log.info("%s: its part is removed: no longer on the server", name)
 
     def _web_pages(self) -> HttpSource | None:
         """The web server whose index pages this run listed (`_gone`), if it did: an

@@ -141,6 +141,12 @@ class Staging:
     def _selected(self, name: str) -> int:
         return int(selects(self.selection, name))
 
+    def holds(self, name: str) -> bool:
+        """Whether the listing gave `name`, of any kind (blocking)."""
+        with self._connection() as db:
+            return db.execute("SELECT 1 FROM staged WHERE name = ?", (name,)).fetchone() \
+                is not None
+
     def add(self, entries: Iterable[RemoteEntry]) -> None:
         """Stage a batch of the listing, in one transaction (blocking). A name listed
         twice keeps its first entry; a directory that could not be listed ("unlisted") or
