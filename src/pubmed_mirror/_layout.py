@@ -34,6 +34,7 @@ from ._state import STATE_DIR, make_state_dir
 
 __all__ = [
     "OWN_SUFFIXES",
+    "any_part_recorded",
     "create_file",
     "legacy_records",
     "make_part_dir",
@@ -115,6 +116,14 @@ def recorded_parts(dest: Path) -> Callable[[str], bool]:
         return name in legacy[0]
 
     return may_resume
+
+
+def any_part_recorded(dest: Path) -> bool:
+    """Whether DEST's state directory holds any part's record: none, and no part of DEST
+    is one a run can resume (nor one to tidy), without a look at DEST itself."""
+    with contextlib.suppress(OSError), os.scandir(dest / STATE_DIR / _PARTS) as found:
+        return any(e.name.endswith(".meta") for e in found)
+    return False
 
 
 def _legacy_parts(dest: Path) -> set[str]:

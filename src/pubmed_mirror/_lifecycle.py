@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import local_errors
-from ._layout import PART_SUFFIX
+from ._layout import PART_SUFFIX, any_part_recorded
 from ._plan import CHECKSUM_SUFFIX
 from ._state import Manifest
 from ._transfer import discard_part, part_path
@@ -136,7 +136,11 @@ def stale_parts(dest: Path, manifest: Manifest, staged: Callable[[str], bool],
     listing nor the manifest holds NAME, of the names the selection takes: what a run cut
     short left of a file the server has since removed (`status` calls it extra for ever).
     A nested name's part, under the state directory, is named by a key it cannot be told
-    from: those stay. Blocking."""
+    from: those stay. DEST is looked at only when some part is recorded (a part is made
+    with its record): a run over a million files in DEST with nothing cut short does not
+    read it. Blocking."""
+    if not any_part_recorded(dest):
+        return []
     try:
         with os.scandir(dest) as found:
             names = [e.name[:-len(PART_SUFFIX)] for e in found
