@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
 from ._errors import FatalError, MirrorError, RemoteFileError, describe
 from ._http import HttpSession
 from ._httperrors import Redirected
 from ._pool import SessionPool
 from ._retry import RetryPolicy
+from ._source import HttpSource
 from ._tree import SEPARATOR
 
 __all__ = ["confirm_gone"]
@@ -33,15 +33,11 @@ _GONE = ("404", "410")
 _THERE, _MISSING = "there", "gone"
 
 
-class _Paths(Protocol):
-    def remote_path(self, name: str) -> str: ...
-
-
 class _Unanswered(Exception):
     """The server did not answer (its retries spent): nothing more is asked."""
 
 
-async def confirm_gone(pool: SessionPool, source: _Paths, names: Sequence[str],
+async def confirm_gone(pool: SessionPool, source: HttpSource, names: Sequence[str],
                        retry: RetryPolicy) -> list[str]:
     """The names of `names` (recorded, not listed) that the server says are gone; each
     other one is warned about, naming the answer, and kept."""

@@ -130,25 +130,28 @@ def delete_files(dest: Path, manifest: Manifest, names: Sequence[str]) -> None:
             remove_emptied(dest, name)
 
 
-def stale_parts(dest: Path, manifest: Manifest, staged: Callable[[str], bool],
-                selected: Callable[[str], bool]) -> list[str]:
-    """The top-level NAMEs whose NAME.part sits beside them in DEST while neither the
-    listing nor the manifest holds NAME, of the names the selection takes: what a run cut
-    short left of a file the server has since removed (`status` calls it extra for ever).
+def discard_stale_parts(dest: Path, manifest: Manifest, staged: Callable[[str], bool],
+                        selected: Callable[[str], bool]) -> None:
+    """`--delete`: remove the NAME.part (with its record and segments) beside each
+    top-level NAME that neither the listing nor the manifest holds, of the names the
+    selection takes: what a run cut short left of a file the server has since removed
+    (`status` calls it extra for ever).
     A nested name's part, under the state directory, is named by a key it cannot be told
     from: those stay. DEST is looked at only when some part is recorded (a part is made
     with its record): a run over a million files in DEST with nothing cut short does not
     read it. Blocking."""
     if not any_part_recorded(dest):
-        return []
+        return
     try:
         with os.scandir(dest) as found:
             names = [e.name[:-len(PART_SUFFIX)] for e in found
                      if e.name.endswith(PART_SUFFIX) and e.is_file(follow_symlinks=False)]
     except OSError:
-        return []
-    return [n for n in names
-            if selected(n) and not staged(n) and manifest.get(n) is None]
+        return
+    for name in names:
+        if selected(name) and not staged(name) and manifest.get(name) is None:
+            discard_part(part_path(dest / name, dest))
+            log.info("%s: its part is removed: no longer on the server", name)
 
 
 def remove_emptied(dest: Path, name: str) -> None:

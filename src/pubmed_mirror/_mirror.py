@@ -43,8 +43,8 @@ from ._lifecycle import (
     Changeover,
     Deletions,
     delete_files,
+    discard_stale_parts,
     remove_emptied,
-    stale_parts,
 )
 from ._options import MirrorOptions
 from ._plan import (
@@ -67,7 +67,7 @@ from ._source import AutoSource, HttpSource, parse_source
 from ._staging import PlanCounts, StagedFiles, Staging
 from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
-from ._transfer import discard_empty_part, discard_part, part_path, sync_directory
+from ._transfer import discard_empty_part, sync_directory
 from ._transport import RemoteEntry, Source
 from ._tree import SEPARATOR, behind_link, probe_folding
 
@@ -283,16 +283,10 @@ class MirrorRun:
             self.deleted.append(name)
             self.emit(FileDeleted(name, reason))
         if not deletions.refused:
-            await anyio.to_thread.run_sync(self._discard_stale_parts)
-
-    def _discard_stale_parts(self) -> None:
-        """`--delete`: the parts of top-level files gone from the server before they were
-        whole go too (`_lifecycle.stale_parts`). Blocking."""
-        selection = self.staging.selection
-        for name in stale_parts(self.dest, self.manifest, self.staging.holds,
-                                lambda name: selects(selection, name)):
-            discard_part(part_path(self.dest / name, self.dest))
-            log.info("%s: its part is removed: no longer on the server", name)
+            selection = self.staging.selection
+            await anyio.to_thread.run_sync(discard_stale_parts, self.dest, self.manifest,
+                                           self.staging.holds,
+                                           lambda name: selects(selection, name))
 
     def _web_pages(self) -> HttpSource | None:
         """The web server whose index pages this run listed (`_gone`), if it did: an

@@ -144,8 +144,8 @@ class Staging:
     def holds(self, name: str) -> bool:
         """Whether the listing gave `name`, of any kind (blocking)."""
         with self._connection() as db:
-            return db.execute("SELECT 1 FROM staged WHERE name = ?", (name,)).fetchone() \
-                is not None
+            row = db.execute("SELECT 1 FROM staged WHERE name = ?", (name,)).fetchone()
+        return row is not None
 
     def add(self, entries: Iterable[RemoteEntry]) -> None:
         """Stage a batch of the listing, in one transaction (blocking). A name listed
