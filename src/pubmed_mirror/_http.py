@@ -238,8 +238,7 @@ class HttpSession:
                 if response.status >= 300:
                     if on_error is not None:
                         await on_error(response, shown)
-                    await raise_for(response, shown, self.transport.gate, proxy,
-                                    throttles=self.transport.object_store)
+                    await raise_for(response, shown, self.transport)
                 self.transport.gate.served()
                 yield response
 
@@ -333,8 +332,7 @@ class HttpSession:
         try:
             status, reason, headers = parse_head(head, path)
             if status >= 300:
-                await raise_for_status(status, reason, headers, path, transport.gate,
-                                        transport.proxy, throttles=transport.object_store)
+                await raise_for_status(status, reason, headers, path, transport)
             transport.gate.served()
             skip = check_answer(status, headers, path, offset, expect,
                                 store=transport.object_store)
@@ -395,9 +393,7 @@ class HttpSession:
         except TransientError:
             return
         if status >= 300:
-            await raise_for_status(status, reason, answer, label, self.transport.gate,
-                                    self.transport.proxy,
-                                    throttles=self.transport.object_store)
+            await raise_for_status(status, reason, answer, label, self.transport)
 
     async def _connect_direct(self, buffer: int | None, path: str) -> socket.socket:
         """A connection to the server for one body, through the proxy if any (https: a

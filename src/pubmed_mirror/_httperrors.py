@@ -10,10 +10,10 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from ._backoff import ServerGate
 from ._errors import (
     ConnectionLost,
     ConnectionRefused,
@@ -27,6 +27,9 @@ from ._errors import (
     TransferStalled,
 )
 from ._proxy import Proxy
+
+if TYPE_CHECKING:
+    from ._http import HttpTransport
 
 __all__ = ["Redirected", "first_line", "mapped", "proxy_refused", "raise_for", "raise_for_status",
            "retry_after", "unparsed"]
@@ -60,18 +63,19 @@ class Redirected(RemoteFileError):
         self.location = location
 
 
-async def raise_for(response: aiohttp.ClientResponse, path: str, gate: ServerGate,
-                    proxy: Proxy | None, *, throttles: bool = False) -> None:
+async def raise_for(response: aiohttp.ClientResponse, path: str,
+                    transport: HttpTransport) -> None:
     await raise_for_status(response.status, response.reason or "",
-                           {k.lower(): v for k, v in response.headers.items()}, path, gate,
-                           proxy, throttles=throttles)
+                           {k.lower(): v for k, v in response.headers.items()}, path,
+                           transport)
 
 
-async def raise_for_status(status: int, reason: str, headers: dict[str, str],
-                           path: str, gate: ServerGate, proxy: Proxy | None, *,
-                           throttles: bool = False) -> None:
-    """The error an answer of `status` is. `throttles`: the server's 429 and 503 ask to
-    slow down (S3's SlowDown), a pause that spends no retry (`ServerPaused`)."""
+async def raise_for_status(status: int, reason: str, headers: dict[str, str], path: str,
+                           transport: HttpTransport) -> None:
+    """The error an answer of `status` from `transport`'s server (or its proxy) is; a busy
+    answer closes its gate. An object store's 429 and 503 ask to slow down (S3's
+    SlowDown), a pause that spends no retry (`ServerPaused`)."""
+    gate, proxy = transport.gate, transport.proxy
     reply = f"{status} {reason}".strip()
     if status == 407:  # only a proxy asks this (plain http: its answer to the request)
         raise proxy_refused(status, reason, path, proxy)
@@ -82,7 +86,7 @@ async def raise_for_status(status: int, reason: str, headers: dict[str, str],
         wait = retry_after(headers.get("retry-after"))
         if status in (429, 503) or wait is not None:  # every session pauses (`_backoff`)
             pause = gate.close(wait, reply=f"{path}: {reply}")
-            if throttles:
+            if transport.object_store:
                 raise ServerPaused(f"{server} answered {reply}", path=path, reply=reply,
                                    pause=pause, since=gate.busy_since)
         raise ServerBusy(f"{server} answered {reply}", path=path, reply=reply)
