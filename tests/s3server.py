@@ -26,6 +26,7 @@ import aiohttp
 import botocore.session
 from aiohttp import web
 
+from webfaults import in_thread
 from webservers import stop_process
 
 _RUNNING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
@@ -164,13 +165,7 @@ class S3FaultProxy:
 
     @contextmanager
     def running(self) -> Iterator[S3FaultProxy]:
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
-        stop: asyncio.Event | None = None
-
-        async def serve() -> None:
-            nonlocal stop
-            stop = asyncio.Event()
+        async def serve(started: threading.Event, stop: asyncio.Event) -> None:
             async with aiohttp.ClientSession(auto_decompress=False) as self._client:
                 app = web.Application()
                 app.router.add_route("*", "/{tail:.*}", self._forward)
@@ -183,16 +178,8 @@ class S3FaultProxy:
                 await stop.wait()
                 await runner.cleanup()
 
-        thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-        thread.start()
-        assert started.wait(10)
-        try:
+        with in_thread(serve):
             yield self
-        finally:
-            assert stop is not None
-            loop.call_soon_threadsafe(stop.set)
-            thread.join(10)
-            loop.close()
 
     def _fault(self, seen: Seen) -> S3Fault | None:
         for fault in self.faults:

@@ -40,7 +40,7 @@ from pubmed_mirror._demo import make_pubmed_tree
 from pubmed_mirror._source import AutoSource, FtpSource, HttpSource, parse_source
 from pubmed_mirror._transfer import part_path, prepare_part
 from test_cli import run
-from webfaults import FaultyWebServer, WebFault, served_app
+from webfaults import ConnectionLog, FaultyWebServer, WebFault, served_app
 from webservers import apache, lighttpd, mini_httpd, missing, nginx, python_http, served_copy
 
 Tree = tuple[Path, dict[str, bytes]]
@@ -114,6 +114,40 @@ def test_mirror_from_a_web_server(served: tuple[Path, dict[str, bytes]],
             if '"file_done"' in line]
     assert sorted(e["name"] for e in done if e["md5"]) == sorted(data_files)
     assert summary(second.stdout)["bytes_received"] == 0
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_warmed_session_sends_its_first_request_on_the_connection_it_made(
+        served: tuple[Path, dict[str, bytes]], certificate: tuple[Path, Path],
+        scheme: str) -> None:
+    """`warm` (S3's sessions, while the listing is awaited) makes the connection, TLS's
+    handshake included, that the session's next request then goes on: one connection in
+    all, made before the request."""
+    import ssl
+
+    from pubmed_mirror._http import HttpTransport
+
+    base, files = served
+    name = sorted(files)[0]
+    tls = certificate if scheme == "https" else None
+    context = ssl.create_default_context(cafile=str(certificate[0])) if tls else None
+
+    async def warm_then_ask(port: int, log: ConnectionLog) -> tuple[int, int | None]:
+        transport = HttpTransport(scheme=scheme, host="127.0.0.1", port=port, probe=None,
+                                  ssl_context=context)
+        session = await transport.connect()
+        try:
+            await session.warm()
+            warmed = await anyio.to_thread.run_sync(log.wait_for, 1)
+            entry = await session.stat(f"/{DIRECTORY}/{name}")
+        finally:
+            await session.aclose()
+        return warmed, entry.size
+
+    with apache(base, tls=tls) as port, ConnectionLog(port).running() as log:
+        warmed, size = anyio.run(warm_then_ask, log.port, log)
+    assert (warmed, size) == (1, len(files[name]))
+    assert len(log.accepted) == 1
 
 
 def test_untrusted_certificate_is_one_line(served: tuple[Path, dict[str, bytes]],

@@ -32,6 +32,7 @@ from s3server import (
     slow_metadata_service,
 )
 from test_trees import events
+from webfaults import ConnectionLog
 
 _names = itertools.count()
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIDTESTING", "AWS_SECRET_ACCESS_KEY": "secret",
@@ -275,6 +276,50 @@ def test_s3_small_objects_share_kept_alive_connections(
     assert sorted(s.key(bucket) or "" for s in asked) == sorted(f"data/{n}" for n in small)
     assert {s.method for s in asked} == {"GET"}
     assert len({s.peer for s in asked}) <= 2
+
+
+def test_s3_connections_are_made_while_the_listing_is_awaited(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """The sessions' connections are opened while the listing's first page is awaited, and
+    their first GETs are sent on them: on a far link a first GET then costs one round trip,
+    not two (three with TLS). No more connections than --concurrency."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    small = {f"s{i:02d}.bin": os.urandom(4096) for i in range(12)}
+    for key, data in small.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=data)
+    proxy.faults.append(S3Fault("delay", lambda s: s.listing, seconds=1.5))
+    with ConnectionLog(proxy.port).running() as log:
+        dest = tmp_path / "dest"
+        result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", log.url, "--dest",
+                     str(dest), "--concurrency", "4")
+    assert result.returncode == 0, result.stderr
+    assert_files(dest, small)
+    listed = proxy.listings()[0].at
+    assert len(log.accepted) == 4
+    assert sum(at < listed + 1.0 for at in log.accepted) == 4  # the answer came at +1.5 s
+    gets = [s for s in proxy.seen if s.method == "GET" and not s.listing]
+    assert len({s.peer for s in gets}) == 4
+
+
+async def test_s3_idle_sessions_of_a_region_left_are_not_used(
+        proxy: S3FaultProxy, bucket: str) -> None:
+    """Sessions warmed (made ahead, idle) before the bucket's region was learnt are not
+    taken for a request: each is closed and one opened for the region the bucket is in."""
+    from pubmed_mirror import SessionPool
+
+    source = parse_source(f"s3://{bucket}/data/", s3=S3Options(endpoint=proxy.url))
+    transport = source.transport(connect_timeout=5, stall_timeout=5)
+    async with SessionPool(transport, size=3) as pool:
+        async with pool.session() as first:
+            await pool.warm()
+        assert pool.stats.idle == 3 and pool.stats.logins == 3
+        transport.moved("eu-west-1")  # (what a listing answered 301 does)
+        async with pool.session() as session:
+            entry = await session.stat("data/a.xml")
+            assert session.healthy and session is not first
+        assert entry.size == len(SMALL)
+        assert pool.stats.logins == 4 and pool.stats.idle == 1
 
 
 def test_s3_corrupt_single_part_object_is_refetched(

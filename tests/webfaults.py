@@ -14,9 +14,10 @@ import hashlib
 import html
 import os
 import ssl
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -432,3 +433,79 @@ class UnmarkedWebServer:
             return web.Response(status=404)
         return web.Response(body=self.files[name],
                             headers={"Last-Modified": "Sun, 06 Dec 2026 12:00:00 GMT"})
+
+
+@dataclass
+class ConnectionLog:
+    """A TCP relay to 127.0.0.1:`target` that notes when it accepted each connection;
+    `url` is the endpoint to give."""
+
+    target: int
+    accepted: list[float] = field(default_factory=list)
+    port: int = 0
+    _open: list[asyncio.StreamWriter] = field(default_factory=list)
+    _more: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> int:
+        """(Blocking) until `count` connections were accepted, or `timeout`: how many."""
+        with self._more:
+            self._more.wait_for(lambda: len(self.accepted) >= count, timeout)
+            return len(self.accepted)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @contextmanager
+    def running(self) -> Iterator[ConnectionLog]:
+        async def serve(started: threading.Event, stop: asyncio.Event) -> None:
+            server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            started.set()
+            async with server:
+                await stop.wait()
+                for writer in self._open:
+                    writer.close()
+                server.close()
+                await server.wait_closed()
+
+        with in_thread(serve):
+            yield self
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._more:
+            self.accepted.append(time.monotonic())
+            self._more.notify_all()
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._open += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(1 << 16):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@contextmanager
+def in_thread(serve: Callable[[threading.Event, asyncio.Event], Awaitable[None]]
+              ) -> Iterator[None]:
+    """`serve(started, stop)` on an event loop of its own in a thread, from when it sets
+    `started` until the block ends (then `stop` is set and it must return)."""
+    loop = asyncio.new_event_loop()
+    started, stop = threading.Event(), asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(started, stop),),
+                              daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()

@@ -16,6 +16,7 @@ listing must be complete within `listing_deadline` (`_httpindex`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -418,6 +419,26 @@ class HttpSession:
             tls.close()
             raise
         return tls
+
+    async def warm(self) -> None:
+        """Make the connection the next request will use, sending nothing: its handshake
+        (and TLS's) taken while something else is awaited (`SessionPool.warm`). Not through
+        a proxy (a connection there is keyed by more than the server). A failure is left
+        for that request to meet: it connects again."""
+        if self.transport.proxy is not None or self.client.connector is None:
+            return
+        url = yarl.URL.build(scheme=self.transport.scheme, host=self.transport.host,
+                             port=self.transport.port)
+        # keyed as the session's own requests are (aiohttp's ConnectionKey: host, port,
+        # TLS, `ssl` left as True, no proxy), so the next one takes it from the pool
+        request = aiohttp.ClientRequest("GET", url, loop=asyncio.get_running_loop())
+        try:
+            connection = await self.client.connector.connect(request, [], self.client.timeout)
+        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+            log.debug("%s: no connection ahead of the first request (%s)",
+                      self.transport.address, exc)
+            return
+        connection.release()
 
     async def aclose(self) -> None:
         self.healthy = False

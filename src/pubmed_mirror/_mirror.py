@@ -210,6 +210,8 @@ class MirrorRun:
         async with self.pool:
             with ungrouped():
                 async with self._workers() as (tg, queue):
+                    if getattr(self._transport, "warms", False):
+                        tg.start_soon(self.pool.warm)
                     # (the library's ordered events need the whole plan first)
                     early = None if self.ordered else await self.listing.pipelined()
                     if early is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ from typing import Literal
 import anyio
 
 from ._budget import ConnectionCap
-from ._errors import ConnectionRefused, ServerUnreachable, TooManyConnections
+from ._errors import ConnectionRefused, MirrorError, ServerUnreachable, TooManyConnections
 from ._transport import Session, Transport
 
 __all__ = ["PoolStats", "SessionPool"]
@@ -160,9 +161,13 @@ class SessionPool:
                 if decision == "reuse":
                     self._active += 1
                     idle = self._idle.pop()
-                    if not getattr(idle, "stale", False):  # HTTP: aiohttp reconnects
+                    if not idle.healthy:  # (S3's, opened before the bucket's region was known)
+                        with anyio.CancelScope(shield=True):
+                            await self.discard(idle)
+                    elif not getattr(idle, "stale", False):  # HTTP: aiohttp reconnects
                         return idle
-                    await self._replace(idle)
+                    else:
+                        await self._replace(idle)
                     continue
                 if decision == "queue" and self._cap is not None and not queued:
                     queue.enter_context(self._cap.queued(self, self._notify))
@@ -202,6 +207,7 @@ class SessionPool:
         self._active += 1
         self._logins += 1
         self._peak = max(self._peak, self._live())
+        self._notify()  # (`warm` waits for a first session)
         return session
 
     async def _replace(self, session: Session) -> None:
@@ -243,6 +249,25 @@ class SessionPool:
             return
         async with self.session() as session:
             yield session
+
+    async def warm(self) -> None:
+        """Once the caller holds its first session (a listing's, which is never kept
+        waiting for these), open the others the pool may hold, each with its connection
+        made (its `warm`) and then idle: on a far link the first request of each costs one
+        round trip, not two. A session that cannot is left for its first request to
+        connect."""
+        async def one() -> None:
+            with contextlib.suppress(MirrorError):
+                async with self.spare() as session:
+                    warm = getattr(session, "warm", None)  # (HTTP's and S3's sessions)
+                    if warm is not None:
+                        await warm()
+
+        while self._live() == 0 and not self._closed:
+            await self._changed.wait()
+        async with anyio.create_task_group() as tg:
+            for _ in range(self._limit - self._live()):
+                tg.start_soon(one)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:

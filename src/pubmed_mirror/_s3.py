@@ -335,6 +335,10 @@ class S3Transport:
                              user_agent=user_agent(source.email), signer=self.signer,
                              object_store=True, **self._options)
 
+    # its sessions' connections are made while the listing's first page is awaited
+    # (`SessionPool.warm`): a far store's first GETs then cost one round trip, not two
+    warms = True
+
     def moved(self, region: str) -> None:
         """The bucket answered that it lives in `region`: sessions opened from now on go
         (and sign) there."""
@@ -389,6 +393,9 @@ class S3Session:
     @healthy.setter
     def healthy(self, value: bool) -> None:
         self.http.healthy = value
+
+    async def warm(self) -> None:
+        await self.http.warm()
 
     # a whole page goes to a listing's sink once: asked again, the listing goes on from the
     # page that failed (see `Session.list`)
