@@ -105,6 +105,24 @@ def test_unwritable_dest_exits_2(ftpd: FaultyFTPServer, tmp_path: Path) -> None:
     assert ftpd.stats.connections == 0
 
 
+def test_dest_too_deep_for_the_manifest_exits_2(ftpd: FaultyFTPServer, tree: Tree,
+                                                tmp_path: Path) -> None:
+    """A DEST whose manifest's path SQLite cannot open (over 504 bytes) is refused before
+    any connection, in one line, nothing made; one at the limit is mirrored."""
+    def deep(size: int) -> Path:  # a DEST whose manifest's full path is `size` bytes
+        tail = size - len(str(tmp_path.resolve())) - len("/.pubmed-mirror/manifest.sqlite")
+        parts = [("d" * 200 + "/") * (tail // 201), "e" * (tail % 201 - 1)]
+        return tmp_path / "".join(parts)
+
+    over = run("mirror", ftpd.url, "--dest", str(deep(505)))
+    assert over.returncode == 2, over.stderr
+    assert "too long a path" in over.stderr and len(over.stderr.splitlines()) == 1
+    assert ftpd.stats.connections == 0 and not deep(505).exists()
+    at = run("mirror", ftpd.url, "--dest", str(deep(504)))
+    assert at.returncode == 0, at.stderr
+    assert_mirrored(deep(504), tree[1])
+
+
 def test_refused_port_exits_1_quickly(dest: Path) -> None:
     """Nothing listening: one line naming the address, exit 1, no retry storm."""
     port = free_port()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ._errors import LocalFileError
 from ._layout import part_path, segment_files
-from ._state import STATE_DIR, check_state_dir
+from ._state import STATE_DIR, check_manifest_path, check_state_dir
 from ._transfer import RemoteFile, resumable
 from ._transport import RemoteEntry
 from ._tree import SEPARATOR, unsafe_name_reason
@@ -275,7 +275,9 @@ def part_length(dest: Path, entry: RemoteEntry) -> int:
 def check_writable(dest: Path) -> None:
     """Fail before any network I/O when DEST cannot hold our files. A DEST that does not
     exist yet is not created here: its nearest existing parent must be a writable directory.
-    A state directory (or lock, or manifest) that is a link out of DEST is refused."""
+    A state directory (or lock, or manifest) that is a link out of DEST is refused, and a
+    DEST too deep for SQLite to open the manifest in."""
+    check_manifest_path(dest)
     try:
         if dest.exists() or dest.is_symlink():
             with tempfile.NamedTemporaryFile(dir=dest, prefix=".pubmed-mirror-probe-"):

@@ -19,7 +19,8 @@ from typing import Any
 from ._errors import DestinationBusy, LocalFileError
 
 __all__ = ["STATE_DIR", "ConsumerCursor", "DestLock", "ListedFile", "Manifest",
-           "ManifestEntry", "RunRecord", "check_state_dir", "make_state_dir"]
+           "ManifestEntry", "RunRecord", "check_manifest_path", "check_state_dir",
+           "make_state_dir"]
 
 log = logging.getLogger("pubmed_mirror")
 
@@ -415,6 +416,23 @@ def _create_dataset_tables(db: sqlite3.Connection) -> None:
 
 def _manifest_path(dest: Path) -> Path:
     return state_dir(dest) / "manifest.sqlite"
+
+
+# the longest full path SQLite opens a database at (its unix VFS: 512 bytes, less room for
+# the "-journal" it may add; measured with SQLite 3.40); a longer one it refuses with no
+# more than "unable to open database file"
+_MANIFEST_PATH_MAX = 504
+
+
+def check_manifest_path(dest: Path) -> None:
+    """Refuse a DEST whose manifest's path (links resolved, as SQLite does) is too long for
+    SQLite to open, before anything is made or asked."""
+    path = _manifest_path(Path(os.path.realpath(dest)))
+    size = len(os.fsencode(path))
+    if size > _MANIFEST_PATH_MAX:
+        raise LocalFileError(f"destination {dest} has too long a path: SQLite cannot open "
+                             f"the manifest there ({size} bytes with {STATE_DIR}/"
+                             f"manifest.sqlite, at most {_MANIFEST_PATH_MAX})")
 
 
 def _can_write(path: Path) -> bool:
