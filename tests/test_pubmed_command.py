@@ -506,6 +506,27 @@ def test_no_verify_survives_a_missing_checksum_file_and_verify_catches_up(
     assert (dest / (gone + ".md5")).read_bytes() == md5_line(gone, pubmed[1][gone])
 
 
+def test_no_verify_drops_the_old_checksum_file_it_could_not_replace(
+        server: FaultyFTPServer, pubmed: PubMed, dest: Path) -> None:
+    """--no-verify, a new version of NAME whose new NAME.md5 cannot be fetched: NAME is
+    replaced, and the NAME.md5 of the version before goes with its record (it no longer
+    says what NAME is: `verify` would call the new file corrupt)."""
+    name = NAMES[1]
+    assert mirror_cmd(server, dest).returncode == 0
+    assert (dest / (name + ".md5")).read_bytes() == md5_line(name, pubmed[1][name])
+    new = os.urandom(len(pubmed[1][name]) + 10)
+    publish(pubmed[0], {name: new}, mtime=MTIME + 86400)
+    server.faults.add(name + ".md5", Fault(kind="reply", reply="550 No such file"))
+    result = mirror_cmd(server, dest, "--no-verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{name}.md5: not kept beside {name}" in result.stderr
+    assert (dest / name).read_bytes() == new
+    assert not (dest / (name + ".md5")).exists()
+    assert name + ".md5" not in manifest_rows(dest)
+    checked = run("verify", str(dest))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 # -- verify on odd destinations, and output that goes away -----------------------------------
 
 

@@ -528,7 +528,8 @@ class FileAttempts:
 
     def _write_record(self) -> None:
         """Write NAME.md5 beside NAME, then vouch for both in the manifest. A NAME.md5 that
-        travelled with an earlier version, when none travels now, goes (`_drop_companion`)."""
+        travelled with an earlier version, when none travels now (none listed, or with
+        --no-verify one that could not be fetched), goes (`_drop_companion`)."""
         now = time.time()
         dest, manifest, checksum = self.run.dest, self.run.manifest, self.planned.checksum
         if checksum is not None and self._checksum is not None:
@@ -543,14 +544,14 @@ class FileAttempts:
                                       etag=etag if etag and etag.startswith('"') else None,
                                       checksum=str(own) if own else None,
                                       shown=self.entry.shown))
-        if checksum is None:
+        if checksum is None or self._checksum is None:
             self._drop_companion()
 
     def _drop_companion(self) -> None:
-        """The server lists no NAME.md5 now: one the mirror wrote beside an earlier version
-        of NAME no longer says what NAME is (`verify` would call the file corrupt, and so
-        every run fetch it again), and goes with its record. One the mirror never recorded
-        is not its own: it stays."""
+        """No NAME.md5 travels with NAME now: one the mirror wrote beside an earlier version
+        of NAME may no longer say what NAME is (`verify` would call the file corrupt, and
+        so every run fetch it again), and goes with its record. One the mirror never
+        recorded is not its own: it stays."""
         companion = self.entry.name + CHECKSUM_SUFFIX
         if self.run.manifest.get(companion) is None:
             return
