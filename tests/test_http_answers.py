@@ -628,23 +628,51 @@ async def test_delete_asks_no_more_once_the_web_server_does_not_answer(tmp_path:
                                                                        ) -> None:
     """When a file the pages no longer show gets no answer (503, its retries spent), the
     files after it are kept without being asked: a server that cannot answer would hold
-    the run for each of them."""
-    files = {f"n{i}.xml": b"%d\n" % i for i in range(4)} | {"keep.xml": b"k\n"}
+    the run for each of them. (Two are asked at once, as many as --concurrency.)"""
+    files = {f"n{i}.xml": b"%d\n" % i for i in range(6)} | {"keep.xml": b"k\n"}
     server = UnmarkedWebServer(dict(files))
     dest = tmp_path / "m"
     async with server.running():
-        args = ("mirror", server.url, "--dest", str(dest), "--retries", "1")
+        args = ("mirror", server.url, "--dest", str(dest), "--retries", "1",
+                "--concurrency", "2")
         first = await anyio.to_thread.run_sync(functools.partial(run, *args))
         server.files = {"keep.xml": b"k\n"}
-        server.heads.update({f"n{i}.xml": (503, None) for i in range(4)})
+        server.heads.update({f"n{i}.xml": (503, None) for i in range(6)})
         server.asked.clear()
         result = await anyio.to_thread.run_sync(functools.partial(
             run, *args, "--delete", "--max-delete", "100%", "--json"))
     assert first.returncode == 0, first.stdout + first.stderr
     assert result.returncode == 0, result.stdout + result.stderr
     assert landed(dest) == files
-    assert result.stderr.count("the server did not answer") == 4
-    assert {n for n in server.asked if n.startswith("n")} == {"n0.xml"}  # (and its retry)
+    assert result.stderr.count("the server did not answer") == 6
+    asked = {n for n in server.asked if n.startswith("n")}  # (and their retries)
+    assert asked <= {"n0.xml", "n1.xml"} and "n0.xml" in asked
+
+
+async def test_delete_asks_about_the_files_a_web_server_stops_showing_several_at_once(
+        tmp_path: Path) -> None:
+    """The HEADs that confirm deletions go as many at once as --concurrency (a subtree
+    removed from a far server costs its files' round trips divided by that), never more;
+    each answer still decides for its own file: the 404s go, the one answered 200 stays."""
+    files = {f"n{i:02d}.xml": b"%d\n" % i for i in range(12)} | {"keep.xml": b"k\n"}
+    server = UnmarkedWebServer(dict(files), head_delay=0.3)
+    dest = tmp_path / "m"
+    async with server.running():
+        args = ("mirror", server.url, "--dest", str(dest), "--concurrency", "4")
+        first = await anyio.to_thread.run_sync(functools.partial(run, *args))
+        server.files = {"keep.xml": b"k\n"}
+        server.heads["n05.xml"] = (200, None)
+        server.asked.clear()
+        server.most_heads = 0
+        result = await anyio.to_thread.run_sync(functools.partial(
+            run, *args, "--delete", "--max-delete", "100%", "--json"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    deleted = json.loads(result.stdout.splitlines()[-1])["deleted"]
+    assert sorted(deleted) == sorted(n for n in files if n not in ("keep.xml", "n05.xml"))
+    assert landed(dest) == {n: files[n] for n in ("keep.xml", "n05.xml")}
+    assert "n05.xml: not deleted" in result.stderr
+    assert 2 <= server.most_heads <= 4
 
 
 async def test_a_loop_whose_answers_differ_by_path_ends(tmp_path: Path) -> None:

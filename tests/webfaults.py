@@ -385,13 +385,15 @@ class UnmarkedWebServer:
     `..` and every name without `/`, with its size (a directory's: 4096) and a time. HEAD
     and GET of a directory without its `/` answer 302 to it with it. `heads`: what HEAD of
     a name answers instead, (status, Location or None); `head_delay`: seconds every HEAD of
-    a name waits first; `asked`: the names HEAD asked."""
+    a name waits first; `asked`: the names HEAD asked, `most_heads`: the most at once."""
 
     files: dict[str, bytes]
     heads: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     head_delay: float = 0.0
     port: int = 0
     asked: list[str] = field(default_factory=list)  # the names HEAD asked, in order
+    most_heads: int = 0  # the most HEADs of names answered at once
+    _heads: int = 0
 
     @property
     def url(self) -> str:
@@ -422,7 +424,12 @@ class UnmarkedWebServer:
                                 content_type="text/html")
         if request.method == "HEAD":
             self.asked.append(name)
-            await asyncio.sleep(self.head_delay)
+            self._heads += 1
+            self.most_heads = max(self.most_heads, self._heads)
+            try:
+                await asyncio.sleep(self.head_delay)
+            finally:
+                self._heads -= 1
             if name in self.heads:
                 status, where = self.heads[name]
                 return web.Response(status=status,

@@ -15,7 +15,9 @@ what is there, readable or not: nothing of theirs is asked for.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import anyio
 
 from ._errors import FatalError, MirrorError, RemoteFileError, describe
 from ._http import HttpSession
@@ -38,11 +40,13 @@ class _Unanswered(Exception):
 
 
 async def confirm_gone(pool: SessionPool, source: HttpSource, names: Sequence[str],
-                       retry: RetryPolicy) -> list[str]:
-    """The names of `names` (recorded, not listed) that the server says are gone; each
-    other one is warned about, naming the answer, and kept."""
+                       retry: RetryPolicy, lanes: int = 1) -> list[str]:
+    """The names of `names` (recorded, not listed) that the server says are gone, asked
+    `lanes` at a time; each other one is warned about, naming the answer, and kept."""
     log.info("asking the server about %d files before deleting them", len(names))
-    answers: dict[str, str] = {}  # a directory's answer: _THERE, _MISSING or why kept
+    folders: dict[str, str] = {}  # a directory's answer: _THERE, _MISSING or why kept
+    asking: dict[str, anyio.Event] = {}  # a directory being asked (by another lane)
+    said: dict[str, str] = {}  # each name's answer
     silent: str | None = None  # why the server is no longer asked
 
     async def answer(path: str, *, folder: bool) -> str:
@@ -67,29 +71,44 @@ async def confirm_gone(pool: SessionPool, source: HttpSource, names: Sequence[st
             raise _Unanswered(describe(exc)) from exc
         return _MISSING if directory_now else _THERE  # (the file became a directory)
 
+    async def folder_answer(folder: str) -> str:
+        """A directory's answer, asked once whichever lane needs it first."""
+        if folder in asking:
+            await asking[folder].wait()
+        else:
+            asking[folder] = done = anyio.Event()
+            try:
+                folders[folder] = await answer(folder, folder=True)
+            finally:
+                done.set()
+        return folders.get(folder) or silent or "the server did not answer"
+
     async def verdict(name: str) -> str:
         parts = name.split(SEPARATOR)
         for depth in range(1, len(parts)):
-            folder = SEPARATOR.join(parts[:depth])
-            if folder not in answers:
-                answers[folder] = await answer(folder, folder=True)
-            if answers[folder] not in (_THERE, _MISSING):  # refused: it keeps what it holds
-                return answers[folder]
+            got = await folder_answer(SEPARATOR.join(parts[:depth]))
+            if got not in (_THERE, _MISSING):  # refused: it keeps what it holds
+                return got
         return await answer(name, folder=False)
 
-    gone = []
+    async def lane(todo: Iterator[str]) -> None:
+        nonlocal silent
+        for name in todo:  # (shared by the lanes: each name is taken by one)
+            if silent is None:
+                try:
+                    said[name] = await verdict(name)
+                    continue
+                except _Unanswered as exc:
+                    silent = silent or f"the server did not answer: {exc}"
+            said[name] = silent
+
+    todo = iter(names)
+    async with anyio.create_task_group() as tg:
+        for _ in range(max(1, min(lanes, len(names)))):
+            tg.start_soon(lane, todo)
     for name in names:
-        if silent is None:
-            try:
-                said = await verdict(name)
-            except _Unanswered as exc:
-                silent = said = f"the server did not answer: {exc}"
-        else:
-            said = silent
-        if said == _MISSING:
-            gone.append(name)
-        else:
+        if said[name] != _MISSING:
             log.warning("%s: not deleted: the index pages no longer show it, but the server "
                         "does not say it is gone (%s)", name,
-                        "it answers it" if said == _THERE else said)
-    return gone
+                        "it answers it" if said[name] == _THERE else said[name])
+    return [name for name in names if said[name] == _MISSING]

@@ -279,7 +279,8 @@ class MirrorRun:
             from ._gone import confirm_gone  # (aiohttp: imported by web runs only)
 
             deletions = replace(deletions, gone=tuple(await confirm_gone(
-                self.pool, pages, deletions.gone, self.options.retry)))
+                self.pool, pages, deletions.gone, self.options.retry,
+                self.options.concurrency)))
         for name, reason in deletions.removable():
             await anyio.to_thread.run_sync(delete_files, self.dest, self.manifest, [name])
             self.deleted.append(name)
