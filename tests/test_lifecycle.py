@@ -235,3 +235,39 @@ def test_delete_removes_the_part_of_a_file_gone_before_it_was_whole(tmp_path: Pa
     assert held(dest) == {n for n in files if not n.startswith(cut[1])}
     status = run("status", str(dest))
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+def test_delete_removes_the_part_of_a_nested_file_gone_before_it_was_whole(
+        tmp_path: Path) -> None:
+    """A nested name's part lives under the state directory, named by a key; its record
+    names its file, so `--delete` removes the part of a nested file the server has since
+    removed (before, it stayed for good), and not while the listing could not have shown
+    that file (a shallower run); the part of one still listed is resumed."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    files = {"sub/a.bin": _random_bytes(300_000, 1), "sub/deep/b.bin": _random_bytes(300_000, 2),
+             "sub/c.bin": _random_bytes(1000, 3)}
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    parts = dest / ".pubmed-mirror" / "parts"
+    with FaultyFTPServer(root) as server:
+        for name in ("a.bin", "b.bin"):
+            server.faults.add(name, Fault(kind="close_426", after_bytes=100_000))
+        first = run("mirror", server.url, "--dest", str(dest), "--recursive", "--retries", "0")
+        assert first.returncode == 1, first.stderr
+        assert len(list(parts.glob("*.part"))) == len(list(parts.glob("*.meta"))) == 2
+        (root / "sub/deep/b.bin").unlink()
+        (root / "sub/deep").rmdir()
+        shallow = run("mirror", server.url, "--dest", str(dest), "--recursive", "--max-depth",
+                      "0", "--delete", "--max-delete", "100%")
+        assert shallow.returncode == 0, shallow.stderr
+        assert len(list(parts.glob("*.part"))) == 2  # sub/ was not entered: out of sight
+        second = run("mirror", server.url, "--dest", str(dest), "--recursive", "--delete",
+                     "--max-delete", "100%")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*")
+            if p.is_file() and ".pubmed-mirror" not in p.parts} == {
+        n: d for n, d in files.items() if n != "sub/deep/b.bin"}
+    assert list(parts.iterdir()) == []  # a.bin's finished, b.bin's removed
+    status = run("status", str(dest))
+    assert status.returncode == 0, status.stdout + status.stderr

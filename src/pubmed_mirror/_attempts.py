@@ -212,7 +212,8 @@ class FileAttempts:
         self._fresh = False  # a part it leaves is of the answer's version: resumed, not discarded
         return await receive_whole(session, remote, self._part() if self.run.resume else None,
                                    stall_timeout=self.run.options.timeouts.stall,
-                                   bucket=self.run.bucket, on_bytes=self._on_bytes)
+                                   bucket=self.run.bucket, on_bytes=self._on_bytes,
+                                   name=self.entry.name)
 
     async def _write_whole(self, data: bytes, remote: RemoteFile) -> None:
         """Check the file received whole and make it NAME, then record it: one trip to a
@@ -574,19 +575,19 @@ def _ready(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fr
     the directories NAME goes in (a link there fails it), `_prepare`, then NAME.part opened
     (`open_part`) for `receive_span`."""
     make_parents(dest, name)
-    have, found, restarted, remote = _prepare(part, remote, scan, fresh)
+    have, found, restarted, remote = _prepare(part, remote, scan, fresh, name)
     with local_errors(part):
         return have, found, restarted, remote, open_part(part)
 
 
-def _prepare(part: Path, remote: RemoteFile, scan: bool,
-             fresh: bool) -> tuple[int, list[Span], bool, RemoteFile]:
+def _prepare(part: Path, remote: RemoteFile, scan: bool, fresh: bool,
+             name: str) -> tuple[int, list[Span], bool, RemoteFile]:
     """NAME.part's length (started afresh, its segments removed, unless it is of this
     version and not `fresh`: `restarted`), when `scan` the segments a previous attempt or run
     left, and `remote` with the validator the part was started from. Run in a thread."""
     if fresh:
         discard_part(part)
-    have, restarted = start_part(part, remote)
+    have, restarted = start_part(part, remote, name=name)
     if restarted:  # its record, just written, names remote's own validator
         return have, [], restarted, remote
     remote = started_from(part, remote)

@@ -43,6 +43,7 @@ __all__ = [
     "open_read",
     "owner",
     "part_path",
+    "part_records",
     "read_record",
     "recorded_parts",
     "regular_size",
@@ -116,6 +117,15 @@ def recorded_parts(dest: Path) -> Callable[[str], bool]:
         return name in legacy[0]
 
     return may_resume
+
+
+def part_records(dest: Path) -> list[Path]:
+    """The records of the parts DEST's state directory holds (KEY.meta: a nested name's,
+    or one too long for NAME.part beside it)."""
+    with contextlib.suppress(OSError), os.scandir(dest / STATE_DIR / _PARTS) as found:
+        return [Path(e.path) for e in found
+                if e.name.endswith(".meta") and _KEY.fullmatch(e.name[:-5])]
+    return []
 
 
 def any_part_recorded(dest: Path) -> bool:

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import local_errors
-from ._layout import PART_SUFFIX, any_part_recorded
+from ._layout import PART_SUFFIX, any_part_recorded, meta_path, part_records
 from ._plan import CHECKSUM_SUFFIX
 from ._state import Manifest
-from ._transfer import discard_part, part_path
-from ._tree import behind_link
+from ._transfer import discard_part, part_name, part_path
+from ._tree import behind_link, unsafe_path_reason
 
 __all__ = ["Changeover", "DeleteLimit", "Deletions", "delete_files", "refusal", "remove_emptied"]
 
@@ -132,14 +132,14 @@ def delete_files(dest: Path, manifest: Manifest, names: Sequence[str]) -> None:
 
 def discard_stale_parts(dest: Path, manifest: Manifest, staged: Callable[[str], bool],
                         selected: Callable[[str], bool]) -> None:
-    """`--delete`: remove the NAME.part (with its record and segments) beside each
-    top-level NAME that neither the listing nor the manifest holds, of the names the
-    selection takes: what a run cut short left of a file the server has since removed
-    (`status` calls it extra for ever).
-    A nested name's part, under the state directory, is named by a key it cannot be told
-    from: those stay. DEST is looked at only when some part is recorded (a part is made
-    with its record): a run over a million files in DEST with nothing cut short does not
-    read it. Blocking."""
+    """`--delete`: remove the part (with its record and segments) of each NAME that
+    neither the listing nor the manifest holds, of the names the selection takes (and the
+    listing could have shown): what a run cut short left of a file the server has since
+    removed (`status` calls a top-level one extra for ever). A top-level NAME.part is
+    found beside it, a part under the state directory (a nested name's) by the name its
+    record gives (one an earlier version recorded gives none: it stays). DEST is looked
+    at only when some part is recorded (a part is made with its record): a run over a
+    million files in DEST with nothing cut short does not read it. Blocking."""
     if not any_part_recorded(dest):
         return
     try:
@@ -148,7 +148,12 @@ def discard_stale_parts(dest: Path, manifest: Manifest, staged: Callable[[str], 
                      if e.name.endswith(PART_SUFFIX) and e.is_file(follow_symlinks=False)]
     except OSError:
         return
-    for name in names:
+    for record in part_records(dest):
+        name = part_name(record)
+        if (name is not None and unsafe_path_reason(name) is None
+                and meta_path(part_path(dest / name, dest)) == record):  # (its own)
+            names.append(name)
+    for name in dict.fromkeys(names):
         if selected(name) and not staged(name) and manifest.get(name) is None:
             discard_part(part_path(dest / name, dest))
             log.info("%s: its part is removed: no longer on the server", name)

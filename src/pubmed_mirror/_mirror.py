@@ -287,9 +287,10 @@ class MirrorRun:
             self.emit(FileDeleted(name, reason))
         if not deletions.refused:
             selection = self.staging.selection
+            seen = await anyio.to_thread.run_sync(self.staging.in_sight, self.listing.depth())
             await anyio.to_thread.run_sync(discard_stale_parts, self.dest, self.manifest,
                                            self.staging.holds,
-                                           lambda name: selects(selection, name))
+                                           lambda name: selects(selection, name) and seen(name))
 
     def _web_pages(self) -> HttpSource | None:
         """The web server whose index pages this run listed (`_gone`), if it did: an

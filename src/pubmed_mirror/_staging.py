@@ -527,10 +527,26 @@ class Staging:
         could not be listed, or was not entered as a loop, hides what it holds; a deeper
         name was never asked for (a run after one with more levels must not take its files
         for gone). "1" when nothing is out of sight: no function call per recorded file."""
+        seen = Staging._sight(db, depth)
+        if seen is None:
+            return "1"
+        db.create_function("in_sight", 1, seen, deterministic=True)
+        return "in_sight(f.name)"
+
+    def in_sight(self, depth: int | None) -> Callable[[str], bool]:
+        """Whether the listing could have shown a name (`_in_sight`), for names outside
+        the manifest (blocking)."""
+        with self._connection() as db:
+            seen = self._sight(db, depth)
+        return (lambda name: True) if seen is None else (lambda name: bool(seen(name)))
+
+    @staticmethod
+    def _sight(db: sqlite3.Connection, depth: int | None) -> Callable[[str], int] | None:
+        """`_in_sight`'s test of a name; None when every name is in sight."""
         unlisted = frozenset(r[0] for r in db.execute(
             "SELECT name FROM staged WHERE kind IN ('unlisted', 'loop')"))
         if depth is None and not unlisted:
-            return "1"
+            return None
         below = tuple(name + SEPARATOR for name in unlisted)
 
         def seen(name: str) -> int:
@@ -538,8 +554,7 @@ class Staging:
                 return 0
             return int(name not in unlisted and not name.startswith(below))
 
-        db.create_function("in_sight", 1, seen, deterministic=True)
-        return "in_sight(f.name)"
+        return seen
 
     @staticmethod
     def _year_complete(db: sqlite3.Connection, dest: Path, year: int) -> bool:

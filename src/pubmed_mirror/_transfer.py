@@ -147,6 +147,16 @@ def _write_record(part: Path, record: dict[str, object]) -> None:
         legacy.unlink(missing_ok=True)
 
 
+def part_name(meta: Path) -> str | None:
+    """The name (relative to DEST) a part's record `meta` says it is of; None when it
+    says none (an earlier version's) or cannot be read."""
+    try:
+        name = json.loads(meta.read_bytes()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 def part_started(part: Path) -> float | None:
     """When NAME.part was started (this machine's clock, POSIX seconds); None if unknown."""
     try:
@@ -161,10 +171,11 @@ def prepare_part(part: Path, remote: RemoteFile) -> int:
     return start_part(part, remote)[0]
 
 
-def start_part(part: Path, remote: RemoteFile,
-               started: float | None = None) -> tuple[int, bool]:
+def start_part(part: Path, remote: RemoteFile, started: float | None = None,
+               name: str | None = None) -> tuple[int, bool]:
     """`prepare_part`, also saying whether NAME.part (and its segments) started afresh
-    (recorded as `started`, now by default)."""
+    (recorded as `started`, now by default, with `name`, NAME relative to DEST: what
+    tells a part under the state directory, named by a key, as its file's)."""
     with local_errors(part):
         make_part_dirs(part)  # a link there is replaced before anything is written
     have = resumable(part, remote)
@@ -179,7 +190,8 @@ def start_part(part: Path, remote: RemoteFile,
         for _, segment in segment_files(part):  # segments of another version
             segment.unlink()
         _write_record(part, {**_version(remote),
-                             "started": time.time() if started is None else started})
+                             "started": time.time() if started is None else started,
+                             **({"name": name} if name is not None else {})})
     return 0, True
 
 

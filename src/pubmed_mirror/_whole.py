@@ -119,11 +119,12 @@ def in_memory(session: Session, remote: RemoteFile, part: Path) -> bool:
 
 async def receive_whole(session: Session, remote: RemoteFile, part: Path | None, *,
                         stall_timeout: float, bucket: TokenBucket | None = None,
-                        on_bytes: Callable[[int], None] | None = None) -> bytes:
+                        on_bytes: Callable[[int], None] | None = None,
+                        name: str | None = None) -> bytes:
     """The file, from byte 0, in memory. What an attempt that fails received becomes
     NAME.part (`part`; None: nothing is resumed in this run) of the version the answer
-    named, for the next attempt to resume after; more bytes than the file's size are never
-    kept."""
+    named (its record naming `name`), for the next attempt to resume after; more bytes
+    than the file's size are never kept."""
     if remote.size == 0:
         return b""
     data = bytearray()
@@ -147,7 +148,7 @@ async def receive_whole(session: Session, remote: RemoteFile, part: Path | None,
         if data and part is not None and not isinstance(exc, ProtocolError):  # (WrongVersion
             with anyio.CancelScope(shield=True):                              # is one)
                 await anyio.to_thread.run_sync(spill, part, replace(remote, validator=named),
-                                               bytes(data), asked)
+                                               bytes(data), asked, name)
         raise
     return bytes(data)
 
@@ -181,13 +182,14 @@ def write_atomically(dest: Path, data: bytes, mtime: float | None, root: Path) -
             raise
 
 
-def spill(part: Path, remote: RemoteFile, data: bytes, started: float) -> None:
+def spill(part: Path, remote: RemoteFile, data: bytes, started: float,
+          name: str | None = None) -> None:
     """What an attempt received before it failed becomes NAME.part of `remote`'s version
     (its record included, saying it was `started` then), for the next attempt or run to
     resume after; best effort: a part that cannot be written is warned about, and the
     attempt's own error stands. Run in a worker thread."""
     try:
-        start_part(part, remote, started)
+        start_part(part, remote, started, name)
         with local_errors(part):
             fd, _ = open_part(part)
             try:
