@@ -597,7 +597,7 @@ async def test_delete_asks_each_file_a_web_server_stops_showing(tmp_path: Path) 
     show, its directories first: `sub/` answering 404 while `sub/in.xml` still answers 200
     keeps that file (a directory's 404 only sends the question on to its files), a 403'd
     `locked/` keeps what it holds unasked, and `gone.xml` (404) goes. Reached through an
-    FTP source's fallback to HTTP too."""
+    FTP source's fallback to HTTP too. A dry run asks as well: it lists what would go."""
     files = {"a.xml": b"a\n", "gone.xml": b"gone\n", "sub/in.xml": b"in\n",
              "locked/x.xml": b"x\n"}
     server = UnmarkedWebServer(dict(files))
@@ -611,6 +611,12 @@ async def test_delete_asks_each_file_a_web_server_stops_showing(tmp_path: Path) 
         server.files = {"a.xml": b"a\n"}  # the pages show a.xml alone now
         server.heads.update({"sub/": (404, None), "sub/in.xml": (200, None),
                              "locked/": (403, None)})
+        dry = await anyio.to_thread.run_sync(functools.partial(
+            run, "mirror", server.url, "--dest", str(dest), "--recursive", "--delete",
+            "--max-delete", "100%", "--dry-run", "--json"))
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert [d["name"] for d in json.loads(dry.stdout)["delete"]] == ["gone.xml"]
+        assert landed(dest) == files
         results = [await anyio.to_thread.run_sync(functools.partial(
             run, "mirror", *url, "--dest", str(where), "--recursive", "--delete",
             "--max-delete", "100%", "--json"))

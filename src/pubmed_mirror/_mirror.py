@@ -160,11 +160,13 @@ class MirrorRun:
         await self.options.retry.call(self._exact_sizes)
         counts = await anyio.to_thread.run_sync(functools.partial(
             staging.compare, self.dest, verify=self.options.verify))
+        would_go = await self._deletions() if deletions else None
+        if would_go is not None and self.options.delete:
+            would_go = await self._confirmed(would_go)
         plan = MirrorPlan(StagedFiles(staging, counts),
                           await anyio.to_thread.run_sync(staging.unreadable),
                           changeover=await anyio.to_thread.run_sync(staging.changeover),
-                          deletions=await self._deletions() if deletions else None,
-                          counts=counts)
+                          deletions=would_go, counts=counts)
         log.info("%s: %d entries listed, %d selected: %d to fetch, %d to check, %d up to date",
                  self.source, staging.staged, counts.of("fetch", "check", "skip"),
                  counts.fetch, counts.check, counts.skip)
@@ -275,12 +277,7 @@ class MirrorRun:
         if deletions.refused:
             self.deletion_refused = deletions.refused
             log.warning("%s", deletions.refused)
-        elif deletions.gone and (pages := self._web_pages()) is not None:
-            from ._gone import confirm_gone  # (aiohttp: imported by web runs only)
-
-            deletions = replace(deletions, gone=tuple(await confirm_gone(
-                self.pool, pages, deletions.gone, self.options.retry,
-                self.options.concurrency)))
+        deletions = await self._confirmed(deletions)
         for name, reason in deletions.removable():
             await anyio.to_thread.run_sync(delete_files, self.dest, self.manifest, [name])
             self.deleted.append(name)
@@ -291,6 +288,16 @@ class MirrorRun:
             await anyio.to_thread.run_sync(discard_stale_parts, self.dest, self.manifest,
                                            self.staging.holds,
                                            lambda name: selects(selection, name) and seen(name))
+
+    async def _confirmed(self, deletions: Deletions) -> Deletions:
+        """`deletions` whose gone files a web server has confirmed gone (`_gone`: its index
+        pages leave out what it will not serve); others' as they are."""
+        if deletions.refused or not deletions.gone or (pages := self._web_pages()) is None:
+            return deletions
+        from ._gone import confirm_gone  # (aiohttp: imported by web runs only)
+
+        return replace(deletions, gone=tuple(await confirm_gone(
+            self.pool, pages, deletions.gone, self.options.retry, self.options.concurrency)))
 
     def _web_pages(self) -> HttpSource | None:
         """The web server whose index pages this run listed (`_gone`), if it did: an
