@@ -224,15 +224,18 @@ def test_delete_removes_the_part_of_a_file_gone_before_it_was_whole(tmp_path: Pa
         assert {p.name for p in dest.glob("*.part")} == {f"{n}.part" for n in cut}
         (root / cut[1]).unlink()
         (root / f"{cut[1]}.md5").unlink()
+        (dest / "thesis.part").write_bytes(b"the user's own\n")  # no record: not ours
         server.faults.add(cut[0], Fault(kind="close_426", after_bytes=100_000))
         second = run("mirror", server.url, "--dest", str(dest), "--retries", "0", "--delete",
                      "--max-delete", "100%")
         assert second.returncode == 1, second.stderr  # cut[0] cut short again
-        assert {p.name for p in dest.glob("*.part")} == {f"{cut[0]}.part"}
+        assert {p.name for p in dest.glob("*.part")} == {f"{cut[0]}.part", "thesis.part"}
         assert len(list((dest / ".pubmed-mirror").rglob("*.meta"))) == 1  # cut[0]'s record
         third = run("mirror", server.url, "--dest", str(dest), "--delete")
     assert third.returncode == 0, third.stderr
-    assert held(dest) == {n for n in files if not n.startswith(cut[1])}
+    assert held(dest) == {n for n in files if not n.startswith(cut[1])} | {"thesis.part"}
+    assert (dest / "thesis.part").read_bytes() == b"the user's own\n"
+    (dest / "thesis.part").unlink()
     status = run("status", str(dest))
     assert status.returncode == 0, status.stdout + status.stderr
 

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import local_errors
-from ._layout import PART_SUFFIX, any_part_recorded, meta_path, part_records
+from ._layout import (
+    PART_SUFFIX,
+    any_part_recorded,
+    meta_path,
+    part_records,
+    recorded_parts,
+)
 from ._plan import CHECKSUM_SUFFIX
 from ._state import Manifest
 from ._transfer import discard_part, part_name, part_path
@@ -136,16 +142,19 @@ def discard_stale_parts(dest: Path, manifest: Manifest, staged: Callable[[str], 
     neither the listing nor the manifest holds, of the names the selection takes (and the
     listing could have shown): what a run cut short left of a file the server has since
     removed (`status` calls a top-level one extra for ever). A top-level NAME.part is
-    found beside it, a part under the state directory (a nested name's) by the name its
-    record gives (one an earlier version recorded gives none: it stays). DEST is looked
-    at only when some part is recorded (a part is made with its record): a run over a
-    million files in DEST with nothing cut short does not read it. Blocking."""
+    found beside it, and is ours only with its record (one without is the user's own
+    file); a part under the state directory (a nested name's) by the name its record
+    gives (one an earlier version recorded gives none: it stays). DEST is looked at only
+    when some part is recorded (a part is made with its record): a run over a million
+    files in DEST with nothing cut short does not read it. Blocking."""
     if not any_part_recorded(dest):
         return
+    ours = recorded_parts(dest)  # a NAME.part with no record of ours is the user's
     try:
         with os.scandir(dest) as found:
             names = [e.name[:-len(PART_SUFFIX)] for e in found
-                     if e.name.endswith(PART_SUFFIX) and e.is_file(follow_symlinks=False)]
+                     if e.name.endswith(PART_SUFFIX) and e.is_file(follow_symlinks=False)
+                     and ours(e.name[:-len(PART_SUFFIX)])]
     except OSError:
         return
     for record in part_records(dest):
