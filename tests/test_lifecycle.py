@@ -274,3 +274,45 @@ def test_delete_removes_the_part_of_a_nested_file_gone_before_it_was_whole(
     assert list(parts.iterdir()) == []  # a.bin's finished, b.bin's removed
     status = run("status", str(dest))
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+def test_a_year_begun_does_not_retire_the_whole_one(tmp_path: Path) -> None:
+    """2026's baseline mirrored; the server then lists the first file of 2027's beside it
+    (an upload under way), and 2026 grows a file: the run fetches both, keeps every 2026
+    file even with --delete, and status keeps 2026 as the current year. Before, the one
+    2027 file retired 2026 whole (deleted as superseded), and 2026's new file was never
+    fetched. Once 2027 is listed whole, it takes over."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    old = write_year(root, 2026, range(1, 5))
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        grown = write_year(root, 2026, range(5, 6))
+        begun = write_year(root, 2027, range(1, 2))
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert held(dest) == set(old) | set(grown) | set(begun)
+        assert events(result.stdout)[-1]["deleted"] == []
+        status = events(run("status", str(dest), "--json").stdout)[0]
+        assert (status["current_year"], status["incoming_year"]) == (2026, 2027)
+        whole = write_year(root, 2027, range(2, 6))
+        done = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert held(dest) == set(begun) | set(whole)
+    deleted = events(done.stdout)[-1]["deleted"]
+    assert sorted(deleted) == sorted(n for n in (*old, *grown) if n.endswith(".gz"))
+
+
+def test_an_update_year_takes_over_from_its_first_file(tmp_path: Path) -> None:
+    """Update files are numbered on from their baseline's last: a new year's first update
+    (pubmed27n0008 after 2026's n0005-n0007) is a year begun as NCBI begins one, and once
+    it is final it retires 2026's updates (with --delete, removed)."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    old = write_year(root, 2026, range(5, 8))
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        new = write_year(root, 2027, range(8, 9))
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert held(dest) == set(new)
+    assert sorted(events(result.stdout)[-1]["deleted"]) == sorted(
+        n for n in old if n.endswith(".gz"))

@@ -16,8 +16,9 @@ The definitions every command uses:
   is of 2026);
 - its **current year** is the newest of those years whose files in the last listing are
   all final and verified (a year the listing no longer holds counts as complete: NCBI
-  removes last year's files once the new baseline is out); when no year is, the newest year
-  it holds (a first mirror in progress). Files of older years are **superseded**; a newer
+  removes last year's files once the new baseline is out), of those not just begun beside
+  the year before (`_pubmed.year_takes_over`); when no year is, the newest of those (a
+  first mirror in progress). Files of older years are **superseded**; a newer
   year in the listing or the manifest is **incoming** (a changeover in progress);
 - **missing**: listed by the last listing, or recorded, but not final;
 - **unverified**: final but never checked against an MD5; **bad**: `verify` found it wrong;
@@ -40,7 +41,7 @@ from pathlib import Path
 
 from ._errors import DatasetError, LocalFileError
 from ._plan import CHECKSUM_SUFFIX
-from ._pubmed import file_order, pubmed_name, pubmed_number, pubmed_year
+from ._pubmed import file_order, pubmed_name, pubmed_number, pubmed_year, year_takes_over
 from ._state import (
     STATE_DIR,
     ConsumerCursor,
@@ -142,11 +143,23 @@ def _years(names: Iterable[str]) -> set[int]:
 
 
 def _current_year(held: _Holdings) -> int | None:
+    """The newest year whose listed files are all verified, of those that are not only
+    begun beside the year before (`_pubmed.year_takes_over`: a stray file of a year to
+    come, a baseline half uploaded); when none is, the newest of those."""
     years = sorted(_years(held.data), reverse=True)
-    for year in years:
+    whole = []
+    for year, before in zip(years, [*years[1:], None], strict=False):
+        names = ([n for n in held.listed if pubmed_year(n) == year]
+                 or [n for n in held.data if pubmed_year(n) == year])
+        if before is None or year_takes_over(
+                min(pubmed_number(n) or 0 for n in names), len(names),
+                sum(pubmed_year(n) == before for n in held.data),
+                any(pubmed_year(n) == before for n in held.listed)):
+            whole.append(year)
+    for year in whole:
         if all(held.verified(n) for n in held.listed if pubmed_year(n) == year):
             return year
-    return years[0] if years else None
+    return whole[0] if whole else None
 
 
 def _gaps(held: _Holdings, year: int | None) -> list[str]:
@@ -236,7 +249,8 @@ def dataset_status(dest: str | os.PathLike[str]) -> DatasetStatus:
         incoming_year=max(newer) if newer else None,
         final=ordered(final),
         verified=ordered(n for n in final if held.verified(n)),
-        missing=ordered(n for n in data | held.listed.keys() if not held.final(n)),
+        missing=ordered(n for n in data | held.listed.keys()
+                        if not held.final(n) and not _older(pubmed_year(n), current)),
         superseded=ordered(n for n in data if _older(pubmed_year(n), current)),
         extra=tuple(_extra(held)),
         bad=ordered(n for n in data if held.rows[n].bad is not None),

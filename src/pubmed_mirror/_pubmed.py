@@ -83,6 +83,17 @@ def pubmed_number(name: str) -> int | None:
     return None if match is None else int(match.group("number"))
 
 
+def year_takes_over(first: int | None, count: int, before: int, before_listed: bool) -> bool:
+    """Whether a newer PubMed year, its files all final, replaces the year before it in a
+    DEST holding `before` files of that year: once the server no longer lists the year
+    before (NCBI removes it when the new baseline is out); an update year (numbered on
+    from its baseline's last file: `first`, its lowest number, above 1) from its first
+    file, as NCBI begins one; a baseline (numbered from 1) of `count` files once it has at
+    least as many as the year before. A baseline being uploaded, or a stray file of a
+    year to come, beside the year before does not retire it."""
+    return not before_listed or (first is not None and first > 1) or count >= before
+
+
 def pubmed_name(year: int, number: int) -> str:
     """The name NCBI gives file `number` of `year` (the inverse of the two above)."""
     return f"pubmed{year % 100:02d}n{number:04d}.xml.gz"

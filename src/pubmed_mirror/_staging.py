@@ -34,7 +34,7 @@ from ._plan import (
     selects,
     unreadable_entries,
 )
-from ._pubmed import file_order, pubmed_year
+from ._pubmed import file_order, pubmed_number, pubmed_year, year_takes_over
 from ._state import ManifestEntry
 from ._transport import RemoteEntry
 from ._tree import SEPARATOR, FoldRule, behind_link, unsafe_path_reason
@@ -117,7 +117,9 @@ class Staging:
         self._columns = columns
         self.selection = selection
         self._seq = 0
-        self.newest: int | None = None  # the newest PubMed year listed
+        # the PubMed year whose older ones are retired: the newest listed once it has
+        # taken over DEST (`_takes_over`), DEST's own until then
+        self.newest: int | None = None
         self._may_resume: Callable[[str], bool] | None = None  # DEST's recorded parts
         self._decided = 0  # decide_early's calls so far
 
@@ -136,6 +138,7 @@ class Staging:
             db.execute("DROP TABLE IF EXISTS temp.staged")
             db.execute(_TABLE)
             db.create_function("pubmed_year", 1, pubmed_year, deterministic=True)
+            db.create_function("pubmed_number", 1, pubmed_number, deterministic=True)
             db.create_function("selected_name", 1, self._selected, deterministic=True)
 
     def _selected(self, name: str) -> int:
@@ -174,10 +177,12 @@ class Staging:
                 pubmed_year(name.removesuffix(CHECKSUM_SUFFIX)),
                 name.endswith(CHECKSUM_SUFFIX), safe, safe and self._selected(name))
 
-    def finish(self, fold: FoldRule) -> None:
+    def finish(self, fold: FoldRule, dest: Path) -> None:
         """The listing is complete: the files of the retired PubMed years (older than the
-        newest listed) and those that clash on DEST's file system (`fold`) drop out; then
-        NAME.md5 companions, the dataset's files and the ones this run plans are marked.
+        newest listed, once it has taken over DEST: `_takes_over`; until then older than
+        DEST's own, which stays whole) and those that clash on DEST's file system (`fold`)
+        drop out; then NAME.md5 companions, the dataset's files and the ones this run plans
+        are marked.
 
         A NAME.md5 whose NAME is listed is never a file of its own: it goes with NAME when
         NAME is selected, and not at all otherwise. The plan is in PubMed load order;
@@ -185,8 +190,12 @@ class Staging:
         sel = self.selection
         with self._connection() as db:
             db.execute("CREATE INDEX temp.staged_order ON staged (ord, seq)")
-            self.newest = db.execute("SELECT max(year) FROM staged WHERE kind = 'file' "
-                                     "AND NOT checksum").fetchone()[0]
+            new = db.execute("SELECT max(year) FROM staged WHERE kind = 'file' "
+                             "AND NOT checksum").fetchone()[0]
+            old = self._held_year(db, new)
+            self.newest = new if old is None or self._takes_over(
+                db, dest, new, old, "s.kind = 'file' AND s.safe AND s.selected AND NOT "
+                "s.checksum") else old
             self._drop_clashes(db, fold)
             db.execute("UPDATE staged SET companion = 1 WHERE checksum AND safe AND "
                        "substr(name, 1, length(name) - 4) IN (SELECT name FROM staged "
@@ -484,12 +493,34 @@ class Staging:
         """`_lifecycle.changeover` of what the manifest holds and the dataset's files."""
         with self._connection() as db:
             new = self._listed_newest(db)
-            if new is None:
-                return None
-            old = db.execute("SELECT max(y) FROM (SELECT pubmed_year(name) AS y FROM "
-                             "main.files WHERE name GLOB 'pubmed*') WHERE y < ?",
-                             (new,)).fetchone()[0]
-        return None if old is None else Changeover(old, new)
+            old = self._held_year(db, new)
+        return None if new is None or old is None else Changeover(old, new)
+
+    @staticmethod
+    def _held_year(db: sqlite3.Connection, new: int | None) -> int | None:
+        """The newest PubMed year the manifest records older than `new`."""
+        if new is None:
+            return None
+        year: int | None = db.execute(
+            "SELECT max(y) FROM (SELECT pubmed_year(name) AS y FROM main.files WHERE name "
+            "GLOB 'pubmed*') WHERE y < ?", (new,)).fetchone()[0]
+        return year
+
+    def _takes_over(self, db: sqlite3.Connection, dest: Path, new: int, old: int,
+                    rows: str = "s.listed") -> bool:
+        """Whether the listed year `new` (its files: `rows` of `staged s`) replaces DEST's
+        `old`: every listed file of it final and verified (`_year_complete`), and not
+        only begun (`_pubmed.year_takes_over`)."""
+        if not self._year_complete(db, dest, new, rows):
+            return False
+        first, count = db.execute(
+            f"SELECT min(pubmed_number(s.name)), count(*) FROM staged s WHERE {rows} AND "
+            "s.year = ?", (new,)).fetchone()
+        held = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA} AND "
+                          "pubmed_year(f.name) = ?", (old,)).fetchone()[0]
+        still = db.execute("SELECT 1 FROM staged WHERE kind = 'file' AND NOT checksum AND "
+                           "year = ? LIMIT 1", (old,)).fetchone()
+        return year_takes_over(first, int(count), int(held), still is not None)
 
     def deletions(self, dest: Path, limit: DeleteLimit, *, depth: int | None = None,
                   gone: bool = True) -> Deletions:
@@ -500,8 +531,9 @@ class Staging:
         files only (a pass over every recorded file spared: a run without `--delete`)."""
         with self._connection() as db:
             new = self._listed_newest(db)
+            old = self._held_year(db, new)
             superseded: tuple[str, ...] = ()
-            if new is not None and self._year_complete(db, dest, new):
+            if new is not None and old is not None and self._takes_over(db, dest, new, old):
                 superseded = tuple(r[0] for r in db.execute(
                     f"SELECT f.name FROM main.files f WHERE {_DATA} AND "
                     "pubmed_year(f.name) < ? ORDER BY f.name", (new,)))
@@ -557,13 +589,15 @@ class Staging:
         return seen
 
     @staticmethod
-    def _year_complete(db: sqlite3.Connection, dest: Path, year: int) -> bool:
-        """`_lifecycle.year_complete`: every listed file of `year` final and verified."""
+    def _year_complete(db: sqlite3.Connection, dest: Path, year: int,
+                       listed: str = "s.listed") -> bool:
+        """`_lifecycle.year_complete`: every listed file of `year` final and verified
+        (`listed`: what a listed file is, in `staged s`)."""
         rows = db.execute(
             "SELECT s.name, f.size, f.md5, f.bad, f.name IS NULL, c.name IS NOT NULL "
             "FROM staged s LEFT JOIN main.files f ON f.name = s.name LEFT JOIN staged c ON "
-            "c.name = s.name || '.md5' AND c.companion WHERE s.listed AND s.year = ?",
-            (year,))
+            f"c.name = s.name || '.md5' AND c.checksum AND c.safe WHERE {listed} AND "
+            "s.year = ?", (year,))
         for name, size, md5, bad, missing, has_checksum in rows:
             if missing or bad is not None or (has_checksum and md5 is None):
                 return False
