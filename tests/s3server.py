@@ -26,7 +26,7 @@ import aiohttp
 import botocore.session
 from aiohttp import web
 
-from webfaults import in_thread
+from webfaults import in_thread, server_context
 from webservers import stop_process
 
 _RUNNING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
@@ -149,10 +149,11 @@ class S3FaultProxy:
     # that are not their MD5, their answers say `x-amz-server-side-encryption: aws:kms`
     kms: set[str] = field(default_factory=set)
     _kms_shown: dict[str, str] = field(default_factory=dict)  # a KMS ETag shown: moto's own
+    tls: tuple[Path, Path] | None = None  # (certificate, key): served over https
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def gets(self, bucket: str, key: str) -> list[Seen]:
         return [s for s in self.seen if s.method == "GET" and s.key(bucket) == key]
@@ -171,7 +172,8 @@ class S3FaultProxy:
                 app.router.add_route("*", "/{tail:.*}", self._forward)
                 runner = web.AppRunner(app, access_log=None)
                 await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
+                site = web.TCPSite(runner, "127.0.0.1", 0,
+                                   ssl_context=server_context(self.tls))
                 await site.start()
                 self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
                 started.set()

@@ -302,6 +302,34 @@ def test_s3_connections_are_made_while_the_listing_is_awaited(
     assert len({s.peer for s in gets}) == 4
 
 
+def test_s3_a_run_waits_on_no_connection_made_ahead(
+        moto: str, client: Any, certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    """Connections made ahead (while the listing is awaited) are given up once every file
+    is handed out: a no-op run over https ends after its listing, not when the TLS
+    handshakes a slow server holds (40 s here) end or time out."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    for i in range(3):
+        client.put_object(Bucket=name, Key=f"data/s{i}.bin", Body=os.urandom(2000))
+    with (S3FaultProxy(moto, tls=certificate).running() as proxy,
+          ConnectionLog(proxy.port).running() as log):
+        args = ("mirror", f"s3://{name}/data/", "--s3-endpoint",
+                f"https://127.0.0.1:{log.port}", "--ca-file", str(certificate[0]), "--dest",
+                str(tmp_path / "dest"), "--concurrency", "4", "--connect-timeout", "45",
+                "--json")
+        first = run(*args)
+        assert first.returncode == 0, first.stderr
+        before = len(log.accepted)
+        log.hold, log.held_after = 40, before + 1  # the listing's goes through
+        started = time.monotonic()
+        again = run(*args)
+        took = time.monotonic() - started
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1])["done"] == 0
+    assert len(log.accepted) >= before + 2  # connections were made ahead, and held
+    assert took < 20, took  # the handshakes held for 40 s were not waited on
+
+
 async def test_s3_idle_sessions_of_a_region_left_are_not_used(
         proxy: S3FaultProxy, bucket: str) -> None:
     """Sessions warmed (made ahead, idle) before the bucket's region was learnt are not

@@ -445,11 +445,14 @@ class UnmarkedWebServer:
 @dataclass
 class ConnectionLog:
     """A TCP relay to 127.0.0.1:`target` that notes when it accepted each connection;
-    `url` is the endpoint to give."""
+    `url` is the endpoint to give. `hold`: seconds each connection after the first
+    `held_after` waits before its bytes go on (a far server slow to take new ones)."""
 
     target: int
     accepted: list[float] = field(default_factory=list)
     port: int = 0
+    hold: float = 0.0
+    held_after: int = 1
     _open: list[asyncio.StreamWriter] = field(default_factory=list)
     _more: threading.Condition = field(default_factory=threading.Condition)
 
@@ -475,6 +478,10 @@ class ConnectionLog:
                     writer.close()
                 server.close()
                 await server.wait_closed()
+                relaying = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in relaying:
+                    task.cancel()
+                await asyncio.gather(*relaying, return_exceptions=True)
 
         with in_thread(serve):
             yield self
@@ -483,8 +490,11 @@ class ConnectionLog:
         with self._more:
             self.accepted.append(time.monotonic())
             self._more.notify_all()
+            held = self.hold if len(self.accepted) > self.held_after else 0.0
+        self._open.append(writer)
+        await asyncio.sleep(held)
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        self._open += [writer, up_writer]
+        self._open.append(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:

@@ -212,8 +212,9 @@ class MirrorRun:
         async with self.pool:
             with ungrouped():
                 async with self._workers() as (tg, queue):
+                    warming = anyio.CancelScope()
                     if getattr(self._transport, "warms", False):
-                        tg.start_soon(self.pool.warm)
+                        tg.start_soon(self._warm, warming)
                     # (the library's ordered events need the whole plan first)
                     early = None if self.ordered else await self.listing.pipelined()
                     if early is not None:
@@ -223,11 +224,17 @@ class MirrorRun:
                         await early.drained()
                     await self._start(plan)
                     await self._feed(queue)
+                    warming.cancel()  # every file is handed out: no run waits on a handshake
             await anyio.to_thread.run_sync(self._tidy)
             if self.fatal is not None:
                 raise self.fatal
             # (the sessions stay for `_retire`: a web server is asked what it no longer shows)
             await self._retire(await self._deletions(gone=self.options.delete))
+
+    async def _warm(self, scope: anyio.CancelScope) -> None:
+        """The pool's sessions made ahead (`SessionPool.warm`) until `scope` is cancelled."""
+        with scope:
+            await self.pool.warm()
 
     async def _start(self, plan: MirrorPlan) -> None:
         """The listing is complete: recorded, counted, its unreadable lines failed."""
