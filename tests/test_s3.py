@@ -330,6 +330,30 @@ def test_s3_a_run_waits_on_no_connection_made_ahead(
     assert took < 20, took  # the handshakes held for 40 s were not waited on
 
 
+def test_s3_a_path_too_long_for_this_system_fails_that_object_only(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """A key whose path under DEST is longer than the system takes (4096 bytes; S3
+    compatible servers may take keys over AWS's 1,024): that object fails, naming why,
+    exit 1; the others land. Before, the OSError ended the run, at every run."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    deep = "/".join(f"{i:02d}" + "x" * 198 for i in range(19)) + "/deep.xml"
+    files = {"a.xml": b"a\n", "z/b.xml": b"b\n", deep: b"deep\n"}
+    for key, data in files.items():
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=data)
+    dest = tmp_path / "d" / ("e" * 200) / ("f" * 200)
+    assert len(os.fsencode(dest / deep)) > 4096
+    result = run("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest",
+                 str(dest), "--json")
+    assert result.returncode == 1, result.stderr
+    failed = [e for e in map(json.loads, result.stdout.splitlines())
+              if e.get("event") == "file_failed"]
+    assert [e["name"] for e in failed] == [deep]
+    assert "too long" in failed[0]["reason"]
+    assert_files(dest, {n: d for n, d in files.items() if n != deep})
+    assert "Traceback" not in result.stderr
+
+
 async def test_s3_idle_sessions_of_a_region_left_are_not_used(
         proxy: S3FaultProxy, bucket: str) -> None:
     """Sessions warmed (made ahead, idle) before the bucket's region was learnt are not

@@ -139,11 +139,15 @@ def make_parents(dest: Path, name: str) -> None:
     for part in name.split(SEPARATOR)[:-1]:
         folder = folder / part
         try:
-            mode = folder.lstat().st_mode
-        except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):  # made meanwhile: looked at below
-                _mkdir(folder)
-            mode = folder.lstat().st_mode
+            try:
+                mode = folder.lstat().st_mode
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):  # made meanwhile: looked at below
+                    _mkdir(folder)
+                mode = folder.lstat().st_mode
+        except OSError as exc:  # (a path too long for this system: that file fails)
+            raise LocalFileError(f"cannot use {folder}: {exc.strerror or exc}",
+                                 path=name) from exc
         if not stat.S_ISDIR(mode):
             what = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
             raise LocalFileError(f"{folder} is {what}: {name} is not written through it",
