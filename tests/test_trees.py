@@ -614,3 +614,30 @@ def test_a_real_directory_that_looks_like_its_parent_is_entered(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert "not entering" not in result.stderr
     assert landed(dest) == files
+
+
+@pytest.mark.parametrize("server_name", ["vsftpd", "proftpd", "apache"])
+def test_a_name_that_is_not_utf8_is_skipped_with_a_warning(
+        world_readable: Path, tmp_path: Path, server_name: str) -> None:
+    """A file whose name is not UTF-8 (bytes 0xff 0xfe) is skipped with a warning naming
+    it, and the rest lands, exit 0: over vsftpd's LIST (a traceback before, nothing
+    mirrored), proftpd's MLSD (exit 1 at every run before) and Apache's pages (the name
+    asked for as U+FFFD, 404, at every run before)."""
+    if server_name == "apache" and (reason := missing("apache")):
+        pytest.skip(reason)
+    remote = world_readable / "nu"
+    remote.mkdir()
+    (remote / "ok.txt").write_bytes(b"ok\n")
+    with open(os.fsencode(remote) + b"/\xff\xfebin", "wb") as odd:
+        odd.write(b"bad\n")
+    _readable(world_readable)
+    dest = tmp_path / "local"
+    if server_name == "apache":
+        with apache(world_readable) as port:
+            result = run("mirror", f"http://127.0.0.1:{port}/nu/", "--dest", str(dest))
+    else:
+        with real_server(server_name, world_readable, tmp_path / "server") as server:
+            result = run("mirror", server.url + "nu/", "--dest", str(dest))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is not UTF-8" in result.stderr and "Traceback" not in result.stderr
+    assert landed(dest) == {"ok.txt": b"ok\n"}

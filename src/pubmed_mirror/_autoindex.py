@@ -186,7 +186,7 @@ def _name(href: str) -> str | None:
     path = path.removesuffix("/")
     if not path or path.startswith("/") or "/" in path:
         return None  # the parent, an absolute link, or something deeper
-    name = unquote(path)
+    name = unquote(path, errors="surrogateescape")  # (not UTF-8: skipped by name)
     if name in (".", "..") or "/" in name:
         if name != path:  # spelled so as not to look like one: say so, as of a bad name
             log.warning("skipping link %r: it names %r, which no file of this directory "

@@ -453,7 +453,8 @@ def _mlsd_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
     first space, as it is (aioftp's parser strips its trailing spaces and normalises it
     as a path, so that `note.txt ` was asked for as `note.txt`); None for this directory
     and its parent. ValueError when it cannot be read."""
-    text = line.decode(client.encoding).rstrip("\r\n")
+    # (a name that is not of the encoding is kept as bytes, to be skipped by name)
+    text = line.decode(client.encoding, errors="surrogateescape").rstrip("\r\n")
     found, space, name = text.partition(" ")
     if not space:
         raise ValueError(f"not an MLSx line: {text!r}")

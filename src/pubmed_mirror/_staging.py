@@ -154,7 +154,7 @@ class Staging:
         """Stage a batch of the listing, in one transaction (blocking). A name listed
         twice keeps its first entry; a directory that could not be listed ("unlisted") or
         was not entered ("loop") takes the place of its "dir" entry."""
-        rows = [self._row(e) for e in entries]
+        rows = [self._row(e) for e in entries if _utf8(e)]
         marks = ", ".join("?" * len(_ROWS.split(", ")))
         with self._connection() as db:
             db.execute("BEGIN")
@@ -615,6 +615,18 @@ _HIDING = ("unlisted", "loop")
 # a data file of the manifest: every row but the NAME.md5 of a recorded NAME
 _DATA = ("NOT (f.name GLOB '*.md5' AND substr(f.name, 1, length(f.name) - 4) IN "
          "(SELECT name FROM main.files))")
+
+
+def _utf8(entry: RemoteEntry) -> bool:
+    """Whether an entry's name is UTF-8 (read with surrogateescape, a name that is not
+    holds lone surrogates): one that is not cannot be kept in the manifest, and is skipped
+    with a warning, as an unsafe name is."""
+    try:
+        entry.name.encode()
+    except UnicodeEncodeError:
+        log.warning("skipping entry %r: its name is not UTF-8", entry.name)
+        return False
+    return True
 
 
 def _safe(entry: RemoteEntry) -> bool:
