@@ -527,6 +527,23 @@ def test_no_verify_drops_the_old_checksum_file_it_could_not_replace(
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_files_verify_finds_good_are_verified_for_the_dataset(
+        server: FaultyFTPServer, pubmed: PubMed, dest: Path) -> None:
+    """A --no-verify mirror leaves its files unverified (status exit 1: an MD5 is there to
+    check them); once `verify` has found them good they are verified, for `status` as for
+    `load-order`. Before, only a mirror run could make them so."""
+    assert mirror_cmd(server, dest, "--no-verify").returncode == 0
+    before = json.loads(run("status", str(dest), "--json").stdout.splitlines()[0])
+    assert (before["unverified"], before["complete"]) == (len(NAMES), False)
+    assert run("verify", str(dest)).returncode == 0
+    after = run("status", str(dest), "--json")
+    assert after.returncode == 0, after.stdout
+    status = json.loads(after.stdout.splitlines()[0])
+    assert (status["unverified"], status["verified"]) == (0, len(NAMES))
+    order = run("load-order", str(dest), str(dest), "--json")
+    assert order.returncode == 0, order.stdout + order.stderr
+
+
 # -- verify on odd destinations, and output that goes away -----------------------------------
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import json
 import os
 import sqlite3
 import zlib
@@ -286,3 +287,16 @@ def test_s3_object_replaced_by_another_size_lands_without_verification_too(
     assert result.returncode == 0, result.stdout + result.stderr
     assert (dest / "sha1.xml").read_bytes() == new
     assert _etags(dest)["sha1.xml"] == client.head_object(Bucket=bucket, Key=key)["ETag"]
+
+
+def test_s3_an_object_checked_by_its_checksum_is_verified_for_the_dataset(
+        proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
+    """An object checked by its full-object checksum as it landed (full.bin, CRC32) is
+    verified for `status` and `load-order`, as one checked by its MD5 is; one whose
+    checksum could not be checked (plain.bin, composite.bin) is not. Before, only an MD5
+    counted: `load-order` stopped at such a file for good."""
+    dest = tmp_path / "dest"
+    assert mirror(proxy, bucket, dest).returncode == 0
+    status = json.loads(run("status", str(dest), "--json").stdout.splitlines()[0])
+    assert status["unverified"] == 2  # plain.bin and composite.bin: size only
+    assert status["verified"] == 3  # full.bin by its CRC32, the single-part ones by MD5

@@ -11,6 +11,7 @@ The definitions every command uses:
 - a **data file** is a manifest row that is not the NAME.md5 of another row;
 - a file is **final** when it has a manifest row and DEST holds it, a regular file of the
   recorded size; **verified** when it is final, was checked against an MD5 (row md5 not
+  NULL) or a checksum (as it landed, or by `verify` since: row verified_at not
   NULL) and `verify` has not found it bad since;
 - a DEST's **years** are the years of its PubMed-named data files (`pubmed26n0001.xml.gz`
   is of 2026);
@@ -21,7 +22,8 @@ The definitions every command uses:
   first mirror in progress). Files of older years are **superseded**; a newer
   year in the listing or the manifest is **incoming** (a changeover in progress);
 - **missing**: listed by the last listing, or recorded, but not final;
-- **unverified**: final but never checked against an MD5; **bad**: `verify` found it wrong;
+- **unverified**: final but never checked (neither MD5 nor checksum); **bad**: `verify` found
+  it wrong;
 - **extra**: a regular file in DEST's tree (links not entered) that the manifest does not
   record and the last listing does not hold (a listed file without a record is missing),
   other than our state directory, the `.part` of a known file and the NAME.md5 of a known
@@ -83,8 +85,7 @@ class _Holdings:
 
     def verified(self, name: str) -> bool:
         row = self.rows.get(name)
-        return (self.final(name) and row is not None and row.md5 is not None
-                and row.bad is None)
+        return self.final(name) and row is not None and _checked(row) and row.bad is None
 
     def of_year(self, year: int) -> list[str]:
         """The PubMed data files of `year` recorded or listed, in load order."""
@@ -101,9 +102,15 @@ class _Holdings:
             return f"bad: `verify` found it wrong ({row.bad})"
         if not self.final(name):
             return f"missing: recorded, but {self.dest} does not hold it with its size"
-        if row.md5 is None:
-            return "unverified: never checked against an MD5"
+        if not _checked(row):
+            return "unverified: never checked against an MD5 or the server's checksum"
         return None
+
+
+def _checked(row: ManifestEntry) -> bool:
+    """Whether the recorded version was checked: by an MD5 (recorded with it) or by the
+    object's own checksum as it landed, or since by `verify` (`verified_at`)."""
+    return row.md5 is not None or row.verified_at is not None
 
 
 def _mirror_in(dest: str | os.PathLike[str]) -> Path:
@@ -237,7 +244,7 @@ def dataset_status(dest: str | os.PathLike[str]) -> DatasetStatus:
     current = _current_year(held)
     newer = [y for y in _years(data | held.listed.keys()) if _older(current, y)]
     final = [n for n in data if held.final(n)]
-    unverified = [n for n in final if held.rows[n].md5 is None and held.rows[n].bad is None]
+    unverified = [n for n in final if not _checked(held.rows[n]) and held.rows[n].bad is None]
 
     def ordered(names: Iterable[str]) -> tuple[str, ...]:
         return tuple(sorted(names, key=file_order))
@@ -275,7 +282,7 @@ class LoadFile:
 
     path: Path
     name: str
-    md5: str
+    md5: str | None  # (None: checked by the server's own checksum, not an MD5)
     year: int
     number: int
     dest: Path
@@ -326,9 +333,8 @@ def _walk(sequence: Sequence[tuple[_Holdings, str]], year: int,
         why = held.unloadable(name)
         if why is not None:
             return _Walk(tuple(files), name, why)
-        md5 = held.rows[name].md5
-        assert md5 is not None  # unloadable() said it is verified
-        files.append(LoadFile(held.dest / name, name, md5, year, number, held.dest))
+        files.append(LoadFile(held.dest / name, name, held.rows[name].md5, year, number,
+                              held.dest))
         previous = number
     return _Walk(tuple(files))
 

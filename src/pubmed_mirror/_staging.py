@@ -594,7 +594,8 @@ class Staging:
         """`_lifecycle.year_complete`: every listed file of `year` final and verified
         (`listed`: what a listed file is, in `staged s`)."""
         rows = db.execute(
-            "SELECT s.name, f.size, f.md5, f.bad, f.name IS NULL, c.name IS NOT NULL "
+            "SELECT s.name, f.size, coalesce(f.md5, f.verified_at), f.bad, f.name IS NULL, "
+            "c.name IS NOT NULL "
             "FROM staged s LEFT JOIN main.files f ON f.name = s.name LEFT JOIN staged c ON "
             f"c.name = s.name || '.md5' AND c.checksum AND c.safe WHERE {listed} AND "
             "s.year = ?", (year,))

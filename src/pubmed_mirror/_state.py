@@ -294,10 +294,11 @@ class Manifest:
         with self._lock, self._errors():
             self._db.execute(f"DELETE FROM files WHERE name IN ({marks})", names)
 
-    def mark_verified(self, name: str, when: float) -> None:
+    def mark_verified(self, name: str, when: float, md5: str | None = None) -> None:
+        """`verify` found the local copy right (`md5`: by that MD5, now recorded)."""
         with self._lock, self._errors():
-            self._db.execute("UPDATE files SET verified_at = ?, bad = NULL WHERE name = ?",
-                             (when, name))
+            self._db.execute("UPDATE files SET verified_at = ?, bad = NULL, md5 = coalesce(?, "
+                             "md5) WHERE name = ?", (when, md5, name))
 
     def checkpoint(self) -> None:
         """Make every record so far durable (the WAL is synced, then copied in)."""

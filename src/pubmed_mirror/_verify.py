@@ -39,6 +39,7 @@ class FileCheck:
     name: str
     verdict: Verdict
     reason: str = ""
+    md5: str | None = None  # the MD5 an "ok" file was found to have, when it was checked so
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ def check_file(dest: Path, name: str, row: ManifestEntry | None,
         return FileCheck(name, "corrupt", f"unreadable: {exc.strerror or exc}")
     if actual != expected:
         return FileCheck(name, "corrupt", f"MD5 {actual}, expected {expected}")
-    return FileCheck(name, "ok")
+    return FileCheck(name, "ok", md5=actual)
 
 
 def _by_checksum(path: Path, name: str, row: ManifestEntry | None) -> FileCheck:
@@ -214,7 +215,7 @@ class _Verdicts:
 
     def learn(self, check: FileCheck) -> None:
         if check.verdict == "ok":
-            self._write(self.manifest.mark_verified, check.name, time.time())
+            self._write(self.manifest.mark_verified, check.name, time.time(), check.md5)
         elif check.verdict in ("corrupt", "missing"):
             self._write(self.manifest.mark_bad, check.name, check.reason)
 
