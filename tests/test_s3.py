@@ -354,6 +354,33 @@ def test_s3_a_path_too_long_for_this_system_fails_that_object_only(
     assert "Traceback" not in result.stderr
 
 
+async def test_s3_mirrors_of_one_bucket_on_a_client_share_its_connection_cap(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """Two mirrors of one bucket's prefixes on one MirrorClient (as pmc:metadata and
+    pmc:articles) share the client's cap on connections to that server: never more than 2
+    open at once. Before, each s3:// source had a cap of its own."""
+    from pubmed_mirror import MirrorClient
+
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    for prefix in ("one", "two"):
+        for i in range(8):
+            client.put_object(Bucket=name, Key=f"{prefix}/o{i}.bin", Body=os.urandom(3000))
+    proxy.faults.append(S3Fault("delay", lambda s: s.listing, seconds=0.5))
+    proxy.faults.append(S3Fault("delay", lambda s: s.listing, seconds=0.5))
+    with ConnectionLog(proxy.port).running() as log:
+        async with MirrorClient(concurrency=2) as mirrors, anyio.create_task_group() as tg:
+            for prefix in ("one", "two"):
+                source = parse_source(f"s3://{name}/{prefix}/",
+                                      s3=S3Options(endpoint=log.url))
+                tg.start_soon(mirrors.mirror, source, tmp_path / prefix,
+                              MirrorOptions(concurrency=4))
+    assert sorted(p.name for p in (tmp_path / "one").glob("*.bin")) == [
+        f"o{i}.bin" for i in range(8)]
+    assert len(list((tmp_path / "two").glob("*.bin"))) == 8
+    assert log.most_open <= 2
+
+
 async def test_s3_idle_sessions_of_a_region_left_are_not_used(
         proxy: S3FaultProxy, bucket: str) -> None:
     """Sessions warmed (made ahead, idle) before the bucket's region was learnt are not

@@ -453,6 +453,8 @@ class ConnectionLog:
     port: int = 0
     hold: float = 0.0
     held_after: int = 1
+    most_open: int = 0  # the most connections the client held open at once
+    _now_open: int = 0
     _open: list[asyncio.StreamWriter] = field(default_factory=list)
     _more: threading.Condition = field(default_factory=threading.Condition)
 
@@ -490,6 +492,8 @@ class ConnectionLog:
         with self._more:
             self.accepted.append(time.monotonic())
             self._more.notify_all()
+            self._now_open += 1
+            self.most_open = max(self.most_open, self._now_open)
             held = self.hold if len(self.accepted) > self.held_after else 0.0
         self._open.append(writer)
         await asyncio.sleep(held)
@@ -506,7 +510,14 @@ class ConnectionLog:
             finally:
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        async def from_client() -> None:
+            try:
+                await pipe(reader, up_writer)
+            finally:  # the client has closed it (its answer may still be on its way)
+                with self._more:
+                    self._now_open -= 1
+
+        await asyncio.gather(from_client(), pipe(up_reader, writer))
 
 
 @contextmanager

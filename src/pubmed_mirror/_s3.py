@@ -165,6 +165,15 @@ class S3Source:
         return f"s3://{self.bucket}/{self.prefix}{narrow}{chosen}{where}"
 
     @property
+    def host(self) -> str:
+        """The server its requests go to (a `MirrorClient` shares one connection cap and
+        one back-off per server): the endpoint's host, else the bucket's own AWS name, so
+        mirrors of one bucket's prefixes (`pmc:metadata` and `pmc:articles`) share them."""
+        if self.endpoint is not None:
+            return _check_endpoint(self.endpoint)[1]
+        return f"{self.bucket}.s3.amazonaws.com"
+
+    @property
     def path(self) -> str:
         return self.prefix
 
