@@ -321,6 +321,7 @@ def acked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ("pubmed26n0099.xml.gz", "neither holds it nor is it a baseline file"),
     ("pubmed26n0005.xml.gz", "backwards"),  # the cursor is at 0006
     ("pubmed26n0003.xml.gz", "backwards"),  # a baseline file, before the cursor too
+    ("pubmed62n0001.xml.gz", "no file of 2062 or of the year before"),  # a typo for 26
 ])
 def test_ack_refuses_a_file_not_in_the_list(acked: tuple[Path, Path], through: str,
                                             message: str) -> None:

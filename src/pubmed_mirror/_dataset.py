@@ -418,6 +418,13 @@ def _check_listed(held: _Holdings, name: str, year: int, number: int) -> None:
             raise DatasetError(f"{name} is not in the consumer's list: it stops at "
                                f"{walk.stopped_at} ({walk.reason})")
         return
+    known = _years(held.data | held.listed.keys())
+    if not known:
+        raise DatasetError(f"{name} is not in the consumer's list: {held.dest} holds no "
+                           "PubMed file")
+    if year > max(known) + 1:  # (a baseline file of the year after: a changeover's)
+        raise DatasetError(f"{name} is not in the consumer's list: {held.dest} holds no "
+                           f"file of {year} or of the year before it")
     if not ours:
         return  # a baseline file: no update file of its year yet to be numbered below
     first = pubmed_number(ours[0])
