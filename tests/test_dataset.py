@@ -392,6 +392,26 @@ def test_new_baseline_year_makes_the_consumer_reload(server: FaultyFTPServer, re
     assert (code, files, last["reload"], last["complete"]) == (0, [], False, True)
 
 
+def test_updates_of_a_newer_year_than_the_baseline_are_not_a_complete_order(
+        server: FaultyFTPServer, remote: Remote, base: Path, upd: Path) -> None:
+    """The 2027 baseline cannot be completed (a file keeps failing) while the updates
+    DEST's 2027 takes over and retires 2026's updates (--delete): load-order gives the 2026
+    baseline, but not as complete (exit 1), saying why; before, it said complete, and a
+    loader took a baseline without its updates."""
+    mirror_both(server, base, upd)
+    remote.new_baseline()
+    remote.remove("updatefiles", UPDATES_26)
+    remote.publish("updatefiles", ["pubmed27n0004.xml.gz"])
+    server.faults.add(BASELINE_27[1], REFUSED)
+    assert mirror_dir(server, "baseline", base).returncode == 1
+    assert mirror_dir(server, "updatefiles", upd, "--delete", "--max-delete",
+                      "100%").returncode == 0
+    code, files, last = order_json(base, upd)
+    assert code == 1 and names_of(files) == BASELINE_26
+    assert last["complete"] is False
+    assert "holds no update file of 2026, only of 2027" in last["reason"]
+
+
 def test_incomplete_new_year_keeps_the_old_one(server: FaultyFTPServer, remote: Remote,
                                                base: Path, upd: Path) -> None:
     """While a 2027 baseline file keeps failing, 2026 stays current (2027 incoming) and

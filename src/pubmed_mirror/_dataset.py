@@ -368,9 +368,23 @@ def load_order(baseline: str | os.PathLike[str], updates: str | os.PathLike[str]
                              consumer)
         after = pubmed_number(cursor.through)
     walk = _walk(sequence, year, after)
-    return LoadOrder(walk.files, year, walk.reason is None, walk.stopped_at, walk.reason,
+    reason = walk.reason or _updates_moved_on(base, upd, year)
+    return LoadOrder(walk.files, year, reason is None, walk.stopped_at, reason,
                      consumer, reload=cursor is not None and cursor.year < year,
                      cursor=cursor)
+
+
+def _updates_moved_on(base: _Holdings, upd: _Holdings, year: int) -> str | None:
+    """Why BASELINE's `year` cannot be brought up to date: UPDATES holds no update file of
+    it but files of a newer year (its own changeover retired `year`'s before BASELINE's
+    new year was complete); None when that is not so."""
+    if upd.dest == base.dest or upd.of_year(year):
+        return None
+    newer = [y for y in _years(upd.data | upd.listed.keys()) if y > year]
+    if not newer:
+        return None
+    return (f"{upd.dest} holds no update file of {year}, only of {max(newer)}: wait until "
+            f"{base.dest}'s {max(newer)} baseline is complete")
 
 
 def consumer_cursor(updates: str | os.PathLike[str], consumer: str) -> ConsumerCursor | None:
