@@ -126,6 +126,14 @@ def test_server_that_lies_about_size(tmp_path: Path, remote: dict[str, bytes],
     assert not (dest / (name + ".part")).exists()
 
 
+def wait_for_part(part: Path, size: int, proc: subprocess.Popen[str]) -> None:
+    """Until the running mirror's `part` holds `size` bytes (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while not (part.exists() and part.stat().st_size >= size):
+        assert time.monotonic() < deadline and proc.poll() is None, "no transfer seen"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("listing", ["MLSD", "LIST"])
 def test_file_replaced_between_attempts_is_not_spliced(tmp_path: Path, remote: dict[str, bytes],
                                                       listing: str) -> None:
@@ -143,11 +151,7 @@ def test_file_replaced_between_attempts_is_not_spliced(tmp_path: Path, remote: d
         proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest),
                                  "--include", name, "--stall-timeout", "1.5", "--no-verify"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        part = dest / (name + ".part")
-        deadline = time.monotonic() + 20
-        while not (part.exists() and part.stat().st_size >= 100_000):
-            assert time.monotonic() < deadline and proc.poll() is None, "no stall reached"
-            time.sleep(0.02)
+        wait_for_part(dest / (name + ".part"), 100_000, proc)
         (root / "new").write_bytes(new)
         if listing == "MLSD":  # any other second will do; with LIST, a real replacement's
             os.utime(root / "new", (old_time + 3600, old_time + 3600))  # (now) is needed
@@ -158,6 +162,34 @@ def test_file_replaced_between_attempts_is_not_spliced(tmp_path: Path, remote: d
     assert offsets == [0, 0], err
     assert (dest / name).read_bytes() == new
     assert "changed on the server" in err
+
+
+@pytest.mark.parametrize("listing", ["MLSD", "LIST"])
+def test_file_rewritten_in_place_while_it_is_received_is_not_spliced(
+        tmp_path: Path, listing: str) -> None:
+    """A file with no MD5 rewritten in place on the server (same size) while it is being
+    received: the bytes already in are of the old version, the rest of the new. Once every
+    byte is in, SIZE/MDTM are asked again (with LIST, whose times are coarse, as the
+    transfer began too): the change is seen and the file fetched again, as it is now.
+    Before, the spliced file became final, exit 0, and `verify` could not tell."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    root.mkdir()
+    name, old = "data.bin", os.urandom(1_200_000)
+    (root / name).write_bytes(old)
+    old_time = calendar.timegm((2026, 1, 1, 0, 0, 0))
+    os.utime(root / name, (old_time, old_time))
+    new = os.urandom(len(old))
+    with FaultyFTPServer(root, rate_per_connection=300_000,
+                         disable_mlsd=listing == "LIST") as server:
+        proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for_part(dest / (name + ".part"), 300_000, proc)
+        with open(root / name, "r+b") as rewritten:  # in place: the same file, new bytes
+            rewritten.write(new)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert (dest / name).read_bytes() == new
+    assert "changed on the server while it was received" in out + err
 
 
 def test_directory_of_100000_entries(tmp_path: Path) -> None:

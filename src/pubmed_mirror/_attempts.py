@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -29,7 +30,7 @@ from ._errors import (
 from ._events import FileProgress, FileRetrying, FileStarted
 from ._plan import CHECKSUM_SUFFIX, PlannedFile, same_time
 from ._pubmed import parse_md5_file
-from ._resume import same_version
+from ._resume import changed_meanwhile, same_version
 from ._s3 import ObjectHead, S3Session
 from ._s3list import etag_md5
 from ._select import other_etag
@@ -51,7 +52,14 @@ from ._transfer import (
 )
 from ._transport import RemoteEntry, Session
 from ._tree import make_parents
-from ._whole import fetch_small, in_memory, receive_whole, write_atomically, write_checked
+from ._whole import (
+    IN_MEMORY,
+    fetch_small,
+    in_memory,
+    receive_whole,
+    write_atomically,
+    write_checked,
+)
 
 if TYPE_CHECKING:
     from ._mirror import MirrorRun
@@ -88,6 +96,10 @@ class FileAttempts:
         self._etag_md5 = True  # S3: its listed single-part ETag is its MD5 (`S3Session.head`)
         self._doubted = False  # S3: a download did not match it: is it an MD5 at all?
         self._adopted: RemoteEntry | None = None  # S3: a version changed since listed
+        # what the file looked like as this attempt began, to compare with once every byte
+        # is in (`_still_same`); None when a digest or the store vouches for the bytes
+        self._before: RemoteEntry | None = None
+        self._moved: RemoteEntry | None = None  # the version it changed into meanwhile
         self._adopted_md5: str | None = None  # its ETag's MD5 (`_adopt`)
         self._recheck = False  # S3: the last attempt met another version, or a mismatch
         self._checked = planned.action != "check"
@@ -268,6 +280,8 @@ class FileAttempts:
             else:
                 await self.run.tails.changed()
         self.untrack()
+        if self._before is not None:
+            await self._still_same(remote, tail.part)
         try:
             await anyio.to_thread.run_sync(self._finish, tail, remote)
         except ChecksumMismatch:
@@ -443,7 +457,7 @@ class FileAttempts:
 
     async def _remote(self, session: Session) -> RemoteFile:
         path = self.source.remote_path(self.entry.name)
-        entry = self._adopted or self.entry
+        entry = self._adopted or self._moved or self.entry
         if entry.size is None:  # the listing did not say: ask
             entry = await session.stat(path)
         elif self._furthest > 0:  # a retry that would resume: is it still the same file?
@@ -460,11 +474,42 @@ class FileAttempts:
                                 if self._checks_by_object() else None)
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
+        self._before = await self._looked_at(session, path, entry)
         self.size = entry.size
         self.mtime = entry.mtime if entry.mtime else self.entry.mtime
         self.current = entry
         return RemoteFile(path, entry.size, self.mtime, self.md5, entry.validator,
                           self.object_checksum)
+
+    async def _looked_at(self, session: Session, path: str,
+                         entry: RemoteEntry) -> RemoteEntry | None:
+        """The file as this attempt begins, for `_still_same`: `entry` when its time is
+        exact (MLSD, MDTM, HEAD), else asked now. None (no look after) when an MD5 or a
+        checkable checksum vouches for the bytes, for an object store's (a GET there is
+        of one version), and for a file under IN_MEMORY (received in a moment)."""
+        checksum = self.object_checksum
+        if (self.md5 is not None or (checksum is not None and checksum.checkable)
+                or isinstance(session, S3Session) or entry.size is None
+                or entry.size < IN_MEMORY):
+            return None
+        if entry.mtime is not None and entry.mtime_resolution <= 1:
+            return entry
+        return await session.stat(path)
+
+    async def _still_same(self, remote: RemoteFile, part: Path) -> None:
+        """Every byte is in, unchecked by any digest: is the file on the server still the
+        one the transfer began with? One rewritten in place meanwhile gave some old bytes
+        and some new ones, which no size check catches: WrongVersion (fetched again from
+        0, as the version it is now)."""
+        assert self._before is not None
+        async with self.pool.session() as session:
+            now = await session.stat(remote.path)
+        validator = await anyio.to_thread.run_sync(part_validator, part)
+        before = replace(self._before, validator=validator or self._before.validator)
+        if (how := changed_meanwhile(before, now)) is not None:
+            self._moved = self._changed(remote.path, self._before, now)
+            raise WrongVersion(f"changed on the server while it was received ({how})",
+                               path=self.entry.name)
 
     def _changed(self, path: str, known: RemoteEntry, now: RemoteEntry) -> RemoteEntry:
         """The file is no longer the version `known` (the listed one, or one adopted): the
