@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -123,6 +124,16 @@ def test_dest_too_deep_for_the_manifest_exits_2(ftpd: FaultyFTPServer, tree: Tre
     assert_mirrored(deep(504), tree[1])
 
 
+def test_max_delete_without_delete_is_said_to_do_nothing(ftpd: FaultyFTPServer, tree: Tree,
+                                                          dest: Path) -> None:
+    """--max-delete without --delete deletes nothing, and says it has no effect (it was
+    silently ignored); the run goes on."""
+    result = run("mirror", ftpd.url, "--dest", str(dest), "--max-delete", "3")
+    assert result.returncode == 0, result.stderr
+    assert "--max-delete has no effect without --delete" in result.stderr
+    assert_mirrored(dest, tree[1])
+
+
 def test_refused_port_exits_1_quickly(dest: Path) -> None:
     """Nothing listening: one line naming the address, exit 1, no retry storm."""
     port = free_port()
@@ -159,9 +170,11 @@ def test_ctrl_c_while_the_package_loads_is_one_line_and_130(tmp_path: Path) -> N
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_exits_130_and_keeps_parts(tree: Tree, dest: Path, signum: int) -> None:
     """SIGINT or SIGTERM mid-transfer exits 130 within ~2 s, keeping .part files and a
-    readable manifest; a rerun completes and records every file."""
+    readable manifest, the --json stream ending with an `error` event that says so; a
+    rerun completes and records every file."""
     with FaultyFTPServer(tree[0], rate_per_connection=500_000) as server:
-        proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest)],
+        proc = subprocess.Popen([*command(), "mirror", server.url, "--dest", str(dest),
+                                 "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 20
         while not any(p.name.endswith(".part") and p.stat().st_size > 0
@@ -173,6 +186,8 @@ def test_interrupt_exits_130_and_keeps_parts(tree: Tree, dest: Path, signum: int
         out, err = proc.communicate(timeout=10)
         assert time.monotonic() - start < 3
         assert proc.returncode == 130, err
+        last = json.loads(out.splitlines()[-1])
+        assert last["event"] == "error" and last["error"].startswith("interrupted")
         assert any(p.name.endswith(".part") for p in dest.iterdir())
         result = run("mirror", server.url, "--dest", str(dest))
     assert result.returncode == 0

@@ -30,7 +30,7 @@ from ._source import (
     check_email,
     parse_source,
 )
-from ._state import check_state_dir
+from ._state import check_manifest_path, check_state_dir
 from .commands import add_parsers
 from .commands._args import (
     DEFAULT_CONCURRENCY,
@@ -147,6 +147,7 @@ def _command(argv: Sequence[str] | None) -> int:
     try:
         if args.command in ("mirror", "demo") and dest:  # before any network I/O
             if getattr(args, "dry_run", 0):
+                check_manifest_path(dest)  # (what check_writable checks first, as the run)
                 check_state_dir(dest)  # a dry run only reads: DEST may be read-only
             else:
                 check_writable(dest)

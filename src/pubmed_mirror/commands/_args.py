@@ -209,7 +209,7 @@ def mirror_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delete", action="store_true",
                    help="remove recorded files the listing no longer holds, and PubMed years "
                         "superseded by a complete newer one")
-    p.add_argument("--max-delete", type=parse_delete_limit, default=DeleteLimit(),
+    p.add_argument("--max-delete", type=parse_delete_limit, default=None,
                    metavar="N|P%", help="with --delete, refuse to remove more files than this "
                                         "for leaving the listing (default 50%%)")
     p.add_argument("--progress-every", type=_seconds, default=5.0, metavar="S",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -290,6 +291,12 @@ async def interruptible(work: Callable[[], Awaitable[T]],
     return result[0] if result else None
 
 
-def interrupted() -> int:
-    print("interrupted: partial files are kept and resume on the next run", file=sys.stderr)
+def interrupted(json_stream: bool = False) -> int:
+    """Exit 130, saying so on stderr, and (`json_stream`) as the JSON stream's last object
+    (an `error` event, as for any other end)."""
+    said = "interrupted: partial files are kept and resume on the next run"
+    print(said, file=sys.stderr)
+    if json_stream:
+        with contextlib.suppress(BrokenPipeError):  # (its reader left: stderr's line stands)
+            emit_json({"event": "error", "error": said})
     return EXIT_INTERRUPTED

@@ -49,7 +49,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         args.url, timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout),
         retry=RetryPolicy(attempts=args.retries + 1)))
     if entries is None:
-        return interrupted()
+        return interrupted(args.json)
     # names below the start are paths where one listing is the whole tree (S3's keys)
     refused = (unsafe_path_reason if getattr(args.url, "lists_whole_tree", False)
                else unsafe_name_reason)

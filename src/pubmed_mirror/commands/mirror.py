@@ -13,6 +13,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from .._client import mirror, planning
+from .._lifecycle import DeleteLimit
 from .._mirror import open_source
 from .._options import SPLIT_MIN, MirrorOptions, Timeouts
 from .._plan import MirrorPlan, PlannedFile
@@ -21,6 +22,7 @@ from .._source import AutoSource, FtpSource
 from ._args import (
     EXIT_FAILED,
     EXIT_OK,
+    PROG,
     URL_HELP,
     directory,
     mirror_options,
@@ -66,6 +68,9 @@ def _reporter(args: argparse.Namespace, console: Console) -> LineReporter | Json
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
+    if args.max_delete is not None and not args.delete:
+        print(f"{PROG}: warning: --max-delete has no effect without --delete",
+              file=sys.stderr)
     if args.dry_run:
         return await _dry_run(args, console)
     reporter = _reporter(args, console)
@@ -73,7 +78,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         lambda: mirror(args.url, args.dest, _options(args), on_event=reporter),
         lambda: reporter.run(args.progress_every))
     if report is None:
-        return interrupted()
+        return interrupted(args.json)
     if args.json:
         emit_json(summary_json(report))
     elif not args.quiet:
@@ -83,7 +88,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
 
 async def _dry_run(args: argparse.Namespace, console: Console) -> int:
     code = await interruptible(lambda: _print_plan(args, console))
-    return interrupted() if code is None else code
+    return interrupted(args.json) if code is None else code
 
 
 async def _print_plan(args: argparse.Namespace, console: Console) -> int:
@@ -172,7 +177,7 @@ def _options(args: argparse.Namespace) -> MirrorOptions:
         split_min=None if args.no_split else SPLIT_MIN,
         splice=not args.no_splice,
         delete=args.delete,
-        max_delete=args.max_delete,
+        max_delete=args.max_delete or DeleteLimit(),
         recursive=args.recursive or args.max_depth is not None,
         max_depth=args.max_depth,
         timeouts=Timeouts(connect=args.connect_timeout, stall=args.stall_timeout,

@@ -48,7 +48,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
 
     report = await interruptible(lambda: verify(args.dest, on_file=show))
     if report is None:
-        return interrupted()
+        return interrupted(args.json)
     if args.json:
         emit_json({"event": "summary", "ok": report.ok,
                    **{f"{v}_files": n for v, n in report.counts.items()},
