@@ -351,6 +351,7 @@ def test_ack_takes_a_baseline_file(server: FaultyFTPServer, base: Path, upd: Pat
     ["load-order", "{empty}", "{base}"],
     ["load-order", "{base}", "{absent}"],
     ["ack", "{empty}", "--consumer", "c", "--through", BASELINE_26[0]],
+    ["verify", "{absent}"],
 ])
 def test_dest_without_a_mirror_is_bad_usage(acked: tuple[Path, Path], tmp_path: Path,
                                             argv: list[str]) -> None:

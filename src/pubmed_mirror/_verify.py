@@ -16,7 +16,7 @@ from typing import Literal
 import anyio
 
 from ._digest import Checksum, file_checksum, file_md5
-from ._errors import LocalFileError, describe, ungrouped
+from ._errors import DatasetError, LocalFileError, describe, ungrouped
 from ._layout import open_read
 from ._plan import CHECKSUM_SUFFIX
 from ._pubmed import file_order, parse_md5_file
@@ -174,7 +174,7 @@ async def verify(
     report's `record_error` says why the verdicts (from then on) were not recorded."""
     dest_path = Path(dest)
     if not await anyio.Path(dest_path).is_dir():
-        raise LocalFileError(f"{dest_path} is not a directory")
+        raise DatasetError(f"{dest_path} holds no mirror (not a directory)")  # (as status)
     started = time.monotonic()
     # a mirror running into DEST would race with us: refuse, before reading anything
     with DestLock(dest_path, shared=not Manifest.can_write(dest_path)):
