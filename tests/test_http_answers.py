@@ -703,3 +703,19 @@ async def test_a_loop_whose_answers_differ_by_path_ends(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "not entering 'a/a'" in result.stderr
     assert landed(tmp_path / "m") == {"f.txt": b"x", "a/f.txt": b"xx"}
+
+
+async def test_a_server_refusing_head_still_gets_its_large_files_mirrored(
+        tmp_path: Path) -> None:
+    """A large file with no MD5 listed with a coarse time is looked at before and after
+    its transfer (HEAD), to catch a rewrite meanwhile; a server that refuses HEAD (405)
+    still gets it mirrored, exit 0: nothing to compare is not an error of the file's."""
+    files = {"big.bin": os.urandom(400_000), "small.txt": b"s\n"}
+    server = UnmarkedWebServer(dict(files), heads={"big.bin": (405, None)})
+    dest = tmp_path / "m"
+    async with server.running():
+        result = await anyio.to_thread.run_sync(functools.partial(
+            run, "mirror", server.url, "--dest", str(dest), "--retries", "1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert landed(dest) == files
+    assert server.asked.count("big.bin") >= 1  # it was asked, and refused

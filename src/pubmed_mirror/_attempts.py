@@ -494,7 +494,11 @@ class FileAttempts:
             return None
         if entry.mtime is not None and entry.mtime_resolution <= 1:
             return entry
-        return await session.stat(path)
+        try:
+            return await session.stat(path)
+        except RemoteFileError as exc:  # (a server refusing HEAD, 405): nothing to compare
+            log.info("%s: cannot look at it before its transfer (%s)", path, describe(exc))
+            return None
 
     async def _still_same(self, remote: RemoteFile, part: Path) -> None:
         """Every byte is in, unchecked by any digest: is the file on the server still the
@@ -502,8 +506,13 @@ class FileAttempts:
         and some new ones, which no size check catches: WrongVersion (fetched again from
         0, as the version it is now)."""
         assert self._before is not None
-        async with self.pool.session() as session:
-            now = await session.stat(remote.path)
+        try:
+            async with self.pool.session() as session:
+                now = await session.stat(remote.path)
+        except RemoteFileError as exc:  # (refused, or gone since): nothing to tell by
+            log.info("%s: cannot look at it after its transfer (%s)", remote.path,
+                     describe(exc))
+            return
         validator = await anyio.to_thread.run_sync(part_validator, part)
         before = replace(self._before, validator=validator or self._before.validator)
         if (how := changed_meanwhile(before, now)) is not None:
