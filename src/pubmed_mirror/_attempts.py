@@ -7,7 +7,6 @@ import functools
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -30,7 +29,8 @@ from ._errors import (
 from ._events import FileProgress, FileRetrying, FileStarted
 from ._plan import CHECKSUM_SUFFIX, PlannedFile, same_time
 from ._pubmed import parse_md5_file
-from ._resume import changed_meanwhile, same_version
+from ._resume import same_version
+from ._rewrite import changed_since, looked_at
 from ._s3 import ObjectHead, S3Session
 from ._s3list import etag_md5
 from ._select import other_etag
@@ -97,7 +97,7 @@ class FileAttempts:
         self._doubted = False  # S3: a download did not match it: is it an MD5 at all?
         self._adopted: RemoteEntry | None = None  # S3: a version changed since listed
         # what the file looked like as this attempt began, to compare with once every byte
-        # is in (`_still_same`); None when a digest or the store vouches for the bytes
+        # is in (`_rewrite`); None when a digest or the store vouches for the bytes
         self._before: RemoteEntry | None = None
         self._moved: RemoteEntry | None = None  # the version it changed into meanwhile
         self._adopted_md5: str | None = None  # its ETag's MD5 (`_adopt`)
@@ -280,8 +280,11 @@ class FileAttempts:
             else:
                 await self.run.tails.changed()
         self.untrack()
-        if self._before is not None:
-            await self._still_same(remote, tail.part)
+        if self._before is not None and (change := await changed_since(
+                self.pool, remote.path, self._before, tail.part)) is not None:
+            self._moved = self._changed(remote.path, self._before, change[1])
+            raise WrongVersion(f"changed on the server while it was received ({change[0]})",
+                               path=self.entry.name)
         try:
             await anyio.to_thread.run_sync(self._finish, tail, remote)
         except ChecksumMismatch:
@@ -474,51 +477,22 @@ class FileAttempts:
                                 if self._checks_by_object() else None)
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
-        self._before = await self._looked_at(session, path, entry)
+        self._before = (None if self._vouched(session, entry)
+                        else await looked_at(session, path, entry))
         self.size = entry.size
         self.mtime = entry.mtime if entry.mtime else self.entry.mtime
         self.current = entry
         return RemoteFile(path, entry.size, self.mtime, self.md5, entry.validator,
                           self.object_checksum)
 
-    async def _looked_at(self, session: Session, path: str,
-                         entry: RemoteEntry) -> RemoteEntry | None:
-        """The file as this attempt begins, for `_still_same`: `entry` when its time is
-        exact (MLSD, MDTM, HEAD), else asked now. None (no look after) when an MD5 or a
-        checkable checksum vouches for the bytes, for an object store's (a GET there is
-        of one version), and for a file under IN_MEMORY (received in a moment)."""
+    def _vouched(self, session: Session, entry: RemoteEntry) -> bool:
+        """Whether a rewrite while it is received needs no look (`_rewrite`): an MD5 or a
+        checkable checksum checks the bytes, the store's GET is of one version, or the file
+        comes in a moment."""
         checksum = self.object_checksum
-        if (self.md5 is not None or (checksum is not None and checksum.checkable)
+        return (self.md5 is not None or (checksum is not None and checksum.checkable)
                 or isinstance(session, S3Session) or entry.size is None
-                or entry.size < IN_MEMORY):
-            return None
-        if entry.mtime is not None and entry.mtime_resolution <= 1:
-            return entry
-        try:
-            return await session.stat(path)
-        except RemoteFileError as exc:  # (a server refusing HEAD, 405): nothing to compare
-            log.info("%s: cannot look at it before its transfer (%s)", path, describe(exc))
-            return None
-
-    async def _still_same(self, remote: RemoteFile, part: Path) -> None:
-        """Every byte is in, unchecked by any digest: is the file on the server still the
-        one the transfer began with? One rewritten in place meanwhile gave some old bytes
-        and some new ones, which no size check catches: WrongVersion (fetched again from
-        0, as the version it is now)."""
-        assert self._before is not None
-        try:
-            async with self.pool.session() as session:
-                now = await session.stat(remote.path)
-        except RemoteFileError as exc:  # (refused, or gone since): nothing to tell by
-            log.info("%s: cannot look at it after its transfer (%s)", remote.path,
-                     describe(exc))
-            return
-        validator = await anyio.to_thread.run_sync(part_validator, part)
-        before = replace(self._before, validator=validator or self._before.validator)
-        if (how := changed_meanwhile(before, now)) is not None:
-            self._moved = self._changed(remote.path, self._before, now)
-            raise WrongVersion(f"changed on the server while it was received ({how})",
-                               path=self.entry.name)
+                or entry.size < IN_MEMORY)
 
     def _changed(self, path: str, known: RemoteEntry, now: RemoteEntry) -> RemoteEntry:
         """The file is no longer the version `known` (the listed one, or one adopted): the

@@ -131,18 +131,4 @@ def same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | No
     return part_started is not None and now.mtime < part_started - _CLOCK_SKEW
 
 
-def changed_meanwhile(before: RemoteEntry, after: RemoteEntry) -> str | None:
-    """How the file changed between two looks at it (`before`: as its transfer began, its
-    time exact; `after`: SIZE/MDTM or HEAD once every byte is in), None when neither its
-    size, its validator (when both are known) nor its time says so."""
-    if after.size is not None and after.size != before.size:
-        return f"{before.size} bytes, now {after.size}"
-    if None not in (before.validator, after.validator) and before.validator != after.validator:
-        return f"validator {before.validator}, now {after.validator}"
-    if before.mtime is not None and after.mtime is not None and after.mtime_resolution <= 1:
-        if abs(after.mtime - before.mtime) >= 1:
-            return f"modified at {before.mtime:.0f}, now {after.mtime:.0f}"
-    return None
-
-
 _CLOCK_SKEW = 3600.0  # erring this way costs a restart from 0, never a splice
