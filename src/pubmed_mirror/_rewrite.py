@@ -58,14 +58,14 @@ async def changed_since(pool: SessionPool, path: str, before: RemoteEntry,
 
 def changed_meanwhile(before: RemoteEntry, after: RemoteEntry) -> str | None:
     """How the file changed between two looks at it (`before`: its time exact), None when
-    neither its size, its validator (when both are known) nor its time says so. Times are
-    compared as `_resume.same_version` compares a listing's exact time with MDTM's: a
-    listing may round what MDTM truncates (a full-iso `…:12.999` is MDTM's `…13`)."""
+    neither its size, its validator (when both are known) nor its time says so. Times a
+    second apart are the same (a listing may round what MDTM truncates, or the other way:
+    a full-iso `…:12.999` is MDTM's `…13`); a change at once seen costs one more fetch."""
     if after.size is not None and after.size != before.size:
         return f"{before.size} bytes, now {after.size}"
     if None not in (before.validator, after.validator) and before.validator != after.validator:
         return f"validator {before.validator}, now {after.validator}"
     if before.mtime is not None and after.mtime is not None and after.mtime_resolution <= 1:
-        if not -1 < after.mtime - before.mtime < 2:
+        if abs(after.mtime - before.mtime) >= 2:
             return f"modified at {before.mtime:.0f}, now {after.mtime:.0f}"
     return None
