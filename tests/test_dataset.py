@@ -36,7 +36,7 @@ from test_pubmed_command import publish
 
 BASELINE_26 = [f"pubmed26n{i:04d}.xml.gz" for i in range(1, 5)]
 UPDATES_26 = [f"pubmed26n{i:04d}.xml.gz" for i in range(5, 9)]
-BASELINE_27 = [f"pubmed27n{i:04d}.xml.gz" for i in range(1, 4)]
+BASELINE_27 = [f"pubmed27n{i:04d}.xml.gz" for i in range(1, 6)]  # (larger, as each year's is)
 REFUSED = Fault(kind="reply", reply="550 Permission denied")
 
 
@@ -380,7 +380,7 @@ def test_new_baseline_year_makes_the_consumer_reload(server: FaultyFTPServer, re
     assert code == 0 and obj["complete"] is True
     assert (obj["years"], obj["current_year"], obj["incoming_year"]) == ([2026, 2027], 2027,
                                                                          None)
-    assert (obj["superseded"], obj["final"], obj["missing"]) == (4, 7, 0)
+    assert (obj["superseded"], obj["final"], obj["missing"]) == (4, 9, 0)
     code, files, last = order_json(base, upd, "--consumer", "c")
     assert code == 0 and names_of(files) == BASELINE_27
     assert {f["dest"] for f in files} == {str(base)} and {f["year"] for f in files} == {2027}
@@ -402,7 +402,7 @@ def test_updates_of_a_newer_year_than_the_baseline_are_not_a_complete_order(
     mirror_both(server, base, upd)
     remote.new_baseline()
     remote.remove("updatefiles", UPDATES_26)
-    remote.publish("updatefiles", ["pubmed27n0004.xml.gz"])
+    remote.publish("updatefiles", ["pubmed27n0006.xml.gz"])
     server.faults.add(BASELINE_27[1], REFUSED)
     assert mirror_dir(server, "baseline", base).returncode == 1
     assert mirror_dir(server, "updatefiles", upd, "--delete", "--max-delete",

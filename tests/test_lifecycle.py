@@ -316,3 +316,46 @@ def test_an_update_year_takes_over_from_its_first_file(tmp_path: Path) -> None:
     assert held(dest) == set(new)
     assert sorted(events(result.stdout)[-1]["deleted"]) == sorted(
         n for n in old if n.endswith(".gz"))
+
+
+def test_a_stray_file_of_a_year_to_come_retires_nothing_and_hides_nothing(
+        tmp_path: Path) -> None:
+    """A stray pubmed27n0002 beside a whole 2026 baseline (numbered above 1, so not a
+    baseline's start, nor, in a baseline's directory, an update): --delete keeps 2026 and
+    status keeps it current; a first mirror of such a listing fetches 2026 whole (before,
+    it fetched the stray alone, and later runs never fetched 2026)."""
+    root = tmp_path / "remote"
+    old = write_year(root, 2026, range(1, 5))
+    stray = write_year(root, 2027, range(2, 3))
+    with FaultyFTPServer(root) as server:
+        first = run("mirror", server.url, "--dest", str(tmp_path / "first"), "--json")
+        kept = tmp_path / "kept"
+        clear(root)
+        write_year(root, 2026, range(1, 5))
+        assert run("mirror", server.url, "--dest", str(kept), "-q").returncode == 0
+        write_year(root, 2027, range(2, 3))
+        again = run("mirror", server.url, "--dest", str(kept), "--delete", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert held(tmp_path / "first") == set(old) | set(stray)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert events(again.stdout)[-1]["deleted"] == []
+    assert held(kept) == set(old) | set(stray)
+    status = events(run("status", str(kept), "--json").stdout)[0]
+    assert (status["current_year"], status["incoming_year"]) == (2026, 2027)
+
+
+def test_a_new_year_listed_whole_is_fetched_alone(tmp_path: Path) -> None:
+    """DEST holds part of 2026; the listing holds the rest of 2026 and all of 2027 (a
+    larger baseline): 2027 is fetched, 2026's missing files are not (they would be
+    superseded in the same run), and with --delete 2026 goes once 2027 is whole."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    write_year(root, 2026, range(1, 3))
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        write_year(root, 2026, range(3, 5))
+        new = write_year(root, 2027, range(1, 6))
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+        retr = server.stats.retr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert held(dest) == set(new)
+    assert retr.get("pubmed26n0003.xml.gz", 0) == retr.get("pubmed26n0004.xml.gz", 0) == 0

@@ -36,7 +36,7 @@ def staged_plan(dest: Path, manifest: Manifest, entries: Sequence[RemoteEntry],
     staging = Staging(manifest.connection, manifest.columns, selection)
     staging.start()
     staging.add(entries)
-    staging.finish(FoldRule(), dest)
+    staging.finish(FoldRule())
     counts = staging.compare(dest, verify=verify)
     return list(staging.files()), counts
 

@@ -361,7 +361,7 @@ def _kept(tmp_path: Path, fold: FoldRule, *names: str) -> list[str]:
         staging = Staging(manifest.connection, manifest.columns, Selection())
         staging.start()
         staging.add([RemoteEntry(n, 1, 0.0) for n in names])
-        staging.finish(fold, tmp_path)
+        staging.finish(fold)
         staging.compare(tmp_path, verify=True)
         return sorted(f.name for f in staging.files())
 

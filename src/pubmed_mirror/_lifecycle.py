@@ -6,11 +6,10 @@ the previous year's baseline and update files. A loader must never see DEST with
 complete year, nor last year's updates beside this year's baseline. So, for PubMed-named
 files:
 
-- while the listing holds a year newer than files DEST holds, years older than DEST's are
-  not fetched any more; DEST's own stays whole and usable (a file of it still added is
-  fetched) until the new year takes over: every listed file of it final and verified in
-  DEST, and not just begun (`_pubmed.year_takes_over`: a baseline half uploaded or a stray
-  file of a year to come beside a year still listed does not take over);
+- while the listing holds a year newer than files DEST holds, and shaped as the year that
+  replaces DEST's (`_pubmed.year_takes_over`: not a baseline half uploaded, nor a stray
+  file of a year to come), older years are not fetched any more; they stay, untouched and
+  usable, until every listed file of the new year is final and verified in DEST;
 - then they are *superseded*: removed by a run with `delete`, otherwise kept and reported.
 
 Other files recorded in the manifest that the listing no longer holds are removed only

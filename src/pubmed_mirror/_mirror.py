@@ -156,7 +156,7 @@ class MirrorRun:
         await self.listing.walk()
         listed = time.monotonic()
         fold = await anyio.to_thread.run_sync(probe_folding, self.dest)
-        await anyio.to_thread.run_sync(staging.finish, fold, self.dest)
+        await anyio.to_thread.run_sync(staging.finish, fold)
         await self.options.retry.call(self._exact_sizes)
         counts = await anyio.to_thread.run_sync(functools.partial(
             staging.compare, self.dest, verify=self.options.verify))

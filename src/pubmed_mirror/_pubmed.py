@@ -83,15 +83,18 @@ def pubmed_number(name: str) -> int | None:
     return None if match is None else int(match.group("number"))
 
 
-def year_takes_over(first: int | None, count: int, before: int, before_listed: bool) -> bool:
-    """Whether a newer PubMed year, its files all final, replaces the year before it in a
-    DEST holding `before` files of that year: once the server no longer lists the year
-    before (NCBI removes it when the new baseline is out); an update year (numbered on
-    from its baseline's last file: `first`, its lowest number, above 1) from its first
-    file, as NCBI begins one; a baseline (numbered from 1) of `count` files once it has at
-    least as many as the year before. A baseline being uploaded, or a stray file of a
-    year to come, beside the year before does not retire it."""
-    return not before_listed or (first is not None and first > 1) or count >= before
+def year_takes_over(new_first: int | None, new_count: int, old_first: int | None,
+                    old_count: int) -> bool:
+    """Whether a newer PubMed year, listed as `new_count` files from number `new_first`,
+    is the one that replaces a DEST's year of `old_count` files from `old_first` (listed or
+    held, whichever holds more), rather than a year only begun beside it (a baseline being
+    uploaded, a stray file of a year to come). Updates (numbered on from their baseline's
+    last file: the old year's first number above 1) are replaced by the next year's from
+    its first update, as NCBI starts one; a baseline (numbered from 1) by a baseline from 1
+    of at least as many files (each year's is larger than the last)."""
+    if old_first is not None and old_first > 1:
+        return new_first is not None and new_first > 1
+    return new_first == 1 and new_count >= old_count
 
 
 def pubmed_name(year: int, number: int) -> str:

@@ -117,8 +117,8 @@ class Staging:
         self._columns = columns
         self.selection = selection
         self._seq = 0
-        # the PubMed year whose older ones are retired: the newest listed once it has
-        # taken over DEST (`_takes_over`), DEST's own until then
+        # the PubMed year whose older ones are retired: the newest listed once it is the
+        # one that replaces DEST's (`_takes_over`), DEST's own until then
         self.newest: int | None = None
         self._may_resume: Callable[[str], bool] | None = None  # DEST's recorded parts
         self._decided = 0  # decide_early's calls so far
@@ -177,12 +177,12 @@ class Staging:
                 pubmed_year(name.removesuffix(CHECKSUM_SUFFIX)),
                 name.endswith(CHECKSUM_SUFFIX), safe, safe and self._selected(name))
 
-    def finish(self, fold: FoldRule, dest: Path) -> None:
+    def finish(self, fold: FoldRule) -> None:
         """The listing is complete: the files of the retired PubMed years (older than the
-        newest listed, once it has taken over DEST: `_takes_over`; until then older than
-        DEST's own, which stays whole) and those that clash on DEST's file system (`fold`)
-        drop out; then NAME.md5 companions, the dataset's files and the ones this run plans
-        are marked.
+        newest listed, when it is the one that replaces DEST's year by its shape:
+        `_takes_over`; else older than DEST's own, which is fetched whole) and those that
+        clash on DEST's file system (`fold`) drop out; then NAME.md5 companions, the
+        dataset's files and the ones this run plans are marked.
 
         A NAME.md5 whose NAME is listed is never a file of its own: it goes with NAME when
         NAME is selected, and not at all otherwise. The plan is in PubMed load order;
@@ -192,10 +192,8 @@ class Staging:
             db.execute("CREATE INDEX temp.staged_order ON staged (ord, seq)")
             new = db.execute("SELECT max(year) FROM staged WHERE kind = 'file' "
                              "AND NOT checksum").fetchone()[0]
-            old = self._held_year(db, new)
-            self.newest = new if old is None or self._takes_over(
-                db, dest, new, old, "s.kind = 'file' AND s.safe AND s.selected AND NOT "
-                "s.checksum") else old
+            old = self._held_year(db, new, listed=True)
+            self.newest = new if old is None or self._takes_over(db, new, old) else old
             self._drop_clashes(db, fold)
             db.execute("UPDATE staged SET companion = 1 WHERE checksum AND safe AND "
                        "substr(name, 1, length(name) - 4) IN (SELECT name FROM staged "
@@ -497,30 +495,36 @@ class Staging:
         return None if new is None or old is None else Changeover(old, new)
 
     @staticmethod
-    def _held_year(db: sqlite3.Connection, new: int | None) -> int | None:
-        """The newest PubMed year the manifest records older than `new`."""
+    def _held_year(db: sqlite3.Connection, new: int | None, *,
+                   listed: bool = False) -> int | None:
+        """The newest PubMed year older than `new` that the manifest records (`listed`:
+        or the listing holds: a first mirror's)."""
         if new is None:
             return None
-        year: int | None = db.execute(
+        held: int | None = db.execute(
             "SELECT max(y) FROM (SELECT pubmed_year(name) AS y FROM main.files WHERE name "
             "GLOB 'pubmed*') WHERE y < ?", (new,)).fetchone()[0]
-        return year
+        if listed:
+            seen = db.execute(f"SELECT max(year) FROM staged s WHERE {_OF_YEAR} AND "
+                              "year < ?", (new,)).fetchone()[0]
+            held = seen if held is None else held if seen is None else max(held, seen)
+        return held
 
-    def _takes_over(self, db: sqlite3.Connection, dest: Path, new: int, old: int,
-                    rows: str = "s.listed") -> bool:
-        """Whether the listed year `new` (its files: `rows` of `staged s`) replaces DEST's
-        `old`: every listed file of it final and verified (`_year_complete`), and not
-        only begun (`_pubmed.year_takes_over`)."""
-        if not self._year_complete(db, dest, new, rows):
-            return False
-        first, count = db.execute(
-            f"SELECT min(pubmed_number(s.name)), count(*) FROM staged s WHERE {rows} AND "
-            "s.year = ?", (new,)).fetchone()
-        held = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA} AND "
-                          "pubmed_year(f.name) = ?", (old,)).fetchone()[0]
-        still = db.execute("SELECT 1 FROM staged WHERE kind = 'file' AND NOT checksum AND "
-                           "year = ? LIMIT 1", (old,)).fetchone()
-        return year_takes_over(first, int(count), int(held), still is not None)
+    def _takes_over(self, db: sqlite3.Connection, new: int, old: int) -> bool:
+        """Whether the listed year `new` is the one that replaces `old` by its shape
+        (`_pubmed.year_takes_over`), the old one's files counted as listed or as held."""
+        new_first, new_count = db.execute(
+            f"SELECT min(pubmed_number(name)), count(*) FROM staged s WHERE {_OF_YEAR} AND "
+            "year = ?", (new,)).fetchone()
+        listed_first, listed_count = db.execute(
+            f"SELECT min(pubmed_number(name)), count(*) FROM staged s WHERE {_OF_YEAR} AND "
+            "year = ?", (old,)).fetchone()
+        held_first, held_count = db.execute(
+            f"SELECT min(pubmed_number(f.name)), count(*) FROM main.files f WHERE {_DATA} "
+            "AND pubmed_year(f.name) = ?", (old,)).fetchone()
+        firsts = [n for n in (listed_first, held_first) if n is not None]
+        return year_takes_over(new_first, int(new_count), min(firsts, default=None),
+                               max(int(listed_count), int(held_count)))
 
     def deletions(self, dest: Path, limit: DeleteLimit, *, depth: int | None = None,
                   gone: bool = True) -> Deletions:
@@ -533,7 +537,8 @@ class Staging:
             new = self._listed_newest(db)
             old = self._held_year(db, new)
             superseded: tuple[str, ...] = ()
-            if new is not None and old is not None and self._takes_over(db, dest, new, old):
+            if (new is not None and old is not None and self._takes_over(db, new, old)
+                    and self._year_complete(db, dest, new)):
                 superseded = tuple(r[0] for r in db.execute(
                     f"SELECT f.name FROM main.files f WHERE {_DATA} AND "
                     "pubmed_year(f.name) < ? ORDER BY f.name", (new,)))
@@ -589,16 +594,15 @@ class Staging:
         return seen
 
     @staticmethod
-    def _year_complete(db: sqlite3.Connection, dest: Path, year: int,
-                       listed: str = "s.listed") -> bool:
-        """`_lifecycle.year_complete`: every listed file of `year` final and verified
-        (`listed`: what a listed file is, in `staged s`)."""
+    def _year_complete(db: sqlite3.Connection, dest: Path, year: int) -> bool:
+        """`_lifecycle.year_complete`: every listed file of `year` final and verified (by
+        its MD5, or a checksum, or `verify` since)."""
         rows = db.execute(
             "SELECT s.name, f.size, coalesce(f.md5, f.verified_at), f.bad, f.name IS NULL, "
             "c.name IS NOT NULL "
             "FROM staged s LEFT JOIN main.files f ON f.name = s.name LEFT JOIN staged c ON "
-            f"c.name = s.name || '.md5' AND c.checksum AND c.safe WHERE {listed} AND "
-            "s.year = ?", (year,))
+            "c.name = s.name || '.md5' AND c.companion WHERE s.listed AND s.year = ?",
+            (year,))
         for name, size, md5, bad, missing, has_checksum in rows:
             if missing or bad is not None or (has_checksum and md5 is None):
                 return False
@@ -609,6 +613,9 @@ class Staging:
                 return False
         return True
 
+
+# a listed PubMed data file of the selection (of `staged s`), whatever its year
+_OF_YEAR = "s.kind = 'file' AND s.safe AND s.selected AND NOT s.checksum"
 
 # the kinds of a directory whose files the listing does not show (see `_in_sight`)
 _HIDING = ("unlisted", "loop")
