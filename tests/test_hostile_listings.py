@@ -213,3 +213,23 @@ def test_directory_of_100000_entries(tmp_path: Path) -> None:
 _PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
              "sys.exit(code)")
+
+
+def test_an_mdtm_on_another_clock_than_mlsd_does_not_refetch(tmp_path: Path) -> None:
+    """A server whose MDTM answers another clock than its MLSD times (an MDTM in local
+    time, here a fixed one): a large file with no MD5 is fetched once, not again at every
+    run as 'changed on the server' (the look before its transfer and the one after ask the
+    same way: SIZE/MDTM both times)."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    root.mkdir()
+    data = os.urandom(1_000_000)
+    (root / "big.bin").write_bytes(data)
+    with FaultyFTPServer(root, replies={"MDTM": "213 20261207123456"}) as server:
+        first = run("mirror", server.url, "--dest", str(dest), "--json")
+        second = run("mirror", server.url, "--dest", str(dest), "--json")
+        sent = server.stats.bytes_sent["big.bin"]
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (dest / "big.bin").read_bytes() == data
+    assert "changed on the server" not in first.stdout + first.stderr
+    assert json.loads(second.stdout.splitlines()[-1])["done"] == 0
+    assert sent == len(data)

@@ -99,7 +99,6 @@ class FileAttempts:
         # what the file looked like as this attempt began, to compare with once every byte
         # is in (`_rewrite`); None when a digest or the store vouches for the bytes
         self._before: RemoteEntry | None = None
-        self._moved: RemoteEntry | None = None  # the version it changed into meanwhile
         self._adopted_md5: str | None = None  # its ETag's MD5 (`_adopt`)
         self._recheck = False  # S3: the last attempt met another version, or a mismatch
         self._checked = planned.action != "check"
@@ -280,10 +279,9 @@ class FileAttempts:
             else:
                 await self.run.tails.changed()
         self.untrack()
-        if self._before is not None and (change := await changed_since(
-                self.pool, remote.path, self._before, tail.part)) is not None:
-            self._moved = self._changed(remote.path, self._before, change[1])
-            raise WrongVersion(f"changed on the server while it was received ({change[0]})",
+        if self._before is not None and (how := await changed_since(
+                self.pool, remote.path, self._before)) is not None:
+            raise WrongVersion(f"changed on the server while it was received ({how})",
                                path=self.entry.name)
         try:
             await anyio.to_thread.run_sync(self._finish, tail, remote)
@@ -460,7 +458,7 @@ class FileAttempts:
 
     async def _remote(self, session: Session) -> RemoteFile:
         path = self.source.remote_path(self.entry.name)
-        entry = self._adopted or self._moved or self.entry
+        entry = self._adopted or self.entry
         if entry.size is None:  # the listing did not say: ask
             entry = await session.stat(path)
         elif self._furthest > 0:  # a retry that would resume: is it still the same file?
@@ -478,7 +476,7 @@ class FileAttempts:
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self._before = (None if self._vouched(session, entry)
-                        else await looked_at(session, path, entry))
+                        else await looked_at(session, path))
         self.size = entry.size
         self.mtime = entry.mtime if entry.mtime else self.entry.mtime
         self.current = entry
