@@ -111,9 +111,17 @@ def test_dest_too_deep_for_the_manifest_exits_2(ftpd: FaultyFTPServer, tree: Tre
     """A DEST whose manifest's path SQLite cannot open (over 504 bytes) is refused before
     any connection, in one line, nothing made; one at the limit is mirrored."""
     def deep(size: int) -> Path:  # a DEST whose manifest's full path is `size` bytes
-        tail = size - len(str(tmp_path.resolve())) - len("/.pubmed-mirror/manifest.sqlite")
-        parts = [("d" * 200 + "/") * (tail // 201), "e" * (tail % 201 - 1)]
-        return tmp_path / "".join(parts)
+        base = tmp_path.resolve()
+        tail = size - len(os.fsencode(base)) - len("/.pubmed-mirror/manifest.sqlite")
+        parts = []
+        while tail > 0:  # "/" and a name of up to 200 bytes at a time, never 1 byte left
+            size_of = min(200, tail - 1)
+            size_of -= tail - size_of - 1 == 1
+            parts.append("d" * size_of)
+            tail -= size_of + 1
+        dest = base.joinpath(*parts)
+        assert len(os.fsencode(dest / ".pubmed-mirror" / "manifest.sqlite")) == size
+        return dest
 
     over = run("mirror", ftpd.url, "--dest", str(deep(505)))
     assert over.returncode == 2, over.stderr

@@ -292,9 +292,10 @@ def test_s3_object_replaced_by_another_size_lands_without_verification_too(
 def test_s3_an_object_checked_by_its_checksum_is_verified_for_the_dataset(
         proxy: S3FaultProxy, bucket: str, tmp_path: Path) -> None:
     """An object checked by its full-object checksum as it landed (full.bin, CRC32) is
-    verified for `status` and `load-order`, as one checked by its MD5 is; one whose
-    checksum could not be checked (plain.bin, composite.bin) is not. Before, only an MD5
-    counted: `load-order` stopped at such a file for good."""
+    verified for `status`, as one checked by its MD5 is; one whose checksum could not be
+    checked (plain.bin, composite.bin) is not. Before, only an MD5 counted (and
+    `load-order`, which reads the same verdict, stopped at such a PubMed-named file for
+    good)."""
     dest = tmp_path / "dest"
     assert mirror(proxy, bucket, dest).returncode == 0
     status = json.loads(run("status", str(dest), "--json").stdout.splitlines()[0])

@@ -439,10 +439,8 @@ def _check_listed(held: _Holdings, name: str, year: int, number: int) -> None:
                                f"{walk.stopped_at} ({walk.reason})")
         return
     known = _years(held.data | held.listed.keys())
-    if not known:
-        raise DatasetError(f"{name} is not in the consumer's list: {held.dest} holds no "
-                           "PubMed file")
-    if year > max(known) + 1:  # (a baseline file of the year after: a changeover's)
+    if known and year > max(known) + 1:  # (a baseline file of the year after: a changeover's;
+        # none known: an updates DEST before its first update, whose consumer took a baseline)
         raise DatasetError(f"{name} is not in the consumer's list: {held.dest} holds no "
                            f"file of {year} or of the year before it")
     if not ours:

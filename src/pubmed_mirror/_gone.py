@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import anyio
 
-from ._errors import FatalError, MirrorError, RemoteFileError, describe
+from ._errors import FatalError, MirrorError, RemoteFileError, describe, ungrouped
 from ._http import HttpSession
 from ._httperrors import Redirected
 from ._pool import SessionPool
@@ -103,9 +103,10 @@ async def confirm_gone(pool: SessionPool, source: HttpSource, names: Sequence[st
             said[name] = silent
 
     todo = iter(names)
-    async with anyio.create_task_group() as tg:
-        for _ in range(max(1, min(lanes, len(names)))):
-            tg.start_soon(lane, todo)
+    with ungrouped():  # (a fatal error leaves as itself)
+        async with anyio.create_task_group() as tg:
+            for _ in range(max(1, min(lanes, len(names)))):
+                tg.start_soon(lane, todo)
     for name in names:
         if said[name] != _MISSING:
             log.warning("%s: not deleted: the index pages no longer show it, but the server "

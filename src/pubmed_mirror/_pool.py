@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +13,7 @@ from typing import Literal
 import anyio
 
 from ._budget import ConnectionCap
-from ._errors import ConnectionRefused, MirrorError, ServerUnreachable, TooManyConnections
+from ._errors import ConnectionRefused, ServerUnreachable, TooManyConnections
 from ._transport import Session, Transport
 
 __all__ = ["PoolStats", "SessionPool"]
@@ -257,11 +256,13 @@ class SessionPool:
         round trip, not two. A session that cannot is left for its first request to
         connect."""
         async def one() -> None:
-            with contextlib.suppress(MirrorError):
+            try:
                 async with self.spare() as session:
                     warm = getattr(session, "warm", None)  # (HTTP's and S3's sessions)
                     if warm is not None:
                         await warm()
+            except Exception as exc:  # (best effort: the first request connects anyway)
+                log.debug("a session not made ahead: %s", exc)
 
         while self._live() == 0 and not self._closed:
             await self._changed.wait()

@@ -170,7 +170,8 @@ class S3Source:
         one back-off per server): the endpoint's host, else the bucket's own AWS name, so
         mirrors of one bucket's prefixes (`pmc:metadata` and `pmc:articles`) share them."""
         if self.endpoint is not None:
-            return _check_endpoint(self.endpoint)[1]
+            _, host, port = _check_endpoint(self.endpoint)
+            return f"{host}:{port}"
         return f"{self.bucket}.s3.amazonaws.com"
 
     @property
