@@ -635,9 +635,14 @@ def test_a_name_that_is_not_utf8_is_skipped_with_a_warning(
     if server_name == "apache":
         with apache(world_readable) as port:
             result = run("mirror", f"http://127.0.0.1:{port}/nu/", "--dest", str(dest))
+            listed = run("ls", f"http://127.0.0.1:{port}/nu/", "--json")
     else:
         with real_server(server_name, world_readable, tmp_path / "server") as server:
             result = run("mirror", server.url + "nu/", "--dest", str(dest))
+            listed = run("ls", server.url + "nu/", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
+    refused = {e.get("refused") for e in map(json.loads, listed.stdout.splitlines())
+               if e.get("name") not in ("ok.txt", None)}
+    assert refused == {"not UTF-8"}, listed.stdout
     assert "is not UTF-8" in result.stderr and "Traceback" not in result.stderr
     assert landed(dest) == {"ok.txt": b"ok\n"}

@@ -59,6 +59,10 @@ def unsafe_name_reason(name: str) -> str | None:
         return "contains '..'"
     if _CONTROL.search(name):
         return "contains NUL, control or bidi characters"
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # (bytes a listing read with surrogateescape)
+        return "not UTF-8"
     if len(_local_bytes(name)) > NAME_MAX:
         return f"longer than a local file name may be ({NAME_MAX} bytes)"
     # exactly the names we may create or remove in DEST: NAME + a suffix of ours, and the
