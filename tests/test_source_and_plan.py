@@ -99,11 +99,12 @@ def test_unsafe_names_are_rejected(name: str) -> None:
 
 def test_a_name_is_refused_over_255_bytes_as_the_file_system_counts_them() -> None:
     """A name over 255 bytes cannot be a local file; its bytes are counted as they reach
-    the file system: an undecodable byte of a listing (Latin-1 over FTP) is one byte."""
+    the file system. A name with a byte that is not UTF-8 (Latin-1 over FTP) is refused
+    as such: the manifest cannot hold it."""
     assert unsafe_name_reason("L" * 255) is None
     assert unsafe_name_reason("L" * 256) is not None
     assert unsafe_name_reason("\u00e9" * 128) is not None  # 256 bytes in UTF-8
-    assert unsafe_name_reason(b"\xe9".decode("utf-8", "surrogateescape") * 250) is None
+    assert unsafe_name_reason(b"\xe9".decode("utf-8", "surrogateescape") * 2) == "not UTF-8"
 
 
 @given(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_ .\-]{0,40}", fullmatch=True))
