@@ -220,8 +220,10 @@ class Staging:
         """`_tree`'s rule for paths that cannot land beside the others, each dropped with a
         warning: one that lands on the same local file as another under `fold`, one that is
         another's directory, one whose directory is another file; the first in sorted order
-        stays (of those the first two rules keep). Flat names compared as they are cannot
-        clash (a name is staged once): nothing to do, at any size."""
+        stays (of those the first two rules keep), but for an empty object named as another's
+        directory (a folder marker some S3 tools write without its `/`): it goes, the files
+        below it stay. Flat names compared as they are cannot clash (a name is staged
+        once): nothing to do, at any size."""
         # (a name refused already, `_safe`, is neither dropped again nor in another's way)
         live = f"kind = 'file' AND safe AND NOT {self._retired()}"
         nested = db.execute(f"SELECT 1 FROM staged WHERE {live} AND instr(name, '/') "
@@ -231,11 +233,17 @@ class Staging:
             # decided early: none of its folders was listed (`decide_early`), nor can be
             # later in a sorted listing
             if nested:
+                folders = _FOLDERS.format(f"staged WHERE NOT fed AND {live}")
+                self._drop(db, "SELECT o.seq, o.name, 'an empty object named as the "
+                           "directory of ' || quote(min(p.owner)) || ' (a folder marker)' "
+                           f"FROM ({folders}) p JOIN staged o ON o.name = p.folder AND "
+                           f"o.kind = 'file' AND o.size = 0 AND o.safe AND NOT "
+                           f"{self._retired('o.')} GROUP BY o.seq", self._newest())
                 self._drop(db, f"SELECT p.seq, p.owner, 'its directory ' || quote(o.name) || "
-                           "' is the file ' || quote(o.name) FROM ("
-                           f"{_FOLDERS.format(f'staged WHERE NOT fed AND {live}')}) p "
-                           f"JOIN staged o ON o.name = p.folder AND o.kind = 'file' AND NOT "
-                           f"{self._retired('o.')} GROUP BY p.seq", self._newest())
+                           f"' is the file ' || quote(o.name) FROM ({folders}) p "
+                           f"JOIN staged o ON o.name = p.folder AND o.kind = 'file' AND "
+                           f"o.safe AND NOT {self._retired('o.')} GROUP BY p.seq",
+                           self._newest())
             return
         db.create_function("fold_key", 1, fold.key, deterministic=True)
         db.execute(f"UPDATE staged SET fold = fold_key(name) WHERE {live}", self._newest())
@@ -393,7 +401,9 @@ class Staging:
         staged already, except these, held back for the plan after the listing: a name
         ending in .md5; a name whose NAME.md5 is listed or may still be (it sorts after
         the last name staged); a PubMed file name (a newer year listed later retires it);
-        a name one of whose directories is listed as an entry; an unsized or untimed one."""
+        a name one of whose directories is listed as an entry; an unsized or untimed one;
+        an empty one until the listing has passed the names it may be the directory of
+        (`NAME/...`, all below `NAME0`: a folder marker, `_drop_clashes`)."""
         self._decided += 1  # this call's mark in `fed`: its files, for the parts' pass
         with self._connection() as db:
             last = db.execute("SELECT max(name) FROM staged").fetchone()[0]
@@ -405,7 +415,9 @@ class Staging:
             ready = self._decide(
                 db, "WHERE seq > :after AND NOT fed AND kind = 'file' AND safe AND "
                 "selected AND NOT checksum AND year IS NULL AND size IS NOT NULL AND mtime IS "
-                "NOT NULL AND name || :suffix < :last AND NOT EXISTS (SELECT 1 FROM staged c "
+                "NOT NULL AND name || :suffix < :last AND (size > 0 OR (name || '0' <= :last "
+                "AND NOT EXISTS (SELECT 1 FROM staged d WHERE d.name > staged.name || '/' AND "
+                "d.name < staged.name || '0'))) AND NOT EXISTS (SELECT 1 FROM staged c "
                 "WHERE c.name = staged.name || :suffix) AND seq NOT IN (SELECT p.seq FROM "
                 f"({_FOLDERS.format('staged WHERE seq > :after AND NOT fed')}) p JOIN staged d "
                 "ON d.name = p.folder)", params, decided="WHERE seq > :after AND fed = :mark")
