@@ -150,12 +150,14 @@ def test_a_warmed_session_sends_its_first_request_on_the_connection_it_made(
     assert len(log.accepted) == 1
 
 
+@pytest.mark.parametrize("grown", [0, 100_000], ids=["same-size", "grown"])
 def test_a_file_rewritten_in_place_while_apache_sends_it_is_not_spliced(
-        tmp_path: Path) -> None:
-    """Apache sends a file (no MD5) as it reads it: rewritten in place (same size) while
-    one connection receives it, the answer is old bytes, then new ones. Once every byte is
-    in, HEAD is asked again: the change is seen and the file fetched again whole. Before,
-    the spliced file became final, exit 0."""
+        tmp_path: Path, grown: int) -> None:
+    """Apache sends a file (no MD5) as it reads it: rewritten in place while one
+    connection receives it, the answer is old bytes, then new ones. Once every byte is in,
+    HEAD is asked again: the change is seen and the file fetched again whole, at its new
+    size when it grew (the retry asks what it is now). Before, the spliced file became
+    final, exit 0; a grown one failed every retry, asked at its listed size."""
     if reason := missing("apache"):
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix="pm-rewrite-"))
@@ -166,7 +168,7 @@ def test_a_file_rewritten_in_place_while_apache_sends_it_is_not_spliced(
         path.write_bytes(os.urandom(24 << 20))
         path.chmod(0o644)
         os.utime(path, (time.time() - 86400,) * 2)
-        new = os.urandom(24 << 20)
+        new = os.urandom((24 << 20) + grown)
         dest = tmp_path / "m"
         with apache(root) as port:
             proc = subprocess.Popen([*command(), "mirror", f"http://127.0.0.1:{port}/d/",

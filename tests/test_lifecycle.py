@@ -302,20 +302,26 @@ def test_a_year_begun_does_not_retire_the_whole_one(tmp_path: Path) -> None:
     assert sorted(deleted) == sorted(n for n in (*old, *grown) if n.endswith(".gz"))
 
 
-def test_an_update_year_takes_over_from_its_first_file(tmp_path: Path) -> None:
-    """Update files are numbered on from their baseline's last: a new year's first update
-    (pubmed27n0008 after 2026's n0005-n0007) is a year begun as NCBI begins one, and once
-    it is final it retires 2026's updates (with --delete, removed)."""
+def test_an_update_year_takes_over_once_the_old_updates_are_gone(tmp_path: Path) -> None:
+    """A stray update of a year to come (pubmed27n0002, with its .md5) beside 2026's
+    updates retires nothing (before, it took all five); a new year's first update while
+    NCBI removes the old year's (pubmed27n0016 after 2026's n0011-n0015) retires them once
+    it is final (with --delete, removed)."""
     root, dest = tmp_path / "remote", tmp_path / "local"
-    old = write_year(root, 2026, range(5, 8))
+    old = write_year(root, 2026, range(11, 16))
     with FaultyFTPServer(root) as server:
         assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
-        new = write_year(root, 2027, range(8, 9))
-        result = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+        stray = write_year(root, 2027, range(2, 3))
+        kept = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+        assert kept.returncode == 0, kept.stdout + kept.stderr
+        assert events(kept.stdout)[-1]["deleted"] == []
+        assert held(dest) == set(old) | set(stray)
+        clear(root)
+        new = write_year(root, 2027, range(16, 17))
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", "--max-delete",
+                     "100%", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert held(dest) == set(new)
-    assert sorted(events(result.stdout)[-1]["deleted"]) == sorted(
-        n for n in old if n.endswith(".gz"))
 
 
 def test_a_stray_file_of_a_year_to_come_retires_nothing_and_hides_nothing(
@@ -359,3 +365,47 @@ def test_a_new_year_listed_whole_is_fetched_alone(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert held(dest) == set(new)
     assert retr.get("pubmed26n0003.xml.gz", 0) == retr.get("pubmed26n0004.xml.gz", 0) == 0
+
+
+@pytest.mark.parametrize("upload", ["hole", "md5 to come"])
+def test_a_new_year_still_uploading_retires_nothing(tmp_path: Path, upload: str) -> None:
+    """The next baseline listed whole in number but with a hole (n0006 not up yet), or
+    with one file's NAME.md5 not up yet: its files are fetched, the complete 2026 stays
+    and stays current. Before, either retired 2026, and DEST had no complete year."""
+    root, dest = tmp_path / "remote", tmp_path / "local"
+    old = write_year(root, 2026, range(1, 11))
+    with FaultyFTPServer(root) as server:
+        assert run("mirror", server.url, "--dest", str(dest), "-q").returncode == 0
+        if upload == "hole":
+            write_year(root, 2027, [*range(1, 6), *range(7, 12)])
+        else:
+            write_year(root, 2027, range(1, 12))
+            (root / "pubmed27n0011.xml.gz.md5").unlink()
+        result = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert events(result.stdout)[-1]["deleted"] == []
+    assert set(old) <= held(dest)
+    status = events(run("status", str(dest), "--json").stdout)[0]
+    assert status["current_year"] == 2026
+
+
+def test_an_old_year_held_in_part_is_replaced_once_the_server_drops_it(tmp_path: Path
+                                                                       ) -> None:
+    """A DEST holding the last files of 2026 (--newest 3) or 2026's baseline and updates
+    in one directory: once the server lists 2027 alone, 2027 becomes current and 2026 goes
+    with --delete. Before, 2026 was taken for update files and stayed current for good."""
+    root = tmp_path / "remote"
+    write_year(root, 2026, range(1, 16))
+    with FaultyFTPServer(root) as server:
+        for dest, extra in ((tmp_path / "newest", ["--newest", "3"]),
+                            (tmp_path / "both", [])):
+            assert run("mirror", server.url, "--dest", str(dest), *extra).returncode == 0
+        clear(root)
+        new = write_year(root, 2027, range(1, 13))
+        results = [run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
+                   for dest in (tmp_path / "newest", tmp_path / "both")]
+    for dest, result in zip((tmp_path / "newest", tmp_path / "both"), results, strict=True):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert held(dest) == set(new)
+        status = events(run("status", str(dest), "--json").stdout)[0]
+        assert (status["current_year"], status["complete"]) == (2027, True)

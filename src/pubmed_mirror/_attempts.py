@@ -461,7 +461,10 @@ class FileAttempts:
         entry = self._adopted or self.entry
         if entry.size is None:  # the listing did not say: ask
             entry = await session.stat(path)
-        elif self._furthest > 0:  # a retry that would resume: is it still the same file?
+        elif self._furthest > 0 or (self._recheck and not isinstance(session, S3Session)):
+            # a retry that would resume, or one after an answer of another version: is it
+            # still the same file? (S3's is asked in `_recheck_version`)
+            self._recheck = False
             now = await session.stat(path)
             part = self._part()
             started = await anyio.to_thread.run_sync(part_started, part)

@@ -152,11 +152,16 @@ def _years(names: Iterable[str]) -> set[int]:
 def _current_year(held: _Holdings) -> int | None:
     """The newest year whose listed files are all verified, of those that are the one
     that replaces the year before (`_pubmed.year_takes_over`: not a stray file of a year
-    to come, nor a baseline half uploaded); when none is, the newest of those."""
+    to come, a baseline half uploaded or an upload with a hole); when none is, the newest
+    of those."""
     years = sorted(_years(held.data | held.listed.keys()), reverse=True)
     whole = []
     for year, before in zip(years, [*years[1:], None], strict=False):
-        if before is None or year_takes_over(*_shape(held, year), *_shape(held, before)):
+        names = ([n for n in held.listed if pubmed_year(n) == year]
+                 or [n for n in held.data if pubmed_year(n) == year])
+        if before is None or year_takes_over(
+                [pubmed_number(n) or 0 for n in names],
+                sum(pubmed_year(n) == before for n in held.listed)):
             whole.append(year)
     for year in whole:
         if year in _years(held.data) and all(
@@ -164,15 +169,6 @@ def _current_year(held: _Holdings) -> int | None:
             return year
     held_years = [y for y in whole if y in _years(held.data)]
     return held_years[0] if held_years else None
-
-
-def _shape(held: _Holdings, year: int) -> tuple[int | None, int]:
-    """A year's first file number and number of files, as listed or as held, whichever
-    holds more (`_pubmed.year_takes_over`)."""
-    listed = [n for n in held.listed if pubmed_year(n) == year]
-    recorded = [n for n in held.data if pubmed_year(n) == year]
-    numbers = [pubmed_number(n) or 0 for n in (*listed, *recorded)]
-    return min(numbers, default=None), max(len(listed), len(recorded))
 
 
 def _gaps(held: _Holdings, year: int | None) -> list[str]:

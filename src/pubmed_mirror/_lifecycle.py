@@ -7,9 +7,10 @@ complete year, nor last year's updates beside this year's baseline. So, for PubM
 files:
 
 - while the listing holds a year newer than files DEST holds, and shaped as the year that
-  replaces DEST's (`_pubmed.year_takes_over`: not a baseline half uploaded, nor a stray
-  file of a year to come), older years are not fetched any more; they stay, untouched and
-  usable, until every listed file of the new year is final and verified in DEST;
+  replaces DEST's (`_pubmed.year_takes_over`: not a baseline half uploaded, an upload with
+  a hole, nor a stray file of a year to come), older years are not fetched any more; they
+  stay, untouched and usable, until every listed file of the new year is final and
+  verified in DEST;
 - then they are *superseded*: removed by a run with `delete`, otherwise kept and reported.
 
 Other files recorded in the manifest that the listing no longer holds are removed only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 __all__ = ["PRESETS", "file_order", "parse_md5_file", "pubmed_name", "pubmed_number",
            "pubmed_year"]
@@ -83,18 +84,17 @@ def pubmed_number(name: str) -> int | None:
     return None if match is None else int(match.group("number"))
 
 
-def year_takes_over(new_first: int | None, new_count: int, old_first: int | None,
-                    old_count: int) -> bool:
-    """Whether a newer PubMed year, listed as `new_count` files from number `new_first`,
-    is the one that replaces a DEST's year of `old_count` files from `old_first` (listed or
-    held, whichever holds more), rather than a year only begun beside it (a baseline being
-    uploaded, a stray file of a year to come). Updates (numbered on from their baseline's
-    last file: the old year's first number above 1) are replaced by the next year's from
-    its first update, as NCBI starts one; a baseline (numbered from 1) by a baseline from 1
-    of at least as many files (each year's is larger than the last)."""
-    if old_first is not None and old_first > 1:
-        return new_first is not None and new_first > 1
-    return new_first == 1 and new_count >= old_count
+def year_takes_over(numbers: Collection[int], old_listed: int) -> bool:
+    """Whether a newer PubMed year whose listed files have these `numbers` is the one that
+    replaces the year before, of which the listing still holds `old_listed` files: its
+    numbers run without a gap, and it holds at least as many files as the listing still
+    holds of the year before (each year's baseline is larger; NCBI removes the old year's
+    files once the new one is out). A baseline being uploaded, a stray file of a year to
+    come, or an upload with a hole does not."""
+    if not numbers:
+        return False
+    whole = max(numbers) - min(numbers) + 1 == len(set(numbers))
+    return whole and len(numbers) >= old_listed
 
 
 def pubmed_name(year: int, number: int) -> str:

@@ -524,19 +524,12 @@ class Staging:
 
     def _takes_over(self, db: sqlite3.Connection, new: int, old: int) -> bool:
         """Whether the listed year `new` is the one that replaces `old` by its shape
-        (`_pubmed.year_takes_over`), the old one's files counted as listed or as held."""
-        new_first, new_count = db.execute(
-            f"SELECT min(pubmed_number(name)), count(*) FROM staged s WHERE {_OF_YEAR} AND "
-            "year = ?", (new,)).fetchone()
-        listed_first, listed_count = db.execute(
-            f"SELECT min(pubmed_number(name)), count(*) FROM staged s WHERE {_OF_YEAR} AND "
-            "year = ?", (old,)).fetchone()
-        held_first, held_count = db.execute(
-            f"SELECT min(pubmed_number(f.name)), count(*) FROM main.files f WHERE {_DATA} "
-            "AND pubmed_year(f.name) = ?", (old,)).fetchone()
-        firsts = [n for n in (listed_first, held_first) if n is not None]
-        return year_takes_over(new_first, int(new_count), min(firsts, default=None),
-                               max(int(listed_count), int(held_count)))
+        (`_pubmed.year_takes_over`)."""
+        numbers = [r[0] for r in db.execute(
+            f"SELECT pubmed_number(name) FROM staged s WHERE {_OF_YEAR} AND year = ?", (new,))]
+        old_listed = db.execute(f"SELECT count(*) FROM staged s WHERE {_OF_YEAR} AND "
+                                "year = ?", (old,)).fetchone()[0]
+        return year_takes_over(numbers, int(old_listed))
 
     def deletions(self, dest: Path, limit: DeleteLimit, *, depth: int | None = None,
                   gone: bool = True) -> Deletions:
@@ -608,15 +601,18 @@ class Staging:
     @staticmethod
     def _year_complete(db: sqlite3.Connection, dest: Path, year: int) -> bool:
         """`_lifecycle.year_complete`: every listed file of `year` final and verified (by
-        its MD5, or a checksum, or `verify` since)."""
+        its MD5, or a checksum, or `verify` since) when the year comes with NAME.md5 files;
+        final when it does not."""
+        # a year published with NAME.md5 files: each of its files must have been checked,
+        # one listed before its NAME.md5 (an upload under way) too
+        checked = db.execute("SELECT 1 FROM staged WHERE companion AND year = ? LIMIT 1",
+                             (year,)).fetchone() is not None
         rows = db.execute(
-            "SELECT s.name, f.size, coalesce(f.md5, f.verified_at), f.bad, f.name IS NULL, "
-            "c.name IS NOT NULL "
-            "FROM staged s LEFT JOIN main.files f ON f.name = s.name LEFT JOIN staged c ON "
-            "c.name = s.name || '.md5' AND c.companion WHERE s.listed AND s.year = ?",
-            (year,))
-        for name, size, md5, bad, missing, has_checksum in rows:
-            if missing or bad is not None or (has_checksum and md5 is None):
+            "SELECT s.name, f.size, coalesce(f.md5, f.verified_at), f.bad, f.name IS NULL "
+            "FROM staged s LEFT JOIN main.files f ON f.name = s.name WHERE s.listed AND "
+            "s.year = ?", (year,))
+        for name, size, md5, bad, missing in rows:
+            if missing or bad is not None or (checked and md5 is None):
                 return False
             try:
                 if (dest / name).lstat().st_size != size:
