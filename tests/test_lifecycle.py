@@ -315,6 +315,7 @@ def test_an_update_year_takes_over_once_the_old_updates_are_gone(tmp_path: Path)
         kept = run("mirror", server.url, "--dest", str(dest), "--delete", "--json")
         assert kept.returncode == 0, kept.stdout + kept.stderr
         assert events(kept.stdout)[-1]["deleted"] == []
+        assert not any(e.get("event") == "baseline_changed" for e in events(kept.stdout))
         assert held(dest) == set(old) | set(stray)
         clear(root)
         new = write_year(root, 2027, range(16, 17))

@@ -500,11 +500,15 @@ class Staging:
         return year
 
     def changeover(self) -> Changeover | None:
-        """`_lifecycle.changeover` of what the manifest holds and the dataset's files."""
+        """`_lifecycle.changeover` of what the manifest holds and the dataset's files: a
+        newer year listed with the shape of the one that replaces DEST's (a stray file of
+        a year to come is no changeover)."""
         with self._connection() as db:
             new = self._listed_newest(db)
             old = self._held_year(db, new)
-        return None if new is None or old is None else Changeover(old, new)
+            if new is None or old is None or not self._takes_over(db, new, old):
+                return None
+        return Changeover(old, new)
 
     @staticmethod
     def _held_year(db: sqlite3.Connection, new: int | None, *,
