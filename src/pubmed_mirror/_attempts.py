@@ -99,6 +99,9 @@ class FileAttempts:
         # what the file looked like as this attempt began, to compare with once every byte
         # is in (`_rewrite`); None when a digest or the store vouches for the bytes
         self._before: RemoteEntry | None = None
+        # what SIZE/MDTM or HEAD said it is, once it changed since the listing: the version
+        # the next attempts fetch and a part of it is recorded as (S3's: `_adopted`)
+        self._now: RemoteEntry | None = None
         self._adopted_md5: str | None = None  # its ETag's MD5 (`_adopt`)
         self._recheck = False  # S3: the last attempt met another version, or a mismatch
         self._checked = planned.action != "check"
@@ -458,7 +461,7 @@ class FileAttempts:
 
     async def _remote(self, session: Session) -> RemoteFile:
         path = self.source.remote_path(self.entry.name)
-        entry = self._adopted or self.entry
+        entry = self._adopted or self._now or self.entry
         if entry.size is None:  # the listing did not say: ask
             entry = await session.stat(path)
         elif self._furthest > 0 or (self._recheck and not isinstance(session, S3Session)):
@@ -476,6 +479,8 @@ class FileAttempts:
                 if isinstance(session, S3Session):
                     self._adopt(entry, await session.head(path, entry.validator)
                                 if self._checks_by_object() else None)
+                else:
+                    self._now = entry
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         self._before = (None if self._vouched(session, entry)
