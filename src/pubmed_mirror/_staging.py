@@ -34,10 +34,11 @@ from ._plan import (
     selects,
     unreadable_entries,
 )
-from ._pubmed import file_order, pubmed_number, pubmed_year, year_takes_over
+from ._pubmed import file_order, pubmed_number, pubmed_year
 from ._state import ManifestEntry
 from ._transport import RemoteEntry
 from ._tree import SEPARATOR, FoldRule, behind_link, unsafe_path_reason
+from ._years import DATA, held_year, listed_newest, superseded, takes_over
 
 __all__ = ["PlanCounts", "StagedFiles", "Staging"]
 
@@ -118,7 +119,7 @@ class Staging:
         self.selection = selection
         self._seq = 0
         # the PubMed year whose older ones are retired: the newest listed once it is the
-        # one that replaces DEST's (`_takes_over`), DEST's own until then
+        # one that replaces DEST's (`_years.takes_over`), DEST's own until then
         self.newest: int | None = None
         self._may_resume: Callable[[str], bool] | None = None  # DEST's recorded parts
         self._decided = 0  # decide_early's calls so far
@@ -180,7 +181,7 @@ class Staging:
     def finish(self, fold: FoldRule) -> None:
         """The listing is complete: the files of the retired PubMed years (older than the
         newest listed, when it is the one that replaces DEST's year by its shape:
-        `_takes_over`; else older than DEST's own, which is fetched whole) and those that
+        `_years.takes_over`; else older than DEST's own, which is fetched whole) and those that
         clash on DEST's file system (`fold`) drop out; then NAME.md5 companions, the
         dataset's files and the ones this run plans are marked.
 
@@ -192,8 +193,8 @@ class Staging:
             db.execute("CREATE INDEX temp.staged_order ON staged (ord, seq)")
             new = db.execute("SELECT max(year) FROM staged WHERE kind = 'file' "
                              "AND NOT checksum").fetchone()[0]
-            old = self._held_year(db, new, listed=True)
-            self.newest = new if old is None or self._takes_over(db, new, old) else old
+            old = held_year(db, new, listed=True)
+            self.newest = new if old is None or takes_over(db, new, old) else old
             self._drop_clashes(db, fold)
             db.execute("UPDATE staged SET companion = 1 WHERE checksum AND safe AND "
                        "substr(name, 1, length(name) - 4) IN (SELECT name FROM staged "
@@ -495,45 +496,16 @@ class Staging:
                 raise
             db.execute("COMMIT")
 
-    def _listed_newest(self, db: sqlite3.Connection) -> int | None:
-        year: int | None = db.execute("SELECT max(year) FROM staged WHERE listed").fetchone()[0]
-        return year
-
     def changeover(self) -> Changeover | None:
         """`_lifecycle.changeover` of what the manifest holds and the dataset's files: a
         newer year listed with the shape of the one that replaces DEST's (a stray file of
         a year to come is no changeover)."""
         with self._connection() as db:
-            new = self._listed_newest(db)
-            old = self._held_year(db, new)
-            if new is None or old is None or not self._takes_over(db, new, old):
+            new = listed_newest(db)
+            old = held_year(db, new)
+            if new is None or old is None or not takes_over(db, new, old):
                 return None
         return Changeover(old, new)
-
-    @staticmethod
-    def _held_year(db: sqlite3.Connection, new: int | None, *,
-                   listed: bool = False) -> int | None:
-        """The newest PubMed year older than `new` that the manifest records (`listed`:
-        or the listing holds: a first mirror's)."""
-        if new is None:
-            return None
-        held: int | None = db.execute(
-            "SELECT max(y) FROM (SELECT pubmed_year(name) AS y FROM main.files WHERE name "
-            "GLOB 'pubmed*') WHERE y < ?", (new,)).fetchone()[0]
-        if listed:
-            seen = db.execute(f"SELECT max(year) FROM staged s WHERE {_OF_YEAR} AND "
-                              "year < ?", (new,)).fetchone()[0]
-            held = seen if held is None else held if seen is None else max(held, seen)
-        return held
-
-    def _takes_over(self, db: sqlite3.Connection, new: int, old: int) -> bool:
-        """Whether the listed year `new` is the one that replaces `old` by its shape
-        (`_pubmed.year_takes_over`)."""
-        numbers = [r[0] for r in db.execute(
-            f"SELECT pubmed_number(name) FROM staged s WHERE {_OF_YEAR} AND year = ?", (new,))]
-        old_listed = db.execute(f"SELECT count(*) FROM staged s WHERE {_OF_YEAR} AND "
-                                "year = ?", (old,)).fetchone()[0]
-        return year_takes_over(numbers, int(old_listed))
 
     def deletions(self, dest: Path, limit: DeleteLimit, *, depth: int | None = None,
                   gone: bool = True) -> Deletions:
@@ -543,28 +515,22 @@ class Staging:
         any), not in or below a directory it could not list. `gone=False`: the superseded
         files only (a pass over every recorded file spared: a run without `--delete`)."""
         with self._connection() as db:
-            new = self._listed_newest(db)
-            old = self._held_year(db, new)
-            superseded: tuple[str, ...] = ()
-            if (new is not None and old is not None and self._takes_over(db, new, old)
-                    and self._year_complete(db, dest, new)):
-                superseded = tuple(r[0] for r in db.execute(
-                    f"SELECT f.name FROM main.files f WHERE {_DATA} AND "
-                    "pubmed_year(f.name) < ? ORDER BY f.name", (new,)))
+            new = listed_newest(db)
+            old_years = superseded(db, dest, new)
             if not gone:
-                return Deletions((), superseded, None)
+                return Deletions((), old_years, None)
             sight = self._in_sight(db, depth)
-            recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {_DATA} AND "
+            recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {DATA} AND "
                                   f"{sight}").fetchone()[0]
             listed = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
             # a file still listed but not landing (a clash dropped it: `_drop_clashes`) is
             # on the server: never gone
             gone_names = tuple(r[0] for r in db.execute(
-                f"SELECT f.name FROM main.files f WHERE {_DATA} AND f.name NOT IN "
+                f"SELECT f.name FROM main.files f WHERE {DATA} AND f.name NOT IN "
                 "(SELECT name FROM staged WHERE listed OR (kind = 'file' AND NOT safe)) "
                 "AND NOT coalesce(pubmed_year(f.name)"
                 f" < ?, 0) AND selected_name(f.name) AND {sight} ORDER BY f.name", (new,)))
-        return Deletions(gone_names, superseded,
+        return Deletions(gone_names, old_years,
                          refusal(len(gone_names), recorded, listed, limit))
 
     @staticmethod
@@ -602,39 +568,9 @@ class Staging:
 
         return seen
 
-    @staticmethod
-    def _year_complete(db: sqlite3.Connection, dest: Path, year: int) -> bool:
-        """`_lifecycle.year_complete`: every listed file of `year` final and verified (by
-        its MD5, or a checksum, or `verify` since) when the year comes with NAME.md5 files;
-        final when it does not."""
-        # a year published with NAME.md5 files: each of its files must have been checked,
-        # one listed before its NAME.md5 (an upload under way) too
-        checked = db.execute("SELECT 1 FROM staged WHERE companion AND year = ? LIMIT 1",
-                             (year,)).fetchone() is not None
-        rows = db.execute(
-            "SELECT s.name, f.size, coalesce(f.md5, f.verified_at), f.bad, f.name IS NULL "
-            "FROM staged s LEFT JOIN main.files f ON f.name = s.name WHERE s.listed AND "
-            "s.year = ?", (year,))
-        for name, size, md5, bad, missing in rows:
-            if missing or bad is not None or (checked and md5 is None):
-                return False
-            try:
-                if (dest / name).lstat().st_size != size:
-                    return False
-            except OSError:
-                return False
-        return True
-
-
-# a listed PubMed data file of the selection (of `staged s`), whatever its year
-_OF_YEAR = "s.kind = 'file' AND s.safe AND s.selected AND NOT s.checksum"
 
 # the kinds of a directory whose files the listing does not show (see `_in_sight`)
 _HIDING = ("unlisted", "loop")
-
-# a data file of the manifest: every row but the NAME.md5 of a recorded NAME
-_DATA = ("NOT (f.name GLOB '*.md5' AND substr(f.name, 1, length(f.name) - 4) IN "
-         "(SELECT name FROM main.files))")
 
 
 def _utf8(entry: RemoteEntry) -> bool:
