@@ -462,8 +462,9 @@ class FileAttempts:
     async def _remote(self, session: Session) -> RemoteFile:
         path = self.source.remote_path(self.entry.name)
         entry = self._adopted or self._now or self.entry
+        now: RemoteEntry | None = None  # what a SIZE/MDTM or HEAD of this attempt said
         if entry.size is None:  # the listing did not say: ask
-            entry = await session.stat(path)
+            entry = now = await session.stat(path)
         elif self._furthest > 0 or (self._recheck and not isinstance(session, S3Session)):
             # a retry that would resume, or one after an answer of another version: is it
             # still the same file? (S3's is asked in `_recheck_version`)
@@ -483,8 +484,10 @@ class FileAttempts:
                     self._now = entry
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
-        self._before = (None if self._vouched(session, entry)
-                        else await looked_at(session, path))
+        if self._vouched(session, entry):
+            self._before = None
+        else:  # (asked once: a retry's look at the file is the look before it too)
+            self._before = now or await looked_at(session, path)
         self.size = entry.size
         self.mtime = entry.mtime if entry.mtime else self.entry.mtime
         self.current = entry
