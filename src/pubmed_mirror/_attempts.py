@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
+from ._companion import Companion
 from ._digest import Checksum, PartDigest, file_checksum, file_md5
 from ._errors import (
     ChecksumMismatch,
@@ -27,8 +27,7 @@ from ._errors import (
     local_errors,
 )
 from ._events import FileProgress, FileRetrying, FileStarted
-from ._plan import CHECKSUM_SUFFIX, PlannedFile, same_time
-from ._pubmed import parse_md5_file
+from ._plan import PlannedFile, same_time
 from ._resume import same_version
 from ._rewrite import changed_since, looked_at
 from ._s3 import ObjectHead, S3Session
@@ -54,10 +53,8 @@ from ._transport import RemoteEntry, Session
 from ._tree import make_parents
 from ._whole import (
     IN_MEMORY,
-    fetch_small,
     in_memory,
     receive_whole,
-    write_atomically,
     write_checked,
 )
 
@@ -89,7 +86,7 @@ class FileAttempts:
         self.mtime = planned.entry.mtime  # stamped on the final file and recorded
         self.local_copy_kept = False  # a "check" found the local copy right
         self.record_error: str | None = None  # NAME is final, its record could not be written
-        self._checksum: bytes | None = None  # NAME.md5's bytes, fetched once per digest
+        self.companion = Companion(self.entry.name, planned.checksum)  # NAME.md5
         # S3: the object's own checksum (`_object_checksum`), asked once per version
         self.object_checksum: Checksum | None = None
         self._object_asked = False
@@ -122,7 +119,7 @@ class FileAttempts:
 
     def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
         if isinstance(error, ChecksumMismatch | WrongVersion):
-            self._checksum = None  # the server may have replaced both: ask again
+            self.companion.forget()  # the server may have replaced both: ask again
             self._object_asked = False
             self._doubted = isinstance(error, ChecksumMismatch)
             self._recheck = True
@@ -378,32 +375,21 @@ class FileAttempts:
         the listed size and parsed), else the MD5 the listing gave (S3's single-part ETag);
         None when there is neither. A short or unreadable NAME.md5 is a transient error: it
         is fetched again."""
-        checksum = self.planned.checksum
-        if checksum is None and self._adopted is not None:
+        if self.planned.checksum is not None:
+            return await self.companion.md5(
+                session, self.source.remote_path(self.planned.checksum.name),
+                stall_timeout=self.run.options.timeouts.stall)
+        if self._adopted is not None:
             return self._adopted_md5
-        if checksum is None:
-            if (self.entry.md5 is not None and isinstance(session, S3Session)
-                    and not self._object_asked
-                    and (self._doubted or session.transport.etags_doubted)):
-                head = await session.doubt(self.source.remote_path(self.entry.name),
-                                           self._version)
-                self.object_checksum, self._etag_md5 = ((head.checksum, head.etag_is_md5)
-                                                        if head else (None, True))
-                self._object_asked = True  # (not before: a HEAD that failed is asked again)
-            return self.entry.md5 if self._etag_md5 else None
-        path = self.source.remote_path(checksum.name)
-        if self._checksum is None:
-            data = await fetch_small(session, path, limit=_CHECKSUM_LIMIT,
-                                     stall_timeout=self.run.options.timeouts.stall)
-            if checksum.size is not None and len(data) != checksum.size:
-                raise TruncatedTransfer(f"checksum file: {len(data)} bytes, the listing says "
-                                        f"{checksum.size}", path=path)
-            self._checksum = data
-        try:
-            return parse_md5_file(self._checksum, self.entry.name)
-        except ValueError as exc:
-            self._checksum = None
-            raise ProtocolError(f"cannot read the checksum file: {exc}", path=path) from None
+        if (self.entry.md5 is not None and isinstance(session, S3Session)
+                and not self._object_asked
+                and (self._doubted or session.transport.etags_doubted)):
+            head = await session.doubt(self.source.remote_path(self.entry.name),
+                                       self._version)
+            self.object_checksum, self._etag_md5 = ((head.checksum, head.etag_is_md5)
+                                                    if head else (None, True))
+            self._object_asked = True  # (not before: a HEAD that failed is asked again)
+        return self.entry.md5 if self._etag_md5 else None
 
     async def _object_checksum(self, session: Session) -> None:
         """S3, an object with no MD5 (a multipart ETag): its own full-object checksum, asked
@@ -426,7 +412,7 @@ class FileAttempts:
         try:
             await self._expected_md5(session)
         except (TransientError, PermanentError) as exc:
-            self._checksum = None
+            self.companion.forget()
             log.warning("%s: not kept beside %s: %s", self.planned.checksum.name
                         if self.planned.checksum else "", self.entry.name, describe(exc))
 
@@ -565,45 +551,17 @@ class FileAttempts:
                         self.record_error)
 
     def _write_record(self) -> None:
-        """Write NAME.md5 beside NAME, then vouch for both in the manifest. A NAME.md5 that
-        travelled with an earlier version, when none travels now (none listed, or with
-        --no-verify one that could not be fetched), goes (`_drop_companion`)."""
+        """Write NAME.md5 beside NAME (or drop a stale one: `Companion.write`), then vouch
+        for NAME in the manifest."""
+        self.companion.write(self.run.dest, self.run.manifest)
         now = time.time()
-        dest, manifest, checksum = self.run.dest, self.run.manifest, self.planned.checksum
-        if checksum is not None and self._checksum is not None:
-            write_atomically(dest / checksum.name, self._checksum, checksum.mtime, dest)
-            manifest.record(ManifestEntry(checksum.name, len(self._checksum), checksum.mtime,
-                                          None, now, shown=checksum.shown))
         etag = self.current.validator  # a strong ETag names the version (S3: vouched by)
         own = self.object_checksum  # S3's checksum of the object (checked when it can be)
         checked = self.md5 is not None or (own is not None and own.checkable)
-        manifest.record(ManifestEntry(self.entry.name, self.size, self.mtime, self.md5,
-                                      now, now if checked else None,
-                                      etag=etag if etag and etag.startswith('"') else None,
-                                      checksum=str(own) if own else None,
-                                      shown=self.entry.shown))
-        if checksum is None or self._checksum is None:
-            self._drop_companion()
-
-    def _drop_companion(self) -> None:
-        """No NAME.md5 travels with NAME now: one the mirror wrote beside an earlier version
-        of NAME may no longer say what NAME is (`verify` would call the file corrupt, and
-        so every run fetch it again), and goes with its record. One the mirror never
-        recorded is not its own: it stays."""
-        companion = self.entry.name + CHECKSUM_SUFFIX
-        if self.run.manifest.get(companion) is None:
-            return
-        path = self.run.dest / companion
-        try:
-            with local_errors(path):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-        except LocalFileError as exc:
-            log.warning("%s: not removed, though it no longer describes %s: %s", path,
-                        self.entry.name, describe(exc))
-            return
-        self.run.manifest.delete(companion)
-
+        self.run.manifest.record(ManifestEntry(
+            self.entry.name, self.size, self.mtime, self.md5, now, now if checked else None,
+            etag=etag if etag and etag.startswith('"') else None,
+            checksum=str(own) if own else None, shown=self.entry.shown))
 
 def _ready(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fresh: bool
            ) -> tuple[int, list[Span], bool, RemoteFile, tuple[int, int]]:
@@ -633,5 +591,3 @@ def _prepare(part: Path, remote: RemoteFile, scan: bool, fresh: bool,
         return have, found, restarted, remote
     return have, [], restarted, remote
 
-
-_CHECKSUM_LIMIT = 64 << 10  # an NCBI .md5 is ~60 bytes; anything this big is not one
