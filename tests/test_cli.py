@@ -97,6 +97,24 @@ def test_bad_url_exits_2(dest: Path, url: str) -> None:
     assert result.returncode == 2 and "error" in result.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ["http://300:9000/x/"], ["ftp://1.2.3/x/"], ["http://0x7f.1:8/x/"],
+    ["http://127.0.0.1:0/x/"], ["ftp://127.0.0.1:0/x/"], ["https://[::1]:0/x/"],
+    ["s3://bucket/x/", "--s3-endpoint", "http://300:9000"],
+    ["s3://bucket/x/", "--s3-endpoint", "http://999.1.1.1"],
+    ["s3://bucket/x/", "--s3-endpoint", "http://127.0.0.1:0"],
+    ["https://127.0.0.1:9/x/", "--proxy", "http://1.2.3:8"],
+])
+def test_an_address_no_url_parser_agrees_on_exits_2(dest: Path, args: list[str]) -> None:
+    """A host that reads as an IPv4 address but is not one (aiohttp failed with a traceback
+    on `300`; `0x7f.1` reached 127.0.0.1), or a port 0 (taken for "none": port 80 or 21
+    was connected to), is one error line and exit 2, before any I/O."""
+    result = run("mirror", *args, "--dest", str(dest), "--json")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "error" in result.stderr
+    assert not dest.exists()
+
+
 def test_unwritable_dest_exits_2(ftpd: FaultyFTPServer, tmp_path: Path) -> None:
     """A DEST that cannot be created is refused before any connection."""
     blocker = tmp_path / "file"

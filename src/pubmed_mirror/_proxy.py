@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ._address import host_problem, port_of
 from ._errors import BadSource
 
 __all__ = ["Proxy", "bypassed", "parse_proxy", "proxy_for"]
@@ -72,14 +73,14 @@ def parse_proxy(text: str, *, from_argv: bool = False,
         text = "http://" + text
     try:
         parts = urlsplit(text)
-        port = parts.port or _DEFAULT_PORT
+        port = port_of(parts, _DEFAULT_PORT)
     except ValueError:
         raise BadSource(f"malformed proxy URL {shown!r}: expected http://host[:port]") from None
     if parts.scheme.lower() != "http":
         raise BadSource(f"unsupported proxy URL {shown!r}: expected http://host[:port]")
     host = parts.hostname or ""
     if (not host or parts.path not in ("", "/") or parts.query or parts.fragment
-            or any(c.isspace() or c in "\0/\\" for c in host)):
+            or host_problem(f"[{host}]" if ":" in host else host) is not None):
         raise BadSource(f"malformed proxy URL {shown!r}: expected http://host[:port]")
     if parts.password is not None and from_argv:
         raise BadSource("do not put the proxy's password on the command line; set it in "

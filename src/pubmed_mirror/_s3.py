@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from ._address import host_problem, port_of
 from ._backoff import ServerGate
 from ._digest import Checksum
 from ._errors import (
@@ -101,7 +102,7 @@ def _check_endpoint(url: str) -> tuple[str, str, int]:
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+        port = port_of(parts, {"http": 80, "https": 443}.get(scheme, 0))
     except ValueError as exc:
         raise BadSource(f"malformed --s3-endpoint {url!r}: {exc}") from None
     if scheme not in ("http", "https") or not parts.hostname:
@@ -109,8 +110,8 @@ def _check_endpoint(url: str) -> tuple[str, str, int]:
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise BadSource(f"malformed --s3-endpoint {url!r}: only http[s]://host[:port]")
     host = parts.hostname
-    if not re.fullmatch(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]+", host):
-        raise BadSource(f"malformed --s3-endpoint {url!r}: invalid host name")
+    if (problem := host_problem(f"[{host}]" if ":" in host else host)) is not None:
+        raise BadSource(f"malformed --s3-endpoint {url!r}: {problem}")
     return scheme, host, port
 
 

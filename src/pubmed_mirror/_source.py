@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import netrc
 import os
-import re
 import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
+from ._address import host_problem, port_of
 from ._backoff import ServerGate
 from ._errors import (
     BadSource,
@@ -43,9 +43,6 @@ TRANSPORTS = ("ftp", "https", "auto")  # for the presets
 PASSWORD_ENV = "PUBMED_MIRROR_PASSWORD"
 EMAIL_ENV = "PUBMED_MIRROR_EMAIL"  # read by the command; the library takes email=
 _ANONYMOUS = ("anonymous", "ftp")
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+$|^\[[0-9A-Fa-f:.]+\]$")
-
-
 _SPECIALS = set('()<>[]\\,;:"')  # RFC 5322's, which an unquoted address cannot hold
 
 
@@ -63,8 +60,8 @@ def check_email(address: str, *, what: str = "email") -> str:
 
 def _check_location(host: str, port: int, path: str) -> None:
     """ValueError unless host, port and the remote directory are well formed."""
-    if not host or not _HOST.match(host):
-        raise BadSource(f"invalid host name {host!r}")
+    if (problem := host_problem(host)) is not None:
+        raise BadSource(f"{problem}: {host!r}")
     if not 0 < port < 65536:
         raise BadSource(f"invalid port {port}")
     if not path.startswith("/"):
@@ -121,7 +118,7 @@ class FtpSource:
             raise BadSource(f"unknown preset {url!r}: use one of {', '.join(PRESETS)}")
         try:
             parts = urlsplit(url)
-            port = parts.port or 21
+            port = port_of(parts, 21)
         except ValueError as exc:
             raise BadSource(f"malformed URL {url!r}: {exc}") from None
         if parts.scheme.lower() != "ftp":
@@ -226,7 +223,7 @@ class HttpSource:
         try:
             parts = urlsplit(url)
             scheme = parts.scheme.lower()
-            port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+            port = port_of(parts, _DEFAULT_PORTS.get(scheme, 0))
         except ValueError as exc:
             raise BadSource(f"malformed URL {url!r}: {exc}") from None
         if scheme not in _DEFAULT_PORTS:

@@ -1,0 +1,46 @@
+"""Where a URL points: its host and port, checked before any I/O (a malformed one is
+BadSource, exit 2, not a connection to somewhere the user did not name)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import SplitResult
+
+__all__ = ["host_problem", "port_of"]
+
+_NAME = re.compile(r"[A-Za-z0-9._\-]+")  # ("_": names in /etc/hosts, Docker's)
+_NUMBER = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+
+
+def host_problem(host: str) -> str | None:
+    """What is wrong with `host` (a name, an IPv4 address, or an IPv6 one in brackets, as a
+    URL holds it), or None. A name whose last label is a number is an IPv4 address to a
+    URL parser (WHATWG's, yarl's): it must be one, written out (`300`, `1.2.3`, `0x7f.1`
+    are refused; aiohttp fails on some of them, and the rest reach an address the user
+    did not write)."""
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return "not an IPv6 address"
+        return None
+    if not host or not _NAME.fullmatch(host):
+        return "invalid host name"
+    if _NUMBER.fullmatch(host.rstrip(".").rpartition(".")[2]):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return "not an IPv4 address (four numbers 0-255, as in 127.0.0.1)"
+    return None
+
+
+def port_of(parts: SplitResult, default: int) -> int:
+    """The URL's port, `default` when it names none; ValueError for one out of range (1 to
+    65535: a port 0 is not "no port")."""
+    port = parts.port  # (ValueError beyond 65535 or not a number)
+    if port is None:
+        return default
+    if port == 0:
+        raise ValueError("port 0 is out of range 1-65535")
+    return port
