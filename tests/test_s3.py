@@ -408,6 +408,36 @@ def test_s3_an_empty_folder_marker_gives_way_to_the_files_below_it(
         assert_files(dest, {**below, "n": b"file n\n"})
 
 
+def test_s3_a_folder_marker_mirrored_alone_gives_way_once_files_come_below_it(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """An empty object mirrored while nothing was below it (an empty file `m` in DEST, the
+    run's own), then keys put below it on the server: the next run removes that empty file
+    and lands them (before, every run failed `m/x.bin`, "not a directory", with or without
+    --delete). A file the user wrote into such an `n` is not theirs to remove: it stays and
+    the files below it fail, saying so."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    for key in ("m", "n"):
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=b"")
+    client.put_object(Bucket=name, Key="data/z.bin", Body=b"z")
+    dest = tmp_path / "dest"
+    args = ("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest", str(dest))
+    first = run(*args)
+    assert first.returncode == 0, first.stderr
+    assert (dest / "m").read_bytes() == b"" and (dest / "n").is_file()
+    (dest / "n").write_bytes(b"the user's own words\n")
+    client.put_object(Bucket=name, Key="data/m/x.bin", Body=b"x" * 100)
+    client.put_object(Bucket=name, Key="data/n/y.bin", Body=b"y")
+    second = run(*args)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert (dest / "m" / "x.bin").read_bytes() == b"x" * 100
+    assert (dest / "n").read_bytes() == b"the user's own words\n"
+    assert "n/y.bin" in second.stdout + second.stderr
+    assert run(*args, "--dry-run").returncode == 0
+    status = run("status", str(dest))
+    assert "m/x.bin" not in status.stdout
+
+
 async def test_s3_idle_sessions_of_a_region_left_are_not_used(
         proxy: S3FaultProxy, bucket: str) -> None:
     """Sessions warmed (made ahead, idle) before the bucket's region was learnt are not

@@ -69,7 +69,7 @@ from ._state import DestLock, Manifest
 from ._tail import FileTail, Tails
 from ._transfer import discard_empty_part, sync_directory
 from ._transport import RemoteEntry, Source
-from ._tree import SEPARATOR, behind_link, probe_folding
+from ._tree import SEPARATOR, behind_link, give_way, probe_folding
 
 __all__ = ["EventCallback", "MirrorRun", "open_run", "open_source"]
 
@@ -220,6 +220,9 @@ class MirrorRun:
                     if early is not None:
                         tg.start_soon(self._feed_early, early, queue)
                     plan = await self.plan(deletions=False)
+                    if self.staging.markers:  # (their files were not fed early: `_staging`)
+                        await anyio.to_thread.run_sync(give_way, self.dest, self.manifest,
+                                                       self.staging.markers)
                     if early is not None:
                         await early.drained()
                     await self._start(plan)

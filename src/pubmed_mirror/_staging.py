@@ -121,6 +121,7 @@ class Staging:
         # the PubMed year whose older ones are retired: the newest listed once it is the
         # one that replaces DEST's (`_years.takes_over`), DEST's own until then
         self.newest: int | None = None
+        self.markers: list[str] = []  # the folder markers dropped (`_drop_clashes`)
         self._may_resume: Callable[[str], bool] | None = None  # DEST's recorded parts
         self._decided = 0  # decide_early's calls so far
 
@@ -235,11 +236,12 @@ class Staging:
             # later in a sorted listing
             if nested:
                 folders = _FOLDERS.format(f"staged WHERE NOT fed AND {live}")
-                self._drop(db, "SELECT o.seq, o.name, 'an empty object named as the "
-                           "directory of ' || quote(min(p.owner)) || ' (a folder marker)' "
-                           f"FROM ({folders}) p JOIN staged o ON o.name = p.folder AND "
-                           f"o.kind = 'file' AND o.size = 0 AND o.safe AND NOT "
-                           f"{self._retired('o.')} GROUP BY o.seq", self._newest())
+                self.markers = self._drop(
+                    db, "SELECT o.seq, o.name, 'an empty object named as the directory of "
+                    "' || quote(min(p.owner)) || ' (a folder marker)' "
+                    f"FROM ({folders}) p JOIN staged o ON o.name = p.folder AND "
+                    f"o.kind = 'file' AND o.size = 0 AND o.safe AND NOT "
+                    f"{self._retired('o.')} GROUP BY o.seq", self._newest())
                 self._drop(db, f"SELECT p.seq, p.owner, 'its directory ' || quote(o.name) || "
                            f"' is the file ' || quote(o.name) FROM ({folders}) p "
                            f"JOIN staged o ON o.name = p.folder AND o.kind = 'file' AND "
@@ -266,13 +268,16 @@ class Staging:
         db.execute("DROP TABLE temp.folders")
 
     @staticmethod
-    def _drop(db: sqlite3.Connection, query: str, params: dict[str, Any] | None = None) -> None:
-        """The files `query` finds (seq, name, why) are not safe to land: dropped, logged."""
+    def _drop(db: sqlite3.Connection, query: str, params: dict[str, Any] | None = None
+              ) -> list[str]:
+        """The files `query` finds (seq, name, why) are not safe to land: dropped, logged;
+        their names returned."""
         found = db.execute(query, params or {}).fetchall()
         for _, name, why in found:
             log.warning("skipping entry %r: %s", name, why)
         db.executemany("UPDATE staged SET safe = 0, selected = 0, fold = NULL WHERE seq = ?",
                        [(seq,) for seq, _, _ in found])
+        return [name for _, name, _ in found]
 
     def _retired(self, alias: str = "") -> str:
         return f"coalesce({alias}year < :newest, 0)"

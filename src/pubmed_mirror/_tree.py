@@ -30,9 +30,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import LocalFileError
+from ._errors import LocalFileError, local_errors
 from ._layout import OWN_SUFFIXES
-from ._state import STATE_DIR
+from ._state import STATE_DIR, Manifest
 
 __all__ = ["FoldRule", "behind_link", "local_tree", "make_parents", "probe_folding",
            "unsafe_name_reason", "unsafe_path_reason"]
@@ -156,6 +156,29 @@ def make_parents(dest: Path, name: str) -> None:
             what = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
             raise LocalFileError(f"{folder} is {what}: {name} is not written through it",
                                  path=name)
+
+
+def give_way(dest: Path, manifest: Manifest, markers: list[str]) -> None:
+    """Folder markers that now have files below them on the server (`Staging.markers`):
+    the empty file a run before landed for each, when nothing was listed below it yet,
+    goes with its record, so that the directory the files need can be made (else every
+    run failed them: "not a directory"). Only a recorded file that is still empty: a
+    file the user wrote there, or into it, stays (and the files below it fail)."""
+    for name in markers:
+        row = manifest.get(name)
+        if row is None or row.size != 0:
+            continue
+        path = dest / name
+        try:
+            with local_errors(path):
+                if not stat.S_ISREG((found := path.lstat()).st_mode) or found.st_size:
+                    continue
+                path.unlink()
+        except (FileNotFoundError, LocalFileError):
+            continue
+        manifest.delete(name)
+        log.info("%s: the empty file that stood for a folder marker goes: files are now "
+                 "listed below it", name)
 
 
 def _mkdir(folder: Path) -> None:
