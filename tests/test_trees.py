@@ -408,6 +408,39 @@ def test_recursive_tree_from_proftpd(world_readable: Path, tmp_path: Path) -> No
     assert status["extra"] == 0 and status["missing"] == 0
 
 
+def test_vsftpd_directory_it_may_not_read_keeps_its_files_under_delete(
+        world_readable: Path, tmp_path: Path) -> None:
+    """vsftpd (LIST, no MLSD) lists a directory it may not read as that directory's own
+    line, and a missing one as nothing, both with "226 Directory send OK": once `secret/`
+    turned unreadable, `--delete` removed its files (exit 0), and a mistyped start directory
+    mirrored nothing with exit 0. Now such a directory is one that could not be listed:
+    its files stay and the run fails; so does the missing start directory."""
+    remote = world_readable / "tree"
+    (remote / "keep").mkdir(parents=True)
+    (remote / "secret").mkdir()
+    (remote / "keep/k.txt").write_bytes(b"keep\n")
+    secret = {f"secret/s{i}.txt": f"secret {i}\n".encode() for i in range(3)}
+    for name, data in secret.items():
+        (remote / name).write_bytes(data)
+    _readable(world_readable)
+    dest = tmp_path / "local"
+    with real_server("vsftpd", world_readable, tmp_path / "server") as server:
+        url = server.url + "tree/"
+        first = run("mirror", url, "--dest", str(dest), "--recursive")
+        (remote / "secret").chmod(0o700)  # not the anonymous user's to read any more
+        second = run("mirror", url, "--dest", str(dest), "--recursive", "--delete",
+                     "--max-delete", "100%")
+        missing_start = run("mirror", server.url + "no-such-dir/", "--dest",
+                            str(tmp_path / "nothing"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert landed(dest) == {"keep/k.txt": b"keep\n", **secret}
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "secret" in second.stdout + second.stderr
+    assert landed(dest) == {"keep/k.txt": b"keep\n", **secret}
+    assert missing_start.returncode == 1, missing_start.stdout + missing_start.stderr
+    assert "cannot list" in missing_start.stderr
+
+
 @pytest.mark.parametrize("style", ["table", "pre"])
 def test_recursive_tree_from_apache_autoindex(world_readable: Path, tmp_path: Path,
                                               style: str) -> None:

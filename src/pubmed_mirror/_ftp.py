@@ -40,6 +40,7 @@ _C = TypeVar("_C", bound=_Closable)
 
 _CLOSE_TIMEOUT = 2.0
 _LIST_BUFFER = 256 << 10
+_UNREAD = "failed to open directory"  # vsftpd's 226 for a directory it could not list
 
 
 def _receiver_sizes(buffer: int | None) -> dict[str, int]:
@@ -158,15 +159,18 @@ class _DataStream:
         self._session = session
         self._path = path
         self._phase = phase
+        self.reply = ""  # the final reply, once `finish` read it
 
     def close(self) -> None:
         raise NotImplementedError
 
     async def finish(self) -> None:
+        """The final reply read (kept: `reply`): the session is back in sync."""
         self.close()
         with _deadline(self._session.stall_timeout, phase="finish", path=self._path):
-            await self._session.client.command(None, "2xx", "1xx")
+            code, info = await self._session.client.command(None, "2xx", "1xx")
         self._session.healthy = True  # the final reply is read: back in sync
+        self.reply = f"{code} {' '.join(info).strip()}"
 
 
 class FtpReadStream(_DataStream):
@@ -325,7 +329,10 @@ class FtpSession:
                 if not (exc.reply or "").startswith("50"):  # 500-504: MLSD not understood
                     raise
                 self._mlsd = False
-        lines = await self._list_lines(f"LIST {path}", path)
+        # `dir/`, not `dir`: vsftpd lists a directory it may not read (or one that is not
+        # there) as `dir`'s own line, or as nothing, with "226 Directory send OK"; asked for
+        # `dir/`, it says "226 Transfer done (but failed to open directory)" (`_UNREAD`)
+        lines = await self._list_lines(f"LIST {path.rstrip('/')}/", path)
         return await _parsed(lines, read_list_line, sink)
 
     async def _list_lines(self, command: str, path: str) -> tuple[bytes, ...]:
@@ -348,6 +355,9 @@ class FtpSession:
             raise TransferStalled(f"the listing was not complete within {deadline:g} s",
                                   path=path)
         await stream.finish()
+        if _UNREAD in (reply := stream.reply).lower():  # no 550 for it: a 226 (see `list`)
+            raise RemoteFileError("cannot list the directory", path=path,
+                                  reply=reply)
         return tuple(line for line in bytes(data).splitlines() if line.strip())
 
     async def stat(self, path: str) -> RemoteEntry:
