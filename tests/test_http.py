@@ -479,7 +479,7 @@ async def test_stall_times_out_and_resumes(web_tree: Tree, certificate: tuple[Pa
                                            tmp_path: Path, scheme: str) -> None:
     """A body that goes silent is given up after the stall timeout and resumed."""
     server = _web(web_tree, scheme, certificate)
-    server.add(BIG, WebFault("stall", after=500_000, seconds=30))
+    server.add(BIG, WebFault("stall", after=500_000, seconds=4))
     async with server.running():
         with anyio.fail_after(20):
             report = await mirror(_source(server, certificate), tmp_path / "m", opts(
