@@ -432,6 +432,9 @@ def test_s3_a_folder_marker_mirrored_alone_gives_way_once_files_come_below_it(
     assert second.returncode == 1, second.stdout + second.stderr
     assert (dest / "m" / "x.bin").read_bytes() == b"x" * 100
     assert (dest / "n").read_bytes() == b"the user's own words\n"
+    client.put_object(Bucket=name, Key="data/k/", Body=b"bytes in a key ending in '/'")
+    third = run(*args)
+    assert "skipping entry 'k/': a key ending in '/' (28 bytes)" in third.stderr
     assert "n/y.bin" in second.stdout + second.stderr
     assert run(*args, "--dry-run").returncode == 0
     status = run("status", str(dest))

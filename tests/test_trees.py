@@ -408,6 +408,23 @@ def test_recursive_tree_from_proftpd(world_readable: Path, tmp_path: Path) -> No
     assert status["extra"] == 0 and status["missing"] == 0
 
 
+def test_proftpd_symlinks_are_skipped_with_a_warning(world_readable: Path,
+                                                    tmp_path: Path) -> None:
+    """proftpd's MLSD names a link `type=OS.unix=symlink` (RFC 3659's example says `slink`):
+    it was taken for "neither file nor directory" and skipped without a word."""
+    remote = world_readable / "links"
+    remote.mkdir()
+    (remote / "a.txt").write_bytes(b"a\n")
+    (remote / "link.txt").symlink_to("a.txt")
+    _readable(world_readable)
+    dest = tmp_path / "local"
+    with real_server("proftpd", world_readable, tmp_path / "server") as server:
+        result = run("mirror", server.url + "links/", "--dest", str(dest))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "skipping symlink entry 'link.txt'" in result.stderr
+    assert landed(dest) == {"a.txt": b"a\n"}
+
+
 def test_vsftpd_directory_it_may_not_read_keeps_its_files_under_delete(
         world_readable: Path, tmp_path: Path) -> None:
     """vsftpd (LIST, no MLSD) lists a directory it may not read as that directory's own

@@ -453,7 +453,7 @@ def _kind(value: str) -> EntryKind:
         return "file"
     if value in ("dir", "cdir", "pdir"):
         return "dir"
-    if value.startswith("os.unix=slink") or value == "link":
+    if value.startswith(("os.unix=slink", "os.unix=symlink")) or value == "link":
         return "link"
     return "other"
 

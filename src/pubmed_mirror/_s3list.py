@@ -9,6 +9,7 @@ token by the next attempt, never the listing from the start.
 
 from __future__ import annotations
 
+import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from ._errors import ProtocolError
 from ._transport import RemoteEntry
 
 __all__ = ["Listing", "PageParser", "error_code", "etag_md5", "in_key_order", "page_query"]
+
+log = logging.getLogger("pubmed_mirror")
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -184,7 +187,10 @@ class PageParser:
         name = key[len(self._prefix):]
         etag = fields.get(tags.etag) or None
         if name.endswith("/"):  # a "folder" marker: neither a file nor a directory to
-            return None          # list (the prefix's listing already holds what is below)
+            if size != "0":      # list (the prefix's listing already holds what is below)
+                log.warning("skipping entry %r: a key ending in '/' (%s bytes) cannot be a "
+                            "file here", name, size)
+            return None
         return RemoteEntry(name, int(size), _time(fields.get(tags.modified, "")),
                            validator=etag, md5=etag_md5(etag))
 

@@ -171,6 +171,8 @@ class Staging:
         name = entry.name
         if entry.kind == "link":
             log.warning("skipping symlink entry %r", name)
+        elif entry.kind == "other":
+            log.warning("skipping entry %r: neither a file nor a directory", name)
         safe = entry.kind == "file" and _safe(entry)
         shown = entry.size_shown or (None, None)
         return (name, self._seq, entry.size, entry.mtime, entry.kind, entry.mtime_resolution,
