@@ -119,6 +119,26 @@ async def test_events_as_async_iterator(ftpd: FaultyFTPServer, tree: Tree, dest:
 BIG = "pubmed26n0006.xml.gz"  # 3_000_001 bytes
 
 
+@pytest.mark.parametrize("with_md5", [True, False], ids=["md5", "no-md5"])
+async def test_a_recent_file_listed_by_list_resumes_when_an_md5_checks_it(
+        tree: Tree, dest: Path, with_md5: bool) -> None:
+    """LIST shows minutes, often in the server's local time, so MDTM cannot be matched with
+    it: a file modified within the hour before its part began was taken for a new version
+    at every resume and fetched again from byte 0 (a daily update file mirrored soon after
+    it is posted, over a link that resets). With its NAME.md5 a splice of two versions
+    cannot pass the check, so the drop is resumed; without one it still starts again."""
+    data = tree[1][BIG]
+    if with_md5:
+        (tree[0] / f"{BIG}.md5").write_text(f"MD5({BIG})= {hashlib.md5(data).hexdigest()}\n")
+    with FaultyFTPServer(tree[0], disable_mlsd=True) as server:
+        server.faults.add(BIG, Fault(kind="close_426", after_bytes=1_234_567))
+        report = await mirror(server.url, dest, opts(include=(BIG,)))
+        offsets = server.stats.rest_offsets[BIG]
+    assert report.ok, report.failed
+    assert (dest / BIG).read_bytes() == data
+    assert offsets == ([0, rest_at(1_234_567)] if with_md5 else [0, 0])
+
+
 @pytest.mark.parametrize("kind", ["close_426", "close_226", "kill_control"])
 @pytest.mark.parametrize("after", [1, 65_536, 1_234_567, 2_999_999])
 async def test_clean_drop_resumes_at_exact_offset(ftpd: FaultyFTPServer, tree: Tree, dest: Path,

@@ -120,15 +120,18 @@ def same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | No
     `part_started`. MLSD's time is UTC to the second, like MDTM's: compared directly. An
     `ls -l` time is coarse and often the server's local time, so MDTM (UTC) is compared with
     when the part began instead: a file modified since then, or shortly before (the server's
-    clock may be behind), is taken for a new version. With no time to compare, only an MD5
-    (`checked`) would catch two versions spliced: without one, it is not the same."""
+    clock may be behind), is taken for a new version, unless an MD5 checks it (`checked`):
+    then a splice of two versions fails the check and the file is fetched again, while a
+    resume is not lost for every file posted within the hour (a daily update file). With no
+    time to compare, only an MD5 would catch two versions spliced: without one, it is not
+    the same."""
     if now.size is not None and now.size != listed.size:
         return False
     if listed.mtime is None or now.mtime is None:
         return checked
     if listed.mtime_resolution <= 1:
         return -1 < now.mtime - listed.mtime < 2
-    return part_started is not None and now.mtime < part_started - _CLOCK_SKEW
+    return checked or part_started is not None and now.mtime < part_started - _CLOCK_SKEW
 
 
 _CLOCK_SKEW = 3600.0  # erring this way costs a restart from 0, never a splice
