@@ -746,8 +746,8 @@ def test_a_file_rewritten_within_the_minute_it_was_fetched_in_is_fetched_again(
     """nginx's index shows minutes. A file and its NAME.md5 fetched, then both rewritten at
     the same size within the same minute: every run after called them up to date, for ever
     (the listed minute held the recorded time). A record made before the listed minute was
-    over is now checked once (its NAME.md5 fetched again): the new version lands, and the
-    run after that transfers nothing."""
+    over is now checked (its NAME.md5 fetched again) while that minute and one more last: the
+    new version lands, and the run after that fetches no file (at most its NAME.md5)."""
     if reason := missing("nginx"):
         pytest.skip(reason)
     while time.time() % 60 > 40:  # both versions in one minute, with time to spare

@@ -492,8 +492,12 @@ def _entry(name: str, facts: Mapping[str, Any], kind: EntryKind) -> RemoteEntry 
     if name in (".", ".."):
         return None
     size = str(facts.get("size", ""))
+    # a directory's `unique` (device and inode: proftpd, pure-ftpd, pyftpdlib) tells two
+    # look-alike directories apart (`_walk`: `x/x` below `x`, each holding only `x`)
+    unique = facts.get("unique") if kind == "dir" else None
     return RemoteEntry(name, int(size) if size.isdigit() else None,
-                       parse_mlsx_time(str(facts.get("modify", ""))), kind)
+                       parse_mlsx_time(str(facts.get("modify", ""))), kind,
+                       validator=f"unique={unique}" if unique else None)
 
 
 async def _parsed(lines: tuple[bytes, ...], read: Callable[[bytes], RemoteEntry | None],

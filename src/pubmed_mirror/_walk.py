@@ -6,7 +6,8 @@ that stays in the directory) is listed too, its entries named by their path belo
 start (`a/b/c`, see `_tree`). Links are never entered (FTP lists them as links; the
 autoindex parser takes no link leading above or away from the directory). A directory whose
 listing is the same as one of its ancestors' is a loop (a link the server follows for us),
-unless the server says otherwise: a file both list is asked for in both (SIZE and MDTM,
+unless the server says otherwise: MLSD's `unique` facts of the directories they hold differ
+(the fingerprint holds them), or a file both list is asked for in both (SIZE and MDTM,
 HEAD), and answers that differ make it a real directory after all (http.server's pages
 show names alone). A listing with no file to ask (directories only) and the same listing
 a second time below are loops whatever the answers (entering either would fetch the tree
@@ -125,7 +126,7 @@ class _Seen:
         for entry in entries:
             self.count += 1
             self.total = (self.total + hash((entry.name, entry.size, entry.mtime,
-                                             entry.kind))) & _MASK
+                                             entry.kind, entry.validator))) & _MASK
             if entry.kind == "dir":
                 self.folders.append(entry.name)
             elif entry.kind == "file" and self.sample is None:
