@@ -441,6 +441,30 @@ def test_s3_a_folder_marker_mirrored_alone_gives_way_once_files_come_below_it(
     assert "m/x.bin" not in status.stdout
 
 
+def test_s3_a_folder_marker_gives_way_only_in_dest_and_for_a_file_selected_below_it(
+        proxy: S3FaultProxy, client: Any, tmp_path: Path) -> None:
+    """The empty file of a folder marker is not removed behind a link (the user moved the
+    directory out of DEST and linked it back: the file there is outside DEST), nor when no
+    file selected lands below it (`--exclude 'm/*'`): found by review, each removed."""
+    name = f"bucket-{next(_names)}"
+    make_bucket(client, name)
+    for key in ("sub/m", "m"):
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=b"")
+    client.put_object(Bucket=name, Key="data/sub/z.bin", Body=b"z")
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    args = ("mirror", f"s3://{name}/data/", "--s3-endpoint", proxy.url, "--dest", str(dest),
+            "--exclude", "m/*")
+    assert run(*args).returncode == 0
+    os.rename(dest / "sub", outside)
+    (dest / "sub").symlink_to(outside)
+    for key in ("sub/m/x.bin", "m/x.bin"):
+        client.put_object(Bucket=name, Key=f"data/{key}", Body=b"x")
+    second = run(*args)
+    assert second.returncode == 1, second.stdout + second.stderr  # sub/m/x.bin: behind a link
+    assert (outside / "m").read_bytes() == b"" and (dest / "m").read_bytes() == b""
+    assert "removed" not in second.stderr
+
+
 async def test_s3_idle_sessions_of_a_region_left_are_not_used(
         proxy: S3FaultProxy, bucket: str) -> None:
     """Sessions warmed (made ahead, idle) before the bucket's region was learnt are not

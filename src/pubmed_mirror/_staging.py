@@ -238,12 +238,16 @@ class Staging:
             # later in a sorted listing
             if nested:
                 folders = _FOLDERS.format(f"staged WHERE NOT fed AND {live}")
-                self.markers = self._drop(
+                dropped = self._drop(
                     db, "SELECT o.seq, o.name, 'an empty object named as the directory of "
                     "' || quote(min(p.owner)) || ' (a folder marker)' "
                     f"FROM ({folders}) p JOIN staged o ON o.name = p.folder AND "
                     f"o.kind = 'file' AND o.size = 0 AND o.safe AND NOT "
                     f"{self._retired('o.')} GROUP BY o.seq", self._newest())
+                # (those a selected file lands below: `_tree.give_way`)
+                self.markers = [m for m in dropped if db.execute(
+                    "SELECT 1 FROM staged WHERE selected AND name > ? AND name < ? LIMIT 1",
+                    (m + SEPARATOR, m + chr(ord(SEPARATOR) + 1))).fetchone()]
                 self._drop(db, f"SELECT p.seq, p.owner, 'its directory ' || quote(o.name) || "
                            f"' is the file ' || quote(o.name) FROM ({folders}) p "
                            f"JOIN staged o ON o.name = p.folder AND o.kind = 'file' AND "

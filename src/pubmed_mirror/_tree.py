@@ -166,7 +166,7 @@ def give_way(dest: Path, manifest: Manifest, markers: list[str]) -> None:
     file the user wrote there, or into it, stays (and the files below it fail)."""
     for name in markers:
         row = manifest.get(name)
-        if row is None or row.size != 0:
+        if row is None or row.size != 0 or behind_link(dest, name):  # (a link: not ours)
             continue
         path = dest / name
         try:
@@ -177,8 +177,8 @@ def give_way(dest: Path, manifest: Manifest, markers: list[str]) -> None:
         except (FileNotFoundError, LocalFileError):
             continue
         manifest.delete(name)
-        log.info("%s: the empty file that stood for a folder marker goes: files are now "
-                 "listed below it", name)
+        log.warning("%s: the empty file a run before landed for this folder marker is "
+                    "removed: files are listed below it now", name)
 
 
 def _mkdir(folder: Path) -> None:
