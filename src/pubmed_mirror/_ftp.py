@@ -329,10 +329,14 @@ class FtpSession:
                 if not (exc.reply or "").startswith("50"):  # 500-504: MLSD not understood
                     raise
                 self._mlsd = False
-        # `dir/`, not `dir`: vsftpd lists a directory it may not read (or one that is not
-        # there) as `dir`'s own line, or as nothing, with "226 Directory send OK"; asked for
-        # `dir/`, it says "226 Transfer done (but failed to open directory)" (`_UNREAD`)
-        lines = await self._list_lines(f"LIST {path.rstrip('/')}/", path)
+        # `dir`, not `dir/`: proftpd lists a linked `dir/` as nothing (a `current` link)
+        lines = await self._list_lines(f"LIST {path.rstrip('/') or '/'}", path)
+        # vsftpd lists a directory it may not read as its own line, and one that is not
+        # there as nothing, with "226 Directory send OK"; asked for `dir/`, it says "226
+        # Transfer done (but failed to open directory)" (`_UNREAD`). Asked in those shapes
+        # only
+        if len(lines) < 2 and (not lines or _names_itself(read_list_line(lines[0]), path)):
+            await self._list_lines(f"LIST {path.rstrip('/')}/", path)
         return await _parsed(lines, read_list_line, sink)
 
     async def _list_lines(self, command: str, path: str) -> tuple[bytes, ...]:
@@ -476,6 +480,12 @@ def _mlsd_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
     if kind == "dir" and facts.get("type", "") != "dir":  # cdir, pdir: this one and its parent
         return None
     return _entry(name, facts, kind)
+
+
+def _names_itself(entry: RemoteEntry | None, path: str) -> bool:
+    """Whether a listing's one entry is the listed directory's own line (vsftpd's way)."""
+    return entry is not None and entry.kind == "dir" and entry.name == path.rstrip(
+        "/").rpartition("/")[2]
 
 
 def _mlsd_list_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
