@@ -257,10 +257,29 @@ def test_the_staged_comparison_reads_times_as_same_time(
         os.utime(local, (listed, listed))
     entry = RemoteEntry("f", 4, listed, mtime_resolution=resolution)
     with Manifest.open(tmp_path) as manifest:
-        manifest.record(ManifestEntry("f", 4, recorded, "0" * 32, fetched_at=1.0))
+        # (fetched long after the listed time's minute, or day, was over: see `_plan.YOUNG`)
+        manifest.record(ManifestEntry("f", 4, recorded, "0" * 32, fetched_at=2e9))
         files, _ = staged_plan(tmp_path, manifest, [entry], verify=False)
     vouched = same_time(recorded, entry) and listed is not None
     assert [f.action for f in files] == ["skip" if vouched else "check"]
+
+
+@pytest.mark.parametrize(("fetched", "resolution", "action"), [
+    (1_050.0, 60.0, "check"), (1_139.0, 60.0, "check"), (1_141.0, 60.0, "skip"),
+    (1_021.0, 1.0, "skip"), (1_025.0, 86_400.0, "check")])
+def test_a_record_made_before_its_listed_minute_was_over_is_checked(
+        tmp_path: Path, fetched: float, resolution: float, action: str) -> None:
+    """Listed at 1020 to the minute: recorded before 1020 + 2 x 60 (the minute, and as much
+    again for the server's clock), the file may have been rewritten within that minute at
+    the same size since: checked, not skipped. A time to the second vouches at once."""
+    local = tmp_path / "f"
+    local.write_bytes(b"abcd")
+    os.utime(local, (1_020.0, 1_020.0))
+    entry = RemoteEntry("f", 4, 1_020.0, mtime_resolution=resolution)
+    with Manifest.open(tmp_path) as manifest:
+        manifest.record(ManifestEntry("f", 4, 1_020.0, "0" * 32, fetched_at=fetched))
+        files, _ = staged_plan(tmp_path, manifest, [entry], verify=False)
+    assert [f.action for f in files] == [action]
 
 
 def test_a_listing_that_drops_to_the_day_is_still_current(tmp_path: Path) -> None:
