@@ -103,7 +103,7 @@ def test_bad_url_exits_2(dest: Path, url: str) -> None:
     ["s3://bucket/x/", "--s3-endpoint", "http://300:9000"],
     ["s3://bucket/x/", "--s3-endpoint", "http://999.1.1.1"],
     ["s3://bucket/x/", "--s3-endpoint", "http://127.0.0.1:0"],
-    ["https://127.0.0.1:9/x/", "--proxy", "http://1.2.3:8"],
+    ["https://127.0.0.1:9/x/", "--proxy", "http://1.2.3:8"], ["http://[fe80::1%25lo]:8/x/"],
 ])
 def test_an_address_no_url_parser_agrees_on_exits_2(dest: Path, args: list[str]) -> None:
     """A host that reads as an IPv4 address but is not one (aiohttp failed with a traceback

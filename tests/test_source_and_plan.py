@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pubmed_mirror import FtpSource, MirrorOptions, RemoteEntry
+from pubmed_mirror import FtpSource, HttpSource, MirrorOptions, RemoteEntry
 from pubmed_mirror._plan import (
     PlannedFile,
     Selection,
@@ -74,6 +74,19 @@ def test_password_from_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     netrc.chmod(0o600)
     src = FtpSource.parse("ftp://example.org/x/", netrc_file=netrc)
     assert (src.user, src.password) == ("bob", "hunter2")
+
+
+def test_hosts_urls_allow_are_taken() -> None:
+    """An IPv6 address in brackets (FTP's too, refused before), a name with '_' or a
+    trailing dot, a name beginning with digits; a proxy's name in any script."""
+    from pubmed_mirror._proxy import parse_proxy
+
+    assert FtpSource.parse("ftp://[::1]:2121/x/").host == "::1"
+    for host in ("my_host", "example.org.", "123.example.org", "1e100.net"):
+        assert FtpSource.parse(f"ftp://{host}/x/").host == host
+        assert HttpSource.parse(f"https://{host}/x/").host == host
+    assert parse_proxy("http://b\u00fccher.example:3128", from_argv=True).host == (
+        "b\u00fccher.example")
 
 
 @pytest.mark.parametrize(

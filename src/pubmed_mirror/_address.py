@@ -13,19 +13,22 @@ _NAME = re.compile(r"[A-Za-z0-9._\-]+")  # ("_": names in /etc/hosts, Docker's)
 _NUMBER = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 
 
-def host_problem(host: str) -> str | None:
-    """What is wrong with `host` (a name, an IPv4 address, or an IPv6 one in brackets, as a
-    URL holds it), or None. A name whose last label is a number is an IPv4 address to a
-    URL parser (WHATWG's, yarl's): it must be one, written out (`300`, `1.2.3`, `0x7f.1`
-    are refused; aiohttp fails on some of them, and the rest reach an address the user
-    did not write)."""
-    if host.startswith("[") and host.endswith("]"):
+def host_problem(host: str, *, any_name: bool = False) -> str | None:
+    """What is wrong with `host` (a name, an IPv4 address, or an IPv6 one, in brackets or
+    not), or None. A name whose last label is a number is an IPv4 address to a URL parser
+    (WHATWG's, yarl's): it must be one, written out (`300`, `1.2.3`, `0x7f.1` are refused;
+    aiohttp fails on some of them, and the rest reach an address the user did not write).
+    `any_name`: a name need not be ASCII letters, digits, '.', '-' and '_' (a proxy's)."""
+    if ":" in host:
+        address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if "%" in address:
+            return "an IPv6 zone is not supported"
         try:
-            ipaddress.IPv6Address(host[1:-1])
+            ipaddress.IPv6Address(address)
         except ValueError:
             return "not an IPv6 address"
         return None
-    if not host or not _NAME.fullmatch(host):
+    if not host or not (any_name or _NAME.fullmatch(host)):
         return "invalid host name"
     if _NUMBER.fullmatch(host.rstrip(".").rpartition(".")[2]):
         try:

@@ -80,7 +80,8 @@ def parse_proxy(text: str, *, from_argv: bool = False,
         raise BadSource(f"unsupported proxy URL {shown!r}: expected http://host[:port]")
     host = parts.hostname or ""
     if (not host or parts.path not in ("", "/") or parts.query or parts.fragment
-            or host_problem(f"[{host}]" if ":" in host else host) is not None):
+            or any(c.isspace() or c in "\0/\\" for c in host)
+            or host_problem(host, any_name=True) is not None):
         raise BadSource(f"malformed proxy URL {shown!r}: expected http://host[:port]")
     if parts.password is not None and from_argv:
         raise BadSource("do not put the proxy's password on the command line; set it in "

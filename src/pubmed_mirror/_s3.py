@@ -110,7 +110,7 @@ def _check_endpoint(url: str) -> tuple[str, str, int]:
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise BadSource(f"malformed --s3-endpoint {url!r}: only http[s]://host[:port]")
     host = parts.hostname
-    if (problem := host_problem(f"[{host}]" if ":" in host else host)) is not None:
+    if (problem := host_problem(host)) is not None:
         raise BadSource(f"malformed --s3-endpoint {url!r}: {problem}")
     return scheme, host, port
 
