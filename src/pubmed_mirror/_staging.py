@@ -35,6 +35,7 @@ from ._plan import (
     unreadable_entries,
 )
 from ._pubmed import file_order, pubmed_number, pubmed_year
+from ._sight import HIDING, sight_condition, sight_test
 from ._state import ManifestEntry
 from ._transport import RemoteEntry
 from ._tree import SEPARATOR, FoldRule, behind_link, unsafe_path_reason
@@ -161,9 +162,9 @@ class Staging:
         with self._connection() as db:
             db.execute("BEGIN")
             db.executemany(f"INSERT OR IGNORE INTO staged ({_ROWS}) VALUES ({marks})",
-                           (r for r in rows if r[4] not in _HIDING))
+                           (r for r in rows if r[4] not in HIDING))
             db.executemany(f"INSERT OR REPLACE INTO staged ({_ROWS}) VALUES ({marks})",
-                           (r for r in rows if r[4] in _HIDING))
+                           (r for r in rows if r[4] in HIDING))
             db.execute("COMMIT")
 
     def _row(self, entry: RemoteEntry) -> tuple[Any, ...]:
@@ -530,7 +531,7 @@ class Staging:
             old_years = superseded(db, dest, new)
             if not gone:
                 return Deletions((), old_years, None)
-            sight = self._in_sight(db, depth)
+            sight = sight_condition(db, depth)
             recorded = db.execute(f"SELECT count(*) FROM main.files f WHERE {DATA} AND "
                                   f"{sight}").fetchone()[0]
             listed = db.execute("SELECT count(*) FROM staged WHERE listed").fetchone()[0]
@@ -544,44 +545,14 @@ class Staging:
         return Deletions(gone_names, old_years,
                          refusal(len(gone_names), recorded, listed, limit))
 
-    @staticmethod
-    def _in_sight(db: sqlite3.Connection, depth: int | None) -> str:
-        """A condition on `f.name`: a name the listing could have shown. A directory that
-        could not be listed, or was not entered as a loop, hides what it holds; a deeper
-        name was never asked for (a run after one with more levels must not take its files
-        for gone). "1" when nothing is out of sight: no function call per recorded file."""
-        seen = Staging._sight(db, depth)
-        if seen is None:
-            return "1"
-        db.create_function("in_sight", 1, seen, deterministic=True)
-        return "in_sight(f.name)"
-
     def in_sight(self, depth: int | None) -> Callable[[str], bool]:
-        """Whether the listing could have shown a name (`_in_sight`), for names outside
-        the manifest (blocking)."""
+        """Whether the listing could have shown a name (`_sight`), for names outside the
+        manifest (blocking)."""
         with self._connection() as db:
-            seen = self._sight(db, depth)
+            seen = sight_test(db, depth)
         return (lambda name: True) if seen is None else (lambda name: bool(seen(name)))
 
-    @staticmethod
-    def _sight(db: sqlite3.Connection, depth: int | None) -> Callable[[str], int] | None:
-        """`_in_sight`'s test of a name; None when every name is in sight."""
-        unlisted = frozenset(r[0] for r in db.execute(
-            "SELECT name FROM staged WHERE kind IN ('unlisted', 'loop')"))
-        if depth is None and not unlisted:
-            return None
-        below = tuple(name + SEPARATOR for name in unlisted)
 
-        def seen(name: str) -> int:
-            if depth is not None and name.count(SEPARATOR) > depth:
-                return 0
-            return int(name not in unlisted and not name.startswith(below))
-
-        return seen
-
-
-# the kinds of a directory whose files the listing does not show (see `_in_sight`)
-_HIDING = ("unlisted", "loop")
 
 
 def _utf8(entry: RemoteEntry) -> bool:
