@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import anyio
@@ -137,6 +138,35 @@ async def test_a_recent_file_listed_by_list_resumes_when_an_md5_checks_it(
     assert report.ok, report.failed
     assert (dest / BIG).read_bytes() == data
     assert offsets == ([0, rest_at(1_234_567)] if with_md5 else [0, 0])
+
+
+async def test_a_part_from_an_earlier_run_is_not_resumed_blind_over_list(
+        tmp_path: Path) -> None:
+    """LIST shows minutes: a file without an MD5, cut short in one run, then rewritten at
+    the same size in the same minute with only its first MiB changed, was resumed by the
+    next run from the part (the 16 KiB compared at the resume point are alike) and landed
+    spliced, exit 0, then skipped for good. A part an earlier run left, of a file nothing
+    checks and only a coarse time describes, is now resumed only when MDTM says the file
+    is older than the part: here it starts again from 0 and lands whole."""
+    root, dest = tmp_path / "remote", tmp_path / "m"
+    root.mkdir()
+    first = b"A" * (4 << 20)
+    second = b"B" * (1 << 20) + first[1 << 20:]
+    target = root / "x.bin"
+    stamp = time.time() // 60 * 60 + 5  # this minute: two versions within it
+    target.write_bytes(first)
+    os.utime(target, (stamp, stamp))
+    with FaultyFTPServer(root, disable_mlsd=True) as server:
+        server.faults.add("x.bin", Fault(kind="kill_control", after_bytes=3 << 20))
+        cut = await mirror(server.url, dest, opts(retry=RetryPolicy(attempts=1)))
+        assert [f.name for f in cut.failed] == ["x.bin"]
+        target.write_bytes(second)
+        os.utime(target, (stamp + 3, stamp + 3))
+        report = await mirror(server.url, dest, opts())
+        offsets = server.stats.rest_offsets["x.bin"]
+    assert report.ok, report.failed
+    assert (dest / "x.bin").read_bytes() == second
+    assert offsets[-1] == 0
 
 
 @pytest.mark.parametrize("kind", ["close_426", "close_226", "kill_control"])

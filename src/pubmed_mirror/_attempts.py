@@ -155,7 +155,7 @@ class FileAttempts:
             if not self._checked:
                 self._checked = True
                 self.local_copy_kept = await anyio.to_thread.run_sync(self._local_copy_is_right)
-            if not verify:
+            if not verify and not self.local_copy_kept:  # (a copy kept keeps its NAME.md5)
                 await self._companion(session)
             if not self.local_copy_kept:
                 if verify:
@@ -468,6 +468,12 @@ class FileAttempts:
                                 if self._checks_by_object() else None)
                 else:
                     self._now = entry
+        elif (started := await self._blind_part(session, entry)) is not None:
+            # a part an earlier run left, of a file only a coarse time describes and nothing
+            # checks: resumed only if SIZE/MDTM or HEAD say it is the version it began as
+            now = await session.stat(path)
+            if not same_version(entry, now, started, checked=False):
+                entry = self._now = self._changed(path, entry, now)
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         if self._vouched(session, entry):
@@ -479,6 +485,22 @@ class FileAttempts:
         self.current = entry
         return RemoteFile(path, entry.size, self.mtime, self.md5, entry.validator,
                           self.object_checksum)
+
+    async def _blind_part(self, session: Session, entry: RemoteEntry) -> float | None:
+        """When the part an earlier run left began, if this attempt would resume it with
+        nothing to tell another version by: no MD5 or checksum, no validator recorded with
+        the part (HTTP's If-Range), a listed time coarser than a second (LIST, web pages: a
+        rewrite in the same minute at the same size shows no change, and the 16 KiB
+        compared at the resume point miss a change before them); else None."""
+        checksum = self.object_checksum
+        if (self.md5 is not None or (checksum is not None and checksum.checkable)
+                or isinstance(session, S3Session) or entry.mtime_resolution <= 1
+                or self._fresh or self.tail is not None):
+            return None
+        part = self._part()
+        started, recorded = await anyio.to_thread.run_sync(
+            lambda: (part_started(part), part_validator(part)))
+        return started if recorded is None else None
 
     def _vouched(self, session: Session, entry: RemoteEntry) -> bool:
         """Whether a rewrite while it is received needs no look (`_rewrite`): an MD5 or a
@@ -552,8 +574,11 @@ class FileAttempts:
 
     def _write_record(self) -> None:
         """Write NAME.md5 beside NAME (or drop a stale one: `Companion.write`), then vouch
-        for NAME in the manifest."""
-        self.companion.write(self.run.dest, self.run.manifest)
+        for NAME in the manifest. With --no-verify a local copy kept keeps its NAME.md5:
+        the server's, unchecked, may be of another version (`verify` would call the copy
+        corrupt)."""
+        if self.run.options.verify or not self.local_copy_kept:
+            self.companion.write(self.run.dest, self.run.manifest)
         now = time.time()
         etag = self.current.validator  # a strong ETag names the version (S3: vouched by)
         own = self.object_checksum  # S3's checksum of the object (checked when it can be)
