@@ -278,13 +278,14 @@ def test_the_staged_comparison_reads_times_as_same_time(
 
 
 @pytest.mark.parametrize(("fetched", "resolution", "action"), [
-    (1_050.0, 60.0, "check"), (1_139.0, 60.0, "check"), (1_141.0, 60.0, "skip"),
-    (1_021.0, 1.0, "skip"), (1_025.0, 86_400.0, "check")])
+    (1_050.0, 60.0, "check"), (51_539.0, 60.0, "check"), (51_541.0, 60.0, "skip"),
+    (1_021.0, 1.0, "skip"), (1_025.0, 86_400.0, "skip")])
 def test_a_record_made_before_its_listed_minute_was_over_is_checked(
         tmp_path: Path, fetched: float, resolution: float, action: str) -> None:
-    """Listed at 1020 to the minute: recorded before 1020 + 2 x 60 (the minute, and as much
-    again for the server's clock), the file may have been rewritten within that minute at
-    the same size since: checked, not skipped. A time to the second vouches at once."""
+    """Listed at 1020 to the minute: recorded before 1020 + 2 x 60 + 14 hours (the minute,
+    as much again for the server's clock, and a local time read as UTC), the file may have
+    been rewritten within that minute at the same size since: checked, not skipped. A time
+    to the second vouches at once; so does a day's (an `ls -l` time of a file months old)."""
     local = tmp_path / "f"
     local.write_bytes(b"abcd")
     os.utime(local, (1_020.0, 1_020.0))

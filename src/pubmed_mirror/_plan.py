@@ -216,12 +216,15 @@ OTHER_ETAG = ("coalesce({f}.etag IS NOT NULL AND {s}.validator IS NOT NULL AND "
               "{f}.etag != {s}.validator, 0)")
 
 
-# Recorded before the listed time's minute (its resolution) was over, give or take as much
-# again for the server's clock: the file may have been rewritten since within that minute,
-# at the same size, and the listing cannot tell (nginx, Apache and vsftpd show minutes). Not
-# vouched for once: checked (against its NAME.md5, fetched again), then recorded anew.
-YOUNG = ("coalesce({s}.resolution > 1 AND {f}.fetched_at < {s}.mtime + 2 * {s}.resolution, "
-         "0)")
+# Recorded before the listed time's minute (its resolution) was over: the file may have
+# been rewritten since within that minute, at the same size, and the listing cannot tell
+# (nginx, Apache and vsftpd show minutes). As the listed time may be the server's local
+# time (Apache's pages, vsftpd's use_localtime), read as UTC, up to 14 hours off either way,
+# "over" is the listed time plus 14 hours and twice its resolution. Not vouched for while
+# that lasts: checked (against its NAME.md5, fetched again: one small request a run), then
+# recorded anew.
+YOUNG = ("coalesce({s}.resolution > 1 AND {s}.resolution < 86400 AND {f}.fetched_at < "
+         "{s}.mtime + 2 * {s}.resolution + 50400, 0)")
 
 
 # The page shows another time than it showed when the file was recorded (`shown`: both the
