@@ -470,6 +470,7 @@ def test_vsftpd_directory_it_may_not_read_keeps_its_files_under_delete(
     secret = {f"secret/s{i}.txt": f"secret {i}\n".encode() for i in range(3)}
     for name, data in secret.items():
         (remote / name).write_bytes(data)
+    (world_readable / "to-nowhere").symlink_to("tree/nowhere")  # (listed as its own line)
     _readable(world_readable)
     dest = tmp_path / "local"
     with real_server("vsftpd", world_readable, tmp_path / "server") as server:
@@ -480,6 +481,8 @@ def test_vsftpd_directory_it_may_not_read_keeps_its_files_under_delete(
                      "--max-delete", "100%")
         missing_start = run("mirror", server.url + "no-such-dir/", "--dest",
                             str(tmp_path / "nothing"))
+        linked_start = run("mirror", server.url + "to-nowhere/", "--dest",
+                           str(tmp_path / "linked"))
     assert first.returncode == 0, first.stdout + first.stderr
     assert landed(dest) == {"keep/k.txt": b"keep\n", **secret}
     assert second.returncode == 1, second.stdout + second.stderr
@@ -487,6 +490,7 @@ def test_vsftpd_directory_it_may_not_read_keeps_its_files_under_delete(
     assert landed(dest) == {"keep/k.txt": b"keep\n", **secret}
     assert missing_start.returncode == 1, missing_start.stdout + missing_start.stderr
     assert "cannot list" in missing_start.stderr
+    assert linked_start.returncode == 1, linked_start.stdout + linked_start.stderr
 
 
 @pytest.mark.parametrize("style", ["table", "pre"])

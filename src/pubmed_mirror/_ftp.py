@@ -483,8 +483,9 @@ def _mlsd_entry(client: aioftp.Client, line: bytes) -> RemoteEntry | None:
 
 
 def _names_itself(entry: RemoteEntry | None, path: str) -> bool:
-    """Whether a listing's one entry is the listed directory's own line (vsftpd's way)."""
-    return entry is not None and entry.kind == "dir" and entry.name == path.rstrip(
+    """Whether a listing's one entry is the listed directory's own line (vsftpd's way; a
+    link's, when the directory is a link to one it cannot open)."""
+    return entry is not None and entry.kind in ("dir", "link") and entry.name == path.rstrip(
         "/").rpartition("/")[2]
 
 
