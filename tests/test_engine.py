@@ -169,6 +169,27 @@ async def test_a_part_from_an_earlier_run_is_not_resumed_blind_over_list(
     assert offsets[-1] == 0
 
 
+async def test_a_part_from_an_earlier_run_starts_again_when_mdtm_is_refused(
+        tmp_path: Path) -> None:
+    """The look at a part left by an earlier run (`_blind_part`) asks MDTM; a server that
+    refuses it with 550 tells nothing: the file starts again from 0 and lands (the refusal
+    failed the file at every run)."""
+    root, dest = tmp_path / "remote", tmp_path / "m"
+    root.mkdir()
+    data = os.urandom(4 << 20)
+    (root / "x.bin").write_bytes(data)
+    with FaultyFTPServer(root, disable_mlsd=True) as server:
+        server.faults.add("x.bin", Fault(kind="kill_control", after_bytes=3 << 20))
+        cut = await mirror(server.url, dest, opts(retry=RetryPolicy(attempts=1)))
+        assert [f.name for f in cut.failed] == ["x.bin"]
+    with FaultyFTPServer(root, disable_mlsd=True,
+                         replies={"MDTM": "550 Could not get file modification time."}) as server:
+        report = await mirror(server.url, dest, opts())
+        offsets = server.stats.rest_offsets["x.bin"]
+    assert report.ok, report.failed
+    assert (dest / "x.bin").read_bytes() == data and offsets == [0]
+
+
 @pytest.mark.parametrize("kind", ["close_426", "close_226", "kill_control"])
 @pytest.mark.parametrize("after", [1, 65_536, 1_234_567, 2_999_999])
 async def test_clean_drop_resumes_at_exact_offset(ftpd: FaultyFTPServer, tree: Tree, dest: Path,

@@ -237,6 +237,10 @@ STARTED = 1_795_953_600.0  # when the part began
      RemoteEntry("f", 10, STARTED + 5), False),  # modified while we were fetching it
     (RemoteEntry("f", 10, 1020.0, mtime_resolution=60),
      RemoteEntry("f", 10, STARTED - 600), False),  # just before: the server's clock may lag
+    (RemoteEntry("f", 10, 1020.0, mtime_resolution=60),
+     RemoteEntry("f", 10, STARTED - 5 * 3600), False),  # an MDTM in New York's time
+    (RemoteEntry("f", 10, 1020.0, mtime_resolution=60),
+     RemoteEntry("f", 10, STARTED - 16 * 3600), True),
 ])
 def test_a_retry_knows_a_new_version(listed: RemoteEntry, now: RemoteEntry, same: bool) -> None:
     """SIZE/MDTM against the listing (MLSD) or against when the part began (LIST)."""

@@ -471,7 +471,11 @@ class FileAttempts:
         elif (started := await self._blind_part(session, entry)) is not None:
             # a part an earlier run left, of a file only a coarse time describes and nothing
             # checks: resumed only if SIZE/MDTM or HEAD say it is the version it began as
-            now = await session.stat(path)
+            # (a refusal of them, 550 too, tells nothing: it starts again from 0)
+            try:
+                now = await session.stat(path)
+            except RemoteFileError:
+                now = RemoteEntry(entry.name, None, None, "file")
             if not same_version(entry, now, started, checked=False):
                 entry = self._now = self._changed(path, entry, now)
         if entry.size is None:  # never finalize without a size to check against
@@ -495,12 +499,14 @@ class FileAttempts:
         checksum = self.object_checksum
         if (self.md5 is not None or (checksum is not None and checksum.checkable)
                 or isinstance(session, S3Session) or entry.mtime_resolution <= 1
-                or self._fresh or self.tail is not None):
+                or self._fresh or self.tail is not None or not self.run.resume):
             return None
         part = self._part()
-        started, recorded = await anyio.to_thread.run_sync(
-            lambda: (part_started(part), part_validator(part)))
-        return started if recorded is None else None
+        started, recorded, there = await anyio.to_thread.run_sync(
+            lambda: (part_started(part), part_validator(part), os.path.lexists(part)))
+        if recorded is not None or not there:
+            return None
+        return 0.0 if started is None else started  # (no time recorded: never resumed)
 
     def _vouched(self, session: Session, entry: RemoteEntry) -> bool:
         """Whether a rewrite while it is received needs no look (`_rewrite`): an MD5 or a

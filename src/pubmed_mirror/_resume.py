@@ -122,7 +122,7 @@ def same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | No
     when the part began instead: a file modified since then, or shortly before (the server's
     clock may be behind), is taken for a new version, unless an MD5 checks it (`checked`):
     then a splice of two versions fails the check and the file is fetched again, while a
-    resume is not lost for every file posted within the hour (a daily update file). With no
+    resume is not lost for every file posted within 15 hours (a daily update file). With no
     time to compare, only an MD5 would catch two versions spliced: without one, it is not
     the same."""
     if now.size is not None and now.size != listed.size:
@@ -134,4 +134,7 @@ def same_version(listed: RemoteEntry, now: RemoteEntry, part_started: float | No
     return checked or part_started is not None and now.mtime < part_started - _CLOCK_SKEW
 
 
-_CLOCK_SKEW = 3600.0  # erring this way costs a restart from 0, never a splice
+# erring this way costs a restart from 0, never a splice: an hour for the server's clock,
+# and 14 more for an MDTM in the server's local time (vsftpd's use_localtime, pyftpdlib's
+# --use-localtime), read as UTC
+_CLOCK_SKEW = 15 * 3600.0
