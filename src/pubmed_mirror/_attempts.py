@@ -473,11 +473,11 @@ class FileAttempts:
             # checks: resumed only if SIZE/MDTM or HEAD say it is the version it began as
             # (a refusal of them, 550 too, tells nothing: it starts again from 0)
             try:
-                now = await session.stat(path)
-            except RemoteFileError:
-                now = RemoteEntry(entry.name, None, None, "file")
-            if not same_version(entry, now, started, checked=False):
-                entry = self._now = self._changed(path, entry, now)
+                looked = now = await session.stat(path)
+            except RemoteFileError:  # (and no look to compare with once the bytes are in)
+                looked = RemoteEntry(entry.name, None, None, "file")
+            if not same_version(entry, looked, started, checked=False):
+                entry = self._now = self._changed(path, entry, looked)
         if entry.size is None:  # never finalize without a size to check against
             raise ProtocolError("the server gives no size for this file", path=path)
         if self._vouched(session, entry):
