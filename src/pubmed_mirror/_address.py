@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["host_problem", "port_of"]
+from ._errors import BadSource
+
+__all__ = ["check_endpoint", "host_problem", "port_of"]
 
 _NAME = re.compile(r"[A-Za-z0-9._\-]+")  # ("_": names in /etc/hosts, Docker's)
 _NUMBER = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
@@ -47,3 +49,21 @@ def port_of(parts: SplitResult, default: int) -> int:
     if port == 0:
         raise ValueError("port 0 is out of range 1-65535")
     return port
+
+
+def check_endpoint(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of `--s3-endpoint http[s]://host[:port]`; else BadSource."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = port_of(parts, {"http": 80, "https": 443}.get(scheme, 0))
+    except ValueError as exc:
+        raise BadSource(f"malformed --s3-endpoint {url!r}: {exc}") from None
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise BadSource(f"malformed --s3-endpoint {url!r}: expected http[s]://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise BadSource(f"malformed --s3-endpoint {url!r}: only http[s]://host[:port]")
+    host = parts.hostname
+    if (problem := host_problem(host)) is not None:
+        raise BadSource(f"malformed --s3-endpoint {url!r}: {problem}")
+    return scheme, host, port

@@ -34,23 +34,20 @@ from ._s3 import ObjectHead, S3Session
 from ._s3list import etag_md5
 from ._select import other_etag
 from ._state import ManifestEntry
-from ._tail import FileTail, segments_on_disk
+from ._tail import FileTail, ready_part
 from ._transfer import (
     RemoteFile,
     Span,
     discard_part,
     finalize,
-    open_part,
     part_digest,
     part_path,
     part_started,
     part_validator,
     receive_span,
-    start_part,
     started_from,
 )
 from ._transport import RemoteEntry, Session
-from ._tree import make_parents
 from ._whole import (
     IN_MEMORY,
     in_memory,
@@ -202,7 +199,7 @@ class FileAttempts:
         scan = self.tail is None or not self.tail.spans
         fresh, self._fresh = self._fresh or not self.run.resume, False
         have, found, restarted, remote, opened = await anyio.to_thread.run_sync(
-            _ready, self.run.dest, self.entry.name, part, remote, scan, fresh)
+            ready_part, self.run.dest, self.entry.name, part, remote, scan, fresh)
         try:
             first = self._first_span(part, remote, have, found, restarted)
         except BaseException:
@@ -593,32 +590,3 @@ class FileAttempts:
             self.entry.name, self.size, self.mtime, self.md5, now, now if checked else None,
             etag=etag if etag and etag.startswith('"') else None,
             checksum=str(own) if own else None, shown=self.entry.shown))
-
-def _ready(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fresh: bool
-           ) -> tuple[int, list[Span], bool, RemoteFile, tuple[int, int]]:
-    """Before NAME's first byte is asked for, in one trip to a worker thread, not three (each
-    trip wakes a thread, then the event loop, and contends for the GIL: a small file's cost):
-    the directories NAME goes in (a link there fails it), `_prepare`, then NAME.part opened
-    (`open_part`) for `receive_span`."""
-    make_parents(dest, name)
-    have, found, restarted, remote = _prepare(part, remote, scan, fresh, name)
-    with local_errors(part):
-        return have, found, restarted, remote, open_part(part)
-
-
-def _prepare(part: Path, remote: RemoteFile, scan: bool, fresh: bool,
-             name: str) -> tuple[int, list[Span], bool, RemoteFile]:
-    """NAME.part's length (started afresh, its segments removed, unless it is of this
-    version and not `fresh`: `restarted`), when `scan` the segments a previous attempt or run
-    left, and `remote` with the validator the part was started from. Run in a thread."""
-    if fresh:
-        discard_part(part)
-    have, restarted = start_part(part, remote, name=name)
-    if restarted:  # its record, just written, names remote's own validator
-        return have, [], restarted, remote
-    remote = started_from(part, remote)
-    if scan:
-        have, found = segments_on_disk(part, remote.size, have)
-        return have, found, restarted, remote
-    return have, [], restarted, remote
-

@@ -19,11 +19,10 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 import anyio
 
-from ._address import host_problem, port_of
+from ._address import check_endpoint
 from ._backoff import ServerGate
 from ._digest import Checksum
 from ._errors import (
@@ -97,24 +96,6 @@ def object_checksum(headers: Mapping[str, str], *, multipart: bool) -> Checksum 
     return None
 
 
-def _check_endpoint(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of `--s3-endpoint http[s]://host[:port]`; else BadSource."""
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        port = port_of(parts, {"http": 80, "https": 443}.get(scheme, 0))
-    except ValueError as exc:
-        raise BadSource(f"malformed --s3-endpoint {url!r}: {exc}") from None
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise BadSource(f"malformed --s3-endpoint {url!r}: expected http[s]://host[:port]")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise BadSource(f"malformed --s3-endpoint {url!r}: only http[s]://host[:port]")
-    host = parts.hostname
-    if (problem := host_problem(host)) is not None:
-        raise BadSource(f"malformed --s3-endpoint {url!r}: {problem}")
-    return scheme, host, port
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class S3Source:
     """The objects of `bucket` whose keys begin with `prefix` ("" or ending in "/"); keys
@@ -155,7 +136,7 @@ class S3Source:
         if any(c in self.narrow for c in "/\r\n\0"):
             raise BadSource(f"invalid S3 key narrowing {self.narrow!r}: one level, no '/'")
         if self.endpoint is not None:
-            _check_endpoint(self.endpoint)
+            check_endpoint(self.endpoint)
         if self.requester_pays and not self.sign:
             raise BadSource("--s3-requester-pays needs --s3-sign (AWS bills the signer)")
 
@@ -171,7 +152,7 @@ class S3Source:
         one back-off per server): the endpoint's host, else the bucket's own AWS name, so
         mirrors of one bucket's prefixes (`pmc:metadata` and `pmc:articles`) share them."""
         if self.endpoint is not None:
-            _, host, port = _check_endpoint(self.endpoint)
+            _, host, port = check_endpoint(self.endpoint)
             return f"{host}:{port}"
         return f"{self.bucket}.s3.amazonaws.com"
 
@@ -206,7 +187,7 @@ class S3Source:
             prefix += "/"
         if sign:
             _botocore()  # a missing extra is bad usage, said before any I/O
-        scheme, host, port = (_check_endpoint(endpoint) if endpoint is not None
+        scheme, host, port = (check_endpoint(endpoint) if endpoint is not None
                               else ("https", f"{check_bucket(bucket)}.s3.amazonaws.com", 443))
         return cls(bucket=bucket, prefix=prefix, endpoint=endpoint, sign=sign,
                    requester_pays=requester_pays,
@@ -333,7 +314,7 @@ class S3Transport:
 
         source = self.source
         if source.endpoint is not None:
-            scheme, host, port = _check_endpoint(source.endpoint)
+            scheme, host, port = check_endpoint(source.endpoint)
         else:
             region = "" if self.region == DEFAULT_REGION else f".{self.region}"
             scheme, host, port = "https", f"{source.bucket}.s3{region}.amazonaws.com", 443

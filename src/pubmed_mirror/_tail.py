@@ -25,9 +25,17 @@ import anyio
 from ._errors import ProtocolError, ResumeRefused, TruncatedTransfer, local_errors
 from ._layout import open_read, segment_files, segment_path
 from ._resume import OVERLAP
-from ._transfer import Span
+from ._transfer import (
+    RemoteFile,
+    Span,
+    discard_part,
+    open_part,
+    start_part,
+    started_from,
+)
+from ._tree import make_parents
 
-__all__ = ["FileTail", "Tails", "segments_on_disk"]
+__all__ = ["FileTail", "Tails", "ready_part", "segments_on_disk"]
 
 
 class FileTail:
@@ -238,4 +246,33 @@ class Tails:
             return None
         tail, span = best
         return tail, tail.split(span)
+
+
+def ready_part(dest: Path, name: str, part: Path, remote: RemoteFile, scan: bool, fresh: bool
+               ) -> tuple[int, list[Span], bool, RemoteFile, tuple[int, int]]:
+    """Before NAME's first byte is asked for, in one trip to a worker thread, not three (each
+    trip wakes a thread, then the event loop, and contends for the GIL: a small file's cost):
+    the directories NAME goes in (a link there fails it), `_prepare`, then NAME.part opened
+    (`open_part`) for `receive_span`."""
+    make_parents(dest, name)
+    have, found, restarted, remote = _prepare(part, remote, scan, fresh, name)
+    with local_errors(part):
+        return have, found, restarted, remote, open_part(part)
+
+
+def _prepare(part: Path, remote: RemoteFile, scan: bool, fresh: bool,
+             name: str) -> tuple[int, list[Span], bool, RemoteFile]:
+    """NAME.part's length (started afresh, its segments removed, unless it is of this
+    version and not `fresh`: `restarted`), when `scan` the segments a previous attempt or run
+    left, and `remote` with the validator the part was started from. Run in a thread."""
+    if fresh:
+        discard_part(part)
+    have, restarted = start_part(part, remote, name=name)
+    if restarted:  # its record, just written, names remote's own validator
+        return have, [], restarted, remote
+    remote = started_from(part, remote)
+    if scan:
+        have, found = segments_on_disk(part, remote.size, have)
+        return have, found, restarted, remote
+    return have, [], restarted, remote
 
