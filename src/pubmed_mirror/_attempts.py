@@ -453,9 +453,7 @@ class FileAttempts:
             # still the same file? (S3's is asked in `_recheck_version`)
             self._recheck = False
             now = await session.stat(path)
-            part = self._part()
-            started = await anyio.to_thread.run_sync(part_started, part)
-            recorded = await anyio.to_thread.run_sync(part_validator, part)
+            started, recorded, _ = await self._part_record()
             if (isinstance(session, S3Session) and other_etag(entry.validator, now.validator)
                     or not same_version(entry, now, started, checked=self.md5 is not None)
                     or None not in (recorded, now.validator) and recorded != now.validator):
@@ -498,12 +496,17 @@ class FileAttempts:
                 or isinstance(session, S3Session) or entry.mtime_resolution <= 1
                 or self._fresh or self.tail is not None or not self.run.resume):
             return None
-        part = self._part()
-        started, recorded, there = await anyio.to_thread.run_sync(
-            lambda: (part_started(part), part_validator(part), os.path.lexists(part)))
+        started, recorded, there = await self._part_record()
         if recorded is not None or not there:
             return None
         return 0.0 if started is None else started  # (no time recorded: never resumed)
+
+    async def _part_record(self) -> tuple[float | None, str | None, bool]:
+        """NAME.part's record (when the part began, the validator it was started from) and
+        whether the part is on disk: one trip to a worker thread."""
+        part = self._part()
+        return await anyio.to_thread.run_sync(
+            lambda: (part_started(part), part_validator(part), os.path.lexists(part)))
 
     def _vouched(self, session: Session, entry: RemoteEntry) -> bool:
         """Whether a rewrite while it is received needs no look (`_rewrite`): an MD5 or a
